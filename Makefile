@@ -1,0 +1,84 @@
+# tdgl-streaming build. `make` builds bin/tdgl-primary and bin/tdgl-replica;
+# `make test` runs the whole suite; `make SANITIZE=1 test` runs it under ASan+UBSan.
+CC      ?= cc
+PREFIX  ?= /usr/local
+DESTDIR ?=
+PYTHON  ?= /usr/bin/python3
+BUILD   := build$(if $(SANITIZE),-san)
+BIN     := bin$(if $(SANITIZE),-san)
+
+WARN    := -Wall -Wextra -Werror -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -Wshadow
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=gnu11 $(WARN) -I. -I/usr/include/postgresql -D_GNU_SOURCE -pthread
+LDLIBS  := -lmicrohttpd -lcurl -lcjson -lpq -lssl -lcrypto -lm -pthread
+ifdef SANITIZE
+CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=address,undefined
+endif
+
+COMMON_SRC  := $(wildcard common/*.c)
+PRIMARY_SRC := $(wildcard primary/*.c)
+REPLICA_SRC := $(wildcard replica/*.c)
+UNIT_SRC    := $(wildcard tests/unit/*.c)
+COMMON_OBJ  := $(COMMON_SRC:%.c=$(BUILD)/%.o)
+PRIMARY_OBJ := $(PRIMARY_SRC:%.c=$(BUILD)/%.o) $(BUILD)/sql/primary_sql.o
+REPLICA_OBJ := $(REPLICA_SRC:%.c=$(BUILD)/%.o) $(BUILD)/sql/replica_sql.o
+
+.PHONY: all deps test unit integration clean install demo demo-stop bench fuzz
+all: $(BIN)/tdgl-primary $(BIN)/tdgl-replica
+
+$(BIN)/tdgl-primary: $(PRIMARY_OBJ) $(COMMON_OBJ)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BIN)/tdgl-replica: $(REPLICA_OBJ) $(COMMON_OBJ)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BIN)/unit-tests: $(UNIT_SRC:%.c=$(BUILD)/%.o) $(COMMON_OBJ) $(BUILD)/sql/primary_sql.o $(BUILD)/sql/replica_sql.o
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+# SQL files are embedded in the binaries as NUL-terminated strings.
+$(BUILD)/sql/%_sql.c: sql/%.sql tools/embed.sh
+	@mkdir -p $(@D)
+	sh tools/embed.sh $< sql_$* > $@
+
+$(BUILD)/sql/%_sql.o: $(BUILD)/sql/%_sql.c
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+deps:
+	sh tools/deps.sh
+
+unit: $(BIN)/unit-tests
+	$(BIN)/unit-tests
+
+integration: all
+	TDGL_BIN=$(CURDIR)/$(BIN) $(PYTHON) -m pytest -q -x -p no:cacheprovider tests $(PYTEST_ARGS)
+
+test: deps all unit
+	TDGL_BIN=$(CURDIR)/$(BIN) $(PYTHON) -m pytest -q -p no:cacheprovider tests $(PYTEST_ARGS)
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 $(BIN)/tdgl-primary $(BIN)/tdgl-replica $(DESTDIR)$(PREFIX)/bin/
+	install -d $(DESTDIR)$(PREFIX)/lib/systemd/system
+	install -m 0644 deploy/tdgl-primary.service deploy/tdgl-replica.service $(DESTDIR)$(PREFIX)/lib/systemd/system/
+
+demo: deps all
+	sh tools/demo.sh start
+
+demo-stop:
+	sh tools/demo.sh stop
+
+bench: deps all
+	$(PYTHON) bench/run.py
+
+clean:
+	rm -rf build build-san bin bin-san

@@ -1,0 +1,36 @@
+/* db: libpq helpers: connect, parameterised queries with logged errors, a blocking
+ * connection pool, and versioned migrations. Values are always bound, never pasted. */
+#ifndef TDGL_DB_H
+#define TDGL_DB_H
+#include <stddef.h>
+#include <libpq-fe.h>
+
+/* Connects; on failure returns NULL and writes libpq's message into err. */
+PGconn *db_connect(const char *conninfo, char *err, size_t errlen);
+
+/* Runs sql with text parameters. Returns the result when it succeeded (PGRES_TUPLES_OK or
+ * PGRES_COMMAND_OK; caller PQclear()s), else logs "<what>: <error>" and returns NULL.
+ * what names the operation for the log (may be NULL). */
+PGresult *db_exec(PGconn *c, const char *what, const char *sql, int nparams,
+                  const char *const *params);
+/* Same, for statements whose result is not needed: 0 or -1. */
+int db_run(PGconn *c, const char *what, const char *sql, int nparams, const char *const *params);
+/* SQLSTATE of the last failed db_exec on this thread ("" if none) and its message. */
+const char *db_last_sqlstate(void);
+const char *db_last_error(void);
+
+/* Pool: at most `size` connections, opened lazily, re-opened when broken. */
+struct db_pool *db_pool_new(const char *conninfo, int size);
+/* Waits up to timeout_ms for a connection; NULL on timeout or when the database is down. */
+PGconn *db_pool_get(struct db_pool *p, int timeout_ms);
+/* Returns a connection; a broken one (or one left inside a transaction) is dropped. */
+void db_pool_put(struct db_pool *p, PGconn *c);
+void db_pool_free(struct db_pool *p);
+
+/* Applies a migration script under an advisory lock. The script itself records its version
+ * in <schema>.schema_version. Refuses (returns -1, message in err) when the database holds a
+ * newer version than `version`. Returns 0 when applied or already current. */
+int db_migrate(PGconn *c, const char *schema, int version, const char *script,
+               char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,19 @@
+/* json: strict parsing of untrusted JSON (cJSON): valid UTF-8, bounded nesting, no duplicate
+ * object keys, whole input consumed. */
+#ifndef TDGL_JSON_H
+#define TDGL_JSON_H
+#include <stddef.h>
+#include <cjson/cJSON.h>
+
+#define JSON_MAX_DEPTH 64
+
+/* Returns the parsed tree (caller cJSON_Delete()s) or NULL with a reason in err. */
+cJSON *json_parse_strict(const char *text, size_t len, char *err, size_t errlen);
+/* 1 when the bytes are valid UTF-8 (no overlongs, no surrogates). */
+int json_utf8_valid(const char *s, size_t len);
+/* Typed getters; NULL / default when absent or of another type. */
+const char *json_get_string(const cJSON *obj, const char *key);
+/* Prints compactly; malloc'd, caller frees. */
+char *json_print(const cJSON *item);
+
+#endif

@@ -1,0 +1,19 @@
+/* log: one line per event on stderr, text or JSON (TDGL_LOG_FORMAT=text|json).
+ * Thread-safe. Never pass secrets. */
+#ifndef TDGL_LOG_H
+#define TDGL_LOG_H
+
+enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
+
+/* prog names the process in every line; json selects the JSON format. */
+void log_init(const char *prog, int json);
+/* Sets the lowest level written (default LOG_INFO; TDGL_LOG_LEVEL=debug lowers it). */
+void log_set_level(enum log_level level);
+void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
+#define log_info(...)  log_msg(LOG_INFO, __VA_ARGS__)
+#define log_warn(...)  log_msg(LOG_WARN, __VA_ARGS__)
+#define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
+
+#endif

@@ -1,0 +1,194 @@
+"""Test harness: real PostgreSQL clusters and real tdgl processes, started and stopped here.
+
+Clusters are initdb'ed into temporary directories and listen on a free 127.0.0.1 port; as
+root they run as the `postgres` user. Waiting is always by polling (wait_until), never by a
+fixed sleep.
+"""
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+import psycopg2
+import requests
+
+PG_BIN = os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin")
+TDGL_BIN = os.environ.get(
+    "TDGL_BIN", os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bin"))
+IS_ROOT = os.geteuid() == 0
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(pred, timeout=10.0, interval=0.02, what="condition"):
+    """Polls pred() until it returns a truthy value; returns it or raises AssertionError."""
+    deadline = time.monotonic() + timeout
+    last_exc = None
+    while True:
+        try:
+            v = pred()
+            if v:
+                return v
+        except Exception as e:  # noqa: BLE001 - keep polling through transient errors
+            last_exc = e
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}"
+                                 + (f" (last error: {last_exc!r})" if last_exc else ""))
+        time.sleep(interval)
+
+
+def _as_postgres(cmd):
+    return ["runuser", "-u", "postgres", "--"] + cmd if IS_ROOT else cmd
+
+
+class Cluster:
+    """A PostgreSQL 15 cluster in a temporary directory."""
+
+    def __init__(self, name):
+        self.name = name
+        self.base = tempfile.mkdtemp(prefix=f"tdgl-{name}-")
+        self.datadir = os.path.join(self.base, "data")
+        self.logfile = os.path.join(self.base, "postgres.log")
+        self.port = free_port()
+        self._dbs = 0
+        if IS_ROOT:
+            pw = pwd.getpwnam("postgres")
+            os.chown(self.base, pw.pw_uid, pw.pw_gid)
+        subprocess.run(_as_postgres([f"{PG_BIN}/initdb", "-D", self.datadir, "-U", "postgres",
+                                     "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8", "-N"]),
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        with open(os.path.join(self.datadir, "postgresql.conf"), "a") as f:
+            f.write(f"port = {self.port}\nlisten_addresses = '127.0.0.1'\n"
+                    "unix_socket_directories = ''\nfsync = off\nfull_page_writes = off\n"
+                    "max_connections = 300\nshared_buffers = 64MB\n"
+                    "log_min_messages = warning\n")
+        self.start()
+
+    def start(self):
+        subprocess.run(_as_postgres([f"{PG_BIN}/pg_ctl", "-D", self.datadir, "-l", self.logfile,
+                                     "-w", "-t", "60", "start"]),
+                       check=True, stdout=subprocess.DEVNULL)
+
+    def stop(self, mode="fast"):
+        subprocess.run(_as_postgres([f"{PG_BIN}/pg_ctl", "-D", self.datadir, "-m", mode,
+                                     "-w", "stop"]),
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def kill(self):
+        """SIGKILLs the postmaster (a crash); start() recovers."""
+        with open(os.path.join(self.datadir, "postmaster.pid")) as f:
+            pid = int(f.readline())
+        os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: not _pid_alive(pid), what="postmaster to die")
+        # children notice the postmaster's death and exit; wait for the port to free
+        wait_until(lambda: not _port_open(self.port), timeout=30, what="port to close")
+
+    def destroy(self):
+        self.stop("immediate")
+        shutil.rmtree(self.base, ignore_errors=True)
+
+    def conninfo(self, db="postgres"):
+        return f"host=127.0.0.1 port={self.port} user=postgres dbname={db}"
+
+    def connect(self, db="postgres", autocommit=True):
+        conn = psycopg2.connect(self.conninfo(db))
+        conn.autocommit = autocommit
+        return conn
+
+    def new_db(self, prefix="t"):
+        self._dbs += 1
+        name = f"{prefix}{self._dbs}"
+        with self.connect() as c, c.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{name}"')
+        c.close()
+        return name
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def _port_open(port):
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def run(binary, *args, env=None, check=True, input=None, timeout=60):
+    """Runs a tdgl command to completion; returns CompletedProcess (text)."""
+    e = dict(os.environ)
+    e.update(env or {})
+    p = subprocess.run([os.path.join(TDGL_BIN, binary)] + [str(a) for a in args], env=e,
+                       capture_output=True, text=True, input=input, timeout=timeout)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{binary} {' '.join(map(str, args))} exited {p.returncode}:\n"
+                             f"{p.stdout}\n{p.stderr}")
+    return p
+
+
+class Server:
+    """A running `tdgl-primary serve` or `tdgl-replica serve`; logs go to a file."""
+
+    def __init__(self, binary, args, env, logdir):
+        self.binary = binary
+        self.args = [str(a) for a in args]
+        self.env = dict(os.environ)
+        self.env.update(env)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.logfile = os.path.join(logdir, f"{binary}-{self.port}.log")
+        self.proc = None
+        self.start()
+
+    def start(self):
+        log = open(self.logfile, "ab")
+        self.proc = subprocess.Popen(
+            [os.path.join(TDGL_BIN, self.binary), "serve", "--listen",
+             f"127.0.0.1:{self.port}"] + self.args,
+            env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        wait_until(self._healthy, timeout=20, what=f"{self.binary} /health")
+
+    def _healthy(self):
+        if self.proc.poll() is not None:
+            raise AssertionError(f"{self.binary} exited {self.proc.returncode}:\n{self.log()}")
+        try:
+            return requests.get(self.url + "/health", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def log(self):
+        with open(self.logfile, errors="replace") as f:
+            return f.read()
+
+    def stop(self, sig=signal.SIGTERM, timeout=20):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError(f"{self.binary} ignored {sig!r} for {timeout}s")
+        return self.proc.returncode if self.proc else None
+
+    def kill(self):
+        return self.stop(signal.SIGKILL)
+
+    def restart(self):
+        self.stop()
+        self.start()
