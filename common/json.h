@@ -13,6 +13,10 @@ cJSON *json_parse_strict(const char *text, size_t len, char *err, size_t errlen)
 int json_utf8_valid(const char *s, size_t len);
 /* Typed getters; NULL / default when absent or of another type. */
 const char *json_get_string(const cJSON *obj, const char *key);
+/* An integral number (|n| <= 2^53), else def. */
+long long json_get_int(const cJSON *obj, const char *key, long long def);
+/* true/false, else def. */
+int json_get_bool(const cJSON *obj, const char *key, int def);
 /* Prints compactly; malloc'd, caller frees. */
 char *json_print(const cJSON *item);
 

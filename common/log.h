@@ -2,6 +2,7 @@
  * Thread-safe. Never pass secrets. */
 #ifndef TDGL_LOG_H
 #define TDGL_LOG_H
+#include <stdarg.h>
 
 enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
 
@@ -10,6 +11,9 @@ void log_init(const char *prog, int json);
 /* Sets the lowest level written (default LOG_INFO; TDGL_LOG_LEVEL=debug lowers it). */
 void log_set_level(enum log_level level);
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* log_msg with a va_list (for adapters such as libmicrohttpd's error logger). */
+void log_vmsg(enum log_level level, const char *fmt, va_list ap)
+	__attribute__((format(printf, 2, 0)));
 
 #define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
 #define log_info(...)  log_msg(LOG_INFO, __VA_ARGS__)

@@ -1,0 +1,331 @@
+/* db: libpq helpers. Every connection is made with client_encoding UTF8 and TCP keepalives
+ * (so a vanished database server is noticed), and a connect timeout the conninfo may
+ * override. Errors are logged as "<what>: <message>" and remembered per thread. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "common/db.h"
+#include "common/log.h"
+
+static _Thread_local char db_state[6];
+static _Thread_local char db_msg[1024];
+
+static const char Q_LOCK[] = "SELECT pg_advisory_xact_lock(hashtext($1))";
+static const char Q_HAS_VERSION[] = "SELECT to_regclass($1) IS NOT NULL";
+
+/* Copies s into out without its trailing newlines. */
+static void db_copy_trim(char *out, size_t outlen, const char *s)
+{
+	size_t n;
+
+	snprintf(out, outlen, "%s", s ? s : "");
+	n = strlen(out);
+	while (n && (out[n - 1] == '\n' || out[n - 1] == '\r' || out[n - 1] == ' '))
+		out[--n] = '\0';
+}
+
+PGconn *db_connect(const char *conninfo, char *err, size_t errlen)
+{
+	/* Entries before "dbname" may be overridden by the conninfo; entries after it win. */
+	static const char *const keys[] = {
+		"connect_timeout", "keepalives", "keepalives_idle", "keepalives_interval",
+		"keepalives_count", "dbname", "client_encoding", NULL
+	};
+	const char *vals[] = { "10", "1", "30", "10", "3", conninfo ? conninfo : "", "UTF8", NULL };
+	PGconn *c = PQconnectdbParams(keys, vals, 1);
+
+	if (!c) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	if (PQstatus(c) != CONNECTION_OK) {
+		db_copy_trim(err, errlen, PQerrorMessage(c));
+		PQfinish(c);
+		c = NULL;
+	}
+out:
+	return c;
+}
+
+/* Records and logs the failure of res (may be NULL) on c. */
+static void db_fail(PGconn *c, const char *what, const PGresult *res)
+{
+	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+	const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+	const char *detail = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL) : NULL;
+
+	if (!state)
+		state = PQstatus(c) == CONNECTION_BAD ? "08006" : "XX000";
+	snprintf(db_state, sizeof db_state, "%s", state);
+	if (primary && detail)
+		snprintf(db_msg, sizeof db_msg, "%s (%s)", primary, detail);
+	else if (primary)
+		snprintf(db_msg, sizeof db_msg, "%s", primary);
+	else if (res && *PQresultErrorMessage(res))
+		db_copy_trim(db_msg, sizeof db_msg, PQresultErrorMessage(res));
+	else if (res)
+		snprintf(db_msg, sizeof db_msg, "unexpected result %s",
+		         PQresStatus(PQresultStatus(res)));
+	else
+		db_copy_trim(db_msg, sizeof db_msg, PQerrorMessage(c));
+	log_error("%s: %s", what ? what : "query", db_msg);
+}
+
+PGresult *db_exec(PGconn *c, const char *what, const char *sql, int nparams,
+                  const char *const *params)
+{
+	PGresult *res = PQexecParams(c, sql, nparams, NULL, params, NULL, NULL, 0);
+	ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+
+	if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
+		db_fail(c, what, res);
+		PQclear(res);
+		res = NULL;
+	}
+	return res;
+}
+
+int db_run(PGconn *c, const char *what, const char *sql, int nparams, const char *const *params)
+{
+	PGresult *res = db_exec(c, what, sql, nparams, params);
+
+	PQclear(res);
+	return res ? 0 : -1;
+}
+
+const char *db_last_sqlstate(void)
+{
+	return db_state;
+}
+
+const char *db_last_error(void)
+{
+	return db_msg;
+}
+
+/* ---- pool ---- */
+
+struct db_pool {
+	pthread_mutex_t lock;
+	pthread_cond_t  cond;
+	char    *conninfo;
+	int      size;
+	int      open;     /* connections that exist: idle + handed out + being opened */
+	int      nidle;
+	PGconn **idle;
+};
+
+struct db_pool *db_pool_new(const char *conninfo, int size)
+{
+	struct db_pool *p = calloc(1, sizeof *p);
+	pthread_condattr_t ca;
+
+	if (!p)
+		abort();
+	if (size < 1)
+		size = 1;
+	p->size = size;
+	p->conninfo = strdup(conninfo ? conninfo : "");
+	p->idle = calloc((size_t)size, sizeof *p->idle);
+	if (!p->conninfo || !p->idle)
+		abort();
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&p->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	return p;
+}
+
+PGconn *db_pool_get(struct db_pool *p, int timeout_ms)
+{
+	struct timespec deadline;
+	PGconn *c = NULL;
+	char err[512];
+
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += timeout_ms / 1000;
+	deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (deadline.tv_nsec >= 1000000000L) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&p->lock);
+	for (;;) {
+		if (p->nidle > 0) {
+			c = p->idle[--p->nidle];
+			if (PQstatus(c) == CONNECTION_OK)
+				break;
+			PQfinish(c);  /* broke while idle: drop it and look again */
+			c = NULL;
+			p->open--;
+			continue;
+		}
+		if (p->open < p->size) {
+			p->open++;
+			pthread_mutex_unlock(&p->lock);
+			c = db_connect(p->conninfo, err, sizeof err);
+			pthread_mutex_lock(&p->lock);
+			if (!c) {
+				p->open--;
+				pthread_cond_signal(&p->cond);
+				log_error("database connection: %s", err);
+			}
+			break;
+		}
+		if (pthread_cond_timedwait(&p->cond, &p->lock, &deadline) == ETIMEDOUT) {
+			log_warn("database pool: no connection free within %d ms", timeout_ms);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&p->lock);
+	return c;
+}
+
+void db_pool_put(struct db_pool *p, PGconn *c)
+{
+	int keep;
+
+	if (!c)
+		return;
+	keep = PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) == PQTRANS_IDLE;
+	if (!keep)
+		PQfinish(c);
+	pthread_mutex_lock(&p->lock);
+	if (keep)
+		p->idle[p->nidle++] = c;
+	else
+		p->open--;
+	pthread_cond_signal(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+}
+
+void db_pool_free(struct db_pool *p)
+{
+	if (!p)
+		return;
+	for (int i = 0; i < p->nidle; i++)
+		PQfinish(p->idle[i]);
+	pthread_cond_destroy(&p->cond);
+	pthread_mutex_destroy(&p->lock);
+	free(p->idle);
+	free(p->conninfo);
+	free(p);
+}
+
+/* ---- migrations ---- */
+
+/* Reads max(version) of <schema>.schema_version into *v (0 when the table is absent). */
+static int db_read_version(PGconn *c, const char *qschema, int *v, char *err, size_t errlen)
+{
+	char regname[512], sql[600];
+	const char *params[1] = { regname };
+	PGresult *res = NULL;
+	int rc = -1;
+
+	*v = 0;
+	snprintf(regname, sizeof regname, "%s.schema_version", qschema);
+	res = db_exec(c, "migrate: find version table", Q_HAS_VERSION, 1, params);
+	if (!res)
+		goto fail;
+	if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
+		rc = 0;
+		goto out;
+	}
+	PQclear(res);
+	snprintf(sql, sizeof sql, "SELECT coalesce(max(version), 0) FROM %s.schema_version", qschema);
+	res = db_exec(c, "migrate: read version", sql, 0, NULL);
+	if (!res)
+		goto fail;
+	*v = atoi(PQgetvalue(res, 0, 0));
+	rc = 0;
+	goto out;
+fail:
+	snprintf(err, errlen, "reading schema version: %s", db_msg);
+out:
+	PQclear(res);
+	return rc;
+}
+
+/* Formats the error of a failed script result, with the script line it points at. */
+static void db_script_error(const PGresult *res, const char *script, char *err, size_t errlen)
+{
+	const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+	const char *pos = PQresultErrorField(res, PG_DIAG_STATEMENT_POSITION);
+	const char *where = PQresultErrorField(res, PG_DIAG_CONTEXT);
+	long line = 1, p = pos ? atol(pos) : 0;
+	char at[48] = "";
+
+	for (long i = 0; i + 1 < p && script[i]; i++)
+		line += script[i] == '\n';
+	if (p)
+		snprintf(at, sizeof at, " at line %ld", line);
+	snprintf(err, errlen, "migration script failed%s: %s%s%s", at,
+	         msg ? msg : PQresultErrorMessage(res), where ? " | " : "", where ? where : "");
+}
+
+int db_migrate(PGconn *c, const char *schema, int version, const char *script,
+               char *err, size_t errlen)
+{
+	const char *params[1] = { schema };
+	char *qschema = NULL;
+	PGresult *res = NULL;
+	int rc = -1, in_tx = 0, have = 0;
+
+	err[0] = '\0';
+	if (db_run(c, "migrate: settings", "SET client_min_messages = warning", 0, NULL) < 0 ||
+	    db_run(c, "migrate: begin", "BEGIN", 0, NULL) < 0)
+		goto dberr;
+	in_tx = 1;
+	if (db_run(c, "migrate: lock", Q_LOCK, 1, params) < 0)
+		goto dberr;
+	qschema = PQescapeIdentifier(c, schema, strlen(schema));
+	if (!qschema) {
+		snprintf(err, errlen, "bad schema name: %s", PQerrorMessage(c));
+		goto out;
+	}
+	if (db_read_version(c, qschema, &have, err, errlen) < 0)
+		goto out;
+	if (have > version) {
+		snprintf(err, errlen, "database schema version %d is newer than this binary "
+		         "supports (%d); upgrade tdgl", have, version);
+		goto out;
+	}
+	if (have < version) {
+		res = PQexec(c, script);
+		if (!res || (PQresultStatus(res) != PGRES_COMMAND_OK &&
+		             PQresultStatus(res) != PGRES_TUPLES_OK)) {
+			if (res)
+				db_script_error(res, script, err, errlen);
+			else
+				db_copy_trim(err, errlen, PQerrorMessage(c));
+			goto out;
+		}
+		if (db_read_version(c, qschema, &have, err, errlen) < 0)
+			goto out;
+		if (have != version) {
+			snprintf(err, errlen, "migration script recorded version %d, expected %d",
+			         have, version);
+			goto out;
+		}
+		log_info("migrated schema %s to version %d", schema, version);
+	}
+	if (db_run(c, "migrate: commit", "COMMIT", 0, NULL) < 0)
+		goto dberr;
+	in_tx = 0;
+	rc = 0;
+	goto out;
+dberr:
+	snprintf(err, errlen, "%s", db_msg);
+out:
+	if (in_tx) {
+		PGresult *rb = PQexec(c, "ROLLBACK");
+		PQclear(rb);
+	}
+	PQclear(res);
+	PQfreemem(qschema);
+	return rc;
+}

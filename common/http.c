@@ -1,0 +1,586 @@
+/* http: libmicrohttpd server, one thread per connection (handlers may block).
+ *
+ * Request life: first access-handler call (headers complete) creates a struct http_req and
+ * refuses early what can be refused early (Content-Length above max_body, path or query
+ * that is not valid UTF-8 or holds an encoded NUL); body calls accumulate up to max_body;
+ * the final call runs the handler, which queues one reply. NOTIFY_COMPLETED frees the
+ * request. SIGPIPE is ignored process-wide by http_start (a client that goes away must not
+ * kill the server). */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include <microhttpd.h>
+#include "common/buf.h"
+#include "common/http.h"
+#include "common/json.h"
+#include "common/log.h"
+
+#define HTTP_CONN_MEMORY (160 * 1024)  /* request line + headers; a cursor token is <= 64 KiB */
+#define HTTP_STACK_SIZE  (256 * 1024)
+#define HTTP_STREAM_BLOCK 4096
+
+struct http_server {
+	struct MHD_Daemon *d;
+	http_handler handler;
+	void *ctx;
+	struct http_limits lim;
+	unsigned port;
+	int stopping;  /* __atomic */
+};
+
+struct http_hdr {
+	char *name, *value;
+	struct http_hdr *next;
+};
+
+struct http_req {
+	struct http_server *srv;
+	struct MHD_Connection *conn;
+	const char *method;
+	char *path;
+	struct buf body;
+	struct http_hdr *hdrs;
+	int replied;
+	unsigned status;
+	struct timespec start;
+	char ip[INET6_ADDRSTRLEN];
+};
+
+struct http_stream {
+	struct http_server *srv;
+	struct MHD_Connection *conn;
+	http_stream_next next;
+	void (*done)(void *ctx);
+	void *ctx;
+};
+
+static int http_stopping(const struct http_server *srv)
+{
+	return __atomic_load_n(&srv->stopping, __ATOMIC_RELAXED);
+}
+
+/* 1 when the peer closed its end of conn (recv peeks EOF or an error). */
+static int http_peer_closed(struct MHD_Connection *conn)
+{
+	const union MHD_ConnectionInfo *ci;
+	char c;
+	ssize_t n;
+
+	ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	if (!ci)
+		return 1;
+	n = recv(ci->connect_fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+	if (n == 0)
+		return 1;
+	return n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
+}
+
+/* ---- replies ---- */
+
+/* Queues resp (destroyed here in every case) unless a reply was already queued. */
+static int http_queue(struct http_req *req, unsigned status, const char *ctype,
+                      struct MHD_Response *resp)
+{
+	int rc = -1;
+
+	if (!resp || req->replied)
+		goto out;
+	if (ctype && MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype) != MHD_YES)
+		goto out;
+	MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+	for (struct http_hdr *h = req->hdrs; h; h = h->next)
+		if (MHD_add_response_header(resp, h->name, h->value) != MHD_YES)
+			log_warn("http: cannot add response header %s", h->name);
+	if (MHD_queue_response(req->conn, status, resp) != MHD_YES) {
+		log_warn("http: cannot queue %u reply for %s %s", status, req->method, req->path);
+		goto out;
+	}
+	req->replied = 1;
+	req->status = status;
+	rc = 0;
+out:
+	if (resp)
+		MHD_destroy_response(resp);
+	return rc;
+}
+
+int http_reply_json(struct http_req *req, unsigned status, cJSON *body)
+{
+	char *text = NULL;
+	struct MHD_Response *resp = NULL;
+	int rc = -1;
+
+	if (req->replied)
+		goto out;
+	text = body ? cJSON_PrintUnformatted(body) : NULL;
+	if (!text) {
+		log_error("http: cannot print JSON reply for %s %s", req->method, req->path);
+		goto out;
+	}
+	resp = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+	if (!resp)
+		goto out;
+	text = NULL;  /* owned by resp now */
+	rc = http_queue(req, status, "application/json", resp);
+out:
+	if (rc < 0 && !req->replied && status != 500)
+		http_reply_error(req, 500, "internal error");
+	free(text);
+	cJSON_Delete(body);
+	return rc;
+}
+
+int http_reply_error(struct http_req *req, unsigned status, const char *fmt, ...)
+{
+	char msg[1024];
+	cJSON *o = NULL;
+	va_list ap;
+
+	if (req->replied)
+		return -1;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	if (!json_utf8_valid(msg, strlen(msg)))  /* the message may echo client bytes */
+		for (char *p = msg; *p; p++)
+			if ((unsigned char)*p >= 0x80)
+				*p = '?';
+	o = cJSON_CreateObject();
+	if (!o || !cJSON_AddStringToObject(o, "error", msg)) {
+		static const char oom[] = "{\"error\":\"out of memory\"}";
+
+		cJSON_Delete(o);
+		return http_queue(req, status, "application/json",
+		                  MHD_create_response_from_buffer(sizeof oom - 1, (void *)oom,
+		                                                  MHD_RESPMEM_PERSISTENT));
+	}
+	return http_reply_json(req, status, o);
+}
+
+int http_reply_data(struct http_req *req, unsigned status, const char *content_type,
+                    const void *data, size_t len)
+{
+	if (req->replied)
+		return -1;
+	return http_queue(req, status, content_type,
+	                  MHD_create_response_from_buffer(len, (void *)data, MHD_RESPMEM_MUST_COPY));
+}
+
+int http_reply_fd(struct http_req *req, unsigned status, const char *content_type,
+                  int fd, size_t size)
+{
+	struct MHD_Response *resp = NULL;
+
+	if (!req->replied)
+		resp = MHD_create_response_from_fd64((uint64_t)size, fd);
+	if (!resp) {
+		close(fd);  /* the fd is ours to close whatever happens */
+		return -1;
+	}
+	return http_queue(req, status, content_type, resp);
+}
+
+void http_add_header(struct http_req *req, const char *name, const char *value)
+{
+	struct http_hdr *h = calloc(1, sizeof *h);
+
+	if (!h || !(h->name = strdup(name)) || !(h->value = strdup(value)))
+		abort();
+	h->next = req->hdrs;
+	req->hdrs = h;
+}
+
+static ssize_t http_stream_read(void *cls, uint64_t pos, char *out, size_t max)
+{
+	struct http_stream *st = cls;
+	const struct timespec pause = { 0, 10 * 1000 * 1000 };
+
+	(void)pos;
+	for (;;) {
+		long n;
+
+		if (http_stopping(st->srv) || http_peer_closed(st->conn))
+			return MHD_CONTENT_READER_END_WITH_ERROR;
+		n = st->next(st->ctx, out, max);
+		if (n > 0)
+			return (size_t)n > max ? (ssize_t)max : (ssize_t)n;
+		if (n < 0)
+			return MHD_CONTENT_READER_END_OF_STREAM;
+		/* Returning 0 to MHD busy-loops in this threading mode; wait here instead. */
+		nanosleep(&pause, NULL);
+	}
+}
+
+static void http_stream_free(void *cls)
+{
+	struct http_stream *st = cls;
+
+	if (st->done)
+		st->done(st->ctx);
+	free(st);
+}
+
+int http_reply_stream(struct http_req *req, const char *content_type,
+                      http_stream_next next, void (*done)(void *ctx), void *ctx)
+{
+	struct http_stream *st = NULL;
+	struct MHD_Response *resp = NULL;
+
+	if (req->replied || !(st = calloc(1, sizeof *st))) {
+		if (done)
+			done(ctx);
+		return -1;
+	}
+	*st = (struct http_stream){ req->srv, req->conn, next, done, ctx };
+	resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, HTTP_STREAM_BLOCK,
+	                                         http_stream_read, st, http_stream_free);
+	if (!resp) {
+		http_stream_free(st);
+		return -1;
+	}
+	MHD_add_response_header(resp, "Cache-Control", "no-cache");
+	MHD_add_response_header(resp, "X-Accel-Buffering", "no");
+	return http_queue(req, 200, content_type, resp);  /* destroying resp calls done */
+}
+
+/* ---- request accessors ---- */
+
+const char *http_method(const struct http_req *req)
+{
+	return req->method;
+}
+
+const char *http_path(const struct http_req *req)
+{
+	return req->path;
+}
+
+const char *http_query(const struct http_req *req, const char *name)
+{
+	return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+const char *http_header(const struct http_req *req, const char *name)
+{
+	return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+const char *http_body(const struct http_req *req, size_t *len)
+{
+	if (len)
+		*len = req->body.len;
+	return req->body.data ? req->body.data : "";
+}
+
+const char *http_client_ip(const struct http_req *req)
+{
+	struct http_req *r = (struct http_req *)req;  /* cached on first use */
+	const union MHD_ConnectionInfo *ci;
+	const struct sockaddr *sa;
+
+	if (r->ip[0])
+		return r->ip;
+	ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	sa = ci ? ci->client_addr : NULL;
+	if (sa && sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, r->ip, sizeof r->ip);
+	else if (sa && sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, r->ip, sizeof r->ip);
+	if (!r->ip[0])
+		snprintf(r->ip, sizeof r->ip, "unknown");
+	return r->ip;
+}
+
+int http_client_gone(const struct http_req *req)
+{
+	return http_stopping(req->srv) || http_peer_closed(req->conn);
+}
+
+/* ---- dispatcher ---- */
+
+/* Percent-decoding for path and query (MHD applies '+' -> ' ' to query parts first).
+ * An encoded NUL becomes 0xff, invalid UTF-8 that the request check then refuses. */
+static int http_hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+static size_t http_unescape(void *cls, struct MHD_Connection *conn, char *s)
+{
+	char *r = s, *w = s;
+
+	(void)cls;
+	(void)conn;
+	while (*r) {
+		int hi = r[0] == '%' ? http_hexval(r[1]) : -1;
+		int lo = hi >= 0 ? http_hexval(r[2]) : -1;
+
+		if (lo >= 0) {
+			int v = hi * 16 + lo;
+			*w++ = v ? (char)v : (char)0xff;
+			r += 3;
+		} else {
+			*w++ = *r++;
+		}
+	}
+	*w = '\0';
+	return (size_t)(w - s);
+}
+
+static enum MHD_Result http_check_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                                      const char *value)
+{
+	int *bad = cls;
+
+	(void)kind;
+	if (!json_utf8_valid(key, strlen(key)) || (value && !json_utf8_valid(value, strlen(value)))) {
+		*bad = 1;
+		return MHD_NO;
+	}
+	return MHD_YES;
+}
+
+/* First call: create the request and refuse early what can be refused early. */
+static struct http_req *http_req_new(struct http_server *srv, struct MHD_Connection *conn,
+                                     const char *url, const char *method)
+{
+	struct http_req *req = calloc(1, sizeof *req);
+	const char *cl;
+	int bad = 0;
+
+	if (!req || !(req->path = strdup(url)))
+		abort();
+	req->srv = srv;
+	req->conn = conn;
+	req->method = method;
+	clock_gettime(CLOCK_MONOTONIC, &req->start);
+	cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+	MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, http_check_arg, &bad);
+	if (url[0] != '/' || !json_utf8_valid(url, strlen(url)) || bad)
+		http_reply_error(req, 400, "invalid characters in URL");
+	else if (cl && strtoull(cl, NULL, 10) > srv->lim.max_body)
+		http_reply_error(req, 413, "request body larger than %zu bytes", srv->lim.max_body);
+	return req;
+}
+
+static enum MHD_Result http_access(void *cls, struct MHD_Connection *conn, const char *url,
+                                   const char *method, const char *version,
+                                   const char *upload, size_t *upload_size, void **con_cls)
+{
+	struct http_server *srv = cls;
+	struct http_req *req = *con_cls;
+
+	(void)version;
+	if (!req) {
+		*con_cls = http_req_new(srv, conn, url, method);
+		return MHD_YES;
+	}
+	if (*upload_size) {
+		size_t n = *upload_size;
+
+		*upload_size = 0;
+		if (req->replied)
+			return MHD_YES;  /* discarding the rest of a refused body */
+		if (n > srv->lim.max_body - req->body.len) {
+			buf_free(&req->body);
+			/* Queuing may be refused mid-upload; then closing is the only answer. */
+			return http_reply_error(req, 413, "request body larger than %zu bytes",
+			                        srv->lim.max_body) == 0 ? MHD_YES : MHD_NO;
+		}
+		buf_append(&req->body, upload, n);
+		return MHD_YES;
+	}
+	if (req->replied)
+		return MHD_YES;
+	srv->handler(req, srv->ctx);
+	if (!req->replied) {
+		log_error("http: %s %s: handler queued no reply", req->method, req->path);
+		http_reply_error(req, 500, "internal error");
+	}
+	return MHD_YES;
+}
+
+static void http_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                           enum MHD_RequestTerminationCode toe)
+{
+	struct http_req *req = *con_cls;
+	struct timespec now;
+
+	(void)cls;
+	(void)conn;
+	if (!req)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	log_debug("http: %s %s %u %.1f ms%s", req->method, req->path, req->status,
+	          (double)(now.tv_sec - req->start.tv_sec) * 1e3 +
+	          (double)(now.tv_nsec - req->start.tv_nsec) / 1e6,
+	          toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (aborted)");
+	while (req->hdrs) {
+		struct http_hdr *h = req->hdrs;
+		req->hdrs = h->next;
+		free(h->name);
+		free(h->value);
+		free(h);
+	}
+	buf_free(&req->body);
+	free(req->path);
+	free(req);
+	*con_cls = NULL;
+}
+
+static void http_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char msg[512];
+	size_t n;
+
+	(void)cls;
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	n = strlen(msg);
+	while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+		msg[--n] = '\0';
+	log_warn("http: %s", msg);
+}
+
+/* ---- server ---- */
+
+/* Parses "host:port", ":port", "[v6]:port" into *ss. */
+static int http_parse_listen(const char *listen, struct sockaddr_storage *ss, char *err,
+                             size_t errlen)
+{
+	char host[256];
+	const char *colon, *port, *h = listen;
+	size_t hlen;
+	struct addrinfo hints = { 0 }, *ai = NULL;
+	long p;
+	char *end;
+	int rc = -1, e;
+
+	if (!listen || !(colon = strrchr(listen, ':'))) {
+		snprintf(err, errlen, "listen address \"%s\" is not HOST:PORT", listen ? listen : "");
+		goto out;
+	}
+	port = colon + 1;
+	hlen = (size_t)(colon - listen);
+	if (hlen >= 2 && h[0] == '[' && h[hlen - 1] == ']') {
+		h++;
+		hlen -= 2;
+	}
+	p = strtol(port, &end, 10);
+	if (!*port || *end || p < 0 || p > 65535 || hlen >= sizeof host) {
+		snprintf(err, errlen, "listen address \"%s\": bad port or host", listen);
+		goto out;
+	}
+	memcpy(host, h, hlen);
+	host[hlen] = '\0';
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+	e = getaddrinfo(hlen && strcmp(host, "*") ? host : "0.0.0.0", port, &hints, &ai);
+	if (e || !ai) {
+		snprintf(err, errlen, "listen address \"%s\": %s", listen, gai_strerror(e));
+		goto out;
+	}
+	memset(ss, 0, sizeof *ss);
+	memcpy(ss, ai->ai_addr, ai->ai_addrlen);
+	rc = 0;
+out:
+	if (ai)
+		freeaddrinfo(ai);
+	return rc;
+}
+
+/* Explains why MHD could not start: usually the bind. */
+static void http_explain(const struct sockaddr_storage *ss, const char *listen, char *err,
+                         size_t errlen)
+{
+	int fd = socket(ss->ss_family, SOCK_STREAM, 0), one = 1;
+	socklen_t len = ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+	                                          : sizeof(struct sockaddr_in);
+
+	if (fd >= 0)
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	if (fd < 0 || bind(fd, (const struct sockaddr *)ss, len) < 0)
+		snprintf(err, errlen, "cannot listen on %s: %s", listen, strerror(errno));
+	else
+		snprintf(err, errlen, "cannot start HTTP server on %s", listen);
+	if (fd >= 0)
+		close(fd);
+}
+
+struct http_server *http_start(const char *listen, const struct http_limits *limits,
+                               http_handler handler, void *ctx, char *err, size_t errlen)
+{
+	struct http_server *srv = calloc(1, sizeof *srv);
+	struct sockaddr_storage ss;
+	const union MHD_DaemonInfo *di;
+	struct rlimit rl;
+	unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+	                 MHD_USE_POLL | MHD_USE_ERROR_LOG;
+
+	if (!srv)
+		abort();
+	signal(SIGPIPE, SIG_IGN);
+	/* Each connection costs a descriptor; allow as many as the hard limit permits. */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	srv->handler = handler;
+	srv->ctx = ctx;
+	srv->lim.max_body = limits && limits->max_body ? limits->max_body : 1024 * 1024;
+	srv->lim.max_conns = limits && limits->max_conns ? limits->max_conns : 1024;
+	srv->lim.timeout_s = limits && limits->timeout_s ? limits->timeout_s : 30;
+	if (http_parse_listen(listen, &ss, err, errlen) < 0)
+		goto fail;
+	if (ss.ss_family == AF_INET6)
+		flags |= MHD_USE_IPv6;
+	srv->d = MHD_start_daemon(flags, 0, NULL, NULL, http_access, srv,
+		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+		MHD_OPTION_CONNECTION_LIMIT, (unsigned int)srv->lim.max_conns,
+		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)srv->lim.timeout_s,
+		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY,
+		MHD_OPTION_THREAD_STACK_SIZE, (size_t)HTTP_STACK_SIZE,
+		MHD_OPTION_NOTIFY_COMPLETED, http_completed, srv,
+		MHD_OPTION_EXTERNAL_LOGGER, http_mhd_log, srv,
+		MHD_OPTION_UNESCAPE_CALLBACK, http_unescape, srv,
+		MHD_OPTION_END);
+	if (!srv->d) {
+		http_explain(&ss, listen, err, errlen);
+		goto fail;
+	}
+	di = MHD_get_daemon_info(srv->d, MHD_DAEMON_INFO_BIND_PORT);
+	srv->port = di ? di->port : 0;
+	return srv;
+fail:
+	free(srv);
+	return NULL;
+}
+
+unsigned http_port(const struct http_server *srv)
+{
+	return srv->port;
+}
+
+void http_stop(struct http_server *srv)
+{
+	if (!srv)
+		return;
+	/* Streams and long waits polling http_client_gone end once they see this. */
+	__atomic_store_n(&srv->stopping, 1, __ATOMIC_RELAXED);
+	MHD_stop_daemon(srv->d);
+	free(srv);
+}

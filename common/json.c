@@ -1,0 +1,205 @@
+/* json: strict parsing of untrusted JSON on top of cJSON. Checks run cheapest first and
+ * before cJSON sees the text: UTF-8 validity, no NUL bytes, and a bracket-depth scan, so
+ * deep nesting never reaches cJSON's recursion. After parsing: whole input consumed and no
+ * duplicate keys (checked by sorting keys, so a huge object costs n log n). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "common/json.h"
+
+int json_utf8_valid(const char *s, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)s, *end = p + len;
+
+	while (p < end) {
+		unsigned c = *p;
+		size_t n;
+		unsigned cp;
+
+		if (c < 0x80) {
+			p++;
+			continue;
+		}
+		if (c >= 0xc2 && c <= 0xdf) {
+			n = 1;
+			cp = c & 0x1f;
+		} else if (c >= 0xe0 && c <= 0xef) {
+			n = 2;
+			cp = c & 0x0f;
+		} else if (c >= 0xf0 && c <= 0xf4) {
+			n = 3;
+			cp = c & 0x07;
+		} else {
+			return 0;  /* continuation byte, overlong lead (c0/c1) or > U+10FFFF */
+		}
+		if ((size_t)(end - p) <= n)
+			return 0;
+		for (size_t i = 1; i <= n; i++) {
+			if ((p[i] & 0xc0) != 0x80)
+				return 0;
+			cp = (cp << 6) | (p[i] & 0x3f);
+		}
+		if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10ffff ||
+		    (cp >= 0xd800 && cp <= 0xdfff))
+			return 0;
+		p += n + 1;
+	}
+	return 1;
+}
+
+/* Deepest bracket nesting outside strings, stopping early once above limit. */
+static int json_depth(const char *s, size_t len, int limit)
+{
+	int depth = 0, max = 0, in_str = 0;
+
+	for (size_t i = 0; i < len; i++) {
+		char c = s[i];
+
+		if (in_str) {
+			if (c == '\\')
+				i++;
+			else if (c == '"')
+				in_str = 0;
+		} else if (c == '"') {
+			in_str = 1;
+		} else if (c == '[' || c == '{') {
+			if (++depth > max)
+				max = depth;
+			if (max > limit)
+				break;
+		} else if (c == ']' || c == '}') {
+			depth--;
+		}
+	}
+	return max;
+}
+
+static int json_cmp_keys(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Finds a duplicate key anywhere in the tree; returns it or NULL. Recursion is bounded by
+ * the depth check done before parsing. */
+static const char *json_find_dup(const cJSON *item)
+{
+	const char *dup = NULL;
+	const char **keys = NULL;
+	size_t n = 0;
+
+	if (!cJSON_IsArray(item) && !cJSON_IsObject(item))
+		goto out;
+	for (const cJSON *c = item->child; c; c = c->next) {
+		n++;
+		if ((dup = json_find_dup(c)))
+			goto out;
+	}
+	if (!cJSON_IsObject(item) || n < 2)
+		goto out;
+	if (n <= 16) {  /* small objects: pairwise is cheaper than sorting */
+		for (const cJSON *a = item->child; a; a = a->next)
+			for (const cJSON *b = a->next; b; b = b->next)
+				if (!strcmp(a->string, b->string)) {
+					dup = a->string;
+					goto out;
+				}
+		goto out;
+	}
+	keys = malloc(n * sizeof *keys);
+	if (!keys)
+		abort();
+	n = 0;
+	for (const cJSON *c = item->child; c; c = c->next)
+		keys[n++] = c->string;
+	qsort(keys, n, sizeof *keys, json_cmp_keys);
+	for (size_t i = 1; i < n; i++)
+		if (!strcmp(keys[i - 1], keys[i])) {
+			dup = keys[i];
+			goto out;
+		}
+out:
+	free(keys);
+	return dup;
+}
+
+cJSON *json_parse_strict(const char *text, size_t len, char *err, size_t errlen)
+{
+	const char *end = NULL, *dup;
+	cJSON *root = NULL;
+
+	if (!text || len == 0) {
+		snprintf(err, errlen, "empty JSON");
+		goto out;
+	}
+	if (memchr(text, '\0', len)) {
+		snprintf(err, errlen, "NUL byte in JSON");
+		goto out;
+	}
+	if (!json_utf8_valid(text, len)) {
+		snprintf(err, errlen, "invalid UTF-8 in JSON");
+		goto out;
+	}
+	if (json_depth(text, len, JSON_MAX_DEPTH) > JSON_MAX_DEPTH) {
+		snprintf(err, errlen, "JSON nested deeper than %d levels", JSON_MAX_DEPTH);
+		goto out;
+	}
+	root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+	if (!root) {
+		snprintf(err, errlen, "invalid JSON at offset %ld",
+		         end ? (long)(end - text) : 0L);
+		goto out;
+	}
+	while (end < text + len && (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r'))
+		end++;
+	if (end != text + len) {
+		snprintf(err, errlen, "trailing data after JSON at offset %ld", (long)(end - text));
+		goto fail;
+	}
+	if ((dup = json_find_dup(root))) {
+		size_t n = strnlen(dup, 64);
+
+		while (n > 0 && n < strlen(dup) && ((unsigned char)dup[n] & 0xc0) == 0x80)
+			n--;  /* never cut a UTF-8 sequence in half */
+		snprintf(err, errlen, "duplicate key \"%.*s\"", (int)n, dup);
+		goto fail;
+	}
+	goto out;
+fail:
+	cJSON_Delete(root);
+	root = NULL;
+out:
+	return root;
+}
+
+const char *json_get_string(const cJSON *obj, const char *key)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+
+	return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+char *json_print(const cJSON *item)
+{
+	return cJSON_PrintUnformatted(item);
+}
+
+long long json_get_int(const cJSON *obj, const char *key, long long def)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+	double d;
+
+	if (!cJSON_IsNumber(v))
+		return def;
+	d = v->valuedouble;
+	/* Only exactly representable integers: 2^53 bounds doubles that hold every integer. */
+	if (d != d || d < -9007199254740992.0 || d > 9007199254740992.0 || d != (double)(long long)d)
+		return def;
+	return (long long)d;
+}
+
+int json_get_bool(const cJSON *obj, const char *key, int def)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+
+	return cJSON_IsBool(v) ? cJSON_IsTrue(v) : def;
+}
