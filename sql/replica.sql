@@ -1,0 +1,737 @@
+-- tdgl-replica schema, version 1. Idempotent: every statement may run again.
+-- Applied by `tdgl-replica migrate` (db_migrate, under an advisory lock).
+--
+-- The apply path lives here, set-based: tdgl.apply_page() takes the primary's raw page body
+-- as `json` (exact text: float -0, NaN, numeric scale, bytea hex survive), cuts it into runs
+-- (consecutive changes of one table and one op class, no key twice) and applies each run in
+-- ONE statement; a failing run is re-applied change by change under savepoints so that only
+-- the failing change is logged Failed. The source's cursor moves in the same transaction.
+
+CREATE SCHEMA IF NOT EXISTS tdgl;
+
+CREATE TABLE IF NOT EXISTS tdgl.schema_version (
+	version    int PRIMARY KEY,
+	applied_at timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE IF NOT EXISTS tdgl.sources (
+	name               text PRIMARY KEY CHECK (name ~ '^[A-Za-z0-9_.-]{1,64}$'),
+	url                text NOT NULL,
+	api_key            text NOT NULL,
+	api_secret_sealed  text NOT NULL,          -- crypto_seal(TDGL_SECRET_KEY, secret)
+	cursor             text,                   -- NULL: initial sync pending
+	batch_size         int  NOT NULL DEFAULT 100 CHECK (batch_size BETWEEN 1 AND 500),
+	poll_interval      int  NOT NULL DEFAULT 60 CHECK (poll_interval >= 1),
+	cron               text,                   -- 5-field cron (issue 4); NULL: interval
+	tz                 text,
+	push_secret_sealed text,                   -- HMAC secret of /api/notify, sealed too
+	long_poll          bool NOT NULL DEFAULT false,
+	enabled            bool NOT NULL DEFAULT true,
+	retry_base_s       int  NOT NULL DEFAULT 300,  -- Failed change retry base delay
+	max_retries        int  NOT NULL DEFAULT 3,
+	rate_limit         double precision,           -- requests/s to the primary; NULL: none
+	last_run_at        timestamptz,
+	last_status        text,
+	last_error         text,
+	created_at         timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE IF NOT EXISTS tdgl.source_tables (
+	source                 text NOT NULL REFERENCES tdgl.sources(name) ON DELETE CASCADE,
+	tbl                    text NOT NULL,      -- as the primary names it: "t" or "schema.t"
+	filter                 jsonb CHECK (filter IS NULL OR jsonb_typeof(filter) = 'object'),
+	insert_enabled         bool NOT NULL DEFAULT true,
+	update_enabled         bool NOT NULL DEFAULT true,
+	delete_enabled         bool NOT NULL DEFAULT true,
+	update_without_changes bool NOT NULL DEFAULT false,
+	attach_columns         text[] NOT NULL DEFAULT '{}',
+	PRIMARY KEY (source, tbl)
+);
+
+CREATE TABLE IF NOT EXISTS tdgl.runs (
+	id          bigserial PRIMARY KEY,
+	source      text NOT NULL,
+	trigger     text NOT NULL CHECK (trigger IN
+	            ('Scheduler', 'Webhook', 'Manual', 'API', 'Initial', 'Retry', 'LongPoll')),
+	started_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
+	ended_at    timestamptz,
+	status      text NOT NULL DEFAULT 'Running' CHECK (status IN
+	            ('Running', 'Success', 'Partial', 'Failed', 'Skipped')),
+	fetched     int NOT NULL DEFAULT 0,
+	synced      int NOT NULL DEFAULT 0,
+	failed      int NOT NULL DEFAULT 0,
+	skipped     int NOT NULL DEFAULT 0,
+	conflicts   int NOT NULL DEFAULT 0,
+	pages       int NOT NULL DEFAULT 0,
+	dry_run     bool NOT NULL DEFAULT false,
+	error       text
+);
+CREATE INDEX IF NOT EXISTS runs_source_idx ON tdgl.runs (source, id);
+
+CREATE TABLE IF NOT EXISTS tdgl.sync_log (
+	id            bigserial PRIMARY KEY,
+	source        text NOT NULL,
+	change_id     bigint,                  -- NULL for rows copied by an initial sync
+	tbl           text NOT NULL,
+	pk            jsonb,
+	op            text NOT NULL,
+	status        text NOT NULL CHECK (status IN ('Synced', 'Failed', 'Skipped')),
+	reason        text,                    -- why Skipped
+	error         text,                    -- database error of a Failed change
+	sqlstate      text,
+	attempts      int NOT NULL DEFAULT 1,
+	next_retry_at timestamptz,             -- Failed: when the retry is due
+	change        json,                    -- Failed: the change itself, for the retry
+	run_id        bigint,
+	created_at    timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX IF NOT EXISTS sync_log_run_idx ON tdgl.sync_log (run_id);
+-- Failed entries are few; this lets an applied change supersede them cheaply.
+CREATE INDEX IF NOT EXISTS sync_log_failed_idx ON tdgl.sync_log (source, tbl, pk)
+	WHERE status = 'Failed';
+
+CREATE TABLE IF NOT EXISTS tdgl.local_edits (
+	tbl       text NOT NULL,
+	pk        jsonb NOT NULL,
+	op        text NOT NULL,
+	edited_at timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (tbl, pk)
+);
+
+CREATE TABLE IF NOT EXISTS tdgl.conflicts (
+	id          bigserial PRIMARY KEY,
+	source      text NOT NULL,
+	tbl         text NOT NULL,
+	pk          jsonb NOT NULL,
+	change_id   bigint,
+	op          text NOT NULL,
+	old_pk      json,                 -- Rename: the key the primary renamed from
+	primary_row json,                 -- newest primary snapshot, exact text
+	local_row   json,                 -- the local row when the conflict was (re)freshed
+	status      text NOT NULL DEFAULT 'Open' CHECK (status IN ('Open', 'Resolved')),
+	resolution  text CHECK (resolution IN ('Accept Primary', 'Keep Local')),
+	refreshed   int NOT NULL DEFAULT 0,
+	created_at  timestamptz NOT NULL DEFAULT now(),
+	updated_at  timestamptz NOT NULL DEFAULT now(),
+	resolved_at timestamptz
+);
+CREATE UNIQUE INDEX IF NOT EXISTS conflicts_open_idx ON tdgl.conflicts (tbl, pk)
+	WHERE status = 'Open';
+
+-- Re-sync after a 410: keys seen by the copy, so rows deleted meanwhile can be swept.
+CREATE UNLOGGED TABLE IF NOT EXISTS tdgl.resync_seen (
+	source text NOT NULL,
+	tbl    text NOT NULL,
+	pk     jsonb NOT NULL,
+	PRIMARY KEY (source, tbl, pk)
+);
+
+DO $$
+BEGIN
+	IF to_regtype('tdgl.change') IS NULL THEN
+		CREATE TYPE tdgl.change AS (ord int, id bigint, op text, pk json, old_pk json, "row" json);
+	END IF;
+END $$;
+
+-- "customer" -> public.customer, "s.t" -> s.t; NULL when the table does not exist.
+CREATE OR REPLACE FUNCTION tdgl.local_table(p_tbl text) RETURNS regclass
+LANGUAGE sql STABLE AS $$
+	SELECT CASE WHEN strpos(p_tbl, '.') = 0
+		THEN to_regclass(format('public.%I', p_tbl))
+		ELSE to_regclass(format('%I.%I', split_part(p_tbl, '.', 1),
+		                        substr(p_tbl, strpos(p_tbl, '.') + 1))) END
+$$;
+
+-- The sync name of a local table (inverse of local_table).
+CREATE OR REPLACE FUNCTION tdgl.table_name(p_rel regclass) RETURNS text
+LANGUAGE sql STABLE AS $$
+	SELECT CASE WHEN n.nspname = 'public' THEN c.relname ELSE n.nspname || '.' || c.relname END
+	FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = p_rel
+$$;
+
+-- Primary-key columns of a table, in key order (NULL when it has none).
+CREATE OR REPLACE FUNCTION tdgl.pk_columns(p_rel regclass) RETURNS text[]
+LANGUAGE sql STABLE AS $$
+	SELECT array_agg(a.attname::text ORDER BY array_position(i.indkey::int2[], a.attnum))
+	FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+	WHERE i.indrelid = p_rel AND i.indisprimary
+$$;
+
+-- Local-edit trigger: TG_ARGV[0] = sync table name, TG_ARGV[1..] = key columns.
+-- Skipped in the apply session, so re-applying a primary row never looks like a local edit.
+CREATE OR REPLACE FUNCTION tdgl.local_edit_trigger() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+	r  jsonb;
+	k  jsonb;
+	ko jsonb;
+	i  int;
+BEGIN
+	IF current_setting('tdgl.applying', true) IS NOT DISTINCT FROM 'on' THEN
+		RETURN NULL;
+	END IF;
+	IF TG_OP = 'DELETE' THEN r := to_jsonb(OLD); ELSE r := to_jsonb(NEW); END IF;
+	k := '{}';
+	FOR i IN 1 .. TG_NARGS - 1 LOOP
+		k := k || jsonb_build_object(TG_ARGV[i], r -> TG_ARGV[i]);
+	END LOOP;
+	INSERT INTO tdgl.local_edits (tbl, pk, op) VALUES (TG_ARGV[0], k, TG_OP)
+	ON CONFLICT (tbl, pk) DO UPDATE SET op = EXCLUDED.op, edited_at = now();
+	IF TG_OP = 'UPDATE' THEN
+		-- a key change protects the old key too
+		r := to_jsonb(OLD);
+		ko := '{}';
+		FOR i IN 1 .. TG_NARGS - 1 LOOP
+			ko := ko || jsonb_build_object(TG_ARGV[i], r -> TG_ARGV[i]);
+		END LOOP;
+		IF ko <> k THEN
+			INSERT INTO tdgl.local_edits (tbl, pk, op) VALUES (TG_ARGV[0], ko, TG_OP)
+			ON CONFLICT (tbl, pk) DO UPDATE SET op = EXCLUDED.op, edited_at = now();
+		END IF;
+	END IF;
+	RETURN NULL;
+END $$;
+
+-- Installs (or refreshes) the local-edit trigger on a synced table.
+CREATE OR REPLACE FUNCTION tdgl.watch_table(p_rel regclass) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+	pk text[] := tdgl.pk_columns(p_rel);
+	args text;
+BEGIN
+	IF pk IS NULL THEN
+		RAISE EXCEPTION 'table % has no primary key; it cannot be synced', p_rel
+			USING ERRCODE = '42P10';
+	END IF;
+	SELECT string_agg(quote_literal(x), ', ') INTO args
+	FROM unnest(tdgl.table_name(p_rel) || pk) AS x;
+	EXECUTE format('CREATE OR REPLACE TRIGGER tdgl_local_edit AFTER INSERT OR UPDATE OR DELETE '
+	               'ON %s FOR EACH ROW EXECUTE FUNCTION tdgl.local_edit_trigger(%s)',
+	               p_rel, args);
+END $$;
+
+-- Watches every configured table of a source that exists locally; returns the tables that
+-- do not exist (yet) on the replica.
+CREATE OR REPLACE FUNCTION tdgl.watch_source(p_source text) RETURNS text[]
+LANGUAGE plpgsql AS $$
+DECLARE
+	t text;
+	missing text[] := '{}';
+BEGIN
+	FOR t IN SELECT tbl FROM tdgl.source_tables WHERE source = p_source ORDER BY tbl LOOP
+		IF tdgl.local_table(t) IS NULL THEN
+			missing := missing || t;
+		ELSE
+			PERFORM tdgl.watch_table(tdgl.local_table(t));
+		END IF;
+	END LOOP;
+	RETURN missing;
+END $$;
+
+-- Applies one run: changes of one table, one op class ('U' upsert, 'D' delete, 'R' rename),
+-- no key twice. Everything (classification, conflicts, subset removal, the apply itself,
+-- the log) is ONE statement. Raises when anything fails; the caller then retries change by
+-- change. p_initial: rows of an initial sync (only non-Synced outcomes are logged).
+-- p_force: a conflict resolution (no filter, flag or local-edit checks). Returns
+-- {"synced","skipped","conflicts","files":[...]}.
+CREATE OR REPLACE FUNCTION tdgl.apply_run(p_source text, p_run_id bigint, p_tbl text,
+	p_cls text, p_ch tdgl.change[], p_initial bool DEFAULT false, p_force bool DEFAULT false)
+RETURNS json LANGUAGE plpgsql AS $$
+DECLARE
+	rel     regclass := tdgl.local_table(p_tbl);
+	cfg     tdgl.source_tables;
+	pk      text[];
+	cols    text[];        -- columns both the snapshots and the local table have
+	upd     text[];        -- of those, the ones an update may set
+	keys    text[];
+	n       int := cardinality(p_ch);
+	q       text;
+	pkjoin  text;          -- l.<pk> = p.<pk>, inside CTE w
+	pkobj   text;          -- jsonb_build_object over the populated record's key
+	wjoin   text;          -- l.<pk> = (w.rec).<pk>, in the CTEs that modify the table
+	c       text;
+	res     json;
+BEGIN
+	IF rel IS NULL THEN
+		RAISE EXCEPTION 'relation "%" does not exist on the replica', p_tbl USING ERRCODE = '42P01';
+	END IF;
+	SELECT * INTO cfg FROM tdgl.source_tables WHERE source = p_source AND tbl = p_tbl;
+	IF NOT FOUND THEN
+		cfg.insert_enabled := true; cfg.update_enabled := true; cfg.delete_enabled := true;
+		cfg.update_without_changes := false; cfg.attach_columns := '{}';
+	END IF;
+	pk := tdgl.pk_columns(rel);
+	IF pk IS NULL THEN
+		RAISE EXCEPTION 'table % has no primary key on the replica', p_tbl USING ERRCODE = '42P10';
+	END IF;
+	-- keys every snapshot of the run has
+	SELECT array_agg(k) INTO keys FROM (
+		SELECT k FROM unnest(p_ch) ch, json_object_keys(ch."row") k
+		WHERE ch."row" IS NOT NULL GROUP BY k HAVING count(*) = n) s;
+	SELECT array_agg(a.attname::text ORDER BY a.attnum),
+	       array_agg(a.attname::text ORDER BY a.attnum) FILTER (WHERE a.attidentity <> 'a')
+	INTO cols, upd
+	FROM pg_attribute a
+	WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+	  AND (p_cls = 'D' OR a.attname = ANY (keys));
+	FOREACH c IN ARRAY pk LOOP
+		IF p_cls <> 'D' AND NOT (c = ANY (coalesce(cols, '{}'))) THEN
+			RAISE EXCEPTION 'snapshot of % lacks key column %', p_tbl, c USING ERRCODE = '42703';
+		END IF;
+	END LOOP;
+	SELECT string_agg(format('l.%1$I = p.%1$I', x), ' AND '),
+	       string_agg(format('%1$L, p.%1$I', x), ', '),
+	       string_agg(format('l.%1$I = (w.rec).%1$I', x), ' AND ')
+	INTO pkjoin, pkobj, wjoin FROM unnest(pk) x;
+
+	IF p_cls = 'U' THEN
+		q := format($q$
+WITH w AS (
+	SELECT ch.ord, ch.id, ch.op, ch."row", p AS rec,
+	       jsonb_build_object(%3$s) AS lpk,
+	       l.ctid IS NOT NULL AS present,
+	       CASE WHEN l.ctid IS NULL THEN NULL ELSE row_to_json(l) END AS local_row,
+	       CASE
+	         WHEN $6 THEN NULL
+	         WHEN $2::jsonb IS NOT NULL AND NOT (ch."row"::jsonb @> $2::jsonb) THEN 'filter'
+	         WHEN EXISTS (SELECT 1 FROM tdgl.local_edits e
+	                      WHERE e.tbl = $3 AND e.pk = jsonb_build_object(%3$s)) THEN 'conflict'
+	         WHEN l.ctid IS NULL AND NOT $4 THEN 'insert disabled'
+	         WHEN l.ctid IS NOT NULL AND NOT $5 THEN 'update disabled'
+	         WHEN l.ctid IS NOT NULL AND NOT $7 AND (%4$s) IS NOT DISTINCT FROM (%5$s)
+	           THEN 'no changes'
+	       END AS skip
+	FROM unnest($1::tdgl.change[]) ch
+	CROSS JOIN LATERAL json_populate_record(NULL::%1$s, ch."row") p
+	LEFT JOIN %1$s l ON %2$s
+), conf AS (
+	INSERT INTO tdgl.conflicts AS k (source, tbl, pk, change_id, op, primary_row, local_row)
+	SELECT $8, $3, w.lpk, w.id, w.op, w."row", w.local_row FROM w WHERE w.skip = 'conflict'
+	ON CONFLICT (tbl, pk) WHERE status = 'Open' DO UPDATE
+	SET change_id = EXCLUDED.change_id, op = EXCLUDED.op, primary_row = EXCLUDED.primary_row,
+	    local_row = EXCLUDED.local_row, source = EXCLUDED.source, old_pk = NULL,
+	    refreshed = k.refreshed + 1, updated_at = now()
+	RETURNING 1
+), gone AS (
+	-- a row that left the subset is removed, unless it was edited here
+	DELETE FROM %1$s l USING w
+	WHERE w.skip = 'filter' AND w.present AND %10$s
+	  AND NOT EXISTS (SELECT 1 FROM tdgl.local_edits e WHERE e.tbl = $3 AND e.pk = w.lpk)
+	RETURNING 1
+), up AS (
+	INSERT INTO %1$s AS l (%6$s) OVERRIDING SYSTEM VALUE
+	SELECT %7$s FROM w WHERE w.skip IS NULL
+	ON CONFLICT (%8$s) DO %9$s
+	RETURNING 1
+), sup AS (
+	UPDATE tdgl.sync_log s SET status = 'Skipped', reason = 'superseded by change ' || w.id,
+	       next_retry_at = NULL
+	FROM w WHERE w.skip IS NULL AND w.id IS NOT NULL AND s.status = 'Failed'
+	  AND s.source = $8 AND s.tbl = $3 AND s.pk = w.lpk AND s.change_id < w.id
+	RETURNING 1
+), lg AS (
+	INSERT INTO tdgl.sync_log (source, change_id, tbl, pk, op, status, reason, run_id)
+	SELECT $8, w.id, $3, w.lpk, w.op,
+	       CASE WHEN w.skip IS NULL THEN 'Synced' ELSE 'Skipped' END,
+	       CASE WHEN w.skip = 'filter' AND w.present THEN 'filter: left the subset'
+	            WHEN w.skip = 'conflict' THEN 'conflict: row edited locally'
+	            ELSE w.skip END,
+	       $9
+	FROM w WHERE NOT $10 OR w.skip IS NOT NULL
+	ORDER BY w.ord
+	RETURNING 1
+)
+SELECT json_build_object(
+	'synced', count(*) FILTER (WHERE skip IS NULL),
+	'skipped', count(*) FILTER (WHERE skip IS NOT NULL),
+	'conflicts', count(*) FILTER (WHERE skip = 'conflict'),
+	'files', (SELECT coalesce(json_agg(DISTINCT v), '[]') FROM w, unnest($11::text[]) col,
+	          LATERAL (SELECT w."row" ->> col AS v) x
+	          WHERE w.skip IS NULL AND x.v LIKE '/files/%%'))
+FROM w
+$q$,
+			rel, pkjoin, pkobj,
+			(SELECT 'ROW(' || string_agg(format('l.%I::text', x), ', ') || ')' FROM unnest(cols) x),
+			(SELECT 'ROW(' || string_agg(format('p.%I::text', x), ', ') || ')'
+			   FROM unnest(cols) x),
+			(SELECT string_agg(format('%I', x), ', ') FROM unnest(cols) x),
+			(SELECT string_agg(format('(w.rec).%I', x), ', ') FROM unnest(cols) x),
+			(SELECT string_agg(format('%I', x), ', ') FROM unnest(pk) x),
+			CASE WHEN (SELECT count(*) FROM unnest(upd) x WHERE x <> ALL (pk)) = 0 THEN 'NOTHING'
+			     ELSE 'UPDATE SET ' || (SELECT string_agg(format('%1$I = EXCLUDED.%1$I', x), ', ')
+			                           FROM unnest(upd) x WHERE x <> ALL (pk)) END,
+			wjoin);
+		EXECUTE q INTO res USING p_ch, cfg.filter, p_tbl, cfg.insert_enabled, cfg.update_enabled,
+			p_force, cfg.update_without_changes, p_source, p_run_id, p_initial,
+			cfg.attach_columns;
+
+	ELSIF p_cls = 'D' THEN
+		q := format($q$
+WITH w AS (
+	SELECT ch.ord, ch.id, ch.op, ch."row", p AS rec,
+	       jsonb_build_object(%3$s) AS lpk,
+	       CASE WHEN l.ctid IS NULL THEN NULL ELSE row_to_json(l) END AS local_row,
+	       CASE
+	         WHEN l.ctid IS NULL THEN 'already deleted'
+	         WHEN $6 THEN NULL
+	         WHEN EXISTS (SELECT 1 FROM tdgl.local_edits e
+	                      WHERE e.tbl = $3 AND e.pk = jsonb_build_object(%3$s)) THEN 'conflict'
+	         WHEN NOT $4 THEN 'delete disabled'
+	       END AS skip
+	FROM unnest($1::tdgl.change[]) ch
+	CROSS JOIN LATERAL json_populate_record(NULL::%1$s, coalesce(ch.pk, ch."row")) p
+	LEFT JOIN %1$s l ON %2$s
+), conf AS (
+	INSERT INTO tdgl.conflicts AS k (source, tbl, pk, change_id, op, primary_row, local_row)
+	SELECT $8, $3, w.lpk, w.id, w.op, w."row", w.local_row FROM w WHERE w.skip = 'conflict'
+	ON CONFLICT (tbl, pk) WHERE status = 'Open' DO UPDATE
+	SET change_id = EXCLUDED.change_id, op = EXCLUDED.op, primary_row = EXCLUDED.primary_row,
+	    local_row = EXCLUDED.local_row, source = EXCLUDED.source, old_pk = NULL,
+	    refreshed = k.refreshed + 1, updated_at = now()
+	RETURNING 1
+), del AS (
+	DELETE FROM %1$s l USING w WHERE w.skip IS NULL AND %4$s
+	RETURNING 1
+), sup AS (
+	UPDATE tdgl.sync_log s SET status = 'Skipped', reason = 'superseded by change ' || w.id,
+	       next_retry_at = NULL
+	FROM w WHERE (w.skip IS NULL OR w.skip = 'already deleted') AND w.id IS NOT NULL
+	  AND s.status = 'Failed' AND s.source = $8 AND s.tbl = $3 AND s.pk = w.lpk
+	  AND s.change_id < w.id
+	RETURNING 1
+), lg AS (
+	INSERT INTO tdgl.sync_log (source, change_id, tbl, pk, op, status, reason, run_id)
+	SELECT $8, w.id, $3, w.lpk, w.op,
+	       CASE WHEN w.skip IS NULL THEN 'Synced' ELSE 'Skipped' END,
+	       CASE WHEN w.skip = 'conflict' THEN 'conflict: row edited locally' ELSE w.skip END,
+	       $9
+	FROM w ORDER BY w.ord
+	RETURNING 1
+)
+SELECT json_build_object(
+	'synced', count(*) FILTER (WHERE skip IS NULL),
+	'skipped', count(*) FILTER (WHERE skip IS NOT NULL),
+	'conflicts', count(*) FILTER (WHERE skip = 'conflict'),
+	'files', '[]'::json)
+FROM w
+$q$,
+			rel, pkjoin, pkobj, wjoin);
+		EXECUTE q INTO res USING p_ch, NULL::jsonb, p_tbl, cfg.delete_enabled, NULL::bool,
+			p_force, NULL::bool, p_source, p_run_id;
+
+	ELSIF p_cls = 'R' THEN
+		-- rename: the row at old_pk takes the new key and snapshot; missing -> inserted
+		q := format($q$
+WITH w AS (
+	SELECT ch.ord, ch.id, ch.op, ch."row", ch.old_pk, p AS rec, o AS orec,
+	       jsonb_build_object(%3$s) AS lpk,
+	       jsonb_build_object(%4$s) AS opk,
+	       lo.ctid IS NOT NULL AS present,
+	       CASE WHEN lo.ctid IS NULL THEN NULL ELSE row_to_json(lo) END AS local_row,
+	       CASE
+	         WHEN $6 THEN NULL
+	         WHEN $2::jsonb IS NOT NULL AND NOT (ch."row"::jsonb @> $2::jsonb) THEN 'filter'
+	         WHEN EXISTS (SELECT 1 FROM tdgl.local_edits e WHERE e.tbl = $3
+	                      AND e.pk IN (jsonb_build_object(%3$s), jsonb_build_object(%4$s)))
+	           THEN 'conflict'
+	         WHEN NOT $5 THEN 'update disabled'
+	       END AS skip
+	FROM unnest($1::tdgl.change[]) ch
+	CROSS JOIN LATERAL json_populate_record(NULL::%1$s, ch."row") p
+	CROSS JOIN LATERAL json_populate_record(NULL::%1$s, ch.old_pk) o
+	LEFT JOIN %1$s lo ON %2$s
+), conf AS (
+	INSERT INTO tdgl.conflicts AS k (source, tbl, pk, change_id, op, old_pk, primary_row, local_row)
+	SELECT $8, $3, w.opk, w.id, w.op, w.old_pk, w."row", w.local_row
+	FROM w WHERE w.skip = 'conflict'
+	ON CONFLICT (tbl, pk) WHERE status = 'Open' DO UPDATE
+	SET change_id = EXCLUDED.change_id, op = EXCLUDED.op, primary_row = EXCLUDED.primary_row,
+	    local_row = EXCLUDED.local_row, source = EXCLUDED.source, old_pk = EXCLUDED.old_pk,
+	    refreshed = k.refreshed + 1, updated_at = now()
+	RETURNING 1
+), gone AS (
+	DELETE FROM %1$s lo USING w WHERE w.skip = 'filter' AND w.present AND %10$s
+	RETURNING 1
+), mv AS (
+	UPDATE %1$s lo SET %5$s FROM w WHERE w.skip IS NULL AND w.present AND %10$s
+	RETURNING 1
+), ins AS (
+	INSERT INTO %1$s AS l (%6$s) OVERRIDING SYSTEM VALUE
+	SELECT %7$s FROM w WHERE w.skip IS NULL AND NOT w.present
+	ON CONFLICT (%8$s) DO %9$s
+	RETURNING 1
+), lg AS (
+	INSERT INTO tdgl.sync_log (source, change_id, tbl, pk, op, status, reason, run_id)
+	SELECT $8, w.id, $3, w.lpk, w.op,
+	       CASE WHEN w.skip IS NULL THEN 'Synced' ELSE 'Skipped' END,
+	       CASE WHEN w.skip = 'conflict' THEN 'conflict: row edited locally' ELSE w.skip END,
+	       $9
+	FROM w ORDER BY w.ord
+	RETURNING 1
+)
+SELECT json_build_object(
+	'synced', count(*) FILTER (WHERE skip IS NULL),
+	'skipped', count(*) FILTER (WHERE skip IS NOT NULL),
+	'conflicts', count(*) FILTER (WHERE skip = 'conflict'),
+	'files', '[]'::json)
+FROM w
+$q$,
+			rel,
+			(SELECT string_agg(format('lo.%1$I = o.%1$I', x), ' AND ') FROM unnest(pk) x),
+			pkobj,
+			(SELECT string_agg(format('%1$L, o.%1$I', x), ', ') FROM unnest(pk) x),
+			(SELECT string_agg(format('%1$I = (w.rec).%1$I', x), ', ') FROM unnest(upd) x),
+			(SELECT string_agg(format('%I', x), ', ') FROM unnest(cols) x),
+			(SELECT string_agg(format('(w.rec).%I', x), ', ') FROM unnest(cols) x),
+			(SELECT string_agg(format('%I', x), ', ') FROM unnest(pk) x),
+			CASE WHEN (SELECT count(*) FROM unnest(upd) x WHERE x <> ALL (pk)) = 0 THEN 'NOTHING'
+			     ELSE 'UPDATE SET ' || (SELECT string_agg(format('%1$I = EXCLUDED.%1$I', x), ', ')
+			                           FROM unnest(upd) x WHERE x <> ALL (pk)) END,
+			(SELECT string_agg(format('lo.%1$I = (w.orec).%1$I', x), ' AND ') FROM unnest(pk) x));
+		EXECUTE q INTO res USING p_ch, cfg.filter, p_tbl, NULL::bool, cfg.update_enabled,
+			p_force, NULL::bool, p_source, p_run_id;
+	ELSE
+		RAISE EXCEPTION 'unknown op class %', p_cls;
+	END IF;
+	RETURN res;
+END $$;
+
+-- Applies a run in one statement; when that fails, change by change under savepoints so
+-- that only the failing changes are logged Failed (with the database's error) and the rest
+-- applied. Returns {"synced","skipped","conflicts","failed","files"}.
+CREATE OR REPLACE FUNCTION tdgl.apply_safely(p_source text, p_run_id bigint, p_tbl text,
+	p_cls text, p_ch tdgl.change[], p_initial bool) RETURNS json
+LANGUAGE plpgsql AS $$
+DECLARE
+	res    json;
+	ch     tdgl.change;
+	msg    text;
+	st     text;
+	syn    int := 0;
+	skp    int := 0;
+	cnf    int := 0;
+	fld    int := 0;
+	files  jsonb := '[]';
+	base_s int;
+BEGIN
+	BEGIN
+		RETURN tdgl.apply_run(p_source, p_run_id, p_tbl, p_cls, p_ch, p_initial)::jsonb
+			|| '{"failed":0}';
+	EXCEPTION
+		WHEN SQLSTATE '40P01' OR SQLSTATE '40001' OR SQLSTATE '55P03' THEN RAISE;
+		WHEN OTHERS THEN NULL;  -- fall through to change-by-change
+	END;
+	SELECT retry_base_s INTO base_s FROM tdgl.sources WHERE name = p_source;
+	FOREACH ch IN ARRAY p_ch LOOP
+		BEGIN
+			res := tdgl.apply_run(p_source, p_run_id, p_tbl, p_cls, ARRAY[ch], p_initial);
+			syn := syn + (res->>'synced')::int;
+			skp := skp + (res->>'skipped')::int;
+			cnf := cnf + (res->>'conflicts')::int;
+			files := files || (res->'files')::jsonb;
+		EXCEPTION
+			WHEN SQLSTATE '40P01' OR SQLSTATE '40001' OR SQLSTATE '55P03' THEN RAISE;
+			WHEN OTHERS THEN
+				GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, st = RETURNED_SQLSTATE;
+				INSERT INTO tdgl.sync_log (source, change_id, tbl, pk, op, status, error, sqlstate,
+				                           next_retry_at, change, run_id)
+				VALUES (p_source, ch.id, p_tbl, ch.pk::jsonb, ch.op, 'Failed', msg, st,
+				        now() + make_interval(secs => coalesce(base_s, 300)),
+				        json_build_object('id', ch.id, 'table', p_tbl, 'op', ch.op, 'pk', ch.pk,
+				                          'old_pk', ch.old_pk, 'row', ch."row"),
+				        p_run_id);
+				fld := fld + 1;
+		END;
+	END LOOP;
+	RETURN json_build_object('synced', syn, 'skipped', skp, 'conflicts', cnf, 'failed', fld,
+	                         'files', files);
+END $$;
+
+-- Applies one page of GET /api/changes (the raw body, as json) and moves the source's cursor
+-- from p_prev_cursor to p_cursor, all in the caller's transaction: applies and cursor commit
+-- together, so a crash neither loses nor repeats a change. Raises 40001 when the cursor is
+-- no longer p_prev_cursor (another pull got there first). Adds the counts to run p_run_id.
+-- Returns {"fetched","synced","failed","skipped","conflicts","ignored","files":[...]}.
+CREATE OR REPLACE FUNCTION tdgl.apply_page(p_source text, p_page json, p_prev_cursor text,
+	p_cursor text, p_run_id bigint) RETURNS json
+LANGUAGE plpgsql AS $$
+DECLARE
+	prev  text := current_setting('tdgl.applying', true);
+	r     record;
+	res   json;
+	fch   int;
+	syn   int := 0;
+	fld   int := 0;
+	skp   int := 0;
+	cnf   int := 0;
+	ign   int := 0;
+	files jsonb := '[]';
+BEGIN
+	PERFORM set_config('tdgl.applying', 'on', true);
+	UPDATE tdgl.sources SET cursor = p_cursor
+	WHERE name = p_source AND cursor IS NOT DISTINCT FROM p_prev_cursor;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'cursor of source "%" moved: another pull applied this page', p_source
+			USING ERRCODE = '40001';
+	END IF;
+	fch := json_array_length(p_page -> 'changes');
+	FOR r IN
+		WITH e AS (
+			SELECT t.ord::int AS ord, (t.x ->> 'id')::bigint AS id, t.x ->> 'table' AS tbl,
+			       t.x ->> 'op' AS op,
+			       CASE WHEN json_typeof(t.x -> 'pk') = 'object' THEN t.x -> 'pk' END AS pk,
+			       CASE WHEN json_typeof(t.x -> 'old_pk') = 'object' THEN t.x -> 'old_pk' END AS old_pk,
+			       CASE WHEN json_typeof(t.x -> 'row') = 'object' THEN t.x -> 'row' END AS "row",
+			       CASE t.x ->> 'op' WHEN 'Delete' THEN 'D' WHEN 'Rename' THEN 'R' ELSE 'U' END AS cls
+			FROM json_array_elements(p_page -> 'changes') WITH ORDINALITY AS t(x, ord)
+		), s AS (
+			SELECT e2.*, sum(CASE WHEN e2.ptbl IS DISTINCT FROM e2.tbl
+			                        OR e2.pcls IS DISTINCT FROM e2.cls THEN 1 ELSE 0 END)
+			             OVER (ORDER BY e2.ord) AS seg
+			FROM (SELECT e.*, lag(e.tbl) OVER (ORDER BY e.ord) AS ptbl,
+			             lag(e.cls) OVER (ORDER BY e.ord) AS pcls FROM e) e2
+		), o AS (
+			-- inside a segment, the n-th change of each key goes to run n: runs never hold a
+			-- key twice and each key's changes stay in order (renames go one by one)
+			SELECT s.*, CASE WHEN s.cls = 'R' THEN s.ord::bigint
+			            ELSE row_number() OVER (PARTITION BY s.seg, s.pk::jsonb ORDER BY s.ord) END AS occ
+			FROM s
+		)
+		SELECT o.seg, o.occ, o.tbl, o.cls,
+		       array_agg(ROW(o.ord, o.id, o.op, o.pk, o.old_pk, o."row")::tdgl.change
+		                 ORDER BY o.ord) AS chs,
+		       EXISTS (SELECT 1 FROM tdgl.source_tables st
+		               WHERE st.source = p_source AND st.tbl = o.tbl) AS configured
+		FROM o GROUP BY o.seg, o.occ, o.tbl, o.cls ORDER BY o.seg, o.occ
+	LOOP
+		IF NOT r.configured THEN
+			ign := ign + cardinality(r.chs);
+			CONTINUE;
+		END IF;
+		res := tdgl.apply_safely(p_source, p_run_id, r.tbl, r.cls, r.chs, false);
+		syn := syn + (res->>'synced')::int;
+		skp := skp + (res->>'skipped')::int;
+		cnf := cnf + (res->>'conflicts')::int;
+		fld := fld + (res->>'failed')::int;
+		files := files || (res->'files')::jsonb;
+	END LOOP;
+	UPDATE tdgl.runs SET fetched = fetched + fch, synced = synced + syn, failed = failed + fld,
+	       skipped = skipped + skp, conflicts = conflicts + cnf, pages = pages + 1
+	WHERE id = p_run_id;
+	PERFORM set_config('tdgl.applying', coalesce(prev, ''), true);
+	RETURN json_build_object('fetched', fch, 'synced', syn, 'failed', fld, 'skipped', skp,
+	                         'conflicts', cnf, 'ignored', ign, 'files', files);
+END $$;
+
+-- Applies one page of GET /api/rows (the raw body's "rows" array, as json) for an initial
+-- sync, as upserts through the same path. p_resync: remember the keys seen so that
+-- tdgl.finish_resync() can remove rows deleted on the primary while the cursor was expired.
+CREATE OR REPLACE FUNCTION tdgl.apply_rows(p_source text, p_tbl text, p_rows json,
+	p_run_id bigint, p_resync bool DEFAULT false) RETURNS json
+LANGUAGE plpgsql AS $$
+DECLARE
+	prev text := current_setting('tdgl.applying', true);
+	chs  tdgl.change[];
+	res  json;
+	rel  regclass := tdgl.local_table(p_tbl);
+BEGIN
+	PERFORM set_config('tdgl.applying', 'on', true);
+	SELECT array_agg(ROW(t.ord::int, NULL, 'Create', NULL, NULL, t.x)::tdgl.change ORDER BY t.ord)
+	INTO chs FROM json_array_elements(p_rows) WITH ORDINALITY AS t(x, ord)
+	WHERE json_typeof(t.x) = 'object';
+	IF chs IS NULL THEN
+		RETURN '{"fetched":0,"synced":0,"failed":0,"skipped":0,"conflicts":0,"files":[]}';
+	END IF;
+	res := tdgl.apply_safely(p_source, p_run_id, p_tbl, 'U', chs, true);
+	IF p_resync AND rel IS NOT NULL AND tdgl.pk_columns(rel) IS NOT NULL THEN
+		EXECUTE format('INSERT INTO tdgl.resync_seen (source, tbl, pk) '
+		               'SELECT $1, $2, jsonb_build_object(%s) FROM json_array_elements($3) x '
+		               'CROSS JOIN LATERAL json_populate_record(NULL::%s, x) p '
+		               'ON CONFLICT DO NOTHING',
+		               (SELECT string_agg(format('%1$L, p.%1$I', k), ', ')
+		                  FROM unnest(tdgl.pk_columns(rel)) k), rel)
+		USING p_source, p_tbl, p_rows;
+	END IF;
+	UPDATE tdgl.runs SET fetched = fetched + cardinality(chs),
+	       synced = synced + (res->>'synced')::int, failed = failed + (res->>'failed')::int,
+	       skipped = skipped + (res->>'skipped')::int,
+	       conflicts = conflicts + (res->>'conflicts')::int, pages = pages + 1
+	WHERE id = p_run_id;
+	PERFORM set_config('tdgl.applying', coalesce(prev, ''), true);
+	RETURN res::jsonb || jsonb_build_object('fetched', cardinality(chs));
+END $$;
+
+-- After a re-sync copied a table: removes local rows the copy did not see (deleted on the
+-- primary while the cursor was expired, or outside the subset), except rows edited here.
+CREATE OR REPLACE FUNCTION tdgl.finish_resync(p_source text, p_tbl text) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+	prev text := current_setting('tdgl.applying', true);
+	rel  regclass := tdgl.local_table(p_tbl);
+	obj  text;
+	n    bigint := 0;
+BEGIN
+	IF rel IS NOT NULL AND tdgl.pk_columns(rel) IS NOT NULL THEN
+		PERFORM set_config('tdgl.applying', 'on', true);
+		SELECT string_agg(format('%1$L, l.%1$I', k), ', ') INTO obj
+		FROM unnest(tdgl.pk_columns(rel)) k;
+		EXECUTE format('DELETE FROM %s l WHERE NOT EXISTS (SELECT 1 FROM tdgl.resync_seen s '
+		               'WHERE s.source = $1 AND s.tbl = $2 AND s.pk = jsonb_build_object(%2$s)) '
+		               'AND NOT EXISTS (SELECT 1 FROM tdgl.local_edits e '
+		               'WHERE e.tbl = $2 AND e.pk = jsonb_build_object(%2$s))', rel, obj)
+		USING p_source, p_tbl;
+		GET DIAGNOSTICS n = ROW_COUNT;
+		PERFORM set_config('tdgl.applying', coalesce(prev, ''), true);
+	END IF;
+	DELETE FROM tdgl.resync_seen WHERE source = p_source AND tbl = p_tbl;
+	RETURN n;
+END $$;
+
+-- Resolves an open conflict. 'Accept Primary' applies the stored primary snapshot (as the
+-- apply session) and clears the local-edit marker, so later primary changes apply again.
+-- 'Keep Local' keeps the local row AND its local-edit marker: the row stays protected, and
+-- a later primary change of it opens a new conflict rather than overwriting it silently.
+-- Errors: P0002 unknown id, 55000 already resolved, 22023 bad resolution.
+CREATE OR REPLACE FUNCTION tdgl.resolve_conflict(p_id bigint, p_resolution text) RETURNS json
+LANGUAGE plpgsql AS $$
+DECLARE
+	prev text := current_setting('tdgl.applying', true);
+	c    tdgl.conflicts;
+	cls  text;
+	rel  regclass;
+	npk  jsonb;
+BEGIN
+	IF p_resolution IS NULL OR p_resolution NOT IN ('Accept Primary', 'Keep Local') THEN
+		RAISE EXCEPTION 'resolution must be "Accept Primary" or "Keep Local"'
+			USING ERRCODE = '22023';
+	END IF;
+	SELECT * INTO c FROM tdgl.conflicts WHERE id = p_id FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'conflict % not found', p_id USING ERRCODE = 'P0002';
+	END IF;
+	IF c.status <> 'Open' THEN
+		RAISE EXCEPTION 'conflict % is already resolved (%)', p_id, c.resolution
+			USING ERRCODE = '55000';
+	END IF;
+	IF p_resolution = 'Accept Primary' THEN
+		PERFORM set_config('tdgl.applying', 'on', true);
+		cls := CASE c.op WHEN 'Delete' THEN 'D' WHEN 'Rename' THEN 'R' ELSE 'U' END;
+		PERFORM tdgl.apply_run(c.source, NULL, c.tbl, cls,
+			ARRAY[ROW(1, c.change_id, c.op, c.pk::json, c.old_pk, c.primary_row)::tdgl.change],
+			false, true);
+		DELETE FROM tdgl.local_edits WHERE tbl = c.tbl AND pk = c.pk;
+		rel := tdgl.local_table(c.tbl);
+		IF c.primary_row IS NOT NULL AND rel IS NOT NULL THEN
+			SELECT jsonb_object_agg(k, c.primary_row::jsonb -> k) INTO npk
+			FROM unnest(tdgl.pk_columns(rel)) k;
+			DELETE FROM tdgl.local_edits WHERE tbl = c.tbl AND pk = npk;
+		END IF;
+		PERFORM set_config('tdgl.applying', coalesce(prev, ''), true);
+	END IF;
+	UPDATE tdgl.conflicts SET status = 'Resolved', resolution = p_resolution,
+	       resolved_at = now(), updated_at = now()
+	WHERE id = p_id RETURNING * INTO c;
+	RETURN row_to_json(c);
+END $$;
+
+INSERT INTO tdgl.schema_version (version) VALUES (1) ON CONFLICT DO NOTHING;
