@@ -11,7 +11,8 @@
 static int args_test_run(const char *line, struct arg_opt *opts, const char **pos, int maxpos,
                          int *npos)
 {
-	char copy[256], *argv[16], *save = NULL;
+	static char copy[256];  /* parsed values point into it until the next call */
+	char *argv[16], *save = NULL;
 	int argc = 0, rc, so, se, null = open("/dev/null", O_WRONLY);
 
 	snprintf(copy, sizeof copy, "%s", line);
