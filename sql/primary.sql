@@ -204,7 +204,9 @@ BEGIN
 END
 $body$$f$, fname, api_name, pk_new, pk_old, pk_changed, status_branch);
 
-	EXECUTE format('DROP TRIGGER IF EXISTS tdgl_capture ON %s', rel);
+	IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = rel AND tgname = 'tdgl_capture') THEN
+		EXECUTE format('DROP TRIGGER tdgl_capture ON %s', rel);
+	END IF;
 	EXECUTE format('CREATE TRIGGER tdgl_capture AFTER INSERT OR UPDATE OR DELETE ON %s '
 	               'FOR EACH ROW EXECUTE FUNCTION tdgl.%I()', rel, fname);
 
@@ -237,6 +239,37 @@ BEGIN
 	EXECUTE format('DROP FUNCTION IF EXISTS tdgl.%I()', t.func_name);
 	DELETE FROM tdgl.tracked_tables WHERE name = t.name;
 	RETURN t.name;
+END
+$$;
+
+-- purge(retention): deletes changes older than the retention period, but never one that a
+-- cursor of an API key seen within the retention window may still need (txid >= the xmin of
+-- that key's last cursor), nor one of a transaction still running. Raises the purge horizon
+-- in the same transaction, so a page query (one statement) sees either the rows or the new
+-- horizon, never neither. Returns the number of rows deleted.
+CREATE OR REPLACE FUNCTION tdgl.purge(retention interval) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+	horizon bigint;
+	top     bigint;
+	n       bigint;
+BEGIN
+	SELECT LEAST(
+		(SELECT min(cursor_xmin) FROM tdgl.api_keys
+		 WHERE revoked_at IS NULL AND last_seen > now() - retention),
+		pg_snapshot_xmin(pg_current_snapshot())::text::bigint)
+	INTO horizon;
+	-- The new horizon is just above the newest transaction deleted: a cursor that needs only
+	-- later transactions lost nothing and keeps working.
+	WITH d AS (
+		DELETE FROM tdgl.change_log
+		WHERE changed_at < now() - retention AND txid < horizon::text::xid8
+		RETURNING txid
+	)
+	SELECT count(*), max(txid::text::bigint) + 1 INTO n, top FROM d;
+	UPDATE tdgl.meta SET last_purge_at = now(),
+		purged_below_txid = GREATEST(purged_below_txid, coalesce(top, 0));
+	RETURN n;
 END
 $$;
 

@@ -1,0 +1,327 @@
+/* api: request routing, authentication, parameter checks and replies. Every reply goes
+ * through api_reply_* so /metrics counts it. A request holds a database connection only
+ * while it runs queries: a long-poll waits on the watch without one. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "common/args.h"
+#include "common/buf.h"
+#include "common/cursor.h"
+#include "common/log.h"
+#include "primary/api.h"
+#include "primary/capture.h"
+#include "primary/changes.h"
+#include "primary/files.h"
+#include "primary/metrics.h"
+#include "primary/rows.h"
+
+#define API_POOL_WAIT_MS 5000
+#define API_LIMIT_DEFAULT 100
+#define API_LIMIT_MAX 500
+#define API_WAIT_MAX 60
+#define API_PARAM_MAX 8192      /* longest pk/after/filter/tables value */
+
+static int64_t api_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void api_error(struct http_req *req, unsigned status, const char *msg)
+{
+	metrics_request(status);
+	http_reply_error(req, status, "%s", msg);
+}
+
+static void api_body(struct http_req *req, unsigned status, const char *type,
+                     const char *data, size_t len)
+{
+	metrics_request(status);
+	http_reply_data(req, status, type, data, len);
+}
+
+static void api_json_buf(struct http_req *req, unsigned status, const struct buf *b)
+{
+	api_body(req, status, "application/json", b->data ? b->data : "", b->len);
+}
+
+/* A connection from the pool, or NULL after answering 503. */
+static PGconn *api_conn(struct api *api, struct http_req *req)
+{
+	PGconn *c = db_pool_get(api->pool, API_POOL_WAIT_MS);
+
+	if (!c) {
+		http_add_header(req, "Retry-After", "1");
+		api_error(req, 503, "database unavailable");
+	}
+	return c;
+}
+
+/* Checks credentials; answers 401/503 itself and returns 0 when the request must stop. */
+static int api_auth(struct api *api, struct http_req *req, PGconn *c, char *key)
+{
+	int r = auth_verify(api->auth, c, http_header(req, "Authorization"), key);
+
+	if (r < 0)
+		api_error(req, 503, "database unavailable");
+	else if (r == 0)
+		api_error(req, 401, "unauthorized");
+	return r > 0;
+}
+
+/* An optional integer parameter within [min, max]; answers 400 and returns -1 when bad. */
+static int api_int_param(struct http_req *req, const char *name, long min, long max,
+                         long def, long *out)
+{
+	const char *v = http_query(req, name);
+	char msg[128];
+
+	*out = def;
+	if (!v)
+		return 0;
+	if (args_int(v, min, max, out) < 0) {
+		snprintf(msg, sizeof msg, "%s must be an integer from %ld to %ld", name, min, max);
+		api_error(req, 400, msg);
+		return -1;
+	}
+	return 0;
+}
+
+/* A string parameter no longer than API_PARAM_MAX; answers 400 and returns -1 when too long. */
+static int api_str_param(struct http_req *req, const char *name, const char **out)
+{
+	char msg[96];
+
+	*out = http_query(req, name);
+	if (*out && strlen(*out) > API_PARAM_MAX) {
+		snprintf(msg, sizeof msg, "%s is too long", name);
+		api_error(req, 400, msg);
+		return -1;
+	}
+	return 0;
+}
+
+static void api_changes(struct api *api, struct http_req *req)
+{
+	struct cursor cur = {0};
+	struct changes_page page = {0};
+	struct buf body = {0};
+	PGconn *c = NULL;
+	char key[AUTH_KEY_MAX], err[256];
+	const char *token = http_query(req, "cursor"), *tables_csv = http_query(req, "tables");
+	char *tables = NULL, *tok = NULL;
+	long limit, wait;
+	int64_t deadline;
+	int bad;
+
+	c = api_conn(api, req);
+	if (!c || !api_auth(api, req, c, key))
+		goto out;
+	if (api_int_param(req, "limit", 1, API_LIMIT_MAX, API_LIMIT_DEFAULT, &limit) < 0 ||
+	    api_int_param(req, "wait", 0, API_WAIT_MAX, 0, &wait) < 0)
+		goto out;
+	if (token && *token) {
+		if (cursor_decode(token, &cur, err, sizeof err) < 0) {
+			api_error(req, 400, err);
+			goto out;
+		}
+	} else {
+		cursor_init_start(&cur);
+	}
+	if (tables_csv) {
+		tables = capture_tables_literal(c, tables_csv, &bad, err, sizeof err);
+		if (!tables) {
+			api_error(req, bad ? 400 : 503, err);
+			goto out;
+		}
+	}
+	deadline = api_now_ms() + wait * 1000;
+	for (;;) {
+		uint64_t gen = watch_generation(api->watch);
+		int rc = changes_fetch(c, &cur, tables, (int)limit, &page, err, sizeof err);
+		int64_t left;
+
+		if (rc == CHANGES_GONE) {
+			api_error(req, 410, err);
+			goto out;
+		}
+		if (rc != CHANGES_OK) {
+			api_error(req, 503, "database error");
+			goto out;
+		}
+		left = deadline - api_now_ms();
+		if (page.count > 0 || left <= 0 || *api->stopping || http_client_gone(req))
+			break;
+		/* Nothing new: continue from the page's cursor after the head moves, holding no
+		 * database connection while waiting. */
+		cursor_free(&cur);
+		cur = page.next;
+		memset(&page.next, 0, sizeof page.next);
+		changes_page_free(&page);
+		db_pool_put(api->pool, c);
+		c = NULL;
+		metrics_longpoll(1);
+		watch_wait(api->watch, gen, left > 1000 ? 1000 : (int)left);
+		metrics_longpoll(-1);
+		c = api_conn(api, req);
+		if (!c)
+			goto out;
+	}
+	auth_note_cursor(api->auth, c, key, page.horizon);
+	tok = cursor_encode(&page.next);
+	buf_puts(&body, "{\"changes\":[");
+	if (page.items.len)
+		buf_append(&body, page.items.data, page.items.len);
+	buf_printf(&body, "],\"cursor\":\"%s\",\"more\":%s}", tok, page.more ? "true" : "false");
+	metrics_served(page.count);
+	api_json_buf(req, 200, &body);
+out:
+	db_pool_put(api->pool, c);
+	changes_page_free(&page);
+	cursor_free(&cur);
+	buf_free(&body);
+	free(tables);
+	free(tok);
+}
+
+static void api_snapshot(struct api *api, struct http_req *req)
+{
+	struct cursor cur = {0};
+	struct buf body = {0};
+	PGconn *c = NULL;
+	char key[AUTH_KEY_MAX], *tok = NULL;
+
+	c = api_conn(api, req);
+	if (!c || !api_auth(api, req, c, key))
+		goto out;
+	if (changes_snapshot(c, &cur) < 0) {
+		api_error(req, 503, "database error");
+		goto out;
+	}
+	auth_note_cursor(api->auth, c, key, cursor_snapshot_xmin(cur.s2));
+	tok = cursor_encode(&cur);
+	buf_printf(&body, "{\"cursor\":\"%s\"}", tok);
+	api_json_buf(req, 200, &body);
+out:
+	db_pool_put(api->pool, c);
+	cursor_free(&cur);
+	buf_free(&body);
+	free(tok);
+}
+
+static void api_rows(struct api *api, struct http_req *req, int one)
+{
+	struct buf body = {0};
+	PGconn *c = NULL;
+	char key[AUTH_KEY_MAX], err[512];
+	const char *table, *after, *filter, *pk;
+	long limit;
+	unsigned status;
+
+	c = api_conn(api, req);
+	if (!c || !api_auth(api, req, c, key))
+		goto out;
+	if (api_str_param(req, "table", &table) < 0 || api_str_param(req, "after", &after) < 0 ||
+	    api_str_param(req, "filter", &filter) < 0 || api_str_param(req, "pk", &pk) < 0)
+		goto out;
+	if (one) {
+		status = rows_get(c, table, pk, &body, err, sizeof err);
+	} else {
+		if (api_int_param(req, "limit", 1, ROWS_LIMIT_MAX, ROWS_LIMIT_DEFAULT, &limit) < 0)
+			goto out;
+		status = rows_page(c, table, after && *after ? after : NULL,
+		                   filter && *filter ? filter : NULL, (int)limit, &body, err,
+		                   sizeof err);
+	}
+	if (status == 200)
+		api_json_buf(req, 200, &body);
+	else
+		api_error(req, status, err);
+out:
+	db_pool_put(api->pool, c);
+	buf_free(&body);
+}
+
+static void api_files(struct api *api, struct http_req *req, const char *rel)
+{
+	PGconn *c = NULL;
+	char key[AUTH_KEY_MAX], err[256];
+	unsigned status = 404;
+	size_t size = 0;
+	int fd;
+
+	c = api_conn(api, req);
+	if (!c || !api_auth(api, req, c, key))
+		goto out;
+	db_pool_put(api->pool, c);
+	c = NULL;
+	fd = files_open(api->files_dir, rel, &size, &status, err, sizeof err);
+	if (fd < 0) {
+		api_error(req, status, err);
+		goto out;
+	}
+	metrics_request(200);
+	http_add_header(req, "X-Content-Type-Options", "nosniff");
+	http_reply_fd(req, 200, files_content_type(rel), fd, size);
+out:
+	db_pool_put(api->pool, c);
+}
+
+static void api_metrics(struct api *api, struct http_req *req)
+{
+	PGconn *c = NULL;
+	char key[AUTH_KEY_MAX], *text = NULL;
+
+	c = api_conn(api, req);
+	if (!c)
+		goto out;
+	if (!api->metrics_public && !api_auth(api, req, c, key))
+		goto out;
+	text = metrics_render(c);
+	api_body(req, 200, "text/plain; version=0.0.4", text, strlen(text));
+out:
+	db_pool_put(api->pool, c);
+	free(text);
+}
+
+void api_handle(struct http_req *req, void *ctx)
+{
+	struct api *api = ctx;
+	const char *path = http_path(req), *method = http_method(req);
+
+	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+		http_add_header(req, "Allow", "GET");
+		api_error(req, 405, "method not allowed");
+		return;
+	}
+	if (!strcmp(path, "/health")) {
+		static const char ok[] = "{\"status\":\"ok\"}";
+		api_body(req, 200, "application/json", ok, sizeof ok - 1);
+	} else if (!strcmp(path, "/metrics")) {
+		api_metrics(api, req);
+	} else if (!strcmp(path, "/api/changes")) {
+		api_changes(api, req);
+	} else if (!strcmp(path, "/api/snapshot")) {
+		api_snapshot(api, req);
+	} else if (!strcmp(path, "/api/rows")) {
+		api_rows(api, req, 0);
+	} else if (!strcmp(path, "/api/row")) {
+		api_rows(api, req, 1);
+	} else if (!strncmp(path, "/api/files/", 11)) {
+		api_files(api, req, path + 11);
+	} else if (!strncmp(path, "/api/", 5) || !strcmp(path, "/api")) {
+		/* Unknown API paths need credentials too: no probing without a key. */
+		PGconn *c = api_conn(api, req);
+		char key[AUTH_KEY_MAX];
+		if (c && api_auth(api, req, c, key))
+			api_error(req, 404, "not found");
+		db_pool_put(api->pool, c);
+	} else {
+		api_error(req, 404, "not found");
+	}
+}

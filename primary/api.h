@@ -1,0 +1,21 @@
+/* api: the primary's HTTP routes (/api/changes, /api/snapshot, /api/rows, /api/row,
+ * /api/files/..., /health, /metrics): authentication, input checks (every bad input gets a
+ * 4xx JSON error), JSON replies. */
+#ifndef TDGL_PRIMARY_API_H
+#define TDGL_PRIMARY_API_H
+#include "common/db.h"
+#include "common/http.h"
+#include "primary/auth.h"
+#include "primary/watch.h"
+
+struct api {
+	struct db_pool *pool;
+	struct watch   *watch;
+	struct auth    *auth;
+	const char     *files_dir;       /* NULL: /api/files answers 404 */
+	int             metrics_public;
+	volatile int   *stopping;        /* set on shutdown: long-polls end */
+};
+
+void api_handle(struct http_req *req, void *ctx);   /* ctx: struct api * */
+#endif

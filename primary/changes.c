@@ -1,0 +1,248 @@
+/* changes: serving tdgl.change_log by transaction visibility.
+ *
+ * Why not "id > last id": ids are taken when a row changes, not when its transaction commits,
+ * so a smaller id can become visible after a reader has moved past it (a long transaction
+ * makes this certain). A batch is instead "changes whose transaction is visible in snapshot
+ * s2 and not in snapshot s1" (as PgQ does). Every committed transaction becomes visible
+ * between exactly one pair of consecutive snapshots, so it lands in exactly one batch.
+ *
+ * Bounds that keep a page an index range scan:
+ *  - a transaction not visible in s1 and not running at s1 got its xid after s1 was taken;
+ *    its changes took their ids afterwards, so id > l1 (sequence read before s1);
+ *  - a transaction visible in s2 committed before s2 was taken: id <= u2 (read after s2);
+ *  - transactions running at s1 (s1's xip list) may hold any id, so they are fetched by
+ *    txid (index on txid).
+ * Inside a batch pages are keyset by id (id > last), so a page cursor replays the same page.
+ *
+ * Per-row order: two transactions changing one row serialize on its row lock, and the
+ * trigger takes the change id after the lock, so within a batch id order is commit order;
+ * across batches, batch order is visibility order. Changes of one row therefore reach a
+ * reader in commit order. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/db.h"
+#include "primary/changes.h"
+
+static const char Q_SEQ[] =
+	"SELECT coalesce(pg_sequence_last_value('tdgl.change_log_id_seq'::regclass), 0)";
+static const char Q_SNAPSHOT[] = "SELECT pg_current_snapshot()::text";
+
+/* One statement, so the purge horizon it reads (m.pb) and the rows it reads come from the
+ * same snapshot: a concurrent purge is seen either not at all or completely.
+ * $1 xip of s1 (xid8[]), $2 last, $3 l1, $4 u2, $5 s2, $6 s1, $7 tables (text[] or NULL),
+ * $8 limit + 1. Both arms are index scans with their own ORDER BY/LIMIT. */
+static const char Q_PAGE[] =
+	"WITH m AS (SELECT purged_below_txid AS pb,"
+	"   pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS xmax,"
+	"   coalesce(pg_sequence_last_value('tdgl.change_log_id_seq'::regclass), 0) AS seq"
+	"   FROM tdgl.meta WHERE id = 1) "
+	"SELECT m.pb, m.xmax, m.seq, p.id, p.body FROM m LEFT JOIN LATERAL ("
+	" SELECT c.id, '{\"id\":' || c.id || ',\"table\":' || to_json(c.tbl) ||"
+	"   ',\"op\":' || to_json(c.op) || ',\"pk\":' || c.pk::text ||"
+	"   ',\"old_pk\":' || coalesce(c.old_pk::text, 'null') ||"
+	"   ',\"row\":' || coalesce(c.row::text, 'null') ||"
+	"   ',\"changed_at\":' || to_json(c.changed_at) || '}' AS body"
+	" FROM ((SELECT * FROM tdgl.change_log l"
+	"        WHERE l.txid = ANY ($1::xid8[]) AND l.id > $2::bigint AND l.id <= $4::bigint"
+	"          AND pg_visible_in_snapshot(l.txid, $5::pg_snapshot)"
+	"          AND NOT pg_visible_in_snapshot(l.txid, $6::pg_snapshot)"
+	"          AND ($7::text[] IS NULL OR l.tbl = ANY ($7::text[]))"
+	"        ORDER BY l.id LIMIT $8::int)"
+	"      UNION ALL"
+	"       (SELECT * FROM tdgl.change_log l"
+	"        WHERE l.id > GREATEST($2::bigint, $3::bigint) AND l.id <= $4::bigint"
+	"          AND NOT (l.txid = ANY ($1::xid8[]))"
+	"          AND pg_visible_in_snapshot(l.txid, $5::pg_snapshot)"
+	"          AND NOT pg_visible_in_snapshot(l.txid, $6::pg_snapshot)"
+	"          AND ($7::text[] IS NULL OR l.tbl = ANY ($7::text[]))"
+	"        ORDER BY l.id LIMIT $8::int)) c"
+	" ORDER BY c.id LIMIT $8::int) p ON true "
+	"ORDER BY p.id";
+
+static char *changes_strdup(const char *s)
+{
+	char *d = strdup(s);
+
+	if (!d)
+		abort();
+	return d;
+}
+
+/* Reads one bigint-valued single-row query. */
+static int changes_read_i64(PGconn *c, const char *what, const char *sql, int64_t *out)
+{
+	PGresult *res = db_exec(c, what, sql, 0, NULL);
+	int rc = -1;
+
+	if (!res || PQntuples(res) != 1)
+		goto out;
+	*out = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	rc = 0;
+out:
+	PQclear(res);
+	return rc;
+}
+
+static int changes_read_snapshot(PGconn *c, char **out)
+{
+	PGresult *res = db_exec(c, "take snapshot", Q_SNAPSHOT, 0, NULL);
+	int rc = -1;
+
+	if (!res || PQntuples(res) != 1)
+		goto out;
+	*out = changes_strdup(PQgetvalue(res, 0, 0));
+	rc = 0;
+out:
+	PQclear(res);
+	return rc;
+}
+
+/* Three separate statements (autocommit, each its own snapshot), in this order: the
+ * sequence before the snapshot gives l, after it gives u (see the bounds above). */
+static int changes_take(PGconn *c, char **snap, int64_t *l, int64_t *u)
+{
+	*snap = NULL;
+	if (changes_read_i64(c, "read change sequence", Q_SEQ, l) < 0 ||
+	    changes_read_snapshot(c, snap) < 0 ||
+	    changes_read_i64(c, "read change sequence", Q_SEQ, u) < 0) {
+		free(*snap);
+		*snap = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+int changes_snapshot(PGconn *c, struct cursor *out)
+{
+	memset(out, 0, sizeof(*out));
+	return changes_take(c, &out->s2, &out->l2, &out->u2);
+}
+
+int64_t changes_head(PGconn *c)
+{
+	int64_t v;
+
+	return changes_read_i64(c, "read change sequence", Q_SEQ, &v) < 0 ? -1 : v;
+}
+
+/* "{x1,x2}" from a snapshot's xip list (the text after the second ':'). */
+static char *changes_xip_array(const char *snap)
+{
+	const char *p = strchr(snap, ':');
+	struct buf b = {0};
+
+	p = p ? strchr(p + 1, ':') : NULL;
+	buf_puts(&b, "{");
+	buf_puts(&b, p ? p + 1 : "");
+	buf_puts(&b, "}");
+	return buf_steal(&b);
+}
+
+static void changes_copy_cursor(struct cursor *dst, const struct cursor *src)
+{
+	*dst = *src;
+	dst->s1 = src->s1 ? changes_strdup(src->s1) : NULL;
+	dst->s2 = src->s2 ? changes_strdup(src->s2) : NULL;
+}
+
+int changes_fetch(PGconn *c, const struct cursor *cur, const char *tables, int limit,
+                  struct changes_page *page, char *err, size_t errlen)
+{
+	struct cursor b = {0};       /* the batch being read */
+	PGresult *res = NULL;
+	char *xip = NULL;
+	char p_last[24], p_l1[24], p_u2[24], p_lim[16];
+	int rc = CHANGES_ERROR, n, rows;
+	int64_t pb, xmax, seq;
+
+	memset(page, 0, sizeof(*page));
+	if (cur->open) {
+		changes_copy_cursor(&b, cur);
+	} else {
+		/* Open the next batch: (old s2, now]. */
+		b.open = 1;
+		b.s1 = changes_strdup(cur->s2);
+		b.l1 = cur->l2;
+		if (changes_take(c, &b.s2, &b.l2, &b.u2) < 0)
+			goto out;
+		if (cursor_snapshot_xmax(b.s2) < cursor_snapshot_xmax(b.s1) || b.u2 < b.l1) {
+			snprintf(err, errlen, "cursor expired: it is ahead of this database "
+			         "(restored from an older backup?); re-sync");
+			rc = CHANGES_GONE;
+			goto out;
+		}
+		b.last = 0;
+	}
+	xip = changes_xip_array(b.s1);
+	snprintf(p_last, sizeof p_last, "%" PRId64, b.last);
+	snprintf(p_l1, sizeof p_l1, "%" PRId64, b.l1);
+	snprintf(p_u2, sizeof p_u2, "%" PRId64, b.u2);
+	snprintf(p_lim, sizeof p_lim, "%d", limit + 1);
+	{
+		const char *params[8] = { xip, p_last, p_l1, p_u2, b.s2, b.s1, tables, p_lim };
+		res = db_exec(c, "read changes", Q_PAGE, 8, params);
+	}
+	if (!res)
+		goto out;
+	if (PQntuples(res) < 1) {
+		log_error("read changes: tdgl.meta is empty (run tdgl-primary migrate)");
+		goto out;
+	}
+	pb = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	xmax = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+	seq = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
+	if ((uint64_t)pb > cursor_snapshot_xmin(b.s1)) {
+		snprintf(err, errlen, "cursor expired: the changes it needs were purged; re-sync");
+		rc = CHANGES_GONE;
+		goto out;
+	}
+	if (cursor_snapshot_xmax(b.s2) > (uint64_t)xmax || b.u2 > seq) {
+		snprintf(err, errlen, "cursor expired: it is ahead of this database "
+		         "(restored from an older backup?); re-sync");
+		rc = CHANGES_GONE;
+		goto out;
+	}
+	rows = PQgetisnull(res, 0, 3) ? 0 : PQntuples(res);
+	n = rows > limit ? limit : rows;
+	for (int i = 0; i < n; i++) {
+		if (i)
+			buf_append(&page->items, ",", 1);
+		buf_append(&page->items, PQgetvalue(res, i, 4), (size_t)PQgetlength(res, i, 4));
+	}
+	page->count = n;
+	changes_copy_cursor(&page->next, &b);
+	if (rows > limit) {
+		/* More in this batch: stay inside it, after the last id served. */
+		page->next.last = strtoll(PQgetvalue(res, n - 1, 3), NULL, 10);
+		page->more = 1;
+		page->horizon = cursor_snapshot_xmin(b.s1);
+	} else {
+		/* Batch done: a closed cursor at s2. More only if ids were taken since u2. */
+		free(page->next.s1);
+		page->next.s1 = NULL;
+		page->next.open = 0;
+		page->next.l1 = 0;
+		page->next.last = 0;
+		page->more = seq > b.u2;
+		page->horizon = cursor_snapshot_xmin(b.s2);
+	}
+	rc = CHANGES_OK;
+out:
+	if (rc != CHANGES_OK)
+		changes_page_free(page);
+	PQclear(res);
+	free(xip);
+	cursor_free(&b);
+	return rc;
+}
+
+void changes_page_free(struct changes_page *page)
+{
+	buf_free(&page->items);
+	cursor_free(&page->next);
+	memset(page, 0, sizeof(*page));
+}

@@ -1,0 +1,417 @@
+/* tdgl-primary: command-line dispatch. Each command parses its own options (common/args.h,
+ * every option with an environment fallback shown in --help), connects, runs, and exits
+ * 0 ok, 1 runtime error, 2 usage error. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "common/args.h"
+#include "common/db.h"
+#include "common/http.h"
+#include "common/httpc.h"
+#include "common/log.h"
+#include "common/version.h"
+#include "primary/api.h"
+#include "primary/auth.h"
+#include "primary/capture.h"
+#include "primary/purge.h"
+#include "primary/push.h"
+#include "primary/watch.h"
+
+#define SCHEMA_VERSION 1
+
+extern const char sql_primary[];
+
+static const char Q_VERSION[] =
+	"SELECT CASE WHEN to_regclass('tdgl.schema_version') IS NULL THEN 0"
+	" ELSE (SELECT coalesce(max(version), 0) FROM tdgl.schema_version) END";
+
+static const char main_usage[] =
+	"tdgl-primary <command> [options]\n\n"
+	"Captures changes of tracked PostgreSQL tables and serves them over HTTP.\n\n"
+	"commands:\n"
+	"  migrate                      create or upgrade the tdgl schema (idempotent)\n"
+	"  serve                        run the HTTP API, push notifier and purge\n"
+	"  track TABLE                  capture changes of TABLE\n"
+	"  untrack TABLE                stop capturing TABLE\n"
+	"  tables                       list tracked tables\n"
+	"  keygen --label L             create an API key (prints key and secret once)\n"
+	"  keys                         list API keys (never secrets)\n"
+	"  revoke KEY                   revoke an API key\n"
+	"  push add URL --secret S      add a push target (POST URL/api/notify)\n"
+	"  push list                    list push targets\n"
+	"  push remove ID|URL           remove a push target\n"
+	"  purge [--retention 7d]       delete old changes no active key still needs\n\n"
+	"Run `tdgl-primary <command> --help` for a command's options. --version prints the version.";
+
+static volatile int main_stopping;
+
+/* Connects to the database named by --db / TDGL_DB; prints why and returns NULL on failure. */
+static PGconn *main_connect(const char *conninfo)
+{
+	char err[512];
+	PGconn *c;
+
+	if (!conninfo || !*conninfo) {
+		fprintf(stderr, "error: no database: give --db CONNINFO or set TDGL_DB\n");
+		return NULL;
+	}
+	c = db_connect(conninfo, err, sizeof err);
+	if (!c)
+		fprintf(stderr, "error: cannot connect to the database: %s\n", err);
+	return c;
+}
+
+/* 0 when the schema is at SCHEMA_VERSION; else prints what to do. */
+static int main_check_schema(PGconn *c)
+{
+	PGresult *res = db_exec(c, "read schema version", Q_VERSION, 0, NULL);
+	int v, rc = -1;
+
+	if (!res) {
+		fprintf(stderr, "error: cannot read the schema version: %s\n", db_last_error());
+		goto out;
+	}
+	v = atoi(PQgetvalue(res, 0, 0));
+	if (v == 0)
+		fprintf(stderr, "error: the database has no tdgl schema: run `tdgl-primary migrate`\n");
+	else if (v > SCHEMA_VERSION)
+		fprintf(stderr, "error: the tdgl schema version %d is newer than this tdgl-primary "
+		        "supports (%d): upgrade tdgl-primary\n", v, SCHEMA_VERSION);
+	else if (v < SCHEMA_VERSION)
+		fprintf(stderr, "error: the tdgl schema version %d is old: run `tdgl-primary migrate`\n", v);
+	else
+		rc = 0;
+out:
+	PQclear(res);
+	return rc;
+}
+
+/* Parses a command's options; returns -1 to continue, else the exit code. */
+static int main_parse(int argc, char **argv, struct arg_opt *opts, const char *usage,
+                      const char **pos, int maxpos, int minpos, int *npos)
+{
+	int n = 0, r = args_parse(argc, argv, opts, usage, pos, maxpos, &n);
+
+	if (r == 1)
+		return 0;
+	if (r != 0)
+		return 2;
+	if (n < minpos) {
+		fprintf(stderr, "error: missing argument\n");
+		args_usage(stderr, opts, usage);
+		return 2;
+	}
+	if (npos)
+		*npos = n;
+	return -1;
+}
+
+#define DB_OPT { "db", "TDGL_DB", "CONNINFO", "libpq connection string of the primary database", NULL }
+
+static int cmd_migrate(int argc, char **argv)
+{
+	struct arg_opt opts[] = { DB_OPT, { 0 } };
+	char err[512];
+	PGconn *c = NULL;
+	int rc = main_parse(argc, argv, opts, "tdgl-primary migrate [--db CONNINFO]", NULL, 0, 0,
+	                    NULL);
+
+	if (rc >= 0)
+		return rc;
+	rc = 1;
+	c = main_connect(args_get(opts, "db"));
+	if (!c)
+		goto out;
+	if (db_migrate(c, "tdgl", SCHEMA_VERSION, sql_primary, err, sizeof err) < 0) {
+		fprintf(stderr, "error: migrate: %s\n", err);
+		goto out;
+	}
+	printf("tdgl schema at version %d\n", SCHEMA_VERSION);
+	rc = 0;
+out:
+	if (c)
+		PQfinish(c);
+	return rc;
+}
+
+/* Commands that run one function on a migrated database. */
+enum main_simple { M_TRACK, M_UNTRACK, M_TABLES, M_KEYGEN, M_KEYS, M_REVOKE, M_PURGE };
+
+static int cmd_simple(enum main_simple which, int argc, char **argv)
+{
+	struct arg_opt opts[] = {
+		DB_OPT,
+		{ "status-column", NULL, "COLUMN", "track: status column (default docstatus when present)", NULL },
+		{ "attach-columns", NULL, "A,B", "track: columns holding attachment file URLs", NULL },
+		{ "label", NULL, "LABEL", "keygen: a label for the key (e.g. the replica's name)", NULL },
+		{ "retention", "TDGL_RETENTION", "DURATION", "purge: keep changes this long (30s, 5m, 2h, 7d)", PURGE_RETENTION_DEFAULT },
+		{ 0 }
+	};
+	static const char *const usage[] = {
+		"tdgl-primary track TABLE [--status-column C] [--attach-columns a,b] [--db CONNINFO]",
+		"tdgl-primary untrack TABLE [--db CONNINFO]",
+		"tdgl-primary tables [--db CONNINFO]",
+		"tdgl-primary keygen --label LABEL [--db CONNINFO]",
+		"tdgl-primary keys [--db CONNINFO]",
+		"tdgl-primary revoke KEY [--db CONNINFO]",
+		"tdgl-primary purge [--retention 7d] [--db CONNINFO]",
+	};
+	static const int npos_needed[] = { 1, 1, 0, 0, 0, 1, 0 };
+	const char *pos[1] = { NULL };
+	PGconn *c = NULL;
+	long retention = 0;
+	int r, rc = main_parse(argc, argv, opts, usage[which], pos, npos_needed[which],
+	                       npos_needed[which], NULL);
+
+	if (rc >= 0)
+		return rc;
+	if (which == M_PURGE) {
+		retention = args_duration(args_get(opts, "retention"));
+		if (retention < 0) {
+			fprintf(stderr, "error: --retention: expected a duration such as 7d, 12h, 30m\n");
+			return 2;
+		}
+	}
+	rc = 1;
+	c = main_connect(args_get(opts, "db"));
+	if (!c || main_check_schema(c) < 0)
+		goto out;
+	switch (which) {
+	case M_TRACK:
+		r = capture_track(c, pos[0], args_get(opts, "status-column"),
+		                  args_get(opts, "attach-columns"));
+		break;
+	case M_UNTRACK:
+		r = capture_untrack(c, pos[0]);
+		break;
+	case M_TABLES:
+		r = capture_list(c, stdout);
+		break;
+	case M_KEYGEN:
+		r = auth_keygen(c, args_get(opts, "label"), stdout);
+		break;
+	case M_KEYS:
+		r = auth_list(c, stdout);
+		break;
+	case M_REVOKE:
+		r = auth_revoke(c, pos[0]);
+		if (r == 1)
+			fprintf(stderr, "error: no API key %s\n", pos[0]);
+		else if (r == 0)
+			printf("revoked %s\n", pos[0]);
+		break;
+	default: {
+		long long n = purge_run(c, retention);
+		if (n >= 0)
+			printf("purged %lld changes\n", n);
+		r = n < 0 ? -1 : 0;
+	}
+	}
+	rc = r == 0 ? 0 : 1;
+out:
+	if (c)
+		PQfinish(c);
+	return rc;
+}
+
+static int cmd_push(int argc, char **argv)
+{
+	struct arg_opt opts[] = {
+		DB_OPT,
+		{ "secret", "TDGL_PUSH_SECRET", "SECRET", "push add: shared HMAC secret (the replica's push secret)", NULL },
+		{ 0 }
+	};
+	static const char usage[] =
+		"tdgl-primary push add URL --secret S | push list | push remove ID|URL [--db CONNINFO]";
+	const char *pos[2] = { NULL, NULL };
+	PGconn *c = NULL;
+	int n = 0, r = -1, rc = main_parse(argc, argv, opts, usage, pos, 2, 1, &n);
+
+	if (rc >= 0)
+		return rc;
+	if (!((!strcmp(pos[0], "add") && n == 2) || (!strcmp(pos[0], "list") && n == 1) ||
+	      (!strcmp(pos[0], "remove") && n == 2))) {
+		fprintf(stderr, "error: unknown push command\n");
+		args_usage(stderr, opts, usage);
+		return 2;
+	}
+	if (!strcmp(pos[0], "add") && !args_get(opts, "secret")) {
+		fprintf(stderr, "error: push add needs --secret (or TDGL_PUSH_SECRET)\n");
+		return 2;
+	}
+	rc = 1;
+	c = main_connect(args_get(opts, "db"));
+	if (!c || main_check_schema(c) < 0)
+		goto out;
+	if (!strcmp(pos[0], "add"))
+		r = push_add(c, pos[1], args_get(opts, "secret"));
+	else if (!strcmp(pos[0], "list"))
+		r = push_list(c, stdout);
+	else
+		r = push_remove(c, pos[1]);
+	rc = r == 0 ? 0 : 1;
+out:
+	if (c)
+		PQfinish(c);
+	return rc;
+}
+
+static int cmd_serve(int argc, char **argv)
+{
+	struct arg_opt opts[] = {
+		DB_OPT,
+		{ "listen", "TDGL_LISTEN", "HOST:PORT", "address to serve HTTP on", "0.0.0.0:8080" },
+		{ "files-dir", "TDGL_FILES_DIR", "DIR", "directory served by /api/files/ (unset: none)", NULL },
+		{ "retention", "TDGL_RETENTION", "DURATION", "keep changes this long before purging", PURGE_RETENTION_DEFAULT },
+		{ "purge-interval", "TDGL_PURGE_INTERVAL", "DURATION", "run the purge this often (0: never)", "5m" },
+		{ "pool-size", "TDGL_POOL_SIZE", "N", "database connections for requests", "8" },
+		{ "max-conns", "TDGL_MAX_CONNS", "N", "concurrent HTTP connections", "1024" },
+		{ "metrics-public", "TDGL_METRICS_PUBLIC", NULL, "serve /metrics without an API key", NULL },
+		{ 0 }
+	};
+	struct http_limits limits = { .max_body = 65536, .max_conns = 1024, .timeout_s = 90 };
+	struct api api = {0};
+	struct http_server *srv = NULL;
+	struct db_pool *pool = NULL;
+	struct watch *w = NULL;
+	struct push *push = NULL;
+	struct auth *auth = NULL;
+	PGconn *c = NULL;
+	sigset_t sigs;
+	char err[512];
+	const char *files;
+	long retention, interval, pool_size, max_conns;
+	time_t next_purge;
+	int rc = main_parse(argc, argv, opts, "tdgl-primary serve [options]", NULL, 0, 0, NULL);
+
+	if (rc >= 0)
+		return rc;
+	retention = args_duration(args_get(opts, "retention"));
+	interval = args_duration(args_get(opts, "purge-interval"));
+	if (retention < 0 || interval < 0) {
+		fprintf(stderr, "error: --retention/--purge-interval: expected a duration such as 7d, 5m\n");
+		return 2;
+	}
+	if (args_int(args_get(opts, "pool-size"), 1, 200, &pool_size) < 0 ||
+	    args_int(args_get(opts, "max-conns"), 1, 100000, &max_conns) < 0) {
+		fprintf(stderr, "error: --pool-size 1..200, --max-conns 1..100000\n");
+		return 2;
+	}
+	limits.max_conns = (unsigned)max_conns;
+	files = args_get(opts, "files-dir");
+	if (files && *files) {
+		struct stat st;
+		if (stat(files, &st) < 0 || !S_ISDIR(st.st_mode)) {
+			fprintf(stderr, "error: --files-dir %s is not a directory\n", files);
+			return 1;
+		}
+	}
+	rc = 1;
+	c = main_connect(args_get(opts, "db"));
+	if (!c || main_check_schema(c) < 0)
+		goto out;
+	PQfinish(c);
+	c = NULL;
+
+	/* Signals are taken synchronously by this thread; every other thread blocks them. */
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+
+	httpc_global_init();
+	pool = db_pool_new(args_get(opts, "db"), (int)pool_size);
+	auth = auth_new();
+	w = watch_start(args_get(opts, "db"));
+	push = push_start(pool, w);
+	api.pool = pool;
+	api.watch = w;
+	api.auth = auth;
+	api.files_dir = files && *files ? files : NULL;
+	api.metrics_public = args_get(opts, "metrics-public") != NULL;
+	api.stopping = &main_stopping;
+	srv = http_start(args_get(opts, "listen"), &limits, api_handle, &api, err, sizeof err);
+	if (!srv) {
+		fprintf(stderr, "error: cannot listen on %s: %s\n", args_get(opts, "listen"), err);
+		goto out;
+	}
+	log_info("serving on %s (port %u), retention %lds, files %s", args_get(opts, "listen"),
+	         http_port(srv), retention, api.files_dir ? api.files_dir : "(none)");
+	next_purge = time(NULL) + interval;
+	for (;;) {
+		struct timespec one = { 1, 0 };
+		int sig = sigtimedwait(&sigs, NULL, &one);
+
+		if (sig == SIGTERM || sig == SIGINT) {
+			log_info("received %s: shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+			break;
+		}
+		if (interval > 0 && time(NULL) >= next_purge) {
+			PGconn *pc = db_pool_get(pool, 1000);
+			if (pc) {
+				purge_run(pc, retention);
+				db_pool_put(pool, pc);
+			}
+			next_purge = time(NULL) + interval;
+		}
+	}
+	rc = 0;
+out:
+	main_stopping = 1;
+	http_stop(srv);        /* waits for handlers; long-polls notice main_stopping within 1 s */
+	push_stop(push);
+	watch_stop(w);
+	auth_free(auth);
+	db_pool_free(pool);
+	if (c)
+		PQfinish(c);
+	if (rc == 0)
+		log_info("stopped");
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	const char *fmt = getenv("TDGL_LOG_FORMAT");
+	const char *cmd = argc > 1 ? argv[1] : NULL;
+
+	log_init("tdgl-primary", fmt && !strcmp(fmt, "json"));
+	if (!cmd || !strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+		printf("usage: %s\n", main_usage);
+		return cmd ? 0 : 2;
+	}
+	if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
+		printf("tdgl-primary %s\n", TDGL_VERSION);
+		return 0;
+	}
+	argc--;
+	argv++;
+	if (!strcmp(cmd, "migrate"))
+		return cmd_migrate(argc, argv);
+	if (!strcmp(cmd, "serve"))
+		return cmd_serve(argc, argv);
+	if (!strcmp(cmd, "track"))
+		return cmd_simple(M_TRACK, argc, argv);
+	if (!strcmp(cmd, "untrack"))
+		return cmd_simple(M_UNTRACK, argc, argv);
+	if (!strcmp(cmd, "tables"))
+		return cmd_simple(M_TABLES, argc, argv);
+	if (!strcmp(cmd, "keygen"))
+		return cmd_simple(M_KEYGEN, argc, argv);
+	if (!strcmp(cmd, "keys"))
+		return cmd_simple(M_KEYS, argc, argv);
+	if (!strcmp(cmd, "revoke"))
+		return cmd_simple(M_REVOKE, argc, argv);
+	if (!strcmp(cmd, "purge"))
+		return cmd_simple(M_PURGE, argc, argv);
+	if (!strcmp(cmd, "push"))
+		return cmd_push(argc, argv);
+	fprintf(stderr, "error: unknown command \"%s\"\n\nusage: %s\n", cmd, main_usage);
+	return 2;
+}

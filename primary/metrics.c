@@ -1,0 +1,93 @@
+/* metrics: counters kept with atomics (no lock on the request path) and a Prometheus text
+ * rendering; database figures are cheap estimates (no count(*) over the log). */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "common/buf.h"
+#include "common/db.h"
+#include "primary/metrics.h"
+
+static const unsigned metrics_codes[] = {
+	200, 202, 204, 304, 400, 401, 403, 404, 405, 410, 413, 414, 429, 500, 503, 0
+};
+#define METRICS_NCODES (sizeof metrics_codes / sizeof *metrics_codes)
+
+static atomic_llong metrics_served_total;
+static atomic_llong metrics_requests[METRICS_NCODES];   /* last slot: other codes */
+static atomic_int   metrics_waiters;
+static atomic_llong metrics_push_sent;
+static atomic_llong metrics_push_failed;
+
+static const char Q_LOG_STATS[] =
+	"SELECT (SELECT greatest(reltuples, 0)::bigint FROM pg_class"
+	"        WHERE oid = 'tdgl.change_log'::regclass),"
+	" coalesce((SELECT extract(epoch FROM now() - changed_at)::float8 FROM tdgl.change_log"
+	"           ORDER BY id LIMIT 1), 0),"
+	" coalesce(pg_sequence_last_value('tdgl.change_log_id_seq'::regclass), 0)";
+
+void metrics_served(long n)
+{
+	atomic_fetch_add(&metrics_served_total, n);
+}
+
+void metrics_request(unsigned status)
+{
+	size_t i;
+
+	for (i = 0; i + 1 < METRICS_NCODES; i++)
+		if (metrics_codes[i] == status)
+			break;
+	atomic_fetch_add(&metrics_requests[i], 1);
+}
+
+void metrics_longpoll(int delta)
+{
+	atomic_fetch_add(&metrics_waiters, delta);
+}
+
+void metrics_push(int ok)
+{
+	atomic_fetch_add(ok ? &metrics_push_sent : &metrics_push_failed, 1);
+}
+
+char *metrics_render(PGconn *c)
+{
+	struct buf b = {0};
+	PGresult *res = c ? db_exec(c, "metrics", Q_LOG_STATS, 0, NULL) : NULL;
+
+	buf_puts(&b, "# HELP tdgl_changes_served_total Changes served by /api/changes.\n"
+	             "# TYPE tdgl_changes_served_total counter\n");
+	buf_printf(&b, "tdgl_changes_served_total %lld\n", atomic_load(&metrics_served_total));
+	buf_puts(&b, "# HELP tdgl_http_requests_total HTTP requests answered, by status code.\n"
+	             "# TYPE tdgl_http_requests_total counter\n");
+	for (size_t i = 0; i < METRICS_NCODES; i++) {
+		long long v = atomic_load(&metrics_requests[i]);
+		if (metrics_codes[i])
+			buf_printf(&b, "tdgl_http_requests_total{code=\"%u\"} %lld\n", metrics_codes[i], v);
+		else
+			buf_printf(&b, "tdgl_http_requests_total{code=\"other\"} %lld\n", v);
+	}
+	buf_puts(&b, "# HELP tdgl_longpoll_waiters Long-poll requests waiting for changes.\n"
+	             "# TYPE tdgl_longpoll_waiters gauge\n");
+	buf_printf(&b, "tdgl_longpoll_waiters %d\n", atomic_load(&metrics_waiters));
+	buf_puts(&b, "# HELP tdgl_push_sent_total Push notifications delivered.\n"
+	             "# TYPE tdgl_push_sent_total counter\n");
+	buf_printf(&b, "tdgl_push_sent_total %lld\n", atomic_load(&metrics_push_sent));
+	buf_puts(&b, "# HELP tdgl_push_failed_total Push notifications that failed.\n"
+	             "# TYPE tdgl_push_failed_total counter\n");
+	buf_printf(&b, "tdgl_push_failed_total %lld\n", atomic_load(&metrics_push_failed));
+	if (res && PQntuples(res) == 1) {
+		buf_puts(&b, "# HELP tdgl_change_log_rows Rows in the change log (estimate).\n"
+		             "# TYPE tdgl_change_log_rows gauge\n");
+		buf_printf(&b, "tdgl_change_log_rows %s\n", PQgetvalue(res, 0, 0));
+		buf_puts(&b, "# HELP tdgl_change_log_oldest_age_seconds Age of the oldest change kept.\n"
+		             "# TYPE tdgl_change_log_oldest_age_seconds gauge\n");
+		buf_printf(&b, "tdgl_change_log_oldest_age_seconds %s\n", PQgetvalue(res, 0, 1));
+		buf_puts(&b, "# HELP tdgl_changes_captured_total Changes captured (last change id).\n"
+		             "# TYPE tdgl_changes_captured_total counter\n");
+		buf_printf(&b, "tdgl_changes_captured_total %s\n", PQgetvalue(res, 0, 2));
+	}
+	PQclear(res);
+	return buf_steal(&b);
+}

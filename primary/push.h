@@ -1,0 +1,22 @@
+/* push: signed webhooks to the configured push targets (tdgl.push_targets) when new changes
+ * became visible. One thread per target: at most one notify in flight plus one pending
+ * (bursts coalesce), exponential backoff up to 30 s on failure. Never blocks capture or the
+ * API: the watch only records the newest head and signals. Targets reload every few seconds. */
+#ifndef TDGL_PRIMARY_PUSH_H
+#define TDGL_PRIMARY_PUSH_H
+#include <stdio.h>
+#include <libpq-fe.h>
+#include "common/db.h"
+#include "primary/watch.h"
+
+struct push *push_start(struct db_pool *pool, struct watch *w);
+void push_stop(struct push *p);   /* joins every thread; NULL is fine */
+
+/* CLI. Return 0 ok, 1 refused/not found (message printed), -1 database error. */
+int push_add(PGconn *c, const char *url, const char *secret);
+int push_list(PGconn *c, FILE *out);
+int push_remove(PGconn *c, const char *id_or_url);
+
+/* "sha256=<hex HMAC-SHA256(secret, timestamp "." body)>" into out (72 bytes). */
+void push_sign(const char *secret, const char *timestamp, const char *body, char out[72]);
+#endif

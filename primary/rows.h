@@ -1,0 +1,19 @@
+/* rows: current rows of tracked tables for initial sync (/api/rows, in primary-key order,
+ * keyset paged) and single-row reads (/api/row). Rows are row_to_json text, exactly as
+ * capture prints them. Every identifier is quoted, every value bound. */
+#ifndef TDGL_PRIMARY_ROWS_H
+#define TDGL_PRIMARY_ROWS_H
+#include <stddef.h>
+#include <libpq-fe.h>
+#include "common/buf.h"
+
+#define ROWS_LIMIT_DEFAULT 500
+#define ROWS_LIMIT_MAX 5000
+
+/* Each returns 200 with the whole JSON body in out, or a 4xx/5xx status with a message for
+ * the client in err. after, filter and pk are untrusted JSON texts (after/filter may be NULL). */
+unsigned rows_page(PGconn *c, const char *table, const char *after, const char *filter,
+                   int limit, struct buf *out, char *err, size_t errlen);
+unsigned rows_get(PGconn *c, const char *table, const char *pk, struct buf *out,
+                  char *err, size_t errlen);
+#endif
