@@ -20,6 +20,7 @@ CREATE TABLE IF NOT EXISTS tdgl.sources (
 	api_key            text NOT NULL,
 	api_secret_sealed  text NOT NULL,          -- crypto_seal(TDGL_SECRET_KEY, secret)
 	cursor             text,                   -- NULL: initial sync pending
+	needs_resync       bool NOT NULL DEFAULT false, -- the cursor expired (410): sweep after copy
 	batch_size         int  NOT NULL DEFAULT 100 CHECK (batch_size BETWEEN 1 AND 500),
 	poll_interval      int  NOT NULL DEFAULT 60 CHECK (poll_interval >= 1),
 	cron               text,                   -- 5-field cron (issue 4); NULL: interval
@@ -117,6 +118,15 @@ CREATE TABLE IF NOT EXISTS tdgl.conflicts (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS conflicts_open_idx ON tdgl.conflicts (tbl, pk)
 	WHERE status = 'Open';
+
+-- Attachment files fetched into the files directory: a file present with the recorded size
+-- and SHA-256 is not fetched again.
+CREATE TABLE IF NOT EXISTS tdgl.files (
+	path       text PRIMARY KEY,
+	size       bigint NOT NULL,
+	sha256     text NOT NULL,
+	fetched_at timestamptz NOT NULL DEFAULT now()
+);
 
 -- Re-sync after a 410: keys seen by the copy, so rows deleted meanwhile can be swept.
 CREATE UNLOGGED TABLE IF NOT EXISTS tdgl.resync_seen (

@@ -1,0 +1,438 @@
+/* api: routes of the replica's admin API. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "common/buf.h"
+#include "common/crypto.h"
+#include "common/json.h"
+#include "common/log.h"
+#include "common/version.h"
+#include "replica/api.h"
+#include "replica/conflict.h"
+#include "replica/metrics.h"
+#include "replica/source.h"
+
+#define API_DB_WAIT_MS 5000
+#define API_PULL_WAIT_MS 120000
+
+static const char Q_LOG[] =
+	"SELECT coalesce(json_agg(json_build_object('id', id, 'source', source, "
+	"'change_id', change_id, 'table', tbl, 'pk', pk, 'op', op, 'status', status, "
+	"'reason', reason, 'error', error, 'sqlstate', sqlstate, 'attempts', attempts, "
+	"'next_retry_at', next_retry_at, 'run_id', run_id, 'created_at', created_at) "
+	"ORDER BY id), '[]')::text FROM (SELECT * FROM tdgl.sync_log "
+	"WHERE ($1::text IS NULL OR lower(status) = lower($1)) "
+	"AND ($2::text IS NULL OR source = $2) AND ($3::bigint IS NULL OR run_id = $3::bigint) "
+	"ORDER BY id DESC LIMIT $4::int) l";
+static const char Q_RUNS[] =
+	"SELECT coalesce(json_agg(json_build_object('id', id, 'source', source, "
+	"'trigger', trigger, 'started_at', started_at, 'ended_at', ended_at, "
+	"'duration_ms', round(extract(epoch FROM ended_at - started_at) * 1000), "
+	"'status', status, 'fetched', fetched, 'synced', synced, 'failed', failed, "
+	"'skipped', skipped, 'conflicts', conflicts, 'pages', pages, 'dry_run', dry_run, "
+	"'error', error) ORDER BY id DESC), '[]')::text FROM (SELECT * FROM tdgl.runs "
+	"WHERE ($1::text IS NULL OR source = $1) ORDER BY id DESC LIMIT $2::int) r";
+static const char Q_STATUS[] =
+	"SELECT json_build_object("
+	"'open_conflicts', (SELECT count(*) FROM tdgl.conflicts WHERE status = 'Open'), "
+	"'failed_changes', (SELECT count(*) FROM tdgl.sync_log WHERE status = 'Failed'), "
+	"'local_edits', (SELECT count(*) FROM tdgl.local_edits))::text";
+
+static int api_authorized(const struct api *a, const struct http_req *req)
+{
+	const char *h = http_header(req, "Authorization");
+	char want[512];
+
+	if (!a->admin_token || !*a->admin_token || !h)
+		return 0;
+	snprintf(want, sizeof want, "Bearer %s", a->admin_token);
+	return crypto_str_equal(want, h);
+}
+
+static int api_limit(const struct http_req *req, long dflt)
+{
+	const char *s = http_query(req, "limit");
+	long v = dflt;
+
+	if (s) {
+		char *end;
+		v = strtol(s, &end, 10);
+		if (*end || v < 1 || v > 10000)
+			return -1;
+	}
+	return (int)v;
+}
+
+/* Replies with JSON text built by the database; on failure 500/503. */
+static void api_reply_text(struct http_req *req, const char *text)
+{
+	http_reply_data(req, 200, "application/json", text, strlen(text));
+}
+
+static void api_query_json(struct api *a, struct http_req *req, const char *what,
+                           const char *sql, int n, const char *const *params)
+{
+	PGconn *c = db_pool_get(a->pool, API_DB_WAIT_MS);
+	PGresult *res = NULL;
+
+	if (!c) {
+		http_reply_error(req, 503, "database unavailable");
+		goto out;
+	}
+	res = db_exec(c, what, sql, n, params);
+	if (!res)
+		http_reply_error(req, 500, "%s failed", what);
+	else
+		api_reply_text(req, PQgetvalue(res, 0, 0));
+out:
+	PQclear(res);
+	if (c)
+		db_pool_put(a->pool, c);
+}
+
+static void api_status(struct api *a, struct http_req *req)
+{
+	PGconn *c = db_pool_get(a->pool, API_DB_WAIT_MS);
+	PGresult *res = NULL;
+	cJSON *o = NULL, *src;
+
+	if (!c) {
+		http_reply_error(req, 503, "database unavailable");
+		goto out;
+	}
+	res = db_exec(c, "status", Q_STATUS, 0, NULL);
+	src = source_list_json(c);
+	if (!res || !src) {
+		cJSON_Delete(src);
+		http_reply_error(req, 500, "status failed");
+		goto out;
+	}
+	o = cJSON_Parse(PQgetvalue(res, 0, 0));
+	if (!o)
+		o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "version", TDGL_VERSION);
+	cJSON_AddItemToObject(o, "sources", src);
+	cJSON_AddItemToObject(o, "workers", sched_status(a->sched));
+	http_reply_json(req, 200, o);
+out:
+	PQclear(res);
+	if (c)
+		db_pool_put(a->pool, c);
+}
+
+static void api_sources_get(struct api *a, struct http_req *req)
+{
+	PGconn *c = db_pool_get(a->pool, API_DB_WAIT_MS);
+	cJSON *list;
+
+	if (!c) {
+		http_reply_error(req, 503, "database unavailable");
+		return;
+	}
+	list = source_list_json(c);
+	db_pool_put(a->pool, c);
+	if (!list)
+		http_reply_error(req, 500, "listing sources failed");
+	else
+		http_reply_json(req, 200, list);
+}
+
+static void api_sources_post(struct api *a, struct http_req *req)
+{
+	size_t len = 0;
+	const char *body = http_body(req, &len);
+	char err[512];
+	cJSON *j = json_parse_strict(body ? body : "", len, err, sizeof err), *out;
+	struct source_spec spec;
+	PGconn *c = NULL;
+	int st;
+
+	if (!j) {
+		http_reply_error(req, 400, "bad JSON: %s", err);
+		goto out;
+	}
+	if (source_spec_from_json(j, &spec, err, sizeof err) < 0) {
+		http_reply_error(req, 400, "%s", err);
+		goto out;
+	}
+	c = db_pool_get(a->pool, API_DB_WAIT_MS);
+	if (!c) {
+		http_reply_error(req, 503, "database unavailable");
+		goto out;
+	}
+	if (source_add(c, &spec, a->key_material, err, sizeof err, &st) < 0) {
+		http_reply_error(req, (unsigned)st, "%s", err);
+		goto out;
+	}
+	db_pool_put(a->pool, c);
+	c = NULL;
+	sched_reload(a->sched);   /* starts its worker: the initial sync begins now */
+	out = cJSON_CreateObject();
+	cJSON_AddStringToObject(out, "name", spec.name);
+	cJSON_AddStringToObject(out, "status", "added");
+	http_reply_json(req, 201, out);
+out:
+	cJSON_Delete(j);
+	if (c)
+		db_pool_put(a->pool, c);
+}
+
+static void api_source_delete(struct api *a, struct http_req *req, const char *name)
+{
+	PGconn *c = db_pool_get(a->pool, API_DB_WAIT_MS);
+	int r;
+
+	if (!c) {
+		http_reply_error(req, 503, "database unavailable");
+		return;
+	}
+	r = source_remove(c, name);
+	db_pool_put(a->pool, c);
+	if (r < 0)
+		http_reply_error(req, 500, "removing the source failed");
+	else if (r == 0)
+		http_reply_error(req, 404, "unknown source");
+	else {
+		cJSON *o = cJSON_CreateObject();
+		sched_reload(a->sched);
+		cJSON_AddStringToObject(o, "status", "removed");
+		http_reply_json(req, 200, o);
+	}
+}
+
+static void api_pull(struct api *a, struct http_req *req, const char *name)
+{
+	const char *wait = http_query(req, "wait");
+	int sync = wait && !strcmp(wait, "1");
+	cJSON *result = NULL, *o;
+	int rc;
+
+	if (http_query(req, "dry_run")) {
+		http_reply_error(req, 400, "dry_run is not supported yet");
+		return;
+	}
+	rc = sched_trigger(a->sched, name, "API", sync ? API_PULL_WAIT_MS : 0, &result);
+	if (rc == -1) {
+		http_reply_error(req, 404, "unknown or disabled source");
+		return;
+	}
+	if (rc == -2) {
+		http_reply_error(req, 504, "pull did not finish in time");
+		return;
+	}
+	if (sync && result) {
+		http_reply_json(req, 200, result);
+		return;
+	}
+	cJSON_Delete(result);
+	o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "status", "queued");
+	http_reply_json(req, 202, o);
+}
+
+static void api_conflicts(struct api *a, struct http_req *req)
+{
+	const char *status = http_query(req, "status");
+	int limit = api_limit(req, 1000);
+	PGconn *c;
+	cJSON *list;
+
+	if (status && strcasecmp(status, "open") && strcasecmp(status, "resolved")) {
+		http_reply_error(req, 400, "status must be open or resolved");
+		return;
+	}
+	if (limit < 0) {
+		http_reply_error(req, 400, "bad limit");
+		return;
+	}
+	c = db_pool_get(a->pool, API_DB_WAIT_MS);
+	if (!c) {
+		http_reply_error(req, 503, "database unavailable");
+		return;
+	}
+	list = conflict_list(c, status, limit);
+	db_pool_put(a->pool, c);
+	if (!list)
+		http_reply_error(req, 500, "listing conflicts failed");
+	else
+		http_reply_json(req, 200, list);
+}
+
+static void api_resolve(struct api *a, struct http_req *req, const char *idtext)
+{
+	size_t len = 0;
+	const char *body = http_body(req, &len);
+	char err[512], *end;
+	cJSON *j = NULL, *out = NULL;
+	const char *res;
+	long id = strtol(idtext, &end, 10);
+	PGconn *c = NULL;
+	unsigned st;
+
+	if (*end || end == idtext || id <= 0) {
+		http_reply_error(req, 400, "bad conflict id");
+		goto out;
+	}
+	j = json_parse_strict(body ? body : "", len, err, sizeof err);
+	if (!j) {
+		http_reply_error(req, 400, "bad JSON: %s", err);
+		goto out;
+	}
+	res = json_get_string(j, "resolution");
+	if (!conflict_resolution(res)) {
+		http_reply_error(req, 400, "resolution must be \"Accept Primary\" or \"Keep Local\"");
+		goto out;
+	}
+	c = db_pool_get(a->pool, API_DB_WAIT_MS);
+	if (!c) {
+		http_reply_error(req, 503, "database unavailable");
+		goto out;
+	}
+	st = conflict_resolve(c, id, res, &out, err, sizeof err);
+	if (st == 200) {
+		log_info("conflict %ld resolved: %s", id, conflict_resolution(res));
+		http_reply_json(req, 200, out);
+		out = NULL;
+	} else {
+		http_reply_error(req, st, "%s", err);
+	}
+out:
+	cJSON_Delete(j);
+	cJSON_Delete(out);
+	if (c)
+		db_pool_put(a->pool, c);
+}
+
+static void api_log(struct api *a, struct http_req *req)
+{
+	const char *status = http_query(req, "status"), *source = http_query(req, "source");
+	const char *run = http_query(req, "run_id");
+	int limit = api_limit(req, 1000);
+	char lim[32];
+	const char *p[4] = { status, source, run, lim };
+
+	if (status && strcasecmp(status, "Synced") && strcasecmp(status, "Failed") &&
+	    strcasecmp(status, "Skipped")) {
+		http_reply_error(req, 400, "status must be Synced, Failed or Skipped");
+		return;
+	}
+	if (run && (strspn(run, "0123456789") != strlen(run) || !*run || strlen(run) > 18)) {
+		http_reply_error(req, 400, "bad run_id");
+		return;
+	}
+	if (limit < 0) {
+		http_reply_error(req, 400, "bad limit");
+		return;
+	}
+	snprintf(lim, sizeof lim, "%d", limit);
+	api_query_json(a, req, "sync log", Q_LOG, 4, p);
+}
+
+static void api_runs(struct api *a, struct http_req *req)
+{
+	int limit = api_limit(req, 100);
+	char lim[32];
+	const char *p[2] = { http_query(req, "source"), lim };
+
+	if (limit < 0) {
+		http_reply_error(req, 400, "bad limit");
+		return;
+	}
+	snprintf(lim, sizeof lim, "%d", limit);
+	api_query_json(a, req, "runs", Q_RUNS, 2, p);
+}
+
+static void api_metrics(struct http_req *req)
+{
+	struct buf b = { 0 };
+
+	metrics_render(&b);
+	http_reply_data(req, 200, "text/plain; version=0.0.4", b.data ? b.data : "", b.len);
+	buf_free(&b);
+}
+
+static void api_notify(struct api *a, struct http_req *req)
+{
+	size_t len = 0;
+	const char *body = http_body(req, &len);
+	char err[256];
+	unsigned st = sched_notify(a->sched, http_header(req, "X-TDGL-Timestamp"),
+	                           http_header(req, "X-TDGL-Signature"), body, len, err, sizeof err);
+
+	if (st == 202) {
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "status", "accepted");
+		http_reply_json(req, 202, o);
+	} else {
+		http_reply_error(req, st, "%s", err);
+	}
+}
+
+/* "/api/sources/<name>/pull" -> name (copied into out) when path matches prefix/<x>suffix. */
+static int api_match(const char *path, const char *prefix, const char *suffix, char *out,
+                     size_t outlen)
+{
+	size_t pl = strlen(prefix), sl = strlen(suffix), len = strlen(path), n;
+
+	if (len <= pl + sl || strncmp(path, prefix, pl) || strcmp(path + len - sl, suffix))
+		return 0;
+	n = len - pl - sl;
+	if (n >= outlen || memchr(path + pl, '/', n))
+		return 0;
+	memcpy(out, path + pl, n);
+	out[n] = '\0';
+	return 1;
+}
+
+void api_handle(struct http_req *req, void *ctx)
+{
+	struct api *a = ctx;
+	const char *m = http_method(req), *path = http_path(req);
+	int get = !strcmp(m, "GET"), post = !strcmp(m, "POST");
+	char name[256];
+
+	metrics_add(M_HTTP_REQUESTS, 1);
+	if (!strcmp(path, "/health")) {
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "status", "ok");
+		http_reply_json(req, 200, o);
+		return;
+	}
+	if (!strcmp(path, "/api/notify")) {
+		if (!post)
+			http_reply_error(req, 405, "method not allowed");
+		else
+			api_notify(a, req);
+		return;
+	}
+	if (!api_authorized(a, req)) {
+		http_reply_error(req, 401, "unauthorized");
+		return;
+	}
+	if (!strcmp(path, "/api/status") && get)
+		api_status(a, req);
+	else if (!strcmp(path, "/api/sources") && get)
+		api_sources_get(a, req);
+	else if (!strcmp(path, "/api/sources") && post)
+		api_sources_post(a, req);
+	else if (api_match(path, "/api/sources/", "/pull", name, sizeof name) && post)
+		api_pull(a, req, name);
+	else if (api_match(path, "/api/sources/", "", name, sizeof name) &&
+	         !strcmp(m, "DELETE"))
+		api_source_delete(a, req, name);
+	else if (!strcmp(path, "/api/conflicts") && get)
+		api_conflicts(a, req);
+	else if (api_match(path, "/api/conflicts/", "/resolve", name, sizeof name) && post)
+		api_resolve(a, req, name);
+	else if (!strcmp(path, "/api/log") && get)
+		api_log(a, req);
+	else if (!strcmp(path, "/api/runs") && get)
+		api_runs(a, req);
+	else if (!strcmp(path, "/metrics") && get)
+		api_metrics(req);
+	else if (!strncmp(path, "/api/", 5) || !strcmp(path, "/metrics"))
+		http_reply_error(req, get || post ? 404 : 405, "%s", get || post ? "not found" :
+		                 "method not allowed");
+	else
+		http_reply_error(req, 404, "not found");
+}

@@ -1,0 +1,19 @@
+/* api: the replica's admin HTTP API. Everything but GET /health and POST /api/notify needs
+ * "Authorization: Bearer <TDGL_ADMIN_TOKEN>" (compared in constant time); without it: 401
+ * JSON. /api/notify is authenticated by its HMAC signature instead. Bad input: 4xx JSON. */
+#ifndef TDGL_REPLICA_API_H
+#define TDGL_REPLICA_API_H
+#include "common/db.h"
+#include "common/http.h"
+#include "replica/scheduler.h"
+
+struct api {
+	struct db_pool *pool;
+	struct sched   *sched;
+	const char     *admin_token;
+	const char     *key_material;
+};
+
+void api_handle(struct http_req *req, void *ctx);   /* ctx: struct api * */
+
+#endif

@@ -1,0 +1,102 @@
+/* apply: one transaction per page; the SQL functions do the set-based work. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "common/db.h"
+#include "common/log.h"
+#include "replica/apply.h"
+
+static const char Q_APPLY_PAGE[] =
+	"SELECT tdgl.apply_page($1, $2::json, $3, $4, $5::bigint)::text";
+static const char Q_APPLY_ROWS[] =
+	"SELECT tdgl.apply_rows($1, $2, ($3::json) -> 'rows', $4::bigint, $5::bool)::text, "
+	"CASE WHEN json_typeof(($3::json) -> 'next') IN ('object', 'array', 'string', 'number') "
+	"THEN (($3::json) -> 'next')::text END";
+static const char Q_FINISH_RESYNC[] = "SELECT tdgl.finish_resync($1, $2)";
+/* Local to the transaction: a pooled connection never stays in apply mode. */
+static const char Q_APPLYING[] = "SET LOCAL tdgl.applying = on";
+
+int apply_page(PGconn *c, const char *source, const char *body, const char *prev_cursor,
+               const char *next_cursor, long run_id, cJSON **summary, char *err, size_t errlen)
+{
+	char rid[32];
+	const char *p[5] = { source, body, prev_cursor, next_cursor, rid };
+	PGresult *res = NULL;
+	int rc = -1, in_tx = 0;
+
+	*summary = NULL;
+	snprintf(rid, sizeof rid, "%ld", run_id);
+	if (db_run(c, "apply: begin", "BEGIN", 0, NULL) < 0)
+		goto dberr;
+	in_tx = 1;
+	if (db_run(c, "apply: session", Q_APPLYING, 0, NULL) < 0)
+		goto dberr;
+	res = db_exec(c, "apply page", Q_APPLY_PAGE, 5, p);
+	if (!res)
+		goto dberr;
+	if (db_run(c, "apply: commit", "COMMIT", 0, NULL) < 0)
+		goto dberr;
+	in_tx = 0;
+	*summary = cJSON_Parse(PQgetvalue(res, 0, 0));
+	rc = *summary ? 0 : -1;
+	if (rc < 0)
+		snprintf(err, errlen, "apply page: unreadable summary");
+	goto out;
+dberr:
+	snprintf(err, errlen, "%s: %s", db_last_sqlstate(), db_last_error());
+out:
+	if (in_tx)
+		db_run(c, "apply: rollback", "ROLLBACK", 0, NULL);
+	PQclear(res);
+	return rc;
+}
+
+int apply_rows(PGconn *c, const char *source, const char *tbl, const char *body, long run_id,
+               int resync, cJSON **summary, char **next, char *err, size_t errlen)
+{
+	char rid[32];
+	const char *p[5] = { source, tbl, body, rid, resync ? "true" : "false" };
+	PGresult *res = NULL;
+	int rc = -1, in_tx = 0;
+
+	*summary = NULL;
+	*next = NULL;
+	snprintf(rid, sizeof rid, "%ld", run_id);
+	if (db_run(c, "apply rows: begin", "BEGIN", 0, NULL) < 0)
+		goto dberr;
+	in_tx = 1;
+	if (db_run(c, "apply rows: session", Q_APPLYING, 0, NULL) < 0)
+		goto dberr;
+	res = db_exec(c, "apply rows", Q_APPLY_ROWS, 5, p);
+	if (!res)
+		goto dberr;
+	if (db_run(c, "apply rows: commit", "COMMIT", 0, NULL) < 0)
+		goto dberr;
+	in_tx = 0;
+	*summary = cJSON_Parse(PQgetvalue(res, 0, 0));
+	if (!PQgetisnull(res, 0, 1))
+		*next = strdup(PQgetvalue(res, 0, 1));
+	rc = *summary ? 0 : -1;
+	if (rc < 0)
+		snprintf(err, errlen, "apply rows: unreadable summary");
+	goto out;
+dberr:
+	snprintf(err, errlen, "%s: %s", db_last_sqlstate(), db_last_error());
+out:
+	if (in_tx)
+		db_run(c, "apply rows: rollback", "ROLLBACK", 0, NULL);
+	PQclear(res);
+	return rc;
+}
+
+long apply_finish_resync(PGconn *c, const char *source, const char *tbl)
+{
+	const char *p[2] = { source, tbl };
+	PGresult *res = db_exec(c, "finish re-sync", Q_FINISH_RESYNC, 2, p);
+	long n = -1;
+
+	if (res)
+		n = atol(PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return n;
+}

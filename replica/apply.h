@@ -1,0 +1,25 @@
+/* apply: hands pages fetched from the primary to the SQL apply functions
+ * (sql/replica.sql: tdgl.apply_page, tdgl.apply_rows, tdgl.finish_resync). The page body is
+ * passed verbatim as a `json` parameter so row snapshots keep their exact text.
+ * A page of changes is applied in ONE transaction together with the cursor move.
+ * Returned cJSON summaries are owned by the caller. */
+#ifndef TDGL_REPLICA_APPLY_H
+#define TDGL_REPLICA_APPLY_H
+#include <stddef.h>
+#include <libpq-fe.h>
+#include <cjson/cJSON.h>
+
+/* Applies a GET /api/changes body and moves the cursor prev -> next. Returns 0 with
+ * *summary ({"fetched","synced","failed","skipped","conflicts","ignored","files"}), or -1
+ * with err (sqlstate "40001" in err's prefix when another pull moved the cursor). */
+int apply_page(PGconn *c, const char *source, const char *body, const char *prev_cursor,
+               const char *next_cursor, long run_id, cJSON **summary, char *err, size_t errlen);
+/* Applies a GET /api/rows body for table tbl. *next gets the raw JSON text of the body's
+ * "next" (malloc'd; NULL when null/absent). Returns 0 or -1 with err. */
+int apply_rows(PGconn *c, const char *source, const char *tbl, const char *body, long run_id,
+               int resync, cJSON **summary, char **next, char *err, size_t errlen);
+/* After a re-sync copy of tbl: removes local rows the copy did not see. Returns the count
+ * or -1. */
+long apply_finish_resync(PGconn *c, const char *source, const char *tbl);
+
+#endif

@@ -1,0 +1,73 @@
+/* conflict: thin layer over tdgl.conflicts and tdgl.resolve_conflict(). */
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include "common/db.h"
+#include "replica/conflict.h"
+
+static const char Q_LIST[] =
+	"SELECT coalesce(json_agg(json_build_object('id', id, 'source', source, 'table', tbl, "
+	"'pk', pk, 'change_id', change_id, 'op', op, 'old_pk', old_pk, "
+	"'primary_row', primary_row, 'local_row', local_row, 'status', status, "
+	"'resolution', resolution, 'refreshed', refreshed, 'created_at', created_at, "
+	"'updated_at', updated_at, 'resolved_at', resolved_at) ORDER BY id), '[]')::text "
+	"FROM (SELECT * FROM tdgl.conflicts WHERE $1::text IS NULL OR lower(status) = lower($1) "
+	"ORDER BY id DESC LIMIT $2::int) c";
+static const char Q_RESOLVE[] = "SELECT tdgl.resolve_conflict($1::bigint, $2)::text";
+
+cJSON *conflict_list(PGconn *c, const char *status, long limit)
+{
+	char lim[32];
+	const char *p[2] = { status, lim };
+	PGresult *res;
+	cJSON *out = NULL;
+
+	snprintf(lim, sizeof lim, "%ld", limit > 0 ? limit : 1000);
+	res = db_exec(c, "conflicts list", Q_LIST, 2, p);
+	if (res)
+		out = cJSON_Parse(PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return out;
+}
+
+const char *conflict_resolution(const char *s)
+{
+	if (!s)
+		return NULL;
+	if (!strcasecmp(s, "Accept Primary") || !strcasecmp(s, "accept-primary"))
+		return "Accept Primary";
+	if (!strcasecmp(s, "Keep Local") || !strcasecmp(s, "keep-local"))
+		return "Keep Local";
+	return NULL;
+}
+
+unsigned conflict_resolve(PGconn *c, long id, const char *resolution, cJSON **out,
+                          char *err, size_t errlen)
+{
+	char sid[32];
+	const char *canon = conflict_resolution(resolution);
+	const char *p[2] = { sid, canon };
+	PGresult *res = NULL;
+	unsigned st = 500;
+
+	*out = NULL;
+	if (!canon) {
+		snprintf(err, errlen, "resolution must be \"Accept Primary\" or \"Keep Local\"");
+		st = 400;
+		goto out;
+	}
+	snprintf(sid, sizeof sid, "%ld", id);
+	res = db_exec(c, "resolve conflict", Q_RESOLVE, 2, p);
+	if (!res) {
+		const char *state = db_last_sqlstate();
+		st = !strcmp(state, "P0002") ? 404 : !strcmp(state, "55000") ? 409 :
+		     !strcmp(state, "22023") ? 400 : 500;
+		snprintf(err, errlen, "%s", db_last_error());
+		goto out;
+	}
+	*out = cJSON_Parse(PQgetvalue(res, 0, 0));
+	st = 200;
+out:
+	PQclear(res);
+	return st;
+}

@@ -1,0 +1,19 @@
+/* files: attachment files referenced by synced rows ("/files/<path>") fetched from the
+ * primary's /api/files/<path> into the replica's files directory (TDGL_FILES_DIR). A path
+ * never leaves that directory: "..", ".", empty components, absolute paths, control bytes
+ * and backslashes are refused, every directory is opened with O_NOFOLLOW via openat, and the
+ * file is written to a temporary name and renamed into place.
+ * tdgl.files records the size and SHA-256 of each fetched file: a file still present with
+ * that size and hash is not fetched again. */
+#ifndef TDGL_REPLICA_FILES_H
+#define TDGL_REPLICA_FILES_H
+#include <libpq-fe.h>
+
+/* 1 when value is a relative file URL this module accepts ("/files/a/b.pdf"), else 0. */
+int files_path_ok(const char *value);
+/* Fetches value ("/files/...") from base_url (auth_header "Authorization: ...") unless
+ * present and unchanged. Returns 0 fetched or already present, -1 on failure (logged). */
+int files_fetch(PGconn *c, const char *base_url, const char *auth_header,
+                const char *files_dir, const char *value);
+
+#endif

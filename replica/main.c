@@ -1,0 +1,590 @@
+/* tdgl-replica: command-line entry point (migrate, source add/list/remove, conflicts,
+ * resolve, pull, status, log, runs, serve). */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "common/args.h"
+#include "common/buf.h"
+#include "common/db.h"
+#include "common/http.h"
+#include "common/httpc.h"
+#include "common/json.h"
+#include "common/log.h"
+#include "common/version.h"
+#include "replica/api.h"
+#include "replica/conflict.h"
+#include "replica/pull.h"
+#include "replica/scheduler.h"
+#include "replica/source.h"
+
+extern const char sql_replica[];
+
+#define MAIN_SCHEMA_VERSION 1
+#define MAIN_RELOAD_S 2
+
+static const char main_usage[] =
+	"tdgl-replica <command> [options]\n"
+	"commands:\n"
+	"  migrate                      create or upgrade the tdgl schema\n"
+	"  serve                        run the scheduler and the admin API\n"
+	"  source add NAME --url U --key K --secret S --tables t1,t2 [--filter 't1={...}']\n"
+	"             [--attach t1=col1,col2] [--batch-size N] [--poll-interval S]\n"
+	"             [--push-secret P] [--long-poll]\n"
+	"  source list | source remove NAME\n"
+	"  pull NAME                    run one pull now and print its summary\n"
+	"  conflicts [--status open|resolved]\n"
+	"  resolve ID accept-primary|keep-local\n"
+	"  log [--status Synced|Failed|Skipped] [--source NAME]\n"
+	"  runs [--source NAME]\n"
+	"  status\n"
+	"every command takes --db CONNINFO (TDGL_DB) and --help; tdgl-replica --version";
+
+static const char Q_HAS_SCHEMA[] = "SELECT to_regclass('tdgl.sources') IS NOT NULL";
+static const char Q_LOG[] =
+	"SELECT id, coalesce(run_id::text, '-'), source, coalesce(change_id::text, '-'), tbl, "
+	"op, status, coalesce(reason, error, ''), pk::text FROM tdgl.sync_log "
+	"WHERE ($1::text IS NULL OR lower(status) = lower($1)) AND ($2::text IS NULL OR source = $2) "
+	"ORDER BY id DESC LIMIT 200";
+static const char Q_RUNS[] =
+	"SELECT id, source, trigger, status, fetched, synced, failed, skipped, conflicts, "
+	"to_char(started_at, 'YYYY-MM-DD HH24:MI:SS'), "
+	"coalesce(round(extract(epoch FROM ended_at - started_at) * 1000)::text, '-'), "
+	"coalesce(error, '') FROM tdgl.runs WHERE ($1::text IS NULL OR source = $1) "
+	"ORDER BY id DESC LIMIT 50";
+static const char Q_STATUS[] =
+	"SELECT s.name, s.enabled, s.cursor IS NOT NULL, coalesce(s.last_status, '-'), "
+	"coalesce(to_char(s.last_run_at, 'YYYY-MM-DD HH24:MI:SS'), '-'), "
+	"(SELECT count(*) FROM tdgl.conflicts c WHERE c.source = s.name AND c.status = 'Open'), "
+	"(SELECT count(*) FROM tdgl.sync_log l WHERE l.source = s.name AND l.status = 'Failed') "
+	"FROM tdgl.sources s ORDER BY s.name";
+
+static volatile int main_stop;
+
+#define OPT_DB { "db", "TDGL_DB", "CONNINFO", "libpq connection string", NULL }
+#define OPT_END { 0 }
+
+/* Parses common options and connects. Returns a connection or NULL (*rc set). */
+static PGconn *main_open(struct arg_opt *opts, int *rc)
+{
+	const char *db = args_get(opts, "db");
+	char err[512];
+	PGconn *c;
+
+	if (!db || !*db) {
+		fprintf(stderr, "error: --db (or TDGL_DB) is required\n");
+		*rc = 2;
+		return NULL;
+	}
+	c = db_connect(db, err, sizeof err);
+	if (!c) {
+		fprintf(stderr, "error: cannot connect to the database: %s\n", err);
+		*rc = 1;
+	}
+	return c;
+}
+
+/* Checks the schema exists (migrate ran). */
+static int main_schema_ok(PGconn *c)
+{
+	PGresult *res = db_exec(c, "schema check", Q_HAS_SCHEMA, 0, NULL);
+	int ok = res && !strcmp(PQgetvalue(res, 0, 0), "t");
+
+	PQclear(res);
+	if (!ok)
+		fprintf(stderr, "error: the tdgl schema is missing: run `tdgl-replica migrate` first\n");
+	return ok;
+}
+
+static void main_print_json(const cJSON *j)
+{
+	char *s = cJSON_Print(j);
+
+	printf("%s\n", s ? s : "null");
+	free(s);
+}
+
+static int cmd_migrate(int argc, char **argv)
+{
+	struct arg_opt opts[] = { OPT_DB, OPT_END };
+	char err[1024];
+	PGconn *c = NULL;
+	int rc = args_parse(argc, argv, opts, "tdgl-replica migrate [--db CONNINFO]", NULL, 0, NULL);
+
+	if (rc)
+		return rc == 1 ? 0 : 2;
+	c = main_open(opts, &rc);
+	if (!c)
+		return rc;
+	if (db_migrate(c, "tdgl", MAIN_SCHEMA_VERSION, sql_replica, err, sizeof err) < 0) {
+		fprintf(stderr, "error: migrate: %s\n", err);
+		rc = 1;
+	} else {
+		printf("schema tdgl at version %d\n", MAIN_SCHEMA_VERSION);
+	}
+	PQfinish(c);
+	return rc;
+}
+
+/* Moves every "--NAME VALUE" / "--NAME=VALUE" of a repeatable option out of argv. */
+static int main_take_repeated(int *argc, char **argv, const char *name, const char **out,
+                              int max, int *n)
+{
+	size_t nl = strlen(name);
+	int j = 0;
+
+	for (int i = 0; i < *argc; i++) {
+		const char *a = argv[i];
+		if (!strncmp(a, "--", 2) && !strncmp(a + 2, name, nl) &&
+		    (a[2 + nl] == '\0' || a[2 + nl] == '=')) {
+			const char *v = a[2 + nl] == '=' ? a + 3 + nl : (i + 1 < *argc ? argv[++i] : NULL);
+			if (!v || *n >= max) {
+				fprintf(stderr, "error: option --%s needs a value TABLE=...\n", name);
+				return -1;
+			}
+			out[(*n)++] = v;
+			continue;
+		}
+		argv[j++] = argv[i];
+	}
+	*argc = j;
+	return 0;
+}
+
+static int cmd_source_add(int argc, char **argv)
+{
+	struct arg_opt opts[] = {
+		OPT_DB,
+		{ "url", NULL, "URL", "the primary's base URL", NULL },
+		{ "key", NULL, "KEY", "API key from `tdgl-primary keygen`", NULL },
+		{ "secret", NULL, "SECRET", "API secret (stored encrypted)", NULL },
+		{ "tables", NULL, "T1,T2", "tables to pull", NULL },
+		{ "batch-size", NULL, "N", "changes per page (1-500)", "100" },
+		{ "poll-interval", NULL, "DURATION", "interval between scheduled pulls", "60" },
+		{ "push-secret", NULL, "SECRET", "shared secret of push notifications", NULL },
+		{ "long-poll", NULL, NULL, "keep a long-poll open instead of waiting for pushes",
+		  NULL },
+		{ "secret-key", "TDGL_SECRET_KEY", "KEY", "key that encrypts secrets at rest", NULL },
+		OPT_END
+	};
+	struct source_spec spec = { 0 };
+	const char *pos[1] = { 0 };
+	char err[512];
+	int np = 0, rc, st;
+	long v;
+	PGconn *c = NULL;
+
+	if (main_take_repeated(&argc, argv, "filter", spec.filters, SOURCE_MAX_TABLES,
+	                       &spec.nfilters) < 0 ||
+	    main_take_repeated(&argc, argv, "attach", spec.attach, SOURCE_MAX_TABLES,
+	                       &spec.nattach) < 0)
+		return 2;
+	rc = args_parse(argc, argv, opts,
+	                "tdgl-replica source add NAME --url U --key K --secret S --tables t1,t2 "
+	                "[--filter 't1={\"col\":\"v\"}']... [--attach t1=col1,col2]...",
+	                pos, 1, &np);
+	if (rc)
+		return rc == 1 ? 0 : 2;
+	if (np != 1) {
+		fprintf(stderr, "error: source add needs a NAME\n");
+		return 2;
+	}
+	spec.name = pos[0];
+	spec.url = args_get(opts, "url");
+	spec.key = args_get(opts, "key");
+	spec.secret = args_get(opts, "secret");
+	spec.tables = args_get(opts, "tables");
+	spec.push_secret = args_get(opts, "push-secret");
+	spec.long_poll = args_get(opts, "long-poll") != NULL;
+	if (args_int(args_get(opts, "batch-size"), 1, 500, &spec.batch_size) < 0) {
+		fprintf(stderr, "error: --batch-size must be within 1..500\n");
+		return 2;
+	}
+	v = args_duration(args_get(opts, "poll-interval"));
+	if (v < 1) {
+		fprintf(stderr, "error: --poll-interval must be a duration like 30, 30s, 5m\n");
+		return 2;
+	}
+	spec.poll_interval = v;
+	c = main_open(opts, &rc);
+	if (!c)
+		return rc;
+	if (!main_schema_ok(c)) {
+		rc = 1;
+	} else if (source_add(c, &spec, args_get(opts, "secret-key"), err, sizeof err, &st) < 0) {
+		fprintf(stderr, "error: %s\n", err);
+		rc = st == 400 ? 2 : 1;
+	} else {
+		printf("source %s added; its initial sync starts at the next pull\n", spec.name);
+		rc = 0;
+	}
+	PQfinish(c);
+	return rc;
+}
+
+static int cmd_source(int argc, char **argv)
+{
+	struct arg_opt opts[] = { OPT_DB, OPT_END };
+	const char *pos[2] = { 0 };
+	int np = 0, rc;
+	PGconn *c = NULL;
+
+	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+		printf("usage: tdgl-replica source add|list|remove ...\n");
+		return argc < 2 ? 2 : 0;
+	}
+	if (!strcmp(argv[1], "add"))
+		return cmd_source_add(argc - 1, argv + 1);
+	if (strcmp(argv[1], "list") && strcmp(argv[1], "remove")) {
+		fprintf(stderr, "error: unknown source command \"%s\"\n", argv[1]);
+		return 2;
+	}
+	rc = args_parse(argc - 1, argv + 1, opts,
+	                !strcmp(argv[1], "list") ? "tdgl-replica source list"
+	                                         : "tdgl-replica source remove NAME",
+	                pos, 1, &np);
+	if (rc)
+		return rc == 1 ? 0 : 2;
+	if (!strcmp(argv[1], "remove") && np != 1) {
+		fprintf(stderr, "error: source remove needs a NAME\n");
+		return 2;
+	}
+	c = main_open(opts, &rc);
+	if (!c)
+		return rc;
+	rc = 1;
+	if (!main_schema_ok(c))
+		goto out;
+	if (!strcmp(argv[1], "list")) {
+		cJSON *l = source_list_json(c);
+		if (l) {
+			main_print_json(l);
+			cJSON_Delete(l);
+			rc = 0;
+		}
+	} else {
+		int r = source_remove(c, pos[0]);
+		if (r == 1) {
+			printf("source %s removed\n", pos[0]);
+			rc = 0;
+		} else if (r == 0) {
+			fprintf(stderr, "error: unknown source \"%s\"\n", pos[0]);
+		}
+	}
+out:
+	PQfinish(c);
+	return rc;
+}
+
+static int cmd_pull(int argc, char **argv)
+{
+	struct arg_opt opts[] = {
+		OPT_DB,
+		{ "secret-key", "TDGL_SECRET_KEY", "KEY", "key that encrypts secrets at rest", NULL },
+		{ "files-dir", "TDGL_FILES_DIR", "DIR", "where attachment files go", "./files" },
+		OPT_END
+	};
+	const char *pos[1] = { 0 };
+	struct pull_env env = { 0 };
+	struct pull_result r;
+	int np = 0, rc;
+	PGconn *c;
+	cJSON *o;
+
+	rc = args_parse(argc, argv, opts, "tdgl-replica pull NAME", pos, 1, &np);
+	if (rc)
+		return rc == 1 ? 0 : 2;
+	if (np != 1) {
+		fprintf(stderr, "error: pull needs a source NAME\n");
+		return 2;
+	}
+	c = main_open(opts, &rc);
+	if (!c)
+		return rc;
+	if (!main_schema_ok(c)) {
+		PQfinish(c);
+		return 1;
+	}
+	env.key_material = args_get(opts, "secret-key");
+	env.files_dir = args_get(opts, "files-dir");
+	rc = pull_run(c, pos[0], "Manual", 0, &env, &r) < 0 ? 1 : 0;
+	o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "source", pos[0]);
+	cJSON_AddNumberToObject(o, "run_id", (double)r.run_id);
+	cJSON_AddStringToObject(o, "status", r.status);
+	cJSON_AddNumberToObject(o, "fetched", (double)r.fetched);
+	cJSON_AddNumberToObject(o, "synced", (double)r.synced);
+	cJSON_AddNumberToObject(o, "failed", (double)r.failed_changes);
+	cJSON_AddNumberToObject(o, "skipped", (double)r.skipped);
+	cJSON_AddNumberToObject(o, "conflicts", (double)r.conflicts);
+	cJSON_AddNumberToObject(o, "pages", (double)r.pages);
+	if (r.failed)
+		cJSON_AddStringToObject(o, "error", r.error);
+	main_print_json(o);
+	cJSON_Delete(o);
+	PQfinish(c);
+	return rc;
+}
+
+static int cmd_conflicts(int argc, char **argv)
+{
+	struct arg_opt opts[] = {
+		OPT_DB,
+		{ "status", NULL, "STATUS", "open or resolved (default: all)", NULL },
+		OPT_END
+	};
+	int rc = args_parse(argc, argv, opts, "tdgl-replica conflicts [--status open]", NULL, 0,
+	                    NULL);
+	const char *st;
+	PGconn *c;
+	cJSON *l;
+
+	if (rc)
+		return rc == 1 ? 0 : 2;
+	st = args_get(opts, "status");
+	if (st && strcasecmp(st, "open") && strcasecmp(st, "resolved")) {
+		fprintf(stderr, "error: --status must be open or resolved\n");
+		return 2;
+	}
+	c = main_open(opts, &rc);
+	if (!c)
+		return rc;
+	rc = 1;
+	if (main_schema_ok(c) && (l = conflict_list(c, st, 1000)) != NULL) {
+		main_print_json(l);
+		cJSON_Delete(l);
+		rc = 0;
+	}
+	PQfinish(c);
+	return rc;
+}
+
+static int cmd_resolve(int argc, char **argv)
+{
+	struct arg_opt opts[] = { OPT_DB, OPT_END };
+	const char *pos[2] = { 0 };
+	char err[512], *end;
+	int np = 0, rc;
+	long id;
+	unsigned st;
+	PGconn *c;
+	cJSON *out = NULL;
+
+	rc = args_parse(argc, argv, opts, "tdgl-replica resolve ID accept-primary|keep-local",
+	                pos, 2, &np);
+	if (rc)
+		return rc == 1 ? 0 : 2;
+	if (np != 2 || !conflict_resolution(pos[1])) {
+		fprintf(stderr, "error: usage: tdgl-replica resolve ID accept-primary|keep-local\n");
+		return 2;
+	}
+	id = strtol(pos[0], &end, 10);
+	if (*end || id <= 0) {
+		fprintf(stderr, "error: bad conflict id \"%s\"\n", pos[0]);
+		return 2;
+	}
+	c = main_open(opts, &rc);
+	if (!c)
+		return rc;
+	rc = 1;
+	if (main_schema_ok(c)) {
+		st = conflict_resolve(c, id, pos[1], &out, err, sizeof err);
+		if (st == 200) {
+			printf("conflict %ld resolved: %s\n", id, conflict_resolution(pos[1]));
+			rc = 0;
+		} else {
+			fprintf(stderr, "error: %s\n", err);
+		}
+	}
+	cJSON_Delete(out);
+	PQfinish(c);
+	return rc;
+}
+
+/* Prints a table of text rows (tab-separated), header first. */
+static void main_print_rows(const PGresult *res, const char *header)
+{
+	printf("%s\n", header);
+	for (int i = 0; i < PQntuples(res); i++) {
+		for (int j = 0; j < PQnfields(res); j++)
+			printf("%s%s", j ? "\t" : "", PQgetvalue(res, i, j));
+		printf("\n");
+	}
+}
+
+static int cmd_table(int argc, char **argv, const char *which)
+{
+	struct arg_opt opts[] = {
+		OPT_DB,
+		{ "status", NULL, "STATUS", "Synced, Failed or Skipped (log only)", NULL },
+		{ "source", NULL, "NAME", "only this source", NULL },
+		OPT_END
+	};
+	int rc = args_parse(argc, argv, opts, which, NULL, 0, NULL);
+	PGconn *c;
+	PGresult *res = NULL;
+
+	if (rc)
+		return rc == 1 ? 0 : 2;
+	c = main_open(opts, &rc);
+	if (!c)
+		return rc;
+	rc = 1;
+	if (!main_schema_ok(c))
+		goto out;
+	if (!strcmp(which, "log")) {
+		const char *p[2] = { args_get(opts, "status"), args_get(opts, "source") };
+		res = db_exec(c, "log", Q_LOG, 2, p);
+		if (res)
+			main_print_rows(res, "id\trun\tsource\tchange\ttable\top\tstatus\treason\tpk");
+	} else if (!strcmp(which, "runs")) {
+		const char *p[1] = { args_get(opts, "source") };
+		res = db_exec(c, "runs", Q_RUNS, 1, p);
+		if (res)
+			main_print_rows(res, "id\tsource\ttrigger\tstatus\tfetched\tsynced\tfailed\t"
+			                "skipped\tconflicts\tstarted\tms\terror");
+	} else {
+		res = db_exec(c, "status", Q_STATUS, 0, NULL);
+		if (res)
+			main_print_rows(res, "source\tenabled\tsynced_once\tlast_status\tlast_run\t"
+			                "open_conflicts\tfailed_changes");
+	}
+	rc = res ? 0 : 1;
+out:
+	PQclear(res);
+	PQfinish(c);
+	return rc;
+}
+
+static int cmd_serve(int argc, char **argv)
+{
+	struct arg_opt opts[] = {
+		OPT_DB,
+		{ "listen", "TDGL_LISTEN", "HOST:PORT", "admin API address", "0.0.0.0:8081" },
+		{ "admin-token", "TDGL_ADMIN_TOKEN", "TOKEN", "Bearer token of the admin API", NULL },
+		{ "secret-key", "TDGL_SECRET_KEY", "KEY", "key that encrypts secrets at rest", NULL },
+		{ "files-dir", "TDGL_FILES_DIR", "DIR", "where attachment files go", "./files" },
+		OPT_END
+	};
+	struct http_limits limits = { .max_body = 1 << 20, .max_conns = 256, .timeout_s = 30 };
+	struct pull_env env = { 0 };
+	struct api api = { 0 };
+	struct http_server *srv = NULL;
+	struct db_pool *pool = NULL;
+	struct sched *sched = NULL;
+	sigset_t sigs;
+	char err[512];
+	PGconn *c = NULL;
+	int rc, sealed;
+
+	rc = args_parse(argc, argv, opts, "tdgl-replica serve [--listen HOST:PORT]", NULL, 0, NULL);
+	if (rc)
+		return rc == 1 ? 0 : 2;
+	c = main_open(opts, &rc);
+	if (!c)
+		return rc;
+	rc = 1;
+	if (!main_schema_ok(c))
+		goto out;
+	api.admin_token = args_get(opts, "admin-token");
+	if (!api.admin_token || strlen(api.admin_token) < 16) {
+		fprintf(stderr, "error: TDGL_ADMIN_TOKEN (or --admin-token) must be set, at least 16 "
+		        "characters: the admin API needs it\n");
+		goto out;
+	}
+	env.key_material = args_get(opts, "secret-key");
+	env.files_dir = args_get(opts, "files-dir");
+	sealed = source_any_sealed(c);
+	if (sealed < 0)
+		goto out;
+	if (sealed && (!env.key_material || !*env.key_material)) {
+		fprintf(stderr, "error: TDGL_SECRET_KEY is not set, but sources with encrypted "
+		        "secrets exist: it is needed to open them\n");
+		goto out;
+	}
+	source_watch_all(c);
+	PQfinish(c);
+	c = NULL;
+
+	/* signals go to the main thread only: block them before any thread starts */
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+
+	pool = db_pool_new(args_get(opts, "db"), 8);
+	sched = sched_new(args_get(opts, "db"), &env);
+	api.pool = pool;
+	api.sched = sched;
+	api.key_material = env.key_material;
+	srv = http_start(args_get(opts, "listen"), &limits, api_handle, &api, err, sizeof err);
+	if (!srv) {
+		fprintf(stderr, "error: cannot listen on %s: %s\n", args_get(opts, "listen"), err);
+		goto out;
+	}
+	log_info("tdgl-replica %s serving on port %u", TDGL_VERSION, http_port(srv));
+	sched_reload(sched);
+	while (!main_stop) {
+		struct timespec ts = { MAIN_RELOAD_S, 0 };
+		int sig = sigtimedwait(&sigs, NULL, &ts);
+		if (sig == SIGTERM || sig == SIGINT) {
+			log_info("signal %d: stopping", sig);
+			break;
+		}
+		sched_reload(sched);   /* sources added or removed by the CLI */
+	}
+	rc = 0;
+out:
+	if (srv)
+		http_stop(srv);
+	if (sched)
+		sched_stop(sched, 2000);
+	if (pool)
+		db_pool_free(pool);
+	if (c)
+		PQfinish(c);
+	if (rc == 0)
+		log_info("stopped");
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	const char *fmt = getenv("TDGL_LOG_FORMAT");
+	const char *cmd = argc > 1 ? argv[1] : NULL;
+
+	log_init("tdgl-replica", fmt && !strcmp(fmt, "json"));
+	if (!cmd || !strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+		printf("usage: %s\n", main_usage);
+		return cmd ? 0 : 2;
+	}
+	if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
+		printf("tdgl-replica %s\n", TDGL_VERSION);
+		return 0;
+	}
+	httpc_global_init();
+	argc--;
+	argv++;
+	if (!strcmp(cmd, "migrate"))
+		return cmd_migrate(argc, argv);
+	if (!strcmp(cmd, "serve"))
+		return cmd_serve(argc, argv);
+	if (!strcmp(cmd, "source"))
+		return cmd_source(argc, argv);
+	if (!strcmp(cmd, "pull"))
+		return cmd_pull(argc, argv);
+	if (!strcmp(cmd, "conflicts"))
+		return cmd_conflicts(argc, argv);
+	if (!strcmp(cmd, "resolve"))
+		return cmd_resolve(argc, argv);
+	if (!strcmp(cmd, "log"))
+		return cmd_table(argc, argv, "log");
+	if (!strcmp(cmd, "runs"))
+		return cmd_table(argc, argv, "runs");
+	if (!strcmp(cmd, "status"))
+		return cmd_table(argc, argv, "status");
+	fprintf(stderr, "error: unknown command \"%s\"\n\nusage: %s\n", cmd, main_usage);
+	return 2;
+}

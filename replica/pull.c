@@ -1,0 +1,407 @@
+/* pull: fetch pages from the primary and hand them to apply. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "common/buf.h"
+#include "common/db.h"
+#include "common/httpc.h"
+#include "common/json.h"
+#include "common/log.h"
+#include "replica/apply.h"
+#include "replica/files.h"
+#include "replica/metrics.h"
+#include "replica/pull.h"
+#include "replica/source.h"
+
+#define PULL_ROWS_LIMIT "500"
+#define PULL_MAX_BODY ((size_t)256 << 20)
+
+static const char Q_RUN_START[] =
+	"INSERT INTO tdgl.runs (source, trigger) VALUES ($1, $2) RETURNING id";
+static const char Q_RUN_END[] =
+	"UPDATE tdgl.runs SET ended_at = clock_timestamp(), status = $2, error = $3 WHERE id = $1 "
+	"RETURNING fetched, synced, failed, skipped, conflicts, pages";
+static const char Q_RUN_DROP[] = "DELETE FROM tdgl.runs WHERE id = $1";
+static const char Q_SOURCE_STATUS[] =
+	"UPDATE tdgl.sources SET last_run_at = now(), last_status = $2, last_error = $3 "
+	"WHERE name = $1";
+static const char Q_SET_START_CURSOR[] =
+	"UPDATE tdgl.sources SET cursor = $2, needs_resync = false "
+	"WHERE name = $1 AND cursor IS NULL";
+static const char Q_EXPIRE_CURSOR[] =
+	"UPDATE tdgl.sources SET cursor = NULL, needs_resync = true "
+	"WHERE name = $1 AND cursor = $2";
+static const char Q_RESYNC_BEGIN[] = "DELETE FROM tdgl.resync_seen WHERE source = $1";
+
+struct pull_ctx {
+	PGconn *c;
+	struct source s;
+	const struct pull_env *env;
+	struct pull_result *r;
+	char auth[1024];
+	const char *hdrs[2];
+};
+
+static int pull_stopping(const struct pull_ctx *p)
+{
+	return p->env->stop && *p->env->stop;
+}
+
+/* GET base+path. Returns the HTTP status, or -1 on transport failure (error set). */
+static long pull_get(struct pull_ctx *p, const char *path, long timeout_ms,
+                     struct httpc_resp *resp)
+{
+	struct httpc_opts opts = { .timeout_ms = timeout_ms, .max_body = PULL_MAX_BODY };
+	struct buf url = { 0 };
+	long st = -1;
+
+	buf_puts(&url, p->s.url);
+	while (url.len && url.data[url.len - 1] == '/')
+		url.data[--url.len] = '\0';
+	buf_puts(&url, path);
+	httpc_resp_free(resp);
+	memset(resp, 0, sizeof *resp);
+	if (httpc_request("GET", url.data, p->hdrs, NULL, 0, &opts, resp) < 0) {
+		snprintf(p->r->error, sizeof p->r->error, "primary unreachable: %s", resp->err);
+		goto out;
+	}
+	st = resp->status;
+out:
+	buf_free(&url);
+	return st;
+}
+
+/* Records a non-200 answer as the pull's error. */
+static void pull_http_error(struct pull_ctx *p, const char *what, const struct httpc_resp *resp)
+{
+	char jerr[64];
+	cJSON *j = resp->body ? json_parse_strict(resp->body, resp->len, jerr, sizeof jerr) : NULL;
+	const char *msg = j ? json_get_string(j, "error") : NULL;
+
+	snprintf(p->r->error, sizeof p->r->error, "%s: primary answered %ld%s%.200s", what,
+	         resp->status, msg ? ": " : "", msg ? msg : "");
+	cJSON_Delete(j);
+}
+
+static void pull_count(struct pull_ctx *p, const cJSON *sum)
+{
+	const cJSON *v;
+	long *dst[] = { &p->r->fetched, &p->r->synced, &p->r->failed_changes, &p->r->skipped,
+	                &p->r->conflicts };
+	static const char *const keys[] = { "fetched", "synced", "failed", "skipped", "conflicts" };
+	static const enum metric m[] = { M_CHANGES_FETCHED, M_CHANGES_SYNCED, M_CHANGES_FAILED,
+	                                 M_CHANGES_SKIPPED, M_CONFLICTS };
+
+	for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
+		v = cJSON_GetObjectItemCaseSensitive(sum, keys[i]);
+		if (cJSON_IsNumber(v)) {
+			*dst[i] += (long)v->valuedouble;
+			metrics_add(m[i], (long)v->valuedouble);
+		}
+	}
+	p->r->pages++;
+	metrics_add(M_PAGES, 1);
+}
+
+/* Fetches the attachment files a committed page referenced. Failures are logged only: the
+ * rows are applied either way. */
+static void pull_files(struct pull_ctx *p, const cJSON *sum)
+{
+	const cJSON *files = cJSON_GetObjectItemCaseSensitive(sum, "files"), *f;
+
+	cJSON_ArrayForEach(f, files) {
+		if (!cJSON_IsString(f))
+			continue;
+		if (files_fetch(p->c, p->s.url, p->auth, p->env->files_dir, f->valuestring) == 0)
+			metrics_add(M_FILES_FETCHED, 1);
+		else
+			metrics_add(M_FILES_FAILED, 1);
+	}
+}
+
+/* Initial sync: starting cursor first, then every row of every table, then the cursor. */
+static int pull_initial(struct pull_ctx *p)
+{
+	struct httpc_resp resp = { 0 };
+	struct buf path = { 0 };
+	cJSON *j = NULL, *sum = NULL;
+	char *start = NULL, *after = NULL, *next = NULL, jerr[128], err[512];
+	const char *params[2] = { p->s.name, NULL };
+	int rc = -1, resync = p->s.needs_resync;
+	long st, copied = 0;
+
+	log_info("source %s: initial sync%s", p->s.name, resync ? " (re-sync)" : "");
+	st = pull_get(p, "/api/snapshot", 30000, &resp);
+	if (st < 0)
+		goto out;
+	if (st != 200) {
+		pull_http_error(p, "snapshot", &resp);
+		goto out;
+	}
+	j = json_parse_strict(resp.body, resp.len, jerr, sizeof jerr);
+	if (!j || !json_get_string(j, "cursor")) {
+		snprintf(p->r->error, sizeof p->r->error, "snapshot: bad answer from primary");
+		goto out;
+	}
+	start = strdup(json_get_string(j, "cursor"));
+	if (resync && db_run(p->c, "re-sync: begin", Q_RESYNC_BEGIN, 1, params) < 0)
+		goto dberr;
+	for (int t = 0; t < p->s.ntables; t++) {
+		char *etab = httpc_escape(p->s.table[t]);
+
+		free(after);
+		after = NULL;
+		for (;;) {
+			char *e;
+
+			buf_reset(&path);
+			buf_printf(&path, "/api/rows?table=%s&limit=" PULL_ROWS_LIMIT, etab);
+			if (after) {
+				e = httpc_escape(after);
+				buf_printf(&path, "&after=%s", e);
+				free(e);
+			}
+			if (p->s.filter[t]) {
+				e = httpc_escape(p->s.filter[t]);
+				buf_printf(&path, "&filter=%s", e);
+				free(e);
+			}
+			st = pull_get(p, path.data, 120000, &resp);
+			if (st != 200 || pull_stopping(p)) {
+				if (st > 0)
+					pull_http_error(p, p->s.table[t], &resp);
+				else if (st == 200)
+					snprintf(p->r->error, sizeof p->r->error, "stopping");
+				free(etab);
+				goto out;
+			}
+			cJSON_Delete(j);
+			j = json_parse_strict(resp.body, resp.len, jerr, sizeof jerr);
+			if (!j || !cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(j, "rows"))) {
+				snprintf(p->r->error, sizeof p->r->error, "rows of %s: bad answer: %s",
+				         p->s.table[t], j ? "no rows array" : jerr);
+				free(etab);
+				goto out;
+			}
+			cJSON_Delete(sum);
+			free(next);
+			if (apply_rows(p->c, p->s.name, p->s.table[t], resp.body, p->r->run_id, resync,
+			               &sum, &next, err, sizeof err) < 0) {
+				snprintf(p->r->error, sizeof p->r->error, "applying rows of %.60s: %.400s",
+				         p->s.table[t], err);
+				free(etab);
+				goto out;
+			}
+			pull_count(p, sum);
+			pull_files(p, sum);
+			copied += cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, "rows"));
+			if (!next || cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, "rows")) == 0)
+				break;
+			free(after);
+			after = next;
+			next = NULL;
+		}
+		free(etab);
+		if (resync) {
+			long n = apply_finish_resync(p->c, p->s.name, p->s.table[t]);
+			if (n < 0)
+				goto dberr;
+			if (n > 0)
+				log_info("source %s: re-sync removed %ld rows of %s gone from the primary",
+				         p->s.name, n, p->s.table[t]);
+		}
+	}
+	params[1] = start;
+	if (db_run(p->c, "initial sync: store cursor", Q_SET_START_CURSOR, 2, params) < 0)
+		goto dberr;
+	free(p->s.cursor);
+	p->s.cursor = start;
+	start = NULL;
+	p->s.needs_resync = 0;
+	log_info("source %s: initial sync copied %ld rows; streaming changes from its starting "
+	         "cursor", p->s.name, copied);
+	rc = 0;
+	goto out;
+dberr:
+	snprintf(p->r->error, sizeof p->r->error, "database: %s", db_last_error());
+out:
+	cJSON_Delete(j);
+	cJSON_Delete(sum);
+	httpc_resp_free(&resp);
+	buf_free(&path);
+	free(start);
+	free(after);
+	free(next);
+	return rc;
+}
+
+/* Streams pages of changes until more=false. */
+static int pull_stream(struct pull_ctx *p, int wait_s)
+{
+	struct httpc_resp resp = { 0 };
+	struct buf path = { 0 };
+	cJSON *j = NULL, *sum = NULL;
+	char *etables = httpc_escape(p->s.tables), jerr[128], err[512];
+	int rc = -1, resynced = 0, first = 1;
+
+	for (;;) {
+		const char *params[2] = { p->s.name, p->s.cursor };
+		const cJSON *changes, *more;
+		const char *next;
+		char *ecur;
+		int w = first ? wait_s : 0;
+		long st;
+
+		if (pull_stopping(p)) {
+			rc = 0;
+			goto out;
+		}
+		ecur = httpc_escape(p->s.cursor);
+		buf_reset(&path);
+		buf_printf(&path, "/api/changes?cursor=%s&tables=%s&limit=%d&wait=%d", ecur, etables,
+		           p->s.batch_size, w);
+		free(ecur);
+		st = pull_get(p, path.data, (w + 30) * 1000L, &resp);
+		first = 0;
+		if (st < 0)
+			goto out;
+		if (st == 410 && !resynced) {
+			log_warn("source %s: cursor expired, re-syncing", p->s.name);
+			if (db_run(p->c, "expire cursor", Q_EXPIRE_CURSOR, 2, params) < 0)
+				goto dberr;
+			p->s.needs_resync = 1;
+			resynced = 1;
+			if (pull_initial(p) < 0)
+				goto out;
+			continue;
+		}
+		if (st != 200) {
+			pull_http_error(p, "changes", &resp);
+			goto out;
+		}
+		cJSON_Delete(j);
+		j = json_parse_strict(resp.body, resp.len, jerr, sizeof jerr);
+		changes = j ? cJSON_GetObjectItemCaseSensitive(j, "changes") : NULL;
+		more = j ? cJSON_GetObjectItemCaseSensitive(j, "more") : NULL;
+		next = j ? json_get_string(j, "cursor") : NULL;
+		if (!cJSON_IsArray(changes) || !next || !*next) {
+			snprintf(p->r->error, sizeof p->r->error, "changes: bad answer from primary%s%s",
+			         j ? "" : ": ", j ? "" : jerr);
+			goto out;
+		}
+		if (cJSON_GetArraySize(changes) == 0 && !strcmp(next, p->s.cursor)) {
+			rc = 0;
+			goto out;
+		}
+		cJSON_Delete(sum);
+		if (apply_page(p->c, p->s.name, resp.body, p->s.cursor, next, p->r->run_id, &sum,
+		               err, sizeof err) < 0) {
+			snprintf(p->r->error, sizeof p->r->error, "applying page: %.480s", err);
+			goto out;
+		}
+		pull_count(p, sum);
+		pull_files(p, sum);
+		free(p->s.cursor);
+		p->s.cursor = strdup(next);
+		if (!cJSON_IsTrue(more)) {
+			rc = 0;
+			goto out;
+		}
+	}
+dberr:
+	snprintf(p->r->error, sizeof p->r->error, "database: %s", db_last_error());
+out:
+	cJSON_Delete(j);
+	cJSON_Delete(sum);
+	httpc_resp_free(&resp);
+	buf_free(&path);
+	free(etables);
+	return rc;
+}
+
+static long pull_ms_since(const struct timespec *t0)
+{
+	struct timespec t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (t1.tv_sec - t0->tv_sec) * 1000L + (t1.tv_nsec - t0->tv_nsec) / 1000000L;
+}
+
+int pull_run(PGconn *c, const char *name, const char *trigger, int wait_s,
+             const struct pull_env *env, struct pull_result *out)
+{
+	struct pull_ctx p = { .c = c, .env = env, .r = out };
+	struct timespec t0;
+	char rid[32], lerr[512];
+	PGresult *res = NULL;
+	int rc = -1, loaded = 0;
+
+	memset(out, 0, sizeof *out);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	metrics_add(M_PULLS, 1);
+	{
+		const char *params[2] = { name, trigger };
+		res = db_exec(c, "run start", Q_RUN_START, 2, params);
+		if (!res) {
+			snprintf(out->error, sizeof out->error, "database: %s", db_last_error());
+			goto finish;
+		}
+		out->run_id = atol(PQgetvalue(res, 0, 0));
+		PQclear(res);
+		res = NULL;
+	}
+	switch (source_load(c, name, env->key_material, &p.s, lerr, sizeof lerr)) {
+	case 0:
+		loaded = 1;
+		break;
+	default:
+		snprintf(out->error, sizeof out->error, "%.500s", lerr);
+		goto finish;
+	}
+	snprintf(p.auth, sizeof p.auth, "Authorization: token %s:%s", p.s.api_key, p.s.api_secret);
+	p.hdrs[0] = p.auth;
+	p.hdrs[1] = NULL;
+	if (!p.s.cursor && pull_initial(&p) < 0)
+		goto finish;
+	if (pull_stream(&p, wait_s) < 0)
+		goto finish;
+	rc = 0;
+finish:
+	out->failed = rc < 0;
+	snprintf(out->status, sizeof out->status, "%s",
+	         rc < 0 ? "Failed" : out->failed_changes > 0 ? "Partial" : "Success");
+	if (rc < 0)
+		metrics_add(M_PULL_FAILURES, 1);
+	if (out->run_id) {
+		const char *params[3] = { rid, out->status, rc < 0 ? out->error : NULL };
+		snprintf(rid, sizeof rid, "%ld", out->run_id);
+		if (rc == 0 && wait_s > 0 && out->pages == 0) {
+			/* an idle long-poll round is not a run worth recording */
+			db_run(c, "run drop", Q_RUN_DROP, 1, params);
+		} else {
+			res = db_exec(c, "run end", Q_RUN_END, 3, params);
+			PQclear(res);
+			res = NULL;
+			params[0] = name;
+			db_run(c, "source status", Q_SOURCE_STATUS, 3, params);
+			if (rc < 0)
+				log_warn("pull %s (run %ld, %s): Failed: %s", name, out->run_id, trigger,
+				         out->error);
+			else
+				log_info("pull %s (run %ld, %s): %s fetched=%ld synced=%ld failed=%ld "
+				         "skipped=%ld conflicts=%ld pages=%ld in %ld ms", name, out->run_id,
+				         trigger, out->status, out->fetched, out->synced,
+				         out->failed_changes, out->skipped, out->conflicts, out->pages,
+				         pull_ms_since(&t0));
+		}
+	} else {
+		log_warn("pull %s: %s", name, out->error);
+	}
+	if (loaded) {
+		explicit_bzero(p.auth, sizeof p.auth);
+		source_free(&p.s);
+	}
+	PQclear(res);
+	return rc;
+}

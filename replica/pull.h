@@ -1,0 +1,30 @@
+/* pull: one pull of one source: initial sync when the source has no cursor yet (starting
+ * cursor from /api/snapshot taken before the rows are copied page by page), then pages of
+ * /api/changes until more=false, each applied in one transaction with its cursor move
+ * (apply.c). A 410 from the primary re-runs the initial sync ("cursor expired, re-syncing").
+ * Every pull is recorded in tdgl.runs and summarised in the log. */
+#ifndef TDGL_REPLICA_PULL_H
+#define TDGL_REPLICA_PULL_H
+#include <libpq-fe.h>
+
+struct pull_env {
+	const char *key_material;    /* TDGL_SECRET_KEY */
+	const char *files_dir;       /* TDGL_FILES_DIR */
+	const volatile int *stop;    /* set on shutdown: the pull ends after its current page */
+};
+
+struct pull_result {
+	long run_id;                 /* 0 when no run was recorded */
+	int  failed;                 /* the pull itself failed (retry with backoff) */
+	long fetched, synced, failed_changes, skipped, conflicts, pages;
+	char status[16];             /* Success, Partial, Failed */
+	char error[512];
+};
+
+/* Runs one pull of source `name`. trigger: Scheduler, Webhook, Manual, API, Retry.
+ * wait_s > 0 long-polls the first request. Returns 0 (Success or Partial) or -1 (Failed,
+ * error set; also for an unknown source, with run_id 0). */
+int pull_run(PGconn *c, const char *name, const char *trigger, int wait_s,
+             const struct pull_env *env, struct pull_result *out);
+
+#endif

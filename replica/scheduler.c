@@ -1,0 +1,392 @@
+/* scheduler: per-source worker threads and trigger coalescing. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "common/db.h"
+#include "common/log.h"
+#include "replica/metrics.h"
+#include "replica/notify.h"
+#include "replica/scheduler.h"
+#include "replica/source.h"
+
+#define SCHED_BACKOFF_MAX_S 60
+
+struct worker {
+	struct sched *s;
+	char *name;
+	pthread_t thread;
+	int started, stop, removed;
+	int pending;                 /* one more pull requested */
+	char trigger[16];
+	long req_seq, done_seq;      /* triggers requested / pulls finished covering them */
+	int running;
+	int poll_interval, long_poll;
+	char *push_secret;           /* opened at reload; NULL when none */
+	int backoff_s;
+	struct timespec next_due;    /* CLOCK_MONOTONIC */
+	char *last_result;           /* JSON text of the last pull */
+	struct worker *next;
+};
+
+struct sched {
+	char *conninfo;
+	struct pull_env env;
+	volatile int stopping;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;           /* any worker state change */
+	struct worker *workers;
+};
+
+static void sched_now(struct timespec *t)
+{
+	clock_gettime(CLOCK_MONOTONIC, t);
+}
+
+static void sched_after(struct timespec *t, long ms)
+{
+	sched_now(t);
+	t->tv_sec += ms / 1000;
+	t->tv_nsec += (ms % 1000) * 1000000L;
+	if (t->tv_nsec >= 1000000000L) {
+		t->tv_sec++;
+		t->tv_nsec -= 1000000000L;
+	}
+}
+
+static int sched_due(const struct timespec *t)
+{
+	struct timespec n;
+
+	sched_now(&n);
+	return n.tv_sec > t->tv_sec || (n.tv_sec == t->tv_sec && n.tv_nsec >= t->tv_nsec);
+}
+
+struct sched *sched_new(const char *conninfo, const struct pull_env *env)
+{
+	struct sched *s = calloc(1, sizeof *s);
+	pthread_condattr_t ca;
+
+	s->conninfo = strdup(conninfo);
+	s->env = *env;
+	s->env.stop = &s->stopping;
+	pthread_mutex_init(&s->mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&s->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	return s;
+}
+
+static cJSON *sched_result_json(const struct pull_result *r, const char *name)
+{
+	cJSON *o = cJSON_CreateObject();
+
+	cJSON_AddStringToObject(o, "source", name);
+	cJSON_AddNumberToObject(o, "run_id", (double)r->run_id);
+	cJSON_AddStringToObject(o, "status", r->status);
+	cJSON_AddNumberToObject(o, "fetched", (double)r->fetched);
+	cJSON_AddNumberToObject(o, "synced", (double)r->synced);
+	cJSON_AddNumberToObject(o, "failed", (double)r->failed_changes);
+	cJSON_AddNumberToObject(o, "skipped", (double)r->skipped);
+	cJSON_AddNumberToObject(o, "conflicts", (double)r->conflicts);
+	cJSON_AddNumberToObject(o, "pages", (double)r->pages);
+	if (r->failed)
+		cJSON_AddStringToObject(o, "error", r->error);
+	return o;
+}
+
+static void *sched_worker(void *arg)
+{
+	struct worker *w = arg;
+	struct sched *s = w->s;
+	PGconn *c = NULL;
+
+	pthread_mutex_lock(&s->mu);
+	while (!w->stop && !s->stopping) {
+		struct pull_result r;
+		char trigger[16], err[256];
+		long taken;
+		int wait_s, rc;
+		cJSON *rj;
+		char *txt;
+
+		while (!w->stop && !s->stopping && !w->pending && !w->long_poll &&
+		       !sched_due(&w->next_due)) {
+			if (pthread_cond_timedwait(&s->cv, &s->mu, &w->next_due) == ETIMEDOUT)
+				break;
+		}
+		if (w->stop || s->stopping)
+			break;
+		if (!w->pending && w->long_poll && w->backoff_s && !sched_due(&w->next_due)) {
+			pthread_cond_timedwait(&s->cv, &s->mu, &w->next_due);
+			continue;
+		}
+		if (w->pending) {
+			snprintf(trigger, sizeof trigger, "%s", w->trigger);
+			wait_s = 0;
+		} else {
+			snprintf(trigger, sizeof trigger, "Scheduler");
+			wait_s = w->long_poll ? SCHED_LONG_POLL_S : 0;
+		}
+		w->pending = 0;
+		taken = w->req_seq;
+		w->running = 1;
+		pthread_mutex_unlock(&s->mu);
+
+		if (c && PQstatus(c) != CONNECTION_OK) {
+			PQfinish(c);
+			c = NULL;
+		}
+		if (!c)
+			c = db_connect(s->conninfo, err, sizeof err);
+		if (!c) {
+			memset(&r, 0, sizeof r);
+			r.failed = 1;
+			snprintf(r.status, sizeof r.status, "Failed");
+			snprintf(r.error, sizeof r.error, "database unreachable: %s", err);
+			log_warn("pull %s: %s", w->name, r.error);
+			rc = -1;
+		} else {
+			rc = pull_run(c, w->name, trigger, wait_s, &s->env, &r);
+		}
+		rj = sched_result_json(&r, w->name);
+		txt = cJSON_PrintUnformatted(rj);
+		cJSON_Delete(rj);
+
+		pthread_mutex_lock(&s->mu);
+		w->running = 0;
+		free(w->last_result);
+		w->last_result = txt;
+		w->done_seq = taken;
+		if (rc < 0 && !s->stopping) {
+			w->backoff_s = w->backoff_s ? w->backoff_s * 2 : 1;
+			if (w->backoff_s > SCHED_BACKOFF_MAX_S)
+				w->backoff_s = SCHED_BACKOFF_MAX_S;
+			sched_after(&w->next_due, w->backoff_s * 1000L);
+			log_info("pull %s: next attempt in %d s", w->name, w->backoff_s);
+		} else {
+			w->backoff_s = 0;
+			sched_after(&w->next_due, w->poll_interval * 1000L);
+		}
+		pthread_cond_broadcast(&s->cv);
+	}
+	pthread_mutex_unlock(&s->mu);
+	if (c)
+		PQfinish(c);
+	return NULL;
+}
+
+static struct worker *sched_find(struct sched *s, const char *name)
+{
+	for (struct worker *w = s->workers; w; w = w->next)
+		if (!w->removed && !strcmp(w->name, name))
+			return w;
+	return NULL;
+}
+
+int sched_reload(struct sched *s)
+{
+	char err[512], **names = NULL;
+	PGconn *c = db_connect(s->conninfo, err, sizeof err);
+	int n = -1;
+
+	if (!c) {
+		log_warn("scheduler reload: %s", err);
+		goto out;
+	}
+	n = source_enabled_names(c, &names);
+	if (n < 0)
+		goto out;
+	/* workers whose source is gone or disabled stop */
+	pthread_mutex_lock(&s->mu);
+	for (struct worker *w = s->workers; w; w = w->next) {
+		int keep = 0;
+		for (int i = 0; i < n; i++)
+			if (!strcmp(names[i], w->name))
+				keep = 1;
+		if (!keep && !w->removed) {
+			w->removed = 1;
+			w->stop = 1;
+			log_info("source %s: worker stopped (source removed or disabled)", w->name);
+		}
+	}
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+	for (int i = 0; i < n; i++) {
+		struct source src;
+		struct worker *w;
+
+		if (source_load(c, names[i], s->env.key_material, &src, err, sizeof err) != 0) {
+			log_warn("scheduler: %s", err);
+			continue;
+		}
+		pthread_mutex_lock(&s->mu);
+		w = sched_find(s, names[i]);
+		if (!w && !s->stopping) {
+			w = calloc(1, sizeof *w);
+			w->s = s;
+			w->name = strdup(names[i]);
+			sched_now(&w->next_due);  /* first pull now: initial sync or catch-up */
+			w->next = s->workers;
+			s->workers = w;
+			if (pthread_create(&w->thread, NULL, sched_worker, w) == 0) {
+				w->started = 1;
+				log_info("source %s: worker started (%s)", w->name,
+				         src.long_poll ? "long-poll" : "interval");
+			} else {
+				w->removed = 1;
+				log_error("source %s: cannot start a worker thread", w->name);
+			}
+		}
+		if (w) {
+			w->poll_interval = src.poll_interval > 0 ? src.poll_interval : 60;
+			w->long_poll = src.long_poll;
+			free(w->push_secret);
+			w->push_secret = src.push_secret ? strdup(src.push_secret) : NULL;
+		}
+		pthread_mutex_unlock(&s->mu);
+		source_free(&src);
+	}
+out:
+	for (int i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	if (c)
+		PQfinish(c);
+	return n < 0 ? -1 : 0;
+}
+
+/* Call with s->mu held. */
+static long sched_request(struct sched *s, struct worker *w, const char *trigger)
+{
+	w->pending = 1;
+	snprintf(w->trigger, sizeof w->trigger, "%s", trigger);
+	pthread_cond_broadcast(&s->cv);
+	return ++w->req_seq;
+}
+
+int sched_trigger(struct sched *s, const char *name, const char *trigger, int wait_ms,
+                  cJSON **result)
+{
+	struct worker *w;
+	struct timespec until;
+	long seq;
+	int rc = -1;
+
+	if (result)
+		*result = NULL;
+	pthread_mutex_lock(&s->mu);
+	w = sched_find(s, name);
+	if (!w)
+		goto out;
+	seq = sched_request(s, w, trigger);
+	rc = 0;
+	if (wait_ms <= 0)
+		goto out;
+	sched_after(&until, wait_ms);
+	while (w->done_seq < seq && !s->stopping) {
+		if (pthread_cond_timedwait(&s->cv, &s->mu, &until) == ETIMEDOUT) {
+			rc = -2;
+			goto out;
+		}
+	}
+	if (result && w->last_result)
+		*result = cJSON_Parse(w->last_result);
+out:
+	pthread_mutex_unlock(&s->mu);
+	return rc;
+}
+
+unsigned sched_notify(struct sched *s, const char *ts_hdr, const char *sig_hdr,
+                      const char *body, size_t len, char *err, size_t errlen)
+{
+	long now = (long)time(NULL);
+	unsigned status = 401;
+	struct worker *match = NULL;
+
+	if (notify_check_time(ts_hdr, now, err, errlen) < 0)
+		goto out;
+	if (!sig_hdr) {
+		snprintf(err, errlen, "missing X-TDGL-Signature");
+		goto out;
+	}
+	pthread_mutex_lock(&s->mu);
+	for (struct worker *w = s->workers; w && !match; w = w->next)
+		if (!w->removed && w->push_secret &&
+		    notify_signature_ok(w->push_secret, ts_hdr, sig_hdr, body, len))
+			match = w;
+	if (!match) {
+		snprintf(err, errlen, "bad signature");
+	} else if (!notify_remember(sig_hdr, now)) {
+		status = 409;
+		snprintf(err, errlen, "replayed notification refused");
+	} else {
+		/* coalesces: a flood sets the same pending flag */
+		sched_request(s, match, "Webhook");
+		status = 202;
+		log_debug("notify: pull of %s queued", match->name);
+	}
+	pthread_mutex_unlock(&s->mu);
+out:
+	metrics_add(status == 202 ? M_NOTIFY_ACCEPTED : M_NOTIFY_REFUSED, 1);
+	if (status != 202)
+		log_warn("notify refused: %s", err);
+	return status;
+}
+
+cJSON *sched_status(struct sched *s)
+{
+	cJSON *arr = cJSON_CreateArray();
+
+	pthread_mutex_lock(&s->mu);
+	for (struct worker *w = s->workers; w; w = w->next) {
+		cJSON *o;
+		if (w->removed)
+			continue;
+		o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "source", w->name);
+		cJSON_AddBoolToObject(o, "running", w->running);
+		cJSON_AddBoolToObject(o, "pending", w->pending);
+		cJSON_AddBoolToObject(o, "long_poll", w->long_poll);
+		cJSON_AddNumberToObject(o, "backoff_s", w->backoff_s);
+		if (w->last_result)
+			cJSON_AddItemToObject(o, "last_pull", cJSON_Parse(w->last_result));
+		cJSON_AddItemToArray(arr, o);
+	}
+	pthread_mutex_unlock(&s->mu);
+	return arr;
+}
+
+void sched_stop(struct sched *s, int timeout_ms)
+{
+	struct timespec until;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += timeout_ms / 1000;
+	until.tv_nsec += (timeout_ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&s->mu);
+	s->stopping = 1;
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+	for (struct worker *w = s->workers; w; w = w->next)
+		if (w->started && pthread_timedjoin_np(w->thread, NULL, &until) == 0)
+			w->started = 0;
+	/* workers still inside a request are left to process exit; their memory too */
+	for (struct worker *w = s->workers; w;) {
+		struct worker *next = w->next;
+		if (!w->started) {
+			free(w->name);
+			free(w->push_secret);
+			free(w->last_result);
+			free(w);
+		}
+		w = next;
+	}
+}

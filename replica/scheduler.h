@@ -1,0 +1,38 @@
+/* scheduler: one worker thread per enabled source, each with its own database connection.
+ * Triggers: the poll interval, /api/notify (Webhook), an admin (API), and long-poll mode
+ * (the worker keeps a /api/changes?wait= request open). One pull per source at a time; any
+ * number of triggers during a pull cause exactly one more pull. A failed pull is retried
+ * with exponential backoff (1 s doubling, at most 60 s). A source's failures never touch
+ * another worker. sched_reload() picks up sources added or removed by the CLI. */
+#ifndef TDGL_REPLICA_SCHEDULER_H
+#define TDGL_REPLICA_SCHEDULER_H
+#include <stddef.h>
+#include <cjson/cJSON.h>
+#include "replica/pull.h"
+
+#define SCHED_LONG_POLL_S 25
+
+struct sched;
+
+/* env is copied; its strings must outlive the scheduler. */
+struct sched *sched_new(const char *conninfo, const struct pull_env *env);
+/* Starts workers for enabled sources not running yet, stops workers of sources removed or
+ * disabled, refreshes intervals and push secrets. 0, or -1 when the database is unreachable. */
+int sched_reload(struct sched *s);
+/* Queues a pull of `name`. With wait_ms > 0, waits for a pull that started after this call
+ * to finish and returns its result in *result (malloc'd JSON, caller frees).
+ * Returns 0, -1 unknown source, -2 timed out waiting. */
+int sched_trigger(struct sched *s, const char *name, const char *trigger, int wait_ms,
+                  cJSON **result);
+/* Verifies a push notification against every source's push secret; a match (not replayed,
+ * timestamp in window) triggers that source. Returns the HTTP status to answer (202, 401,
+ * 409) with a message in err. */
+unsigned sched_notify(struct sched *s, const char *ts_hdr, const char *sig_hdr,
+                      const char *body, size_t len, char *err, size_t errlen);
+/* Per-worker state for /api/status (caller deletes). */
+cJSON *sched_status(struct sched *s);
+/* Stops all workers; waits for them at most ~timeout_ms (a long-poll in flight is left to
+ * process exit: everything it applied is committed with its cursor). */
+void sched_stop(struct sched *s, int timeout_ms);
+
+#endif
