@@ -1,0 +1,157 @@
+#!/bin/sh
+# demo.sh start|stop: two local sites (two PostgreSQL clusters, tdgl-primary, tdgl-replica with
+# push wired), a stream of sample changes arriving on the replica, a conflict created and
+# resolved. Everything lives under $DEMO_DIR (default .demo/); both sites keep running until
+# `make demo-stop`. Works as root (PostgreSQL then runs as the postgres user) and as a user.
+set -eu
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+DEMO_DIR=${DEMO_DIR:-$ROOT/.demo}
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+BIN=${TDGL_BIN:-$ROOT/bin}
+P_PG=${DEMO_PRIMARY_PG_PORT:-15432}
+R_PG=${DEMO_REPLICA_PG_PORT:-15433}
+P_HTTP=${DEMO_PRIMARY_PORT:-18080}
+R_HTTP=${DEMO_REPLICA_PORT:-18081}
+ADMIN_TOKEN_FILE=$DEMO_DIR/admin-token
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+die() { printf 'demo: %s\n' "$*" >&2; exit 1; }
+as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+psql_p() { "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 "host=127.0.0.1 port=$P_PG user=postgres dbname=postgres" "$@"; }
+psql_r() { "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 "host=127.0.0.1 port=$R_PG user=postgres dbname=postgres" "$@"; }
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
+  t=$1; what=$2; shift 2; i=0
+  while ! "$@" >/dev/null 2>&1; do
+    i=$((i + 1)); [ $i -gt $((t * 10)) ] && die "timed out waiting for $what"
+    sleep 0.1
+  done
+}
+
+start_cluster() { # start_cluster NAME PORT
+  dir=$DEMO_DIR/$1
+  if [ ! -d "$dir/data" ]; then
+    mkdir -p "$dir"
+    [ "$(id -u)" -eq 0 ] && chown postgres "$dir"
+    as_pg "$PG_BIN/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
+    printf "port = %s\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = ''\n" "$2" \
+      >>"$dir/data/postgresql.conf"
+  fi
+  port_busy "$2" && die "port $2 is in use (set DEMO_${1}_PG_PORT)"
+  as_pg "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w start >/dev/null
+}
+
+stop_all() {
+  for s in replica primary; do
+    if [ -f "$DEMO_DIR/$s.pid" ]; then
+      kill "$(cat "$DEMO_DIR/$s.pid")" 2>/dev/null || true
+      rm -f "$DEMO_DIR/$s.pid"
+    fi
+  done
+  for c in replica-site primary-site; do
+    [ -d "$DEMO_DIR/$c/data" ] && as_pg "$PG_BIN/pg_ctl" -D "$DEMO_DIR/$c/data" -m fast -w stop >/dev/null 2>&1 || true
+  done
+}
+
+case "${1:-start}" in
+stop)
+  stop_all
+  rm -rf "$DEMO_DIR"
+  echo "demo stopped and removed ($DEMO_DIR)"
+  exit 0 ;;
+start) ;;
+*) die "usage: demo.sh start|stop" ;;
+esac
+
+[ -x "$BIN/tdgl-primary" ] || die "build first: make"
+[ -f "$DEMO_DIR/primary.pid" ] && die "a demo is already running; make demo-stop first"
+stop_all; rm -rf "$DEMO_DIR"; mkdir -p "$DEMO_DIR"
+trap 'echo "demo failed; logs in $DEMO_DIR"; stop_all' EXIT INT TERM
+
+say "starting the primary site's PostgreSQL (port $P_PG) and the replica site's (port $R_PG)"
+start_cluster primary-site "$P_PG"
+start_cluster replica-site "$R_PG"
+psql_p -f deploy/sample.sql
+psql_r -f deploy/sample.sql
+
+PRIMARY_DB="host=127.0.0.1 port=$P_PG user=postgres dbname=postgres"
+REPLICA_DB="host=127.0.0.1 port=$R_PG user=postgres dbname=postgres"
+ADMIN_TOKEN=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+SECRET_KEY=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
+PUSH_SECRET=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+umask 077
+printf '%s\n' "$ADMIN_TOKEN" >"$ADMIN_TOKEN_FILE"
+printf 'TDGL_SECRET_KEY=%s\n' "$SECRET_KEY" >"$DEMO_DIR/replica.env"
+umask 022
+
+say "primary: migrate, track customer, create an API key, wire push to the replica"
+export TDGL_DB="$PRIMARY_DB"
+"$BIN/tdgl-primary" migrate
+"$BIN/tdgl-primary" track customer
+creds=$("$BIN/tdgl-primary" keygen --label demo-replica)
+KEY=$(printf '%s\n' "$creds" | sed -n 's/^key: //p')
+SECRET=$(printf '%s\n' "$creds" | sed -n 's/^secret: //p')
+"$BIN/tdgl-primary" push add "http://127.0.0.1:$R_HTTP" --secret "$PUSH_SECRET"
+mkdir -p "$DEMO_DIR/files-primary" "$DEMO_DIR/files-replica"
+TDGL_FILES_DIR="$DEMO_DIR/files-primary" nohup "$BIN/tdgl-primary" serve --listen "127.0.0.1:$P_HTTP" \
+  >"$DEMO_DIR/primary.log" 2>&1 &
+echo $! >"$DEMO_DIR/primary.pid"
+wait_for 20 "tdgl-primary" curl -sf "http://127.0.0.1:$P_HTTP/health"
+
+say "replica: migrate, add the primary as a source (secret stored encrypted), serve"
+export TDGL_DB="$REPLICA_DB" TDGL_ADMIN_TOKEN="$ADMIN_TOKEN" TDGL_SECRET_KEY="$SECRET_KEY"
+"$BIN/tdgl-replica" migrate
+"$BIN/tdgl-replica" source add main --url "http://127.0.0.1:$P_HTTP" --key "$KEY" \
+  --secret "$SECRET" --tables customer --push-secret "$PUSH_SECRET" --poll-interval 30
+TDGL_FILES_DIR="$DEMO_DIR/files-replica" nohup "$BIN/tdgl-replica" serve --listen "127.0.0.1:$R_HTTP" \
+  >"$DEMO_DIR/replica.log" 2>&1 &
+echo $! >"$DEMO_DIR/replica.pid"
+wait_for 20 "tdgl-replica" curl -sf "http://127.0.0.1:$R_HTTP/health"
+
+say "writing 200 sample changes on the primary (inserts, updates, a submit, a delete)"
+psql_p <<'SQL'
+INSERT INTO customer (id, name, email, balance, tags, data)
+SELECT g, 'Customer ' || g, 'c' || g || '@example.com', g * 1.5, ARRAY['demo'], jsonb_build_object('n', g)
+FROM generate_series(1, 100) g;
+UPDATE customer SET balance = balance + 10 WHERE id % 2 = 0;
+UPDATE customer SET docstatus = 1 WHERE id = 7;
+DELETE FROM customer WHERE id = 100;
+SQL
+n_rows() { "$PG_BIN/psql" -X -tA "$1" -c "SELECT count(*) || ':' || coalesce(sum(balance),0) FROM customer"; }
+caught_up() { [ "$(n_rows "$REPLICA_DB")" = "$(n_rows "$PRIMARY_DB")" ]; }
+wait_for 30 "the replica to catch up" caught_up
+echo "primary: $(n_rows "$PRIMARY_DB")   replica: $(n_rows "$REPLICA_DB")   (rows:sum of balances)"
+
+say "a conflict: customer 1 edited on the replica, then on the primary"
+psql_r -c "UPDATE customer SET name = 'edited on the replica' WHERE id = 1"
+psql_p -c "UPDATE customer SET name = 'edited on the primary' WHERE id = 1"
+AUTH="Authorization: Bearer $ADMIN_TOKEN"
+open_conflicts() { curl -sf -H "$AUTH" "http://127.0.0.1:$R_HTTP/api/conflicts?status=open"; }
+has_conflict() { open_conflicts | grep -q '"id"'; }
+wait_for 30 "the conflict" has_conflict
+open_conflicts; echo
+CID=$(open_conflicts | sed -n 's/.*"id":[ ]*\([0-9][0-9]*\).*/\1/p' | head -1)
+say "resolving conflict $CID with Accept Primary"
+curl -sf -X POST -H "$AUTH" -H 'Content-Type: application/json' \
+  -d '{"resolution":"Accept Primary"}' "http://127.0.0.1:$R_HTTP/api/conflicts/$CID/resolve"; echo
+echo "replica now has: $("$PG_BIN/psql" -X -tA "$REPLICA_DB" -c 'SELECT name FROM customer WHERE id = 1')"
+
+trap - EXIT INT TERM
+cat <<EOF
+
+Both sites are running.
+  primary API    http://127.0.0.1:$P_HTTP   (PostgreSQL: $PRIMARY_DB)
+  replica admin  http://127.0.0.1:$R_HTTP   (PostgreSQL: $REPLICA_DB)
+  admin token    $ADMIN_TOKEN   (also in $ADMIN_TOKEN_FILE)
+  logs           $DEMO_DIR/primary.log, $DEMO_DIR/replica.log
+
+Try:
+  $PG_BIN/psql "$PRIMARY_DB" -c "UPDATE customer SET balance = balance + 1 WHERE id = 5"
+  $PG_BIN/psql "$REPLICA_DB" -c "SELECT id, balance FROM customer WHERE id = 5"
+  curl -H "Authorization: Bearer $ADMIN_TOKEN" http://127.0.0.1:$R_HTTP/api/status
+  curl -H "Authorization: Bearer $ADMIN_TOKEN" http://127.0.0.1:$R_HTTP/api/runs
+  TDGL_DB="$REPLICA_DB" $BIN/tdgl-replica status
+  make demo-stop
+EOF
