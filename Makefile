@@ -72,10 +72,10 @@ install: all
 	install -m 0644 deploy/tdgl-primary.service deploy/tdgl-replica.service $(DESTDIR)$(PREFIX)/lib/systemd/system/
 
 demo: deps all
-	sh tools/demo.sh start
+	bash tools/demo.sh start
 
 demo-stop:
-	sh tools/demo.sh stop
+	bash tools/demo.sh stop
 
 bench: deps all
 	$(PYTHON) bench/run.py

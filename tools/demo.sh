@@ -1,4 +1,4 @@
-#!/bin/sh
+#!/usr/bin/env bash
 # demo.sh start|stop: two local sites (two PostgreSQL clusters, tdgl-primary, tdgl-replica with
 # push wired), a stream of sample changes arriving on the replica, a conflict created and
 # resolved. Everything lives under $DEMO_DIR (default .demo/); both sites keep running until
