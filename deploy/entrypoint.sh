@@ -1,0 +1,35 @@
+#!/bin/sh
+# Container entrypoint: `primary` or `replica`. Migrates, sets up the sample deployment the
+# same way `make demo` does, then execs the server (PID 1 gets SIGTERM from docker stop).
+# The API credentials travel from the primary to the replica through the shared volume
+# /shared (0600 file); in a real two-site deployment you copy them by hand instead.
+set -eu
+role=${1:?usage: tdgl-entrypoint primary|replica}
+SAMPLE=/usr/local/share/tdgl/sample.sql
+CREDS=/shared/replica.credentials
+
+until pg_isready -q -d "$TDGL_DB"; do sleep 1; done
+case "$role" in
+primary)
+  tdgl-primary migrate
+  psql -X -q -v ON_ERROR_STOP=1 "$TDGL_DB" -f "$SAMPLE"
+  tdgl-primary tables | grep -qw customer || tdgl-primary track customer
+  if [ ! -s "$CREDS" ]; then
+    umask 077
+    tdgl-primary keygen --label replica >"$CREDS.tmp" && mv "$CREDS.tmp" "$CREDS"
+  fi
+  tdgl-primary push list | grep -q "http://replica:8081" ||
+    tdgl-primary push add http://replica:8081 --secret "$TDGL_PUSH_SECRET"
+  exec tdgl-primary serve ;;
+replica)
+  tdgl-replica migrate
+  psql -X -q -v ON_ERROR_STOP=1 "$TDGL_DB" -f "$SAMPLE"
+  until [ -s "$CREDS" ]; do sleep 1; done
+  key=$(sed -n 's/^key: //p' "$CREDS")
+  secret=$(sed -n 's/^secret: //p' "$CREDS")
+  tdgl-replica source list | grep -qw main ||
+    tdgl-replica source add main --url http://primary:8080 --key "$key" --secret "$secret" \
+      --tables customer --push-secret "$TDGL_PUSH_SECRET"
+  exec tdgl-replica serve ;;
+*) echo "tdgl-entrypoint: unknown role '$role' (primary|replica)" >&2; exit 2 ;;
+esac
