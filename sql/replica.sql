@@ -159,6 +159,14 @@ LANGUAGE sql STABLE AS $$
 	FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = p_rel
 $$;
 
+-- Schema-qualified, quoted name: also usable as a type name (NULL::public.line is the
+-- table's row type, while NULL::line would be PostgreSQL's geometric type).
+CREATE OR REPLACE FUNCTION tdgl.qualified(p_rel regclass) RETURNS text
+LANGUAGE sql STABLE AS $$
+	SELECT format('%I.%I', n.nspname, c.relname)
+	FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = p_rel
+$$;
+
 -- Primary-key columns of a table, in key order (NULL when it has none).
 CREATE OR REPLACE FUNCTION tdgl.pk_columns(p_rel regclass) RETURNS text[]
 LANGUAGE sql STABLE AS $$
@@ -249,6 +257,7 @@ CREATE OR REPLACE FUNCTION tdgl.apply_run(p_source text, p_run_id bigint, p_tbl 
 RETURNS json LANGUAGE plpgsql AS $$
 DECLARE
 	rel     regclass := tdgl.local_table(p_tbl);
+	qrel    text := tdgl.qualified(rel);
 	cfg     tdgl.source_tables;
 	pk      text[];
 	cols    text[];        -- columns both the snapshots and the local table have
@@ -360,7 +369,7 @@ SELECT json_build_object(
 	          WHERE w.skip IS NULL AND x.v LIKE '/files/%%'))
 FROM w
 $q$,
-			rel, pkjoin, pkobj,
+			qrel, pkjoin, pkobj,
 			(SELECT 'ROW(' || string_agg(format('l.%I::text', x), ', ') || ')' FROM unnest(cols) x),
 			(SELECT 'ROW(' || string_agg(format('p.%I::text', x), ', ') || ')'
 			   FROM unnest(cols) x),
@@ -425,7 +434,7 @@ SELECT json_build_object(
 	'files', '[]'::json)
 FROM w
 $q$,
-			rel, pkjoin, pkobj, wjoin);
+			qrel, pkjoin, pkobj, wjoin);
 		EXECUTE q INTO res USING p_ch, NULL::jsonb, p_tbl, cfg.delete_enabled, NULL::bool,
 			p_force, NULL::bool, p_source, p_run_id;
 
@@ -486,7 +495,7 @@ SELECT json_build_object(
 	'files', '[]'::json)
 FROM w
 $q$,
-			rel,
+			qrel,
 			(SELECT string_agg(format('lo.%1$I = o.%1$I', x), ' AND ') FROM unnest(pk) x),
 			pkobj,
 			(SELECT string_agg(format('%1$L, o.%1$I', x), ', ') FROM unnest(pk) x),
@@ -659,7 +668,7 @@ BEGIN
 		               'CROSS JOIN LATERAL json_populate_record(NULL::%s, x) p '
 		               'ON CONFLICT DO NOTHING',
 		               (SELECT string_agg(format('%1$L, p.%1$I', k), ', ')
-		                  FROM unnest(tdgl.pk_columns(rel)) k), rel)
+		                  FROM unnest(tdgl.pk_columns(rel)) k), tdgl.qualified(rel))
 		USING p_source, p_tbl, p_rows;
 	END IF;
 	UPDATE tdgl.runs SET fetched = fetched + cardinality(chs),
@@ -688,7 +697,7 @@ BEGIN
 		EXECUTE format('DELETE FROM %s l WHERE NOT EXISTS (SELECT 1 FROM tdgl.resync_seen s '
 		               'WHERE s.source = $1 AND s.tbl = $2 AND s.pk = jsonb_build_object(%2$s)) '
 		               'AND NOT EXISTS (SELECT 1 FROM tdgl.local_edits e '
-		               'WHERE e.tbl = $2 AND e.pk = jsonb_build_object(%2$s))', rel, obj)
+		               'WHERE e.tbl = $2 AND e.pk = jsonb_build_object(%2$s))', tdgl.qualified(rel), obj)
 		USING p_source, p_tbl;
 		GET DIAGNOSTICS n = ROW_COUNT;
 		PERFORM set_config('tdgl.applying', coalesce(prev, ''), true);
