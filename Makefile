@@ -82,3 +82,4 @@ bench: deps all
 
 clean:
 	rm -rf build build-san bin bin-san
+-include fuzz.mk
