@@ -7,8 +7,12 @@
  * between exactly one pair of consecutive snapshots, so it lands in exactly one batch.
  *
  * Bounds that keep a page an index range scan:
- *  - a transaction not visible in s1 and not running at s1 got its xid after s1 was taken;
- *    its changes took their ids afterwards, so id > l1 (sequence read before s1);
+ *  - a transaction not visible in s1 and not in s1's xip list has an xid >= xmax(s1). Mind
+ *    that xmax is latestCompletedXid + 1, not the next xid: a transaction may already be
+ *    running at s1 with an xid >= xmax(s1) and not be listed in xip. So before taking a
+ *    snapshot we assign and commit an xid X of our own (after reading l): X completed, so
+ *    xmax(s1) > X, and every transaction with xid >= xmax(s1) got its xid after X, i.e.
+ *    after l1 was read; its changes took their ids later still, so id > l1;
  *  - a transaction visible in s2 committed before s2 was taken: id <= u2 (read after s2);
  *  - transactions running at s1 (s1's xip list) may hold any id, so they are fetched by
  *    txid (index on txid).
@@ -30,6 +34,8 @@
 static const char Q_SEQ[] =
 	"SELECT coalesce(pg_sequence_last_value('tdgl.change_log_id_seq'::regclass), 0)";
 static const char Q_SNAPSHOT[] = "SELECT pg_current_snapshot()::text";
+/* Assigns (and, in autocommit, commits) an xid: see the l bound above. */
+static const char Q_XID[] = "SELECT pg_current_xact_id()";
 
 /* One statement, so the purge horizon it reads (m.pb) and the rows it reads come from the
  * same snapshot: a concurrent purge is seen either not at all or completely.
@@ -101,12 +107,14 @@ out:
 	return rc;
 }
 
-/* Three separate statements (autocommit, each its own snapshot), in this order: the
- * sequence before the snapshot gives l, after it gives u (see the bounds above). */
+/* Four separate statements in autocommit (each its own transaction), in this order: the
+ * sequence (l), a committed xid of our own, the snapshot, the sequence again (u). See the
+ * bounds above for why each step must complete before the next starts. */
 static int changes_take(PGconn *c, char **snap, int64_t *l, int64_t *u)
 {
 	*snap = NULL;
 	if (changes_read_i64(c, "read change sequence", Q_SEQ, l) < 0 ||
+	    db_run(c, "assign xid", Q_XID, 0, NULL) < 0 ||
 	    changes_read_snapshot(c, snap) < 0 ||
 	    changes_read_i64(c, "read change sequence", Q_SEQ, u) < 0) {
 		free(*snap);

@@ -2,14 +2,13 @@
  * serializes every committing writer; a cheap poll while someone listens costs nothing when
  * nobody does).
  *
- * "New changes became visible" between two polls P and Q (each one statement: snapshot and
- * max visible id, consistent with each other) when either
- *  - max(id) grew: a transaction that started after P took ids above every id P could see; or
- *  - a transaction in P's xip list has finished and wrote changes (checked by txid, index).
- * Transactions below P's xmax and not in its xip list had already finished at P. */
+ * New changes became visible between two polls P and Q exactly when the log holds a change
+ * visible in Q whose transaction was not finished at P: such a transaction is either in P's
+ * xip list or has an xid >= xmax(P) (xmax is latestCompletedXid + 1; anything below it and
+ * not listed had finished). The transaction that committed after P has an xid < xmax(Q).
+ * Both are txid-index lookups, run only when the snapshot text changed. */
 #include <errno.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -23,8 +22,11 @@
 
 static const char Q_HEAD[] =
 	"SELECT pg_current_snapshot()::text, coalesce((SELECT max(id) FROM tdgl.change_log), 0)";
-static const char Q_FINISHED_WROTE[] =
-	"SELECT EXISTS (SELECT 1 FROM tdgl.change_log WHERE txid = ANY ($1::xid8[]))";
+/* $1 xip(P), $2 xmax(P), $3 xmax(Q), $4 Q */
+static const char Q_NEWLY_VISIBLE[] =
+	"SELECT EXISTS (SELECT 1 FROM tdgl.change_log"
+	" WHERE (txid = ANY ($1::xid8[]) OR (txid >= $2::xid8 AND txid < $3::xid8))"
+	"   AND pg_visible_in_snapshot(txid, $4::pg_snapshot))";
 
 struct watch {
 	pthread_t       thread;
@@ -55,53 +57,26 @@ static void watch_deadline(struct timespec *ts, int ms)
 	}
 }
 
-/* xids in old's xip list that are not in new's xip list (they finished), as "{a,b}";
- * NULL when there are none. */
-static char *watch_finished(const char *old_snap, const char *new_snap)
+/* Splits "xmin:xmax:xip,..." into "xmax" and "{xip,...}" (malloc'd). */
+static void watch_split(const char *snap, char **xmax, char **xip)
 {
-	const char *op = strchr(old_snap, ':'), *np = strchr(new_snap, ':');
-	struct buf b = {0};
-	int any = 0;
+	const char *c1 = strchr(snap, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+	struct buf a = {0}, b = {0};
 
-	op = op ? strchr(op + 1, ':') : NULL;
-	np = np ? strchr(np + 1, ':') : NULL;
-	if (!op || !np)
-		return NULL;
-	op++;
-	np++;
-	while (*op) {
-		size_t n = strcspn(op, ",");
-		int still = 0;
-		for (const char *q = np; *q;) {
-			size_t m = strcspn(q, ",");
-			if (m == n && !strncmp(q, op, n)) {
-				still = 1;
-				break;
-			}
-			q += m;
-			if (*q == ',')
-				q++;
-		}
-		if (!still) {
-			buf_puts(&b, any ? "," : "{");
-			buf_append(&b, op, n);
-			any = 1;
-		}
-		op += n;
-		if (*op == ',')
-			op++;
-	}
-	if (!any)
-		return NULL;
-	buf_puts(&b, "}");
-	return buf_steal(&b);
+	if (c1 && c2)
+		buf_append(&a, c1 + 1, (size_t)(c2 - c1 - 1));
+	else
+		buf_puts(&a, "0");
+	buf_printf(&b, "{%s}", c2 ? c2 + 1 : "");
+	*xmax = buf_steal(&a);
+	*xip = buf_steal(&b);
 }
 
 /* One poll. Returns 1 when new changes became visible, 0 when not, -1 on error. */
 static int watch_poll(struct watch *w, int64_t *head)
 {
 	PGresult *res = NULL, *r2 = NULL;
-	char err[256], *fin = NULL, *snap = NULL;
+	char err[256], *snap = NULL;
 	int64_t maxid;
 	int rc = -1, first;
 
@@ -123,13 +98,20 @@ static int watch_poll(struct watch *w, int64_t *head)
 	maxid = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
 	first = w->snap == NULL;
 	rc = 0;
-	if (first) {
-		rc = 1;   /* no earlier state: wake everyone once, they re-check */
-	} else if (maxid != w->maxid) {
-		rc = 1;
-	} else if ((fin = watch_finished(w->snap, snap))) {
-		const char *params[1] = { fin };
-		r2 = db_exec(w->conn, "watch: finished transactions", Q_FINISHED_WROTE, 1, params);
+	if (first || maxid < w->maxid) {
+		rc = 1;   /* no earlier state, or the log went back: wake everyone, they re-check */
+	} else if (strcmp(snap, w->snap) != 0) {
+		char *pxmax, *pxip, *qxmax, *qxip;
+		watch_split(w->snap, &pxmax, &pxip);
+		watch_split(snap, &qxmax, &qxip);
+		{
+			const char *params[4] = { pxip, pxmax, qxmax, snap };
+			r2 = db_exec(w->conn, "watch: newly visible", Q_NEWLY_VISIBLE, 4, params);
+		}
+		free(pxmax);
+		free(pxip);
+		free(qxmax);
+		free(qxip);
 		if (!r2) {
 			rc = -1;
 			goto out;
@@ -143,7 +125,6 @@ static int watch_poll(struct watch *w, int64_t *head)
 	*head = maxid;
 out:
 	free(snap);
-	free(fin);
 	PQclear(res);
 	PQclear(r2);
 	return rc;
