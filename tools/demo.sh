@@ -9,10 +9,10 @@ ROOT=$(pwd)
 DEMO_DIR=${DEMO_DIR:-$ROOT/.demo}
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 BIN=${TDGL_BIN:-$ROOT/bin}
-P_PG=${DEMO_PRIMARY_PG_PORT:-15432}
-R_PG=${DEMO_REPLICA_PG_PORT:-15433}
-P_HTTP=${DEMO_PRIMARY_PORT:-18080}
-R_HTTP=${DEMO_REPLICA_PORT:-18081}
+P_PG=${DEMO_PRIMARY_PG_PORT:-25432}
+R_PG=${DEMO_REPLICA_PG_PORT:-25433}
+P_HTTP=${DEMO_PRIMARY_PORT:-28080}
+R_HTTP=${DEMO_REPLICA_PORT:-28081}
 ADMIN_TOKEN_FILE=$DEMO_DIR/admin-token
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
@@ -39,7 +39,7 @@ start_cluster() { # start_cluster NAME PORT
     printf "port = %s\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = ''\n" "$2" \
       >>"$dir/data/postgresql.conf"
   fi
-  port_busy "$2" && die "port $2 is in use (set DEMO_${1}_PG_PORT)"
+  port_busy "$2" && die "port $2 is in use (set DEMO_PRIMARY_PG_PORT / DEMO_REPLICA_PG_PORT)"
   as_pg "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w start >/dev/null
 }
 
@@ -70,6 +70,7 @@ esac
 stop_all; rm -rf "$DEMO_DIR"; mkdir -p "$DEMO_DIR"
 trap 'echo "demo failed; logs in $DEMO_DIR"; stop_all' EXIT INT TERM
 
+for p in "$P_HTTP" "$R_HTTP"; do port_busy "$p" && die "port $p is in use (set DEMO_PRIMARY_PORT / DEMO_REPLICA_PORT)"; done
 say "starting the primary site's PostgreSQL (port $P_PG) and the replica site's (port $R_PG)"
 start_cluster primary-site "$P_PG"
 start_cluster replica-site "$R_PG"
