@@ -51,6 +51,7 @@ def servers(request, logdir):
     started = []
     yield started
     failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
+    reports = []
     for s in started:
         try:
             s.stop()
@@ -58,6 +59,11 @@ def servers(request, logdir):
             print(e)
         if failed:
             print(f"\n----- {s.binary} log ({s.logfile}) -----\n{s.log()[-6000:]}")
+        report = s.sanitizer_report()
+        if report:
+            reports.append(f"{s.binary} ({s.logfile}):\n{report}")
+    # Under `make SANITIZE=1 test` a sanitizer report from any server fails the test.
+    assert not reports, "sanitizer reports:\n" + "\n".join(reports)
 
 
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)

@@ -128,12 +128,28 @@ def _port_open(port):
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+
+
+def sanitizer_report(text):
+    """The first sanitizer report in a process's output, or None."""
+    for mark in SANITIZER_MARKS:
+        i = text.find(mark)
+        if i >= 0:
+            return text[max(0, i - 200):i + 3000]
+    return None
+
+
 def run(binary, *args, env=None, check=True, input=None, timeout=60):
-    """Runs a tdgl command to completion; returns CompletedProcess (text)."""
+    """Runs a tdgl command to completion; returns CompletedProcess (text).
+    A sanitizer report in its output always fails the test."""
     e = dict(os.environ)
     e.update(env or {})
     p = subprocess.run([os.path.join(TDGL_BIN, binary)] + [str(a) for a in args], env=e,
                        capture_output=True, text=True, input=input, timeout=timeout)
+    report = sanitizer_report(p.stderr)
+    if report:
+        raise AssertionError(f"sanitizer report from {binary} {args!r}:\n{report}")
     if check and p.returncode != 0:
         raise AssertionError(f"{binary} {' '.join(map(str, args))} exited {p.returncode}:\n"
                              f"{p.stdout}\n{p.stderr}")
@@ -188,6 +204,9 @@ class Server:
 
     def kill(self):
         return self.stop(signal.SIGKILL)
+
+    def sanitizer_report(self):
+        return sanitizer_report(self.log())
 
     def restart(self):
         self.stop()
