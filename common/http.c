@@ -26,6 +26,7 @@
 #define HTTP_CONN_MEMORY (160 * 1024)  /* request line + headers; a cursor token is <= 64 KiB */
 #define HTTP_STACK_SIZE  (256 * 1024)
 #define HTTP_STREAM_BLOCK 4096
+#define HTTP_DISCARD_MAX (1024 * 1024)  /* body bytes read past max_body before closing */
 
 struct http_server {
 	struct MHD_Daemon *d;
@@ -49,6 +50,8 @@ struct http_req {
 	struct buf body;
 	struct http_hdr *hdrs;
 	int replied;
+	int too_large;      /* body exceeded max_body: being discarded */
+	size_t discarded;
 	unsigned status;
 	struct timespec start;
 	char ip[INET6_ADDRSTRLEN];
@@ -131,7 +134,7 @@ int http_reply_json(struct http_req *req, unsigned status, cJSON *body)
 	text = NULL;  /* owned by resp now */
 	rc = http_queue(req, status, "application/json", resp);
 out:
-	if (rc < 0 && !req->replied && status != 500)
+	if (!text && !resp && !req->replied && status != 500)
 		http_reply_error(req, 500, "internal error");
 	free(text);
 	cJSON_Delete(body);
@@ -395,15 +398,19 @@ static enum MHD_Result http_access(void *cls, struct MHD_Connection *conn, const
 		*upload_size = 0;
 		if (req->replied)
 			return MHD_YES;  /* discarding the rest of a refused body */
-		if (n > srv->lim.max_body - req->body.len) {
+		if (req->too_large || n > srv->lim.max_body - req->body.len) {
+			/* MHD cannot queue a reply mid-upload: drop the body and answer 413 at its end,
+			 * unless the client keeps sending far beyond the limit (then just close). */
 			buf_free(&req->body);
-			/* Queuing may be refused mid-upload; then closing is the only answer. */
-			return http_reply_error(req, 413, "request body larger than %zu bytes",
-			                        srv->lim.max_body) == 0 ? MHD_YES : MHD_NO;
+			req->too_large = 1;
+			req->discarded += n;
+			return req->discarded > srv->lim.max_body + HTTP_DISCARD_MAX ? MHD_NO : MHD_YES;
 		}
 		buf_append(&req->body, upload, n);
 		return MHD_YES;
 	}
+	if (req->too_large)
+		http_reply_error(req, 413, "request body larger than %zu bytes", srv->lim.max_body);
 	if (req->replied)
 		return MHD_YES;
 	srv->handler(req, srv->ctx);
@@ -549,13 +556,13 @@ struct http_server *http_start(const char *listen, const struct http_limits *lim
 	if (ss.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
 	srv->d = MHD_start_daemon(flags, 0, NULL, NULL, http_access, srv,
+		MHD_OPTION_EXTERNAL_LOGGER, http_mhd_log, srv,  /* must come first */
 		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned int)srv->lim.max_conns,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)srv->lim.timeout_s,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY,
 		MHD_OPTION_THREAD_STACK_SIZE, (size_t)HTTP_STACK_SIZE,
 		MHD_OPTION_NOTIFY_COMPLETED, http_completed, srv,
-		MHD_OPTION_EXTERNAL_LOGGER, http_mhd_log, srv,
 		MHD_OPTION_UNESCAPE_CALLBACK, http_unescape, srv,
 		MHD_OPTION_END);
 	if (!srv->d) {

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
+#include "common/json.h"
 #include "common/log.h"
 
 #define LOG_MSG_MAX  4096
@@ -69,6 +70,18 @@ static void log_escape(char *out, size_t *n, size_t cap, const char *s, int json
 			esc[0] = '\\'; esc[1] = 'u'; esc[2] = '0'; esc[3] = '0';
 			esc[4] = hex[ch >> 4]; esc[5] = hex[ch & 15];
 			elen = 6;
+		} else if (ch >= 0x80) {
+			/* Copy a whole valid UTF-8 sequence, or replace a stray byte with '?'. */
+			size_t len = ch >= 0xf0 ? 4 : ch >= 0xe0 ? 3 : ch >= 0xc0 ? 2 : 1;
+
+			if (strnlen(s, len) == len && json_utf8_valid(s, len)) {
+				memcpy(esc, s, len);
+				elen = len;
+				s += len - 1;
+			} else {
+				esc[0] = '?';
+				elen = 1;
+			}
 		} else if (json && (ch == '"' || ch == '\\')) {
 			esc[0] = '\\'; esc[1] = (char)ch;
 			elen = 2;
