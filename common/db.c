@@ -16,15 +16,23 @@ static _Thread_local char db_msg[1024];
 static const char Q_LOCK[] = "SELECT pg_advisory_xact_lock(hashtext($1))";
 static const char Q_HAS_VERSION[] = "SELECT to_regclass($1) IS NOT NULL";
 
-/* Copies s into out without its trailing newlines. */
+/* Copies libpq's multi-line message s into out as one line. */
 static void db_copy_trim(char *out, size_t outlen, const char *s)
 {
-	size_t n;
+	size_t n = 0;
 
-	snprintf(out, outlen, "%s", s ? s : "");
-	n = strlen(out);
-	while (n && (out[n - 1] == '\n' || out[n - 1] == '\r' || out[n - 1] == ' '))
-		out[--n] = '\0';
+	for (s = s ? s : ""; *s && n + 1 < outlen; s++) {
+		if (*s == '\n' || *s == '\r' || *s == '\t') {
+			if (n && out[n - 1] != ' ')
+				out[n++] = ' ';
+		} else {
+			out[n++] = *s;
+		}
+	}
+	while (n && out[n - 1] == ' ')
+		n--;
+	if (outlen)
+		out[n] = '\0';
 }
 
 PGconn *db_connect(const char *conninfo, char *err, size_t errlen)
