@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -20,6 +21,7 @@
 #include <microhttpd.h>
 #include "common/buf.h"
 #include "common/http.h"
+#include "common/http_guard.h"
 #include "common/json.h"
 #include "common/log.h"
 
@@ -35,6 +37,7 @@ struct http_server {
 	struct http_limits lim;
 	unsigned port;
 	int stopping;  /* __atomic */
+	struct http_guard *guard;
 };
 
 struct http_hdr {
@@ -309,6 +312,32 @@ int http_client_gone(const struct http_req *req)
 
 /* ---- dispatcher ---- */
 
+static void http_conn_start(void *cls, struct MHD_Connection *conn, void **socket_ctx,
+                            enum MHD_ConnectionNotificationCode code)
+{
+	struct http_server *srv = cls;
+	const union MHD_ConnectionInfo *ci;
+
+	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+		ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+		if (ci)
+			*socket_ctx = http_guard_conn_start(srv->guard, ci->connect_fd);
+	} else if (*socket_ctx) {
+		http_guard_conn_end(srv->guard, *socket_ctx);
+		*socket_ctx = NULL;
+	}
+}
+
+/* Starts (armed) or lifts the deadline for conn's next complete request. */
+static void http_conn_arm(struct http_server *srv, struct MHD_Connection *conn, int armed)
+{
+	const union MHD_ConnectionInfo *ci;
+
+	ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	if (ci && ci->socket_context)
+		http_guard_conn_arm(srv->guard, ci->socket_context, armed);
+}
+
 /* Percent-decoding for path and query (MHD applies '+' -> ' ' to query parts first).
  * An encoded NUL becomes 0xff, invalid UTF-8 that the request check then refuses. */
 static int http_hexval(char c)
@@ -357,13 +386,28 @@ static enum MHD_Result http_check_arg(void *cls, enum MHD_ValueKind kind, const 
 	return MHD_YES;
 }
 
+/* Counts Content-Length and Transfer-Encoding headers: a request with two lengths, or a
+ * length and chunking, is ambiguous (request smuggling behind a proxy) and refused. */
+static enum MHD_Result http_count_framing(void *cls, enum MHD_ValueKind kind, const char *key,
+                                          const char *value)
+{
+	int *n = cls;
+
+	(void)kind;
+	(void)value;
+	if (!strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) ||
+	    !strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING))
+		(*n)++;
+	return MHD_YES;
+}
+
 /* First call: create the request and refuse early what can be refused early. */
 static struct http_req *http_req_new(struct http_server *srv, struct MHD_Connection *conn,
                                      const char *url, const char *method)
 {
 	struct http_req *req = calloc(1, sizeof *req);
 	const char *cl;
-	int bad = 0;
+	int bad = 0, framing = 0;
 
 	if (!req || !(req->path = strdup(url)))
 		abort();
@@ -373,8 +417,11 @@ static struct http_req *http_req_new(struct http_server *srv, struct MHD_Connect
 	clock_gettime(CLOCK_MONOTONIC, &req->start);
 	cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
 	MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, http_check_arg, &bad);
+	MHD_get_connection_values(conn, MHD_HEADER_KIND, http_count_framing, &framing);
 	if (url[0] != '/' || !json_utf8_valid(url, strlen(url)) || bad)
 		http_reply_error(req, 400, "invalid characters in URL");
+	else if (framing > 1)
+		http_reply_error(req, 400, "conflicting Content-Length / Transfer-Encoding headers");
 	else if (cl && strtoull(cl, NULL, 10) > srv->lim.max_body)
 		http_reply_error(req, 413, "request body larger than %zu bytes", srv->lim.max_body);
 	return req;
@@ -413,6 +460,7 @@ static enum MHD_Result http_access(void *cls, struct MHD_Connection *conn, const
 		http_reply_error(req, 413, "request body larger than %zu bytes", srv->lim.max_body);
 	if (req->replied)
 		return MHD_YES;
+	http_conn_arm(srv, conn, 0);
 	srv->handler(req, srv->ctx);
 	if (!req->replied) {
 		log_error("http: %s %s: handler queued no reply", req->method, req->path);
@@ -427,10 +475,9 @@ static void http_completed(void *cls, struct MHD_Connection *conn, void **con_cl
 	struct http_req *req = *con_cls;
 	struct timespec now;
 
-	(void)cls;
-	(void)conn;
 	if (!req)
 		return;
+	http_conn_arm(cls, conn, 1);
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	log_debug("http: %s %s %u %.1f ms%s", req->method, req->path, req->status,
 	          (double)(now.tv_sec - req->start.tv_sec) * 1e3 +
@@ -555,6 +602,10 @@ struct http_server *http_start(const char *listen, const struct http_limits *lim
 		goto fail;
 	if (ss.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
+	if (!(srv->guard = http_guard_start(srv->lim.timeout_s))) {
+		snprintf(err, errlen, "cannot start HTTP guard thread");
+		goto fail;
+	}
 	srv->d = MHD_start_daemon(flags, 0, NULL, NULL, http_access, srv,
 		MHD_OPTION_EXTERNAL_LOGGER, http_mhd_log, srv,  /* must come first */
 		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
@@ -563,6 +614,7 @@ struct http_server *http_start(const char *listen, const struct http_limits *lim
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY,
 		MHD_OPTION_THREAD_STACK_SIZE, (size_t)HTTP_STACK_SIZE,
 		MHD_OPTION_NOTIFY_COMPLETED, http_completed, srv,
+		MHD_OPTION_NOTIFY_CONNECTION, http_conn_start, srv,
 		MHD_OPTION_UNESCAPE_CALLBACK, http_unescape, srv,
 		MHD_OPTION_END);
 	if (!srv->d) {
@@ -573,6 +625,7 @@ struct http_server *http_start(const char *listen, const struct http_limits *lim
 	srv->port = di ? di->port : 0;
 	return srv;
 fail:
+	http_guard_stop(srv->guard);
 	free(srv);
 	return NULL;
 }
@@ -589,5 +642,6 @@ void http_stop(struct http_server *srv)
 	/* Streams and long waits polling http_client_gone end once they see this. */
 	__atomic_store_n(&srv->stopping, 1, __ATOMIC_RELAXED);
 	MHD_stop_daemon(srv->d);
+	http_guard_stop(srv->guard);
 	free(srv);
 }
