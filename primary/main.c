@@ -46,7 +46,9 @@ static const char main_usage[] =
 	"  push list                    list push targets\n"
 	"  push remove ID|URL           remove a push target\n"
 	"  purge [--retention 7d]       delete old changes no active key still needs\n\n"
-	"Run `tdgl-primary <command> --help` for a command's options. --version prints the version.";
+	"Run `tdgl-primary <command> --help` for a command's options. --version prints the version.\n\n"
+	"logs: one line per event on stderr, text or json [env TDGL_LOG_FORMAT] (default: text)\n"
+	"exit codes: 0 ok, 1 runtime error, 2 usage error";
 
 static volatile int main_stopping;
 
@@ -162,29 +164,40 @@ static int cmd_simple(enum main_simple which, int argc, char **argv)
 		"tdgl-primary purge [--retention 7d] [--db CONNINFO]",
 	};
 	static const int npos_needed[] = { 1, 1, 0, 0, 0, 1, 0 };
+	/* which commands each option of opts belongs to: --help shows a command's own only */
+	static const unsigned opt_of[] = {
+		~0u, 1u << M_TRACK, 1u << M_TRACK, 1u << M_KEYGEN, 1u << M_PURGE,
+	};
+	struct arg_opt mine[sizeof opts / sizeof *opts];
 	const char *pos[1] = { NULL };
 	PGconn *c = NULL;
 	long retention = 0;
-	int r, rc = main_parse(argc, argv, opts, usage[which], pos, npos_needed[which],
-	                       npos_needed[which], NULL);
+	size_t k = 0;
+	int r, rc;
 
+	for (size_t i = 0; i < sizeof opt_of / sizeof *opt_of; i++)
+		if (opt_of[i] & (1u << which))
+			mine[k++] = opts[i];
+	mine[k] = (struct arg_opt){ 0 };
+	rc = main_parse(argc, argv, mine, usage[which], pos, npos_needed[which],
+	                npos_needed[which], NULL);
 	if (rc >= 0)
 		return rc;
 	if (which == M_PURGE) {
-		retention = args_duration(args_get(opts, "retention"));
+		retention = args_duration(args_get(mine, "retention"));
 		if (retention < 0) {
 			fprintf(stderr, "error: --retention: expected a duration such as 7d, 12h, 30m\n");
 			return 2;
 		}
 	}
 	rc = 1;
-	c = main_connect(args_get(opts, "db"));
+	c = main_connect(args_get(mine, "db"));
 	if (!c || main_check_schema(c) < 0)
 		goto out;
 	switch (which) {
 	case M_TRACK:
-		r = capture_track(c, pos[0], args_get(opts, "status-column"),
-		                  args_get(opts, "attach-columns"));
+		r = capture_track(c, pos[0], args_get(mine, "status-column"),
+		                  args_get(mine, "attach-columns"));
 		break;
 	case M_UNTRACK:
 		r = capture_untrack(c, pos[0]);
@@ -193,7 +206,7 @@ static int cmd_simple(enum main_simple which, int argc, char **argv)
 		r = capture_list(c, stdout);
 		break;
 	case M_KEYGEN:
-		r = auth_keygen(c, args_get(opts, "label"), stdout);
+		r = auth_keygen(c, args_get(mine, "label"), stdout);
 		break;
 	case M_KEYS:
 		r = auth_list(c, stdout);

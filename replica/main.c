@@ -39,7 +39,9 @@ static const char main_usage[] =
 	"  log [--status Synced|Failed|Skipped] [--source NAME]\n"
 	"  runs [--source NAME]\n"
 	"  status\n"
-	"every command takes --db CONNINFO (TDGL_DB) and --help; tdgl-replica --version";
+	"every command takes --db CONNINFO (TDGL_DB) and --help; tdgl-replica --version\n\n"
+	"logs: one line per event on stderr, text or json [env TDGL_LOG_FORMAT] (default: text)\n"
+	"exit codes: 0 ok, 1 runtime error, 2 usage error";
 
 static const char Q_HAS_SCHEMA[] = "SELECT to_regclass('tdgl.sources') IS NOT NULL";
 static const char Q_LOG[] =
@@ -230,14 +232,24 @@ static int cmd_source(int argc, char **argv)
 	int np = 0, rc;
 	PGconn *c = NULL;
 
+	static const char usage[] =
+		"usage: tdgl-replica source add|list|remove ...\n\n"
+		"  source add NAME --url U --key K --secret S --tables t1,t2 ...  add a source\n"
+		"  source list                  list sources (never secrets)\n"
+		"  source remove NAME           remove a source\n"
+		"Run `tdgl-replica source <command> --help` for a command's options.\n";
+
 	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-		printf("usage: tdgl-replica source add|list|remove ...\n");
+		if (argc < 2)
+			fprintf(stderr, "error: missing source command\n%s", usage);
+		else
+			printf("%s", usage);
 		return argc < 2 ? 2 : 0;
 	}
 	if (!strcmp(argv[1], "add"))
 		return cmd_source_add(argc - 1, argv + 1);
 	if (strcmp(argv[1], "list") && strcmp(argv[1], "remove")) {
-		fprintf(stderr, "error: unknown source command \"%s\"\n", argv[1]);
+		fprintf(stderr, "error: unknown source command \"%s\"\n%s", argv[1], usage);
 		return 2;
 	}
 	rc = args_parse(argc - 1, argv + 1, opts,
@@ -415,13 +427,25 @@ static void main_print_rows(const PGresult *res, const char *header)
 
 static int cmd_table(int argc, char **argv, const char *which)
 {
-	struct arg_opt opts[] = {
+	/* each command gets only its own options (log: --status --source, runs: --source) */
+	struct arg_opt log_opts[] = {
 		OPT_DB,
-		{ "status", NULL, "STATUS", "Synced, Failed or Skipped (log only)", NULL },
+		{ "status", NULL, "STATUS", "only entries with this status: Synced, Failed or Skipped",
+		  NULL },
 		{ "source", NULL, "NAME", "only this source", NULL },
 		OPT_END
 	};
-	int rc = args_parse(argc, argv, opts, which, NULL, 0, NULL);
+	struct arg_opt runs_opts[] = {
+		OPT_DB, { "source", NULL, "NAME", "only this source", NULL }, OPT_END
+	};
+	struct arg_opt status_opts[] = { OPT_DB, OPT_END };
+	struct arg_opt *opts = !strcmp(which, "log") ? log_opts
+	                       : !strcmp(which, "runs") ? runs_opts : status_opts;
+	const char *usage = !strcmp(which, "log")
+		? "tdgl-replica log [--status Synced|Failed|Skipped] [--source NAME] [--db CONNINFO]"
+		: !strcmp(which, "runs") ? "tdgl-replica runs [--source NAME] [--db CONNINFO]"
+		                         : "tdgl-replica status [--db CONNINFO]";
+	int rc = args_parse(argc, argv, opts, usage, NULL, 0, NULL);
 	PGconn *c;
 	PGresult *res = NULL;
 
