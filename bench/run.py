@@ -1,0 +1,602 @@
+#!/usr/bin/python3
+"""make bench: tdgl-streaming against PostgreSQL's native logical replication, same run.
+
+Sets up two local sites (bench/sites.py), runs the figures of issue 6 on the customer workload,
+prints each figure with the reference measured in the same run and their ratio, and writes the
+results into BENCHMARKS.md (between the bench markers) and bench/results/.
+
+Sizes: BENCH_SCALE (default 0.2) scales the issue's sizes (1M-row insert and initial sync,
+100k transactions, 200k queued changes, 1M backlog). BENCH_SCALE=1 is the issue's full size.
+--figures 1,3,8 runs a subset. BENCH_LOG_SIZES=10000,100000,1000000 sets figure 8's log sizes.
+Benchmarks, not tests: nothing here asserts a time; a missed target is reported, not failed.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import requests
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from sites import (PG_BIN, ROOT, ROW_EXPR, Bench, Db, vm_hwm_kb, vm_rss_kb,  # noqa: E402
+                   wait_until)
+
+RESULTS = []
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def record(fig, what, value, unit, ref=None, ref_label="", target="", met=None, note=""):
+    """One figure line: the tdgl value, the reference of the same run, their ratio."""
+    ratio = (value / ref) if (ref not in (None, 0) and value is not None) else None
+    r = {"fig": fig, "what": what, "value": value, "unit": unit, "ref": ref,
+         "ref_label": ref_label, "ratio": ratio, "target": target, "met": met, "note": note}
+    RESULTS.append(r)
+    fmt = lambda v: "-" if v is None else (f"{v:,.3f}" if abs(v) < 10 else f"{v:,.0f}")  # noqa
+    print(f"  fig {fig}: {what}: {fmt(value)} {unit}"
+          + (f" | ref {ref_label}: {fmt(ref)} {unit}" if ref is not None else "")
+          + (f" | ratio {ratio:.2f}" if ratio is not None else "")
+          + (f" | target {target}: {'MET' if met else 'MISSED'}" if met is not None else ""),
+          flush=True)
+    return r
+
+
+def insert_rows(db, first, n, chunk=200000):
+    """Inserts rows first..first+n-1, in chunks (each chunk one transaction)."""
+    for lo in range(first, first + n, chunk):
+        hi = min(first + n - 1, lo + chunk - 1)
+        db.sql(f"INSERT INTO customer SELECT {ROW_EXPR} FROM generate_series(%s, %s) g",
+               (lo, hi))
+
+
+def pgbench(cluster, db, script, clients=4, seconds=None, transactions=None, sync_commit=True):
+    """Runs pgbench with a custom script; returns (tps, elapsed seconds)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as f:
+        f.write(script)
+        path = f.name
+    os.chmod(path, 0o644)
+    cmd = [f"{PG_BIN}/pgbench", "-n", "-f", path, "-c", str(clients), "-j", str(min(clients, 2)),
+           "-h", "127.0.0.1", "-p", str(cluster.port), "-U", "postgres", db]
+    cmd += ["-T", str(seconds)] if seconds else ["-t", str(transactions // clients)]
+    env = dict(os.environ, PGOPTIONS=f"-c synchronous_commit={'on' if sync_commit else 'off'}")
+    t0 = time.monotonic()
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    el = time.monotonic() - t0
+    os.unlink(path)
+    if out.returncode != 0:
+        raise RuntimeError(f"pgbench failed: {out.stderr}")
+    for line in out.stdout.splitlines():
+        if line.startswith("tps =") and "without initial" in line:
+            return float(line.split()[2]), el
+    raise RuntimeError(f"pgbench output without tps: {out.stdout}")
+
+
+INSERT_SQL = ("INSERT INTO customer SELECT " + ROW_EXPR.replace("%%", "%")
+              + " FROM (SELECT nextval('customer_id_seq') AS g) s;\n")
+
+
+def update_sql(n):
+    return (f"\\set id random(1, {n})\n"
+            "UPDATE customer SET balance = balance + 1, updated_at = now() WHERE id = :id;\n")
+
+
+def wait_row(db, rid, timeout, interval=0.002):
+    """Polls until row rid exists on db; returns the monotonic time it was seen."""
+    wait_until(lambda: db.one("SELECT 1 FROM customer WHERE id = %s", (rid,)), timeout,
+               interval, f"row {rid} on {db.name}")
+    return time.monotonic()
+
+
+def marker(db, rid):
+    db.sql(f"INSERT INTO customer SELECT {ROW_EXPR} FROM (SELECT %s::bigint AS g) s", (rid,))
+
+
+def tdgl_pair(b, name, flags=("--long-poll", "--batch-size", "500"), rows=0, push=False):
+    """A tdgl primary db `name` (customer tracked, `rows` rows) served by tdgl-primary, and a
+    replica db `name` with source main, initial sync done, tdgl-replica running."""
+    b.primary.createdb(name)
+    p = Db(b.primary, name)
+    if rows:
+        insert_rows(p, 1, rows)
+    p.sql("SELECT setval('customer_id_seq', %s)", (max(rows, 1) + 10,))
+    key, secret = b.primary_setup(name)
+    b.replica.createdb(name)
+    rci = b.replica.conninfo(name)
+    b.cli("tdgl-replica", rci, "migrate")
+    rep = b.start_replica(name)
+    extra = list(flags)
+    if push:
+        # the notifier loads its targets at start: add the target first
+        push_secret = "bench-push-secret-0123456789"
+        extra += ["--push-secret", push_secret]
+        b.cli("tdgl-primary", b.primary.conninfo(name), "push", "add", rep.url,
+              "--secret", push_secret)
+    prim = b.start_primary(name)
+    b.cli("tdgl-replica", rci, "source", "add", "main", "--url", prim.url, "--key", key,
+          "--secret", secret, "--tables", "customer", "--poll-interval", "3600", *extra)
+    r = Db(b.replica, name)
+    # trigger the initial sync now rather than waiting for the schedule
+    requests.post(rep.url + "/api/sources/main/pull",
+                  headers={"Authorization": f"Bearer {b.admin_token}"}, timeout=600)
+    wait_until(lambda: r.one("SELECT cursor IS NOT NULL FROM tdgl.sources WHERE name = 'main'"),
+               600, 0.05, "initial sync")
+    wait_until(lambda: r.one("SELECT count(*) FROM customer") == rows, 600, 0.05, "copy")
+    return p, r, prim, rep, key, secret
+
+
+def native_pair(b, name, rows=0):
+    b.primary.createdb(name)
+    b.replica.createdb(name)
+    p, r = Db(b.primary, name), Db(b.replica, name)
+    if rows:
+        insert_rows(p, 1, rows)
+        insert_rows(r, 1, rows)
+    p.sql("SELECT setval('customer_id_seq', %s)", (max(rows, 1) + 10,))
+    b.native_subscribe(name)
+    return p, r
+
+
+# ------------------------------------------------------------------------------------------
+def fig1(b, sz):
+    """Capture cost: pgbench single-row INSERT/UPDATE TPS, 4 clients, tracked vs untracked."""
+    log("figure 1: capture cost (pgbench, 4 clients)")
+    b.primary.createdb("f1")
+    d = Db(b.primary, "f1")
+    n = 100000
+    insert_rows(d, 1, n)
+    d.sql("SELECT setval('customer_id_seq', %s)", (n + 10,))
+    b.primary_setup("f1")
+    # the issue's reference: a plain plpgsql row trigger writing to_jsonb to a log
+    d.sql("""
+        CREATE TABLE ref_log (id bigserial PRIMARY KEY, tbl text, op text, row jsonb,
+                              at timestamptz DEFAULT now());
+        CREATE FUNCTION ref_capture() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            INSERT INTO ref_log (tbl, op, row) VALUES (TG_TABLE_NAME, TG_OP, to_jsonb(NEW));
+            RETURN NULL;
+        END $$;
+        CREATE TRIGGER ref_capture AFTER INSERT OR UPDATE OR DELETE ON customer
+            FOR EACH ROW EXECUTE FUNCTION ref_capture();""")
+    d.sql("VACUUM ANALYZE customer")
+
+    def mode(m):
+        d.sql("ALTER TABLE customer " + ("ENABLE" if m == "tdgl" else "DISABLE")
+              + " TRIGGER tdgl_capture")
+        d.sql("ALTER TABLE customer " + ("ENABLE" if m == "plain" else "DISABLE")
+              + " TRIGGER ref_capture")
+
+    secs = sz["pgbench_s"]
+    for sc in (False, True):
+        for op, script in (("INSERT", INSERT_SQL), ("UPDATE", update_sql(n))):
+            tps = {}
+            for m in ("untracked", "plain", "tdgl", "untracked2"):
+                mode(m.rstrip("2"))
+                d.sql("CHECKPOINT")
+                tps[m], _ = pgbench(b.primary, "f1", script, seconds=secs, sync_commit=sc)
+            base = (tps["untracked"] + tps["untracked2"]) / 2
+            scs = "on" if sc else "off"
+            ratio = tps["tdgl"] / base
+            record(1, f"{op} TPS tracked, synchronous_commit={scs}", tps["tdgl"], "tps",
+                   base, "untracked", "ratio >= 0.80 (off)" if not sc else "",
+                   (ratio >= 0.80) if not sc else None,
+                   note=f"plain to_jsonb trigger: {tps['plain']:.0f} tps "
+                        f"(ratio {tps['plain'] / base:.2f}); untracked runs "
+                        f"{tps['untracked']:.0f}/{tps['untracked2']:.0f}")
+    mode("untracked")
+    d.close()
+
+
+def fig2(b, sz):
+    """100k single-row transactions with the replica running: TPS ratio and lag after."""
+    txns = sz["txns"]
+    log(f"figure 2: {txns} single-row INSERT transactions (4 clients) with replication running")
+    b.primary.createdb("f2plain")
+    d = Db(b.primary, "f2plain")
+    d.sql("CHECKPOINT")
+    base, _ = pgbench(b.primary, "f2plain", INSERT_SQL, transactions=txns)
+    d.close()
+
+    p, r, prim, rep, _, _ = tdgl_pair(b, "f2tdgl")
+    p.sql("CHECKPOINT")
+    tps, _ = pgbench(b.primary, "f2tdgl", INSERT_SQL, transactions=txns)
+    t_end = time.monotonic()
+    marker(p, -1)
+    lag = wait_row(r, -1, 600) - t_end
+    assert r.one("SELECT count(*) FROM customer") == txns + 1
+    b.stop_proc(rep)
+    b.stop_proc(prim)
+    p.close(), r.close()
+
+    np_, nr = native_pair(b, "f2native")
+    np_.sql("CHECKPOINT")
+    ntps, _ = pgbench(b.primary, "f2native", INSERT_SQL, transactions=txns)
+    t_end = time.monotonic()
+    marker(np_, -1)
+    nlag = wait_row(nr, -1, 600) - t_end
+    b.native_unsubscribe("f2native")
+    np_.close(), nr.close()
+    record(2, "source TPS ratio with replica running (tdgl)", tps / base, "x", ntps / base,
+           "native", ">= 0.75", tps / base >= 0.75,
+           note=f"no replication {base:.0f} tps, tdgl {tps:.0f}, native {ntps:.0f}")
+    record(2, "lag after the load ends", lag, "s", nlag, "native", "<= 0.25 s", lag <= 0.25)
+
+
+def fig3(b, sz):
+    """One big INSERT: rows per second reaching the replica after commit."""
+    n = sz["big"]
+    log(f"figure 3: one {n}-row INSERT, rows/s reaching the replica after commit")
+    p, r, prim, rep, _, _ = tdgl_pair(b, "f3tdgl")
+    hwm0 = vm_hwm_kb(rep.pid)
+    t_s = time.monotonic()
+    p.sql(f"INSERT INTO customer SELECT {ROW_EXPR} FROM generate_series(1, %s) g", (n,))
+    t_c = time.monotonic()
+    t_v = wait_row(r, n, 1200, 0.01)
+    assert r.one("SELECT count(*) FROM customer") == n
+    rate = n / (t_v - t_c)
+    rep_hwm = vm_hwm_kb(rep.pid)
+    b.stop_proc(rep)
+    b.stop_proc(prim)
+    p.close(), r.close()
+
+    np_, nr = native_pair(b, "f3native")
+    t0 = time.monotonic()
+    np_.sql(f"INSERT INTO customer SELECT {ROW_EXPR} FROM generate_series(1, %s) g", (n,))
+    nt_c = time.monotonic()
+    nt_v = wait_row(nr, n, 1200, 0.01)
+    nrate = n / (nt_v - nt_c)
+    b.native_unsubscribe("f3native")
+    np_.close(), nr.close()
+    record(3, f"one {n:,}-row INSERT: rows/s reaching the replica after commit", rate, "rows/s",
+           nrate, "native", ">= 80k/s", rate >= 80000,
+           note=f"tdgl {t_v - t_c:.2f} s after commit; native {nt_v - nt_c:.2f} s; "
+                f"insert itself {t_c - t_s:.2f} s (native db {nt_c - t0:.2f} s); "
+                f"replica peak RSS {hwm0 // 1024}->{rep_hwm // 1024} MB")
+
+
+def latency_samples(p, r, n, gap=0.02):
+    """n single-row commits on p; for each, the time until r shows it (ms)."""
+    out = []
+    for i in range(n):
+        rid = (i % 50) + 1
+        bal = p.one("UPDATE customer SET balance = balance + 1, updated_at = now() "
+                    "WHERE id = %s RETURNING balance", (rid,))
+        t_c = time.monotonic()
+        wait_until(lambda: r.one("SELECT balance = %s FROM customer WHERE id = %s",
+                                 (bal, rid)), 30, 0.0002, "latency sample")
+        out.append((time.monotonic() - t_c) * 1000)
+        time.sleep(gap)
+    return out
+
+
+def pct(xs, q):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(q / 100 * (len(xs) - 1))))]
+
+
+def fig4(b, sz):
+    """Single-row commit -> visible on the replica, 200 samples, push and long-poll."""
+    n = sz["samples"]
+    log(f"figure 4: commit -> visible latency, {n} samples each (push, long-poll, native)")
+    np_, nr = native_pair(b, "f4native", rows=100)
+    lat_n = latency_samples(np_, nr, n)
+    b.native_unsubscribe("f4native")
+    np_.close(), nr.close()
+    res = {}
+    for m in ("push", "long-poll"):
+        name = "f4" + m.replace("-", "")
+        flags = ("--long-poll",) if m == "long-poll" else ()
+        p, r, prim, rep, _, _ = tdgl_pair(b, name, flags=flags, rows=100, push=(m == "push"))
+        res[m] = latency_samples(p, r, n)
+        b.stop_proc(rep)
+        b.stop_proc(prim)
+        p.close(), r.close()
+    for m, xs in res.items():
+        p50, p95 = pct(xs, 50), pct(xs, 95)
+        record(4, f"commit -> visible p50 ({m})", p50, "ms", pct(lat_n, 50), "native",
+               "p50 <= 20 ms", p50 <= 20)
+        record(4, f"commit -> visible p95 ({m})", p95, "ms", pct(lat_n, 95), "native",
+               "p95 <= 100 ms", p95 <= 100, note=f"max {max(xs):.1f} ms")
+
+
+def fig5(b, sz):
+    """Initial sync of 1M rows against pg_dump -t customer | psql."""
+    n = sz["big"]
+    log(f"figure 5: initial sync of {n} rows vs pg_dump -t customer | psql")
+    b.primary.createdb("f5")
+    p = Db(b.primary, "f5")
+    insert_rows(p, 1, n)
+    p.sql("VACUUM ANALYZE customer")
+    b.replica.createdb("f5dump", ddl=None)
+    t0 = time.monotonic()
+    subprocess.run(f"{PG_BIN}/pg_dump -h 127.0.0.1 -p {b.primary.port} -U postgres -t customer f5"
+                   f" | {PG_BIN}/psql -X -q -h 127.0.0.1 -p {b.replica.port} -U postgres f5dump",
+                   shell=True, check=True, stdout=subprocess.DEVNULL)
+    t_dump = time.monotonic() - t0
+    key, secret = b.primary_setup("f5")
+    prim = b.start_primary("f5")
+    b.replica_setup("f5", prim.url, key, secret, "--poll-interval", "3600")
+    r = Db(b.replica, "f5")
+    rep = b.start_replica("f5")
+    t0 = time.monotonic()
+    requests.post(rep.url + "/api/sources/main/pull",
+                  headers={"Authorization": f"Bearer {b.admin_token}"}, timeout=5)
+    wait_until(lambda: r.one("SELECT cursor IS NOT NULL FROM tdgl.sources WHERE name = 'main'"),
+               1800, 0.02, "initial sync")
+    t_sync = time.monotonic() - t0
+    assert r.one("SELECT count(*) FROM customer") == n
+    hwm = vm_hwm_kb(rep.pid)
+    b.stop_proc(rep)
+    b.stop_proc(prim)
+    p.close(), r.close()
+    record(5, f"initial sync of {n:,} rows", t_sync, "s", t_dump, "pg_dump|psql", "<= 1.5x",
+           t_sync <= 1.5 * t_dump, note=f"{n / t_sync:,.0f} rows/s; replica peak RSS "
+                                       f"{hwm // 1024} MB")
+
+
+def fig6(b, sz):
+    """Applying queued changes (and fig 7's replica RSS, flat in backlog size)."""
+    n = sz["queued"]
+    log(f"figure 6/7: applying {n} queued changes (and replica peak RSS vs backlog size)")
+    p, r, prim, rep, key, secret = tdgl_pair(b, "f6tdgl", rows=n)
+    rates, hwms = {}, {}
+    for size in (max(n // 10, 1000), n):
+        b.stop_proc(rep)
+        # the backlog: `size` updates in transactions of 1000 rows
+        for lo in range(1, size + 1, 1000):
+            p.sql("UPDATE customer SET balance = balance + 1, updated_at = now() "
+                  "WHERE id BETWEEN %s AND %s", (lo, min(size, lo + 999)))
+        marker(p, -size)
+        t0 = time.monotonic()
+        rep = b.start_replica("f6tdgl")
+        wait_row(r, -size, 1800, 0.01)
+        rates[size] = size / (time.monotonic() - t0)
+        hwms[size] = vm_hwm_kb(rep.pid)
+    # primary with 500 long-poll clients
+    prim_idle = vm_rss_kb(prim.pid)
+    prim_hwm = long_poll_clients(prim, key, secret, sz["clients"])
+    b.stop_proc(rep)
+    b.stop_proc(prim)
+    p.close(), r.close()
+
+    np_, nr = native_pair(b, "f6native", rows=n)
+    nr.sql("ALTER SUBSCRIPTION bench_sub DISABLE")
+    for lo in range(1, n + 1, 1000):
+        np_.sql("UPDATE customer SET balance = balance + 1, updated_at = now() "
+                "WHERE id BETWEEN %s AND %s", (lo, min(n, lo + 999)))
+    marker(np_, -n)
+    t0 = time.monotonic()
+    nr.sql("ALTER SUBSCRIPTION bench_sub ENABLE")
+    wait_row(nr, -n, 1800, 0.01)
+    nrate = n / (time.monotonic() - t0)
+    wpid = nr.one("SELECT pid FROM pg_stat_subscription WHERE subname = 'bench_sub'")
+    whwm = vm_hwm_kb(wpid) if wpid else None
+    b.native_unsubscribe("f6native")
+    np_.close(), nr.close()
+    record(6, f"applying {n:,} queued changes", rates[n], "changes/s", nrate, "native",
+           ">= 60k/s", rates[n] >= 60000,
+           note=f"backlog {min(rates)}: {rates[min(rates)]:,.0f}/s; includes replica start")
+    small, big = min(hwms), max(hwms)
+    record(7, f"replica peak RSS catching up {big:,} changes", hwms[big] / 1024, "MB",
+           (whwm / 1024) if whwm else None, "native apply worker", "<= 64 MB, flat",
+           hwms[big] <= 64 * 1024 and hwms[big] <= hwms[small] * 1.25 + 4096,
+           note=f"backlog {small:,}: {hwms[small] / 1024:.1f} MB")
+    record(7, f"primary peak RSS with {sz['clients']} long-poll clients", prim_hwm / 1024, "MB",
+           prim_idle / 1024, "same process idle", "<= 64 MB", prim_hwm <= 64 * 1024)
+
+
+def head_cursor(prim, key, secret):
+    """A cursor with nothing after it."""
+    h = {"Authorization": f"token {key}:{secret}"}
+    cur = requests.get(prim.url + "/api/snapshot", headers=h, timeout=30).json()["cursor"]
+    while True:
+        j = requests.get(prim.url + "/api/changes", headers=h, timeout=60,
+                         params={"cursor": cur, "limit": 500}).json()
+        if not j["changes"] and not j["more"]:
+            return j["cursor"]
+        cur = j["cursor"]
+
+
+def long_poll_clients(prim, key, secret, n):
+    """Opens n long-poll requests at once; returns the primary's peak RSS while they wait."""
+    cur = head_cursor(prim, key, secret)
+    host, port = prim.url.rsplit("/", 1)[1].split(":")
+    req = (f"GET /api/changes?cursor={requests.utils.quote(cur, safe='')}&wait=20 HTTP/1.1\r\n"
+           f"Host: {host}\r\nAuthorization: token {key}:{secret}\r\n\r\n").encode()
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.create_connection((host, int(port)))
+            s.sendall(req)
+            socks.append(s)
+        time.sleep(3)   # let every request reach its wait (a measurement window, not a test)
+        waiting = sum(1 for s in socks if not _readable(s))
+        hwm = vm_hwm_kb(prim.pid)
+        log(f"  {waiting}/{n} long-poll clients still waiting after 3 s")
+    finally:
+        for s in socks:
+            s.close()
+    return hwm
+
+
+def _readable(s):
+    import select
+    return bool(select.select([s], [], [], 0)[0])
+
+
+def fig8(b, sz):
+    """Time per get_changes page as the log grows, and with one long transaction open."""
+    log(f"figure 8: page time vs log size {sz['log_sizes']}")
+    b.primary.createdb("f8")
+    p = Db(b.primary, "f8")
+    insert_rows(p, 1, 1000)
+    key, secret = b.primary_setup("f8")
+    prim = b.start_primary("f8")
+    h = {"Authorization": f"token {key}:{secret}"}
+    have = 0
+    rows = []
+
+    def page_ms(cur, reps=15):
+        ts = []
+        for _ in range(reps):
+            t0 = time.monotonic()
+            j = requests.get(prim.url + "/api/changes", headers=h, timeout=60,
+                             params={"cursor": cur, "limit": 100}).json()
+            ts.append((time.monotonic() - t0) * 1000)
+            assert len(j["changes"]) == 100, len(j["changes"])
+        return statistics.median(ts)
+
+    def hundred():
+        for i in range(10):
+            p.sql("UPDATE customer SET balance = balance + 1 WHERE id BETWEEN %s AND %s",
+                  (i * 10 + 1, i * 10 + 10))
+
+    for size in sz["log_sizes"]:
+        for lo in range(have, size, 1000000):
+            hi = min(size, lo + 1000000)
+            p.sql("INSERT INTO tdgl.change_log (tbl, op, pk, row) "
+                  "SELECT 'customer', 'Update', json_build_object('id', g), "
+                  f"row_to_json(c) FROM (SELECT {ROW_EXPR} FROM generate_series(%s, %s) g) c",
+                  (lo + 1, hi))
+        have = size
+        p.sql("VACUUM ANALYZE tdgl.change_log")
+        cur = head_cursor(prim, key, secret)
+        hundred()
+        plain = page_ms(cur)
+        # one long transaction open: it holds a change and stays in every snapshot's xip list
+        lt = b.primary.connect("f8", autocommit=False)
+        with lt.cursor() as c:
+            c.execute("UPDATE customer SET balance = balance + 1 WHERE id = 1000")
+        cur = head_cursor(prim, key, secret)
+        hundred()
+        longtx = page_ms(cur)
+        lt.rollback()
+        lt.close()
+        rows.append((size, plain, longtx))
+        log(f"  log {size:,} rows: page {plain:.2f} ms; with a long transaction {longtx:.2f} ms")
+    b.stop_proc(prim)
+    p.close()
+    first = rows[0]
+    for size, plain, longtx in rows:
+        record(8, f"page of 100 changes, log {size:,} rows", plain, "ms", first[1],
+               f"log {first[0]:,} rows", "flat", plain <= first[1] * 2 + 2)
+        record(8, f"... with a long transaction open, log {size:,} rows", longtx, "ms", first[2],
+               f"log {first[0]:,} rows", "flat", longtx <= first[2] * 2 + 2)
+
+
+FIGURES = {1: fig1, 2: fig2, 3: fig3, 4: fig4, 5: fig5, 6: fig6, 8: fig8}
+
+
+def sizes(scale):
+    log_sizes = os.environ.get("BENCH_LOG_SIZES")
+    return {
+        "big": int(1000000 * scale),
+        "txns": int(100000 * scale) // 4 * 4,
+        "queued": int(200000 * scale),
+        "samples": int(os.environ.get("BENCH_SAMPLES", "200")),
+        "clients": int(os.environ.get("BENCH_CLIENTS", "500")),
+        "pgbench_s": int(os.environ.get("BENCH_PGBENCH_S", "8")),
+        "log_sizes": [int(x) for x in log_sizes.split(",")] if log_sizes
+        else [10000, 100000, 1000000],
+    }
+
+
+def machine():
+    cpu = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1 << 30)
+    pgv = subprocess.run([f"{PG_BIN}/postgres", "--version"], capture_output=True,
+                         text=True).stdout.strip()
+    return f"{os.cpu_count()} x {cpu}, {mem} GB RAM, {platform.system()} {platform.release()}, {pgv}"
+
+
+def table_md(results):
+    fmt = lambda v: "-" if v is None else (f"{v:,.2f}" if abs(v) < 100 else f"{v:,.0f}")  # noqa
+    lines = ["| # | figure | tdgl | reference (same run) | ratio | target | met | notes |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        ref = "-" if r["ref"] is None else f"{fmt(r['ref'])} {r['unit']} ({r['ref_label']})"
+        met = "" if r["met"] is None else ("yes" if r["met"] else "**no**")
+        ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}"
+        lines.append(f"| {r['fig']} | {r['what']} | {fmt(r['value'])} {r['unit']} | {ref} | "
+                     f"{ratio} | {r['target']} | {met} | {r['note']} |")
+    return "\n".join(lines)
+
+
+def write_results(meta, total_s):
+    os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
+    stamp = meta["date"].replace(":", "").replace("-", "")[:13]
+    with open(os.path.join(ROOT, "bench", "results", f"{stamp}.json"), "w") as f:
+        json.dump({"meta": meta, "results": RESULTS}, f, indent=1)
+    block = (f"<!-- bench:begin (written by bench/run.py; edit outside the markers) -->\n"
+             f"Last run: {meta['date']} on {meta['machine']}; scale {meta['scale']} "
+             f"(sizes {meta['sizes']}); figures {meta['figures']}; {total_s:.0f} s; "
+             f"commit {meta['commit']}.\n\n{table_md(RESULTS)}\n<!-- bench:end -->")
+    path = os.path.join(ROOT, "BENCHMARKS.md")
+    text = open(path).read() if os.path.exists(path) else "# Benchmarks\n\n"
+    if "<!-- bench:begin" in text and "<!-- bench:end -->" in text:
+        a = text.index("<!-- bench:begin")
+        z = text.index("<!-- bench:end -->") + len("<!-- bench:end -->")
+        text = text[:a] + block + text[z:]
+    else:
+        text += "\n" + block + "\n"
+    with open(path, "w") as f:
+        f.write(text)
+    log(f"results written to BENCHMARKS.md and bench/results/{stamp}.json")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--figures", default=os.environ.get("BENCH_FIGURES", "1,2,3,4,5,6,8"),
+                    help="comma-separated figure numbers (7 is measured with 6)")
+    ap.add_argument("--scale", type=float, default=float(os.environ.get("BENCH_SCALE", "0.2")))
+    ap.add_argument("--workdir", default=os.environ.get("BENCH_DIR", "/tmp/tdgl-bench"))
+    ap.add_argument("--no-write", action="store_true", help="print only, do not touch files")
+    a = ap.parse_args()
+    figs = [int(x) for x in a.figures.split(",") if x.strip()]
+    sz = sizes(a.scale)
+    commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip()
+    meta = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "machine": machine(), "scale": a.scale, "sizes": sz, "figures": figs,
+            "commit": commit}
+    log(f"tdgl bench: {meta['machine']}")
+    log(f"scale {a.scale}: {sz}; work dir {a.workdir}")
+    t0 = time.monotonic()
+    b = Bench(a.workdir)
+    try:
+        for f in figs:
+            if f in FIGURES:
+                t1 = time.monotonic()
+                try:
+                    FIGURES[f](b, sz)
+                except Exception as e:  # noqa: BLE001 - one broken figure does not stop the rest
+                    log(f"figure {f} FAILED: {e!r}")
+                    record(f, "figure failed", None, "", note=repr(e)[:200])
+                log(f"figure {f} took {time.monotonic() - t1:.0f} s")
+    finally:
+        b.close()
+    total = time.monotonic() - t0
+    print("\n" + table_md(RESULTS))
+    if not a.no_write:
+        write_results(meta, total)
+    log(f"done in {total:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
