@@ -1,0 +1,32 @@
+/* retry: retries of Failed changes (tdgl.sync_log rows with status Failed, which keep the
+ * change itself). A retry re-applies the stored change in its own transaction, under a
+ * savepoint, as the apply session; the log row is updated in place: Synced/Skipped, or
+ * Failed again with attempts + 1 and the next retry due after base * 2^(retries made),
+ * until max_retries retries were made (per source: retry_base_s, max_retries; the first
+ * failure is due after base). A change whose row has since had a later change applied is
+ * not applied over it: it is marked Skipped "superseded by a later change".
+ * Returned cJSON is owned by the caller. */
+#ifndef TDGL_REPLICA_RETRY_H
+#define TDGL_REPLICA_RETRY_H
+#include <stddef.h>
+#include <libpq-fe.h>
+#include <cjson/cJSON.h>
+
+struct retry_counts {
+	long tried, synced, failed, skipped;
+};
+
+/* Retries the due Failed changes of `source` inside run run_id (adding to its counts).
+ * Returns the number tried, or -1 on a database error. */
+long retry_due(PGconn *c, const char *source, long run_id, struct retry_counts *n);
+/* Forces a retry of log entry log_id now (whatever its attempts), as a run with trigger
+ * Retry. Returns 200 with *out = {"entry": <log row>, "run": <run row>}, 404 unknown id,
+ * 409 not Failed, 500; err holds the message when not 200. */
+unsigned retry_entry(PGconn *c, long log_id, cJSON **out, char *err, size_t errlen);
+/* Forces a retry of every Failed change (of `source`, or of all sources when NULL), one
+ * Retry run per source. Returns 0 with *out = array of run rows, or -1 with err. */
+int retry_all_failed(PGconn *c, const char *source, cJSON **out, char *err, size_t errlen);
+/* The log row as JSON (caller deletes) or NULL. */
+cJSON *retry_log_entry(PGconn *c, long log_id);
+
+#endif

@@ -1,0 +1,29 @@
+/* run: the life of one tdgl.runs record (a pull, a dry run or a retry batch): start and
+ * finish it, announce it on the event hub (run.started, run.completed, run.failed) and write
+ * the one-line run summary to the log ("run summary: source=... status=... fetched=...").
+ * Counts are accumulated in the row by whoever does the work (apply_page, retry); finishing
+ * reads them back. No secret ever reaches the log or an event. */
+#ifndef TDGL_REPLICA_RUN_H
+#define TDGL_REPLICA_RUN_H
+#include <libpq-fe.h>
+#include <cjson/cJSON.h>
+
+/* Inserts a run of `source` with `trigger` (Scheduler, Webhook, Manual, API, Initial,
+ * Retry, LongPoll) and publishes run.started. Returns its id, or 0 on a database error. */
+long run_start(PGconn *c, const char *source, const char *trigger, int dry_run);
+/* Changes the recorded trigger (a scheduled first pull that turns out to be the initial
+ * sync is recorded as Initial). */
+void run_set_trigger(PGconn *c, long id, const char *trigger);
+/* Adds counts to the run. */
+void run_add(PGconn *c, long id, long fetched, long synced, long failed, long skipped,
+             long conflicts);
+/* Ends the run with status (Success, Partial, Failed, Skipped) and error (NULL when none),
+ * publishes run.completed or run.failed (payload: the run row) and logs the summary.
+ * Returns the run row as JSON (caller deletes) or NULL. */
+cJSON *run_finish(PGconn *c, long id, const char *status, const char *error);
+/* Deletes a run that turned out not to be worth recording (an idle long-poll round). */
+void run_drop(PGconn *c, long id);
+/* The run row as JSON (caller deletes) or NULL. */
+cJSON *run_get(PGconn *c, long id);
+
+#endif

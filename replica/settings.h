@@ -1,0 +1,27 @@
+/* settings: changing a source after it was added (`tdgl-replica source set`, and
+ * PATCH /api/sources/<name>): schedule (poll interval, or a cron expression in a time zone),
+ * rate limit, retry base delay and maximum, batch size, enabled, and per source table the
+ * control flags insert_enabled, update_enabled, delete_enabled, update_without_changes.
+ * A patch is a JSON object; every key is optional, unknown keys are refused:
+ *   {"poll_interval":60, "cron":"30 4 * * 1-5"|null, "tz":"America/New_York",
+ *    "rate_limit":2.5 (0 = unlimited), "retry_base_s":300, "max_retries":3,
+ *    "batch_size":100, "enabled":true,
+ *    "tables":{"customer":{"insert_enabled":false, ...}}}
+ * or, for one table, {"table":"customer","insert_enabled":false,...}.
+ * Everything is checked before anything is written (one transaction). A bad cron
+ * expression or zone is refused with the parser's message naming the field.
+ * Returned cJSON is owned by the caller. */
+#ifndef TDGL_REPLICA_SETTINGS_H
+#define TDGL_REPLICA_SETTINGS_H
+#include <stddef.h>
+#include <libpq-fe.h>
+#include <cjson/cJSON.h>
+
+/* Applies patch to source `name`. Returns 200 (*out = settings_get), 400 bad patch,
+ * 404 unknown source, 500; err holds the message when not 200. */
+unsigned settings_apply(PGconn *c, const char *name, const cJSON *patch, cJSON **out,
+                        char *err, size_t errlen);
+/* The schedule, limits and table flags of a source (no secrets), or NULL when unknown. */
+cJSON *settings_get(PGconn *c, const char *name);
+
+#endif
