@@ -3,10 +3,14 @@
 # same way `make demo` does, then execs the server (PID 1 gets SIGTERM from docker stop).
 # The API credentials travel from the primary to the replica through the shared volume
 # /shared (0600 file); in a real two-site deployment you copy them by hand instead.
+# The paths and the peers' URLs have defaults for the compose file; tests/test_deploy.py
+# overrides them to run this script against local clusters.
 set -eu
 role=${1:?usage: tdgl-entrypoint primary|replica}
-SAMPLE=/usr/local/share/tdgl/sample.sql
-CREDS=/shared/replica.credentials
+SAMPLE=${TDGL_SAMPLE_SQL:-/usr/local/share/tdgl/sample.sql}
+CREDS=${TDGL_SHARED_DIR:-/shared}/replica.credentials
+PRIMARY_URL=${TDGL_PRIMARY_URL:-http://primary:8080}
+REPLICA_URL=${TDGL_REPLICA_URL:-http://replica:8081}
 
 until pg_isready -q -d "$TDGL_DB"; do sleep 1; done
 case "$role" in
@@ -18,8 +22,8 @@ primary)
     umask 077
     tdgl-primary keygen --label replica >"$CREDS.tmp" && mv "$CREDS.tmp" "$CREDS"
   fi
-  tdgl-primary push list | grep -q "http://replica:8081" ||
-    tdgl-primary push add http://replica:8081 --secret "$TDGL_PUSH_SECRET"
+  tdgl-primary push list | grep -qF "$REPLICA_URL" ||
+    tdgl-primary push add "$REPLICA_URL" --secret "$TDGL_PUSH_SECRET"
   exec tdgl-primary serve ;;
 replica)
   tdgl-replica migrate
@@ -28,7 +32,7 @@ replica)
   key=$(sed -n 's/^key: //p' "$CREDS")
   secret=$(sed -n 's/^secret: //p' "$CREDS")
   tdgl-replica source list | grep -qw main ||
-    tdgl-replica source add main --url http://primary:8080 --key "$key" --secret "$secret" \
+    tdgl-replica source add main --url "$PRIMARY_URL" --key "$key" --secret "$secret" \
       --tables customer --push-secret "$TDGL_PUSH_SECRET"
   exec tdgl-replica serve ;;
 *) echo "tdgl-entrypoint: unknown role '$role' (primary|replica)" >&2; exit 2 ;;

@@ -1,0 +1,377 @@
+"""Deployment: docker-compose.yml, the Dockerfile, the entrypoint and .env.example agree with
+the binaries (there is no Docker engine here, so the compose file is checked against what the
+binaries and the entrypoint actually read and run); `make demo` runs to completion; `make
+install` honours PREFIX and DESTDIR."""
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+
+import pytest
+import requests
+import yaml
+
+import harness
+from harness import IS_ROOT, TDGL_BIN, free_port, wait_until
+
+
+def _new_db(self, prefix="t"):
+    # psycopg2 >= 2.9 opens a transaction in `with conn:` even in autocommit, which CREATE
+    # DATABASE refuses (harness.Cluster.new_db; patched here as the other test files do).
+    self._dbs += 1
+    name = f"{prefix}{self._dbs}"
+    conn = self.connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        conn.close()
+    return name
+
+
+harness.Cluster.new_db = _new_db
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROLES = {"primary": "tdgl-primary", "replica": "tdgl-replica"}
+
+
+def read(path):
+    with open(os.path.join(ROOT, path)) as f:
+        return f.read()
+
+
+@pytest.fixture(scope="module")
+def compose():
+    return yaml.safe_load(read("docker-compose.yml"))
+
+
+@pytest.fixture(scope="module")
+def entrypoint():
+    return read("deploy/entrypoint.sh")
+
+
+def tdgl(binary, *args):
+    e = {k: v for k, v in os.environ.items() if not k.startswith("TDGL_")}
+    return subprocess.run([os.path.join(TDGL_BIN, binary)] + list(args), env=e,
+                          capture_output=True, text=True, timeout=30)
+
+
+def help_texts(binary):
+    """--help of the binary and of every command it lists (and of `<group> <sub>`)."""
+    main = tdgl(binary, "--help").stdout
+    texts = [main]
+    for line in main.splitlines():
+        if not re.match(r"^  [a-z]", line):
+            continue
+        synopsis = re.split(r"\s{2,}", line.strip())[0]
+        for part in synopsis.split(" | "):
+            words = part.split()
+            cmd = words[:2] if len(words) > 1 and re.match(r"^[a-z][a-z-]*$", words[1]) \
+                else words[:1]
+            texts.append(tdgl(binary, *cmd, "--help").stdout)
+    return texts
+
+
+def env_read_by(binary):
+    return {m for t in help_texts(binary) for m in re.findall(r"\[env (TDGL_[A-Z_]+)\]", t)}
+
+
+def entrypoint_roles(entrypoint):
+    return set(re.findall(r"^(\w+)\)", entrypoint, re.M))
+
+
+def entrypoint_section(entrypoint, role):
+    """The lines of the entrypoint that run for one role (plus the shared prologue)."""
+    prologue = entrypoint.split("case ")[0]
+    m = re.search(r"^" + role + r"\)\n(.*?);;", entrypoint, re.M | re.S)
+    return prologue + (m.group(1) if m else "")
+
+
+def entrypoint_env(text, required_only=False):
+    """TDGL_* variables the script reads; required_only: those without a ${VAR:-default}."""
+    names = set(re.findall(r"\$\{?(TDGL_[A-Z_]+)", text))
+    if required_only:
+        names -= set(re.findall(r"\$\{(TDGL_[A-Z_]+):-", text))
+    return names
+
+
+def tdgl_services(compose):
+    out = {}
+    for name, svc in compose["services"].items():
+        cmd = svc.get("command") or []
+        cmd = cmd.split() if isinstance(cmd, str) else cmd
+        if cmd and cmd[0] in ROLES:
+            out[name] = (cmd[0], svc)
+    return out
+
+
+def env_of(svc):
+    env = svc.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(e.split("=", 1) for e in env)
+    return {k: str(v) for k, v in env.items()}
+
+
+def test_compose_runs_both_servers_from_the_entrypoint_roles(compose, entrypoint):
+    services = tdgl_services(compose)
+    assert {role for role, _ in services.values()} == set(ROLES)
+    assert set(ROLES) <= entrypoint_roles(entrypoint)
+    assert {"primary-db", "replica-db"} <= set(compose["services"])
+    for name in ("primary-db", "replica-db"):
+        assert compose["services"][name]["image"].startswith("postgres:15")
+
+
+def test_compose_environment_is_read_by_the_binaries(compose, entrypoint):
+    for name, (role, svc) in tdgl_services(compose).items():
+        known = env_read_by(ROLES[role]) | entrypoint_env(entrypoint_section(entrypoint, role))
+        for var in env_of(svc):
+            if var.startswith("TDGL_"):
+                assert var in known, f"{name}: {var} is read by neither {ROLES[role]} " \
+                                     f"(--help [env ...]) nor the entrypoint"
+
+
+def test_entrypoint_reads_only_variables_compose_sets(compose, entrypoint):
+    for name, (role, svc) in tdgl_services(compose).items():
+        needed = entrypoint_env(entrypoint_section(entrypoint, role), required_only=True)
+        missing = needed - set(env_of(svc))
+        assert not missing, f"{name}: the entrypoint reads {missing}, compose does not set them"
+
+
+def test_every_command_the_entrypoint_runs_exists(entrypoint):
+    runs = re.findall(r"\b(tdgl-primary|tdgl-replica)((?: [a-z][a-z-]*)+)", entrypoint)
+    assert len(runs) >= 6, runs
+    for binary, words in runs:
+        p = tdgl(binary, *words.split(), "--help")
+        assert p.returncode == 0, f"`{binary}{words} --help` exited {p.returncode}: {p.stderr}"
+        assert p.stdout.startswith("usage: ")
+
+
+def port_of(listen):
+    return int(listen.rsplit(":", 1)[1])
+
+
+def test_ports_agree(compose, entrypoint):
+    listen = {}
+    for name, (role, svc) in tdgl_services(compose).items():
+        env = env_of(svc)
+        port = port_of(env.get("TDGL_LISTEN", "0.0.0.0:8080" if role == "primary"
+                                                else "0.0.0.0:8081"))
+        listen[name] = port
+        mapped = [int(str(p).split(":")[-1]) for p in svc.get("ports", [])]
+        assert mapped == [port], f"{name}: ports {svc.get('ports')} vs TDGL_LISTEN {port}"
+        test = " ".join(svc["healthcheck"]["test"])
+        hc = re.findall(r"https?://[^/:\s]+:(\d+)/health", test)
+        assert hc and all(int(p) == port for p in hc), f"{name}: healthcheck {test}"
+    urls = re.findall(r"https?://([a-z][a-z0-9-]*):(\d+)", entrypoint)
+    assert urls, "the entrypoint wires no URL"
+    for host, port in urls:
+        assert host in listen, f"entrypoint URL host {host} is not a compose service"
+        assert int(port) == listen[host], f"entrypoint uses {host}:{port}, " \
+                                          f"{host} listens on {listen[host]}"
+
+
+def test_dependencies_wait_for_health(compose):
+    services = compose["services"]
+    for name, svc in tdgl_services(compose).items():
+        deps = svc[1].get("depends_on")
+        assert isinstance(deps, dict) and deps, f"{name}: depends_on must name conditions"
+        for dep, cond in deps.items():
+            assert cond.get("condition") == "service_healthy", f"{name} -> {dep}"
+            assert "healthcheck" in services[dep], f"{dep} has no healthcheck"
+    # the replica needs the primary's credentials and API
+    assert "primary" in services["replica"]["depends_on"]
+
+
+def test_volumes_are_named_and_declared(compose):
+    declared = set(compose.get("volumes") or {})
+    for name, svc in compose["services"].items():
+        for v in svc.get("volumes", []):
+            src = v.split(":")[0]
+            assert not src.startswith((".", "/")), f"{name}: bind mount {v}"
+            assert src in declared, f"{name}: volume {src} not declared"
+
+
+def dockerfile_stages():
+    stages, cur = [], None
+    for line in read("Dockerfile").splitlines():
+        s = line.strip()
+        if s.upper().startswith("FROM "):
+            cur = [s]
+            stages.append(cur)
+        elif cur is not None:
+            cur.append(s)
+    return stages
+
+
+def test_dockerfile_is_multi_stage_debian_with_a_non_root_runtime_user():
+    stages = dockerfile_stages()
+    assert len(stages) >= 2
+    for st in stages:
+        assert re.match(r"FROM debian:", st[0]), st[0]
+    final = stages[-1]
+    users = [line.split()[1] for line in final if line.upper().startswith("USER ")]
+    assert users, "the runtime stage sets no USER"
+    assert users[-1].split(":")[0] not in ("root", "0"), users[-1]
+    text = "\n".join(final)
+    assert re.search(r"useradd\b.*\b" + re.escape(users[-1].split(":")[0]) + r"\b", text)
+    assert not any(re.search(r"-dev\b", line) for line in final), "-dev packages at runtime"
+
+
+def test_runtime_image_has_what_the_entrypoint_and_healthchecks_run(compose, entrypoint):
+    final = "\n".join(dockerfile_stages()[-1])
+    assert "postgresql-client" in final            # pg_isready, psql
+    assert re.search(r"\bcurl\b", final)          # healthcheck
+    for tool in ("pg_isready", "psql"):
+        assert tool in entrypoint
+    m = re.search(r'ENTRYPOINT \["([^"]+)"\]', final)
+    assert m, "no exec-form ENTRYPOINT"
+    assert re.search(r"COPY deploy/entrypoint\.sh " + re.escape(m.group(1)), final)
+    for path in re.findall(r"^SAMPLE=\$\{[A-Z_]+:-([^}]+)\}|^SAMPLE=(\S+)", entrypoint, re.M):
+        p = [x for x in path if x][0]
+        assert re.search(r"COPY deploy/sample\.sql " + re.escape(p), final), p
+
+
+def test_env_example_defines_every_variable_and_no_real_secret():
+    text = read("docker-compose.yml")
+    used = set(re.findall(r"\$\{([A-Z_][A-Z0-9_]*)", text))
+    example = {}
+    for line in read(".env.example").splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            k, v = line.split("=", 1)
+            example[k.strip()] = v.strip()
+    assert used, "compose reads nothing from .env"
+    assert used <= set(example), f"missing from .env.example: {used - set(example)}"
+    for k, v in example.items():
+        assert "change-me" in v or v == "", f".env.example {k}={v!r} looks like a real value"
+    # values the binaries check must still pass with the placeholders (so `cp .env.example
+    # .env` fails loudly only where the compose file says so, never at a length check)
+    assert len(example["TDGL_ADMIN_TOKEN"]) >= 16 and len(example["TDGL_PUSH_SECRET"]) >= 16
+
+
+def test_env_file_is_not_committed():
+    tracked = subprocess.run(["git", "ls-files", ".env"], cwd=ROOT, capture_output=True,
+                             text=True).stdout.strip()
+    assert tracked == ""
+    ignored = subprocess.run(["git", "check-ignore", "-q", ".env"], cwd=ROOT)
+    assert ignored.returncode == 0, ".env is not in .gitignore"
+
+
+def test_systemd_units_run_installed_binaries():
+    for role, binary in ROLES.items():
+        unit = read(f"deploy/{binary}.service")
+        assert re.search(rf"^ExecStart=/usr/local/bin/{binary} serve$", unit, re.M)
+        assert re.search(rf"^ExecStartPre=/usr/local/bin/{binary} migrate$", unit, re.M)
+        assert re.search(r"^User=(?!root)\w+", unit, re.M)
+
+
+# ---- the entrypoint, run for real against local clusters -------------------------------
+
+def start_role(role, env, logdir):
+    log = open(os.path.join(logdir, f"entrypoint-{role}.log"), "ab")
+    e = {k: v for k, v in os.environ.items() if not k.startswith("TDGL_")}
+    e.update(env)
+    e["PATH"] = TDGL_BIN + os.pathsep + e.get("PATH", "/usr/bin:/bin")
+    p = subprocess.Popen(["sh", os.path.join(ROOT, "deploy/entrypoint.sh"), role], env=e,
+                         stdout=log, stderr=subprocess.STDOUT, cwd=logdir)
+    log.close()
+    return p
+
+
+def healthy(proc, url, logfile):
+    if proc.poll() is not None:
+        with open(logfile) as f:
+            raise AssertionError(f"entrypoint exited {proc.returncode}:\n{f.read()[-3000:]}")
+    try:
+        return requests.get(url + "/health", timeout=1).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def test_entrypoint_sets_up_a_working_pair_and_restarts_cleanly(primary, replica, logdir):
+    shared = tempfile.mkdtemp(prefix="tdgl-shared-")
+    files = tempfile.mkdtemp(prefix="tdgl-files-")
+    pport, rport = free_port(), free_port()
+    purl, rurl = f"http://127.0.0.1:{pport}", f"http://127.0.0.1:{rport}"
+    common = {"TDGL_SHARED_DIR": shared, "TDGL_SAMPLE_SQL": os.path.join(ROOT, "deploy/sample.sql"),
+              "TDGL_PRIMARY_URL": purl, "TDGL_REPLICA_URL": rurl, "TDGL_FILES_DIR": files,
+              "TDGL_PUSH_SECRET": "push-secret-for-the-test-0123"}
+    penv = dict(common, TDGL_DB=primary.conninfo, TDGL_LISTEN=f"127.0.0.1:{pport}")
+    renv = dict(common, TDGL_DB=replica.conninfo, TDGL_LISTEN=f"127.0.0.1:{rport}",
+                TDGL_ADMIN_TOKEN="admin-token-for-the-test-0123",
+                TDGL_SECRET_KEY="secret-key-for-the-test-0123456789")
+    procs = []
+    try:
+        for round_ in range(2):        # the second round is a container restart
+            procs = [start_role("primary", penv, logdir)]
+            wait_until(lambda: healthy(procs[0], purl, os.path.join(logdir, "entrypoint-primary.log")),
+                       timeout=60, what="primary via the entrypoint")
+            procs.append(start_role("replica", renv, logdir))
+            wait_until(lambda: healthy(procs[1], rurl, os.path.join(logdir, "entrypoint-replica.log")),
+                       timeout=60, what="replica via the entrypoint")
+            n = 10 * (round_ + 1)
+            primary.sql("INSERT INTO customer (id, name) SELECT g, 'c' || g FROM "
+                        "generate_series(%s, %s) g", (n - 9, n))
+            wait_until(lambda: replica.one("SELECT count(*) FROM customer") == n, timeout=60,
+                       what=f"{n} customers on the replica")
+            for p in reversed(procs):
+                p.terminate()
+                assert p.wait(30) == 0
+        assert os.stat(os.path.join(shared, "replica.credentials")).st_mode & 0o077 == 0
+        assert primary.one("SELECT count(*) FROM tdgl.api_keys") == 1
+        assert primary.one("SELECT count(*) FROM tdgl.push_targets") == 1
+        assert replica.one("SELECT count(*) FROM tdgl.sources") == 1
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        shutil.rmtree(shared, ignore_errors=True)
+        shutil.rmtree(files, ignore_errors=True)
+
+
+# ---- make demo / make install ----------------------------------------------------------
+
+def test_make_demo_runs_to_completion():
+    demo_dir = tempfile.mkdtemp(prefix="tdgl-demo-")
+    if IS_ROOT:
+        shutil.chown(demo_dir, "postgres")
+    ports = {"DEMO_PRIMARY_PG_PORT": free_port(), "DEMO_REPLICA_PG_PORT": free_port(),
+             "DEMO_PRIMARY_PORT": free_port(), "DEMO_REPLICA_PORT": free_port()}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TDGL_")}
+    env.update({k: str(v) for k, v in ports.items()})
+    env["DEMO_DIR"] = os.path.join(demo_dir, "demo")
+    env["TDGL_BIN"] = TDGL_BIN
+    try:
+        p = subprocess.run(["make", "-s", "demo"], cwd=ROOT, env=env, capture_output=True,
+                           text=True, timeout=240)
+        out = p.stdout + p.stderr
+        assert p.returncode == 0, out[-4000:]
+        assert f"http://127.0.0.1:{ports['DEMO_PRIMARY_PORT']}" in out, out[-2000:]
+        assert f"http://127.0.0.1:{ports['DEMO_REPLICA_PORT']}" in out
+        assert "admin token" in out and "make demo-stop" in out
+        assert "Accept Primary" in out
+        assert "replica now has: edited on the primary" in out, out[-2000:]
+    finally:
+        s = subprocess.run(["make", "-s", "demo-stop"], cwd=ROOT, env=env, capture_output=True,
+                           text=True, timeout=120)
+        shutil.rmtree(demo_dir, ignore_errors=True)
+    assert s.returncode == 0, s.stdout + s.stderr
+    assert not os.path.exists(env["DEMO_DIR"])
+
+
+def test_make_install_honours_prefix_and_destdir():
+    dest = tempfile.mkdtemp(prefix="tdgl-install-")
+    try:
+        p = subprocess.run(["make", "-s", "install", "PREFIX=/opt/tdgl", f"DESTDIR={dest}"],
+                           cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, p.stdout + p.stderr
+        base = os.path.join(dest, "opt/tdgl")
+        for binary in ROLES.values():
+            path = os.path.join(base, "bin", binary)
+            assert os.access(path, os.X_OK), path
+            v = subprocess.run([path, "--version"], capture_output=True, text=True)
+            assert v.returncode == 0 and v.stdout.startswith(binary)
+            assert os.path.isfile(os.path.join(base, "lib/systemd/system", f"{binary}.service"))
+    finally:
+        shutil.rmtree(dest, ignore_errors=True)
