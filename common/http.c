@@ -298,8 +298,14 @@ const char *http_client_ip(const struct http_req *req)
 	sa = ci ? ci->client_addr : NULL;
 	if (sa && sa->sa_family == AF_INET)
 		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, r->ip, sizeof r->ip);
-	else if (sa && sa->sa_family == AF_INET6)
-		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, r->ip, sizeof r->ip);
+	else if (sa && sa->sa_family == AF_INET6) {
+		const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+
+		if (IN6_IS_ADDR_V4MAPPED(a))  /* an IPv4 client of a dual-stack socket */
+			inet_ntop(AF_INET, &a->s6_addr[12], r->ip, sizeof r->ip);
+		else
+			inet_ntop(AF_INET6, a, r->ip, sizeof r->ip);
+	}
 	if (!r->ip[0])
 		snprintf(r->ip, sizeof r->ip, "unknown");
 	return r->ip;
@@ -600,8 +606,11 @@ struct http_server *http_start(const char *listen, const struct http_limits *lim
 	srv->lim.timeout_s = limits && limits->timeout_s ? limits->timeout_s : 30;
 	if (http_parse_listen(listen, &ss, err, errlen) < 0)
 		goto fail;
-	if (ss.ss_family == AF_INET6)
-		flags |= MHD_USE_IPv6;
+	if (ss.ss_family == AF_INET6) {
+		const struct in6_addr *a = &((const struct sockaddr_in6 *)&ss)->sin6_addr;
+		/* "[::]:port" means every address, IPv4 included. */
+		flags |= IN6_IS_ADDR_UNSPECIFIED(a) ? MHD_USE_DUAL_STACK : MHD_USE_IPv6;
+	}
 	if (!(srv->guard = http_guard_start(srv->lim.timeout_s))) {
 		snprintf(err, errlen, "cannot start HTTP guard thread");
 		goto fail;
