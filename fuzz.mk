@@ -11,7 +11,7 @@
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 30
 FUZZ_BUILD   := build-fuzz
-FUZZ_NAMES   := cursor json params files signature
+FUZZ_NAMES   := cursor json params files signature cron
 FUZZ_CFLAGS  := -g -O1 -std=gnu11 -I. -I/usr/include/postgresql -D_GNU_SOURCE -pthread \
                 -Wall -Wextra -fno-omit-frame-pointer \
                 -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
@@ -55,7 +55,7 @@ fuzz: fuzz-build
 	    { $(FUZZ_BUILD)/fuzz_$$n -runs=0 tests/fuzz/regress/$$n tests/fuzz/corpus/$$n; exit 1; }; \
 	  echo "== fuzz $$n: $(FUZZ_SECONDS) s"; \
 	  $(FUZZ_BUILD)/fuzz_$$n -max_total_time=$(FUZZ_SECONDS) \
-	    -max_len=8192 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+	    -max_len=8192 -timeout=60 -rss_limit_mb=2048 -print_final_stats=1 \
 	    -artifact_prefix=$(FUZZ_BUILD)/artifacts/$$n- -dict=tests/fuzz/$$n.dict \
 	    $(FUZZ_BUILD)/corpus/$$n tests/fuzz/corpus/$$n > $(FUZZ_BUILD)/fuzz_$$n.log 2>&1 || true; \
 	  grep -E 'stat::number_of_executed_units|^==.*ERROR|^SUMMARY' $(FUZZ_BUILD)/fuzz_$$n.log || true; \
