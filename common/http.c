@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <microhttpd.h>
+#include "common/addr.h"
 #include "common/buf.h"
 #include "common/http.h"
 #include "common/http_guard.h"
@@ -517,70 +518,6 @@ static void http_mhd_log(void *cls, const char *fmt, va_list ap)
 
 /* ---- server ---- */
 
-/* Parses "host:port", ":port", "[v6]:port" into *ss. */
-static int http_parse_listen(const char *listen, struct sockaddr_storage *ss, char *err,
-                             size_t errlen)
-{
-	char host[256];
-	const char *colon, *port, *h = listen;
-	size_t hlen;
-	struct addrinfo hints = { 0 }, *ai = NULL;
-	long p;
-	char *end;
-	int rc = -1, e;
-
-	if (!listen || !(colon = strrchr(listen, ':'))) {
-		snprintf(err, errlen, "listen address \"%s\" is not HOST:PORT", listen ? listen : "");
-		goto out;
-	}
-	port = colon + 1;
-	hlen = (size_t)(colon - listen);
-	if (hlen >= 2 && h[0] == '[' && h[hlen - 1] == ']') {
-		h++;
-		hlen -= 2;
-	}
-	p = strtol(port, &end, 10);
-	if (!*port || *end || p < 0 || p > 65535 || hlen >= sizeof host) {
-		snprintf(err, errlen, "listen address \"%s\": bad port or host", listen);
-		goto out;
-	}
-	memcpy(host, h, hlen);
-	host[hlen] = '\0';
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-	e = getaddrinfo(hlen && strcmp(host, "*") ? host : "0.0.0.0", port, &hints, &ai);
-	if (e || !ai) {
-		snprintf(err, errlen, "listen address \"%s\": %s", listen, gai_strerror(e));
-		goto out;
-	}
-	memset(ss, 0, sizeof *ss);
-	memcpy(ss, ai->ai_addr, ai->ai_addrlen);
-	rc = 0;
-out:
-	if (ai)
-		freeaddrinfo(ai);
-	return rc;
-}
-
-/* Explains why MHD could not start: usually the bind. */
-static void http_explain(const struct sockaddr_storage *ss, const char *listen, char *err,
-                         size_t errlen)
-{
-	int fd = socket(ss->ss_family, SOCK_STREAM, 0), one = 1;
-	socklen_t len = ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-	                                          : sizeof(struct sockaddr_in);
-
-	if (fd >= 0)
-		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-	if (fd < 0 || bind(fd, (const struct sockaddr *)ss, len) < 0)
-		snprintf(err, errlen, "cannot listen on %s: %s", listen, strerror(errno));
-	else
-		snprintf(err, errlen, "cannot start HTTP server on %s", listen);
-	if (fd >= 0)
-		close(fd);
-}
-
 struct http_server *http_start(const char *listen, const struct http_limits *limits,
                                http_handler handler, void *ctx, char *err, size_t errlen)
 {
@@ -604,7 +541,7 @@ struct http_server *http_start(const char *listen, const struct http_limits *lim
 	srv->lim.max_body = limits && limits->max_body ? limits->max_body : 1024 * 1024;
 	srv->lim.max_conns = limits && limits->max_conns ? limits->max_conns : 1024;
 	srv->lim.timeout_s = limits && limits->timeout_s ? limits->timeout_s : 30;
-	if (http_parse_listen(listen, &ss, err, errlen) < 0)
+	if (addr_parse_listen(listen, &ss, err, errlen) < 0)
 		goto fail;
 	if (ss.ss_family == AF_INET6) {
 		const struct in6_addr *a = &((const struct sockaddr_in6 *)&ss)->sin6_addr;
@@ -627,7 +564,7 @@ struct http_server *http_start(const char *listen, const struct http_limits *lim
 		MHD_OPTION_UNESCAPE_CALLBACK, http_unescape, srv,
 		MHD_OPTION_END);
 	if (!srv->d) {
-		http_explain(&ss, listen, err, errlen);
+		addr_explain_bind(&ss, listen, err, errlen);
 		goto fail;
 	}
 	di = MHD_get_daemon_info(srv->d, MHD_DAEMON_INFO_BIND_PORT);
