@@ -31,6 +31,9 @@ struct worker {
 	struct worker *next;
 };
 
+struct sched;
+static struct sched *sched_leftover;   /* a scheduler whose workers outlive sched_stop */
+
 struct sched {
 	char *conninfo;
 	struct pull_env env;
@@ -378,15 +381,23 @@ void sched_stop(struct sched *s, int timeout_ms)
 	for (struct worker *w = s->workers; w; w = w->next)
 		if (w->started && pthread_timedjoin_np(w->thread, NULL, &until) == 0)
 			w->started = 0;
-	/* workers still inside a request are left to process exit; their memory too */
-	for (struct worker *w = s->workers; w;) {
-		struct worker *next = w->next;
-		if (!w->started) {
-			free(w->name);
-			free(w->push_secret);
-			free(w->last_result);
-			free(w);
+	/* workers still inside a request (a long-poll) are left to process exit: everything
+	 * they applied is committed with its cursor. Their memory stays reachable from here. */
+	for (struct worker *w = s->workers; w; w = w->next)
+		if (w->started) {
+			sched_leftover = s;
+			return;
 		}
-		w = next;
+	while (s->workers) {
+		struct worker *w = s->workers;
+		s->workers = w->next;
+		free(w->name);
+		free(w->push_secret);
+		free(w->last_result);
+		free(w);
 	}
+	pthread_cond_destroy(&s->cv);
+	pthread_mutex_destroy(&s->mu);
+	free(s->conninfo);
+	free(s);
 }

@@ -31,7 +31,7 @@ unsigned sched_notify(struct sched *s, const char *ts_hdr, const char *sig_hdr,
                       const char *body, size_t len, char *err, size_t errlen);
 /* Per-worker state for /api/status (caller deletes). */
 cJSON *sched_status(struct sched *s);
-/* Stops all workers; waits for them at most ~timeout_ms (a long-poll in flight is left to
+/* Stops all workers and frees s; waits at most ~timeout_ms (a long-poll in flight is left to
  * process exit: everything it applied is committed with its cursor). */
 void sched_stop(struct sched *s, int timeout_ms);
 
