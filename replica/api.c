@@ -342,11 +342,15 @@ static void api_runs(struct api *a, struct http_req *req)
 	api_query_json(a, req, "runs", Q_RUNS, 2, p);
 }
 
-static void api_metrics(struct http_req *req)
+static void api_metrics(struct api *a, struct http_req *req)
 {
 	struct buf b = { 0 };
+	PGconn *c = db_pool_get(a->pool, API_DB_WAIT_MS);
 
 	metrics_render(&b);
+	metrics_render_db(c, &b);   /* without a connection: tdgl_replica_database_up 0 */
+	if (c)
+		db_pool_put(a->pool, c);
 	http_reply_data(req, 200, "text/plain; version=0.0.4", b.data ? b.data : "", b.len);
 	buf_free(&b);
 }
@@ -429,7 +433,7 @@ void api_handle(struct http_req *req, void *ctx)
 	else if (!strcmp(path, "/api/runs") && get)
 		api_runs(a, req);
 	else if (!strcmp(path, "/metrics") && get)
-		api_metrics(req);
+		api_metrics(a, req);
 	else if (!strncmp(path, "/api/", 5) || !strcmp(path, "/metrics"))
 		http_reply_error(req, get || post ? 404 : 405, "%s", get || post ? "not found" :
 		                 "method not allowed");

@@ -55,8 +55,13 @@ static const char Q_RUNS[] =
 	"coalesce(round(extract(epoch FROM ended_at - started_at) * 1000)::text, '-'), "
 	"coalesce(error, '') FROM tdgl.runs WHERE ($1::text IS NULL OR source = $1) "
 	"ORDER BY id DESC LIMIT 50";
+/* lag: now - the primary's capture time of the newest change applied; cursor age: since the
+ * cursor last moved ("-" until the first change arrives) */
 static const char Q_STATUS[] =
-	"SELECT s.name, s.enabled, s.cursor IS NOT NULL, coalesce(s.last_status, '-'), "
+	"SELECT s.name, s.enabled, s.cursor IS NOT NULL, "
+	"coalesce(round(extract(epoch FROM now() - s.last_change_at))::text, '-'), "
+	"coalesce(round(extract(epoch FROM now() - s.cursor_moved_at))::text, '-'), "
+	"coalesce(s.last_status, '-'), "
 	"coalesce(to_char(s.last_run_at, 'YYYY-MM-DD HH24:MI:SS'), '-'), "
 	"(SELECT count(*) FROM tdgl.conflicts c WHERE c.source = s.name AND c.status = 'Open'), "
 	"(SELECT count(*) FROM tdgl.sync_log l WHERE l.source = s.name AND l.status = 'Failed') "
@@ -471,8 +476,8 @@ static int cmd_table(int argc, char **argv, const char *which)
 	} else {
 		res = db_exec(c, "status", Q_STATUS, 0, NULL);
 		if (res)
-			main_print_rows(res, "source\tenabled\tsynced_once\tlast_status\tlast_run\t"
-			                "open_conflicts\tfailed_changes");
+			main_print_rows(res, "source\tenabled\tsynced_once\tlag_s\tcursor_age_s\t"
+			                "last_status\tlast_run\topen_conflicts\tfailed_changes");
 	}
 	rc = res ? 0 : 1;
 out:

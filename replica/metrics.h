@@ -2,6 +2,7 @@
  * format for GET /metrics. */
 #ifndef TDGL_REPLICA_METRICS_H
 #define TDGL_REPLICA_METRICS_H
+#include <libpq-fe.h>
 #include "common/buf.h"
 
 enum metric {
@@ -13,5 +14,9 @@ enum metric {
 void metrics_add(enum metric m, long n);
 /* Appends the exposition text to out. */
 void metrics_render(struct buf *out);
+/* Appends the gauges read from the database through c (open conflicts, failed changes, and
+ * per source: lag, cursor age, last run status). Returns 0, or -1 when the query failed
+ * (tdgl_replica_database_up 0 is appended then). */
+int metrics_render_db(PGconn *c, struct buf *out);
 
 #endif

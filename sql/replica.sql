@@ -37,6 +37,11 @@ CREATE TABLE IF NOT EXISTS tdgl.sources (
 	created_at         timestamptz NOT NULL DEFAULT now()
 );
 
+-- Observability: the primary's capture time of the newest change applied (lag is now minus
+-- this) and when the cursor last moved; read by /metrics and `tdgl-replica status`.
+ALTER TABLE tdgl.sources ADD COLUMN IF NOT EXISTS last_change_at timestamptz;
+ALTER TABLE tdgl.sources ADD COLUMN IF NOT EXISTS cursor_moved_at timestamptz;
+
 CREATE TABLE IF NOT EXISTS tdgl.source_tables (
 	source                 text NOT NULL REFERENCES tdgl.sources(name) ON DELETE CASCADE,
 	tbl                    text NOT NULL,      -- as the primary names it: "t" or "schema.t"
@@ -587,7 +592,10 @@ DECLARE
 	files jsonb := '[]';
 BEGIN
 	PERFORM set_config('tdgl.applying', 'on', true);
-	UPDATE tdgl.sources SET cursor = p_cursor
+	UPDATE tdgl.sources SET cursor = p_cursor, cursor_moved_at = now(),
+	       last_change_at = greatest(last_change_at,
+	           (SELECT max((x ->> 'changed_at')::timestamptz)
+	            FROM json_array_elements(p_page -> 'changes') AS x))
 	WHERE name = p_source AND cursor IS NOT DISTINCT FROM p_prev_cursor;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'cursor of source "%" moved: another pull applied this page', p_source
