@@ -157,12 +157,14 @@ static void api_changes(struct api *api, struct http_req *req)
 		left = deadline - api_now_ms();
 		if (page.count > 0 || left <= 0 || *api->stopping || http_client_gone(req))
 			break;
-		/* Nothing new: continue from the page's cursor after the head moves, holding no
-		 * database connection while waiting. */
 		cursor_free(&cur);
 		cur = page.next;
 		memset(&page.next, 0, sizeof page.next);
 		changes_page_free(&page);
+		if (cur.open)
+			continue;     /* an empty window inside a batch: read on at once */
+		/* Nothing new: continue from the page's cursor after the head moves, holding no
+		 * database connection while waiting. */
 		db_pool_put(api->pool, c);
 		c = NULL;
 		metrics_longpoll(1);

@@ -31,6 +31,10 @@
 #include "common/db.h"
 #include "primary/changes.h"
 
+#define CHANGES_WINDOWS 16     /* empty windows skipped within one request */
+
+static int64_t changes_window = CHANGES_WINDOW_DEFAULT;   /* ids examined per query */
+
 static const char Q_SEQ[] =
 	"SELECT coalesce(pg_sequence_last_value('tdgl.change_log_id_seq'::regclass), 0)";
 static const char Q_SNAPSHOT[] = "SELECT pg_current_snapshot()::text";
@@ -39,8 +43,11 @@ static const char Q_XID[] = "SELECT pg_current_xact_id()";
 
 /* One statement, so the purge horizon it reads (m.pb) and the rows it reads come from the
  * same snapshot: a concurrent purge is seen either not at all or completely.
- * $1 xip of s1 (xid8[]), $2 last, $3 l1, $4 u2, $5 s2, $6 s1, $7 tables (text[] or NULL),
- * $8 limit + 1. Both arms are index scans with their own ORDER BY/LIMIT. */
+ * $1 xip of s1 (xid8[]), $2 last, $3 l1, $4 upper id bound (u2 or the window's end),
+ * $5 s2, $6 s1, $7 tables (text[] or NULL),
+ * $8 limit + 1. Both arms are index scans with their own ORDER BY/LIMIT: the first walks
+ * (txid, id) per listed transaction that became visible (so a huge transaction pages in
+ * O(limit) per page), the second walks the primary key from max(last, l1) up to u2. */
 static const char Q_PAGE[] =
 	"WITH m AS (SELECT purged_below_txid AS pb,"
 	"   pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS xmax,"
@@ -52,11 +59,13 @@ static const char Q_PAGE[] =
 	"   ',\"old_pk\":' || coalesce(c.old_pk::text, 'null') ||"
 	"   ',\"row\":' || coalesce(c.row::text, 'null') ||"
 	"   ',\"changed_at\":' || to_json(c.changed_at) || '}' AS body"
-	" FROM ((SELECT * FROM tdgl.change_log l"
-	"        WHERE l.txid = ANY ($1::xid8[]) AND l.id > $2::bigint AND l.id <= $4::bigint"
-	"          AND pg_visible_in_snapshot(l.txid, $5::pg_snapshot)"
-	"          AND NOT pg_visible_in_snapshot(l.txid, $6::pg_snapshot)"
-	"          AND ($7::text[] IS NULL OR l.tbl = ANY ($7::text[]))"
+	" FROM ((SELECT l.* FROM unnest($1::xid8[]) AS x(t)"
+	"        CROSS JOIN LATERAL (SELECT * FROM tdgl.change_log l"
+	"          WHERE l.txid = x.t AND l.id > $2::bigint AND l.id <= $4::bigint"
+	"            AND ($7::text[] IS NULL OR l.tbl = ANY ($7::text[]))"
+	"          ORDER BY l.id LIMIT $8::int) l"
+	"        WHERE pg_visible_in_snapshot(x.t, $5::pg_snapshot)"
+	"          AND NOT pg_visible_in_snapshot(x.t, $6::pg_snapshot)"
 	"        ORDER BY l.id LIMIT $8::int)"
 	"      UNION ALL"
 	"       (SELECT * FROM tdgl.change_log l"
@@ -163,9 +172,9 @@ int changes_fetch(PGconn *c, const struct cursor *cur, const char *tables, int l
 	struct cursor b = {0};       /* the batch being read */
 	PGresult *res = NULL;
 	char *xip = NULL;
-	char p_last[24], p_l1[24], p_u2[24], p_lim[16];
-	int rc = CHANGES_ERROR, n, rows;
-	int64_t pb, xmax, seq;
+	char p_last[24], p_l1[24], p_hi[24], p_lim[16];
+	int rc = CHANGES_ERROR, n = 0, rows = 0, windowed = 0;
+	int64_t pb, xmax, seq = 0, hi = 0;
 
 	memset(page, 0, sizeof(*page));
 	if (cur->open) {
@@ -186,35 +195,50 @@ int changes_fetch(PGconn *c, const struct cursor *cur, const char *tables, int l
 		b.last = 0;
 	}
 	xip = changes_xip_array(b.s1);
-	snprintf(p_last, sizeof p_last, "%" PRId64, b.last);
 	snprintf(p_l1, sizeof p_l1, "%" PRId64, b.l1);
-	snprintf(p_u2, sizeof p_u2, "%" PRId64, b.u2);
 	snprintf(p_lim, sizeof p_lim, "%d", limit + 1);
-	{
-		const char *params[8] = { xip, p_last, p_l1, p_u2, b.s2, b.s1, tables, p_lim };
-		res = db_exec(c, "read changes", Q_PAGE, 8, params);
+	/* Each query looks at ids up to hi only (a window of changes_window ids past where the
+	 * id arm starts), so a page costs O(window) even when the id range is full of rows it
+	 * must skip (a huge transaction read by txid, or one still running). A window without
+	 * rows is skipped here, up to CHANGES_WINDOWS times; then a short page is returned with
+	 * more=true and `last` at the window's end (every id up to it was examined). */
+	for (int w = 0;; w++) {
+		int64_t lo = b.last > b.l1 ? b.last : b.l1;
+
+		hi = b.u2 - lo > changes_window ? lo + changes_window : b.u2;
+		windowed = hi < b.u2;
+		snprintf(p_last, sizeof p_last, "%" PRId64, b.last);
+		snprintf(p_hi, sizeof p_hi, "%" PRId64, hi);
+		PQclear(res);
+		{
+			const char *params[8] = { xip, p_last, p_l1, p_hi, b.s2, b.s1, tables, p_lim };
+			res = db_exec(c, "read changes", Q_PAGE, 8, params);
+		}
+		if (!res)
+			goto out;
+		if (PQntuples(res) < 1) {
+			log_error("read changes: tdgl.meta is empty (run tdgl-primary migrate)");
+			goto out;
+		}
+		pb = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+		xmax = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+		seq = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
+		if ((uint64_t)pb > cursor_snapshot_xmin(b.s1)) {
+			snprintf(err, errlen, "cursor expired: the changes it needs were purged; re-sync");
+			rc = CHANGES_GONE;
+			goto out;
+		}
+		if (cursor_snapshot_xmax(b.s2) > (uint64_t)xmax || b.u2 > seq) {
+			snprintf(err, errlen, "cursor expired: it is ahead of this database "
+			         "(restored from an older backup?); re-sync");
+			rc = CHANGES_GONE;
+			goto out;
+		}
+		rows = PQgetisnull(res, 0, 3) ? 0 : PQntuples(res);
+		if (rows > 0 || !windowed || w + 1 >= CHANGES_WINDOWS)
+			break;
+		b.last = hi;    /* nothing up to hi: move on */
 	}
-	if (!res)
-		goto out;
-	if (PQntuples(res) < 1) {
-		log_error("read changes: tdgl.meta is empty (run tdgl-primary migrate)");
-		goto out;
-	}
-	pb = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-	xmax = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
-	seq = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
-	if ((uint64_t)pb > cursor_snapshot_xmin(b.s1)) {
-		snprintf(err, errlen, "cursor expired: the changes it needs were purged; re-sync");
-		rc = CHANGES_GONE;
-		goto out;
-	}
-	if (cursor_snapshot_xmax(b.s2) > (uint64_t)xmax || b.u2 > seq) {
-		snprintf(err, errlen, "cursor expired: it is ahead of this database "
-		         "(restored from an older backup?); re-sync");
-		rc = CHANGES_GONE;
-		goto out;
-	}
-	rows = PQgetisnull(res, 0, 3) ? 0 : PQntuples(res);
 	n = rows > limit ? limit : rows;
 	for (int i = 0; i < n; i++) {
 		if (i)
@@ -226,6 +250,11 @@ int changes_fetch(PGconn *c, const struct cursor *cur, const char *tables, int l
 	if (rows > limit) {
 		/* More in this batch: stay inside it, after the last id served. */
 		page->next.last = strtoll(PQgetvalue(res, n - 1, 3), NULL, 10);
+		page->more = 1;
+		page->horizon = cursor_snapshot_xmin(b.s1);
+	} else if (windowed) {
+		/* Every id up to hi was examined: continue after the window. */
+		page->next.last = hi;
 		page->more = 1;
 		page->horizon = cursor_snapshot_xmin(b.s1);
 	} else {
@@ -246,6 +275,12 @@ out:
 	free(xip);
 	cursor_free(&b);
 	return rc;
+}
+
+void changes_set_window(long ids)
+{
+	if (ids > 0)
+		changes_window = ids;
 }
 
 void changes_page_free(struct changes_page *page)

@@ -26,6 +26,11 @@ int changes_fetch(PGconn *c, const struct cursor *cur, const char *tables, int l
                   struct changes_page *page, char *err, size_t errlen);
 void changes_page_free(struct changes_page *page);
 
+/* Ids one page query examines at most (tuning; see changes.c). Not thread-safe: call at
+ * start-up. */
+#define CHANGES_WINDOW_DEFAULT 20000
+void changes_set_window(long ids);
+
 /* A closed cursor at the current snapshot: a starting point taken before rows are copied.
  * Returns 0 or -1 (logged). */
 int changes_snapshot(PGconn *c, struct cursor *out);

@@ -18,6 +18,7 @@
 #include "primary/api.h"
 #include "primary/auth.h"
 #include "primary/capture.h"
+#include "primary/changes.h"
 #include "primary/purge.h"
 #include "primary/push.h"
 #include "primary/watch.h"
@@ -285,6 +286,7 @@ static int cmd_serve(int argc, char **argv)
 		{ "pool-size", "TDGL_POOL_SIZE", "N", "database connections for requests", "8" },
 		{ "max-conns", "TDGL_MAX_CONNS", "N", "concurrent HTTP connections", "1024" },
 		{ "metrics-public", "TDGL_METRICS_PUBLIC", NULL, "serve /metrics without an API key", NULL },
+		{ "page-window", "TDGL_PAGE_WINDOW", "IDS", "tuning: change ids one page query examines at most", "20000" },
 		{ 0 }
 	};
 	struct http_limits limits = { .max_body = 65536, .max_conns = 1024, .timeout_s = 90 };
@@ -298,7 +300,7 @@ static int cmd_serve(int argc, char **argv)
 	sigset_t sigs;
 	char err[512];
 	const char *files;
-	long retention, interval, pool_size, max_conns;
+	long retention, interval, pool_size, max_conns, window;
 	time_t next_purge;
 	int rc = main_parse(argc, argv, opts, "tdgl-primary serve [options]", NULL, 0, 0, NULL);
 
@@ -311,11 +313,13 @@ static int cmd_serve(int argc, char **argv)
 		return 2;
 	}
 	if (args_int(args_get(opts, "pool-size"), 1, 200, &pool_size) < 0 ||
-	    args_int(args_get(opts, "max-conns"), 1, 100000, &max_conns) < 0) {
-		fprintf(stderr, "error: --pool-size 1..200, --max-conns 1..100000\n");
+	    args_int(args_get(opts, "max-conns"), 1, 100000, &max_conns) < 0 ||
+	    args_int(args_get(opts, "page-window"), 1, 100000000, &window) < 0) {
+		fprintf(stderr, "error: --pool-size 1..200, --max-conns 1..100000, --page-window >= 1\n");
 		return 2;
 	}
 	limits.max_conns = (unsigned)max_conns;
+	changes_set_window(window);
 	files = args_get(opts, "files-dir");
 	if (files && *files) {
 		struct stat st;

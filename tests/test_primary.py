@@ -87,6 +87,17 @@ def site(primary):
     return serve_with_key(primary)
 
 
+@pytest.fixture(params=["default-window", "window-5"])
+def csite(request, primary):
+    """Like `site`, once with the default page window and once with a 5-id window, so
+    pages that end at a window boundary (short pages with more=true) are exercised too."""
+    primary.sql("CREATE TABLE customer (id int PRIMARY KEY, name text,"
+                " docstatus int NOT NULL DEFAULT 0)")
+    primary.track("customer")
+    args = ["--page-window", "5"] if request.param == "window-5" else []
+    return serve_with_key(primary, *args)
+
+
 def log_ids(site):
     return [r[0] for r in site.sql("SELECT id FROM tdgl.change_log ORDER BY id")]
 
@@ -190,13 +201,13 @@ def test_schema_qualified_table_name(site):
 
 # ---- the cursor ----
 
-def test_pages_stable_and_cursor_replays(site):
-    site.sql("INSERT INTO customer SELECT g, 'c' || g, 0 FROM generate_series(1, 25) g")
+def test_pages_stable_and_cursor_replays(csite):
+    csite.sql("INSERT INTO customer SELECT g, 'c' || g, 0 FROM generate_series(1, 25) g")
     cursor = None
     seen = []
     for _ in range(20):
-        first = fetch(site, cursor, limit=4)
-        again = fetch(site, cursor, limit=4)
+        first = fetch(csite, cursor, limit=4)
+        again = fetch(csite, cursor, limit=4)
         assert first[0] == again[0]      # same cursor, same page
         if cursor and token_text(cursor).startswith("v1.1."):
             assert first == again        # inside a batch: same next cursor too
@@ -205,41 +216,41 @@ def test_pages_stable_and_cursor_replays(site):
         cursor = nxt
         if not more:
             break
-    assert seen == log_ids(site)
+    assert seen == log_ids(csite)
     # replaying an old cursor after more commits still gives its original page
-    ch0, c1, _ = fetch(site, None, limit=4)
-    site.sql("INSERT INTO customer VALUES (100, 'late', 0)")
-    assert fetch(site, None, limit=4)[0] == ch0
-    assert fetch(site, c1, limit=4)[0] == fetch(site, c1, limit=4)[0]
+    ch0, c1, _ = fetch(csite, None, limit=4)
+    csite.sql("INSERT INTO customer VALUES (100, 'late', 0)")
+    assert fetch(csite, None, limit=4)[0] == ch0
+    assert fetch(csite, c1, limit=4)[0] == fetch(csite, c1, limit=4)[0]
 
 
-def test_commit_out_of_id_order_is_not_lost(site):
-    _, cursor = drain(site)
-    t1 = site.cluster.connect(site.dbname, autocommit=False)
-    t2 = site.cluster.connect(site.dbname, autocommit=False)
+def test_commit_out_of_id_order_is_not_lost(csite):
+    _, cursor = drain(csite)
+    t1 = csite.cluster.connect(csite.dbname, autocommit=False)
+    t2 = csite.cluster.connect(csite.dbname, autocommit=False)
     try:
         t1.cursor().execute("INSERT INTO customer VALUES (1, 'T1', 0)")   # takes the smaller id
         t2.cursor().execute("INSERT INTO customer VALUES (2, 'T2', 0)")
         t2.commit()
-        changes, cursor = drain(site, cursor)
+        changes, cursor = drain(csite, cursor)
         assert [c["pk"] for c in changes] == [{"id": 2}]
         t1.commit()
-        changes, cursor = drain(site, cursor)
+        changes, cursor = drain(csite, cursor)
         assert [c["pk"] for c in changes] == [{"id": 1}]
-        assert changes[0]["id"] < log_ids(site)[-1]    # it really committed out of id order
-        assert drain(site, cursor)[0] == []
+        assert changes[0]["id"] < log_ids(csite)[-1]    # it really committed out of id order
+        assert drain(csite, cursor)[0] == []
     finally:
         t1.close()
         t2.close()
 
 
-def test_long_transaction_loses_nothing(site):
-    site.sql("INSERT INTO customer SELECT g, 'c' || g, 0 FROM generate_series(1, 20) g")
-    _, cursor = drain(site)
-    start = log_ids(site)[-1]
+def test_long_transaction_loses_nothing(csite):
+    csite.sql("INSERT INTO customer SELECT g, 'c' || g, 0 FROM generate_series(1, 20) g")
+    _, cursor = drain(csite)
+    start = log_ids(csite)[-1]
     served = []
-    long_tx = site.cluster.connect(site.dbname, autocommit=False)
-    blocked = site.cluster.connect(site.dbname, autocommit=False)
+    long_tx = csite.cluster.connect(csite.dbname, autocommit=False)
+    blocked = csite.cluster.connect(csite.dbname, autocommit=False)
     try:
         lc = long_tx.cursor()
         lc.execute("UPDATE customer SET name = 'long' WHERE id = 1")
@@ -250,24 +261,24 @@ def test_long_transaction_loses_nothing(site):
             blocked.commit()))
         waiter.start()
         for i in range(60):
-            site.sql("UPDATE customer SET name = %s WHERE id = %s", (f"v{i}", 2 + i % 19))
-            site.sql("INSERT INTO customer VALUES (%s, 'n', 0)", (2000 + i,))
+            csite.sql("UPDATE customer SET name = %s WHERE id = %s", (f"v{i}", 2 + i % 19))
+            csite.sql("INSERT INTO customer VALUES (%s, 'n', 0)", (2000 + i,))
             if i % 7 == 0:
-                ch, cursor = drain(site, cursor, limit=3)
+                ch, cursor = drain(csite, cursor, limit=3)
                 served += ch
-        ch, cursor = drain(site, cursor, limit=3)
+        ch, cursor = drain(csite, cursor, limit=3)
         served += ch
         assert not any(c["row"]["name"] in ("long", "after long") for c in served)
         long_tx.commit()
         waiter.join(10)
         assert not waiter.is_alive()
-        ch, cursor = drain(site, cursor, limit=3)
+        ch, cursor = drain(csite, cursor, limit=3)
         served += ch
     finally:
         long_tx.close()
         blocked.close()
     ids = [c["id"] for c in served]
-    assert sorted(ids) == [i for i in log_ids(site) if i > start]    # every change exactly once
+    assert sorted(ids) == [i for i in log_ids(csite) if i > start]    # every change exactly once
     per_row = {}
     for c in served:
         per_row.setdefault(c["pk"]["id"], []).append(c["id"])
@@ -275,36 +286,36 @@ def test_long_transaction_loses_nothing(site):
         assert row_ids == sorted(row_ids), f"row {pk} served out of commit order"
     names_1 = [c["row"]["name"] for c in served if c["pk"] == {"id": 1}]
     assert names_1 == ["long", "after long"]
-    assert site.one("SELECT name FROM customer WHERE id = 1") == "after long"
+    assert csite.one("SELECT name FROM customer WHERE id = 1") == "after long"
 
 
 @pytest.mark.parametrize("limit", [1, 2, 3, 7, 99, 100, 101, 250, 499, 500])
-def test_many_changes_in_one_transaction_cross_pages(site, limit):
+def test_many_changes_in_one_transaction_cross_pages(csite, limit):
     n = 600 if limit >= 7 else 120
-    site.sql("INSERT INTO customer SELECT g, 'c' || g, 0 FROM generate_series(1, %s) g", (n,))
-    changes, cursor = drain(site, limit=limit)
-    assert [c["id"] for c in changes] == log_ids(site)
+    csite.sql("INSERT INTO customer SELECT g, 'c' || g, 0 FROM generate_series(1, %s) g", (n,))
+    changes, cursor = drain(csite, limit=limit)
+    assert [c["id"] for c in changes] == log_ids(csite)
     assert len({c["pk"]["id"] for c in changes}) == n
-    assert drain(site, cursor, limit=limit)[0] == []
+    assert drain(csite, cursor, limit=limit)[0] == []
 
 
-def test_tables_filter_returns_only_those_tables(site):
-    site.sql("CREATE TABLE other (id int PRIMARY KEY)")
-    site.track("other")
+def test_tables_filter_returns_only_those_tables(csite):
+    csite.sql("CREATE TABLE other (id int PRIMARY KEY)")
+    csite.track("other")
     for i in range(10):
-        site.sql("INSERT INTO customer VALUES (%s, 'c', 0)", (i,))
-        site.sql("INSERT INTO other VALUES (%s)", (i,))
-    changes, cursor = drain(site, limit=3, tables="other")
+        csite.sql("INSERT INTO customer VALUES (%s, 'c', 0)", (i,))
+        csite.sql("INSERT INTO other VALUES (%s)", (i,))
+    changes, cursor = drain(csite, limit=3, tables="other")
     assert [c["table"] for c in changes] == ["other"] * 10
-    both, _ = drain(site, limit=3, tables="customer,other")
+    both, _ = drain(csite, limit=3, tables="customer,other")
     assert len(both) == 20
 
 
-def test_snapshot_cursor_replays_changes_made_after_it(site):
-    site.sql("INSERT INTO customer SELECT g, 'c' || g, 0 FROM generate_series(1, 5) g")
-    start = snapshot(site)
-    site.sql("UPDATE customer SET name = 'changed' WHERE id = 3")
-    changes, _ = drain(site, start)
+def test_snapshot_cursor_replays_changes_made_after_it(csite):
+    csite.sql("INSERT INTO customer SELECT g, 'c' || g, 0 FROM generate_series(1, 5) g")
+    start = snapshot(csite)
+    csite.sql("UPDATE customer SET name = 'changed' WHERE id = 3")
+    changes, _ = drain(csite, start)
     assert [(c["op"], c["pk"]) for c in changes] == [("Update", {"id": 3})]
 
 
@@ -317,25 +328,25 @@ def test_empty_log_gives_a_closed_cursor_and_no_more(site):
     assert [c["pk"] for c in changes] == [{"id": 1}]
 
 
-def test_aborted_transaction_never_served(site):
-    conn = site.cluster.connect(site.dbname, autocommit=False)
+def test_aborted_transaction_never_served(csite):
+    conn = csite.cluster.connect(csite.dbname, autocommit=False)
     conn.cursor().execute("INSERT INTO customer VALUES (1, 'rolled back', 0)")
     conn.rollback()
     conn.close()
-    site.sql("INSERT INTO customer VALUES (2, 'kept', 0)")
-    changes, _ = drain(site)
+    csite.sql("INSERT INTO customer VALUES (2, 'kept', 0)")
+    changes, _ = drain(csite)
     assert [c["pk"] for c in changes] == [{"id": 2}]
 
 
-def test_concurrent_writers_lose_nothing(site):
+def test_concurrent_writers_lose_nothing(csite):
     """Many writers commit in random order while a reader pages with small limits."""
-    site.sql("INSERT INTO customer SELECT g, 'c', 0 FROM generate_series(1, 10) g")
-    _, cursor = drain(site)
-    start = log_ids(site)[-1]
+    csite.sql("INSERT INTO customer SELECT g, 'c', 0 FROM generate_series(1, 10) g")
+    _, cursor = drain(csite)
+    start = log_ids(csite)[-1]
     stop = threading.Event()
 
     def writer(w):
-        conn = site.cluster.connect(site.dbname, autocommit=False)
+        conn = csite.cluster.connect(csite.dbname, autocommit=False)
         cur = conn.cursor()
         i = 0
         while not stop.is_set() and i < 150:
@@ -350,17 +361,17 @@ def test_concurrent_writers_lose_nothing(site):
         t.start()
     served = []
     while any(t.is_alive() for t in threads):
-        ch, cursor = drain(site, cursor, limit=5)
+        ch, cursor = drain(csite, cursor, limit=5)
         served += ch
     for t in threads:
         t.join()
-    ch, cursor = drain(site, cursor, limit=5)
+    ch, cursor = drain(csite, cursor, limit=5)
     served += ch
-    assert sorted(c["id"] for c in served) == [i for i in log_ids(site) if i > start]
+    assert sorted(c["id"] for c in served) == [i for i in log_ids(csite) if i > start]
     per_row = {}
     for c in served:
         per_row.setdefault(c["pk"]["id"], []).append(c["id"])
     assert all(v == sorted(v) for v in per_row.values())
     last = {c["pk"]["id"]: c["row"]["name"] for c in served}
-    for pk, name in site.sql("SELECT id, name FROM customer WHERE id <= 10"):
+    for pk, name in csite.sql("SELECT id, name FROM customer WHERE id <= 10"):
         assert last.get(pk, name) == name
