@@ -35,6 +35,16 @@ static void db_copy_trim(char *out, size_t outlen, const char *s)
 		out[n] = '\0';
 }
 
+/* Server notices and warnings go to our log instead of libpq's raw stderr. */
+static void db_notice(void *arg, const char *message)
+{
+	char line[1024];
+
+	(void)arg;
+	db_copy_trim(line, sizeof line, message);
+	log_warn("database: %s", line);
+}
+
 PGconn *db_connect(const char *conninfo, char *err, size_t errlen)
 {
 	/* Entries before "dbname" may be overridden by the conninfo; entries after it win. */
@@ -53,7 +63,9 @@ PGconn *db_connect(const char *conninfo, char *err, size_t errlen)
 		db_copy_trim(err, errlen, PQerrorMessage(c));
 		PQfinish(c);
 		c = NULL;
+		goto out;
 	}
+	PQsetNoticeProcessor(c, db_notice, NULL);
 out:
 	return c;
 }
@@ -116,6 +128,17 @@ const char *db_last_error(void)
 
 /* ---- pool ---- */
 
+/* Reads what an idle connection has pending, so a server that closed it (restart, admin
+ * kill: a FATAL message, then EOF, two reads) is noticed here and not in the caller's first
+ * query. Non-blocking. */
+static int db_idle_alive(PGconn *c)
+{
+	for (int i = 0; i < 2; i++)
+		if (!PQconsumeInput(c))
+			return 0;
+	return PQstatus(c) == CONNECTION_OK;
+}
+
 struct db_pool {
 	pthread_mutex_t lock;
 	pthread_cond_t  cond;
@@ -165,7 +188,7 @@ PGconn *db_pool_get(struct db_pool *p, int timeout_ms)
 	for (;;) {
 		if (p->nidle > 0) {
 			c = p->idle[--p->nidle];
-			if (PQstatus(c) == CONNECTION_OK)
+			if (db_idle_alive(c))
 				break;
 			PQfinish(c);  /* broke while idle: drop it and look again */
 			c = NULL;
