@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "common/db.h"
 #include "common/json.h"
 #include "common/log.h"
@@ -54,6 +55,35 @@ static const char *const settings_flags[] = { "insert_enabled", "update_enabled"
 	"delete_enabled", "update_without_changes" };
 #define SETTINGS_NFLAGS 4
 
+int settings_schedule(const char *expr, const char *tz, long poll_interval, time_t after,
+                      time_t *next, char *text, size_t textlen)
+{
+	struct cron cr;
+	char err[256];
+
+	if (!expr || !*expr) {
+		snprintf(text, textlen, "every %ld s", poll_interval);
+		*next = after + poll_interval;
+		return 0;
+	}
+	if (cron_parse(expr, tz, &cr, err, sizeof err) < 0) {
+		snprintf(text, textlen, "invalid cron: %s", err);
+		*next = after + poll_interval;   /* a stored schedule gone bad still pulls */
+		return -1;
+	}
+	snprintf(text, textlen, "cron %s (%s)", cr.expr, cr.tz);
+	*next = cron_next(&cr, after);
+	return 1;
+}
+
+void settings_time_iso(time_t t, char *out, size_t len)
+{
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(out, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
 cJSON *settings_get(PGconn *c, const char *name)
 {
 	const char *p[1] = { name };
@@ -63,6 +93,20 @@ cJSON *settings_get(PGconn *c, const char *name)
 	if (res && PQntuples(res) == 1)
 		o = cJSON_Parse(PQgetvalue(res, 0, 0));
 	PQclear(res);
+	if (o) {
+		char text[CRON_EXPR_MAX + ZONE_NAME_MAX + 32], iso[32];
+		time_t next;
+
+		/* a cron schedule's next firing is known here; an interval's depends on the last
+		 * pull of the running server (GET /api/status shows it) */
+		if (settings_schedule(json_get_string(o, "cron"), json_get_string(o, "tz"),
+		                      (long)json_get_int(o, "poll_interval", 60), time(NULL), &next,
+		                      text, sizeof text) == 1 && next != (time_t)-1) {
+			settings_time_iso(next, iso, sizeof iso);
+			cJSON_AddStringToObject(o, "next_run_at", iso);
+		}
+		cJSON_AddStringToObject(o, "schedule", text);
+	}
 	return o;
 }
 

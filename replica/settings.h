@@ -14,6 +14,7 @@
 #ifndef TDGL_REPLICA_SETTINGS_H
 #define TDGL_REPLICA_SETTINGS_H
 #include <stddef.h>
+#include <time.h>
 #include <libpq-fe.h>
 #include <cjson/cJSON.h>
 
@@ -21,7 +22,16 @@
  * 404 unknown source, 500; err holds the message when not 200. */
 unsigned settings_apply(PGconn *c, const char *name, const cJSON *patch, cJSON **out,
                         char *err, size_t errlen);
-/* The schedule, limits and table flags of a source (no secrets), or NULL when unknown. */
+/* The schedule, limits and table flags of a source (no secrets), or NULL when unknown.
+ * Adds "schedule" (text) and, for a cron schedule, "next_run_at" (ISO 8601 UTC). */
 cJSON *settings_get(PGconn *c, const char *name);
+/* The next pull after `after` for a source's schedule: cron expr in tz when expr is set,
+ * else every poll_interval seconds. *next: the instant ((time_t)-1: the cron never fires);
+ * text: "cron EXPR (TZ)" or "every N s". Returns 1 cron, 0 interval, -1 the stored cron is
+ * invalid (then the interval is used). */
+int settings_schedule(const char *expr, const char *tz, long poll_interval, time_t after,
+                      time_t *next, char *text, size_t textlen);
+/* "2026-01-02T03:04:05Z" */
+void settings_time_iso(time_t t, char *out, size_t len);
 
 #endif
