@@ -375,3 +375,49 @@ def test_make_install_honours_prefix_and_destdir():
             assert os.path.isfile(os.path.join(base, "lib/systemd/system", f"{binary}.service"))
     finally:
         shutil.rmtree(dest, ignore_errors=True)
+
+
+# ---- README -----------------------------------------------------------------------------
+
+def test_readme_leads_with_make_demo_and_make_test():
+    text = read("README.md")
+    first_block = re.search(r"```sh\n(.*?)```", text, re.S).group(1).splitlines()
+    assert [line.split()[:2] for line in first_block[:2]] == [["make", "demo"], ["make", "test"]]
+
+
+def test_readme_configuration_lists_every_setting_of_both_servers():
+    text = read("README.md")
+    config = text[text.index("## Configuration"):]
+    config = config[:config.index("\n## ", 5)]
+    for binary in ROLES.values():
+        for var in env_read_by(binary):
+            assert f"`{var}`" in config, f"README Configuration lacks {var} ({binary})"
+        serve = tdgl(binary, "serve", "--help").stdout
+        for flag in re.findall(r"^  (--[a-z][a-z-]*)", serve, re.M):
+            if flag != "--help":
+                assert f"`{flag}`" in config, f"README Configuration lacks {binary} serve {flag}"
+    assert "Exit codes" in text or "exit codes" in text
+
+
+def test_readme_and_docs_links_resolve():
+    for doc in ("README.md", "docs/operations.md", "docs/api.md"):
+        base = os.path.dirname(os.path.join(ROOT, doc))
+        for target in re.findall(r"\]\(([^)#]+?)(?:#[^)]*)?\)", read(doc)):
+            if not target.startswith("http"):
+                assert os.path.exists(os.path.join(base, target)), f"{doc} links {target}"
+
+
+def test_api_doc_covers_every_route_in_the_code():
+    doc = read("docs/api.md")
+    for src in ("primary/api.c", "replica/api.c"):
+        code = read(src)
+        routes = set(re.findall(r'str(?:n?)cmp\(path, "(/[a-z/_]+)"', code))
+        routes |= {a + "<x>" + b for a, b in
+                   re.findall(r'api_match\(path, "(/[a-z/_]+/)", "([a-z/_]*)"', code)}
+        routes -= {"/api/", "/api"}
+        assert len(routes) >= 5, (src, routes)
+        for r in routes:
+            pattern = re.escape(r.split("<x>")[0]) + (r"(?:&lt;[a-z]+&gt;|<[a-z]+>)" +
+                                                      re.escape(r.split("<x>")[1])
+                                                      if "<x>" in r else "")
+            assert re.search(r"#+ [A-Z]+ " + pattern, doc), f"docs/api.md lacks {r} ({src})"
