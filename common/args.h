@@ -1,5 +1,9 @@
 /* args: command-line options with environment-variable fallbacks, and --help text.
- * Usage: declare a table of struct arg_opt ending with {0}; args_parse fills `value`. */
+ * Usage: declare a table of struct arg_opt ending with {0}; args_parse fills `value`
+ * (pointers into argv or the environment). Precedence: command line, then a non-empty
+ * environment variable, then the default. A flag's variable accepts 1/true/yes/on and
+ * 0/false/no/off. On error or --help nothing in opts is changed; usage text never shows
+ * the value of an option whose name contains token, secret, key or password. */
 #ifndef TDGL_ARGS_H
 #define TDGL_ARGS_H
 

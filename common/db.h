@@ -5,10 +5,11 @@
 #include <stddef.h>
 #include <libpq-fe.h>
 
-/* Connects; on failure returns NULL and writes libpq's message into err. */
+/* Connects (client_encoding UTF8, TCP keepalives, connect_timeout 10 s unless conninfo sets
+ * it; server notices go to the log). On failure returns NULL and libpq's message in err. */
 PGconn *db_connect(const char *conninfo, char *err, size_t errlen);
 
-/* Runs sql with text parameters. Returns the result when it succeeded (PGRES_TUPLES_OK or
+/* Runs one SQL statement with text parameters. Returns the result when it succeeded (PGRES_TUPLES_OK or
  * PGRES_COMMAND_OK; caller PQclear()s), else logs "<what>: <error>" and returns NULL.
  * what names the operation for the log (may be NULL). */
 PGresult *db_exec(PGconn *c, const char *what, const char *sql, int nparams,
@@ -25,10 +26,12 @@ struct db_pool *db_pool_new(const char *conninfo, int size);
 PGconn *db_pool_get(struct db_pool *p, int timeout_ms);
 /* Returns a connection; a broken one (or one left inside a transaction) is dropped. */
 void db_pool_put(struct db_pool *p, PGconn *c);
-void db_pool_free(struct db_pool *p);
+void db_pool_free(struct db_pool *p);    /* every connection must have been put back */
 
-/* Applies a migration script under an advisory lock. The script itself records its version
- * in <schema>.schema_version. Refuses (returns -1, message in err) when the database holds a
+/* Applies a migration script under an advisory lock, in one transaction (so the script must
+ * not COMMIT, nor use CREATE INDEX CONCURRENTLY), when <schema>.schema_version holds less
+ * than `version`. The script must be idempotent and itself record its version in
+ * <schema>.schema_version (column `version int`); -1 if it does not. Refuses (returns -1, message in err) when the database holds a
  * newer version than `version`. Returns 0 when applied or already current. */
 int db_migrate(PGconn *c, const char *schema, int version, const char *script,
                char *err, size_t errlen);

@@ -4,7 +4,13 @@
  * The dispatcher collects the whole request body (up to limits.max_body, else 413 JSON),
  * then calls the handler once. The handler must queue exactly one reply with an
  * http_reply_* function before returning; if it does not, the request gets a 500 JSON error.
- * Header, URL and connection limits and per-connection timeouts are enforced here. */
+ * Header, URL and connection limits and per-connection timeouts are enforced here:
+ * each complete request (headers + body) must arrive within timeout_s (slowloris guard);
+ * handlers themselves have no deadline. Some malformed requests are answered by
+ * libmicrohttpd itself before any handler runs (431 headers too large, 413 for an absurd
+ * Content-Length, 400 for bad framing), with an HTML body.
+ * Paths and query values are percent-decoded and valid UTF-8 (else 400 before the handler;
+ * an encoded NUL counts as invalid). http_start ignores SIGPIPE for the whole process. */
 #ifndef TDGL_HTTP_H
 #define TDGL_HTTP_H
 #include <stddef.h>
@@ -34,7 +40,8 @@ const char *http_query(const struct http_req *req, const char *name);  /* NULL i
 const char *http_header(const struct http_req *req, const char *name); /* NULL if absent */
 const char *http_body(const struct http_req *req, size_t *len);      /* NUL-terminated */
 const char *http_client_ip(const struct http_req *req);
-/* 1 once the client went away (lets long waits stop early). */
+/* 1 once the client went away, or the server is stopping (lets long waits stop early;
+ * http_stop waits for handlers, so long waits must poll this). */
 int http_client_gone(const struct http_req *req);
 
 /* Replies. Each returns 0 on success, -1 if a reply was already queued or queuing failed. */
@@ -43,7 +50,7 @@ int http_reply_error(struct http_req *req, unsigned status, const char *fmt, ...
 	__attribute__((format(printf, 3, 4)));  /* {"error": "..."} */
 int http_reply_data(struct http_req *req, unsigned status, const char *content_type,
                     const void *data, size_t len);                        /* copies data */
-/* Sends an open file descriptor (closed by the server when done). */
+/* Sends an open file descriptor (closed by the server when done, or here on failure). */
 int http_reply_fd(struct http_req *req, unsigned status, const char *content_type,
                   int fd, size_t size);
 /* Adds a response header to the next reply (e.g. "Retry-After"). */
@@ -51,7 +58,9 @@ void http_add_header(struct http_req *req, const char *name, const char *value);
 
 /* Streaming reply (Server-Sent Events): `next` is called repeatedly from the connection's
  * thread; it writes up to max bytes into out and returns the count, 0 to wait (it should block
- * briefly itself), or -1 to end the stream. `done` is called once at the end with ctx. */
+ * briefly itself; the server also pauses 10 ms), or -1 to end the stream. The stream ends by
+ * itself when the client goes away or the server stops. `done` is called exactly once with
+ * ctx, also when queuing fails. */
 typedef long (*http_stream_next)(void *ctx, char *out, size_t max);
 int http_reply_stream(struct http_req *req, const char *content_type,
                       http_stream_next next, void (*done)(void *ctx), void *ctx);
