@@ -27,7 +27,11 @@
 #include "common/log.h"
 
 #define HTTP_CONN_MEMORY (160 * 1024)  /* request line + headers; a cursor token is <= 64 KiB */
-#define HTTP_STACK_SIZE  (256 * 1024)
+#ifdef __SANITIZE_ADDRESS__
+#define HTTP_STACK_SIZE  (1024 * 1024)  /* ASan frames are several times larger */
+#else
+#define HTTP_STACK_SIZE  (256 * 1024)   /* hundreds of waiting long-polls stay cheap */
+#endif
 #define HTTP_STREAM_BLOCK 4096
 #define HTTP_DISCARD_MAX (1024 * 1024)  /* body bytes read past max_body before closing */
 
