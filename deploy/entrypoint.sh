@@ -33,7 +33,7 @@ replica)
   secret=$(sed -n 's/^secret: //p' "$CREDS")
   tdgl-replica source list | grep -qw main ||
     tdgl-replica source add main --url "$PRIMARY_URL" --key "$key" --secret "$secret" \
-      --tables customer --push-secret "$TDGL_PUSH_SECRET"
+      --tables customer --push-secret "$TDGL_PUSH_SECRET" --poll-interval 30
   exec tdgl-replica serve ;;
 *) echo "tdgl-entrypoint: unknown role '$role' (primary|replica)" >&2; exit 2 ;;
 esac

@@ -332,16 +332,43 @@ def test_entrypoint_sets_up_a_working_pair_and_restarts_cleanly(primary, replica
 
 # ---- make demo / make install ----------------------------------------------------------
 
-def test_make_demo_runs_to_completion():
-    demo_dir = tempfile.mkdtemp(prefix="tdgl-demo-")
-    if IS_ROOT:
-        shutil.chown(demo_dir, "postgres")
+def demo_env(demo_dir):
     ports = {"DEMO_PRIMARY_PG_PORT": free_port(), "DEMO_REPLICA_PG_PORT": free_port(),
              "DEMO_PRIMARY_PORT": free_port(), "DEMO_REPLICA_PORT": free_port()}
     env = {k: v for k, v in os.environ.items() if not k.startswith("TDGL_")}
     env.update({k: str(v) for k, v in ports.items()})
     env["DEMO_DIR"] = os.path.join(demo_dir, "demo")
     env["TDGL_BIN"] = TDGL_BIN
+    return env
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="as a user already: test_make_demo_runs_to_completion")
+def test_demo_runs_as_an_ordinary_user():
+    demo_dir = tempfile.mkdtemp(prefix="tdgl-demo-user-")
+    shutil.chown(demo_dir, "postgres")
+    env = demo_env(demo_dir)
+    as_user = ["runuser", "-u", "postgres", "--", "env"] + [f"{k}={v}" for k, v in env.items()
+                                                          if k.startswith(("DEMO_", "TDGL_"))]
+    try:
+        p = subprocess.run(as_user + ["bash", "tools/demo.sh", "start"], cwd=ROOT,
+                           capture_output=True, text=True, timeout=240)
+        out = p.stdout + p.stderr
+        assert p.returncode == 0, out[-4000:]
+        assert "replica now has: edited on the primary" in out, out[-2000:]
+        assert f"DEMO_DIR={env['DEMO_DIR']} make demo-stop" in out
+    finally:
+        s = subprocess.run(as_user + ["bash", "tools/demo.sh", "stop"], cwd=ROOT,
+                           capture_output=True, text=True, timeout=120)
+        shutil.rmtree(demo_dir, ignore_errors=True)
+    assert s.returncode == 0, s.stdout + s.stderr
+
+
+def test_make_demo_runs_to_completion():
+    demo_dir = tempfile.mkdtemp(prefix="tdgl-demo-")
+    if IS_ROOT:
+        shutil.chown(demo_dir, "postgres")
+    env = demo_env(demo_dir)
+    ports = {k: env[k] for k in ("DEMO_PRIMARY_PORT", "DEMO_REPLICA_PORT")}
     try:
         p = subprocess.run(["make", "-s", "demo"], cwd=ROOT, env=env, capture_output=True,
                            text=True, timeout=240)

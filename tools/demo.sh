@@ -140,6 +140,8 @@ curl -sf -X POST -H "$AUTH" -H 'Content-Type: application/json' \
 echo "replica now has: $("$PG_BIN/psql" -X -tA "$REPLICA_DB" -c 'SELECT name FROM customer WHERE id = 1')"
 
 trap - EXIT INT TERM
+STOP="make demo-stop"
+[ "$DEMO_DIR" = "$ROOT/.demo" ] || STOP="DEMO_DIR=$DEMO_DIR make demo-stop"
 cat <<EOF
 
 Both sites are running.
@@ -154,5 +156,5 @@ Try:
   curl -H "Authorization: Bearer $ADMIN_TOKEN" http://127.0.0.1:$R_HTTP/api/status
   curl -H "Authorization: Bearer $ADMIN_TOKEN" http://127.0.0.1:$R_HTTP/api/runs
   TDGL_DB="$REPLICA_DB" $BIN/tdgl-replica status
-  make demo-stop
+  $STOP
 EOF
