@@ -1,7 +1,12 @@
 /* Loopback tests of common/http.c and common/httpc.c: a server on 127.0.0.1:0 and the client
  * against it. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "common/http.h"
@@ -161,4 +166,59 @@ UNIT_TEST(http_loopback)
 	httpc_resp_free(&r);
 out:
 	free(q);
+}
+
+static void http_test_slow_handler(struct http_req *req, void *ctx)
+{
+	(void)ctx;
+	usleep(2500 * 1000);  /* longer than the request deadline: handlers have none */
+	http_reply_data(req, 200, "text/plain", "done", 4);
+}
+
+/* Connects to port, sends a partial request, returns seconds until the server closed it
+ * (or -1 after 6 s). */
+static int http_test_trickle(unsigned port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	int fd = socket(AF_INET, SOCK_STREAM, 0), secs = -1;
+	struct timeval tv = { 0, 200 * 1000 };
+	char c;
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) < 0)
+		goto out;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	if (send(fd, "GET / HTTP/1.1\r\n", 16, MSG_NOSIGNAL) < 0)
+		goto out;
+	for (int i = 0; i < 30; i++)  /* a header line every 200 ms: never idle, never done */
+		if (recv(fd, &c, 1, 0) == 0 || send(fd, "X-A: b\r\n", 8, MSG_NOSIGNAL) < 0) {
+			secs = i / 5;
+			break;
+		}
+out:
+	if (fd >= 0)
+		close(fd);
+	return secs;
+}
+
+UNIT_TEST(http_request_deadline)
+{
+	struct http_limits lim = { .timeout_s = 1 };
+	char err[256], url[128];
+	struct http_server *srv = http_start("127.0.0.1:0", &lim, http_test_slow_handler, NULL,
+	                                     err, sizeof err);
+	struct httpc_resp r;
+	int secs;
+
+	CHECK(srv != NULL);
+	if (!srv)
+		return;
+	secs = http_test_trickle(http_port(srv));
+	CHECK(secs >= 0 && secs <= 3);  /* cut at the 1 s deadline, checked once a second */
+	snprintf(url, sizeof url, "http://127.0.0.1:%u/", http_port(srv));
+	CHECK(httpc_request("GET", url, NULL, NULL, 0, NULL, &r) == 0);
+	CHECK(r.status == 200);
+	CHECK_STR(r.body, "done");
+	httpc_resp_free(&r);
+	http_stop(srv);
 }
