@@ -51,9 +51,10 @@ static const char Q_XID[] = "SELECT pg_current_xact_id()";
 static const char Q_PAGE[] =
 	"WITH m AS (SELECT purged_below_txid AS pb,"
 	"   pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS xmax,"
-	"   coalesce(pg_sequence_last_value('tdgl.change_log_id_seq'::regclass), 0) AS seq"
+	"   coalesce(pg_sequence_last_value('tdgl.change_log_id_seq'::regclass), 0) AS seq,"
+	"   (SELECT min(id) FROM tdgl.change_log WHERE id > $4::bigint) AS nxt"
 	"   FROM tdgl.meta WHERE id = 1) "
-	"SELECT m.pb, m.xmax, m.seq, p.id, p.body FROM m LEFT JOIN LATERAL ("
+	"SELECT m.pb, m.xmax, m.seq, m.nxt, p.id, p.body FROM m LEFT JOIN LATERAL ("
 	" SELECT c.id, '{\"id\":' || c.id || ',\"table\":' || to_json(c.tbl) ||"
 	"   ',\"op\":' || to_json(c.op) || ',\"pk\":' || c.pk::text ||"
 	"   ',\"old_pk\":' || coalesce(c.old_pk::text, 'null') ||"
@@ -234,22 +235,31 @@ int changes_fetch(PGconn *c, const struct cursor *cur, const char *tables, int l
 			rc = CHANGES_GONE;
 			goto out;
 		}
-		rows = PQgetisnull(res, 0, 3) ? 0 : PQntuples(res);
+		rows = PQgetisnull(res, 0, 4) ? 0 : PQntuples(res);
 		if (rows > 0 || !windowed || w + 1 >= CHANGES_WINDOWS)
 			break;
-		b.last = hi;    /* nothing up to hi: move on */
+		/* Nothing up to hi: move on, over any gap in the ids (rolled-back transactions).
+		 * Every change of this batch committed before s2, so the next id this statement
+		 * sees bounds the next change of the batch. */
+		b.last = hi;
+		if (PQgetisnull(res, 0, 3))
+			b.last = b.u2;
+		else if (strtoll(PQgetvalue(res, 0, 3), NULL, 10) - 1 > hi)
+			b.last = strtoll(PQgetvalue(res, 0, 3), NULL, 10) - 1;
+		if (b.last > b.u2)
+			b.last = b.u2;
 	}
 	n = rows > limit ? limit : rows;
 	for (int i = 0; i < n; i++) {
 		if (i)
 			buf_append(&page->items, ",", 1);
-		buf_append(&page->items, PQgetvalue(res, i, 4), (size_t)PQgetlength(res, i, 4));
+		buf_append(&page->items, PQgetvalue(res, i, 5), (size_t)PQgetlength(res, i, 5));
 	}
 	page->count = n;
 	changes_copy_cursor(&page->next, &b);
 	if (rows > limit) {
 		/* More in this batch: stay inside it, after the last id served. */
-		page->next.last = strtoll(PQgetvalue(res, n - 1, 3), NULL, 10);
+		page->next.last = strtoll(PQgetvalue(res, n - 1, 4), NULL, 10);
 		page->more = 1;
 		page->horizon = cursor_snapshot_xmin(b.s1);
 	} else if (windowed) {

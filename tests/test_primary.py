@@ -330,7 +330,8 @@ def test_empty_log_gives_a_closed_cursor_and_no_more(site):
 
 def test_aborted_transaction_never_served(csite):
     conn = csite.cluster.connect(csite.dbname, autocommit=False)
-    conn.cursor().execute("INSERT INTO customer VALUES (1, 'rolled back', 0)")
+    conn.cursor().execute("INSERT INTO customer SELECT g, 'rolled back', 0"
+                          " FROM generate_series(1000, 1099) g")     # a gap of 100 ids
     conn.rollback()
     conn.close()
     csite.sql("INSERT INTO customer VALUES (2, 'kept', 0)")
