@@ -232,6 +232,38 @@ def test_runtime_image_has_what_the_entrypoint_and_healthchecks_run(compose, ent
         assert re.search(r"COPY deploy/sample\.sql " + re.escape(p), final), p
 
 
+def test_runtime_image_installs_every_library_the_binaries_link():
+    final = "\n".join(dockerfile_stages()[-1])
+    build = "\n".join(dockerfile_stages()[0])
+    needed = {}                                       # library -> resolved path
+    for binary in ROLES.values():
+        path = os.path.join(TDGL_BIN, binary)
+        dump = subprocess.run(["objdump", "-p", path], capture_output=True, text=True,
+                              check=True).stdout
+        resolved = dict(re.findall(r"^\s*(\S+) => (/\S+)", subprocess.run(
+            ["ldd", path], capture_output=True, text=True, check=True).stdout, re.M))
+        for lib in re.findall(r"NEEDED\s+(\S+)", dump):
+            if not lib.startswith(("libasan", "libubsan")):      # a SANITIZE build
+                needed[lib] = resolved[lib]
+    candidates = [p for w in needed.values()
+                  for p in [w] + (["/usr" + w] if w.startswith("/lib") else [])]
+    # one dpkg call: it reads every package's file list each time
+    owners = {}
+    for line in subprocess.run(["dpkg", "-S"] + candidates, capture_output=True,
+                               text=True).stdout.splitlines():
+        pkg, path = line.split(": ", 1)
+        owners[path.replace("/usr/lib/", "/lib/")] = pkg.split(":")[0]
+    for lib, where in needed.items():
+        owner = owners.get(where.replace("/usr/lib/", "/lib/"))
+        assert owner, f"no package holds {lib} ({where})"
+        if owner in ("libc6", "libgcc-s1"):
+            continue        # in every Debian image
+        assert re.search(rf"\b{re.escape(owner)}\b", final), \
+            f"the binaries link {lib} ({owner}), not installed in the runtime stage"
+    for dev in re.findall(r"\S+-dev\b", read("tools/deps.sh")):
+        assert dev in build, f"build stage lacks {dev} (tools/deps.sh has it)"
+
+
 def test_env_example_defines_every_variable_and_no_real_secret():
     text = read("docker-compose.yml")
     used = set(re.findall(r"\$\{([A-Z_][A-Z0-9_]*)", text))
