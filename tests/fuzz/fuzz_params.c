@@ -127,8 +127,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (args_int(s, 1, 500, &v) == 0 && (v < 1 || v > 500))
 		abort();
-	if (args_int(s, LONG_MIN, LONG_MAX, &v) == 0 && strlen(s) > 21)
-		abort();
+	/* accepted integers are exactly what they spell (leading zeros allowed) */
+	if (args_int(s, LONG_MIN, LONG_MAX, &v) == 0) {
+		char back[32];
+		const char *digits = s + (*s == '-');
+		snprintf(back, sizeof back, "%ld", v < 0 ? -(v + 1) : v);
+		while (*digits == '0' && digits[1])
+			digits++;
+		if (v >= 0 && strcmp(back, digits) != 0)
+			abort();
+	}
 	fuzz_tables(s);
 	fuzz_auth(s);
 	fuzz_pk(s);
