@@ -14,6 +14,8 @@
 
 #define SCHED_BACKOFF_MAX_S 60
 
+static const char Q_PULL_SESSION[] = "SET synchronous_commit = off";
+
 struct worker {
 	struct sched *s;
 	char *name;
@@ -143,8 +145,18 @@ static void *sched_worker(void *arg)
 			PQfinish(c);
 			c = NULL;
 		}
-		if (!c)
+		if (!c) {
 			c = db_connect(s->conninfo, err, sizeof err);
+			/* Pull transactions need not wait for the WAL flush: the cursor moves in the
+			 * same transaction as the applies it covers, so a lost commit after a crash is
+			 * simply pulled again (what native subscriptions do by default). Saves one
+			 * fsync per page and three per pull (commit -> visible latency, apply rate). */
+			if (c && db_run(c, "pull session", Q_PULL_SESSION, 0, NULL) < 0) {
+				PQfinish(c);
+				c = NULL;
+				snprintf(err, sizeof err, "%s", db_last_error());
+			}
+		}
 		if (!c) {
 			memset(&r, 0, sizeof r);
 			r.failed = 1;
