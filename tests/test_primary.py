@@ -191,6 +191,15 @@ def test_composite_key_captured(site):
     ]
 
 
+def test_truncate_of_tracked_table_is_refused(site):
+    site.sql("INSERT INTO customer VALUES (1, 'a', 0)")
+    with pytest.raises(psycopg2.Error, match="TRUNCATE would not reach replicas"):
+        site.sql("TRUNCATE customer")
+    assert site.one("SELECT count(*) FROM customer") == 1
+    site.cli("untrack", "customer")
+    site.sql("TRUNCATE customer")
+
+
 def test_schema_qualified_table_name(site):
     site.sql("CREATE SCHEMA sales; CREATE TABLE sales.invoice (id int PRIMARY KEY)")
     site.track("sales.invoice")
