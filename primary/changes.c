@@ -15,11 +15,12 @@
  *    after l1 was read; its changes took their ids later still, so id > l1;
  *  - a transaction visible in s2 committed before s2 was taken: id <= u2 (read after s2);
  *  - transactions running at s1 (s1's xip list) may hold any id, so they are fetched by
- *    txid (index on txid).
+ *    txid (index on (txid, id)).
  * Inside a batch pages are keyset by id (id > last), so a page cursor replays the same page.
  *
  * Per-row order: two transactions changing one row serialize on its row lock, and the
- * trigger takes the change id after the lock, so within a batch id order is commit order;
+ * trigger (an AFTER trigger, fired at the end of the statement) takes the change id while
+ * holding the lock, so within a batch id order is commit order;
  * across batches, batch order is visibility order. Changes of one row therefore reach a
  * reader in commit order. */
 #include <inttypes.h>
