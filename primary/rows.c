@@ -178,7 +178,7 @@ unsigned rows_page(PGconn *c, const char *table, const char *after, const char *
 			goto out;
 		}
 	}
-	buf_puts(&q, "SELECT row_to_json(t)::text, json_build_object(");
+	buf_puts(&q, "SELECT row_to_json(t.*)::text, json_build_object(");
 	for (int i = 0; i < t.npk; i++)
 		buf_printf(&q, "%s%s, t.%s", i ? ", " : "", t.lpk[i], t.qpk[i]);
 	buf_printf(&q, ")::text FROM %s t", t.qname);
@@ -256,7 +256,7 @@ unsigned rows_get(PGconn *c, const char *table, const char *pk, struct buf *out,
 	}
 	if (rows_check_pk(&t, "pk", pk, err, errlen) < 0)
 		goto out;
-	buf_printf(&q, "SELECT row_to_json(t)::text FROM %s t WHERE ", t.qname);
+	buf_printf(&q, "SELECT row_to_json(t.*)::text FROM %s t WHERE ", t.qname);
 	rows_key_tuple(&q, &t, "t");
 	buf_puts(&q, " = (SELECT ");
 	for (int i = 0; i < t.npk; i++)
