@@ -37,7 +37,7 @@ CREATE INDEX IF NOT EXISTS change_log_txid ON tdgl.change_log (txid, id);
 
 CREATE TABLE IF NOT EXISTS tdgl.tracked_tables (
 	name           text PRIMARY KEY,          -- "customer" (schema public) or "schema.table"
-	relid          oid NOT NULL,
+	relid          regclass NOT NULL,         -- regclass, not oid: pg_dump/restore keeps it
 	pk_columns     text[] NOT NULL,
 	status_column  text,
 	attach_columns text[] NOT NULL DEFAULT '{}',
