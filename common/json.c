@@ -122,7 +122,9 @@ out:
 	return dup;
 }
 
-cJSON *json_parse_strict(const char *text, size_t len, char *err, size_t errlen)
+/* The checks shared by both parsers; dups: refuse duplicate keys; max_depth: nesting limit. */
+static cJSON *json_parse(const char *text, size_t len, int dups, int max_depth, char *err,
+                         size_t errlen)
 {
 	const char *end = NULL, *dup;
 	cJSON *root = NULL;
@@ -139,8 +141,8 @@ cJSON *json_parse_strict(const char *text, size_t len, char *err, size_t errlen)
 		snprintf(err, errlen, "invalid UTF-8 in JSON");
 		goto out;
 	}
-	if (json_depth(text, len, JSON_MAX_DEPTH) > JSON_MAX_DEPTH) {
-		snprintf(err, errlen, "JSON nested deeper than %d levels", JSON_MAX_DEPTH);
+	if (json_depth(text, len, max_depth) > max_depth) {
+		snprintf(err, errlen, "JSON nested deeper than %d levels", max_depth);
 		goto out;
 	}
 	root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
@@ -155,7 +157,7 @@ cJSON *json_parse_strict(const char *text, size_t len, char *err, size_t errlen)
 		snprintf(err, errlen, "trailing data after JSON at offset %ld", (long)(end - text));
 		goto fail;
 	}
-	if ((dup = json_find_dup(root))) {
+	if (dups && (dup = json_find_dup(root))) {
 		size_t n = strnlen(dup, 64);
 
 		while (n > 0 && n < strlen(dup) && ((unsigned char)dup[n] & 0xc0) == 0x80)
@@ -169,6 +171,17 @@ fail:
 	root = NULL;
 out:
 	return root;
+}
+
+cJSON *json_parse_strict(const char *text, size_t len, char *err, size_t errlen)
+{
+	return json_parse(text, len, 1, JSON_MAX_DEPTH, err, errlen);
+}
+
+cJSON *json_parse_embedded(const char *text, size_t len, char *err, size_t errlen)
+{
+	/* cJSON refuses deeper documents itself; checked first so its recursion stays bounded */
+	return json_parse(text, len, 0, CJSON_NESTING_LIMIT - 1, err, errlen);
 }
 
 const char *json_get_string(const cJSON *obj, const char *key)
