@@ -172,7 +172,7 @@ static int dryrun_changes(struct dryrun *d, const char *start)
 		if (dryrun_answer(d, "changes", st, &resp) < 0)
 			goto out;
 		cJSON_Delete(j);
-		j = json_parse_strict(resp.body, resp.len, jerr, sizeof jerr);
+		j = json_parse_embedded(resp.body, resp.len, jerr, sizeof jerr);
 		next = j ? json_get_string(j, "cursor") : NULL;
 		if (!j || !cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(j, "changes")) || !next) {
 			snprintf(d->error, sizeof d->error, "changes: bad answer from primary");

@@ -177,7 +177,8 @@ static int pull_initial(struct pull_ctx *p)
 				goto out;
 			}
 			cJSON_Delete(j);
-			j = json_parse_strict(resp.body, resp.len, jerr, sizeof jerr);
+			/* rows embed json column values verbatim: duplicate keys are legal there */
+			j = json_parse_embedded(resp.body, resp.len, jerr, sizeof jerr);
 			if (!j || !cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(j, "rows"))) {
 				snprintf(p->r->error, sizeof p->r->error, "rows of %s: bad answer: %s",
 				         p->s.table[t], j ? "no rows array" : jerr);
@@ -281,7 +282,8 @@ static int pull_stream(struct pull_ctx *p, int wait_s)
 			goto out;
 		}
 		cJSON_Delete(j);
-		j = json_parse_strict(resp.body, resp.len, jerr, sizeof jerr);
+		/* snapshots embed json column values verbatim: duplicate keys are legal there */
+		j = json_parse_embedded(resp.body, resp.len, jerr, sizeof jerr);
 		changes = j ? cJSON_GetObjectItemCaseSensitive(j, "changes") : NULL;
 		more = j ? cJSON_GetObjectItemCaseSensitive(j, "more") : NULL;
 		next = j ? json_get_string(j, "cursor") : NULL;
