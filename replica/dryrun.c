@@ -225,7 +225,7 @@ unsigned dryrun_run(PGconn *c, const char *name, const char *trigger, const char
 	default:
 		goto out;
 	}
-	if (!(d.run_id = run_start(c, name, trigger, 1))) {
+	if (!(d.run_id = run_start(c, name, trigger, RUN_DRY_RUN))) {
 		snprintf(err, errlen, "database error");
 		goto out;
 	}

@@ -12,12 +12,15 @@
 enum retry_outcome { RETRY_SYNCED, RETRY_SKIPPED, RETRY_FAILED, RETRY_NOT_DUE, RETRY_DBERR };
 
 static const char Q_LOCK[] =
-	"SELECT s.source, s.tbl, s.pk::text, s.change IS NOT NULL, "
+	"SELECT s.source, s.tbl, coalesce(s.pk, (SELECT jsonb_object_agg(k, "
+	"(s.change -> 'row')::jsonb -> k) FROM unnest(tdgl.pk_columns(tdgl.local_table(s.tbl))) k)"
+	")::text, s.change IS NOT NULL, "
 	"s.next_retry_at IS NOT NULL AND s.next_retry_at <= now() "
 	"AND s.attempts - 1 < src.max_retries "
 	"FROM tdgl.sync_log s JOIN tdgl.sources src ON src.name = s.source "
 	"WHERE s.id = $1 AND s.status = 'Failed' FOR UPDATE OF s";
-/* A later change of the same row was applied since this one failed. */
+/* A later change of the same row was applied since this one failed (a row copied by an
+ * initial sync has no key in its log entry: the key comes from its snapshot). */
 static const char Q_SUPERSEDED[] =
 	"SELECT EXISTS (SELECT 1 FROM tdgl.sync_log l WHERE l.source = $1 AND l.tbl = $2 "
 	"AND l.pk = $3::jsonb AND l.status = 'Synced' AND l.id > $4)";
@@ -48,7 +51,8 @@ static const char Q_MARK_FAILED[] =
 static const char Q_DUE[] =
 	"SELECT s.id FROM tdgl.sync_log s JOIN tdgl.sources src ON src.name = s.source "
 	"WHERE s.source = $1 AND s.status = 'Failed' AND s.next_retry_at <= now() "
-	"AND s.attempts - 1 < src.max_retries ORDER BY s.id LIMIT 1000";
+	"AND s.attempts - 1 < src.max_retries AND s.run_id IS DISTINCT FROM $2::bigint "
+	"ORDER BY s.id LIMIT 1000";
 static const char Q_FAILED_IDS[] =
 	"SELECT id FROM tdgl.sync_log WHERE status = 'Failed' AND source = $1 ORDER BY id "
 	"LIMIT 10000";
@@ -194,12 +198,14 @@ static int retry_ids(PGconn *c, PGresult *res, long run_id, int force, struct re
 
 long retry_due(PGconn *c, const char *source, long run_id, struct retry_counts *n)
 {
-	const char *p[1] = { source };
-	PGresult *res = db_exec(c, "retry: due", Q_DUE, 1, p);
+	char rid[32];
+	const char *p[2] = { source, rid };
+	PGresult *res;
 	struct retry_counts mine = { 0 };
 	int rc;
 
-	if (!res)
+	snprintf(rid, sizeof rid, "%ld", run_id);   /* not what failed in this very run */
+	if (!(res = db_exec(c, "retry: due", Q_DUE, 2, p)))
 		return -1;
 	rc = retry_ids(c, res, run_id, 0, &mine);
 	PQclear(res);

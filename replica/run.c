@@ -27,9 +27,17 @@ static const char Q_SOURCE_STATUS[] =
 	"UPDATE tdgl.sources SET last_run_at = now(), last_status = $2, last_error = $3 "
 	"WHERE name = $1";
 static const char Q_RUN_DROP[] = "DELETE FROM tdgl.runs WHERE id = $1";
+/* The conflicts a run opened or refreshed: its log rows say "conflict: ..." for them. */
+static const char Q_RUN_CONFLICTS[] =
+	"SELECT json_build_object('id', k.id, 'source', k.source, 'table', k.tbl, 'pk', k.pk, "
+	"'op', k.op, 'change_id', k.change_id, 'refreshed', k.refreshed, 'run_id', $1::bigint)::text "
+	"FROM tdgl.conflicts k WHERE k.status = 'Open' AND EXISTS (SELECT 1 FROM tdgl.sync_log l "
+	"WHERE l.run_id = $1 AND l.status = 'Skipped' AND l.reason LIKE 'conflict%' "
+	"AND l.tbl = k.tbl AND l.pk = k.pk) ORDER BY k.id LIMIT 1000";
 
-long run_start(PGconn *c, const char *source, const char *trigger, int dry_run)
+long run_start(PGconn *c, const char *source, const char *trigger, int flags)
 {
+	int dry_run = (flags & RUN_DRY_RUN) != 0;
 	const char *p[3] = { source, trigger, dry_run ? "true" : "false" };
 	PGresult *res = db_exec(c, "run start", Q_RUN_START, 3, p);
 	cJSON *ev;
@@ -39,6 +47,8 @@ long run_start(PGconn *c, const char *source, const char *trigger, int dry_run)
 		return 0;
 	id = atol(PQgetvalue(res, 0, 0));
 	PQclear(res);
+	if (flags & RUN_QUIET)
+		return id;
 	ev = cJSON_CreateObject();
 	cJSON_AddNumberToObject(ev, "run_id", (double)id);
 	cJSON_AddStringToObject(ev, "source", source);
@@ -122,6 +132,20 @@ cJSON *run_finish(PGconn *c, long id, const char *status, const char *error)
 	               cJSON_Duplicate(row, 1));
 out:
 	return row;
+}
+
+void run_publish_conflicts(PGconn *c, long id)
+{
+	char rid[32];
+	const char *p[1] = { rid };
+	PGresult *res;
+
+	snprintf(rid, sizeof rid, "%ld", id);
+	if (!(res = db_exec(c, "run conflicts", Q_RUN_CONFLICTS, 1, p)))
+		return;
+	for (int i = 0; i < PQntuples(res); i++)
+		events_publish("conflict.created", cJSON_Parse(PQgetvalue(res, i, 0)));
+	PQclear(res);
 }
 
 void run_drop(PGconn *c, long id)

@@ -8,9 +8,13 @@
 #include <libpq-fe.h>
 #include <cjson/cJSON.h>
 
+#define RUN_DRY_RUN 1   /* a dry run: recorded with dry_run true */
+#define RUN_QUIET   2   /* no run.started event (a long-poll round, mostly idle) */
+
 /* Inserts a run of `source` with `trigger` (Scheduler, Webhook, Manual, API, Initial,
- * Retry, LongPoll) and publishes run.started. Returns its id, or 0 on a database error. */
-long run_start(PGconn *c, const char *source, const char *trigger, int dry_run);
+ * Retry, LongPoll) and publishes run.started. flags: RUN_*. Returns its id, or 0 on a
+ * database error. */
+long run_start(PGconn *c, const char *source, const char *trigger, int flags);
 /* Changes the recorded trigger (a scheduled first pull that turns out to be the initial
  * sync is recorded as Initial). */
 void run_set_trigger(PGconn *c, long id, const char *trigger);
@@ -21,6 +25,8 @@ void run_add(PGconn *c, long id, long fetched, long synced, long failed, long sk
  * publishes run.completed or run.failed (payload: the run row) and logs the summary.
  * Returns the run row as JSON (caller deletes) or NULL. */
 cJSON *run_finish(PGconn *c, long id, const char *status, const char *error);
+/* Publishes conflict.created for every conflict this run opened or refreshed. */
+void run_publish_conflicts(PGconn *c, long id);
 /* Deletes a run that turned out not to be worth recording (an idle long-poll round). */
 void run_drop(PGconn *c, long id);
 /* The run row as JSON (caller deletes) or NULL. */

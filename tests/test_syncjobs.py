@@ -104,6 +104,15 @@ def source_set(replica, *args, check=True):
     return replica.cli("source", "set", "main", *args, check=check)
 
 
+def serve_idle(replica):
+    """Serves the replica and waits for the pull every worker makes when it starts, so that
+    what the test does next is not picked up by that pull."""
+    done = replica.one("SELECT count(*) FROM tdgl.runs WHERE ended_at IS NOT NULL")
+    replica.serve()
+    wait_until(lambda: replica.one("SELECT count(*) FROM tdgl.runs WHERE ended_at IS NOT NULL")
+               > done, timeout=20, what="the workers' first pull")
+
+
 # ---------------------------------------------------------------- retries
 
 def test_failed_change_is_retried_automatically_once_due(primary, replica):
@@ -170,7 +179,7 @@ def test_retry_endpoint_and_cli_force_a_retry_now(primary, replica):
     ids = [e[0] for e in log_entries(replica, "Failed")]
     assert len(ids) == 3
     replica.sql("ALTER TABLE customer DROP CONSTRAINT customer_amount_check")
-    replica.serve()
+    serve_idle(replica)
     r = replica.api("POST", f"/api/log/{ids[0]}/retry")
     assert r.status_code == 200, r.text
     assert r.json()["entry"]["status"] == "Synced" and r.json()["entry"]["attempts"] == 2
@@ -262,7 +271,8 @@ def test_control_flags_skip_disabled_operations(primary, replica):
 
 def test_control_flags_settable_over_the_api(primary, replica):
     pair(primary, replica, CUSTOMER, ["customer"], "--poll-interval", "3600")
-    replica.serve()
+    pull(replica)
+    serve_idle(replica)
     r = replica.api("PATCH", "/api/sources/main",
                     json={"tables": {"customer": {"insert_enabled": False}}})
     assert r.status_code == 200, r.text
@@ -304,6 +314,7 @@ def test_dry_run_reports_each_row_and_writes_nothing(primary, replica):
     primary.sql("INSERT INTO customer VALUES (1, 'a', 'X', 1), (2, 'b', 'X', 2), "
                 "(3, 'c', 'X', 3)")
     pull(replica)
+    serve_idle(replica)
     replica.sql("UPDATE customer SET name = 'local' WHERE id = 3")
     source_set(replica, "--table", "customer", "--delete-enabled", "off")
     primary.sql("UPDATE customer SET name = 'a2', amount = 1.5 WHERE id = 1")
@@ -312,7 +323,6 @@ def test_dry_run_reports_each_row_and_writes_nothing(primary, replica):
     primary.sql("INSERT INTO customer VALUES (4, 'd', 'X', 4)")
     before = replica.sql("SELECT * FROM customer ORDER BY id")
     cursor = replica.one("SELECT cursor FROM tdgl.sources")
-    replica.serve()
     r = replica.api("POST", "/api/sources/main/pull?dry_run=1")
     assert r.status_code == 200, r.text
     d = r.json()
@@ -439,20 +449,28 @@ def test_run_summary_logged_in_text_and_json_without_secrets(primary, replica):
 # ---------------------------------------------------------------- live events
 
 class Subscriber:
-    """Reads GET /api/events in a thread; .events is the list of (type, data)."""
+    """Reads GET /api/events on a plain socket (HTTP/1.0: no chunking, closes at once) in a
+    thread; .events is the list of (type, data)."""
 
-    def __init__(self, replica):
+    def __init__(self, replica, token=ADMIN_TOKEN):
         self.events = []
-        self.resp = requests.get(replica.url + "/api/events", stream=True, timeout=60,
-                                 headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
-        assert self.resp.status_code == 200
-        assert self.resp.headers["Content-Type"].startswith("text/event-stream")
-        threading.Thread(target=self._read, daemon=True).start()
+        self.sock = socket.create_connection(("127.0.0.1", replica.server.port), timeout=60)
+        self.sock.sendall(f"GET /api/events HTTP/1.0\r\nHost: x\r\n"
+                          f"Authorization: Bearer {token}\r\n\r\n".encode())
+        self.f = self.sock.makefile("rb")
+        self.status = int(self.f.readline().split()[1])
+        self.headers = {}
+        for line in iter(self.f.readline, b"\r\n"):
+            k, _, v = line.decode().partition(":")
+            self.headers[k.strip().lower()] = v.strip()
+        if self.status == 200:
+            threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self):
         etype, data = None, None
         try:
-            for line in self.resp.iter_lines(decode_unicode=True):
+            for raw in self.f:
+                line = raw.decode().rstrip("\n")
                 if line.startswith("event: "):
                     etype = line[7:]
                 elif line.startswith("data: "):
@@ -460,23 +478,28 @@ class Subscriber:
                 elif line == "" and etype:
                     self.events.append((etype, data))
                     etype, data = None, None
-        except Exception:  # noqa: BLE001 - the stream ends when the test closes it
-            pass
+        except (OSError, ValueError):
+            pass   # the test closed the stream
 
     def types(self):
         return [t for t, _ in self.events]
 
     def close(self):
-        self.resp.close()
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
 
 
 def test_events_stream_runs_and_conflicts_to_several_subscribers(primary, replica):
     pair(primary, replica, CUSTOMER, ["customer"], "--poll-interval", "3600")
     primary.sql("INSERT INTO customer VALUES (1, 'a', 'X', 1)")
     pull(replica)
-    replica.serve()
+    serve_idle(replica)
     assert requests.get(replica.url + "/api/events", timeout=5).status_code == 401
     a, b = Subscriber(replica), Subscriber(replica)
+    assert a.status == 200 and a.headers["content-type"].startswith("text/event-stream")
     replica.sql("UPDATE customer SET name = 'local' WHERE id = 1")
     primary.sql("UPDATE customer SET name = 'primary' WHERE id = 1")
     r = replica.api("POST", "/api/sources/main/pull?wait=1").json()
@@ -503,7 +526,7 @@ def test_events_stream_runs_and_conflicts_to_several_subscribers(primary, replic
 def test_stuck_event_subscriber_never_delays_a_pull(primary, replica):
     pair(primary, replica, CUSTOMER, ["customer"], "--poll-interval", "3600")
     pull(replica)
-    replica.serve()
+    serve_idle(replica)
     stuck = socket.create_connection(("127.0.0.1", replica.server.port))
     stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     stuck.sendall(f"GET /api/events HTTP/1.1\r\nHost: x\r\n"
