@@ -79,9 +79,9 @@ static int json_cmp_keys(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Finds a duplicate key anywhere in the tree; returns it or NULL. Recursion is bounded by
- * the depth check done before parsing. */
-static const char *json_find_dup(const cJSON *item)
+/* Finds a duplicate key in the top `levels` levels of the tree (< 0: anywhere); returns it
+ * or NULL. Recursion is bounded by the depth check done before parsing. */
+static const char *json_find_dup(const cJSON *item, int levels)
 {
 	const char *dup = NULL;
 	const char **keys = NULL;
@@ -91,7 +91,7 @@ static const char *json_find_dup(const cJSON *item)
 		goto out;
 	for (const cJSON *c = item->child; c; c = c->next) {
 		n++;
-		if ((dup = json_find_dup(c)))
+		if (levels != 1 && (dup = json_find_dup(c, levels - (levels > 0))))
 			goto out;
 	}
 	if (!cJSON_IsObject(item) || n < 2)
@@ -122,7 +122,8 @@ out:
 	return dup;
 }
 
-/* The checks shared by both parsers; dups: refuse duplicate keys; max_depth: nesting limit. */
+/* The checks shared by both parsers; dups: refuse duplicate keys in the top `dups` levels
+ * (< 0: anywhere, 0: nowhere); max_depth: nesting limit. */
 static cJSON *json_parse(const char *text, size_t len, int dups, int max_depth, char *err,
                          size_t errlen)
 {
@@ -157,7 +158,7 @@ static cJSON *json_parse(const char *text, size_t len, int dups, int max_depth, 
 		snprintf(err, errlen, "trailing data after JSON at offset %ld", (long)(end - text));
 		goto fail;
 	}
-	if (dups && (dup = json_find_dup(root))) {
+	if (dups && (dup = json_find_dup(root, dups))) {
 		size_t n = strnlen(dup, 64);
 
 		while (n > 0 && n < strlen(dup) && ((unsigned char)dup[n] & 0xc0) == 0x80)
@@ -175,13 +176,15 @@ out:
 
 cJSON *json_parse_strict(const char *text, size_t len, char *err, size_t errlen)
 {
-	return json_parse(text, len, 1, JSON_MAX_DEPTH, err, errlen);
+	return json_parse(text, len, -1, JSON_MAX_DEPTH, err, errlen);
 }
 
 cJSON *json_parse_embedded(const char *text, size_t len, char *err, size_t errlen)
 {
-	/* cJSON refuses deeper documents itself; checked first so its recursion stays bounded */
-	return json_parse(text, len, 0, CJSON_NESTING_LIMIT - 1, err, errlen);
+	/* cJSON refuses deeper documents itself; checked first so its recursion stays bounded.
+	 * The top level (a page's changes/cursor/more) must be unambiguous: cJSON reads the
+	 * first of two equal keys, PostgreSQL's json operators the last. */
+	return json_parse(text, len, 1, CJSON_NESTING_LIMIT - 1, err, errlen);
 }
 
 const char *json_get_string(const cJSON *obj, const char *key)

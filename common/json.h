@@ -9,9 +9,9 @@
 
 /* Returns the parsed tree (caller cJSON_Delete()s) or NULL with a reason in err. */
 cJSON *json_parse_strict(const char *text, size_t len, char *err, size_t errlen);
-/* Like json_parse_strict, but duplicate keys are allowed and nesting may go as deep as cJSON
- * allows: for documents embedding PostgreSQL json values verbatim (a json column may hold
- * duplicate keys and deep nesting), i.e. the primary's change and row pages. */
+/* Like json_parse_strict, but duplicate keys are allowed below the top level and nesting may
+ * go as deep as cJSON allows: for documents embedding PostgreSQL json values verbatim (a json
+ * column may hold duplicate keys and deep nesting), i.e. the primary's change and row pages. */
 cJSON *json_parse_embedded(const char *text, size_t len, char *err, size_t errlen);
 /* 1 when the bytes are valid UTF-8 (no overlongs, no surrogates). */
 int json_utf8_valid(const char *s, size_t len);

@@ -15,6 +15,11 @@ UNIT_TEST(json_embedded_allows_duplicate_keys_in_values)
 	CHECK(j != NULL);
 	CHECK(json_parse_strict(page, sizeof page - 1, err, sizeof err) == NULL);
 	cJSON_Delete(j);
+	/* but never at the top level: cJSON and PostgreSQL would read different values */
+	{
+		static const char two[] = "{\"cursor\":\"a\",\"cursor\":\"b\"}";
+		CHECK(json_parse_embedded(two, sizeof two - 1, err, sizeof err) == NULL);
+	}
 }
 
 UNIT_TEST(json_embedded_allows_deep_values_but_stays_bounded)
