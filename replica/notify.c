@@ -1,4 +1,5 @@
 /* notify: HMAC verification, timestamp window, replay cache. */
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,7 +34,11 @@ int notify_check_time(const char *ts_hdr, long now, char *err, size_t errlen)
 		return -1;
 	}
 	if (ts < now - NOTIFY_WINDOW_S || ts > now + NOTIFY_WINDOW_S) {
-		snprintf(err, errlen, "timestamp outside the %d s window", NOTIFY_WINDOW_S);
+		/* says by how much, so a skewed clock on either site is plain to see */
+		snprintf(err, errlen, "timestamp %s this replica's clock by %ld s (clock skew?), "
+		         "outside the %d s window", ts > now ? "ahead of" : "behind",
+		         ts > now ? (ts > LONG_MAX / 2 ? LONG_MAX / 2 : ts - now) : now - ts,
+		         NOTIFY_WINDOW_S);
 		return -1;
 	}
 	return 0;
