@@ -249,3 +249,30 @@ def test_wrong_method_gets_405(site):
     r = requests.post(site.url + "/api/changes", timeout=10,
                       headers={"Authorization": f"token {site.key}:{site.secret}"})
     assert r.status_code == 405 and "error" in r.json()
+
+
+def test_longpoll_wakes_when_an_older_transaction_commits(site):
+    """The commit of a transaction holding smaller ids does not move max(id): the head watch
+    must still notice it (by txid), and the long-poll answer within a second."""
+    t1 = site.cluster.connect(site.dbname, autocommit=False)
+    try:
+        t1.cursor().execute("INSERT INTO customer VALUES (1, 'T1', 0)")
+        site.sql("INSERT INTO customer VALUES (2, 'T2', 0)")
+        _, cursor = drain(site)
+        result = {}
+
+        def poll():
+            r = site.get("/api/changes", site.key, site.secret, cursor=cursor, wait=30)
+            result["r"], result["t"] = r, time.monotonic()
+
+        t = threading.Thread(target=poll)
+        t.start()
+        wait_until(lambda: "tdgl_longpoll_waiters 1" in site.get(
+            "/metrics", site.key, site.secret).text, what="a long-poll waiter")
+        committed = time.monotonic()
+        t1.commit()
+        t.join(30)
+        assert [c["pk"] for c in result["r"].json()["changes"]] == [{"id": 1}]
+        assert result["t"] - committed < 1.0
+    finally:
+        t1.close()
