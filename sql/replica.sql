@@ -314,7 +314,7 @@ BEGIN
 	IF p_cls = 'U' THEN
 		q := format($q$
 WITH w AS (
-	SELECT ch.ord, ch.id, ch.op, ch."row", p AS rec,
+	SELECT ch.ord, ch.id, ch.op, ch."row", ROW(p.*)::%1$s AS rec,
 	       jsonb_build_object(%3$s) AS lpk,
 	       l.ctid IS NOT NULL AS present,
 	       CASE
@@ -333,7 +333,7 @@ WITH w AS (
 ), conf AS (
 	INSERT INTO tdgl.conflicts AS k (source, tbl, pk, change_id, op, primary_row, local_row)
 	SELECT $8, $3, w.lpk, w.id, w.op, w."row",
-	       (SELECT row_to_json(l) FROM %1$s l WHERE %10$s)   -- only for conflicts: costly
+	       (SELECT row_to_json(l.*) FROM %1$s l WHERE %10$s)   -- only for conflicts: costly
 	FROM w WHERE w.skip = 'conflict'
 	ON CONFLICT (tbl, pk) WHERE status = 'Open' DO UPDATE
 	SET change_id = EXCLUDED.change_id, op = EXCLUDED.op, primary_row = EXCLUDED.primary_row,
@@ -396,7 +396,7 @@ $q$,
 	ELSIF p_cls = 'D' THEN
 		q := format($q$
 WITH w AS (
-	SELECT ch.ord, ch.id, ch.op, ch."row", p AS rec,
+	SELECT ch.ord, ch.id, ch.op, ch."row", ROW(p.*)::%1$s AS rec,
 	       jsonb_build_object(%3$s) AS lpk,
 	       CASE
 	         WHEN l.ctid IS NULL THEN 'already deleted'
@@ -411,7 +411,7 @@ WITH w AS (
 ), conf AS (
 	INSERT INTO tdgl.conflicts AS k (source, tbl, pk, change_id, op, primary_row, local_row)
 	SELECT $8, $3, w.lpk, w.id, w.op, w."row",
-	       (SELECT row_to_json(l) FROM %1$s l WHERE %4$s)
+	       (SELECT row_to_json(l.*) FROM %1$s l WHERE %4$s)
 	FROM w WHERE w.skip = 'conflict'
 	ON CONFLICT (tbl, pk) WHERE status = 'Open' DO UPDATE
 	SET change_id = EXCLUDED.change_id, op = EXCLUDED.op, primary_row = EXCLUDED.primary_row,
@@ -452,7 +452,7 @@ $q$,
 		-- rename: the row at old_pk takes the new key and snapshot; missing -> inserted
 		q := format($q$
 WITH w AS (
-	SELECT ch.ord, ch.id, ch.op, ch."row", ch.old_pk, p AS rec, o AS orec,
+	SELECT ch.ord, ch.id, ch.op, ch."row", ch.old_pk, ROW(p.*)::%1$s AS rec, ROW(o.*)::%1$s AS orec,
 	       jsonb_build_object(%3$s) AS lpk,
 	       jsonb_build_object(%4$s) AS opk,
 	       lo.ctid IS NOT NULL AS present,
@@ -473,7 +473,7 @@ WITH w AS (
 ), conf AS (
 	INSERT INTO tdgl.conflicts AS k (source, tbl, pk, change_id, op, old_pk, primary_row, local_row)
 	SELECT $8, $3, w.opk, w.id, w.op, w.old_pk, w."row",
-	       (SELECT row_to_json(lo) FROM %1$s lo WHERE %10$s)
+	       (SELECT row_to_json(lo.*) FROM %1$s lo WHERE %10$s)
 	FROM w WHERE w.skip = 'conflict'
 	ON CONFLICT (tbl, pk) WHERE status = 'Open' DO UPDATE
 	SET change_id = EXCLUDED.change_id, op = EXCLUDED.op, primary_row = EXCLUDED.primary_row,
