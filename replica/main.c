@@ -336,6 +336,7 @@ static int cmd_pull(int argc, char **argv)
 	cJSON_AddNumberToObject(o, "skipped", (double)r.skipped);
 	cJSON_AddNumberToObject(o, "conflicts", (double)r.conflicts);
 	cJSON_AddNumberToObject(o, "pages", (double)r.pages);
+	cJSON_AddBoolToObject(o, "more", r.more);
 	if (r.failed)
 		cJSON_AddStringToObject(o, "error", r.error);
 	main_print_json(o);
@@ -566,6 +567,8 @@ static int cmd_serve(int argc, char **argv)
 	}
 	rc = 0;
 out:
+	if (sched)
+		sched_quiesce(sched);
 	if (srv)
 		http_stop(srv);
 	if (sched)

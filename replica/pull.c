@@ -16,12 +16,14 @@
 
 #define PULL_ROWS_LIMIT "500"
 #define PULL_MAX_BODY ((size_t)256 << 20)
+#define PULL_MAX_MS 10000   /* a run streams at most this long (then more = 1) */
 
 static const char Q_RUN_START[] =
 	"INSERT INTO tdgl.runs (source, trigger) VALUES ($1, $2) RETURNING id";
 static const char Q_RUN_END[] =
 	"UPDATE tdgl.runs SET ended_at = clock_timestamp(), status = $2, error = $3 WHERE id = $1 "
 	"RETURNING fetched, synced, failed, skipped, conflicts, pages";
+static const char Q_RUN_TRIGGER[] = "UPDATE tdgl.runs SET trigger = $2 WHERE id = $1";
 static const char Q_RUN_DROP[] = "DELETE FROM tdgl.runs WHERE id = $1";
 static const char Q_SOURCE_STATUS[] =
 	"UPDATE tdgl.sources SET last_run_at = now(), last_status = $2, last_error = $3 "
@@ -34,11 +36,14 @@ static const char Q_EXPIRE_CURSOR[] =
 	"WHERE name = $1 AND cursor = $2";
 static const char Q_RESYNC_BEGIN[] = "DELETE FROM tdgl.resync_seen WHERE source = $1";
 
+static long pull_ms_since(const struct timespec *t0);
+
 struct pull_ctx {
 	PGconn *c;
 	struct source s;
 	const struct pull_env *env;
 	struct pull_result *r;
+	struct timespec t0;
 	char auth[1024];
 	const char *hdrs[2];
 };
@@ -310,6 +315,13 @@ static int pull_stream(struct pull_ctx *p, int wait_s)
 			rc = 0;
 			goto out;
 		}
+		if (pull_ms_since(&p->t0) > PULL_MAX_MS) {
+			/* a primary written faster than this pull drains it would keep one run open
+			 * forever: end the run, the scheduler continues at once */
+			p->r->more = 1;
+			rc = 0;
+			goto out;
+		}
 	}
 dberr:
 	snprintf(p->r->error, sizeof p->r->error, "database: %s", db_last_error());
@@ -341,6 +353,7 @@ int pull_run(PGconn *c, const char *name, const char *trigger, int wait_s,
 
 	memset(out, 0, sizeof *out);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
+	p.t0 = t0;
 	metrics_add(M_PULLS, 1);
 	{
 		const char *params[2] = { name, trigger };
@@ -364,8 +377,15 @@ int pull_run(PGconn *c, const char *name, const char *trigger, int wait_s,
 	snprintf(p.auth, sizeof p.auth, "Authorization: token %s:%s", p.s.api_key, p.s.api_secret);
 	p.hdrs[0] = p.auth;
 	p.hdrs[1] = NULL;
-	if (!p.s.cursor && pull_initial(&p) < 0)
-		goto finish;
+	if (!p.s.cursor) {
+		/* the run is recorded as what it mostly is: the initial copy */
+		const char *params[2] = { rid, "Initial" };
+		snprintf(rid, sizeof rid, "%ld", out->run_id);
+		db_run(c, "run trigger", Q_RUN_TRIGGER, 2, params);
+		trigger = "Initial";
+		if (pull_initial(&p) < 0)
+			goto finish;
+	}
 	if (pull_stream(&p, wait_s) < 0)
 		goto finish;
 	rc = 0;

@@ -16,6 +16,7 @@ struct pull_env {
 struct pull_result {
 	long run_id;                 /* 0 when no run was recorded */
 	int  failed;                 /* the pull itself failed (retry with backoff) */
+	int  more;                   /* stopped at its time limit with changes left: pull again */
 	long fetched, synced, failed_changes, skipped, conflicts, pages;
 	char status[16];             /* Success, Partial, Failed */
 	char error[512];

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "common/crypto.h"
 #include "common/db.h"
 #include "common/log.h"
 #include "replica/metrics.h"
@@ -98,6 +99,7 @@ static cJSON *sched_result_json(const struct pull_result *r, const char *name)
 	cJSON_AddNumberToObject(o, "skipped", (double)r->skipped);
 	cJSON_AddNumberToObject(o, "conflicts", (double)r->conflicts);
 	cJSON_AddNumberToObject(o, "pages", (double)r->pages);
+	cJSON_AddBoolToObject(o, "more", r->more);
 	if (r->failed)
 		cJSON_AddStringToObject(o, "error", r->error);
 	return o;
@@ -185,6 +187,10 @@ static void *sched_worker(void *arg)
 		} else {
 			w->backoff_s = 0;
 			sched_after(&w->next_due, w->poll_interval * 1000L);
+			if (r.more && !w->pending) {
+				w->pending = 1;   /* the primary had more: continue at once */
+				snprintf(w->trigger, sizeof w->trigger, "%s", trigger);
+			}
 		}
 		pthread_cond_broadcast(&s->cv);
 	}
@@ -234,12 +240,14 @@ int sched_reload(struct sched *s)
 		struct source src;
 		struct worker *w;
 
-		if (source_load(c, names[i], s->env.key_material, &src, err, sizeof err) != 0) {
-			log_warn("scheduler: %s", err);
-			continue;
-		}
+		/* a source whose secret cannot be opened still gets a worker: its pulls fail
+		 * visibly (runs, status, log) with backoff instead of silently never running */
+		int loaded = source_load(c, names[i], s->env.key_material, &src, err, sizeof err) == 0;
+
 		pthread_mutex_lock(&s->mu);
 		w = sched_find(s, names[i]);
+		if (!w && !loaded)
+			log_warn("scheduler: %s", err);
 		if (!w && !s->stopping) {
 			w = calloc(1, sizeof *w);
 			w->s = s;
@@ -250,20 +258,23 @@ int sched_reload(struct sched *s)
 			if (pthread_create(&w->thread, NULL, sched_worker, w) == 0) {
 				w->started = 1;
 				log_info("source %s: worker started (%s)", w->name,
-				         src.long_poll ? "long-poll" : "interval");
+				         loaded && src.long_poll ? "long-poll" : "interval");
 			} else {
 				w->removed = 1;
 				log_error("source %s: cannot start a worker thread", w->name);
 			}
 		}
-		if (w) {
+		if (w && loaded) {
 			w->poll_interval = src.poll_interval > 0 ? src.poll_interval : 60;
 			w->long_poll = src.long_poll;
 			free(w->push_secret);
 			w->push_secret = src.push_secret ? strdup(src.push_secret) : NULL;
+		} else if (w && !w->poll_interval) {
+			w->poll_interval = 60;
 		}
 		pthread_mutex_unlock(&s->mu);
-		source_free(&src);
+		if (loaded)
+			source_free(&src);
 	}
 out:
 	for (int i = 0; i < n; i++)
@@ -339,10 +350,15 @@ unsigned sched_notify(struct sched *s, const char *ts_hdr, const char *sig_hdr,
 		status = 409;
 		snprintf(err, errlen, "replayed notification refused");
 	} else {
-		/* coalesces: a flood sets the same pending flag */
-		sched_request(s, match, "Webhook");
+		/* every source of that primary (same push secret) pulls; a flood only sets the
+		 * same pending flag again, so it collapses into one pending pull per source */
+		for (struct worker *w = match; w; w = w->next)
+			if (!w->removed && w->push_secret &&
+			    (w == match || crypto_str_equal(w->push_secret, match->push_secret))) {
+				sched_request(s, w, "Webhook");
+				log_debug("notify: pull of %s queued", w->name);
+			}
 		status = 202;
-		log_debug("notify: pull of %s queued", match->name);
 	}
 	pthread_mutex_unlock(&s->mu);
 out:
@@ -373,6 +389,14 @@ cJSON *sched_status(struct sched *s)
 	}
 	pthread_mutex_unlock(&s->mu);
 	return arr;
+}
+
+void sched_quiesce(struct sched *s)
+{
+	pthread_mutex_lock(&s->mu);
+	s->stopping = 1;
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
 }
 
 void sched_stop(struct sched *s, int timeout_ms)

@@ -31,6 +31,9 @@ unsigned sched_notify(struct sched *s, const char *ts_hdr, const char *sig_hdr,
                       const char *body, size_t len, char *err, size_t errlen);
 /* Per-worker state for /api/status (caller deletes). */
 cJSON *sched_status(struct sched *s);
+/* Starts the shutdown: workers stop after their current pull, waiting triggers return.
+ * Call before stopping the HTTP server so no handler keeps waiting on a pull. */
+void sched_quiesce(struct sched *s);
 /* Stops all workers and frees s; waits at most ~timeout_ms (a long-poll in flight is left to
  * process exit: everything it applied is committed with its cursor). */
 void sched_stop(struct sched *s, int timeout_ms);

@@ -1,5 +1,6 @@
 """Replica: pull and apply against a real primary (two sites, real processes)."""
 import json
+import threading
 
 import pytest
 
@@ -149,6 +150,39 @@ def test_initial_sync_keeps_rows_changed_during_the_copy(primary, replica):
     pull(replica)
     assert rows_md5(replica, "customer") == rows_md5(primary, "customer")
     assert replica.one("SELECT name FROM customer WHERE id = 1100") == "changed-in-flight"
+
+
+def test_initial_sync_keeps_rows_committed_while_the_copy_runs(primary, replica):
+    primary.sql(CUSTOMER)
+    primary.sql("INSERT INTO customer SELECT g, 'n' || g, 'X', g FROM generate_series(1, 6000) g")
+    pair(primary, replica, [], ["customer"], "--batch-size", "500", replica_ddl=[CUSTOMER])
+    stop = threading.Event()
+    writes = []
+
+    def writer():
+        c = primary.cluster.connect(primary.dbname)
+        cur = c.cursor()
+        i = 0
+        while not stop.is_set() and i < 150:
+            i += 1
+            cur.execute("UPDATE customer SET name = 'w' || %s WHERE id = %s",
+                        (i, (i * 997) % 6000 + 1))
+            cur.execute("INSERT INTO customer VALUES (%s, 'new', 'X', 0)", (10000 + i,))
+            cur.execute("DELETE FROM customer WHERE id = %s", ((i * 31) % 6000 + 1,))
+        c.close()
+        writes.append(i)
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        r = pull(replica)
+    finally:
+        stop.set()
+        t.join()
+    assert r["status"] == "Success" and writes[0] > 0, r
+    while pull(replica)["more"]:
+        pass
+    assert rows_md5(replica, "customer") == rows_md5(primary, "customer")
 
 
 def test_filters_and_a_row_leaving_the_subset(primary, replica):

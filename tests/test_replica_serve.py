@@ -133,6 +133,9 @@ def test_push_wakes_a_pull_within_1s(primary, replica):
     replica.serve()
     source_ready(replica)
     primary.cli("push", "add", replica.url, "--secret", PUSH)
+    # the primary picks push targets up by itself; latency is measured once it has
+    wait_until(lambda: "/api/notify active" in primary.server.log(), timeout=20,
+               what="the primary to activate the push target")
     for i in range(1, 4):
         t0 = time.monotonic()
         primary.sql("INSERT INTO customer VALUES (%s, 'a', 'X', 1)", (i,))
