@@ -174,8 +174,32 @@ out:
 	return root;
 }
 
+/* 1 when a string holds the escape \u0000: cJSON would cut the string there silently (a
+ * name "x\u0000y" becoming "x", a secret losing its tail). */
+static int json_nul_escape(const char *s, size_t len)
+{
+	int in_str = 0;
+
+	for (size_t i = 0; i < len; i++) {
+		if (!in_str) {
+			in_str = s[i] == '"';
+		} else if (s[i] == '"') {
+			in_str = 0;
+		} else if (s[i] == '\\') {
+			if (len - i >= 6 && !memcmp(s + i + 1, "u0000", 5))
+				return 1;
+			i++;
+		}
+	}
+	return 0;
+}
+
 cJSON *json_parse_strict(const char *text, size_t len, char *err, size_t errlen)
 {
+	if (text && json_nul_escape(text, len)) {
+		snprintf(err, errlen, "\\u0000 in a JSON string");
+		return NULL;
+	}
 	return json_parse(text, len, -1, JSON_MAX_DEPTH, err, errlen);
 }
 

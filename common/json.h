@@ -1,5 +1,5 @@
 /* json: strict parsing of untrusted JSON (cJSON): valid UTF-8, bounded nesting, no duplicate
- * object keys, whole input consumed. */
+ * object keys, no \u0000 in strings (cJSON would cut them), whole input consumed. */
 #ifndef TDGL_JSON_H
 #define TDGL_JSON_H
 #include <stddef.h>

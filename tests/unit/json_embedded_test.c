@@ -42,3 +42,20 @@ UNIT_TEST(json_embedded_allows_deep_values_but_stays_bounded)
 	CHECK(json_parse_embedded("\"\xff\"", 3, err, sizeof err) == NULL);
 	free(deep);
 }
+
+UNIT_TEST(json_strict_refuses_nul_escapes_embedded_keeps_them)
+{
+	static const char nul[] = "{\"name\":\"x\\u0000y\"}";
+	static const char escaped_backslash[] = "{\"name\":\"x\\\\u0000y\"}";
+	char err[128];
+	cJSON *j;
+
+	CHECK(json_parse_strict(nul, sizeof nul - 1, err, sizeof err) == NULL);
+	j = json_parse_strict(escaped_backslash, sizeof escaped_backslash - 1, err, sizeof err);
+	CHECK(j != NULL);
+	CHECK_STR(json_get_string(j, "name"), "x\\u0000y");
+	cJSON_Delete(j);
+	j = json_parse_embedded(nul, sizeof nul - 1, err, sizeof err);
+	CHECK(j != NULL);
+	cJSON_Delete(j);
+}
