@@ -249,7 +249,9 @@ static int source_json_int(const cJSON *obj, const char *key, long *out)
 
 	if (!v)
 		return 0;
-	if (!cJSON_IsNumber(v) || v->valuedouble != (double)(long)v->valuedouble)
+	/* range first: converting an out-of-range double to long is undefined (1e300) */
+	if (!cJSON_IsNumber(v) || !(v->valuedouble >= -1e15 && v->valuedouble <= 1e15) ||
+	    v->valuedouble != (double)(long)v->valuedouble)
 		return -1;
 	*out = (long)v->valuedouble;
 	return 0;
