@@ -345,6 +345,22 @@ def test_composite_and_text_keys(primary, replica):
         ("INV-1", 1, 5), ("INV-1", 3, 6)]
 
 
+def test_columns_named_like_internal_aliases(primary, replica):
+    ddl = ('CREATE TABLE odd (p int PRIMARY KEY, l text, o text, lo text, w text, rec text, '
+           '"row" text, ord int, ch text, k text, e text, "select" text, "Mixed Case" text)')
+    pair(primary, replica, ddl, ["odd"])
+    primary.sql("INSERT INTO odd VALUES (1, 'l', 'o', 'lo', 'w', 'r', 'row', 1, 'ch', 'k', 'e', "
+                "'s', 'm'), (2, 'x', 'x', 'x', 'x', 'x', 'x', 2, 'x', 'x', 'x', 'x', 'x')")
+    primary.sql("UPDATE odd SET w = 'w2', p = 10 WHERE p = 1")
+    primary.sql("DELETE FROM odd WHERE p = 2")
+    r = pull(replica)
+    assert r["failed"] == 0, r
+    assert rows_md5(replica, "odd", key="p") == rows_md5(primary, "odd", key="p")
+    replica.sql("UPDATE odd SET l = 'local'")
+    primary.sql("UPDATE odd SET l = 'primary'")
+    assert pull(replica)["conflicts"] == 1
+
+
 def test_schema_qualified_tables(primary, replica):
     ddl = ["CREATE SCHEMA shop", "CREATE TABLE shop.item (id int PRIMARY KEY, v text)"]
     pair(primary, replica, ddl, ["shop.item"])
