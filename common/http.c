@@ -545,6 +545,15 @@ struct http_server *http_start(const char *listen, const struct http_limits *lim
 	srv->lim.max_body = limits && limits->max_body ? limits->max_body : 1024 * 1024;
 	srv->lim.max_conns = limits && limits->max_conns ? limits->max_conns : 1024;
 	srv->lim.timeout_s = limits && limits->timeout_s ? limits->timeout_s : 30;
+	{
+		/* TDGL_HTTP_TIMEOUT (seconds) overrides it: operators tune it, tests shorten it */
+		const char *t = getenv("TDGL_HTTP_TIMEOUT");
+		long v;
+		char *end;
+
+		if (t && *t && (v = strtol(t, &end, 10)) >= 1 && v <= 86400 && !*end)
+			srv->lim.timeout_s = (unsigned)v;
+	}
 	if (addr_parse_listen(listen, &ss, err, errlen) < 0)
 		goto fail;
 	if (ss.ss_family == AF_INET6) {

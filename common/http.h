@@ -22,7 +22,8 @@ typedef void (*http_handler)(struct http_req *req, void *ctx);
 struct http_limits {
 	size_t   max_body;        /* bytes; default 1 MiB */
 	unsigned max_conns;       /* default 1024 */
-	unsigned timeout_s;       /* idle/slow-client timeout per connection; default 30 */
+	unsigned timeout_s;       /* idle/slow-client timeout per connection; default 30;
+	                             env TDGL_HTTP_TIMEOUT (seconds) overrides it */
 };
 
 /* Starts serving on "host:port" (e.g. "127.0.0.1:8080", "0.0.0.0:80", ":8080").
