@@ -421,6 +421,70 @@ def test_slow_clients_hold_no_one_up_and_pulls_still_served(site):
     healthy(site, site.key, site.secret)
 
 
+def _closed(s):
+    """True once the server has closed (or reset) the connection."""
+    try:
+        s.setblocking(False)
+        return s.recv(65536) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+def test_slow_clients_are_cut_at_the_request_deadline(primary):
+    """Every request must arrive whole within the deadline (TDGL_HTTP_TIMEOUT, shortened
+    here): a trickle of header or body bytes does not keep a connection open forever, while
+    a long-poll that outlives the deadline is not cut (handlers run without one)."""
+    primary.sql("CREATE TABLE customer (id int PRIMARY KEY, name text)")
+    primary.track("customer")
+    primary.serve(env={"TDGL_HTTP_TIMEOUT": "2"})
+    key, secret = primary.keygen()
+    port = primary.server.port
+    kinds = [b"GET /api/changes HTTP/1.1\r\nHost: x\r\n",                      # slowloris
+             b"POST /api/changes HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n\r\n",  # slow POST
+             b""]                                                                 # idle
+    socks = []
+    for k in kinds * 3:
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        if k:
+            s.sendall(k)
+        socks.append((k, s))
+    stop = threading.Event()
+
+    def trickle():
+        while not stop.wait(0.3):
+            for k, s in socks:
+                if k:
+                    try:
+                        s.send(b"X" if k.startswith(b"POST") else b"X-a: b\r\n"[:1])
+                    except OSError:
+                        pass
+    t = threading.Thread(target=trickle, daemon=True)
+    t.start()
+    got = {}
+
+    def longpoll():
+        got["r"] = requests.get(primary.url + "/api/changes", params={"wait": 4},
+                                headers=auth(key, secret), timeout=30)
+    lp = threading.Thread(target=longpoll)
+    t0 = time.monotonic()
+    lp.start()
+    try:
+        wait_until(lambda: all(_closed(s) for _, s in socks), timeout=15, interval=0.1,
+                   what="slow connections cut at the deadline")
+        cut_after = time.monotonic() - t0
+    finally:
+        stop.set()
+        t.join()
+        for _, s in socks:
+            s.close()
+    lp.join(30)
+    assert got["r"].status_code == 200 and got["r"].json()["changes"] == []
+    assert cut_after < 12, cut_after
+    healthy(primary, key, secret)
+
+
 # ---- 18: SQL injection ----
 
 EVIL_TABLE = 'x"; DROP TABLE canary; --'
