@@ -232,6 +232,31 @@ def test_runtime_image_has_what_the_entrypoint_and_healthchecks_run(compose, ent
         assert re.search(r"COPY deploy/sample\.sql " + re.escape(p), final), p
 
 
+def test_dockerfile_build_stage_builds_from_what_it_copies(tmp_path):
+    """Runs the build stage's RUN line in a directory holding only what its COPY lines copy:
+    a source file outside them breaks `docker build` even when `make` works here."""
+    build = dockerfile_stages()[0]
+    for line in build:
+        m = re.match(r"COPY (\S+) (\S+)$", line)
+        if m:
+            src, dst = os.path.join(ROOT, m.group(1)), tmp_path / m.group(2).rstrip("/")
+            if os.path.isdir(src):
+                shutil.copytree(src, dst, ignore=shutil.ignore_patterns("*.o", "*.d"))
+            else:
+                shutil.copy(src, tmp_path / (m.group(2) if m.group(2) != "./"
+                                             else os.path.basename(src)))
+    run = [line[4:] for line in build if line.startswith("RUN make")]
+    assert run, "no RUN make in the build stage"
+    cmd = run[0].replace("make -j2", f"make -j{os.cpu_count() or 2}")
+    cmd = cmd.replace("make install", f"make install DESTDIR={tmp_path}/root")
+    env = dict(os.environ, CFLAGS="-O0")      # the file set is under test, not the optimizer
+    p = subprocess.run(["sh", "-c", cmd], cwd=tmp_path, env=env, capture_output=True,
+                       text=True, timeout=600)
+    assert p.returncode == 0, (p.stdout + p.stderr)[-3000:]
+    for binary in ROLES.values():
+        assert os.access(tmp_path / "root/opt/tdgl/bin" / binary, os.X_OK)
+
+
 def test_runtime_image_installs_every_library_the_binaries_link():
     final = "\n".join(dockerfile_stages()[-1])
     build = "\n".join(dockerfile_stages()[0])
