@@ -20,8 +20,11 @@ static atomic_llong metrics_push_sent;
 static atomic_llong metrics_push_failed;
 
 static const char Q_LOG_STATS[] =
-	"SELECT (SELECT greatest(reltuples, 0)::bigint FROM pg_class"
-	"        WHERE oid = 'tdgl.change_log'::regclass),"
+	/* reltuples is -1 until the log's first (auto)analyze: the id span (two index probes)
+	 * stands in, an upper bound (rolled-back ids leave gaps) */
+	"SELECT (SELECT CASE WHEN reltuples >= 0 THEN reltuples::bigint ELSE"
+	"          coalesce((SELECT max(id) - min(id) + 1 FROM tdgl.change_log), 0) END"
+	"        FROM pg_class WHERE oid = 'tdgl.change_log'::regclass),"
 	" coalesce((SELECT extract(epoch FROM now() - changed_at)::float8 FROM tdgl.change_log"
 	"           ORDER BY id LIMIT 1), 0),"
 	" coalesce(pg_sequence_last_value('tdgl.change_log_id_seq'::regclass), 0)";

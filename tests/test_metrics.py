@@ -101,6 +101,16 @@ def test_primary_metrics_show_changes_captured_and_served_and_the_log(primary):
     assert metric(m, "tdgl_http_requests_total", code="200") >= 1
 
 
+def test_primary_change_log_rows_counted_before_any_analyze(primary):
+    primary.sql(CUSTOMER)
+    primary.track("customer")
+    primary.serve()
+    key, secret = primary.keygen()
+    primary.sql("INSERT INTO customer SELECT g, 'c' || g, g FROM generate_series(1, 7) g")
+    m = primary_metrics(primary, key, secret)
+    assert metric(m, "tdgl_change_log_rows") == 7
+
+
 def test_primary_metrics_need_the_api_key_unless_public(primary):
     primary.serve()
     assert requests.get(primary.url + "/metrics", timeout=10).status_code == 401
