@@ -59,7 +59,8 @@ fuzz: fuzz-build
 	    -artifact_prefix=$(FUZZ_BUILD)/artifacts/$$n- -dict=tests/fuzz/$$n.dict \
 	    $(FUZZ_BUILD)/corpus/$$n tests/fuzz/corpus/$$n > $(FUZZ_BUILD)/fuzz_$$n.log 2>&1 || true; \
 	  grep -E 'stat::number_of_executed_units|^==.*ERROR|^SUMMARY' $(FUZZ_BUILD)/fuzz_$$n.log || true; \
-	  test -z "$$(ls $(FUZZ_BUILD)/artifacts/$$n-* 2>/dev/null)" || \
+	  test -z "$$(ls $(FUZZ_BUILD)/artifacts/$$n-crash-* $(FUZZ_BUILD)/artifacts/$$n-leak-* \
+	    $(FUZZ_BUILD)/artifacts/$$n-timeout-* $(FUZZ_BUILD)/artifacts/$$n-oom-* 2>/dev/null)" || \
 	    { echo "fuzz $$n: crash, see $(FUZZ_BUILD)/artifacts/"; exit 1; }; \
 	done
 
