@@ -9,6 +9,8 @@
 #include "common/version.h"
 #include "replica/api.h"
 #include "replica/conflict.h"
+#include "replica/events.h"
+#include "replica/jobs_api.h"
 #include "replica/metrics.h"
 #include "replica/source.h"
 
@@ -207,10 +209,6 @@ static void api_pull(struct api *a, struct http_req *req, const char *name)
 	cJSON *result = NULL, *o;
 	int rc;
 
-	if (http_query(req, "dry_run")) {
-		http_reply_error(req, 400, "dry_run is not supported yet");
-		return;
-	}
 	rc = sched_trigger(a->sched, name, "API", sync ? API_PULL_WAIT_MS : 0, &result);
 	if (rc == -1) {
 		http_reply_error(req, 404, "unknown or disabled source");
@@ -291,6 +289,7 @@ static void api_resolve(struct api *a, struct http_req *req, const char *idtext)
 	st = conflict_resolve(c, id, res, &out, err, sizeof err);
 	if (st == 200) {
 		log_info("conflict %ld resolved: %s", id, conflict_resolution(res));
+		events_publish("conflict.resolved", cJSON_Duplicate(out, 1));
 		http_reply_json(req, 200, out);
 		out = NULL;
 	} else {
@@ -413,6 +412,8 @@ void api_handle(struct http_req *req, void *ctx)
 		http_reply_error(req, 401, "unauthorized");
 		return;
 	}
+	if (jobs_api_handle(a, req))   /* events, retries, settings, dry runs (jobs_api.h) */
+		return;
 	if (!strcmp(path, "/api/status") && get)
 		api_status(a, req);
 	else if (!strcmp(path, "/api/sources") && get)

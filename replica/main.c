@@ -15,6 +15,7 @@
 #include "common/version.h"
 #include "replica/api.h"
 #include "replica/conflict.h"
+#include "replica/jobs_cli.h"
 #include "replica/pull.h"
 #include "replica/scheduler.h"
 #include "replica/source.h"
@@ -33,7 +34,11 @@ static const char main_usage[] =
 	"             [--attach t1=col1,col2] [--batch-size N] [--poll-interval S]\n"
 	"             [--push-secret P] [--long-poll]\n"
 	"  source list | source remove NAME\n"
-	"  pull NAME                    run one pull now and print its summary\n"
+	"  source set NAME [--table T --insert-enabled on|off ...] [--cron EXPR --tz ZONE]\n"
+	"             [--poll-interval S] [--rate-limit N] [--retry-base S] [--max-retries N]\n"
+	"  source show NAME             schedule, limits and control flags of a source\n"
+	"  pull NAME [--dry-run]        run one pull now (or only report it) and print its summary\n"
+	"  retry ID | retry --all-failed   retry Failed changes now\n"
 	"  conflicts [--status open|resolved]\n"
 	"  resolve ID accept-primary|keep-local\n"
 	"  log [--status Synced|Failed|Skipped] [--source NAME]\n"
@@ -238,10 +243,13 @@ static int cmd_source(int argc, char **argv)
 	PGconn *c = NULL;
 
 	static const char usage[] =
-		"usage: tdgl-replica source add|list|remove ...\n\n"
+		"usage: tdgl-replica source add|list|remove|set|show ...\n\n"
 		"  source add NAME --url U --key K --secret S --tables t1,t2 ...  add a source\n"
 		"  source list                  list sources (never secrets)\n"
 		"  source remove NAME           remove a source\n"
+		"  source set NAME --cron EXPR --tz ZONE | --table T --insert-enabled off ...\n"
+		"                               change schedule, limits, retries, control flags\n"
+		"  source show NAME             schedule, limits and control flags of a source\n"
 		"Run `tdgl-replica source <command> --help` for a command's options.\n";
 
 	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
@@ -253,6 +261,10 @@ static int cmd_source(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "add"))
 		return cmd_source_add(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "set"))
+		return jobs_cli_source_set(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "show"))
+		return jobs_cli_source_show(argc - 1, argv + 1);
 	if (strcmp(argv[1], "list") && strcmp(argv[1], "remove")) {
 		fprintf(stderr, "error: unknown source command \"%s\"\n%s", argv[1], usage);
 		return 2;
@@ -300,6 +312,7 @@ static int cmd_pull(int argc, char **argv)
 		OPT_DB,
 		{ "secret-key", "TDGL_SECRET_KEY", "KEY", "key that encrypts secrets at rest", NULL },
 		{ "files-dir", "TDGL_FILES_DIR", "DIR", "where attachment files go", "./files" },
+		{ "dry-run", NULL, NULL, "only report what the pull would do; change nothing", NULL },
 		OPT_END
 	};
 	const char *pos[1] = { 0 };
@@ -309,7 +322,7 @@ static int cmd_pull(int argc, char **argv)
 	PGconn *c;
 	cJSON *o;
 
-	rc = args_parse(argc, argv, opts, "tdgl-replica pull NAME", pos, 1, &np);
+	rc = args_parse(argc, argv, opts, "tdgl-replica pull NAME [--dry-run]", pos, 1, &np);
 	if (rc)
 		return rc == 1 ? 0 : 2;
 	if (np != 1) {
@@ -325,6 +338,11 @@ static int cmd_pull(int argc, char **argv)
 	}
 	env.key_material = args_get(opts, "secret-key");
 	env.files_dir = args_get(opts, "files-dir");
+	if (args_get(opts, "dry-run")) {
+		rc = jobs_cli_dry_run(c, pos[0], env.key_material);
+		PQfinish(c);
+		return rc;
+	}
 	rc = pull_run(c, pos[0], "Manual", 0, &env, &r) < 0 ? 1 : 0;
 	o = cJSON_CreateObject();
 	cJSON_AddStringToObject(o, "source", pos[0]);
@@ -609,6 +627,8 @@ int main(int argc, char **argv)
 		return cmd_pull(argc, argv);
 	if (!strcmp(cmd, "conflicts"))
 		return cmd_conflicts(argc, argv);
+	if (!strcmp(cmd, "retry"))
+		return jobs_cli_retry(argc, argv);
 	if (!strcmp(cmd, "resolve"))
 		return cmd_resolve(argc, argv);
 	if (!strcmp(cmd, "log"))

@@ -9,25 +9,17 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "replica/apply.h"
+#include "replica/fetch.h"
 #include "replica/files.h"
 #include "replica/metrics.h"
 #include "replica/pull.h"
+#include "replica/retry.h"
+#include "replica/run.h"
 #include "replica/source.h"
 
 #define PULL_ROWS_LIMIT "500"
-#define PULL_MAX_BODY ((size_t)256 << 20)
 #define PULL_MAX_MS 10000   /* a run streams at most this long (then more = 1) */
 
-static const char Q_RUN_START[] =
-	"INSERT INTO tdgl.runs (source, trigger) VALUES ($1, $2) RETURNING id";
-static const char Q_RUN_END[] =
-	"UPDATE tdgl.runs SET ended_at = clock_timestamp(), status = $2, error = $3 WHERE id = $1 "
-	"RETURNING fetched, synced, failed, skipped, conflicts, pages";
-static const char Q_RUN_TRIGGER[] = "UPDATE tdgl.runs SET trigger = $2 WHERE id = $1";
-static const char Q_RUN_DROP[] = "DELETE FROM tdgl.runs WHERE id = $1";
-static const char Q_SOURCE_STATUS[] =
-	"UPDATE tdgl.sources SET last_run_at = now(), last_status = $2, last_error = $3 "
-	"WHERE name = $1";
 static const char Q_SET_START_CURSOR[] =
 	"UPDATE tdgl.sources SET cursor = $2, needs_resync = false "
 	"WHERE name = $1 AND cursor IS NULL";
@@ -46,6 +38,7 @@ struct pull_ctx {
 	struct timespec t0;
 	char auth[1024];
 	const char *hdrs[2];
+	struct fetch f;              /* rate limit and retries of every request (fetch.h) */
 };
 
 static int pull_stopping(const struct pull_ctx *p)
@@ -53,27 +46,19 @@ static int pull_stopping(const struct pull_ctx *p)
 	return p->env->stop && *p->env->stop;
 }
 
-/* GET base+path. Returns the HTTP status, or -1 on transport failure (error set). */
+/* GET base+path, rate limited and retried with backoff on transport errors and 5xx
+ * (fetch.h; a long-poll is tried once). Returns the final HTTP status, or -1 when no answer
+ * came (error set). */
 static long pull_get(struct pull_ctx *p, const char *path, long timeout_ms,
                      struct httpc_resp *resp)
 {
-	struct httpc_opts opts = { .timeout_ms = timeout_ms, .max_body = PULL_MAX_BODY };
-	struct buf url = { 0 };
-	long st = -1;
+	const char *w = strstr(path, "&wait=");
+	long st;
 
-	buf_puts(&url, p->s.url);
-	while (url.len && url.data[url.len - 1] == '/')
-		url.data[--url.len] = '\0';
-	buf_puts(&url, path);
-	httpc_resp_free(resp);
-	memset(resp, 0, sizeof *resp);
-	if (httpc_request("GET", url.data, p->hdrs, NULL, 0, &opts, resp) < 0) {
-		snprintf(p->r->error, sizeof p->r->error, "primary unreachable: %s", resp->err);
-		goto out;
-	}
-	st = resp->status;
-out:
-	buf_free(&url);
+	p->f.attempts = w && strcmp(w, "&wait=0") ? 1 : 0;
+	st = fetch_get(&p->f, path, timeout_ms, resp);
+	if (st < 0)
+		snprintf(p->r->error, sizeof p->r->error, "%s", p->f.error);
 	return st;
 }
 
@@ -346,25 +331,19 @@ int pull_run(PGconn *c, const char *name, const char *trigger, int wait_s,
              const struct pull_env *env, struct pull_result *out)
 {
 	struct pull_ctx p = { .c = c, .env = env, .r = out };
-	struct timespec t0;
-	char rid[32], lerr[512];
-	PGresult *res = NULL;
+	struct retry_counts retried = { 0 };
+	char lerr[512];
 	int rc = -1, loaded = 0;
+	cJSON *row = NULL;
 
 	memset(out, 0, sizeof *out);
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	p.t0 = t0;
+	clock_gettime(CLOCK_MONOTONIC, &p.t0);
 	metrics_add(M_PULLS, 1);
-	{
-		const char *params[2] = { name, trigger };
-		res = db_exec(c, "run start", Q_RUN_START, 2, params);
-		if (!res) {
-			snprintf(out->error, sizeof out->error, "database: %s", db_last_error());
-			goto finish;
-		}
-		out->run_id = atol(PQgetvalue(res, 0, 0));
-		PQclear(res);
-		res = NULL;
+	/* a long-poll round is announced only if it brings something (run_finish) */
+	out->run_id = run_start(c, name, trigger, wait_s > 0 ? RUN_QUIET : 0);
+	if (!out->run_id) {
+		snprintf(out->error, sizeof out->error, "database: %s", db_last_error());
+		goto finish;
 	}
 	switch (source_load(c, name, env->key_material, &p.s, lerr, sizeof lerr)) {
 	case 0:
@@ -377,17 +356,27 @@ int pull_run(PGconn *c, const char *name, const char *trigger, int wait_s,
 	snprintf(p.auth, sizeof p.auth, "Authorization: token %s:%s", p.s.api_key, p.s.api_secret);
 	p.hdrs[0] = p.auth;
 	p.hdrs[1] = NULL;
+	p.f = (struct fetch){ .source = name, .base_url = p.s.url, .headers = p.hdrs,
+	                      .rate = fetch_rate_of(c, name), .stop = env->stop };
+	/* a primary that is down fails the run at once: nothing fetched, nothing touched */
+	if (fetch_health(&p.f) < 0) {
+		snprintf(out->error, sizeof out->error, "%s", p.f.error);
+		goto finish;
+	}
 	if (!p.s.cursor) {
 		/* the run is recorded as what it mostly is: the initial copy */
-		const char *params[2] = { rid, "Initial" };
-		snprintf(rid, sizeof rid, "%ld", out->run_id);
-		db_run(c, "run trigger", Q_RUN_TRIGGER, 2, params);
-		trigger = "Initial";
+		run_set_trigger(c, out->run_id, "Initial");
 		if (pull_initial(&p) < 0)
 			goto finish;
 	}
 	if (pull_stream(&p, wait_s) < 0)
 		goto finish;
+	/* Failed changes whose retry is due go along with a run that found the primary up */
+	if (retry_due(c, name, out->run_id, &retried) > 0) {
+		out->synced += retried.synced;
+		out->skipped += retried.skipped;
+		out->failed_changes += retried.failed;
+	}
 	rc = 0;
 finish:
 	out->failed = rc < 0;
@@ -395,35 +384,20 @@ finish:
 	         rc < 0 ? "Failed" : out->failed_changes > 0 ? "Partial" : "Success");
 	if (rc < 0)
 		metrics_add(M_PULL_FAILURES, 1);
-	if (out->run_id) {
-		const char *params[3] = { rid, out->status, rc < 0 ? out->error : NULL };
-		snprintf(rid, sizeof rid, "%ld", out->run_id);
-		if (rc == 0 && wait_s > 0 && out->pages == 0) {
-			/* an idle long-poll round is not a run worth recording */
-			db_run(c, "run drop", Q_RUN_DROP, 1, params);
-		} else {
-			res = db_exec(c, "run end", Q_RUN_END, 3, params);
-			PQclear(res);
-			res = NULL;
-			params[0] = name;
-			db_run(c, "source status", Q_SOURCE_STATUS, 3, params);
-			if (rc < 0)
-				log_warn("pull %s (run %ld, %s): Failed: %s", name, out->run_id, trigger,
-				         out->error);
-			else
-				log_info("pull %s (run %ld, %s): %s fetched=%ld synced=%ld failed=%ld "
-				         "skipped=%ld conflicts=%ld pages=%ld in %ld ms", name, out->run_id,
-				         trigger, out->status, out->fetched, out->synced,
-				         out->failed_changes, out->skipped, out->conflicts, out->pages,
-				         pull_ms_since(&t0));
-		}
+	if (out->run_id && rc == 0 && wait_s > 0 && out->pages == 0 && !retried.tried) {
+		run_drop(c, out->run_id);   /* an idle long-poll round is not a run worth recording */
+	} else if (out->run_id) {
+		if (out->conflicts > 0)
+			run_publish_conflicts(c, out->run_id);
+		/* the run summary line and run.completed / run.failed (run.h) */
+		row = run_finish(c, out->run_id, out->status, rc < 0 ? out->error : NULL);
 	} else {
 		log_warn("pull %s: %s", name, out->error);
 	}
+	cJSON_Delete(row);
 	if (loaded) {
 		explicit_bzero(p.auth, sizeof p.auth);
 		source_free(&p.s);
 	}
-	PQclear(res);
 	return rc;
 }

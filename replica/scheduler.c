@@ -7,10 +7,12 @@
 #include <time.h>
 #include "common/crypto.h"
 #include "common/db.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "replica/metrics.h"
 #include "replica/notify.h"
 #include "replica/scheduler.h"
+#include "replica/settings.h"
 #include "replica/source.h"
 
 #define SCHED_BACKOFF_MAX_S 60
@@ -30,6 +32,11 @@ struct worker {
 	char *push_secret;           /* opened at reload; NULL when none */
 	int backoff_s;
 	struct timespec next_due;    /* CLOCK_MONOTONIC */
+	char *cron, *tz;             /* cron schedule (NULL: every poll_interval s) */
+	int planned;                 /* next_due follows the schedule (after the first pull) */
+	int plan_interval;           /* the poll_interval the schedule text and plan are for */
+	time_t next_wall;            /* the scheduled pull, wall clock (0: not planned yet) */
+	char schedule[192];          /* "every 60 s", "cron 30 4 * * 1-5 (America/New_York)" */
 	char *last_result;           /* JSON text of the last pull */
 	struct worker *next;
 };
@@ -103,6 +110,21 @@ static cJSON *sched_result_json(const struct pull_result *r, const char *name)
 	if (r->failed)
 		cJSON_AddStringToObject(o, "error", r->error);
 	return o;
+}
+
+/* Call with s->mu held: next_due from the schedule (interval or cron, settings.h). */
+static void sched_plan(struct worker *w)
+{
+	time_t now = time(NULL), next;
+
+	settings_schedule(w->cron, w->tz, w->poll_interval, now, &next, w->schedule,
+	                  sizeof w->schedule);
+	if (next == (time_t)-1)
+		next = now + 366L * 86400;   /* a cron that never fires again: look once a year */
+	w->next_wall = next;
+	w->planned = 1;
+	w->plan_interval = w->poll_interval;
+	sched_after(&w->next_due, (long)(next - now) * 1000L);
 }
 
 static void *sched_worker(void *arg)
@@ -186,7 +208,7 @@ static void *sched_worker(void *arg)
 			log_info("pull %s: next attempt in %d s", w->name, w->backoff_s);
 		} else {
 			w->backoff_s = 0;
-			sched_after(&w->next_due, w->poll_interval * 1000L);
+			sched_plan(w);
 			if (r.more && !w->pending) {
 				w->pending = 1;   /* the primary had more: continue at once */
 				snprintf(w->trigger, sizeof w->trigger, "%s", trigger);
@@ -239,6 +261,9 @@ int sched_reload(struct sched *s)
 	for (int i = 0; i < n; i++) {
 		struct source src;
 		struct worker *w;
+		cJSON *set = settings_get(c, names[i]);
+		const char *cron = set ? json_get_string(set, "cron") : NULL;
+		const char *tz = set ? json_get_string(set, "tz") : NULL;
 
 		/* a source whose secret cannot be opened still gets a worker: its pulls fail
 		 * visibly (runs, status, log) with backoff instead of silently never running */
@@ -272,7 +297,26 @@ int sched_reload(struct sched *s)
 		} else if (w && !w->poll_interval) {
 			w->poll_interval = 60;
 		}
+		if (w && (!w->schedule[0] || strcmp(cron ? cron : "", w->cron ? w->cron : "") ||
+		          strcmp(tz ? tz : "", w->tz ? w->tz : "") ||
+		          w->poll_interval != w->plan_interval)) {
+			free(w->cron);
+			free(w->tz);
+			w->cron = cron ? strdup(cron) : NULL;
+			w->tz = tz ? strdup(tz) : NULL;
+			if (w->planned && !w->backoff_s) {
+				sched_plan(w);   /* a new schedule applies from now */
+				pthread_cond_broadcast(&s->cv);
+			} else {
+				time_t next;   /* only the text until the first pull plans */
+
+				w->plan_interval = w->poll_interval;
+				settings_schedule(w->cron, w->tz, w->poll_interval, time(NULL), &next,
+				                  w->schedule, sizeof w->schedule);
+			}
+		}
 		pthread_mutex_unlock(&s->mu);
+		cJSON_Delete(set);
 		if (loaded)
 			source_free(&src);
 	}
@@ -383,6 +427,13 @@ cJSON *sched_status(struct sched *s)
 		cJSON_AddBoolToObject(o, "pending", w->pending);
 		cJSON_AddBoolToObject(o, "long_poll", w->long_poll);
 		cJSON_AddNumberToObject(o, "backoff_s", w->backoff_s);
+		cJSON_AddStringToObject(o, "schedule", w->schedule);
+		if (w->planned && w->next_wall && !w->backoff_s && !w->long_poll) {
+			char iso[32];
+
+			settings_time_iso(w->next_wall, iso, sizeof iso);
+			cJSON_AddStringToObject(o, "next_run_at", iso);
+		}
 		if (w->last_result)
 			cJSON_AddItemToObject(o, "last_pull", cJSON_Parse(w->last_result));
 		cJSON_AddItemToArray(arr, o);
@@ -429,6 +480,8 @@ void sched_stop(struct sched *s, int timeout_ms)
 		s->workers = w->next;
 		free(w->name);
 		free(w->push_secret);
+		free(w->cron);
+		free(w->tz);
 		free(w->last_result);
 		free(w);
 	}

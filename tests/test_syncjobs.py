@@ -536,7 +536,8 @@ def test_stuck_event_subscriber_never_delays_a_pull(primary, replica):
         primary.sql("INSERT INTO customer VALUES (%s, 'x', 'X', 1)", (i,))
         r = replica.api("POST", "/api/sources/main/pull?wait=1")
         assert r.status_code == 200 and r.json()["status"] == "Success"
-    wait_until(lambda: live.types().count("run.completed") == 40, what="40 run.completed")
+    wait_until(lambda: live.types().count("run.completed") == 40, timeout=60,
+               what="40 run.completed")
     assert replica.one("SELECT count(*) FROM customer") == 40
     stuck.close()
     live.close()
@@ -553,6 +554,8 @@ def test_rate_limit_spaces_requests_also_during_initial_sync(primary, replica):
     times = [t for t, _ in proxy.requests]
     assert len(proxy.paths("/api/rows")) >= 4
     gaps = [b - a for a, b in zip(times, times[1:])]
-    assert min(gaps) >= 0.18, gaps           # 5 per second: 200 ms apart
+    # 5 per second: requests start 200 ms apart (arrivals jitter by a connection set-up)
+    assert times[-1] - times[0] >= 0.2 * len(gaps) - 0.05, gaps
+    assert min(gaps) >= 0.12, gaps
     source_set(replica, "--rate-limit", "0")
     proxy.close()
