@@ -159,10 +159,10 @@ static int pull_initial(struct pull_ctx *p)
 			}
 			st = pull_get(p, path.data, 120000, &resp);
 			if (st != 200 || pull_stopping(p)) {
-				if (st > 0)
-					pull_http_error(p, p->s.table[t], &resp);
-				else if (st == 200)
+				if (st == 200)
 					snprintf(p->r->error, sizeof p->r->error, "stopping");
+				else if (st > 0)
+					pull_http_error(p, p->s.table[t], &resp);
 				free(etab);
 				goto out;
 			}
