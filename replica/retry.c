@@ -53,6 +53,11 @@ static const char Q_DUE[] =
 	"WHERE s.source = $1 AND s.status = 'Failed' AND s.next_retry_at <= now() "
 	"AND s.attempts - 1 < src.max_retries AND s.run_id IS DISTINCT FROM $2::bigint "
 	"ORDER BY s.id LIMIT 1000";
+static const char Q_NEXT_DUE[] =
+	"SELECT coalesce(floor(extract(epoch FROM min(s.next_retry_at)))::bigint, 0) "
+	"FROM tdgl.sync_log s JOIN tdgl.sources src ON src.name = s.source "
+	"WHERE s.source = $1 AND s.status = 'Failed' AND s.next_retry_at IS NOT NULL "
+	"AND s.attempts - 1 < src.max_retries";
 static const char Q_FAILED_IDS[] =
 	"SELECT id FROM tdgl.sync_log WHERE status = 'Failed' AND source = $1 ORDER BY id "
 	"LIMIT 10000";
@@ -218,6 +223,18 @@ long retry_due(PGconn *c, const char *source, long run_id, struct retry_counts *
 		n->skipped += mine.skipped;
 	}
 	return rc < 0 ? -1 : mine.tried;
+}
+
+time_t retry_next_due(PGconn *c, const char *source)
+{
+	const char *p[1] = { source };
+	PGresult *res = db_exec(c, "retry: next due", Q_NEXT_DUE, 1, p);
+	time_t t = 0;
+
+	if (res && PQntuples(res) == 1)
+		t = (time_t)atoll(PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return t;
 }
 
 cJSON *retry_log_entry(PGconn *c, long log_id)

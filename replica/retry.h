@@ -9,6 +9,7 @@
 #ifndef TDGL_REPLICA_RETRY_H
 #define TDGL_REPLICA_RETRY_H
 #include <stddef.h>
+#include <time.h>
 #include <libpq-fe.h>
 #include <cjson/cJSON.h>
 
@@ -19,6 +20,9 @@ struct retry_counts {
 /* Retries the due Failed changes of `source` inside run run_id (adding to its counts).
  * Returns the number tried, or -1 on a database error. */
 long retry_due(PGconn *c, const char *source, long run_id, struct retry_counts *n);
+/* When the next automatic retry of a Failed change of `source` is due (unix time), or 0
+ * when none is pending. Lets a scheduler wake for it between scheduled pulls. */
+time_t retry_next_due(PGconn *c, const char *source);
 /* Forces a retry of log entry log_id now (whatever its attempts), as a run with trigger
  * Retry. Returns 200 with *out = {"entry": <log row>, "run": <run row>}, 404 unknown id,
  * 409 not Failed, 500; err holds the message when not 200. */

@@ -11,6 +11,7 @@
 #include "common/log.h"
 #include "replica/metrics.h"
 #include "replica/notify.h"
+#include "replica/retry.h"
 #include "replica/scheduler.h"
 #include "replica/settings.h"
 #include "replica/source.h"
@@ -35,6 +36,7 @@ struct worker {
 	char *cron, *tz;             /* cron schedule (NULL: every poll_interval s) */
 	int planned;                 /* next_due follows the schedule (after the first pull) */
 	int plan_interval;           /* the poll_interval the schedule text and plan are for */
+	int retry_wake;              /* next_due is a Failed change's retry, before the schedule */
 	time_t next_wall;            /* the scheduled pull, wall clock (0: not planned yet) */
 	char schedule[192];          /* "every 60 s", "cron 30 4 * * 1-5 (America/New_York)" */
 	char *last_result;           /* JSON text of the last pull */
@@ -122,6 +124,7 @@ static void sched_plan(struct worker *w)
 	if (next == (time_t)-1)
 		next = now + 366L * 86400;   /* a cron that never fires again: look once a year */
 	w->next_wall = next;
+	w->retry_wake = 0;
 	w->planned = 1;
 	w->plan_interval = w->poll_interval;
 	sched_after(&w->next_due, (long)(next - now) * 1000L);
@@ -139,6 +142,7 @@ static void *sched_worker(void *arg)
 		char trigger[16], err[256];
 		long taken;
 		int wait_s, rc;
+		time_t retry_at = 0;
 		cJSON *rj;
 		char *txt;
 
@@ -157,9 +161,10 @@ static void *sched_worker(void *arg)
 			snprintf(trigger, sizeof trigger, "%s", w->trigger);
 			wait_s = 0;
 		} else {
-			snprintf(trigger, sizeof trigger, "Scheduler");
+			snprintf(trigger, sizeof trigger, "%s", w->retry_wake ? "Retry" : "Scheduler");
 			wait_s = w->long_poll ? SCHED_LONG_POLL_S : 0;
 		}
+		w->retry_wake = 0;
 		w->pending = 0;
 		taken = w->req_seq;
 		w->running = 1;
@@ -190,6 +195,8 @@ static void *sched_worker(void *arg)
 			rc = -1;
 		} else {
 			rc = pull_run(c, w->name, trigger, wait_s, &s->env, &r);
+			if (rc == 0)
+				retry_at = retry_next_due(c, w->name);
 		}
 		rj = sched_result_json(&r, w->name);
 		txt = cJSON_PrintUnformatted(rj);
@@ -209,6 +216,14 @@ static void *sched_worker(void *arg)
 		} else {
 			w->backoff_s = 0;
 			sched_plan(w);
+			if (retry_at > 0 && retry_at < w->next_wall && !w->long_poll) {
+				/* a Failed change comes due before the next scheduled pull */
+				time_t now = time(NULL);
+
+				sched_after(&w->next_due, retry_at > now ? (long)(retry_at - now) * 1000L : 0);
+				w->next_wall = retry_at;
+				w->retry_wake = 1;
+			}
 			if (r.more && !w->pending) {
 				w->pending = 1;   /* the primary had more: continue at once */
 				snprintf(w->trigger, sizeof w->trigger, "%s", trigger);

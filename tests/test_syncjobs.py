@@ -170,6 +170,21 @@ def test_failed_change_superseded_by_a_later_change_is_skipped(primary, replica)
     assert p.returncode == 1 and "only Failed" in p.stderr
 
 
+def test_scheduler_wakes_for_a_due_retry_between_scheduled_pulls(primary, replica):
+    pair(primary, replica, CUSTOMER, ["customer"], "--poll-interval", "3600",
+         replica_ddl=[CHECKED])
+    source_set(replica, "--retry-base", "1")
+    pull(replica)
+    serve_idle(replica)
+    primary.sql("INSERT INTO customer VALUES (1, 'a', 'X', -1)")
+    r = replica.api("POST", "/api/sources/main/pull?wait=1").json()
+    assert r["failed"] == 1, r
+    replica.sql("ALTER TABLE customer DROP CONSTRAINT customer_amount_check")
+    replica.wait_rows("SELECT id FROM customer", [(1,)], timeout=20)
+    assert replica.one("SELECT trigger FROM tdgl.runs ORDER BY id DESC LIMIT 1") == "Retry"
+    assert log_entries(replica, "Failed") == []
+
+
 def test_retry_endpoint_and_cli_force_a_retry_now(primary, replica):
     pair(primary, replica, CUSTOMER, ["customer"], "--poll-interval", "3600",
          replica_ddl=[CHECKED])
