@@ -604,27 +604,40 @@ DECLARE
 	cnf   int := 0;
 	ign   int := 0;
 	files jsonb := '[]';
+	page_ch  tdgl.change[];
+	page_tbl text[];
+	newest   timestamptz;
 BEGIN
 	PERFORM set_config('tdgl.applying', 'on', true);
+	-- One pass over the page: each change's text is parsed once (json_to_record). Reading
+	-- fields with -> / ->> re-parses the whole change per field (~10 times per change: half
+	-- of this function's CPU in a profile). Non-object elements become all-NULL changes,
+	-- ignored below as before.
+	SELECT coalesce(array_agg(ROW(t.ord::int, f.id, f.op,
+	           CASE WHEN json_typeof(f.pk) = 'object' THEN f.pk END,
+	           CASE WHEN json_typeof(f.old_pk) = 'object' THEN f.old_pk END,
+	           CASE WHEN json_typeof(f."row") = 'object' THEN f."row" END)::tdgl.change
+	           ORDER BY t.ord), '{}'),
+	       coalesce(array_agg(f."table" ORDER BY t.ord), '{}'),
+	       max(f.changed_at)
+	INTO page_ch, page_tbl, newest
+	FROM json_array_elements(p_page -> 'changes') WITH ORDINALITY AS t(x, ord)
+	CROSS JOIN LATERAL json_to_record(CASE WHEN json_typeof(t.x) = 'object' THEN t.x END)
+		AS f(id bigint, "table" text, op text, pk json, old_pk json, "row" json,
+		     changed_at timestamptz);
 	UPDATE tdgl.sources SET cursor = p_cursor, cursor_moved_at = now(),
-	       last_change_at = greatest(last_change_at,
-	           (SELECT max((x ->> 'changed_at')::timestamptz)
-	            FROM json_array_elements(p_page -> 'changes') AS x))
+	       last_change_at = greatest(last_change_at, newest)
 	WHERE name = p_source AND cursor IS NOT DISTINCT FROM p_prev_cursor;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'cursor of source "%" moved: another pull applied this page', p_source
 			USING ERRCODE = '40001';
 	END IF;
-	fch := json_array_length(p_page -> 'changes');
+	fch := cardinality(page_ch);
 	FOR r IN
 		WITH e AS (
-			SELECT t.ord::int AS ord, (t.x ->> 'id')::bigint AS id, t.x ->> 'table' AS tbl,
-			       t.x ->> 'op' AS op,
-			       CASE WHEN json_typeof(t.x -> 'pk') = 'object' THEN t.x -> 'pk' END AS pk,
-			       CASE WHEN json_typeof(t.x -> 'old_pk') = 'object' THEN t.x -> 'old_pk' END AS old_pk,
-			       CASE WHEN json_typeof(t.x -> 'row') = 'object' THEN t.x -> 'row' END AS "row",
-			       CASE t.x ->> 'op' WHEN 'Delete' THEN 'D' WHEN 'Rename' THEN 'R' ELSE 'U' END AS cls
-			FROM json_array_elements(p_page -> 'changes') WITH ORDINALITY AS t(x, ord)
+			SELECT u.ord, u.id, u.tbl, u.op, u.pk, u.old_pk, u."row",
+			       CASE u.op WHEN 'Delete' THEN 'D' WHEN 'Rename' THEN 'R' ELSE 'U' END AS cls
+			FROM unnest(page_ch, page_tbl) AS u(ord, id, op, pk, old_pk, "row", tbl)
 		), s AS (
 			SELECT e2.*, sum(CASE WHEN e2.ptbl IS DISTINCT FROM e2.tbl
 			                        OR e2.pcls IS DISTINCT FROM e2.cls THEN 1 ELSE 0 END)
