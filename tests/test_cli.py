@@ -135,6 +135,14 @@ def test_unknown_flag_is_a_usage_error(binary, cmd):
 
 
 @pytest.mark.parametrize("binary", BINARIES)
+def test_unknown_flag_is_a_usage_error_for_every_listed_command(binary):
+    for cmd in sorted(commands(binary) - REQUIRED[binary]):     # the others: above
+        p = cli(binary, *cmd.split(), "--no-such-flag", env={"TDGL_DB": "dbname=nothing"})
+        assert p.returncode == 2, f"{binary} {cmd}: exit {p.returncode}\n{p.stdout}{p.stderr}"
+        assert "no-such-flag" in p.stderr and "usage:" in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("binary", BINARIES)
 def test_unknown_command_is_a_usage_error(binary):
     p = cli(binary, "frobnicate")
     assert p.returncode == 2

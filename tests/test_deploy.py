@@ -493,13 +493,16 @@ def test_readme_and_docs_links_resolve():
 
 def test_api_doc_covers_every_route_in_the_code():
     doc = read("docs/api.md")
-    for src in ("primary/api.c", "replica/api.c"):
+    sources = [f"{d}/{f}" for d in ("primary", "replica")
+               for f in sorted(os.listdir(os.path.join(ROOT, d))) if re.match(r".*api\.c$", f)]
+    assert "primary/api.c" in sources and "replica/api.c" in sources
+    for src in sources:
         code = read(src)
         routes = set(re.findall(r'str(?:n?)cmp\(path, "(/[a-z/_]+)"', code))
         routes |= {a + "<x>" + b for a, b in
                    re.findall(r'api_match\(path, "(/[a-z/_]+/)", "([a-z/_]*)"', code)}
         routes -= {"/api/", "/api"}
-        assert len(routes) >= 5, (src, routes)
+        assert len(routes) >= 3, (src, routes)
         for r in routes:
             pattern = re.escape(r.split("<x>")[0]) + (r"(?:&lt;[a-z]+&gt;|<[a-z]+>)" +
                                                       re.escape(r.split("<x>")[1])
