@@ -546,7 +546,9 @@ def write_results(meta, total_s):
     block = (f"<!-- bench:begin (written by bench/run.py; edit outside the markers) -->\n"
              f"Last run: {meta['date']} on {meta['machine']}; scale {meta['scale']} "
              f"(sizes {meta['sizes']}); figures {meta['figures']}; {total_s:.0f} s; "
-             f"commit {meta['commit']}.\n\n{table_md(RESULTS)}\n<!-- bench:end -->")
+             f"commit {meta['commit']}; 1-min load average after each figure "
+             f"{meta['load']} (this machine is shared: other work runs during the "
+             f"benchmark).\n\n{table_md(RESULTS)}\n<!-- bench:end -->")
     path = os.path.join(ROOT, "BENCHMARKS.md")
     text = open(path).read() if os.path.exists(path) else "# Benchmarks\n\n"
     if "<!-- bench:begin" in text and "<!-- bench:end -->" in text:
@@ -574,7 +576,7 @@ def main():
                             capture_output=True, text=True).stdout.strip()
     meta = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "machine": machine(), "scale": a.scale, "sizes": sz, "figures": figs,
-            "commit": commit}
+            "commit": commit, "load": {}}
     log(f"tdgl bench: {meta['machine']}")
     log(f"scale {a.scale}: {sz}; work dir {a.workdir}")
     t0 = time.monotonic()
@@ -588,7 +590,9 @@ def main():
                 except Exception as e:  # noqa: BLE001 - one broken figure does not stop the rest
                     log(f"figure {f} FAILED: {e!r}")
                     record(f, "figure failed", None, "", note=repr(e)[:200])
-                log(f"figure {f} took {time.monotonic() - t1:.0f} s")
+                load = open("/proc/loadavg").read().split()[0]
+                meta["load"][f] = float(load)
+                log(f"figure {f} took {time.monotonic() - t1:.0f} s (load average {load})")
     finally:
         b.close()
     total = time.monotonic() - t0

@@ -177,6 +177,13 @@ class Bench:
         os.makedirs(workdir)
         if os.geteuid() == 0:
             shutil.chown(workdir, "postgres")
+        # private copies: other people rebuilding bin/ mid-run must not break or change it
+        global BIN
+        mine = os.path.join(workdir, "bin")
+        os.makedirs(mine)
+        for f in ("tdgl-primary", "tdgl-replica"):
+            shutil.copy2(os.path.join(BIN, f), os.path.join(mine, f))
+        BIN = mine
         self.procs = []
         self.clusters = []
         self.primary = Cluster(workdir, "primary-site", "wal_level = logical\n")
