@@ -2,6 +2,7 @@
  * every option with an environment fallback shown in --help), connects, runs, and exits
  * 0 ok, 1 runtime error, 2 usage error. */
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -306,6 +307,12 @@ static int cmd_serve(int argc, char **argv)
 
 	if (rc >= 0)
 		return rc;
+	/* A page is a ~200 KB buffer built and freed per request on the server's threads: keep
+	 * freed memory in the malloc arenas instead of handing it back to the kernel and
+	 * faulting it in again on the next page (bench: 5.2 -> 2.1 ms CPU of this process per
+	 * page of 500 changes). */
+	mallopt(M_MMAP_THRESHOLD, 4 << 20);
+	mallopt(M_TRIM_THRESHOLD, 16 << 20);
 	retention = args_duration(args_get(opts, "retention"));
 	interval = args_duration(args_get(opts, "purge-interval"));
 	if (retention < 0 || interval < 0) {
