@@ -165,7 +165,9 @@ class FakePrimary:
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):
                 path = urllib.parse.urlsplit(self.path).path
-                if path == "/api/snapshot":
+                if path == "/health":
+                    status, body = 200, b'{"status":"ok"}'
+                elif path == "/api/snapshot":
                     status, body = 200, b'{"cursor":"c0"}'
                 elif path == "/api/rows":
                     status, body = 200, b'{"rows":[],"next":null}'

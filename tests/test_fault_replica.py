@@ -175,11 +175,21 @@ def test_cut_or_truncated_pages_apply_nothing_then_catch_up(primary, replica, pr
                              env=replica_env(replica), stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
         if mode.startswith("stall"):
-            # the stalled transfer is cut while the pull waits on it: no hung pull
-            wait_until(lambda: proxy.stats()["down"] >= down + 3000, timeout=10,
-                       what="bytes down")
-            proxy.cmd("drop")
+            # each stalled transfer is cut while the pull waits on it (retries included):
+            # no hung pull
+            def cut_stalls():
+                seen = down
+                while p.poll() is None:
+                    now = proxy.stats()["down"]
+                    if now >= seen + 3000:
+                        proxy.cmd("drop")
+                        seen = now
+                    time.sleep(0.05)  # noqa: polling the proxy, not waiting for a result
+            cutter = threading.Thread(target=cut_stalls)
+            cutter.start()
         out, err = p.communicate(timeout=60)
+        if mode.startswith("stall"):
+            cutter.join()
         assert time.monotonic() - t0 < 20, f"{mode}: the pull hung"
         assert p.returncode != 0 or json.loads(out)["status"] == "Failed", (mode, out, err)
         assert synced(replica) == before, f"{mode}: part of a page was applied"
