@@ -65,6 +65,19 @@ static long fetch_once(struct fetch *f, const char *url, long timeout_ms,
 	return resp->status;
 }
 
+/* A transport failure before any response: worth another attempt (see fetch.h). */
+static int fetch_retryable(const char *err)
+{
+	static const char *const marks[] = { "Failed to connect", "Couldn't connect",
+		"Connection refused", "Could not resolve", "Empty reply from server",
+		"Connection timed out", " 0 bytes received" };
+
+	for (size_t i = 0; i < sizeof marks / sizeof *marks; i++)
+		if (strstr(err, marks[i]))
+			return 1;
+	return 0;
+}
+
 static void fetch_url(const struct fetch *f, const char *path, struct buf *url)
 {
 	buf_puts(url, f->base_url);
@@ -84,7 +97,7 @@ long fetch_get(struct fetch *f, const char *path, long timeout_ms, struct httpc_
 		double d;
 
 		st = fetch_once(f, url.data, timeout_ms, resp);
-		if (st >= 0 && st < 500)
+		if ((st >= 0 && st < 500) || (st < 0 && !fetch_retryable(resp->err)))
 			break;
 		if (st >= 500)
 			snprintf(f->error, sizeof f->error, "primary answered %ld", st);

@@ -1,7 +1,10 @@
 /* fetch: GET requests from a replica to one primary, as a sync engine should make them:
  * rate limited per source (ratelimit.h; 0 = unlimited), and retried with exponential
- * backoff and jitter on transport failures and 5xx answers, up to FETCH_ATTEMPTS attempts
- * (a 4xx is an answer, not retried). fetch_health() is the check made before a pull.
+ * backoff and jitter, up to FETCH_ATTEMPTS attempts, when the primary could not be reached
+ * (connection refused or failed, no reply, a timeout before any byte arrived) or answered
+ * 5xx. A transfer cut or truncated midway is not retried: that is a broken link, better
+ * left to the scheduler's backoff than retried into another stall. A 4xx is an answer.
+ * fetch_health() is the check made before a pull.
  * The Authorization header value is the caller's; it is never logged or put in an error. */
 #ifndef TDGL_REPLICA_FETCH_H
 #define TDGL_REPLICA_FETCH_H
