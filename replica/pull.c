@@ -13,6 +13,7 @@
 #include "replica/files.h"
 #include "replica/metrics.h"
 #include "replica/pull.h"
+#include "replica/ratelimit.h"
 #include "replica/retry.h"
 #include "replica/run.h"
 #include "replica/source.h"
@@ -99,10 +100,14 @@ static void pull_count(struct pull_ctx *p, const cJSON *sum)
 static void pull_files(struct pull_ctx *p, const cJSON *sum)
 {
 	const cJSON *files = cJSON_GetObjectItemCaseSensitive(sum, "files"), *f;
+	struct ratelimit *rl = ratelimit_for(p->s.name, p->f.rate);
 
 	cJSON_ArrayForEach(f, files) {
 		if (!cJSON_IsString(f))
 			continue;
+		/* attachment requests count against the source's rate limit too */
+		if (rl && ratelimit_wait_stop(rl, p->env->stop) < 0)
+			break;
 		if (files_fetch(p->c, p->s.url, p->auth, p->env->files_dir, f->valuestring) == 0)
 			metrics_add(M_FILES_FETCHED, 1);
 		else
