@@ -362,7 +362,7 @@ def test_oversized_bodies_headers_and_urls_refused_server_healthy(site):
         assert status_of(out) in (400, 413, 414, 431) or out == b"", out[:200]
     # chunked upload that never ends within the limit
     out = raw_exchange(url, b"GET /api/changes HTTP/1.1\r\nHost: x\r\n" + a +
-                       b"Transfer-Encoding: chunked\r\n\r\n" +
+                       b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n" +
                        b"".join(b"8000\r\n" + b"z" * 0x8000 + b"\r\n" for _ in range(4)) +
                        b"0\r\n\r\n")
     assert status_of(out) == 413, out[:200]

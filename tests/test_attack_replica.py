@@ -261,7 +261,7 @@ def test_admin_api_oversized_and_slow_requests_refused_server_healthy(replica):
                        b"Content-Length: 5000000\r\n\r\n" + b"{" * 100000)
     assert status_of(out) == 413, out[:200]
     out = raw_exchange(url, b"POST /api/sources HTTP/1.1\r\nHost: x\r\n" + a +
-                       b"Transfer-Encoding: chunked\r\n\r\n" +
+                       b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n" +
                        b"".join(b"10000\r\n" + b"[" * 0x10000 + b"\r\n" for _ in range(40)) +
                        b"0\r\n\r\n")
     assert status_of(out) == 413, out[:200]
