@@ -4,6 +4,8 @@ CC      ?= cc
 PREFIX  ?= /usr/local
 DESTDIR ?=
 PYTHON  ?= /usr/bin/python3
+# Integration tests mostly wait on servers, so they run in parallel workers (pytest-xdist).
+TEST_JOBS ?= 4
 BUILD   := build$(if $(SANITIZE),-san)
 BIN     := bin$(if $(SANITIZE),-san)
 
@@ -63,7 +65,7 @@ integration: all
 	TDGL_BIN=$(CURDIR)/$(BIN) $(PYTHON) -m pytest -q -x -p no:cacheprovider tests $(PYTEST_ARGS)
 
 test: deps all unit
-	TDGL_BIN=$(CURDIR)/$(BIN) $(PYTHON) -m pytest -q -p no:cacheprovider tests $(PYTEST_ARGS)
+	TDGL_BIN=$(CURDIR)/$(BIN) $(PYTHON) -m pytest -q -p no:cacheprovider -n $(TEST_JOBS) tests $(PYTEST_ARGS)
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin

@@ -106,9 +106,13 @@ class Cluster:
     def new_db(self, prefix="t"):
         self._dbs += 1
         name = f"{prefix}{self._dbs}"
-        with self.connect() as c, c.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{name}"')
-        c.close()
+        # not `with conn:` - psycopg2 opens a transaction there, which CREATE DATABASE refuses
+        conn = self.connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            conn.close()
         return name
 
 

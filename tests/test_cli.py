@@ -7,25 +7,9 @@ import subprocess
 
 import pytest
 
-import harness
 from harness import TDGL_BIN, free_port, sanitizer_report
 
 
-def _new_db(self, prefix="t"):
-    # psycopg2 >= 2.9 opens a transaction in `with conn:` even in autocommit, which CREATE
-    # DATABASE refuses (harness.Cluster.new_db; patched here as the other test files do).
-    self._dbs += 1
-    name = f"{prefix}{self._dbs}"
-    conn = self.connect()
-    try:
-        with conn.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        conn.close()
-    return name
-
-
-harness.Cluster.new_db = _new_db
 
 BINARIES = ("tdgl-primary", "tdgl-replica")
 # The commands the issue and DESIGN.md promise; more may exist (read from the main --help).

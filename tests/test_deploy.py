@@ -12,25 +12,9 @@ import pytest
 import requests
 import yaml
 
-import harness
 from harness import IS_ROOT, TDGL_BIN, free_port, wait_until
 
 
-def _new_db(self, prefix="t"):
-    # psycopg2 >= 2.9 opens a transaction in `with conn:` even in autocommit, which CREATE
-    # DATABASE refuses (harness.Cluster.new_db; patched here as the other test files do).
-    self._dbs += 1
-    name = f"{prefix}{self._dbs}"
-    conn = self.connect()
-    try:
-        with conn.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        conn.close()
-    return name
-
-
-harness.Cluster.new_db = _new_db
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROLES = {"primary": "tdgl-primary", "replica": "tdgl-replica"}

@@ -7,25 +7,9 @@ import re
 
 import requests
 
-import harness
 from harness import wait_until
 
 
-def _new_db(self, prefix="t"):
-    # psycopg2 >= 2.9 opens a transaction in `with conn:` even in autocommit, which CREATE
-    # DATABASE refuses (harness.Cluster.new_db; patched here as the other test files do).
-    self._dbs += 1
-    name = f"{prefix}{self._dbs}"
-    conn = self.connect()
-    try:
-        with conn.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        conn.close()
-    return name
-
-
-harness.Cluster.new_db = _new_db
 
 CUSTOMER = "CREATE TABLE customer (id int PRIMARY KEY, name text, amount numeric(12,2))"
 # The replica refuses big amounts: a way to make one change fail there.

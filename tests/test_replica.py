@@ -4,27 +4,11 @@ import threading
 
 import pytest
 
-import harness
 from harness import wait_until
 from sites import ADMIN_TOKEN  # noqa: F401 - documents where the token comes from
 
 
 
-def _new_db(self, prefix="t"):
-    """harness.Cluster.new_db runs CREATE DATABASE inside `with conn` (a transaction block
-    under psycopg2 2.9); this does it in plain autocommit. Reported to the lead."""
-    self._dbs += 1
-    name = f"{prefix}{self._dbs}"
-    c = self.connect()
-    try:
-        with c.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        c.close()
-    return name
-
-
-harness.Cluster.new_db = _new_db
 
 CUSTOMER = ("CREATE TABLE customer (id int PRIMARY KEY, name text, company text, "
             "amount numeric(12,2))")
