@@ -65,7 +65,7 @@ integration: all
 	TDGL_BIN=$(CURDIR)/$(BIN) $(PYTHON) -m pytest -q -x -p no:cacheprovider tests $(PYTEST_ARGS)
 
 test: deps all unit
-	TDGL_BIN=$(CURDIR)/$(BIN) $(PYTHON) -m pytest -q -p no:cacheprovider -n $(TEST_JOBS) tests $(PYTEST_ARGS)
+	TDGL_BIN=$(CURDIR)/$(BIN) TDGL_SANITIZE=$(SANITIZE) $(PYTHON) -m pytest -q -p no:cacheprovider -n $(TEST_JOBS) tests $(PYTEST_ARGS)
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin

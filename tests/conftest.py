@@ -12,6 +12,21 @@ from harness import Cluster, Server, run  # noqa: E402
 from sites import PrimarySite, ReplicaSite  # noqa: E402
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "packaging: builds or runs the packaging (make demo, "
+                            "make install, the Dockerfile's build); skipped under sanitizers")
+
+
+def pytest_collection_modifyitems(config, items):
+    # The sanitizer pass (`make SANITIZE=1 test`) re-checks the C code; the packaging tests
+    # build and run the ordinary binaries, which the first pass already covered.
+    if os.environ.get("TDGL_SANITIZE"):
+        skip = pytest.mark.skip(reason="packaging is checked by the ordinary pass")
+        for item in items:
+            if "packaging" in item.keywords:
+                item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def primary_cluster():
     c = Cluster("primary")

@@ -216,6 +216,7 @@ def test_runtime_image_has_what_the_entrypoint_and_healthchecks_run(compose, ent
         assert re.search(r"COPY deploy/sample\.sql " + re.escape(p), final), p
 
 
+@pytest.mark.packaging
 def test_dockerfile_build_stage_builds_from_what_it_copies(tmp_path):
     """Runs the build stage's RUN line in a directory holding only what its COPY lines copy:
     a source file outside them breaks `docker build` even when `make` works here."""
@@ -384,6 +385,7 @@ def demo_env(demo_dir):
 
 
 @pytest.mark.skipif(not IS_ROOT, reason="as a user already: test_make_demo_runs_to_completion")
+@pytest.mark.packaging
 def test_demo_runs_as_an_ordinary_user():
     demo_dir = tempfile.mkdtemp(prefix="tdgl-demo-user-")
     shutil.chown(demo_dir, "postgres")
@@ -404,6 +406,7 @@ def test_demo_runs_as_an_ordinary_user():
     assert s.returncode == 0, s.stdout + s.stderr
 
 
+@pytest.mark.packaging
 def test_make_demo_runs_to_completion():
     demo_dir = tempfile.mkdtemp(prefix="tdgl-demo-")
     if IS_ROOT:
@@ -428,6 +431,7 @@ def test_make_demo_runs_to_completion():
     assert not os.path.exists(env["DEMO_DIR"])
 
 
+@pytest.mark.packaging
 def test_make_install_honours_prefix_and_destdir():
     dest = tempfile.mkdtemp(prefix="tdgl-install-")
     try:
