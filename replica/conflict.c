@@ -6,11 +6,7 @@
 #include "replica/conflict.h"
 
 static const char Q_LIST[] =
-	"SELECT coalesce(json_agg(json_build_object('id', id, 'source', source, 'table', tbl, "
-	"'pk', pk, 'change_id', change_id, 'op', op, 'old_pk', old_pk, "
-	"'primary_row', primary_row, 'local_row', local_row, 'status', status, "
-	"'resolution', resolution, 'refreshed', refreshed, 'created_at', created_at, "
-	"'updated_at', updated_at, 'resolved_at', resolved_at) ORDER BY id), '[]')::text "
+	"SELECT coalesce(json_agg(tdgl.conflict_json(c) ORDER BY c.id), '[]')::text "
 	"FROM (SELECT * FROM tdgl.conflicts WHERE $1::text IS NULL OR lower(status) = lower($1) "
 	"ORDER BY id DESC LIMIT $2::int) c";
 static const char Q_RESOLVE[] = "SELECT tdgl.resolve_conflict($1::bigint, $2)::text";

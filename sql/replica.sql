@@ -746,6 +746,16 @@ END $$;
 -- 'Keep Local' keeps the local row AND its local-edit marker: the row stays protected, and
 -- a later primary change of it opens a new conflict rather than overwriting it silently.
 -- Errors: P0002 unknown id, 55000 already resolved, 22023 bad resolution.
+-- A conflict as the admin API and CLI show it (one shape for the list and for resolve).
+CREATE OR REPLACE FUNCTION tdgl.conflict_json(c tdgl.conflicts) RETURNS json
+LANGUAGE sql STABLE AS $$
+	SELECT json_build_object('id', c.id, 'source', c.source, 'table', c.tbl, 'pk', c.pk,
+		'change_id', c.change_id, 'op', c.op, 'old_pk', c.old_pk,
+		'primary_row', c.primary_row, 'local_row', c.local_row, 'status', c.status,
+		'resolution', c.resolution, 'refreshed', c.refreshed, 'created_at', c.created_at,
+		'updated_at', c.updated_at, 'resolved_at', c.resolved_at)
+$$;
+
 CREATE OR REPLACE FUNCTION tdgl.resolve_conflict(p_id bigint, p_resolution text) RETURNS json
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -785,7 +795,7 @@ BEGIN
 	UPDATE tdgl.conflicts SET status = 'Resolved', resolution = p_resolution,
 	       resolved_at = now(), updated_at = now()
 	WHERE id = p_id RETURNING * INTO c;
-	RETURN row_to_json(c);
+	RETURN tdgl.conflict_json(c);
 END $$;
 
 -- Dry run (issue 4): what a page would do, per change, without keeping anything. The caller
