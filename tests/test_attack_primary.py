@@ -16,25 +16,7 @@ import urllib.parse
 import pytest
 import requests
 
-import harness
 from harness import wait_until
-
-
-def _new_db_autocommit(self, prefix="t"):
-    # psycopg2 >= 2.9 opens a transaction in `with conn:` even in autocommit, which CREATE
-    # DATABASE refuses (harness.Cluster.new_db; reported to the lead, patched as others do).
-    self._dbs += 1
-    name = f"{prefix}{self._dbs}"
-    conn = self.connect()
-    try:
-        with conn.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        conn.close()
-    return name
-
-
-harness.Cluster.new_db = _new_db_autocommit
 
 
 # ---- helpers shared by test_attack_* and test_fault_* ----

@@ -9,9 +9,7 @@ of one transaction across page boundaries for limits 1..500 (scenario 4,
 test_primary.py::test_many_changes_in_one_transaction_cross_pages).
 
 FaultProxy here is shared by test_fault_replica.py."""
-import json
 import os
-import shutil
 import subprocess
 import tempfile
 import threading
@@ -20,10 +18,9 @@ import time
 import pytest
 import requests
 
-import harness
 from harness import TDGL_BIN, wait_until
 from sites import PrimarySite
-from test_attack_primary import healthy  # noqa: F401  (also patches harness.Cluster.new_db)
+from test_attack_primary import healthy  # noqa: F401
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
