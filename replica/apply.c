@@ -16,37 +16,51 @@ static const char Q_FINISH_RESYNC[] = "SELECT tdgl.finish_resync($1, $2)";
 /* Local to the transaction: a pooled connection never stays in apply mode. */
 static const char Q_APPLYING[] = "SET LOCAL tdgl.applying = on";
 
+/* Runs one apply statement in its own transaction as the apply session. Returns its result
+ * (caller PQclear()s) once committed, or NULL after rolling back, with the cause in err. */
+static PGresult *apply_in_tx(PGconn *c, const char *what, const char *sql, int nparams,
+                             const char *const *params, char *err, size_t errlen)
+{
+	PGresult *res = NULL;
+	int in_tx = 0;
+
+	if (db_run(c, what, "BEGIN", 0, NULL) < 0)
+		goto dberr;
+	in_tx = 1;
+	if (db_run(c, what, Q_APPLYING, 0, NULL) < 0)
+		goto dberr;
+	res = db_exec(c, what, sql, nparams, params);
+	if (!res)
+		goto dberr;
+	if (db_run(c, what, "COMMIT", 0, NULL) < 0)
+		goto dberr;
+	return res;
+dberr:
+	snprintf(err, errlen, "%s: %s", db_last_sqlstate(), db_last_error());
+	if (in_tx)
+		db_run(c, what, "ROLLBACK", 0, NULL);
+	PQclear(res);
+	return NULL;
+}
+
 int apply_page(PGconn *c, const char *source, const char *body, const char *prev_cursor,
                const char *next_cursor, long run_id, cJSON **summary, char *err, size_t errlen)
 {
 	char rid[32];
 	const char *p[5] = { source, body, prev_cursor, next_cursor, rid };
-	PGresult *res = NULL;
-	int rc = -1, in_tx = 0;
+	PGresult *res;
+	int rc = -1;
 
 	*summary = NULL;
 	snprintf(rid, sizeof rid, "%ld", run_id);
-	if (db_run(c, "apply: begin", "BEGIN", 0, NULL) < 0)
-		goto dberr;
-	in_tx = 1;
-	if (db_run(c, "apply: session", Q_APPLYING, 0, NULL) < 0)
-		goto dberr;
-	res = db_exec(c, "apply page", Q_APPLY_PAGE, 5, p);
+	res = apply_in_tx(c, "apply page", Q_APPLY_PAGE, 5, p, err, errlen);
 	if (!res)
-		goto dberr;
-	if (db_run(c, "apply: commit", "COMMIT", 0, NULL) < 0)
-		goto dberr;
-	in_tx = 0;
+		goto out;
 	*summary = cJSON_Parse(PQgetvalue(res, 0, 0));
 	rc = *summary ? 0 : -1;
 	if (rc < 0)
 		snprintf(err, errlen, "apply page: unreadable summary");
-	goto out;
-dberr:
-	snprintf(err, errlen, "%s: %s", db_last_sqlstate(), db_last_error());
 out:
-	if (in_tx)
-		db_run(c, "apply: rollback", "ROLLBACK", 0, NULL);
 	PQclear(res);
 	return rc;
 }
@@ -56,35 +70,22 @@ int apply_rows(PGconn *c, const char *source, const char *tbl, const char *body,
 {
 	char rid[32];
 	const char *p[5] = { source, tbl, body, rid, resync ? "true" : "false" };
-	PGresult *res = NULL;
-	int rc = -1, in_tx = 0;
+	PGresult *res;
+	int rc = -1;
 
 	*summary = NULL;
 	*next = NULL;
 	snprintf(rid, sizeof rid, "%ld", run_id);
-	if (db_run(c, "apply rows: begin", "BEGIN", 0, NULL) < 0)
-		goto dberr;
-	in_tx = 1;
-	if (db_run(c, "apply rows: session", Q_APPLYING, 0, NULL) < 0)
-		goto dberr;
-	res = db_exec(c, "apply rows", Q_APPLY_ROWS, 5, p);
+	res = apply_in_tx(c, "apply rows", Q_APPLY_ROWS, 5, p, err, errlen);
 	if (!res)
-		goto dberr;
-	if (db_run(c, "apply rows: commit", "COMMIT", 0, NULL) < 0)
-		goto dberr;
-	in_tx = 0;
+		goto out;
 	*summary = cJSON_Parse(PQgetvalue(res, 0, 0));
 	if (!PQgetisnull(res, 0, 1))
 		*next = strdup(PQgetvalue(res, 0, 1));
 	rc = *summary ? 0 : -1;
 	if (rc < 0)
 		snprintf(err, errlen, "apply rows: unreadable summary");
-	goto out;
-dberr:
-	snprintf(err, errlen, "%s: %s", db_last_sqlstate(), db_last_error());
 out:
-	if (in_tx)
-		db_run(c, "apply rows: rollback", "ROLLBACK", 0, NULL);
 	PQclear(res);
 	return rc;
 }
