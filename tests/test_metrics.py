@@ -122,12 +122,13 @@ def test_replica_metrics_show_pulls_applies_conflicts_failures_lag_and_last_run(
     replica.sql("UPDATE customer SET name = 'local' WHERE id = 1")
     primary.sql("UPDATE customer SET name = 'primary' WHERE id = 1")
     primary.sql("INSERT INTO customer VALUES (5, 'big', 5000)")
-    # the newest change was captured an hour ago: the lag says so
-    primary.sql("INSERT INTO customer VALUES (6, 'old', 6)")
-    primary.sql("UPDATE tdgl.change_log SET changed_at = now() - interval '1 hour' "
-                "WHERE id = (SELECT max(id) FROM tdgl.change_log)")
-    primary.sql("UPDATE tdgl.change_log SET changed_at = now() - interval '2 hours' "
-                "WHERE id < (SELECT max(id) FROM tdgl.change_log)")
+    # the newest change was captured an hour ago: the lag says so (one transaction, so no
+    # pull can see the row before its capture time is moved back)
+    primary.sql("BEGIN; INSERT INTO customer VALUES (6, 'old', 6); "
+                "UPDATE tdgl.change_log SET changed_at = now() - interval '2 hours' "
+                "WHERE id < (SELECT max(id) FROM tdgl.change_log); "
+                "UPDATE tdgl.change_log SET changed_at = now() - interval '1 hour' "
+                "WHERE id = (SELECT max(id) FROM tdgl.change_log); COMMIT")
     r = replica.api("POST", "/api/sources/main/pull", params={"wait": "1"})
     assert r.status_code in (200, 202), r.text
     m = wait_until(lambda: (lambda m: m if metric(m, "tdgl_replica_open_conflicts") == 1
