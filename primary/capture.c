@@ -61,11 +61,12 @@ static char *capture_array_literal(const char *csv)
 	return buf_steal(&b);
 }
 
-int capture_track(PGconn *c, const char *table, const char *status_column, const char *attach)
+/* Runs tdgl.track()/untrack() and reports it: 0 done, 1 refused (the database's reason on
+ * stderr: no primary key, unknown table, ...), -1 any other failure (logged by db_exec). */
+static int capture_run(PGconn *c, const char *what, const char *sql, int nparams,
+                       const char *const *params, const char *done)
 {
-	char *arr = attach ? capture_array_literal(attach) : NULL;
-	const char *params[3] = { table, status_column, arr };
-	PGresult *res = db_exec(c, "track", Q_TRACK, 3, params);
+	PGresult *res = db_exec(c, what, sql, nparams, params);
 	int rc = -1;
 
 	if (!res) {
@@ -75,11 +76,20 @@ int capture_track(PGconn *c, const char *table, const char *status_column, const
 		}
 		goto out;
 	}
-	printf("tracking %s\n", PQgetvalue(res, 0, 0));
-	log_info("track %s", PQgetvalue(res, 0, 0));
+	printf("%s %s\n", done, PQgetvalue(res, 0, 0));
+	log_info("%s %s", what, PQgetvalue(res, 0, 0));
 	rc = 0;
 out:
 	PQclear(res);
+	return rc;
+}
+
+int capture_track(PGconn *c, const char *table, const char *status_column, const char *attach)
+{
+	char *arr = attach ? capture_array_literal(attach) : NULL;
+	const char *params[3] = { table, status_column, arr };
+	int rc = capture_run(c, "track", Q_TRACK, 3, params, "tracking");
+
 	free(arr);
 	return rc;
 }
@@ -87,22 +97,8 @@ out:
 int capture_untrack(PGconn *c, const char *table)
 {
 	const char *params[1] = { table };
-	PGresult *res = db_exec(c, "untrack", Q_UNTRACK, 1, params);
-	int rc = -1;
 
-	if (!res) {
-		if (capture_refused(db_last_sqlstate())) {
-			fprintf(stderr, "error: %s\n", db_last_error());
-			rc = 1;
-		}
-		goto out;
-	}
-	printf("untracked %s\n", PQgetvalue(res, 0, 0));
-	log_info("untrack %s", PQgetvalue(res, 0, 0));
-	rc = 0;
-out:
-	PQclear(res);
-	return rc;
+	return capture_run(c, "untrack", Q_UNTRACK, 1, params, "untracked");
 }
 
 int capture_list(PGconn *c, FILE *out)
