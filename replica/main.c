@@ -22,7 +22,7 @@
 
 extern const char sql_replica[];
 
-#define MAIN_SCHEMA_VERSION 1
+#define MAIN_SCHEMA_VERSION 2
 #define MAIN_RELOAD_S 2
 
 static const char main_usage[] =

@@ -1,4 +1,4 @@
--- tdgl primary schema, version 1. Applied by `tdgl-primary migrate` (common/db.h db_migrate,
+-- tdgl primary schema, version 2 (1 -> 2: the script re-runs; every object is replaced). Applied by `tdgl-primary migrate` (common/db.h db_migrate,
 -- under an advisory lock). Idempotent: every object is created IF NOT EXISTS or replaced, so
 -- running it twice is a no-op. A database holding a newer version is refused.
 
@@ -12,8 +12,8 @@ DO $$
 DECLARE v int;
 BEGIN
 	SELECT max(version) INTO v FROM tdgl.schema_version;
-	IF v > 1 THEN
-		RAISE EXCEPTION 'tdgl schema version % is newer than this tdgl-primary supports (1): upgrade tdgl-primary', v;
+	IF v > 2 THEN
+		RAISE EXCEPTION 'tdgl schema version % is newer than this tdgl-primary supports (2): upgrade tdgl-primary', v;
 	END IF;
 END $$;
 
@@ -295,4 +295,4 @@ END
 $$;
 
 DELETE FROM tdgl.schema_version;
-INSERT INTO tdgl.schema_version (version) VALUES (1);
+INSERT INTO tdgl.schema_version (version) VALUES (2);

@@ -1,4 +1,5 @@
--- tdgl-replica schema, version 1. Idempotent: every statement may run again.
+-- tdgl-replica schema, version 2. Idempotent: every statement may run again, and an older
+-- version is upgraded by running it again (new columns are added with ADD COLUMN IF NOT EXISTS).
 -- Applied by `tdgl-replica migrate` (db_migrate, under an advisory lock).
 --
 -- The apply path lives here, set-based: tdgl.apply_page() takes the primary's raw page body
@@ -920,4 +921,4 @@ BEGIN
 	RETURN array_to_json(out);
 END $$;
 
-INSERT INTO tdgl.schema_version (version) VALUES (1) ON CONFLICT DO NOTHING;
+INSERT INTO tdgl.schema_version (version) VALUES (2) ON CONFLICT DO NOTHING;

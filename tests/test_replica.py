@@ -416,7 +416,15 @@ def test_source_remove(primary, replica):
 def test_migrate_is_idempotent(replica):
     replica.migrate()
     replica.migrate()
-    assert replica.one("SELECT max(version) FROM tdgl.schema_version") == 1
+    assert replica.one("SELECT max(version) FROM tdgl.schema_version") == 2
+
+
+def test_older_schema_version_is_upgraded(replica):
+    replica.sql("DELETE FROM tdgl.schema_version WHERE version = 2")
+    replica.sql("DROP FUNCTION tdgl.finish_resync(text, text)")
+    replica.migrate()
+    assert replica.one("SELECT max(version) FROM tdgl.schema_version") == 2
+    assert replica.one("SELECT to_regprocedure('tdgl.finish_resync(text, text)') IS NOT NULL")
 
 
 def test_every_change_logged_and_run_recorded(primary, replica):
