@@ -116,6 +116,40 @@ int db_run(PGconn *c, const char *what, const char *sql, int nparams, const char
 	return res ? 0 : -1;
 }
 
+int db_send(PGconn *c, const char *what, const char *sql, int nparams,
+            const char *const *params)
+{
+	if (PQsendQueryParams(c, sql, nparams, NULL, params, NULL, NULL, 0))
+		return 0;
+	db_fail(c, what, NULL);
+	return -1;
+}
+
+PGresult *db_wait(PGconn *c, const char *what)
+{
+	PGresult *res, *ok = NULL, *bad = NULL;
+
+	/* every result must be read before the connection takes the next statement */
+	while ((res = PQgetResult(c))) {
+		ExecStatusType st = PQresultStatus(res);
+
+		if ((st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) && !ok && !bad) {
+			ok = res;
+		} else if (!bad && st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
+			bad = res;
+		} else {
+			PQclear(res);
+		}
+	}
+	if (bad || !ok) {
+		db_fail(c, what, bad);
+		PQclear(bad);
+		PQclear(ok);
+		ok = NULL;
+	}
+	return ok;
+}
+
 const char *db_last_sqlstate(void)
 {
 	return db_state;

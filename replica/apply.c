@@ -43,19 +43,31 @@ dberr:
 	return NULL;
 }
 
-int apply_page(PGconn *c, const char *source, const char *body, const char *prev_cursor,
-               const char *next_cursor, long run_id, cJSON **summary, char *err, size_t errlen)
+int apply_page_send(PGconn *c, const char *source, const char *body, const char *prev_cursor,
+                    const char *next_cursor, long run_id, char *err, size_t errlen)
 {
 	char rid[32];
 	const char *p[5] = { source, body, prev_cursor, next_cursor, rid };
-	PGresult *res;
+
+	/* One statement is one transaction: tdgl.apply_page enters apply mode itself (locally)
+	 * and moves the cursor, so applies and cursor commit or roll back together. */
+	snprintf(rid, sizeof rid, "%ld", run_id);
+	if (db_send(c, "apply page", Q_APPLY_PAGE, 5, p) == 0)
+		return 0;
+	snprintf(err, errlen, "%s: %s", db_last_sqlstate(), db_last_error());
+	return -1;
+}
+
+int apply_page_wait(PGconn *c, cJSON **summary, char *err, size_t errlen)
+{
+	PGresult *res = db_wait(c, "apply page");
 	int rc = -1;
 
 	*summary = NULL;
-	snprintf(rid, sizeof rid, "%ld", run_id);
-	res = apply_in_tx(c, "apply page", Q_APPLY_PAGE, 5, p, err, errlen);
-	if (!res)
+	if (!res) {
+		snprintf(err, errlen, "%s: %s", db_last_sqlstate(), db_last_error());
 		goto out;
+	}
 	*summary = cJSON_Parse(PQgetvalue(res, 0, 0));
 	rc = *summary ? 0 : -1;
 	if (rc < 0)

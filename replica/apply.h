@@ -9,11 +9,15 @@
 #include <libpq-fe.h>
 #include <cjson/cJSON.h>
 
-/* Applies a GET /api/changes body and moves the cursor prev -> next. Returns 0 with
- * *summary ({"fetched","synced","failed","skipped","conflicts","ignored","files"}), or -1
- * with err (sqlstate "40001" in err's prefix when another pull moved the cursor). */
-int apply_page(PGconn *c, const char *source, const char *body, const char *prev_cursor,
-               const char *next_cursor, long run_id, cJSON **summary, char *err, size_t errlen);
+/* Applies a GET /api/changes body and moves the cursor prev -> next, in two halves so the
+ * caller can fetch the next page meanwhile: apply_page_send queues it on c (0, or -1 with
+ * err); apply_page_wait returns 0 with *summary ({"fetched","synced","failed","skipped",
+ * "conflicts","ignored","files"}) once committed, or -1 with err after it rolled back
+ * (sqlstate "40001" in err's prefix when another pull moved the cursor). body and the
+ * cursors are copied by send. Nothing else may use c in between. */
+int apply_page_send(PGconn *c, const char *source, const char *body, const char *prev_cursor,
+                    const char *next_cursor, long run_id, char *err, size_t errlen);
+int apply_page_wait(PGconn *c, cJSON **summary, char *err, size_t errlen);
 /* Applies a GET /api/rows body for table tbl. *next gets the raw JSON text of the body's
  * "next" (malloc'd; NULL when null/absent). Returns 0 or -1 with err. */
 int apply_rows(PGconn *c, const char *source, const char *tbl, const char *body, long run_id,

@@ -232,37 +232,90 @@ out:
 	return rc;
 }
 
-/* Streams pages of changes until more=false. */
+/* A fetched page of changes; next points into j. */
+struct pull_page {
+	struct httpc_resp resp;
+	cJSON *j;
+	const char *next;
+	int more, count;
+};
+
+static void pull_page_free(struct pull_page *pg)
+{
+	cJSON_Delete(pg->j);
+	httpc_resp_free(&pg->resp);
+	memset(pg, 0, sizeof *pg);
+}
+
+/* Fetches the page after cursor into pg (freed first). Returns 0, 1 for 410 Gone (the cursor
+ * expired), or -1 with the pull's error set. */
+static int pull_fetch_page(struct pull_ctx *p, const char *etables, const char *cursor, int w,
+                           struct pull_page *pg)
+{
+	struct buf path = { 0 };
+	const cJSON *changes;
+	char *ecur = httpc_escape(cursor), jerr[128];
+	long st;
+	int rc = -1;
+
+	pull_page_free(pg);
+	buf_printf(&path, "/api/changes?cursor=%s&tables=%s&limit=%d&wait=%d", ecur, etables,
+	           p->s.batch_size, w);
+	st = pull_get(p, path.data, (w + 30) * 1000L, &pg->resp);
+	if (st < 0)
+		goto out;
+	if (st == 410) {
+		rc = 1;
+		goto out;
+	}
+	if (st != 200) {
+		pull_http_error(p, "changes", &pg->resp);
+		goto out;
+	}
+	/* snapshots embed json column values verbatim: duplicate keys are legal there */
+	pg->j = json_parse_embedded(pg->resp.body, pg->resp.len, jerr, sizeof jerr);
+	changes = pg->j ? cJSON_GetObjectItemCaseSensitive(pg->j, "changes") : NULL;
+	pg->next = pg->j ? json_get_string(pg->j, "cursor") : NULL;
+	if (!cJSON_IsArray(changes) || !pg->next || !*pg->next) {
+		snprintf(p->r->error, sizeof p->r->error, "changes: bad answer from primary%s%s",
+		         pg->j ? "" : ": ", pg->j ? "" : jerr);
+		goto out;
+	}
+	pg->more = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(pg->j, "more"));
+	pg->count = cJSON_GetArraySize(changes);
+	rc = 0;
+out:
+	free(ecur);
+	buf_free(&path);
+	return rc;
+}
+
+/* Streams pages of changes until more=false. While the database applies one page, the next
+ * is fetched (its cursor is the one the apply stores): primary and replica work overlap. A
+ * page fetched ahead of a failed apply is dropped, so nothing is applied out of turn. */
 static int pull_stream(struct pull_ctx *p, int wait_s)
 {
-	struct httpc_resp resp = { 0 };
-	struct buf path = { 0 };
-	cJSON *j = NULL, *sum = NULL;
-	char *etables = httpc_escape(p->s.tables), jerr[128], err[512];
-	int rc = -1, resynced = 0, first = 1;
+	struct pull_page cur = { 0 }, ahead = { 0 }, tmp;
+	cJSON *sum = NULL;
+	char *etables = httpc_escape(p->s.tables), err[512];
+	int rc = -1, resynced = 0, st, st_ahead;
 
+	st = pull_stopping(p) ? -2 : pull_fetch_page(p, etables, p->s.cursor, wait_s, &cur);
 	for (;;) {
 		const char *params[2] = { p->s.name, p->s.cursor };
-		const cJSON *changes, *more;
-		const char *next;
-		char *ecur;
-		int w = first ? wait_s : 0;
-		long st;
 
-		if (pull_stopping(p)) {
+		if (st == -2) {            /* stopping */
 			rc = 0;
 			goto out;
 		}
-		ecur = httpc_escape(p->s.cursor);
-		buf_reset(&path);
-		buf_printf(&path, "/api/changes?cursor=%s&tables=%s&limit=%d&wait=%d", ecur, etables,
-		           p->s.batch_size, w);
-		free(ecur);
-		st = pull_get(p, path.data, (w + 30) * 1000L, &resp);
-		first = 0;
 		if (st < 0)
 			goto out;
-		if (st == 410 && !resynced) {
+		if (st == 1) {
+			if (resynced) {
+				snprintf(p->r->error, sizeof p->r->error,
+				         "changes: the cursor expired again right after a re-sync");
+				goto out;
+			}
 			log_warn("source %s: cursor expired, re-syncing", p->s.name);
 			if (db_run(p->c, "expire cursor", Q_EXPIRE_CURSOR, 2, params) < 0)
 				goto dberr;
@@ -270,56 +323,49 @@ static int pull_stream(struct pull_ctx *p, int wait_s)
 			resynced = 1;
 			if (pull_initial(p) < 0)
 				goto out;
+			st = pull_fetch_page(p, etables, p->s.cursor, 0, &cur);
 			continue;
 		}
-		if (st != 200) {
-			pull_http_error(p, "changes", &resp);
-			goto out;
-		}
-		cJSON_Delete(j);
-		/* snapshots embed json column values verbatim: duplicate keys are legal there */
-		j = json_parse_embedded(resp.body, resp.len, jerr, sizeof jerr);
-		changes = j ? cJSON_GetObjectItemCaseSensitive(j, "changes") : NULL;
-		more = j ? cJSON_GetObjectItemCaseSensitive(j, "more") : NULL;
-		next = j ? json_get_string(j, "cursor") : NULL;
-		if (!cJSON_IsArray(changes) || !next || !*next) {
-			snprintf(p->r->error, sizeof p->r->error, "changes: bad answer from primary%s%s",
-			         j ? "" : ": ", j ? "" : jerr);
-			goto out;
-		}
-		if (cJSON_GetArraySize(changes) == 0 && !strcmp(next, p->s.cursor)) {
+		if (cur.count == 0 && !strcmp(cur.next, p->s.cursor)) {
 			rc = 0;
 			goto out;
 		}
+		if (apply_page_send(p->c, p->s.name, cur.resp.body, p->s.cursor, cur.next,
+		                    p->r->run_id, err, sizeof err) < 0) {
+			snprintf(p->r->error, sizeof p->r->error, "applying page: %.480s", err);
+			goto out;
+		}
+		/* a primary written faster than this pull drains it would keep one run open
+		 * forever: past PULL_MAX_MS the run ends, the scheduler continues at once */
+		st_ahead = -2;
+		if (cur.more && !pull_stopping(p) && pull_ms_since(&p->t0) <= PULL_MAX_MS)
+			st_ahead = pull_fetch_page(p, etables, cur.next, 0, &ahead);
 		cJSON_Delete(sum);
-		if (apply_page(p->c, p->s.name, resp.body, p->s.cursor, next, p->r->run_id, &sum,
-		               err, sizeof err) < 0) {
+		if (apply_page_wait(p->c, &sum, err, sizeof err) < 0) {
 			snprintf(p->r->error, sizeof p->r->error, "applying page: %.480s", err);
 			goto out;
 		}
 		pull_count(p, sum);
 		pull_files(p, sum);
 		free(p->s.cursor);
-		p->s.cursor = strdup(next);
-		if (!cJSON_IsTrue(more)) {
+		p->s.cursor = strdup(cur.next);
+		if (!cur.more) {
 			rc = 0;
 			goto out;
 		}
-		if (pull_ms_since(&p->t0) > PULL_MAX_MS) {
-			/* a primary written faster than this pull drains it would keep one run open
-			 * forever: end the run, the scheduler continues at once */
+		if (st_ahead == -2 && !pull_stopping(p))
 			p->r->more = 1;
-			rc = 0;
-			goto out;
-		}
+		tmp = cur;
+		cur = ahead;
+		ahead = tmp;
+		st = st_ahead;
 	}
 dberr:
 	snprintf(p->r->error, sizeof p->r->error, "database: %s", db_last_error());
 out:
-	cJSON_Delete(j);
+	pull_page_free(&cur);
+	pull_page_free(&ahead);
 	cJSON_Delete(sum);
-	httpc_resp_free(&resp);
-	buf_free(&path);
 	free(etables);
 	return rc;
 }

@@ -292,10 +292,19 @@ BEGIN
 	IF pk IS NULL THEN
 		RAISE EXCEPTION 'table % has no primary key on the replica', p_tbl USING ERRCODE = '42P10';
 	END IF;
-	-- keys every snapshot of the run has
-	SELECT array_agg(k) INTO keys FROM (
-		SELECT k FROM unnest(p_ch) ch, json_object_keys(ch."row") k
-		WHERE ch."row" IS NOT NULL GROUP BY k HAVING count(*) = n) s;
+	-- Keys every snapshot of the run has. Snapshots taken under one table definition share
+	-- one key set, so the first and last are compared and only a run that straddles DDL on
+	-- the primary reads them all (each read parses the whole snapshot).
+	IF p_cls <> 'D' THEN
+		SELECT array_agg(k ORDER BY k) INTO keys
+		FROM json_object_keys(p_ch[array_lower(p_ch, 1)]."row") k;
+		IF n > 1 AND keys IS DISTINCT FROM (SELECT array_agg(k ORDER BY k)
+		              FROM json_object_keys(p_ch[array_upper(p_ch, 1)]."row") k) THEN
+			SELECT array_agg(k) INTO keys FROM (
+				SELECT k FROM unnest(p_ch) ch, json_object_keys(ch."row") k
+				WHERE ch."row" IS NOT NULL GROUP BY k HAVING count(*) = n) s;
+		END IF;
+	END IF;
 	SELECT array_agg(a.attname::text ORDER BY a.attnum),
 	       array_agg(a.attname::text ORDER BY a.attnum) FILTER (WHERE a.attidentity <> 'a')
 	INTO cols, upd
