@@ -439,3 +439,31 @@ def test_every_change_logged_and_run_recorded(primary, replica):
                       "WHERE id = %s", (r["run_id"],))
     assert run == [("Success", 250, 250, True)]
     wait_until(lambda: True)
+
+
+def test_page_fetched_ahead_of_a_failed_apply_is_dropped(primary, replica):
+    # pages are fetched one ahead while the database applies; when an apply fails the page
+    # fetched ahead must not be applied, and the cursor stays after the last applied page
+    pair(primary, replica, CUSTOMER, ["customer"], "--batch-size", "2")
+    pull(replica)
+    for i in range(1, 7):                       # six transactions: three pages of two
+        primary.sql("INSERT INTO customer VALUES (%s, 'n', 'X', 1)", (i,))
+    replica.sql("""CREATE FUNCTION fail_second_page() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF current_setting('tdgl.applying', true) = 'on'
+               AND (SELECT count(*) FROM customer) > 2 THEN
+                RAISE EXCEPTION 'second page refused' USING ERRCODE = '55P03';
+            END IF;
+            RETURN NEW;
+        END $$""")
+    # the page's counts are added to its run last: failing there fails the whole page
+    replica.sql("CREATE TRIGGER fail_second AFTER UPDATE ON tdgl.runs "
+                "FOR EACH ROW EXECUTE FUNCTION fail_second_page()")
+    r = pull(replica, check=False)
+    assert r["status"] == "Failed" and "second page refused" in r["error"]
+    assert replica.sql("SELECT id FROM customer ORDER BY id") == [(1,), (2,)]
+    assert replica.one("SELECT cursor FROM tdgl.sources") is not None
+    replica.sql("DROP TRIGGER fail_second ON tdgl.runs")
+    assert pull(replica)["status"] == "Success"
+    assert replica.sql("SELECT id FROM customer ORDER BY id") == [(i,) for i in range(1, 7)]
+    assert replica.one("SELECT count(*) FROM tdgl.sync_log WHERE status = 'Synced'") == 6
