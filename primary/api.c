@@ -221,18 +221,36 @@ static void api_rows(struct api *api, struct http_req *req, int one)
 	struct buf body = {0};
 	PGconn *c = NULL;
 	char key[AUTH_KEY_MAX], err[512];
-	const char *table, *after, *filter, *pk;
+	const char *table, *after, *filter, *pk, *format, *columns;
 	long limit;
 	unsigned status;
+	int copy;
 
 	c = api_conn(api, req);
 	if (!c || !api_auth(api, req, c, key))
 		goto out;
 	if (api_str_param(req, "table", &table) < 0 || api_str_param(req, "after", &after) < 0 ||
-	    api_str_param(req, "filter", &filter) < 0 || api_str_param(req, "pk", &pk) < 0)
+	    api_str_param(req, "filter", &filter) < 0 || api_str_param(req, "pk", &pk) < 0 ||
+	    api_str_param(req, "format", &format) < 0 || api_str_param(req, "columns", &columns) < 0)
 		goto out;
+	copy = !one && format && !strcmp(format, "copy");
+	if (!one && format && !copy && strcmp(format, "json") != 0) {
+		api_error(req, 400, "format must be json or copy");
+		goto out;
+	}
+	if (!copy && columns) {
+		api_error(req, 400, "columns: only with format=copy");
+		goto out;
+	}
 	if (one) {
 		status = rows_get(c, table, pk, &body, err, sizeof err);
+	} else if (copy) {
+		if (api_int_param(req, "limit", 1, ROWS_COPY_LIMIT_MAX, ROWS_COPY_LIMIT_DEFAULT,
+		                  &limit) < 0)
+			goto out;
+		status = rows_copy_page(c, table, after && *after ? after : NULL,
+		                        filter && *filter ? filter : NULL, columns, (int)limit, &body,
+		                        err, sizeof err);
 	} else {
 		if (api_int_param(req, "limit", 1, ROWS_LIMIT_MAX, ROWS_LIMIT_DEFAULT, &limit) < 0)
 			goto out;
@@ -240,7 +258,9 @@ static void api_rows(struct api *api, struct http_req *req, int one)
 		                   filter && *filter ? filter : NULL, (int)limit, &body, err,
 		                   sizeof err);
 	}
-	if (status == 200)
+	if (status == 200 && copy)
+		api_body(req, 200, "text/plain; charset=utf-8", body.data ? body.data : "", body.len);
+	else if (status == 200)
 		api_json_buf(req, 200, &body);
 	else
 		api_error(req, status, err);

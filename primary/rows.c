@@ -14,6 +14,7 @@
 
 #define ROWS_MAX_PK 32
 #define ROWS_MAX_FILTER 32
+#define ROWS_MAX_COLUMNS 1600       /* PostgreSQL's own limit per table */
 
 static const char Q_TABLE[] =
 	"SELECT format('%I.%I', n.nspname, c.relname), k.col"
@@ -21,6 +22,16 @@ static const char Q_TABLE[] =
 	" JOIN pg_namespace n ON n.oid = c.relnamespace"
 	" CROSS JOIN LATERAL unnest(t.pk_columns) WITH ORDINALITY AS k(col, ord)"
 	" WHERE t.name = $1 AND t.enabled ORDER BY k.ord";
+
+/* A copy page's columns: all of the table's, or those asked for that it has (others are
+ * left out: the two sites' tables may differ), in attnum or request order. */
+static const char Q_COLUMNS_ALL[] =
+	"SELECT a.attname FROM pg_attribute a WHERE a.attrelid = $1::regclass AND a.attnum > 0"
+	" AND NOT a.attisdropped ORDER BY a.attnum";
+static const char Q_COLUMNS_OF[] =
+	"SELECT a.attname FROM json_array_elements_text($2::json) WITH ORDINALITY AS x(name, ord)"
+	" JOIN pg_attribute a ON a.attrelid = $1::regclass AND a.attname = x.name"
+	" AND a.attnum > 0 AND NOT a.attisdropped ORDER BY x.ord";
 
 struct rows_table {
 	char *qname;                  /* "schema"."table", quoted */
@@ -124,12 +135,10 @@ out:
 
 /* Maps a failed query to a status: data errors are the client's (bad key values, unknown
  * filter columns), the rest are ours. */
-static unsigned rows_db_status(char *err, size_t errlen)
+static unsigned rows_db_status(const char *st, const char *msg, char *err, size_t errlen)
 {
-	const char *st = db_last_sqlstate();
-
 	if (!strncmp(st, "22", 2) || !strcmp(st, "42703") || !strcmp(st, "42883")) {
-		snprintf(err, errlen, "bad value: %.300s", db_last_error());
+		snprintf(err, errlen, "bad value: %.300s", msg);
 		return 400;
 	}
 	snprintf(err, errlen, "database error");
@@ -143,6 +152,78 @@ static void rows_key_tuple(struct buf *q, const struct rows_table *t, const char
 	for (int i = 0; i < t->npk; i++)
 		buf_printf(q, "%s%s.%s", i ? ", " : "", alias, t->qpk[i]);
 	buf_puts(q, ")");
+}
+
+/* Checks the filter parameter (a JSON object of at most ROWS_MAX_FILTER columns) into *fj.
+ * 0, or -1 with err (a 400). */
+static int rows_check_filter(const char *filter, cJSON **fj, char *err, size_t errlen)
+{
+	char perr[128];
+	int nkeys = 0;
+
+	*fj = NULL;
+	if (!filter)
+		return 0;
+	*fj = json_parse_strict(filter, strlen(filter), perr, sizeof perr);
+	if (!*fj || !cJSON_IsObject(*fj)) {
+		snprintf(err, errlen, "filter: expected a JSON object%s%s", *fj ? "" : ": ",
+		         *fj ? "" : perr);
+		return -1;
+	}
+	for (cJSON *it = (*fj)->child; it; it = it->next)
+		nkeys++;
+	if (nkeys > ROWS_MAX_FILTER) {
+		snprintf(err, errlen, "filter: too many columns");
+		return -1;
+	}
+	return 0;
+}
+
+/* Appends " FROM t ... WHERE ... ORDER BY <key> LIMIT $n" of a page (after, filter, limit + 1
+ * rows) to q and its parameters to params/np (room for 3). 0, or -1 with err (a 400). */
+static int rows_page_tail(PGconn *c, const struct rows_table *t, const char *after,
+                          const char *filter, const cJSON *fj, const char *lim,
+                          struct buf *q, const char **params, int *np, char *err, size_t errlen)
+{
+	buf_printf(q, " FROM %s t", t->qname);
+	if (fj && fj->child) {
+		params[(*np)++] = filter;
+		buf_printf(q, " CROSS JOIN json_populate_record(NULL::%s, $%d::json) f", t->qname, *np);
+	}
+	buf_puts(q, " WHERE true");
+	if (after) {
+		params[(*np)++] = after;
+		buf_puts(q, " AND ");
+		rows_key_tuple(q, t, "t");
+		buf_puts(q, " > (SELECT ");
+		for (int i = 0; i < t->npk; i++)
+			buf_printf(q, "%sr.%s", i ? ", " : "", t->qpk[i]);
+		buf_printf(q, " FROM json_populate_record(NULL::%s, $%d::json) r)", t->qname, *np);
+	}
+	for (const cJSON *it = fj ? fj->child : NULL; it; it = it->next) {
+		char *qc = PQescapeIdentifier(c, it->string, strlen(it->string));
+		if (!qc) {
+			snprintf(err, errlen, "filter: bad column name");
+			return -1;
+		}
+		buf_printf(q, " AND t.%s IS NOT DISTINCT FROM f.%s", qc, qc);
+		PQfreemem(qc);
+	}
+	buf_puts(q, " ORDER BY ");
+	for (int i = 0; i < t->npk; i++)
+		buf_printf(q, "%st.%s", i ? ", " : "", t->qpk[i]);
+	params[(*np)++] = lim;
+	buf_printf(q, " LIMIT $%d::int", *np);
+	return 0;
+}
+
+/* The key of row i as a JSON object (the page's next). */
+static void rows_key_select(struct buf *q, const struct rows_table *t)
+{
+	buf_puts(q, "json_build_object(");
+	for (int i = 0; i < t->npk; i++)
+		buf_printf(q, "%s%s, t.%s", i ? ", " : "", t->lpk[i], t->qpk[i]);
+	buf_puts(q, ")::text");
 }
 
 unsigned rows_page(PGconn *c, const char *table, const char *after, const char *filter,
@@ -162,59 +243,16 @@ unsigned rows_page(PGconn *c, const char *table, const char *after, const char *
 	status = 400;
 	if (after && rows_check_pk(&t, "after", after, err, errlen) < 0)
 		goto out;
-	if (filter) {
-		char perr[128];
-		int nkeys = 0;
-		fj = json_parse_strict(filter, strlen(filter), perr, sizeof perr);
-		if (!fj || !cJSON_IsObject(fj)) {
-			snprintf(err, errlen, "filter: expected a JSON object%s%s", fj ? "" : ": ",
-			         fj ? "" : perr);
-			goto out;
-		}
-		for (cJSON *it = fj->child; it; it = it->next)
-			nkeys++;
-		if (nkeys > ROWS_MAX_FILTER) {
-			snprintf(err, errlen, "filter: too many columns");
-			goto out;
-		}
-	}
-	buf_puts(&q, "SELECT row_to_json(t.*)::text, json_build_object(");
-	for (int i = 0; i < t.npk; i++)
-		buf_printf(&q, "%s%s, t.%s", i ? ", " : "", t.lpk[i], t.qpk[i]);
-	buf_printf(&q, ")::text FROM %s t", t.qname);
-	if (fj && fj->child) {
-		params[np++] = filter;
-		buf_printf(&q, " CROSS JOIN json_populate_record(NULL::%s, $%d::json) f", t.qname, np);
-	}
-	buf_puts(&q, " WHERE true");
-	if (after) {
-		params[np++] = after;
-		buf_puts(&q, " AND ");
-		rows_key_tuple(&q, &t, "t");
-		buf_puts(&q, " > (SELECT ");
-		for (int i = 0; i < t.npk; i++)
-			buf_printf(&q, "%sr.%s", i ? ", " : "", t.qpk[i]);
-		buf_printf(&q, " FROM json_populate_record(NULL::%s, $%d::json) r)", t.qname, np);
-	}
-	for (cJSON *it = fj ? fj->child : NULL; it; it = it->next) {
-		char *qc = PQescapeIdentifier(c, it->string, strlen(it->string));
-		if (!qc) {
-			snprintf(err, errlen, "filter: bad column name");
-			goto out;
-		}
-		buf_printf(&q, " AND t.%s IS NOT DISTINCT FROM f.%s", qc, qc);
-		PQfreemem(qc);
-	}
-	buf_puts(&q, " ORDER BY ");
-	for (int i = 0; i < t.npk; i++)
-		buf_printf(&q, "%st.%s", i ? ", " : "", t.qpk[i]);
+	if (rows_check_filter(filter, &fj, err, errlen) < 0)
+		goto out;
+	buf_puts(&q, "SELECT row_to_json(t.*)::text, ");
+	rows_key_select(&q, &t);
 	snprintf(lim, sizeof lim, "%d", limit + 1);
-	params[np++] = lim;
-	buf_printf(&q, " LIMIT $%d::int", np);
-
+	if (rows_page_tail(c, &t, after, filter, fj, lim, &q, params, &np, err, errlen) < 0)
+		goto out;
 	res = db_exec(c, "rows: read page", q.data, np, params);
 	if (!res) {
-		status = rows_db_status(err, errlen);
+		status = rows_db_status(db_last_sqlstate(), db_last_error(), err, errlen);
 		goto out;
 	}
 	n = PQntuples(res) > limit ? limit : PQntuples(res);
@@ -234,6 +272,207 @@ unsigned rows_page(PGconn *c, const char *table, const char *after, const char *
 out:
 	PQclear(res);
 	cJSON_Delete(fj);
+	buf_free(&q);
+	rows_table_free(&t);
+	return status;
+}
+
+/* Checks the columns parameter: a JSON array of 1..ROWS_MAX_COLUMNS distinct, non-empty
+ * names of at most 63 bytes. 0, or -1 with err (a 400). */
+static int rows_check_columns(const char *columns, char *err, size_t errlen)
+{
+	char perr[128];
+	cJSON *j = json_parse_strict(columns, strlen(columns), perr, sizeof perr);
+	int n = 0, rc = -1;
+
+	if (!j) {
+		snprintf(err, errlen, "columns: invalid JSON: %s", perr);
+		goto out;
+	}
+	if (!cJSON_IsArray(j) || !j->child) {
+		snprintf(err, errlen, "columns: expected a JSON array of column names");
+		goto out;
+	}
+	for (const cJSON *it = j->child; it; it = it->next) {
+		if (!cJSON_IsString(it) || !*it->valuestring || strlen(it->valuestring) > 63) {
+			snprintf(err, errlen, "columns: each must be a column name (1 to 63 bytes)");
+			goto out;
+		}
+		for (const cJSON *p = j->child; p != it; p = p->next) {
+			if (!strcmp(p->valuestring, it->valuestring)) {
+				snprintf(err, errlen, "columns: \"%.63s\" named twice", it->valuestring);
+				goto out;
+			}
+		}
+		if (++n > ROWS_MAX_COLUMNS) {
+			snprintf(err, errlen, "columns: too many");
+			goto out;
+		}
+	}
+	rc = 0;
+out:
+	cJSON_Delete(j);
+	return rc;
+}
+
+/* The columns a copy page serves: those requested that the table has (all when columns is
+ * NULL), in request order. Returns the query result (name per row) or NULL (500). */
+static PGresult *rows_copy_columns(PGconn *c, const struct rows_table *t, const char *columns)
+{
+	const char *params[2] = { t->qname, columns };
+
+	if (!columns)
+		return db_exec(c, "rows: columns", Q_COLUMNS_ALL, 1, params);
+	return db_exec(c, "rows: columns", Q_COLUMNS_OF, 2, params);
+}
+
+/* Appends v in COPY text format: \N for NULL; backslash, newline, carriage return and tab
+ * escaped. Everything else is the type's output text, byte for byte. */
+static void rows_copy_value(struct buf *out, const PGresult *res, int row, int col)
+{
+	const char *v = PQgetvalue(res, row, col), *run = v;
+	size_t len = (size_t)PQgetlength(res, row, col);
+
+	if (PQgetisnull(res, row, col)) {
+		buf_puts(out, "\\N");
+		return;
+	}
+	for (const char *p = v; p < v + len; p++) {
+		const char *esc;
+		switch (*p) {
+		case '\\': esc = "\\\\"; break;
+		case '\n': esc = "\\n"; break;
+		case '\r': esc = "\\r"; break;
+		case '\t': esc = "\\t"; break;
+		default: continue;
+		}
+		buf_append(out, run, (size_t)(p - run));
+		buf_puts(out, esc);
+		run = p + 1;
+	}
+	buf_append(out, run, (size_t)(v + len - run));
+}
+
+/* The reply: a header line {"columns":[...],"rows":n,"next":"<key as JSON text>"|null}
+ * (next is a string so that its numbers reach the client digit for digit), then the data. */
+static void rows_copy_reply(struct buf *out, const PGresult *cols, long n, const char *next,
+                            const struct buf *data)
+{
+	cJSON *h = cJSON_CreateObject(), *names = cJSON_AddArrayToObject(h, "columns");
+	char *text;
+
+	for (int i = 0; i < PQntuples(cols); i++)
+		cJSON_AddItemToArray(names, cJSON_CreateString(PQgetvalue(cols, i, 0)));
+	cJSON_AddNumberToObject(h, "rows", (double)n);
+	if (next)
+		cJSON_AddStringToObject(h, "next", next);
+	else
+		cJSON_AddNullToObject(h, "next");
+	text = cJSON_PrintUnformatted(h);
+	if (!text)
+		abort();    /* out of memory: as buf does */
+	buf_puts(out, text);
+	buf_puts(out, "\n");
+	if (data->len)
+		buf_append(out, data->data, data->len);
+	free(text);
+	cJSON_Delete(h);
+}
+
+unsigned rows_copy_page(PGconn *c, const char *table, const char *after, const char *filter,
+                        const char *columns, int limit, struct buf *out, char *err,
+                        size_t errlen)
+{
+	struct rows_table t;
+	struct buf q = {0}, data = {0};
+	cJSON *fj = NULL;
+	PGresult *cols = NULL, *res = NULL, *last = NULL;
+	const char *params[3];
+	char lim[16], state[6] = "", msg[512] = "";
+	int np = 0, ncol, sent = 0, failed = 0;
+	long n = 0, more = 0;
+	unsigned status = rows_table_load(c, table, &t, err, errlen);
+
+	if (status != 200)
+		return status;
+	status = 400;
+	if (after && rows_check_pk(&t, "after", after, err, errlen) < 0)
+		goto out;
+	if (rows_check_filter(filter, &fj, err, errlen) < 0)
+		goto out;
+	if (columns && rows_check_columns(columns, err, errlen) < 0)
+		goto out;
+	status = 500;
+	cols = rows_copy_columns(c, &t, columns);
+	if (!cols) {
+		snprintf(err, errlen, "database error");
+		goto out;
+	}
+	ncol = PQntuples(cols);
+	buf_puts(&q, "SELECT ");
+	for (int i = 0; i < ncol; i++) {
+		const char *name = PQgetvalue(cols, i, 0);
+		char *qc = PQescapeIdentifier(c, name, strlen(name));
+		if (!qc) {
+			snprintf(err, errlen, "out of memory");
+			goto out;
+		}
+		buf_printf(&q, "t.%s, ", qc);
+		PQfreemem(qc);
+	}
+	rows_key_select(&q, &t);
+	snprintf(lim, sizeof lim, "%d", limit + 1);
+	if (rows_page_tail(c, &t, after, filter, fj, lim, &q, params, &np, err, errlen) < 0) {
+		status = 400;
+		goto out;
+	}
+	/* one row at a time, so a page of wide rows stops at ROWS_COPY_MAX_BYTES without
+	 * holding all of them */
+	sent = PQsendQueryParams(c, q.data, np, NULL, params, NULL, NULL, 0);
+	if (!sent || !PQsetSingleRowMode(c)) {
+		snprintf(msg, sizeof msg, "%s", PQerrorMessage(c));
+		failed = 1;
+	}
+	while (sent && (res = PQgetResult(c))) {
+		ExecStatusType st = PQresultStatus(res);
+		if (st == PGRES_SINGLE_TUPLE && !more && !failed) {
+			if (n == limit || data.len >= ROWS_COPY_MAX_BYTES) {
+				more = 1;          /* the rest is drained below, not sent */
+				PQclear(res);
+				continue;
+			}
+			for (int i = 0; i < ncol; i++) {
+				if (i)
+					buf_puts(&data, "\t");
+				rows_copy_value(&data, res, 0, i);
+			}
+			buf_puts(&data, "\n");
+			n++;
+			PQclear(last);
+			last = res;
+			continue;
+		}
+		if (st != PGRES_SINGLE_TUPLE && st != PGRES_TUPLES_OK && !failed) {
+			const char *s = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+			snprintf(state, sizeof state, "%s", s ? s : "");
+			snprintf(msg, sizeof msg, "%s", PQresultErrorMessage(res));
+			failed = 1;
+		}
+		PQclear(res);
+	}
+	res = NULL;
+	if (failed) {
+		log_error("rows: copy page of %s: %s", t.qname, msg);
+		status = rows_db_status(state, msg, err, errlen);
+		goto out;
+	}
+	rows_copy_reply(out, cols, n, more ? PQgetvalue(last, 0, ncol) : NULL, &data);
+	status = 200;
+out:
+	PQclear(last);
+	PQclear(cols);
+	cJSON_Delete(fj);
+	buf_free(&data);
 	buf_free(&q);
 	rows_table_free(&t);
 	return status;
@@ -267,7 +506,7 @@ unsigned rows_get(PGconn *c, const char *table, const char *pk, struct buf *out,
 		res = db_exec(c, "rows: read row", q.data, 1, params);
 	}
 	if (!res) {
-		status = rows_db_status(err, errlen);
+		status = rows_db_status(db_last_sqlstate(), db_last_error(), err, errlen);
 		goto out;
 	}
 	if (PQntuples(res) == 0) {

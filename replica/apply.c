@@ -13,6 +13,16 @@ static const char Q_APPLY_ROWS[] =
 	"CASE WHEN json_typeof(($3::json) -> 'next') IN ('object', 'array', 'string', 'number') "
 	"THEN (($3::json) -> 'next')::text END";
 static const char Q_FINISH_RESYNC[] = "SELECT tdgl.finish_resync($1, $2)";
+/* A copy page need not wait for its WAL flush: the initial sync stores its cursor in a
+ * later, synchronous commit, whose flush covers every page; a crash before that leaves the
+ * source without a cursor, and the copy runs again. */
+static const char Q_COPY_ASYNC[] = "SET LOCAL synchronous_commit = off";
+static const char Q_COPY_PLAN[] = "SELECT tdgl.copy_plan($1, $2, $3::bool)::text";
+static const char Q_COPY_START[] =
+	"SELECT tdgl.copy_start($1, ARRAY(SELECT json_array_elements_text($2::json)), $3::bool)";
+static const char Q_COPY_APPLY[] =
+	"SELECT tdgl.copy_apply($1, $2::bigint, $3, ARRAY(SELECT json_array_elements_text($4::json)),"
+	" $5::bool, $6::bool, $7::bigint)::text";
 /* Local to the transaction: a pooled connection never stays in apply mode. */
 static const char Q_APPLYING[] = "SET LOCAL tdgl.applying = on";
 
@@ -112,4 +122,92 @@ long apply_finish_resync(PGconn *c, const char *source, const char *tbl)
 		n = atol(PQgetvalue(res, 0, 0));
 	PQclear(res);
 	return n;
+}
+
+char *apply_copy_plan(PGconn *c, const char *source, const char *tbl, int resync)
+{
+	const char *p[3] = { source, tbl, resync ? "true" : "false" };
+	PGresult *res = db_exec(c, "copy plan", Q_COPY_PLAN, 3, p);
+	char *plan = NULL;
+
+	if (res && !PQgetisnull(res, 0, 0))
+		plan = strdup(PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return plan;
+}
+
+/* Runs the COPY statement sql with data as its input. 0, or -1 with err. */
+static int apply_copy_in(PGconn *c, const char *sql, const char *data, size_t len, char *err,
+                         size_t errlen)
+{
+	PGresult *res = PQexec(c, sql);
+	int rc = -1, in = res && PQresultStatus(res) == PGRES_COPY_IN;
+
+	if (in) {
+		/* libpq sends a buffer of any size; the server parses as it arrives */
+		if (len > 0 && PQputCopyData(c, data, (int)len) != 1)
+			PQputCopyEnd(c, "client could not send the data");
+		else
+			PQputCopyEnd(c, NULL);
+		PQclear(res);
+		res = PQgetResult(c);
+	}
+	if (res && PQresultStatus(res) == PGRES_COMMAND_OK) {
+		rc = 0;
+	} else {
+		const char *st = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+		const char *msg = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+		snprintf(err, errlen, "%s: %s", st ? st : "08000", msg ? msg : PQerrorMessage(c));
+	}
+	/* a COPY has exactly one result; drain anything else so the connection is usable */
+	while (res) {
+		PQclear(res);
+		res = in ? PQgetResult(c) : NULL;
+	}
+	return rc;
+}
+
+int apply_copy(PGconn *c, const struct apply_copy_page *pg, cJSON **summary, char *err,
+               size_t errlen)
+{
+	char rid[32], n[32];
+	const char *ps[3] = { pg->tbl, pg->columns, pg->direct ? "true" : "false" };
+	const char *pa[7] = { pg->source, rid, pg->tbl, pg->columns, ps[2],
+	                      pg->resync ? "true" : "false", n };
+	PGresult *start = NULL, *res = NULL;
+	int rc = -1, in_tx = 0;
+
+	*summary = NULL;
+	snprintf(rid, sizeof rid, "%ld", pg->run_id);
+	snprintf(n, sizeof n, "%ld", pg->rows);
+	if (db_run(c, "copy page", "BEGIN", 0, NULL) < 0)
+		goto dberr;
+	in_tx = 1;
+	if (db_run(c, "copy page", Q_APPLYING, 0, NULL) < 0 ||
+	    db_run(c, "copy page", Q_COPY_ASYNC, 0, NULL) < 0)
+		goto dberr;
+	start = db_exec(c, "copy page: start", Q_COPY_START, 3, ps);
+	if (!start)
+		goto dberr;
+	if (apply_copy_in(c, PQgetvalue(start, 0, 0), pg->data, pg->len, err, errlen) < 0)
+		goto out;
+	res = db_exec(c, "copy page: apply", Q_COPY_APPLY, 7, pa);
+	if (!res)
+		goto dberr;
+	if (db_run(c, "copy page", "COMMIT", 0, NULL) < 0)
+		goto dberr;
+	in_tx = 0;
+	*summary = cJSON_Parse(PQgetvalue(res, 0, 0));
+	rc = *summary ? 0 : -1;
+	if (rc < 0)
+		snprintf(err, errlen, "copy page: unreadable summary");
+	goto out;
+dberr:
+	snprintf(err, errlen, "%s: %s", db_last_sqlstate(), db_last_error());
+out:
+	if (in_tx)
+		db_run(c, "copy page", "ROLLBACK", 0, NULL);
+	PQclear(res);
+	PQclear(start);
+	return rc;
 }

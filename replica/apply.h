@@ -1,5 +1,6 @@
 /* apply: hands pages fetched from the primary to the SQL apply functions
- * (sql/replica.sql: tdgl.apply_page, tdgl.apply_rows, tdgl.finish_resync). The page body is
+ * (sql/replica.sql: tdgl.apply_page, tdgl.apply_rows, tdgl.finish_resync, and the COPY
+ * path of an initial sync: tdgl.copy_plan, tdgl.copy_start, tdgl.copy_apply). The page body is
  * passed verbatim as a `json` parameter so row snapshots keep their exact text.
  * A page of changes is applied in ONE transaction together with the cursor move.
  * Returned cJSON summaries are owned by the caller. */
@@ -25,5 +26,27 @@ int apply_rows(PGconn *c, const char *source, const char *tbl, const char *body,
 /* After a re-sync copy of tbl: removes local rows the copy did not see. Returns the count
  * or -1. */
 long apply_finish_resync(PGconn *c, const char *source, const char *tbl);
+
+/* How an initial copy of tbl goes in (tdgl.copy_plan): malloc'd JSON text
+ * {"mode":"direct"|"stage","columns":[local columns]}, or NULL when the table cannot take
+ * the COPY path (missing here, no key, database error: the JSON path reports it). */
+char *apply_copy_plan(PGconn *c, const char *source, const char *tbl, int resync);
+
+/* One page of GET /api/rows?format=copy. */
+struct apply_copy_page {
+	const char *source, *tbl;
+	const char *columns;         /* JSON array of the columns in data, as the primary sent */
+	const char *data;            /* COPY text lines */
+	size_t len;
+	long rows;                   /* lines in data */
+	int direct;                  /* COPY into the table itself (plan "direct") */
+	int resync;
+	long run_id;
+};
+/* COPYs a page and applies it (tdgl.copy_start, tdgl.copy_apply) in ONE transaction.
+ * Returns 0 with *summary (as apply_rows), or -1 with err ("SQLSTATE: message"), everything
+ * rolled back. */
+int apply_copy(PGconn *c, const struct apply_copy_page *pg, cJSON **summary, char *err,
+               size_t errlen);
 
 #endif

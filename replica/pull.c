@@ -9,6 +9,7 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "replica/apply.h"
+#include "replica/copy.h"
 #include "replica/fetch.h"
 #include "replica/files.h"
 #include "replica/metrics.h"
@@ -18,16 +19,11 @@
 #include "replica/run.h"
 #include "replica/source.h"
 
-#define PULL_ROWS_LIMIT "500"
 #define PULL_MAX_MS 10000   /* a run streams at most this long (then more = 1) */
 
-static const char Q_SET_START_CURSOR[] =
-	"UPDATE tdgl.sources SET cursor = $2, needs_resync = false "
-	"WHERE name = $1 AND cursor IS NULL";
 static const char Q_EXPIRE_CURSOR[] =
 	"UPDATE tdgl.sources SET cursor = NULL, needs_resync = true "
 	"WHERE name = $1 AND cursor = $2";
-static const char Q_RESYNC_BEGIN[] = "DELETE FROM tdgl.resync_seen WHERE source = $1";
 
 static long pull_ms_since(const struct timespec *t0);
 
@@ -115,121 +111,22 @@ static void pull_files(struct pull_ctx *p, const cJSON *sum)
 	}
 }
 
-/* Initial sync: starting cursor first, then every row of every table, then the cursor. */
+static void pull_page_done(void *ctx, const cJSON *sum)
+{
+	struct pull_ctx *p = ctx;
+
+	pull_count(p, sum);
+	pull_files(p, sum);
+}
+
+/* Initial sync (copy.h); its pages are counted and their files fetched like any page. */
 static int pull_initial(struct pull_ctx *p)
 {
-	struct httpc_resp resp = { 0 };
-	struct buf path = { 0 };
-	cJSON *j = NULL, *sum = NULL;
-	char *start = NULL, *after = NULL, *next = NULL, jerr[128], err[512];
-	const char *params[2] = { p->s.name, NULL };
-	int rc = -1, resync = p->s.needs_resync;
-	long st, copied = 0;
+	struct copy_env e = { .c = p->c, .s = &p->s, .f = &p->f, .run_id = p->r->run_id,
+	                      .stop = p->env->stop, .page_done = pull_page_done, .ctx = p,
+	                      .error = p->r->error, .errlen = sizeof p->r->error };
 
-	log_info("source %s: initial sync%s", p->s.name, resync ? " (re-sync)" : "");
-	st = pull_get(p, "/api/snapshot", 30000, &resp);
-	if (st < 0)
-		goto out;
-	if (st != 200) {
-		pull_http_error(p, "snapshot", &resp);
-		goto out;
-	}
-	j = json_parse_strict(resp.body, resp.len, jerr, sizeof jerr);
-	if (!j || !json_get_string(j, "cursor")) {
-		snprintf(p->r->error, sizeof p->r->error, "snapshot: bad answer from primary");
-		goto out;
-	}
-	start = strdup(json_get_string(j, "cursor"));
-	if (resync && db_run(p->c, "re-sync: begin", Q_RESYNC_BEGIN, 1, params) < 0)
-		goto dberr;
-	for (int t = 0; t < p->s.ntables; t++) {
-		char *etab = httpc_escape(p->s.table[t]);
-
-		free(after);
-		after = NULL;
-		for (;;) {
-			char *e;
-
-			buf_reset(&path);
-			buf_printf(&path, "/api/rows?table=%s&limit=" PULL_ROWS_LIMIT, etab);
-			if (after) {
-				e = httpc_escape(after);
-				buf_printf(&path, "&after=%s", e);
-				free(e);
-			}
-			if (p->s.filter[t]) {
-				e = httpc_escape(p->s.filter[t]);
-				buf_printf(&path, "&filter=%s", e);
-				free(e);
-			}
-			st = pull_get(p, path.data, 120000, &resp);
-			if (st != 200 || pull_stopping(p)) {
-				if (st == 200)
-					snprintf(p->r->error, sizeof p->r->error, "stopping");
-				else if (st > 0)
-					pull_http_error(p, p->s.table[t], &resp);
-				free(etab);
-				goto out;
-			}
-			cJSON_Delete(j);
-			/* rows embed json column values verbatim: duplicate keys are legal there */
-			j = json_parse_embedded(resp.body, resp.len, jerr, sizeof jerr);
-			if (!j || !cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(j, "rows"))) {
-				snprintf(p->r->error, sizeof p->r->error, "rows of %s: bad answer: %s",
-				         p->s.table[t], j ? "no rows array" : jerr);
-				free(etab);
-				goto out;
-			}
-			cJSON_Delete(sum);
-			free(next);
-			if (apply_rows(p->c, p->s.name, p->s.table[t], resp.body, p->r->run_id, resync,
-			               &sum, &next, err, sizeof err) < 0) {
-				snprintf(p->r->error, sizeof p->r->error, "applying rows of %.60s: %.400s",
-				         p->s.table[t], err);
-				free(etab);
-				goto out;
-			}
-			pull_count(p, sum);
-			pull_files(p, sum);
-			copied += cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, "rows"));
-			if (!next || cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, "rows")) == 0)
-				break;
-			free(after);
-			after = next;
-			next = NULL;
-		}
-		free(etab);
-		if (resync) {
-			long n = apply_finish_resync(p->c, p->s.name, p->s.table[t]);
-			if (n < 0)
-				goto dberr;
-			if (n > 0)
-				log_info("source %s: re-sync removed %ld rows of %s gone from the primary",
-				         p->s.name, n, p->s.table[t]);
-		}
-	}
-	params[1] = start;
-	if (db_run(p->c, "initial sync: store cursor", Q_SET_START_CURSOR, 2, params) < 0)
-		goto dberr;
-	free(p->s.cursor);
-	p->s.cursor = start;
-	start = NULL;
-	p->s.needs_resync = 0;
-	log_info("source %s: initial sync copied %ld rows; streaming changes from its starting "
-	         "cursor", p->s.name, copied);
-	rc = 0;
-	goto out;
-dberr:
-	snprintf(p->r->error, sizeof p->r->error, "database: %s", db_last_error());
-out:
-	cJSON_Delete(j);
-	cJSON_Delete(sum);
-	httpc_resp_free(&resp);
-	buf_free(&path);
-	free(start);
-	free(after);
-	free(next);
-	return rc;
+	return copy_initial(&e);
 }
 
 /* A fetched page of changes; next points into j. */

@@ -751,6 +751,186 @@ BEGIN
 	RETURN n;
 END $$;
 
+-- The COPY path of an initial sync (replica/copy.c): pages of GET /api/rows?format=copy,
+-- i.e. rows in COPY text (each value its type's own output text, so it round-trips through
+-- the local type's input function like json_populate_record's strings do).
+-- copy_plan says how a table's pages go in: 'direct' = COPY straight into the table, when
+-- nothing could make a row anything but Synced (the table is empty, nothing edited here, no
+-- filter, no attachments, inserts enabled, not a re-sync); 'stage' = COPY into a temporary
+-- table, then ONE statement with apply_run's semantics. NULL: the table is missing here or
+-- has no key (the JSON path reports that row by row). Also lists the local columns a copy
+-- may set: {"mode":..., "columns":[...]}.
+CREATE OR REPLACE FUNCTION tdgl.copy_plan(p_source text, p_tbl text, p_resync bool)
+RETURNS json LANGUAGE plpgsql AS $$
+DECLARE
+	rel    regclass := tdgl.local_table(p_tbl);
+	cfg    tdgl.source_tables;
+	empty  bool;
+BEGIN
+	IF rel IS NULL OR tdgl.pk_columns(rel) IS NULL THEN
+		RETURN NULL;
+	END IF;
+	SELECT * INTO cfg FROM tdgl.source_tables WHERE source = p_source AND tbl = p_tbl;
+	EXECUTE format('SELECT NOT EXISTS (SELECT 1 FROM %s)', tdgl.qualified(rel)) INTO empty;
+	RETURN json_build_object(
+		'mode', CASE WHEN empty AND NOT p_resync AND cfg.filter IS NULL
+		              AND coalesce(cfg.insert_enabled, true)
+		              AND coalesce(cardinality(cfg.attach_columns), 0) = 0
+		              AND NOT EXISTS (SELECT 1 FROM tdgl.local_edits e WHERE e.tbl = p_tbl)
+		         THEN 'direct' ELSE 'stage' END,
+		'columns', (SELECT json_agg(a.attname ORDER BY a.attnum) FROM pg_attribute a
+		            WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped
+		              AND a.attgenerated = ''));
+END $$;
+
+-- Starts a copy page in the caller's transaction and returns the COPY statement for its
+-- data: into the table itself (p_direct), or into pg_temp.tdgl_copy_stage, created here with
+-- the local types of p_cols and dropped at commit. p_cols (from the primary's answer) must
+-- be local non-generated columns, distinct, holding the whole key.
+CREATE OR REPLACE FUNCTION tdgl.copy_start(p_tbl text, p_cols text[], p_direct bool)
+RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+	rel  regclass := tdgl.local_table(p_tbl);
+	cl   text;
+BEGIN
+	IF rel IS NULL OR cardinality(p_cols) IS NULL
+	   OR cardinality(p_cols) <> (SELECT count(DISTINCT x) FROM unnest(p_cols) x)
+	   OR EXISTS (SELECT 1 FROM unnest(p_cols) x WHERE NOT EXISTS (
+	              SELECT 1 FROM pg_attribute a WHERE a.attrelid = rel AND a.attname = x
+	                AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''))
+	   OR NOT (tdgl.pk_columns(rel) <@ p_cols) THEN
+		RAISE EXCEPTION 'copy of %: columns % do not fit the local table', p_tbl, p_cols
+			USING ERRCODE = '42703';
+	END IF;
+	SELECT string_agg(format('%I', x), ', ' ORDER BY o) INTO cl
+	FROM unnest(p_cols) WITH ORDINALITY AS u(x, o);
+	IF p_direct THEN
+		RETURN format('COPY %s (%s) FROM STDIN', tdgl.qualified(rel), cl);
+	END IF;
+	EXECUTE format('CREATE TEMP TABLE tdgl_copy_stage ON COMMIT DROP AS SELECT %s FROM %s '
+	               'WITH NO DATA', cl, tdgl.qualified(rel));
+	RETURN format('COPY pg_temp.tdgl_copy_stage (%s) FROM STDIN', cl);
+END $$;
+
+-- Finishes a copy page of p_n rows after its COPY: a direct page is in the table already
+-- and only counted; a staged page is applied in ONE statement with the semantics of
+-- apply_run's upsert for an initial sync (filter, local edits -> conflicts, insert/update
+-- switches, unchanged rows skipped, only non-Synced outcomes logged, a row that left the
+-- subset removed, attachment values listed) and, for a re-sync, its keys remembered for
+-- tdgl.finish_resync(). Adds the counts to run p_run_id. Returns
+-- {"fetched","synced","failed","skipped","conflicts","files":[...]}.
+CREATE OR REPLACE FUNCTION tdgl.copy_apply(p_source text, p_run_id bigint, p_tbl text,
+	p_cols text[], p_direct bool, p_resync bool, p_n bigint) RETURNS json
+LANGUAGE plpgsql AS $$
+DECLARE
+	rel  regclass := tdgl.local_table(p_tbl);
+	qrel text := tdgl.qualified(rel);
+	pk   text[] := tdgl.pk_columns(rel);
+	cfg  tdgl.source_tables;
+	flt  jsonb;
+	upd  text[];
+	res  json;
+BEGIN
+	IF p_direct THEN
+		res := json_build_object('fetched', p_n, 'synced', p_n, 'failed', 0, 'skipped', 0,
+		                         'conflicts', 0, 'files', '[]'::json);
+	ELSE
+		SELECT * INTO cfg FROM tdgl.source_tables WHERE source = p_source AND tbl = p_tbl;
+		IF NOT FOUND THEN
+			cfg.insert_enabled := true; cfg.update_enabled := true;
+			cfg.update_without_changes := false; cfg.attach_columns := '{}';
+		END IF;
+		-- the primary filtered on every key of the filter; here only the copied columns can
+		-- be checked (the JSON path checks the primary's whole row)
+		SELECT jsonb_object_agg(k, v) INTO flt FROM jsonb_each(cfg.filter) AS f(k, v)
+		WHERE k = ANY (p_cols);
+		SELECT array_agg(a.attname::text) INTO upd FROM pg_attribute a
+		WHERE a.attrelid = rel AND a.attname = ANY (p_cols) AND a.attidentity <> 'a'
+		  AND a.attname <> ALL (pk);
+		EXECUTE format($q$
+WITH w AS (
+	SELECT s AS rec, jsonb_build_object(%2$s) AS lpk, l.ctid IS NOT NULL AS present,
+	       CASE
+	         WHEN $1::jsonb IS NOT NULL AND NOT (to_jsonb(s) @> $1::jsonb) THEN 'filter'
+	         WHEN EXISTS (SELECT 1 FROM tdgl.local_edits e
+	                      WHERE e.tbl = $2 AND e.pk = jsonb_build_object(%2$s)) THEN 'conflict'
+	         WHEN l.ctid IS NULL AND NOT $3 THEN 'insert disabled'
+	         WHEN l.ctid IS NOT NULL AND NOT $4 THEN 'update disabled'
+	         WHEN l.ctid IS NOT NULL AND NOT $5 AND (%4$s) IS NOT DISTINCT FROM (%5$s)
+	           THEN 'no changes'
+	       END AS skip
+	FROM pg_temp.tdgl_copy_stage s
+	LEFT JOIN %1$s l ON %3$s
+), conf AS (
+	INSERT INTO tdgl.conflicts AS k (source, tbl, pk, change_id, op, primary_row, local_row)
+	SELECT $6, $2, w.lpk, NULL, 'Create', row_to_json(w.rec),
+	       (SELECT row_to_json(l.*) FROM %1$s l WHERE %6$s)
+	FROM w WHERE w.skip = 'conflict'
+	ON CONFLICT (tbl, pk) WHERE status = 'Open' DO UPDATE
+	SET change_id = EXCLUDED.change_id, op = EXCLUDED.op, primary_row = EXCLUDED.primary_row,
+	    local_row = EXCLUDED.local_row, source = EXCLUDED.source, old_pk = NULL,
+	    refreshed = k.refreshed + 1, updated_at = now()
+	RETURNING 1
+), gone AS (
+	-- a row that left the subset is removed, unless it was edited here
+	DELETE FROM %1$s l USING w
+	WHERE w.skip = 'filter' AND w.present AND %6$s
+	  AND NOT EXISTS (SELECT 1 FROM tdgl.local_edits e WHERE e.tbl = $2 AND e.pk = w.lpk)
+	RETURNING 1
+), up AS (
+	INSERT INTO %1$s AS l (%7$s) OVERRIDING SYSTEM VALUE
+	SELECT %8$s FROM w WHERE w.skip IS NULL
+	ON CONFLICT (%9$s) DO %10$s
+	RETURNING 1
+), seen AS (
+	INSERT INTO tdgl.resync_seen (source, tbl, pk)
+	SELECT $6, $2, w.lpk FROM w WHERE $8
+	ON CONFLICT DO NOTHING
+	RETURNING 1
+), lg AS (
+	INSERT INTO tdgl.sync_log (source, change_id, tbl, pk, op, status, reason, run_id)
+	SELECT $6, NULL, $2, w.lpk, 'Create', 'Skipped',
+	       CASE WHEN w.skip = 'filter' AND w.present THEN 'filter: left the subset'
+	            WHEN w.skip = 'conflict' THEN 'conflict: row edited locally'
+	            ELSE w.skip END,
+	       $7
+	FROM w WHERE w.skip IS NOT NULL
+	RETURNING 1
+)
+SELECT json_build_object(
+	'fetched', count(*),
+	'synced', count(*) FILTER (WHERE skip IS NULL),
+	'failed', 0,
+	'skipped', count(*) FILTER (WHERE skip IS NOT NULL),
+	'conflicts', count(*) FILTER (WHERE skip = 'conflict'),
+	'files', (SELECT coalesce(json_agg(DISTINCT v), '[]') FROM w, unnest($9::text[]) col,
+	          LATERAL (SELECT to_jsonb(w.rec) ->> col AS v) x
+	          WHERE w.skip IS NULL AND x.v LIKE '/files/%%'))
+FROM w
+$q$,
+			qrel,
+			(SELECT string_agg(format('%1$L, s.%1$I', x), ', ') FROM unnest(pk) x),
+			(SELECT string_agg(format('l.%1$I = s.%1$I', x), ' AND ') FROM unnest(pk) x),
+			(SELECT 'ROW(' || string_agg(format('l.%I::text', x), ', ') || ')' FROM unnest(p_cols) x),
+			(SELECT 'ROW(' || string_agg(format('s.%I::text', x), ', ') || ')' FROM unnest(p_cols) x),
+			(SELECT string_agg(format('l.%1$I = (w.rec).%1$I', x), ' AND ') FROM unnest(pk) x),
+			(SELECT string_agg(format('%I', x), ', ') FROM unnest(p_cols) x),
+			(SELECT string_agg(format('(w.rec).%I', x), ', ') FROM unnest(p_cols) x),
+			(SELECT string_agg(format('%I', x), ', ') FROM unnest(pk) x),
+			CASE WHEN upd IS NULL THEN 'NOTHING'
+			     ELSE 'UPDATE SET ' || (SELECT string_agg(format('%1$I = EXCLUDED.%1$I', x), ', ')
+			                           FROM unnest(upd) x) END)
+		INTO res
+		USING flt, p_tbl, cfg.insert_enabled, cfg.update_enabled, cfg.update_without_changes,
+			p_source, p_run_id, p_resync, cfg.attach_columns;
+	END IF;
+	UPDATE tdgl.runs SET fetched = fetched + (res->>'fetched')::int,
+	       synced = synced + (res->>'synced')::int, skipped = skipped + (res->>'skipped')::int,
+	       conflicts = conflicts + (res->>'conflicts')::int, pages = pages + 1
+	WHERE id = p_run_id;
+	RETURN res;
+END $$;
+
 -- Resolves an open conflict. 'Accept Primary' applies the stored primary snapshot (as the
 -- apply session) and clears the local-edit marker, so later primary changes apply again.
 -- 'Keep Local' keeps the local row AND its local-edit marker: the row stays protected, and

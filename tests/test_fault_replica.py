@@ -475,7 +475,8 @@ def test_rename_replayed_over_initial_copy_leaves_no_orphan(primary, replica):
     copy arrives in the copy under its new key; replaying Create + Rename must not leave the
     old key behind (nor fail on the new key)."""
     primary.sql(CUSTOMER)
-    primary.sql("INSERT INTO customer SELECT g, 'n', 'X', g FROM generate_series(1, 12000) g")
+    # enough rows that the COPY pages of the initial sync are still coming when the rename lands
+    primary.sql("INSERT INTO customer SELECT g, 'n', 'X', g FROM generate_series(1, 39000) g")
     key, secret = pair(primary, replica, [], ["customer"], replica_ddl=[CUSTOMER])
     p = subprocess.Popen([os.path.join(TDGL_BIN, "tdgl-replica"), "pull", "main"],
                          env=replica_env(replica), stdout=subprocess.PIPE,
@@ -484,12 +485,12 @@ def test_rename_replayed_over_initial_copy_leaves_no_orphan(primary, replica):
                p.poll() is not None, timeout=30, interval=0.002, what="the copy to start")
     primary.sql("INSERT INTO customer VALUES (40000, 'made during the copy', 'X', 1)")
     primary.sql("UPDATE customer SET id = 40001 WHERE id = 40000")
-    primary.sql("UPDATE customer SET id = 12001 WHERE id = 1")
+    primary.sql("UPDATE customer SET id = 39001 WHERE id = 1")
     out, err = p.communicate(timeout=60)
     assert p.returncode == 0, err
     pull_to_end(replica)
     copied = int(re.search(r"initial sync copied (\d+) rows", err).group(1))
-    assert copied > 12000, "the copy finished before the rename: race not hit"
+    assert copied > 39000, "the copy finished before the rename: race not hit"
     assert replica.one("SELECT count(*) FROM customer WHERE id IN (1, 40000)") == 0
     assert rows_md5(replica, "customer") == rows_md5(primary, "customer")
     assert replica.one("SELECT count(*) FROM tdgl.sync_log WHERE status = 'Failed'") == 0

@@ -1,0 +1,490 @@
+/* copy: initial sync in COPY pages, with the JSON pages of /api/rows as the fallback. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "common/buf.h"
+#include "common/db.h"
+#include "common/httpc.h"
+#include "common/json.h"
+#include "common/log.h"
+#include "replica/apply.h"
+#include "replica/copy.h"
+
+/* Pages start small (the first rows arrive at once) and double up to the primary's maximum;
+ * the primary also ends a page at 4 MiB of data, and a page it ended so stays that size. */
+#define COPY_FIRST_ROWS 1000
+#define COPY_MAX_ROWS 50000
+#define COPY_JSON_ROWS "500"
+#define COPY_TIMEOUT_MS 120000
+
+static const char Q_SET_START_CURSOR[] =
+	"UPDATE tdgl.sources SET cursor = $2, needs_resync = false "
+	"WHERE name = $1 AND cursor IS NULL";
+static const char Q_RESYNC_BEGIN[] = "DELETE FROM tdgl.resync_seen WHERE source = $1";
+
+/* One fetched page of GET /api/rows?format=copy. */
+struct copy_page {
+	struct httpc_resp resp;
+	long status;               /* HTTP status; -1: no answer (error says why) */
+	char *after;               /* the key it starts after (JSON text; NULL: the table's start) */
+	char *columns;             /* JSON array of the columns in data */
+	const char *data;          /* the COPY lines, inside resp.body */
+	size_t len;
+	long rows;
+	char *next;                /* the key to continue after; NULL on the last page */
+	char error[512];           /* set when unusable: no answer, or a bad body */
+};
+
+/* The thread fetching one table's pages ahead of the apply: at most one page waits. */
+struct copy_feed {
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct fetch f;            /* its own copy: error and attempts are per call */
+	char *table_q;             /* query-escaped table, filter, columns */
+	char *filter_q;
+	char *columns_q;
+	const volatile int *stop;
+	struct copy_page *ready;
+	int done, cancel;
+};
+
+static int copy_stopping(const struct copy_env *e)
+{
+	return e->stop && *e->stop;
+}
+
+static void copy_page_free(struct copy_page *pg)
+{
+	if (!pg)
+		return;
+	httpc_resp_free(&pg->resp);
+	free(pg->after);
+	free(pg->columns);
+	free(pg->next);
+	free(pg);
+}
+
+/* Checks a 200 body: the header line, then exactly `rows` lines. Sets pg->error if bad. */
+static void copy_page_parse(struct copy_page *pg)
+{
+	const char *body = pg->resp.body, *nl = body ? memchr(body, '\n', pg->resp.len) : NULL;
+	const cJSON *cols, *rows, *next, *it;
+	char jerr[128];
+	cJSON *h = NULL;
+	long lines = 0;
+
+	if (!nl) {
+		snprintf(pg->error, sizeof pg->error, "no header line");
+		goto out;
+	}
+	h = json_parse_strict(body, (size_t)(nl - body), jerr, sizeof jerr);
+	cols = cJSON_GetObjectItemCaseSensitive(h, "columns");
+	rows = cJSON_GetObjectItemCaseSensitive(h, "rows");
+	next = cJSON_GetObjectItemCaseSensitive(h, "next");
+	if (!cJSON_IsArray(cols) || !cols->child || !cJSON_IsNumber(rows) || rows->valuedouble < 0 ||
+	    !(cJSON_IsString(next) || cJSON_IsNull(next))) {
+		snprintf(pg->error, sizeof pg->error, "bad header line%s%s", h ? "" : ": ",
+		         h ? "" : jerr);
+		goto out;
+	}
+	cJSON_ArrayForEach(it, cols) {
+		if (!cJSON_IsString(it)) {
+			snprintf(pg->error, sizeof pg->error, "bad header line: columns");
+			goto out;
+		}
+	}
+	pg->data = nl + 1;
+	pg->len = pg->resp.len - (size_t)(pg->data - body);
+	for (const char *p = pg->data; (p = memchr(p, '\n', pg->len - (size_t)(p - pg->data)));
+	     p++)
+		lines++;
+	pg->rows = (long)rows->valuedouble;
+	if (lines != pg->rows || (pg->len && pg->data[pg->len - 1] != '\n')) {
+		snprintf(pg->error, sizeof pg->error, "%ld lines for %ld rows", lines, pg->rows);
+		goto out;
+	}
+	pg->columns = json_print(cols);
+	pg->next = cJSON_IsString(next) ? strdup(next->valuestring) : NULL;
+out:
+	cJSON_Delete(h);
+}
+
+static struct copy_page *copy_page_fetch(struct copy_feed *fd, char *after, long limit)
+{
+	struct copy_page *pg = calloc(1, sizeof *pg);
+	struct buf path = { 0 };
+	char *e;
+
+	if (!pg)
+		abort();    /* out of memory: as buf does */
+	pg->after = after;
+	buf_printf(&path, "/api/rows?table=%s&format=copy&limit=%ld&columns=%s", fd->table_q,
+	           limit, fd->columns_q);
+	if (after) {
+		e = httpc_escape(after);
+		buf_printf(&path, "&after=%s", e);
+		free(e);
+	}
+	if (fd->filter_q)
+		buf_printf(&path, "&filter=%s", fd->filter_q);
+	fd->f.attempts = 0;
+	pg->status = fetch_get(&fd->f, path.data, COPY_TIMEOUT_MS, &pg->resp);
+	if (pg->status < 0)
+		snprintf(pg->error, sizeof pg->error, "%s", fd->f.error);
+	else if (pg->status == 200)
+		copy_page_parse(pg);
+	buf_free(&path);
+	return pg;
+}
+
+/* Fetches pages until the last one, an unusable one, a stop or a cancel. */
+static void *copy_feed_run(void *arg)
+{
+	struct copy_feed *fd = arg;
+	char *after = NULL;
+	long limit = COPY_FIRST_ROWS, cap = COPY_MAX_ROWS;
+
+	while (!(fd->stop && *fd->stop)) {
+		struct copy_page *pg = copy_page_fetch(fd, after, limit);
+		int last = pg->status != 200 || pg->error[0] || !pg->next;
+
+		after = NULL;
+		if (!last) {
+			after = strdup(pg->next);
+			if (pg->rows < limit)       /* the primary's byte limit ended it */
+				cap = pg->rows > 0 ? pg->rows : 1;
+			limit = limit * 2 < cap ? limit * 2 : cap;
+		}
+		pthread_mutex_lock(&fd->mu);
+		while (fd->ready && !fd->cancel)
+			pthread_cond_wait(&fd->cv, &fd->mu);
+		if (!fd->cancel) {
+			fd->ready = pg;
+			pg = NULL;
+			pthread_cond_broadcast(&fd->cv);
+		}
+		pthread_mutex_unlock(&fd->mu);
+		if (pg) {                      /* cancelled */
+			copy_page_free(pg);
+			break;
+		}
+		if (last)
+			break;
+	}
+	free(after);
+	pthread_mutex_lock(&fd->mu);
+	fd->done = 1;
+	pthread_cond_broadcast(&fd->cv);
+	pthread_mutex_unlock(&fd->mu);
+	return NULL;
+}
+
+/* The next page in key order, or NULL when the feed stopped (shutdown) without one. */
+static struct copy_page *copy_feed_take(struct copy_feed *fd)
+{
+	struct copy_page *pg;
+
+	pthread_mutex_lock(&fd->mu);
+	while (!fd->ready && !fd->done)
+		pthread_cond_wait(&fd->cv, &fd->mu);
+	pg = fd->ready;
+	fd->ready = NULL;
+	pthread_cond_broadcast(&fd->cv);
+	pthread_mutex_unlock(&fd->mu);
+	return pg;
+}
+
+static int copy_feed_start(struct copy_feed *fd, const struct copy_env *e, int t,
+                           const char *columns)
+{
+	memset(fd, 0, sizeof *fd);
+	fd->f = *e->f;
+	fd->stop = e->stop;
+	fd->table_q = httpc_escape(e->s->table[t]);
+	fd->columns_q = httpc_escape(columns);
+	fd->filter_q = e->s->filter[t] ? httpc_escape(e->s->filter[t]) : NULL;
+	pthread_mutex_init(&fd->mu, NULL);
+	pthread_cond_init(&fd->cv, NULL);
+	if (pthread_create(&fd->thread, NULL, copy_feed_run, fd) != 0) {
+		fd->done = -1;
+		return -1;
+	}
+	return 0;
+}
+
+/* Stops the thread (after its current request) and frees what it holds. */
+static void copy_feed_end(struct copy_feed *fd)
+{
+	if (fd->done != -1) {
+		pthread_mutex_lock(&fd->mu);
+		fd->cancel = 1;
+		pthread_cond_broadcast(&fd->cv);
+		pthread_mutex_unlock(&fd->mu);
+		pthread_join(fd->thread, NULL);
+	}
+	copy_page_free(fd->ready);
+	pthread_mutex_destroy(&fd->mu);
+	pthread_cond_destroy(&fd->cv);
+	free(fd->table_q);
+	free(fd->columns_q);
+	free(fd->filter_q);
+}
+
+/* Records a non-200 answer as the copy's error. */
+static void copy_http_error(const struct copy_env *e, const char *what,
+                            const struct httpc_resp *resp)
+{
+	char jerr[64];
+	cJSON *j = resp->body ? json_parse_strict(resp->body, resp->len, jerr, sizeof jerr) : NULL;
+	const char *msg = j ? json_get_string(j, "error") : NULL;
+
+	snprintf(e->error, e->errlen, "%s: primary answered %ld%s%.200s", what, resp->status,
+	         msg ? ": " : "", msg ? msg : "");
+	cJSON_Delete(j);
+}
+
+static void copy_page_done(const struct copy_env *e, const cJSON *sum)
+{
+	if (e->page_done)
+		e->page_done(e->ctx, sum);
+}
+
+/* Copies table t from after `from` (NULL: the start) in JSON pages (tdgl.apply_rows).
+ * 0, or -1 with the error set. */
+static int copy_json_table(const struct copy_env *e, int t, const char *from, long *copied)
+{
+	struct fetch f = *e->f;
+	struct httpc_resp resp = { 0 };
+	struct buf path = { 0 };
+	cJSON *j = NULL, *sum = NULL;
+	char *etab = httpc_escape(e->s->table[t]), *after = from ? strdup(from) : NULL;
+	char *next = NULL, jerr[128], err[512];
+	const char *tbl = e->s->table[t];
+	int rc = -1;
+
+	for (;;) {
+		const cJSON *rows;
+		char *x;
+		long st;
+
+		buf_reset(&path);
+		buf_printf(&path, "/api/rows?table=%s&limit=" COPY_JSON_ROWS, etab);
+		if (after) {
+			x = httpc_escape(after);
+			buf_printf(&path, "&after=%s", x);
+			free(x);
+		}
+		if (e->s->filter[t]) {
+			x = httpc_escape(e->s->filter[t]);
+			buf_printf(&path, "&filter=%s", x);
+			free(x);
+		}
+		f.attempts = 0;
+		st = fetch_get(&f, path.data, COPY_TIMEOUT_MS, &resp);
+		if (st < 0) {
+			snprintf(e->error, e->errlen, "%s", f.error);
+			goto out;
+		}
+		if (st != 200) {
+			copy_http_error(e, tbl, &resp);
+			goto out;
+		}
+		if (copy_stopping(e)) {
+			snprintf(e->error, e->errlen, "stopping");
+			goto out;
+		}
+		cJSON_Delete(j);
+		/* rows embed json column values verbatim: duplicate keys are legal there */
+		j = json_parse_embedded(resp.body, resp.len, jerr, sizeof jerr);
+		rows = j ? cJSON_GetObjectItemCaseSensitive(j, "rows") : NULL;
+		if (!cJSON_IsArray(rows)) {
+			snprintf(e->error, e->errlen, "rows of %s: bad answer: %s", tbl,
+			         j ? "no rows array" : jerr);
+			goto out;
+		}
+		cJSON_Delete(sum);
+		free(next);
+		if (apply_rows(e->c, e->s->name, tbl, resp.body, e->run_id, e->s->needs_resync, &sum,
+		               &next, err, sizeof err) < 0) {
+			snprintf(e->error, e->errlen, "applying rows of %.60s: %.400s", tbl, err);
+			goto out;
+		}
+		copy_page_done(e, sum);
+		*copied += cJSON_GetArraySize(rows);
+		if (!next || cJSON_GetArraySize(rows) == 0)
+			break;
+		free(after);
+		after = next;
+		next = NULL;
+	}
+	rc = 0;
+out:
+	cJSON_Delete(j);
+	cJSON_Delete(sum);
+	httpc_resp_free(&resp);
+	buf_free(&path);
+	free(etab);
+	free(after);
+	free(next);
+	return rc;
+}
+
+/* Applies one page: direct (then staged, should the table not take it as it is) or staged.
+ * 0, or -1 with err. */
+static int copy_apply_page(const struct copy_env *e, int t, const struct copy_page *pg,
+                           int *direct, char *err, size_t errlen)
+{
+	struct apply_copy_page a = { .source = e->s->name, .tbl = e->s->table[t],
+	                             .columns = pg->columns, .data = pg->data, .len = pg->len,
+	                             .rows = pg->rows, .direct = *direct,
+	                             .resync = e->s->needs_resync, .run_id = e->run_id };
+	cJSON *sum = NULL;
+	int rc = apply_copy(e->c, &a, &sum, err, errlen);
+
+	if (rc < 0 && *direct) {
+		/* e.g. a row inserted here meanwhile: its key is taken. Staging handles that. */
+		log_info("source %s: copy of %s goes through staging from here (%s)", e->s->name,
+		         a.tbl, err);
+		*direct = a.direct = 0;
+		rc = apply_copy(e->c, &a, &sum, err, errlen);
+	}
+	if (rc == 0)
+		copy_page_done(e, sum);
+	cJSON_Delete(sum);
+	return rc;
+}
+
+/* Copies table t in COPY pages; a page the COPY path cannot take sends the rest of the table
+ * through the JSON path. 0, or -1 with the error set. */
+static int copy_table(const struct copy_env *e, int t, long *copied)
+{
+	struct copy_feed fd;
+	struct copy_page *pg = NULL;
+	cJSON *plan = NULL;
+	char *plan_text = apply_copy_plan(e->c, e->s->name, e->s->table[t], e->s->needs_resync);
+	char *columns = NULL, *fallback = NULL, err[512];
+	const char *tbl = e->s->table[t];
+	int rc = -1, direct, started = 0, json = 0;
+
+	plan = plan_text ? cJSON_Parse(plan_text) : NULL;
+	if (!plan || !cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(plan, "columns"))) {
+		rc = copy_json_table(e, t, NULL, copied);
+		goto out;
+	}
+	direct = !strcmp(json_get_string(plan, "mode") ? json_get_string(plan, "mode") : "", "direct");
+	columns = json_print(cJSON_GetObjectItemCaseSensitive(plan, "columns"));
+	log_info("source %s: copying %s %s", e->s->name, tbl,
+	         direct ? "straight into the empty table" : "through a staging table");
+	if (copy_feed_start(&fd, e, t, columns) < 0) {
+		snprintf(e->error, e->errlen, "copy of %s: cannot start a thread", tbl);
+		goto out;
+	}
+	started = 1;
+	for (;;) {
+		pg = copy_feed_take(&fd);
+		if (!pg || copy_stopping(e)) {
+			snprintf(e->error, e->errlen, "stopping");
+			goto out;
+		}
+		if (pg->status < 0) {
+			snprintf(e->error, e->errlen, "%s", pg->error);
+			goto out;
+		}
+		if (pg->status != 200 || pg->error[0]) {
+			log_warn("source %s: copy of %s continues in JSON pages: primary answered %ld%s%s",
+			         e->s->name, tbl, pg->status, pg->error[0] ? ": " : "", pg->error);
+			json = 1;
+			break;
+		}
+		if (copy_apply_page(e, t, pg, &direct, err, sizeof err) < 0) {
+			log_warn("source %s: copy of %s continues in JSON pages: %s", e->s->name, tbl, err);
+			json = 1;
+			break;
+		}
+		*copied += pg->rows;
+		if (!pg->next)
+			break;
+		copy_page_free(pg);
+		pg = NULL;
+	}
+	if (json) {
+		fallback = pg->after ? strdup(pg->after) : NULL;
+		copy_feed_end(&fd);
+		started = 0;
+		rc = copy_json_table(e, t, fallback, copied);
+		goto out;
+	}
+	rc = 0;
+out:
+	if (started)
+		copy_feed_end(&fd);
+	copy_page_free(pg);
+	cJSON_Delete(plan);
+	free(plan_text);
+	free(columns);
+	free(fallback);
+	return rc;
+}
+
+int copy_initial(const struct copy_env *e)
+{
+	struct fetch f = *e->f;
+	struct httpc_resp resp = { 0 };
+	cJSON *j = NULL;
+	char *start = NULL, jerr[128];
+	const char *params[2] = { e->s->name, NULL };
+	int rc = -1, resync = e->s->needs_resync;
+	long st, copied = 0;
+
+	log_info("source %s: initial sync%s", e->s->name, resync ? " (re-sync)" : "");
+	f.attempts = 0;
+	st = fetch_get(&f, "/api/snapshot", 30000, &resp);
+	if (st < 0) {
+		snprintf(e->error, e->errlen, "%s", f.error);
+		goto out;
+	}
+	if (st != 200) {
+		copy_http_error(e, "snapshot", &resp);
+		goto out;
+	}
+	j = json_parse_strict(resp.body, resp.len, jerr, sizeof jerr);
+	if (!j || !json_get_string(j, "cursor")) {
+		snprintf(e->error, e->errlen, "snapshot: bad answer from primary");
+		goto out;
+	}
+	start = strdup(json_get_string(j, "cursor"));
+	if (resync && db_run(e->c, "re-sync: begin", Q_RESYNC_BEGIN, 1, params) < 0)
+		goto dberr;
+	for (int t = 0; t < e->s->ntables; t++) {
+		if (copy_table(e, t, &copied) < 0)
+			goto out;
+		if (resync) {
+			long n = apply_finish_resync(e->c, e->s->name, e->s->table[t]);
+			if (n < 0)
+				goto dberr;
+			if (n > 0)
+				log_info("source %s: re-sync removed %ld rows of %s gone from the primary",
+				         e->s->name, n, e->s->table[t]);
+		}
+	}
+	params[1] = start;
+	if (db_run(e->c, "initial sync: store cursor", Q_SET_START_CURSOR, 2, params) < 0)
+		goto dberr;
+	free(e->s->cursor);
+	e->s->cursor = start;
+	start = NULL;
+	e->s->needs_resync = 0;
+	log_info("source %s: initial sync copied %ld rows; streaming changes from its starting "
+	         "cursor", e->s->name, copied);
+	rc = 0;
+	goto out;
+dberr:
+	snprintf(e->error, e->errlen, "database: %s", db_last_error());
+out:
+	cJSON_Delete(j);
+	httpc_resp_free(&resp);
+	free(start);
+	return rc;
+}

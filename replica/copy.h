@@ -1,0 +1,37 @@
+/* copy: the initial sync of a source (and the re-sync after a 410). Takes the starting cursor
+ * (GET /api/snapshot) first, then copies every configured table in primary-key order, then
+ * stores the starting cursor, so changes committed during the copy are replayed from it.
+ *
+ * Pages come as COPY text (GET /api/rows?format=copy) and go in with COPY, one transaction
+ * per page (apply_copy): straight into an empty table, else through a staging table and one
+ * statement with the usual conflict/filter/flag semantics. A thread fetches the next page
+ * while the current one is applied. A page the COPY path cannot take (an old primary, a
+ * value the local type refuses, a local constraint) makes the rest of that table go
+ * through the JSON path (GET /api/rows, tdgl.apply_rows), which logs failing rows one by one.
+ * A re-sync then removes the rows the copy did not see (tdgl.finish_resync). */
+#ifndef TDGL_REPLICA_COPY_H
+#define TDGL_REPLICA_COPY_H
+#include <libpq-fe.h>
+#include <cjson/cJSON.h>
+#include "replica/fetch.h"
+#include "replica/source.h"
+
+struct copy_env {
+	PGconn *c;
+	struct source *s;            /* on success s->cursor is the starting cursor (owned by s)
+	                              * and s->needs_resync is 0 */
+	const struct fetch *f;       /* the pull's request settings; copied, not changed */
+	long run_id;
+	const volatile int *stop;    /* set on shutdown: the copy ends after its current page */
+	/* called after each committed page with its summary (counts, "files"); may be NULL */
+	void (*page_done)(void *ctx, const cJSON *summary);
+	void *ctx;
+	char *error;                 /* why the copy failed */
+	size_t errlen;
+};
+
+/* Runs the initial sync (a re-sync when s->needs_resync). Returns 0, or -1 with error set;
+ * a failed copy leaves the source without a cursor, so the next pull starts it again. */
+int copy_initial(const struct copy_env *e);
+
+#endif
