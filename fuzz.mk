@@ -11,7 +11,7 @@
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 30
 FUZZ_BUILD   := build-fuzz
-FUZZ_NAMES   := cursor json params files signature cron
+FUZZ_NAMES   := cursor json params files signature cron page
 FUZZ_CFLAGS  := -g -O1 -std=gnu11 -I. -I/usr/include/postgresql -D_GNU_SOURCE -pthread \
                 -Wall -Wextra -fno-omit-frame-pointer \
                 -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
@@ -40,8 +40,8 @@ $(FUZZ_BUILD)/libprimary.a: $(FUZZ_PRIMARY)
 # Harnesses that #include a module to reach its static parsers link the archives: the
 # included module's own member is never pulled in, so nothing is defined twice.
 $(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/tests/fuzz/fuzz_%.o $(FUZZ_BUILD)/replica/notify.o \
-                      $(FUZZ_BUILD)/libprimary.a $(FUZZ_BUILD)/libcommon.a
-	$(FUZZ_CC) $(FUZZ_LDFLAGS) -o $@ $< $(FUZZ_BUILD)/replica/notify.o \
+                      $(FUZZ_BUILD)/replica/page.o $(FUZZ_BUILD)/libprimary.a $(FUZZ_BUILD)/libcommon.a
+	$(FUZZ_CC) $(FUZZ_LDFLAGS) -o $@ $< $(FUZZ_BUILD)/replica/notify.o $(FUZZ_BUILD)/replica/page.o \
 		$(FUZZ_BUILD)/libprimary.a $(FUZZ_BUILD)/libcommon.a $(LDLIBS)
 
 fuzz-build: $(FUZZ_BINS)

@@ -117,9 +117,9 @@ int db_run(PGconn *c, const char *what, const char *sql, int nparams, const char
 }
 
 int db_send(PGconn *c, const char *what, const char *sql, int nparams,
-            const char *const *params)
+            const char *const *params, const int *lengths, const int *formats)
 {
-	if (PQsendQueryParams(c, sql, nparams, NULL, params, NULL, NULL, 0))
+	if (PQsendQueryParams(c, sql, nparams, NULL, params, lengths, formats, 0))
 		return 0;
 	db_fail(c, what, NULL);
 	return -1;

@@ -18,9 +18,10 @@ PGresult *db_exec(PGconn *c, const char *what, const char *sql, int nparams,
 int db_run(PGconn *c, const char *what, const char *sql, int nparams, const char *const *params);
 /* The same in two halves, so the caller can work while the database does: db_send queues the
  * statement (0, or -1 logged); db_wait reads all of its results and returns what db_exec
- * would have. Nothing else may use c in between. */
+ * would have. Nothing else may use c in between. lengths/formats as PQexecParams's (NULL:
+ * all text); parameters are copied before db_send returns. */
 int db_send(PGconn *c, const char *what, const char *sql, int nparams,
-            const char *const *params);
+            const char *const *params, const int *lengths, const int *formats);
 PGresult *db_wait(PGconn *c, const char *what);
 /* SQLSTATE of the last failed db_exec on this thread ("" if none) and its message. */
 const char *db_last_sqlstate(void);

@@ -243,3 +243,208 @@ int json_get_bool(const cJSON *obj, const char *key, int def)
 
 	return cJSON_IsBool(v) ? cJSON_IsTrue(v) : def;
 }
+
+/* ---- scanning without a tree: spans into the text ---- */
+
+const char *json_skip_ws(const char *p, const char *end)
+{
+	while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+		p++;
+	return p;
+}
+
+static int json_hex4(const char *p, const char *end, unsigned *out)
+{
+	unsigned v = 0;
+
+	if (end - p < 4)
+		return -1;
+	for (int i = 0; i < 4; i++) {
+		char c = p[i];
+
+		v <<= 4;
+		if (c >= '0' && c <= '9')
+			v |= (unsigned)(c - '0');
+		else if (c >= 'a' && c <= 'f')
+			v |= (unsigned)(c - 'a' + 10);
+		else if (c >= 'A' && c <= 'F')
+			v |= (unsigned)(c - 'A' + 10);
+		else
+			return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+/* p at the opening quote; returns past the closing quote, or NULL. */
+static const char *json_scan_string(const char *p, const char *end)
+{
+	unsigned u;
+
+	for (p++; p < end; p++) {
+		unsigned char c = (unsigned char)*p;
+
+		if (c == '"')
+			return p + 1;
+		if (c < 0x20)
+			return NULL;
+		if (c != '\\')
+			continue;
+		if (++p >= end)
+			return NULL;
+		switch (*p) {
+		case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
+			break;
+		case 'u':
+			if (json_hex4(p + 1, end, &u) < 0)
+				return NULL;
+			p += 4;
+			break;
+		default:
+			return NULL;
+		}
+	}
+	return NULL;
+}
+
+static const char *json_scan_digits(const char *p, const char *end)
+{
+	const char *s = p;
+
+	while (p < end && *p >= '0' && *p <= '9')
+		p++;
+	return p > s ? p : NULL;
+}
+
+static const char *json_scan_number(const char *p, const char *end)
+{
+	if (p < end && *p == '-')
+		p++;
+	if (p < end && *p == '0')
+		p++;
+	else if (!(p = json_scan_digits(p, end)))
+		return NULL;
+	if (p < end && *p == '.' && !(p = json_scan_digits(p + 1, end)))
+		return NULL;
+	if (p < end && (*p == 'e' || *p == 'E')) {
+		p++;
+		if (p < end && (*p == '+' || *p == '-'))
+			p++;
+		if (!(p = json_scan_digits(p, end)))
+			return NULL;
+	}
+	return p;
+}
+
+const char *json_scan_value(const char *p, const char *end, int max_depth)
+{
+	static const char *const words[] = { "true", "false", "null" };
+	char close;
+
+	p = json_skip_ws(p, end);
+	if (p >= end)
+		return NULL;
+	if (*p == '"')
+		return json_scan_string(p, end);
+	if (*p == '-' || (*p >= '0' && *p <= '9'))
+		return json_scan_number(p, end);
+	for (size_t i = 0; i < sizeof words / sizeof *words; i++) {
+		size_t n = strlen(words[i]);
+
+		if ((size_t)(end - p) >= n && !memcmp(p, words[i], n))
+			return p + n;
+	}
+	if ((*p != '{' && *p != '[') || max_depth <= 0)
+		return NULL;
+	close = *p == '{' ? '}' : ']';
+	p = json_skip_ws(p + 1, end);
+	if (p < end && *p == close)
+		return p + 1;
+	for (;;) {
+		if (close == '}') {
+			if (p >= end || *p != '"' || !(p = json_scan_string(p, end)))
+				return NULL;
+			p = json_skip_ws(p, end);
+			if (p >= end || *p != ':')
+				return NULL;
+			p++;
+		}
+		if (!(p = json_scan_value(p, end, max_depth - 1)))
+			return NULL;
+		p = json_skip_ws(p, end);
+		if (p < end && *p == close)
+			return p + 1;
+		if (p >= end || *p != ',')
+			return NULL;
+		p = json_skip_ws(p + 1, end);
+	}
+}
+
+static void json_put_utf8(struct buf *out, unsigned cp)
+{
+	unsigned char b[4];
+	size_t n;
+
+	if (cp < 0x80) {
+		b[0] = (unsigned char)cp;
+		n = 1;
+	} else if (cp < 0x800) {
+		b[0] = (unsigned char)(0xc0 | (cp >> 6));
+		b[1] = (unsigned char)(0x80 | (cp & 0x3f));
+		n = 2;
+	} else if (cp < 0x10000) {
+		b[0] = (unsigned char)(0xe0 | (cp >> 12));
+		b[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
+		b[2] = (unsigned char)(0x80 | (cp & 0x3f));
+		n = 3;
+	} else {
+		b[0] = (unsigned char)(0xf0 | (cp >> 18));
+		b[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3f));
+		b[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
+		b[3] = (unsigned char)(0x80 | (cp & 0x3f));
+		n = 4;
+	}
+	buf_append(out, b, n);
+}
+
+int json_string_decode(const char *p, size_t n, struct buf *out)
+{
+	const char *end = p + n;
+	static const char esc_in[] = "\"\\/bfnrt", esc_out[] = "\"\\/\b\f\n\r\t";
+
+	if (n < 2 || p[0] != '"' || json_scan_string(p, end) != end)
+		return -1;
+	for (p++, end--; p < end; p++) {
+		const char *run = p, *e;
+		unsigned cp, lo;
+
+		while (p < end && *p != '\\')
+			p++;
+		buf_append(out, run, (size_t)(p - run));
+		if (p >= end)
+			break;
+		p++;                                      /* the escape letter */
+		if (*p != 'u') {
+			e = strchr(esc_in, *p);
+			buf_append(out, esc_out + (e - esc_in), 1);
+			continue;
+		}
+		json_hex4(p + 1, end, &cp);               /* checked by json_scan_string */
+		p += 4;
+		if (cp >= 0xdc00 && cp <= 0xdfff)
+			return -1;                            /* a lone low surrogate */
+		if (cp >= 0xd800 && cp <= 0xdbff) {
+			if (end - p < 7 || p[1] != '\\' || p[2] != 'u' || json_hex4(p + 3, end, &lo) < 0 ||
+			    lo < 0xdc00 || lo > 0xdfff)
+				return -1;
+			cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+			p += 6;
+		}
+		if (cp == 0)
+			return -1;                            /* text cannot hold NUL */
+		json_put_utf8(out, cp);
+	}
+	if (!out->data)
+		buf_append(out, "", 0);
+	return 0;
+}

@@ -4,6 +4,7 @@
 #define TDGL_JSON_H
 #include <stddef.h>
 #include <cjson/cJSON.h>
+#include "common/buf.h"
 
 #define JSON_MAX_DEPTH 64
 
@@ -23,5 +24,15 @@ long long json_get_int(const cJSON *obj, const char *key, long long def);
 int json_get_bool(const cJSON *obj, const char *key, int def);
 /* Prints compactly; malloc'd, caller frees. */
 char *json_print(const cJSON *item);
+
+/* Scanning without building a tree, for large documents whose parts are handed on verbatim.
+ * json_scan_value: p at (whitespace before) one JSON value; returns the position just past it,
+ * or NULL when the text there is not one valid value (JSON grammar, nesting at most max_depth;
+ * UTF-8 is not checked here: json_utf8_valid). */
+const char *json_scan_value(const char *p, const char *end, int max_depth);
+const char *json_skip_ws(const char *p, const char *end);
+/* Appends the UTF-8 text of the JSON string literal p[0..n) (quotes included) to out.
+ * -1 when it is not one valid string literal, or holds \u0000 or a lone surrogate. */
+int json_string_decode(const char *p, size_t n, struct buf *out);
 
 #endif

@@ -5,9 +5,11 @@
 #include "common/db.h"
 #include "common/log.h"
 #include "replica/apply.h"
+#include "replica/page.h"
 
 static const char Q_APPLY_PAGE[] =
-	"SELECT tdgl.apply_page($1, $2::json, $3, $4, $5::bigint)::text";
+	"SELECT tdgl.apply_page($1, $2::bigint[], $3::text[], $4::text[], $5::json[], $6::json[], "
+	"$7::json[], $8::text[], $9, $10, $11::bigint)::text";
 static const char Q_APPLY_ROWS[] =
 	"SELECT tdgl.apply_rows($1, $2, ($3::json) -> 'rows', $4::bigint, $5::bool)::text, "
 	"CASE WHEN json_typeof(($3::json) -> 'next') IN ('object', 'array', 'string', 'number') "
@@ -53,19 +55,33 @@ dberr:
 	return NULL;
 }
 
-int apply_page_send(PGconn *c, const char *source, const char *body, const char *prev_cursor,
-                    const char *next_cursor, long run_id, char *err, size_t errlen)
+int apply_page_send(PGconn *c, const char *source, const struct page *pg,
+                    const char *prev_cursor, long run_id, char *err, size_t errlen)
 {
+	struct page_arrays a;
 	char rid[32];
-	const char *p[5] = { source, body, prev_cursor, next_cursor, rid };
+	const char *p[11] = { source };
+	int len[11] = { 0 }, fmt[11] = { 0 }, rc = -1;
 
+	if (page_arrays(pg, &a, err, errlen) < 0)
+		return -1;
+	for (int i = 0; i < PAGE_NARRAYS; i++) {
+		p[1 + i] = a.data[i];
+		len[1 + i] = a.len[i];
+		fmt[1 + i] = 1;
+	}
+	snprintf(rid, sizeof rid, "%ld", run_id);
+	p[8] = prev_cursor;
+	p[9] = pg->cursor;
+	p[10] = rid;
 	/* One statement is one transaction: tdgl.apply_page enters apply mode itself (locally)
 	 * and moves the cursor, so applies and cursor commit or roll back together. */
-	snprintf(rid, sizeof rid, "%ld", run_id);
-	if (db_send(c, "apply page", Q_APPLY_PAGE, 5, p) == 0)
-		return 0;
-	snprintf(err, errlen, "%s: %s", db_last_sqlstate(), db_last_error());
-	return -1;
+	if (db_send(c, "apply page", Q_APPLY_PAGE, 11, p, len, fmt) == 0)
+		rc = 0;
+	else
+		snprintf(err, errlen, "%s: %s", db_last_sqlstate(), db_last_error());
+	page_arrays_free(&a);
+	return rc;
 }
 
 int apply_page_wait(PGconn *c, cJSON **summary, char *err, size_t errlen)

@@ -1,7 +1,7 @@
 /* apply: hands pages fetched from the primary to the SQL apply functions
  * (sql/replica.sql: tdgl.apply_page, tdgl.apply_rows, tdgl.finish_resync, and the COPY
- * path of an initial sync: tdgl.copy_plan, tdgl.copy_start, tdgl.copy_apply). The page body is
- * passed verbatim as a `json` parameter so row snapshots keep their exact text.
+ * path of an initial sync: tdgl.copy_plan, tdgl.copy_start, tdgl.copy_apply). Row snapshots
+ * are passed verbatim as `json` values so they keep their exact text.
  * A page of changes is applied in ONE transaction together with the cursor move.
  * Returned cJSON summaries are owned by the caller. */
 #ifndef TDGL_REPLICA_APPLY_H
@@ -10,14 +10,16 @@
 #include <libpq-fe.h>
 #include <cjson/cJSON.h>
 
-/* Applies a GET /api/changes body and moves the cursor prev -> next, in two halves so the
- * caller can fetch the next page meanwhile: apply_page_send queues it on c (0, or -1 with
- * err); apply_page_wait returns 0 with *summary ({"fetched","synced","failed","skipped",
+/* Applies a page of changes (page.h) and moves the cursor prev -> the page's, in two halves
+ * so the caller can fetch the next page meanwhile: apply_page_send queues it on c (0, or -1
+ * with err); apply_page_wait returns 0 with *summary ({"fetched","synced","failed","skipped",
  * "conflicts","ignored","files"}) once committed, or -1 with err after it rolled back
- * (sqlstate "40001" in err's prefix when another pull moved the cursor). body and the
- * cursors are copied by send. Nothing else may use c in between. */
-int apply_page_send(PGconn *c, const char *source, const char *body, const char *prev_cursor,
-                    const char *next_cursor, long run_id, char *err, size_t errlen);
+ * (sqlstate "40001" in err's prefix when another pull moved the cursor). send copies what
+ * it needs (the page and its body may go once it returned). Nothing else may use c in
+ * between. */
+struct page;
+int apply_page_send(PGconn *c, const char *source, const struct page *pg,
+                    const char *prev_cursor, long run_id, char *err, size_t errlen);
 int apply_page_wait(PGconn *c, cJSON **summary, char *err, size_t errlen);
 /* Applies a GET /api/rows body for table tbl. *next gets the raw JSON text of the body's
  * "next" (malloc'd; NULL when null/absent). Returns 0 or -1 with err. */

@@ -13,6 +13,7 @@
 #include "replica/fetch.h"
 #include "replica/files.h"
 #include "replica/metrics.h"
+#include "replica/page.h"
 #include "replica/pull.h"
 #include "replica/ratelimit.h"
 #include "replica/retry.h"
@@ -129,36 +130,32 @@ static int pull_initial(struct pull_ctx *p)
 	return copy_initial(&e);
 }
 
-/* A fetched page of changes; next points into j. */
+/* A fetched page of changes: the response and its changes (spans into the body). */
 struct pull_page {
 	struct httpc_resp resp;
-	cJSON *j;
-	const char *next;
-	int more, count;
+	struct page pg;
 };
 
-static void pull_page_free(struct pull_page *pg)
+static void pull_page_free(struct pull_page *pp)
 {
-	cJSON_Delete(pg->j);
-	httpc_resp_free(&pg->resp);
-	memset(pg, 0, sizeof *pg);
+	page_free(&pp->pg);
+	httpc_resp_free(&pp->resp);
 }
 
-/* Fetches the page after cursor into pg (freed first). Returns 0, 1 for 410 Gone (the cursor
+/* Fetches the page after cursor into pp (freed first). Returns 0, 1 for 410 Gone (the cursor
  * expired), or -1 with the pull's error set. */
 static int pull_fetch_page(struct pull_ctx *p, const char *etables, const char *cursor, int w,
-                           struct pull_page *pg)
+                           struct pull_page *pp)
 {
 	struct buf path = { 0 };
-	const cJSON *changes;
-	char *ecur = httpc_escape(cursor), jerr[128];
+	char *ecur = httpc_escape(cursor), perr[128];
 	long st;
 	int rc = -1;
 
-	pull_page_free(pg);
+	pull_page_free(pp);
 	buf_printf(&path, "/api/changes?cursor=%s&tables=%s&limit=%d&wait=%d", ecur, etables,
 	           p->s.batch_size, w);
-	st = pull_get(p, path.data, (w + 30) * 1000L, &pg->resp);
+	st = pull_get(p, path.data, (w + 30) * 1000L, &pp->resp);
 	if (st < 0)
 		goto out;
 	if (st == 410) {
@@ -166,20 +163,13 @@ static int pull_fetch_page(struct pull_ctx *p, const char *etables, const char *
 		goto out;
 	}
 	if (st != 200) {
-		pull_http_error(p, "changes", &pg->resp);
+		pull_http_error(p, "changes", &pp->resp);
 		goto out;
 	}
-	/* snapshots embed json column values verbatim: duplicate keys are legal there */
-	pg->j = json_parse_embedded(pg->resp.body, pg->resp.len, jerr, sizeof jerr);
-	changes = pg->j ? cJSON_GetObjectItemCaseSensitive(pg->j, "changes") : NULL;
-	pg->next = pg->j ? json_get_string(pg->j, "cursor") : NULL;
-	if (!cJSON_IsArray(changes) || !pg->next || !*pg->next) {
-		snprintf(p->r->error, sizeof p->r->error, "changes: bad answer from primary%s%s",
-		         pg->j ? "" : ": ", pg->j ? "" : jerr);
+	if (page_parse(pp->resp.body, pp->resp.len, &pp->pg, perr, sizeof perr) < 0) {
+		snprintf(p->r->error, sizeof p->r->error, "changes: bad answer from primary: %s", perr);
 		goto out;
 	}
-	pg->more = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(pg->j, "more"));
-	pg->count = cJSON_GetArraySize(changes);
 	rc = 0;
 out:
 	free(ecur);
@@ -223,20 +213,20 @@ static int pull_stream(struct pull_ctx *p, int wait_s)
 			st = pull_fetch_page(p, etables, p->s.cursor, 0, &cur);
 			continue;
 		}
-		if (cur.count == 0 && !strcmp(cur.next, p->s.cursor)) {
+		if (cur.pg.count == 0 && !strcmp(cur.pg.cursor, p->s.cursor)) {
 			rc = 0;
 			goto out;
 		}
-		if (apply_page_send(p->c, p->s.name, cur.resp.body, p->s.cursor, cur.next,
-		                    p->r->run_id, err, sizeof err) < 0) {
+		if (apply_page_send(p->c, p->s.name, &cur.pg, p->s.cursor, p->r->run_id, err,
+		                    sizeof err) < 0) {
 			snprintf(p->r->error, sizeof p->r->error, "applying page: %.480s", err);
 			goto out;
 		}
 		/* a primary written faster than this pull drains it would keep one run open
 		 * forever: past PULL_MAX_MS the run ends, the scheduler continues at once */
 		st_ahead = -2;
-		if (cur.more && !pull_stopping(p) && pull_ms_since(&p->t0) <= PULL_MAX_MS)
-			st_ahead = pull_fetch_page(p, etables, cur.next, 0, &ahead);
+		if (cur.pg.more && !pull_stopping(p) && pull_ms_since(&p->t0) <= PULL_MAX_MS)
+			st_ahead = pull_fetch_page(p, etables, cur.pg.cursor, 0, &ahead);
 		cJSON_Delete(sum);
 		if (apply_page_wait(p->c, &sum, err, sizeof err) < 0) {
 			snprintf(p->r->error, sizeof p->r->error, "applying page: %.480s", err);
@@ -245,8 +235,8 @@ static int pull_stream(struct pull_ctx *p, int wait_s)
 		pull_count(p, sum);
 		pull_files(p, sum);
 		free(p->s.cursor);
-		p->s.cursor = strdup(cur.next);
-		if (!cur.more) {
+		p->s.cursor = strdup(cur.pg.cursor);
+		if (!cur.pg.more) {
 			rc = 0;
 			goto out;
 		}

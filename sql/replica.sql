@@ -2,8 +2,9 @@
 -- version is upgraded by running it again (new columns are added with ADD COLUMN IF NOT EXISTS).
 -- Applied by `tdgl-replica migrate` (db_migrate, under an advisory lock).
 --
--- The apply path lives here, set-based: tdgl.apply_page() takes the primary's raw page body
--- as `json` (exact text: float -0, NaN, numeric scale, bytea hex survive), cuts it into runs
+-- The apply path lives here, set-based: tdgl.apply_page() takes the primary's page split into
+-- arrays, snapshots as `json` (exact text: float -0, NaN, numeric scale, bytea hex survive),
+-- cuts it into runs
 -- (consecutive changes of one table and one op class, no key twice) and applies each run in
 -- ONE statement; a failing run is re-applied change by change under savepoints so that only
 -- the failing change is logged Failed. The source's cursor moves in the same transaction.
@@ -595,46 +596,33 @@ BEGIN
 	                         'files', files);
 END $$;
 
--- Applies one page of GET /api/changes (the raw body, as json) and moves the source's cursor
--- from p_prev_cursor to p_cursor, all in the caller's transaction: applies and cursor commit
--- together, so a crash neither loses nor repeats a change. Raises 40001 when the cursor is
--- no longer p_prev_cursor (another pull got there first). Adds the counts to run p_run_id.
--- Returns {"fetched","synced","failed","skipped","conflicts","ignored","files":[...]}.
-CREATE OR REPLACE FUNCTION tdgl.apply_page(p_source text, p_page json, p_prev_cursor text,
-	p_cursor text, p_run_id bigint) RETURNS json
+-- Applies one page of GET /api/changes and moves the source's cursor from p_prev_cursor to
+-- p_cursor, all in the caller's transaction: applies and cursor commit together, so a crash
+-- neither loses nor repeats a change. Raises 40001 when the cursor is no longer p_prev_cursor
+-- (another pull got there first). Adds the counts to run p_run_id. The page comes split into
+-- parallel arrays, one element per change in page order (replica/page.c): pk, old_pk and row
+-- are the primary's JSON text verbatim (NULL unless an object); a change without a table is
+-- ignored. Returns {"fetched","synced","failed","skipped","conflicts","ignored","files":[...]}.
+DROP FUNCTION IF EXISTS tdgl.apply_page(text, json, text, text, bigint);
+CREATE OR REPLACE FUNCTION tdgl.apply_page(p_source text, p_ids bigint[], p_tbls text[],
+	p_ops text[], p_pks json[], p_old_pks json[], p_rows json[], p_changed_at text[],
+	p_prev_cursor text, p_cursor text, p_run_id bigint) RETURNS json
 LANGUAGE plpgsql AS $$
 DECLARE
 	prev  text := current_setting('tdgl.applying', true);
 	r     record;
 	res   json;
-	fch   int;
+	fch   int := coalesce(cardinality(p_ids), 0);
 	syn   int := 0;
 	fld   int := 0;
 	skp   int := 0;
 	cnf   int := 0;
 	ign   int := 0;
 	files jsonb := '[]';
-	page_ch  tdgl.change[];
-	page_tbl text[];
 	newest   timestamptz;
 BEGIN
 	PERFORM set_config('tdgl.applying', 'on', true);
-	-- One pass over the page: each change's text is parsed once (json_to_record). Reading
-	-- fields with -> / ->> re-parses the whole change per field (~10 times per change: half
-	-- of this function's CPU in a profile). Non-object elements become all-NULL changes,
-	-- ignored below as before.
-	SELECT coalesce(array_agg(ROW(t.ord::int, f.id, f.op,
-	           CASE WHEN json_typeof(f.pk) = 'object' THEN f.pk END,
-	           CASE WHEN json_typeof(f.old_pk) = 'object' THEN f.old_pk END,
-	           CASE WHEN json_typeof(f."row") = 'object' THEN f."row" END)::tdgl.change
-	           ORDER BY t.ord), '{}'),
-	       coalesce(array_agg(f."table" ORDER BY t.ord), '{}'),
-	       max(f.changed_at)
-	INTO page_ch, page_tbl, newest
-	FROM json_array_elements(p_page -> 'changes') WITH ORDINALITY AS t(x, ord)
-	CROSS JOIN LATERAL json_to_record(CASE WHEN json_typeof(t.x) = 'object' THEN t.x END)
-		AS f(id bigint, "table" text, op text, pk json, old_pk json, "row" json,
-		     changed_at timestamptz);
+	SELECT max(x::timestamptz) INTO newest FROM unnest(p_changed_at) x;
 	UPDATE tdgl.sources SET cursor = p_cursor, cursor_moved_at = now(),
 	       last_change_at = greatest(last_change_at, newest)
 	WHERE name = p_source AND cursor IS NOT DISTINCT FROM p_prev_cursor;
@@ -642,12 +630,12 @@ BEGIN
 		RAISE EXCEPTION 'cursor of source "%" moved: another pull applied this page', p_source
 			USING ERRCODE = '40001';
 	END IF;
-	fch := cardinality(page_ch);
 	FOR r IN
 		WITH e AS (
-			SELECT u.ord, u.id, u.tbl, u.op, u.pk, u.old_pk, u."row",
+			SELECT u.ord::int AS ord, u.id, u.tbl, u.op, u.pk, u.old_pk, u."row",
 			       CASE u.op WHEN 'Delete' THEN 'D' WHEN 'Rename' THEN 'R' ELSE 'U' END AS cls
-			FROM unnest(page_ch, page_tbl) AS u(ord, id, op, pk, old_pk, "row", tbl)
+			FROM unnest(p_ids, p_tbls, p_ops, p_pks, p_old_pks, p_rows)
+			     WITH ORDINALITY AS u(id, tbl, op, pk, old_pk, "row", ord)
 		), s AS (
 			SELECT e2.*, sum(CASE WHEN e2.ptbl IS DISTINCT FROM e2.tbl
 			                        OR e2.pcls IS DISTINCT FROM e2.cls THEN 1 ELSE 0 END)

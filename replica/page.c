@@ -1,0 +1,274 @@
+/* page: spans of a changes page, and their binary array encoding (see page.h). */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "common/buf.h"
+#include "common/json.h"
+#include "replica/page.h"
+
+/* PostgreSQL's deepest json nesting is bounded by its stack depth; cJSON's limit was ours. */
+#define PAGE_MAX_DEPTH 1000
+
+/* Type oids of the array elements (pg_type.dat): stable across releases. */
+#define PAGE_INT8OID 20
+#define PAGE_TEXTOID 25
+#define PAGE_JSONOID 114
+
+/* 1 when the string literal s (quotes included) decodes to name. */
+static int page_key_is(const char *s, size_t n, const char *name)
+{
+	struct buf b = { 0 };
+	int eq;
+
+	if (!memchr(s, '\\', n))
+		return n == strlen(name) + 2 && !memcmp(s + 1, name, n - 2);
+	eq = json_string_decode(s, n, &b) == 0 && !strcmp(b.data, name);
+	buf_free(&b);
+	return eq;
+}
+
+/* Calls fn(key, klen, value, vlen, ctx) for each member of the object at p (already
+ * scanned: valid JSON). Returns -1 when p is not an object or fn fails. */
+static int page_members(const char *p, const char *end,
+                        int (*fn)(const char *, size_t, const char *, size_t, void *), void *ctx)
+{
+	p = json_skip_ws(p, end);
+	if (p >= end || *p != '{')
+		return -1;
+	p = json_skip_ws(p + 1, end);
+	while (p < end && *p == '"') {
+		const char *k = p, *v, *ve;
+
+		p = json_scan_value(p, end, 1);
+		v = json_skip_ws(json_skip_ws(p, end) + 1, end);        /* past ':' */
+		ve = json_scan_value(v, end, PAGE_MAX_DEPTH);
+		if (fn(k, (size_t)(p - k), v, (size_t)(ve - v), ctx) < 0)
+			return -1;
+		p = json_skip_ws(ve, end);
+		if (*p == ',')
+			p = json_skip_ws(p + 1, end);
+	}
+	return 0;
+}
+
+static void page_keep(struct page_span *s, const char *v, size_t n, int objects_only)
+{
+	int keep = objects_only ? *v == '{' : !(n == 4 && !memcmp(v, "null", 4));
+
+	s->p = keep ? v : NULL;
+	s->n = keep ? n : 0;
+}
+
+static int page_change_member(const char *k, size_t kn, const char *v, size_t vn, void *ctx)
+{
+	struct page_change *c = ctx;
+
+	if (page_key_is(k, kn, "id"))
+		page_keep(&c->id, v, vn, 0);
+	else if (page_key_is(k, kn, "table"))
+		page_keep(&c->table, v, vn, 0);
+	else if (page_key_is(k, kn, "op"))
+		page_keep(&c->op, v, vn, 0);
+	else if (page_key_is(k, kn, "pk"))
+		page_keep(&c->pk, v, vn, 1);
+	else if (page_key_is(k, kn, "old_pk"))
+		page_keep(&c->old_pk, v, vn, 1);
+	else if (page_key_is(k, kn, "row"))
+		page_keep(&c->row, v, vn, 1);
+	else if (page_key_is(k, kn, "changed_at"))
+		page_keep(&c->changed_at, v, vn, 0);
+	return 0;
+}
+
+struct page_top {
+	struct page_span changes, cursor, more;
+	int seen;                 /* bit per key: the top level must be unambiguous */
+};
+
+static int page_top_member(const char *k, size_t kn, const char *v, size_t vn, void *ctx)
+{
+	struct page_top *t = ctx;
+	static const char *const names[] = { "changes", "cursor", "more" };
+	struct page_span *spans[] = { &t->changes, &t->cursor, &t->more };
+
+	for (int i = 0; i < 3; i++) {
+		if (!page_key_is(k, kn, names[i]))
+			continue;
+		if (t->seen & (1 << i))
+			return -1;
+		t->seen |= 1 << i;
+		spans[i]->p = v;
+		spans[i]->n = vn;
+	}
+	return 0;
+}
+
+int page_parse(const char *body, size_t len, struct page *pg, char *err, size_t errlen)
+{
+	const char *end = body + len, *p, *e;
+	struct page_top top = { 0 };
+	struct buf cur = { 0 };
+	int cap = 0;
+
+	memset(pg, 0, sizeof *pg);
+	e = body ? json_scan_value(body, end, PAGE_MAX_DEPTH) : NULL;
+	if (!e || json_skip_ws(e, end) != end || !json_utf8_valid(body, len)) {
+		snprintf(err, errlen, "not one valid JSON document");
+		goto fail;
+	}
+	if (page_members(body, end, page_top_member, &top) < 0) {
+		snprintf(err, errlen, "not an object with one each of changes, cursor, more");
+		goto fail;
+	}
+	if (!top.changes.p || *top.changes.p != '[' || !top.cursor.p || *top.cursor.p != '"' ||
+	    json_string_decode(top.cursor.p, top.cursor.n, &cur) < 0 || !cur.len) {
+		snprintf(err, errlen, "no changes array or no cursor");
+		goto fail;
+	}
+	pg->cursor = buf_steal(&cur);
+	pg->more = top.more.p && top.more.n == 4 && !memcmp(top.more.p, "true", 4);
+	p = json_skip_ws(top.changes.p + 1, end);
+	while (*p != ']') {
+		const char *ve = json_scan_value(p, end, PAGE_MAX_DEPTH);
+
+		if (pg->count == cap) {
+			cap = cap ? cap * 2 : 64;
+			pg->ch = realloc(pg->ch, (size_t)cap * sizeof *pg->ch);
+			if (!pg->ch)
+				abort();
+		}
+		memset(&pg->ch[pg->count], 0, sizeof *pg->ch);
+		/* an element that is not an object stays all NULL: apply ignores it */
+		if (*p == '{')
+			page_members(p, ve, page_change_member, &pg->ch[pg->count]);
+		pg->count++;
+		p = json_skip_ws(ve, end);
+		if (*p == ',')
+			p = json_skip_ws(p + 1, end);
+	}
+	return 0;
+fail:
+	buf_free(&cur);
+	page_free(pg);
+	return -1;
+}
+
+void page_free(struct page *pg)
+{
+	free(pg->cursor);
+	free(pg->ch);
+	memset(pg, 0, sizeof *pg);
+}
+
+static void page_put32(struct buf *b, uint32_t v)
+{
+	v = htonl(v);
+	buf_append(b, &v, 4);
+}
+
+/* Array header of n elements (binary array format: ndim, has-nulls flag, element type, then
+ * size and lower bound per dimension; an empty array has no dimension). */
+static void page_array_begin(struct buf *b, uint32_t elemtype, int n)
+{
+	page_put32(b, n ? 1 : 0);
+	page_put32(b, 1);
+	page_put32(b, elemtype);
+	if (n) {
+		page_put32(b, (uint32_t)n);
+		page_put32(b, 1);
+	}
+}
+
+static void page_array_elem(struct buf *b, const char *p, size_t n)
+{
+	page_put32(b, p ? (uint32_t)n : UINT32_MAX);      /* -1: NULL */
+	if (p)
+		buf_append(b, p, n);
+}
+
+/* A JSON string as a text element; any other JSON value as NULL. */
+static int page_text_elem(struct buf *b, const struct page_span *s, struct buf *tmp)
+{
+	if (!s->p || *s->p != '"') {
+		page_array_elem(b, NULL, 0);
+		return 0;
+	}
+	buf_reset(tmp);
+	if (json_string_decode(s->p, s->n, tmp) < 0)
+		return -1;
+	page_array_elem(b, tmp->data, tmp->len);
+	return 0;
+}
+
+static int page_id_elem(struct buf *b, const struct page_span *s)
+{
+	char num[32], *e;
+	long long v;
+	uint32_t half[2];
+
+	if (!s->p) {
+		page_array_elem(b, NULL, 0);
+		return 0;
+	}
+	if (s->n >= sizeof num)
+		return -1;
+	memcpy(num, s->p, s->n);
+	num[s->n] = '\0';
+	errno = 0;
+	v = strtoll(num, &e, 10);
+	if (errno || *e || e == num)
+		return -1;
+	half[0] = htonl((uint32_t)((unsigned long long)v >> 32));
+	half[1] = htonl((uint32_t)((unsigned long long)v & 0xffffffffu));
+	page_array_elem(b, (const char *)half, 8);
+	return 0;
+}
+
+int page_arrays(const struct page *pg, struct page_arrays *out, char *err, size_t errlen)
+{
+	static const uint32_t types[PAGE_NARRAYS] = { PAGE_INT8OID, PAGE_TEXTOID, PAGE_TEXTOID,
+		PAGE_JSONOID, PAGE_JSONOID, PAGE_JSONOID, PAGE_TEXTOID };
+	struct buf b[PAGE_NARRAYS] = { { 0 } }, tmp = { 0 };
+	int rc = -1;
+
+	memset(out, 0, sizeof *out);
+	for (int a = 0; a < PAGE_NARRAYS; a++)
+		page_array_begin(&b[a], types[a], pg->count);
+	for (int i = 0; i < pg->count; i++) {
+		const struct page_change *c = &pg->ch[i];
+
+		if (page_id_elem(&b[0], &c->id) < 0) {
+			snprintf(err, errlen, "change %d: id is not a bigint", i + 1);
+			goto out;
+		}
+		if (page_text_elem(&b[1], &c->table, &tmp) < 0 ||
+		    page_text_elem(&b[2], &c->op, &tmp) < 0 ||
+		    page_text_elem(&b[6], &c->changed_at, &tmp) < 0) {
+			snprintf(err, errlen, "change %d: a string that is not text", i + 1);
+			goto out;
+		}
+		page_array_elem(&b[3], c->pk.p, c->pk.n);
+		page_array_elem(&b[4], c->old_pk.p, c->old_pk.n);
+		page_array_elem(&b[5], c->row.p, c->row.n);
+	}
+	for (int a = 0; a < PAGE_NARRAYS; a++) {
+		out->len[a] = (int)b[a].len;
+		out->data[a] = buf_steal(&b[a]);
+	}
+	rc = 0;
+out:
+	buf_free(&tmp);
+	for (int a = 0; a < PAGE_NARRAYS; a++)
+		buf_free(&b[a]);
+	return rc;
+}
+
+void page_arrays_free(struct page_arrays *a)
+{
+	for (int i = 0; i < PAGE_NARRAYS; i++)
+		free(a->data[i]);
+	memset(a, 0, sizeof *a);
+}

@@ -1,0 +1,166 @@
+/* Unit tests for common/json.c's scanner and replica/page.c: splitting a changes page. */
+#include <arpa/inet.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/json.h"
+#include "replica/page.h"
+#include "tests/unit/unit.h"
+
+static int scans(const char *s)
+{
+	const char *e = json_scan_value(s, s + strlen(s), 64);
+
+	return e && json_skip_ws(e, s + strlen(s)) == s + strlen(s);
+}
+
+UNIT_TEST(json_scan_value_accepts_exactly_json)
+{
+	static const char *const good[] = { "0", "-0", "1.5e-3", "-12.0E+2", "\"\"", "\"a\\u00e9\\n\"",
+		"true", "null", "[]", "{}", " { \"a\" : [1, {\"b\": null}], \"c\": \"\\\"\" } ",
+		"[[[[]]]]" };
+	static const char *const bad[] = { "", "01", "1.", ".5", "-", "1e", "+1", "\"abc",
+		"\"\\x\"", "\"\\u12g4\"", "\"a\tb\"", "tru", "nul", "[1,]", "{\"a\"}", "{\"a\":1,}",
+		"{a:1}", "[1 2]", "[", "{\"a\":1", "[1]]", "'x'" };
+
+	for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+		if (!scans(good[i]))
+			fprintf(stderr, "  good %s\n", good[i]);
+		CHECK(scans(good[i]));
+	}
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		if (scans(bad[i]))
+			fprintf(stderr, "  bad %s\n", bad[i]);
+		CHECK(!scans(bad[i]));
+	}
+}
+
+UNIT_TEST(json_scan_value_bounds_nesting)
+{
+	char deep[200];
+
+	memset(deep, '[', 100);
+	memset(deep + 100, ']', 100);
+	CHECK(json_scan_value(deep, deep + 200, 100) == deep + 200);
+	CHECK(json_scan_value(deep, deep + 200, 99) == NULL);
+}
+
+static int decodes_to(const char *lit, const char *want)
+{
+	struct buf b = { 0 };
+	int ok = json_string_decode(lit, strlen(lit), &b) == 0 &&
+	         (want ? !strcmp(b.data, want) : 0);
+
+	buf_free(&b);
+	return ok;
+}
+
+UNIT_TEST(json_string_decode_table)
+{
+	CHECK(decodes_to("\"\"", ""));
+	CHECK(decodes_to("\"plain\"", "plain"));
+	CHECK(decodes_to("\"a\\\"b\\\\c\\/d\\n\"", "a\"b\\c/d\n"));
+	CHECK(decodes_to("\"\\u00e9\\u20ac\"", "\xc3\xa9\xe2\x82\xac"));
+	CHECK(decodes_to("\"\\ud83d\\ude42\"", "\xf0\x9f\x99\x82"));
+	CHECK(!decodes_to("\"\\u0000\"", ""));
+	CHECK(!decodes_to("\"\\ud83d\"", ""));
+	CHECK(!decodes_to("\"\\ude42\"", ""));
+	CHECK(!decodes_to("\"abc", ""));
+	CHECK(!decodes_to("\"a\"b\"", ""));
+}
+
+static const char PAGE[] =
+	"{\"changes\":[{\"id\":7,\"table\":\"t\\u00e9\",\"op\":\"Update\",\"pk\":{\"id\" : 7},"
+	"\"old_pk\":null,\"row\":{\"id\":7,\"x\":-0,\"j\":{\"a\":1,\"a\":2}},"
+	"\"changed_at\":\"2026-11-25T10:00:00+00:00\"}, 42, {\"id\":8,\"table\":\"t\",\"op\":\"Delete\","
+	"\"pk\":[1],\"row\":null}],\"cursor\":\"v1.abc\",\"more\":true}";
+
+UNIT_TEST(page_parse_keeps_snapshots_verbatim)
+{
+	struct page pg;
+	char err[128];
+
+	CHECK(page_parse(PAGE, strlen(PAGE), &pg, err, sizeof err) == 0);
+	CHECK_STR(pg.cursor, "v1.abc");
+	CHECK(pg.more == 1);
+	CHECK(pg.count == 3);
+	if (pg.count == 3) {
+		const char *row = "{\"id\":7,\"x\":-0,\"j\":{\"a\":1,\"a\":2}}";
+
+		CHECK(pg.ch[0].row.n == strlen(row) && !memcmp(pg.ch[0].row.p, row, strlen(row)));
+		CHECK(pg.ch[0].old_pk.p == NULL);
+		CHECK(pg.ch[1].id.p == NULL && pg.ch[1].row.p == NULL);     /* not an object */
+		CHECK(pg.ch[2].pk.p == NULL);                                /* not an object */
+		CHECK(pg.ch[2].row.p == NULL && pg.ch[2].changed_at.p == NULL);
+	}
+	page_free(&pg);
+}
+
+UNIT_TEST(page_parse_refuses_what_is_not_a_page)
+{
+	static const char *const bad[] = { "", "[]", "{\"changes\":[]}", "{\"cursor\":\"c\"}",
+		"{\"changes\":{},\"cursor\":\"c\"}", "{\"changes\":[],\"cursor\":\"\"}",
+		"{\"changes\":[],\"cursor\":1}", "{\"changes\":[],\"cursor\":\"c\",\"cursor\":\"d\"}",
+		"{\"changes\":[],\"cursor\":\"c\"} x", "{\"changes\":[1,],\"cursor\":\"c\"}",
+		"{\"changes\":[],\"cursor\":\"c\\u0000\"}", "{\"changes\":[\"\xff\"],\"cursor\":\"c\"}" };
+	struct page pg;
+	char err[128];
+
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		int rc = page_parse(bad[i], strlen(bad[i]), &pg, err, sizeof err);
+
+		if (rc == 0)
+			fprintf(stderr, "  accepted %s\n", bad[i]);
+		CHECK(rc < 0);
+		CHECK(pg.ch == NULL && pg.cursor == NULL);
+	}
+}
+
+static uint32_t get32(const char *p)
+{
+	uint32_t v;
+
+	memcpy(&v, p, 4);
+	return ntohl(v);
+}
+
+UNIT_TEST(page_arrays_encode_binary_arrays)
+{
+	struct page pg;
+	struct page_arrays a;
+	char err[128];
+	const char *p;
+
+	CHECK(page_parse(PAGE, strlen(PAGE), &pg, err, sizeof err) == 0);
+	CHECK(page_arrays(&pg, &a, err, sizeof err) == 0);
+	/* ids: ndim 1, nulls flag, int8, 3 elements from 1, then 7, NULL, 8 */
+	p = a.data[0];
+	CHECK(get32(p) == 1 && get32(p + 8) == 20 && get32(p + 12) == 3 && get32(p + 16) == 1);
+	CHECK(get32(p + 20) == 8 && get32(p + 24) == 0 && get32(p + 28) == 7);
+	CHECK(get32(p + 32) == UINT32_MAX);
+	CHECK(get32(p + 36) == 8 && get32(p + 44) == 8);
+	CHECK(a.len[0] == 48);
+	/* tables: decoded text */
+	p = a.data[1];
+	CHECK(get32(p + 8) == 25 && get32(p + 20) == 3 && !memcmp(p + 24, "t\xc3\xa9", 3));
+	page_arrays_free(&a);
+	page_free(&pg);
+}
+
+UNIT_TEST(page_arrays_refuse_an_id_that_is_not_a_bigint)
+{
+	static const char *const bad[] = {
+		"{\"changes\":[{\"id\":1.5}],\"cursor\":\"c\"}",
+		"{\"changes\":[{\"id\":99999999999999999999}],\"cursor\":\"c\"}",
+		"{\"changes\":[{\"id\":\"7\"}],\"cursor\":\"c\"}" };
+	struct page pg;
+	struct page_arrays a;
+	char err[128];
+
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		CHECK(page_parse(bad[i], strlen(bad[i]), &pg, err, sizeof err) == 0);
+		CHECK(page_arrays(&pg, &a, err, sizeof err) < 0);
+		page_free(&pg);
+	}
+}
