@@ -181,6 +181,7 @@ struct db_pool {
 	int      open;     /* connections that exist: idle + handed out + being opened */
 	int      nidle;
 	PGconn **idle;
+	db_setup_fn setup;   /* run on every connection the pool opens (may be NULL) */
 };
 
 struct db_pool *db_pool_new(const char *conninfo, int size)
@@ -230,9 +231,16 @@ PGconn *db_pool_get(struct db_pool *p, int timeout_ms)
 			continue;
 		}
 		if (p->open < p->size) {
+			db_setup_fn setup = p->setup;
+
 			p->open++;
 			pthread_mutex_unlock(&p->lock);
 			c = db_connect(p->conninfo, err, sizeof err);
+			if (c && setup && setup(c) < 0) {
+				snprintf(err, sizeof err, "session setup: %.400s", db_last_error());
+				PQfinish(c);
+				c = NULL;
+			}
 			pthread_mutex_lock(&p->lock);
 			if (!c) {
 				p->open--;
@@ -248,6 +256,13 @@ PGconn *db_pool_get(struct db_pool *p, int timeout_ms)
 	}
 	pthread_mutex_unlock(&p->lock);
 	return c;
+}
+
+void db_pool_set_setup(struct db_pool *p, db_setup_fn setup)
+{
+	pthread_mutex_lock(&p->lock);
+	p->setup = setup;
+	pthread_mutex_unlock(&p->lock);
 }
 
 void db_pool_put(struct db_pool *p, PGconn *c)

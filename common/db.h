@@ -31,6 +31,11 @@ const char *db_last_error(void);
 struct db_pool *db_pool_new(const char *conninfo, int size);
 /* Waits up to timeout_ms for a connection; NULL on timeout or when the database is down. */
 PGconn *db_pool_get(struct db_pool *p, int timeout_ms);
+/* Session setup run on every connection the pool opens, before it is handed out (session
+ * settings, prepared statements): 0 ok; on -1 (logged) the connection is closed and the
+ * caller of db_pool_get gets NULL. Call before the first db_pool_get. */
+typedef int (*db_setup_fn)(PGconn *c);
+void db_pool_set_setup(struct db_pool *p, db_setup_fn setup);
 /* Returns a connection; a broken one (or one left inside a transaction) is dropped. */
 void db_pool_put(struct db_pool *p, PGconn *c);
 void db_pool_free(struct db_pool *p);    /* every connection must have been put back */

@@ -42,6 +42,18 @@ static const char Q_SNAPSHOT[] = "SELECT pg_current_snapshot()::text";
 /* Assigns (and, in autocommit, commits) an xid: see the l bound above. */
 static const char Q_XID[] = "SELECT pg_current_xact_id()";
 
+/* Session settings of the serving connections. Page queries must stay ordered index scans
+ * of a few hundred rows. Right after a large transaction, before autovacuum has analyzed
+ * tdgl.change_log, the planner has no correlation and a default selectivity for the id range
+ * and prefers a bitmap heap scan of the whole window plus a sort, on every page (8 ms instead
+ * of 1.5 ms per page of 500 over a 200k-row transaction). Without bitmap scans the only
+ * alternative left, a sequential scan, is costed on the table's real size, so the ordered
+ * index scan wins whatever the statistics say. Every other query on these connections is a
+ * key lookup or a keyset page (ORDER BY key LIMIT n), which wants the same plan. JIT off:
+ * these are short queries, and a misestimated one would pay tens of ms of compilation. */
+static const char Q_SESSION[] =
+	"SELECT set_config('enable_bitmapscan', 'off', false), set_config('jit', 'off', false)";
+
 /* One statement, so the purge horizon it reads (m.pb) and the rows it reads come from the
  * same snapshot: a concurrent purge is seen either not at all or completely.
  * $1 xip of s1 (xid8[]), $2 last, $3 l1, $4 upper id bound (u2 or the window's end),
@@ -133,6 +145,11 @@ static int changes_take(PGconn *c, char **snap, int64_t *l, int64_t *u)
 		return -1;
 	}
 	return 0;
+}
+
+int changes_session(PGconn *c)
+{
+	return db_run(c, "serving session settings", Q_SESSION, 0, NULL);
 }
 
 int changes_snapshot(PGconn *c, struct cursor *out)

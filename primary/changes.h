@@ -18,6 +18,11 @@ struct changes_page {
 	uint64_t      horizon;  /* oldest transaction id the next cursor still needs */
 };
 
+/* Session settings for a connection that serves pages (keeps the page query's plan an
+ * ordered index scan whatever the statistics say; see changes.c). A db_setup_fn for the
+ * serving pool: 0 or -1 (logged). */
+int changes_session(PGconn *c);
+
 /* Fetches up to limit changes after cur. tables is a PostgreSQL text[] literal of API table
  * names, or NULL for all. Returns CHANGES_OK (page filled), CHANGES_GONE (the cursor is older
  * than the purge horizon or from a database that went back in time; reason in err), or

@@ -351,6 +351,7 @@ static int cmd_serve(int argc, char **argv)
 
 	httpc_global_init();
 	pool = db_pool_new(args_get(opts, "db"), (int)pool_size);
+	db_pool_set_setup(pool, changes_session);
 	auth = auth_new();
 	w = watch_start(args_get(opts, "db"));
 	push = push_start(pool, w);
