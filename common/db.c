@@ -94,10 +94,9 @@ static void db_fail(PGconn *c, const char *what, const PGresult *res)
 	log_error("%s: %s", what ? what : "query", db_msg);
 }
 
-PGresult *db_exec(PGconn *c, const char *what, const char *sql, int nparams,
-                  const char *const *params)
+/* The status check shared by db_exec and db_exec_prepared. */
+static PGresult *db_check(PGconn *c, const char *what, PGresult *res)
 {
-	PGresult *res = PQexecParams(c, sql, nparams, NULL, params, NULL, NULL, 0);
 	ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
 
 	if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
@@ -106,6 +105,26 @@ PGresult *db_exec(PGconn *c, const char *what, const char *sql, int nparams,
 		res = NULL;
 	}
 	return res;
+}
+
+PGresult *db_exec(PGconn *c, const char *what, const char *sql, int nparams,
+                  const char *const *params)
+{
+	return db_check(c, what, PQexecParams(c, sql, nparams, NULL, params, NULL, NULL, 0));
+}
+
+int db_prepare(PGconn *c, const char *what, const char *name, const char *sql, int nparams)
+{
+	PGresult *res = db_check(c, what, PQprepare(c, name, sql, nparams, NULL));
+
+	PQclear(res);
+	return res ? 0 : -1;
+}
+
+PGresult *db_exec_prepared(PGconn *c, const char *what, const char *name, int nparams,
+                           const char *const *params)
+{
+	return db_check(c, what, PQexecPrepared(c, name, nparams, params, NULL, NULL, 0));
 }
 
 int db_run(PGconn *c, const char *what, const char *sql, int nparams, const char *const *params)

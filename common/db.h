@@ -23,6 +23,12 @@ int db_run(PGconn *c, const char *what, const char *sql, int nparams, const char
 int db_send(PGconn *c, const char *what, const char *sql, int nparams,
             const char *const *params, const int *lengths, const int *formats);
 PGresult *db_wait(PGconn *c, const char *what);
+/* Prepares a named statement on c (session setup: a statement run very often skips its
+ * parse and analysis); 0 or -1 (logged). */
+int db_prepare(PGconn *c, const char *what, const char *name, const char *sql, int nparams);
+/* db_exec of a statement prepared on c with db_prepare. */
+PGresult *db_exec_prepared(PGconn *c, const char *what, const char *name, int nparams,
+                           const char *const *params);
 /* SQLSTATE of the last failed db_exec on this thread ("" if none) and its message. */
 const char *db_last_sqlstate(void);
 const char *db_last_error(void);

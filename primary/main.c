@@ -288,6 +288,7 @@ static int cmd_serve(int argc, char **argv)
 		{ "max-conns", "TDGL_MAX_CONNS", "N", "concurrent HTTP connections", "1024" },
 		{ "metrics-public", "TDGL_METRICS_PUBLIC", NULL, "serve /metrics without an API key", NULL },
 		{ "page-window", "TDGL_PAGE_WINDOW", "IDS", "tuning: change ids one page query examines at most", "20000" },
+		{ "watch-interval", "TDGL_WATCH_INTERVAL", "MS", "tuning: poll for new commits this often while long-polls wait or push targets exist", "5" },
 		{ 0 }
 	};
 	struct http_limits limits = { .max_body = 65536, .max_conns = 1024, .timeout_s = 90 };
@@ -301,7 +302,7 @@ static int cmd_serve(int argc, char **argv)
 	sigset_t sigs;
 	char err[512];
 	const char *files;
-	long retention, interval, pool_size, max_conns, window;
+	long retention, interval, pool_size, max_conns, window, watch_ms;
 	time_t next_purge;
 	int rc = main_parse(argc, argv, opts, "tdgl-primary serve [options]", NULL, 0, 0, NULL);
 
@@ -321,8 +322,10 @@ static int cmd_serve(int argc, char **argv)
 	}
 	if (args_int(args_get(opts, "pool-size"), 1, 200, &pool_size) < 0 ||
 	    args_int(args_get(opts, "max-conns"), 1, 100000, &max_conns) < 0 ||
-	    args_int(args_get(opts, "page-window"), 1, 100000000, &window) < 0) {
-		fprintf(stderr, "error: --pool-size 1..200, --max-conns 1..100000, --page-window >= 1\n");
+	    args_int(args_get(opts, "page-window"), 1, 100000000, &window) < 0 ||
+	    args_int(args_get(opts, "watch-interval"), 1, 1000, &watch_ms) < 0) {
+		fprintf(stderr, "error: --pool-size 1..200, --max-conns 1..100000, --page-window >= 1, "
+		        "--watch-interval 1..1000\n");
 		return 2;
 	}
 	limits.max_conns = (unsigned)max_conns;
@@ -353,7 +356,7 @@ static int cmd_serve(int argc, char **argv)
 	pool = db_pool_new(args_get(opts, "db"), (int)pool_size);
 	db_pool_set_setup(pool, changes_session);
 	auth = auth_new();
-	w = watch_start(args_get(opts, "db"));
+	w = watch_start(args_get(opts, "db"), (int)watch_ms);
 	push = push_start(pool, w);
 	api.pool = pool;
 	api.watch = w;

@@ -18,20 +18,21 @@
 #include "common/log.h"
 #include "primary/watch.h"
 
-#define WATCH_POLL_MS 10
-
-static const char Q_HEAD[] =
-	"SELECT pg_current_snapshot()::text, coalesce((SELECT max(id) FROM tdgl.change_log), 0)";
-/* $1 xip(P), $2 xmax(P), $3 xmax(Q), $4 Q */
+/* Each poll reads only the snapshot (a prepared statement: no parse or plan per poll), so a
+ * short interval stays cheap; the log is looked at only when the snapshot changed. */
+static const char Q_SNAP[] = "SELECT pg_current_snapshot()::text";
+static const char Q_MAXID[] = "SELECT coalesce((SELECT max(id) FROM tdgl.change_log), 0)";
+/* $1 xip(P), $2 xmax(P), $3 xmax(Q), $4 Q; also the head (max id) for the listener. */
 /* Listed transactions are checked for visibility before the log is looked at: one still
- * running may have written a million rows, which must not be walked every 10 ms. */
+ * running may have written a million rows, which must not be walked every poll. */
 static const char Q_NEWLY_VISIBLE[] =
 	"SELECT EXISTS (SELECT 1 FROM unnest($1::xid8[]) AS x(t)"
 	"               WHERE pg_visible_in_snapshot(x.t, $4::pg_snapshot)"
 	"                 AND EXISTS (SELECT 1 FROM tdgl.change_log WHERE txid = x.t))"
 	"    OR EXISTS (SELECT 1 FROM tdgl.change_log"
 	"               WHERE txid >= $2::xid8 AND txid < $3::xid8"
-	"                 AND pg_visible_in_snapshot(txid, $4::pg_snapshot))";
+	"                 AND pg_visible_in_snapshot(txid, $4::pg_snapshot)),"
+	"  coalesce((SELECT max(id) FROM tdgl.change_log), 0)";
 
 struct watch {
 	pthread_t       thread;
@@ -39,6 +40,7 @@ struct watch {
 	pthread_cond_t  changed;    /* generation moved or stopping */
 	pthread_cond_t  wake;       /* a waiter arrived (the poller may be idle) */
 	char           *conninfo;
+	int             poll_ms;
 	uint64_t        generation;
 	int             waiters;
 	int             always;
@@ -77,58 +79,81 @@ static void watch_split(const char *snap, char **xmax, char **xip)
 	*xip = buf_steal(&b);
 }
 
+/* (Re)connects the poller and prepares its statements. 0 or -1 (logged). */
+static int watch_connect(struct watch *w)
+{
+	char err[256];
+
+	if (w->conn && PQstatus(w->conn) == CONNECTION_OK)
+		return 0;
+	if (w->conn)
+		PQfinish(w->conn);
+	w->conn = db_connect(w->conninfo, err, sizeof err);
+	if (!w->conn) {
+		log_warn("watch: database connection: %s", err);
+		return -1;
+	}
+	if (db_prepare(w->conn, "watch: prepare", "watch_snap", Q_SNAP, 0) < 0 ||
+	    db_prepare(w->conn, "watch: prepare", "watch_new", Q_NEWLY_VISIBLE, 4) < 0) {
+		PQfinish(w->conn);
+		w->conn = NULL;
+		return -1;
+	}
+	free(w->snap);     /* a new session: start over (the first poll wakes everyone) */
+	w->snap = NULL;
+	return 0;
+}
+
 /* One poll. Returns 1 when new changes became visible, 0 when not, -1 on error. */
 static int watch_poll(struct watch *w, int64_t *head)
 {
 	PGresult *res = NULL, *r2 = NULL;
-	char err[256], *snap = NULL;
-	int64_t maxid;
-	int rc = -1, first;
+	char *snap = NULL;
+	int64_t maxid = w->maxid;
+	int rc = -1;
 
-	if (!w->conn || PQstatus(w->conn) != CONNECTION_OK) {
-		if (w->conn)
-			PQfinish(w->conn);
-		w->conn = db_connect(w->conninfo, err, sizeof err);
-		if (!w->conn) {
-			log_warn("watch: database connection: %s", err);
-			goto out;
-		}
-	}
-	res = db_exec(w->conn, "watch: read head", Q_HEAD, 0, NULL);
+	if (watch_connect(w) < 0)
+		goto out;
+	res = db_exec_prepared(w->conn, "watch: read snapshot", "watch_snap", 0, NULL);
 	if (!res || PQntuples(res) != 1)
 		goto out;
+	if (w->snap && !strcmp(PQgetvalue(res, 0, 0), w->snap)) {
+		rc = 0;     /* no transaction finished since the last poll */
+		goto out;
+	}
 	snap = strdup(PQgetvalue(res, 0, 0));
 	if (!snap)
 		abort();
-	maxid = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
-	first = w->snap == NULL;
-	rc = 0;
-	if (first || maxid < w->maxid) {
-		rc = 1;   /* no earlier state, or the log went back: wake everyone, they re-check */
-	} else if (strcmp(snap, w->snap) != 0) {
+	if (!w->snap) {
+		r2 = db_exec(w->conn, "watch: read head", Q_MAXID, 0, NULL);
+		if (!r2 || PQntuples(r2) != 1)
+			goto out;
+		maxid = strtoll(PQgetvalue(r2, 0, 0), NULL, 10);
+		rc = 1;   /* no earlier state: wake everyone, they re-check */
+	} else {
 		char *pxmax, *pxip, *qxmax, *qxip;
 		watch_split(w->snap, &pxmax, &pxip);
 		watch_split(snap, &qxmax, &qxip);
 		{
 			const char *params[4] = { pxip, pxmax, qxmax, snap };
-			r2 = db_exec(w->conn, "watch: newly visible", Q_NEWLY_VISIBLE, 4, params);
+			r2 = db_exec_prepared(w->conn, "watch: newly visible", "watch_new", 4, params);
 		}
 		free(pxmax);
 		free(pxip);
 		free(qxmax);
 		free(qxip);
-		if (!r2) {
-			rc = -1;
+		if (!r2 || PQntuples(r2) != 1)
 			goto out;
-		}
-		rc = PQgetvalue(r2, 0, 0)[0] == 't';
+		maxid = strtoll(PQgetvalue(r2, 0, 1), NULL, 10);
+		/* the log went back (restored): wake everyone, they re-check */
+		rc = PQgetvalue(r2, 0, 0)[0] == 't' || maxid < w->maxid;
 	}
 	free(w->snap);
 	w->snap = snap;
 	snap = NULL;
 	w->maxid = maxid;
-	*head = maxid;
 out:
+	*head = w->maxid;
 	free(snap);
 	PQclear(res);
 	PQclear(r2);
@@ -138,7 +163,7 @@ out:
 static void *watch_main(void *arg)
 {
 	struct watch *w = arg;
-	int backoff_ms = WATCH_POLL_MS;
+	int backoff_ms = w->poll_ms;
 
 	pthread_mutex_lock(&w->lock);
 	while (!w->stopping) {
@@ -166,8 +191,8 @@ static void *watch_main(void *arg)
 				pthread_mutex_lock(&w->lock);
 			}
 		}
-		/* On errors back off (the database may be restarting); else poll every 10 ms. */
-		backoff_ms = r < 0 ? (backoff_ms * 2 > 1000 ? 1000 : backoff_ms * 2) : WATCH_POLL_MS;
+		/* On errors back off (the database may be restarting); else poll every poll_ms. */
+		backoff_ms = r < 0 ? (backoff_ms * 2 > 1000 ? 1000 : backoff_ms * 2) : w->poll_ms;
 		watch_deadline(&ts, backoff_ms);
 		while (!w->stopping &&
 		       pthread_cond_timedwait(&w->wake, &w->lock, &ts) != ETIMEDOUT)
@@ -177,13 +202,14 @@ static void *watch_main(void *arg)
 	return NULL;
 }
 
-struct watch *watch_start(const char *conninfo)
+struct watch *watch_start(const char *conninfo, int poll_ms)
 {
 	struct watch *w = calloc(1, sizeof(*w));
 	pthread_condattr_t ca;
 
 	if (!w)
 		abort();
+	w->poll_ms = poll_ms > 0 ? poll_ms : WATCH_POLL_MS_DEFAULT;
 	w->conninfo = strdup(conninfo ? conninfo : "");
 	if (!w->conninfo)
 		abort();

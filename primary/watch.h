@@ -1,6 +1,6 @@
-/* watch: notices new committed changes without pg_notify. A thread polls the change log's
- * head (snapshot + max visible id) every ~10 ms, but only while someone waits (long-poll)
- * or push targets exist, on a connection of its own. Each time new changes became visible
+/* watch: notices new committed changes without pg_notify. A thread polls the database's
+ * snapshot every few ms (the log only when the snapshot changed), but only while someone
+ * waits (long-poll) or push targets exist, on a connection of its own. Each time new changes became visible
  * the generation counter grows, waiters wake and the listener (push) is called. */
 #ifndef TDGL_PRIMARY_WATCH_H
 #define TDGL_PRIMARY_WATCH_H
@@ -9,7 +9,9 @@
 struct watch;
 typedef void (*watch_listener)(void *ctx, int64_t head);
 
-struct watch *watch_start(const char *conninfo);
+#define WATCH_POLL_MS_DEFAULT 5
+/* Starts the poller thread; it polls every poll_ms (<= 0: the default) while needed. */
+struct watch *watch_start(const char *conninfo, int poll_ms);
 void watch_stop(struct watch *w);        /* joins the thread, frees w; NULL is fine */
 uint64_t watch_generation(struct watch *w);
 /* Blocks until the generation differs from gen, or until timeout_ms passed, or the watch is
