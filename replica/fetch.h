@@ -4,7 +4,8 @@
  * (connection refused or failed, no reply, a timeout before any byte arrived) or answered
  * 5xx. A transfer cut or truncated midway is not retried: that is a broken link, better
  * left to the scheduler's backoff than retried into another stall. A 4xx is an answer.
- * fetch_health() is the check made before a pull.
+ * fetch_health() is the check made before a pull (not before a webhook-triggered one: the
+ * primary has just called).
  * The Authorization header value is the caller's; it is never logged or put in an error. */
 #ifndef TDGL_REPLICA_FETCH_H
 #define TDGL_REPLICA_FETCH_H

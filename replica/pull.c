@@ -296,8 +296,9 @@ int pull_run(PGconn *c, const char *name, const char *trigger, int wait_s,
 	p.hdrs[1] = NULL;
 	p.f = (struct fetch){ .source = name, .base_url = p.s.url, .headers = p.hdrs,
 	                      .rate = fetch_rate_of(c, name), .stop = env->stop };
-	/* a primary that is down fails the run at once: nothing fetched, nothing touched */
-	if (fetch_health(&p.f) < 0) {
+	/* a primary that is down fails the run at once: nothing fetched, nothing touched. A
+	 * webhook pull skips the probe (one round trip): the primary has just called us. */
+	if (strcmp(trigger, "Webhook") != 0 && fetch_health(&p.f) < 0) {
 		snprintf(out->error, sizeof out->error, "%s", p.f.error);
 		goto finish;
 	}

@@ -160,11 +160,13 @@ class FakePrimary:
 
     def __init__(self):
         self.changes = (200, b'{"changes":[],"cursor":"c0","more":false}')
+        self.paths = []     # every path requested, in order
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):
                 path = urllib.parse.urlsplit(self.path).path
+                outer.paths.append(path)
                 if path == "/health":
                     status, body = 200, b'{"status":"ok"}'
                 elif path == "/api/snapshot":

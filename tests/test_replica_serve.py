@@ -156,6 +156,31 @@ def test_push_wakes_a_pull_within_1s(primary, replica):
     assert replica.one("SELECT count(*) FROM tdgl.runs WHERE trigger = 'Webhook'") >= 1
 
 
+def test_webhook_pull_skips_the_health_probe(replica):
+    from test_attack_replica import FakePrimary   # imports this module: not at the top
+    fake = FakePrimary()
+    try:
+        replica.sql(CUSTOMER)
+        replica.cli("source", "add", "main", "--url", fake.url, "--key", "k" * 32,
+                    "--secret", "s" * 64, "--tables", "customer", "--poll-interval", "3600",
+                    "--push-secret", PUSH)
+        replica.serve()
+        source_ready(replica)
+        wait_until(lambda: replica.one("SELECT count(*) FROM tdgl.runs WHERE ended_at IS NULL")
+                   == 0, timeout=20, what="the first run to end")
+        assert "/health" in fake.paths        # the scheduled first pull probes
+        fake.paths.clear()
+        body = '{"event":"changes","head":1}'
+        assert requests.post(replica.url + "/api/notify", data=body, headers=signed(body),
+                             timeout=5).status_code == 202
+        wait_until(lambda: replica.one("SELECT count(*) FROM tdgl.runs WHERE trigger = "
+                                       "'Webhook' AND ended_at IS NOT NULL") == 1,
+                   timeout=20, what="the webhook pull")
+        assert "/api/changes" in fake.paths and "/health" not in fake.paths, fake.paths
+    finally:
+        fake.close()
+
+
 def test_forged_and_replayed_notify_refused(primary, replica):
     pair(primary, replica, CUSTOMER, ["customer"], "--poll-interval", "3600",
          "--push-secret", PUSH)
