@@ -38,21 +38,32 @@ static int64_t changes_window = CHANGES_WINDOW_DEFAULT;   /* ids examined per qu
 
 static const char Q_SEQ[] =
 	"SELECT coalesce(pg_sequence_last_value('tdgl.change_log_id_seq'::regclass), 0)";
-static const char Q_SNAPSHOT[] = "SELECT pg_current_snapshot()::text";
-/* Assigns (and, in autocommit, commits) an xid: see the l bound above. */
-static const char Q_XID[] = "SELECT pg_current_xact_id()";
+/* l, then a committed xid of our own (see the bounds above), in one autocommit statement:
+ * the subquery (kept apart by OFFSET 0) produces l before the outer projection assigns the
+ * xid, and the xid commits when the statement ends. */
+static const char Q_L_XID[] =
+	"SELECT s.l, pg_current_xact_id() FROM (SELECT"
+	" coalesce(pg_sequence_last_value('tdgl.change_log_id_seq'::regclass), 0) AS l OFFSET 0) s";
+/* The snapshot, then u: pg_current_snapshot() is the statement's snapshot, taken before the
+ * statement runs, and the sequence is read while it runs, i.e. after. */
+static const char Q_SNAP_U[] =
+	"SELECT pg_current_snapshot()::text,"
+	" coalesce(pg_sequence_last_value('tdgl.change_log_id_seq'::regclass), 0)";
 
-/* Session settings of the serving connections. Page queries must stay ordered index scans
- * of a few hundred rows. Right after a large transaction, before autovacuum has analyzed
- * tdgl.change_log, the planner has no correlation and a default selectivity for the id range
- * and prefers a bitmap heap scan of the whole window plus a sort, on every page (8 ms instead
- * of 1.5 ms per page of 500 over a 200k-row transaction). Without bitmap scans the only
- * alternative left, a sequential scan, is costed on the table's real size, so the ordered
- * index scan wins whatever the statistics say. Every other query on these connections is a
- * key lookup or a keyset page (ORDER BY key LIMIT n), which wants the same plan. JIT off:
- * these are short queries, and a misestimated one would pay tens of ms of compilation. */
-static const char Q_SESSION[] =
-	"SELECT set_config('enable_bitmapscan', 'off', false), set_config('jit', 'off', false)";
+/* Planner settings of the page query, local to its transaction (changes_page_query): it
+ * must stay an ordered index scan of a few hundred rows. Right after a large transaction,
+ * before autovacuum has analyzed tdgl.change_log, the planner has no correlation and a
+ * default selectivity for the id range and prefers a bitmap heap scan of the whole window
+ * plus a sort, on every page (8 ms instead of 1.5 ms per page of 500 over a 200k-row
+ * transaction). Without bitmap scans the only alternative left, a sequential scan, is costed
+ * on the table's real size, so the ordered index scan wins whatever the statistics say.
+ * JIT off: a misestimated query would pay tens of ms of compilation. The query is prepared
+ * once per connection (changes_session: no parse and analysis per page) and planned for
+ * each execution's values (force_custom_plan), as an unprepared one is. The settings stay
+ * inside the transaction: other queries on the serving connections keep the defaults. */
+static const char Q_PAGE_SETTINGS[] =
+	"SELECT set_config('enable_bitmapscan', 'off', true), set_config('jit', 'off', true),"
+	" set_config('plan_cache_mode', 'force_custom_plan', true)";
 
 /* One statement, so the purge horizon it reads (m.pb) and the rows it reads come from the
  * same snapshot: a concurrent purge is seen either not at all or completely.
@@ -60,19 +71,20 @@ static const char Q_SESSION[] =
  * $5 s2, $6 s1, $7 tables (text[] or NULL),
  * $8 limit + 1. Both arms are index scans with their own ORDER BY/LIMIT: the first walks
  * (txid, id) per listed transaction that became visible (so a huge transaction pages in
- * O(limit) per page), the second walks the primary key from max(last, l1) up to u2. */
+ * O(limit) per page), the second walks the primary key from max(last, l1) up to u2.
+ * The change objects are assembled in C (changes_item) from the columns: cheaper than
+ * concatenating text in SQL. The rows come in id order (the lateral's ORDER BY, one outer
+ * row); there is no outer sort of the whole page, changes_fetch checks the order instead. */
 static const char Q_PAGE[] =
 	"WITH m AS (SELECT purged_below_txid AS pb,"
 	"   pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS xmax,"
 	"   coalesce(pg_sequence_last_value('tdgl.change_log_id_seq'::regclass), 0) AS seq,"
 	"   (SELECT min(id) FROM tdgl.change_log WHERE id > $4::bigint) AS nxt"
 	"   FROM tdgl.meta WHERE id = 1) "
-	"SELECT m.pb, m.xmax, m.seq, m.nxt, p.id, p.body FROM m LEFT JOIN LATERAL ("
-	" SELECT c.id, '{\"id\":' || c.id || ',\"table\":' || to_json(c.tbl) ||"
-	"   ',\"op\":' || to_json(c.op) || ',\"pk\":' || c.pk::text ||"
-	"   ',\"old_pk\":' || coalesce(c.old_pk::text, 'null') ||"
-	"   ',\"row\":' || coalesce(c.row::text, 'null') ||"
-	"   ',\"changed_at\":' || to_json(c.changed_at) || '}' AS body"
+	"SELECT m.pb, m.xmax, m.seq, m.nxt, p.id, p.tbl, p.op, p.pk, p.old_pk, p.row, p.at"
+	" FROM m LEFT JOIN LATERAL ("
+	" SELECT c.id, c.tbl, c.op, c.pk::text AS pk, c.old_pk::text AS old_pk,"
+	"   c.row::text AS row, to_json(c.changed_at)::text AS at"
 	" FROM ((SELECT l.* FROM unnest($1::xid8[]) AS x(t)"
 	"        CROSS JOIN LATERAL (SELECT * FROM tdgl.change_log l"
 	"          WHERE l.txid = x.t AND l.id > $2::bigint AND l.id <= $4::bigint"
@@ -89,8 +101,9 @@ static const char Q_PAGE[] =
 	"          AND NOT pg_visible_in_snapshot(l.txid, $6::pg_snapshot)"
 	"          AND ($7::text[] IS NULL OR l.tbl = ANY ($7::text[]))"
 	"        ORDER BY l.id LIMIT $8::int)) c"
-	" ORDER BY c.id LIMIT $8::int) p ON true "
-	"ORDER BY p.id";
+	" ORDER BY c.id LIMIT $8::int) p ON true";
+enum { PAGE_PB, PAGE_XMAX, PAGE_SEQ, PAGE_NXT, PAGE_ID, PAGE_TBL, PAGE_OP, PAGE_PK,
+       PAGE_OLD_PK, PAGE_ROW, PAGE_AT };
 
 static char *changes_strdup(const char *s)
 {
@@ -116,40 +129,94 @@ out:
 	return rc;
 }
 
-static int changes_read_snapshot(PGconn *c, char **out)
+/* Two autocommit statements (each its own transaction), in this order: the sequence (l)
+ * and a committed xid of our own; then the snapshot and the sequence again (u). See the
+ * bounds above for why each step must complete before the next starts: the xid must have
+ * committed before the snapshot is taken, so they cannot share a statement. */
+static int changes_take(PGconn *c, char **snap, int64_t *l, int64_t *u)
 {
-	PGresult *res = db_exec(c, "take snapshot", Q_SNAPSHOT, 0, NULL);
+	PGresult *res = db_exec_prepared(c, "read change sequence, assign xid", "changes_lx", 0,
+	                                 NULL);
 	int rc = -1;
 
+	*snap = NULL;
 	if (!res || PQntuples(res) != 1)
 		goto out;
-	*out = changes_strdup(PQgetvalue(res, 0, 0));
+	*l = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	PQclear(res);
+	res = db_exec_prepared(c, "take snapshot", "changes_su", 0, NULL);
+	if (!res || PQntuples(res) != 1)
+		goto out;
+	*snap = changes_strdup(PQgetvalue(res, 0, 0));
+	*u = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
 	rc = 0;
 out:
 	PQclear(res);
 	return rc;
 }
 
-/* Four separate statements in autocommit (each its own transaction), in this order: the
- * sequence (l), a committed xid of our own, the snapshot, the sequence again (u). See the
- * bounds above for why each step must complete before the next starts. */
-static int changes_take(PGconn *c, char **snap, int64_t *l, int64_t *u)
+/* Runs the page query with its planner settings, in one transaction and one round trip
+ * (a pipeline: BEGIN, settings, page, COMMIT). Returns the page's result or NULL (logged;
+ * the connection is left outside any transaction). */
+static PGresult *changes_page_query(PGconn *c, const char *const *params)
 {
-	*snap = NULL;
-	if (changes_read_i64(c, "read change sequence", Q_SEQ, l) < 0 ||
-	    db_run(c, "assign xid", Q_XID, 0, NULL) < 0 ||
-	    changes_read_snapshot(c, snap) < 0 ||
-	    changes_read_i64(c, "read change sequence", Q_SEQ, u) < 0) {
-		free(*snap);
-		*snap = NULL;
-		return -1;
+	PGresult *page = NULL, *r;
+	int sent, failed = 0, results = 0;
+
+	if (!PQenterPipelineMode(c)) {
+		log_error("read changes: pipeline: %s", PQerrorMessage(c));
+		return NULL;
 	}
-	return 0;
+	sent = PQsendQueryParams(c, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) &&
+	       PQsendQueryPrepared(c, "changes_settings", 0, NULL, NULL, NULL, 0) &&
+	       PQsendQueryPrepared(c, "changes_page", 8, params, NULL, NULL, 0) &&
+	       PQsendQueryParams(c, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) &&
+	       PQpipelineSync(c);
+	if (!sent)
+		log_error("read changes: pipeline: %s", PQerrorMessage(c));
+	/* Results: per statement its result(s) and a NULL, then the sync. */
+	while (sent && (r = PQgetResult(c)) != NULL) {
+		ExecStatusType st = PQresultStatus(r);
+
+		if (st == PGRES_PIPELINE_SYNC) {
+			PQclear(r);
+			break;
+		}
+		if (st == PGRES_FATAL_ERROR && !failed) {
+			log_error("read changes: %s", PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY)
+			          ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : PQerrorMessage(c));
+			failed = 1;
+		}
+		if (st == PGRES_FATAL_ERROR || st == PGRES_PIPELINE_ABORTED)
+			failed = 1;
+		if (results == 2 && st == PGRES_TUPLES_OK && !page) {
+			page = r;
+			r = NULL;
+		}
+		PQclear(r);
+		r = PQgetResult(c);      /* the NULL that ends this statement's results */
+		PQclear(r);
+		results++;
+	}
+	if (!PQexitPipelineMode(c))
+		failed = 1;
+	if (!sent || failed || results != 4) {
+		PQclear(page);
+		page = NULL;
+		if (PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) != PQTRANS_IDLE)
+			db_run(c, "read changes: roll back", "ROLLBACK", 0, NULL);
+	}
+	return page;
 }
 
 int changes_session(PGconn *c)
 {
-	return db_run(c, "serving session settings", Q_SESSION, 0, NULL);
+	if (db_prepare(c, "prepare page settings", "changes_settings", Q_PAGE_SETTINGS, 0) < 0 ||
+	    db_prepare(c, "prepare page query", "changes_page", Q_PAGE, 8) < 0 ||
+	    db_prepare(c, "prepare snapshot", "changes_lx", Q_L_XID, 0) < 0 ||
+	    db_prepare(c, "prepare snapshot", "changes_su", Q_SNAP_U, 0) < 0)
+		return -1;
+	return 0;
 }
 
 int changes_snapshot(PGconn *c, struct cursor *out)
@@ -178,6 +245,102 @@ static char *changes_xip_array(const char *snap)
 	return buf_steal(&b);
 }
 
+/* s as a JSON string, escaped exactly as PostgreSQL's to_json(text) does (so the page text
+ * is the same as when SQL built it). */
+static void changes_json_string(struct buf *b, const char *s, size_t len)
+{
+	size_t run = 0;
+
+	buf_append(b, "\"", 1);
+	for (size_t i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		char esc[8];
+		const char *e = NULL;
+
+		switch (ch) {
+		case '\b': e = "\\b"; break;
+		case '\f': e = "\\f"; break;
+		case '\n': e = "\\n"; break;
+		case '\r': e = "\\r"; break;
+		case '\t': e = "\\t"; break;
+		case '"': e = "\\\""; break;
+		case '\\': e = "\\\\"; break;
+		default:
+			if (ch < ' ') {
+				snprintf(esc, sizeof esc, "\\u%04x", ch);
+				e = esc;
+			}
+		}
+		if (!e)
+			continue;
+		buf_append(b, s + run, i - run);
+		buf_puts(b, e);
+		run = i + 1;
+	}
+	buf_append(b, s + run, len - run);
+	buf_append(b, "\"", 1);
+}
+
+/* Appends row i of a page result as one change object (the API's change shape). */
+static void changes_item(struct buf *b, const PGresult *res, int i)
+{
+#define COL(k) PQgetvalue(res, i, k), (size_t)PQgetlength(res, i, k)
+	buf_puts(b, "{\"id\":");
+	buf_append(b, COL(PAGE_ID));
+	buf_puts(b, ",\"table\":");
+	changes_json_string(b, COL(PAGE_TBL));
+	buf_puts(b, ",\"op\":");
+	changes_json_string(b, COL(PAGE_OP));
+	buf_puts(b, ",\"pk\":");
+	buf_append(b, COL(PAGE_PK));
+	buf_puts(b, ",\"old_pk\":");
+	if (PQgetisnull(res, i, PAGE_OLD_PK))
+		buf_puts(b, "null");
+	else
+		buf_append(b, COL(PAGE_OLD_PK));
+	buf_puts(b, ",\"row\":");
+	if (PQgetisnull(res, i, PAGE_ROW))
+		buf_puts(b, "null");
+	else
+		buf_append(b, COL(PAGE_ROW));
+	buf_puts(b, ",\"changed_at\":");
+	buf_append(b, COL(PAGE_AT));
+	buf_puts(b, "}");
+#undef COL
+}
+
+struct changes_row {
+	int64_t id;
+	int     i;     /* row number in the result */
+};
+
+static int changes_row_cmp(const void *a, const void *b)
+{
+	const struct changes_row *x = a, *y = b;
+
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* The rows of a page result in id order: as they came (the query's order), or sorted if
+ * they ever did not come so. Caller frees. */
+static struct changes_row *changes_order(const PGresult *res, int rows)
+{
+	struct changes_row *o = calloc((size_t)(rows > 0 ? rows : 1), sizeof(*o));
+	int sorted = 1;
+
+	if (!o)
+		abort();
+	for (int i = 0; i < rows; i++) {
+		o[i].id = strtoll(PQgetvalue(res, i, PAGE_ID), NULL, 10);
+		o[i].i = i;
+		if (i && o[i].id <= o[i - 1].id)
+			sorted = 0;
+	}
+	if (!sorted)
+		qsort(o, (size_t)rows, sizeof(*o), changes_row_cmp);
+	return o;
+}
+
 static void changes_copy_cursor(struct cursor *dst, const struct cursor *src)
 {
 	*dst = *src;
@@ -190,6 +353,7 @@ int changes_fetch(PGconn *c, const struct cursor *cur, const char *tables, int l
 {
 	struct cursor b = {0};       /* the batch being read */
 	PGresult *res = NULL;
+	struct changes_row *ord = NULL;
 	char *xip = NULL;
 	char p_last[24], p_l1[24], p_hi[24], p_lim[16];
 	int rc = CHANGES_ERROR, n = 0, rows = 0, windowed = 0;
@@ -231,7 +395,7 @@ int changes_fetch(PGconn *c, const struct cursor *cur, const char *tables, int l
 		PQclear(res);
 		{
 			const char *params[8] = { xip, p_last, p_l1, p_hi, b.s2, b.s1, tables, p_lim };
-			res = db_exec(c, "read changes", Q_PAGE, 8, params);
+			res = changes_page_query(c, params);
 		}
 		if (!res)
 			goto out;
@@ -239,9 +403,9 @@ int changes_fetch(PGconn *c, const struct cursor *cur, const char *tables, int l
 			log_error("read changes: tdgl.meta is empty (run tdgl-primary migrate)");
 			goto out;
 		}
-		pb = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-		xmax = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
-		seq = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
+		pb = strtoll(PQgetvalue(res, 0, PAGE_PB), NULL, 10);
+		xmax = strtoll(PQgetvalue(res, 0, PAGE_XMAX), NULL, 10);
+		seq = strtoll(PQgetvalue(res, 0, PAGE_SEQ), NULL, 10);
 		if ((uint64_t)pb > cursor_snapshot_xmin(b.s1)) {
 			snprintf(err, errlen, "cursor expired: the changes it needs were purged; re-sync");
 			rc = CHANGES_GONE;
@@ -253,31 +417,32 @@ int changes_fetch(PGconn *c, const struct cursor *cur, const char *tables, int l
 			rc = CHANGES_GONE;
 			goto out;
 		}
-		rows = PQgetisnull(res, 0, 4) ? 0 : PQntuples(res);
+		rows = PQgetisnull(res, 0, PAGE_ID) ? 0 : PQntuples(res);
 		if (rows > 0 || !windowed || w + 1 >= CHANGES_WINDOWS)
 			break;
 		/* Nothing up to hi: move on, over any gap in the ids (rolled-back transactions).
 		 * Every change of this batch committed before s2, so the next id this statement
 		 * sees bounds the next change of the batch. */
 		b.last = hi;
-		if (PQgetisnull(res, 0, 3))
+		if (PQgetisnull(res, 0, PAGE_NXT))
 			b.last = b.u2;
-		else if (strtoll(PQgetvalue(res, 0, 3), NULL, 10) - 1 > hi)
-			b.last = strtoll(PQgetvalue(res, 0, 3), NULL, 10) - 1;
+		else if (strtoll(PQgetvalue(res, 0, PAGE_NXT), NULL, 10) - 1 > hi)
+			b.last = strtoll(PQgetvalue(res, 0, PAGE_NXT), NULL, 10) - 1;
 		if (b.last > b.u2)
 			b.last = b.u2;
 	}
 	n = rows > limit ? limit : rows;
+	ord = changes_order(res, rows);
 	for (int i = 0; i < n; i++) {
 		if (i)
 			buf_append(&page->items, ",", 1);
-		buf_append(&page->items, PQgetvalue(res, i, 5), (size_t)PQgetlength(res, i, 5));
+		changes_item(&page->items, res, ord[i].i);
 	}
 	page->count = n;
 	changes_copy_cursor(&page->next, &b);
 	if (rows > limit) {
 		/* More in this batch: stay inside it, after the last id served. */
-		page->next.last = strtoll(PQgetvalue(res, n - 1, 4), NULL, 10);
+		page->next.last = ord[n - 1].id;
 		page->more = 1;
 		page->horizon = cursor_snapshot_xmin(b.s1);
 	} else if (windowed) {
@@ -300,6 +465,7 @@ out:
 	if (rc != CHANGES_OK)
 		changes_page_free(page);
 	PQclear(res);
+	free(ord);
 	free(xip);
 	cursor_free(&b);
 	return rc;

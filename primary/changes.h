@@ -18,9 +18,9 @@ struct changes_page {
 	uint64_t      horizon;  /* oldest transaction id the next cursor still needs */
 };
 
-/* Session settings for a connection that serves pages (keeps the page query's plan an
- * ordered index scan whatever the statistics say; see changes.c). A db_setup_fn for the
- * serving pool: 0 or -1 (logged). */
+/* Prepares the statements below on a connection (a db_setup_fn for the serving pool): every
+ * connection passed to changes_fetch/changes_snapshot must have been set up so. 0 or -1
+ * (logged). */
 int changes_session(PGconn *c);
 
 /* Fetches up to limit changes after cur. tables is a PostgreSQL text[] literal of API table
