@@ -5,6 +5,7 @@ change is ever skipped or served twice; per row, changes are served in commit or
 replays the same answer. Helpers here are shared by the other test_primary_* files."""
 import base64
 import json
+import os
 import threading
 
 import psycopg2
@@ -290,6 +291,30 @@ def test_many_changes_in_one_transaction_cross_pages(csite, limit):
     assert [c["id"] for c in changes] == log_ids(csite)
     assert len({c["pk"]["id"] for c in changes}) == n
     assert drain(csite, cursor, limit=limit)[0] == []
+
+
+def test_pages_of_an_unanalyzed_large_transaction_are_ordered_index_scans(primary):
+    """Before autovacuum has analyzed the change log after a large transaction, the planner
+    has no statistics for it; a page must still be an ordered index scan of its own rows, not
+    a bitmap scan of the whole window plus a sort (on every page). Plans are read from
+    auto_explain in the server log (on in this database only)."""
+    primary.sql("CREATE TABLE customer (id int PRIMARY KEY, name text)")
+    primary.track("customer")
+    primary.sql("ALTER TABLE tdgl.change_log SET (autovacuum_enabled = false)")
+    for setting, value in [("session_preload_libraries", "auto_explain"),
+                           ("auto_explain.log_min_duration", "0")]:
+        primary.sql(f'ALTER DATABASE "{primary.dbname}" SET {setting} = \'{value}\'')
+    start = os.path.getsize(primary.cluster.logfile)
+    serve_with_key(primary)
+    cursor = snapshot(primary)
+    primary.sql("INSERT INTO customer SELECT g, 'c' || g FROM generate_series(1, 5000) g")
+    changes, _ = drain(primary, cursor, limit=100)
+    assert len(changes) == 5000
+    with open(primary.cluster.logfile, errors="replace") as f:
+        f.seek(start)
+        log = f.read()
+    assert "Bitmap Heap Scan on change_log" not in log
+    assert "Index Scan using change_log_pkey on change_log" in log
 
 
 def test_tables_filter_returns_only_those_tables(csite):
