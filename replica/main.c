@@ -172,7 +172,7 @@ static int cmd_source_add(int argc, char **argv)
 		{ "key", NULL, "KEY", "API key from `tdgl-primary keygen`", NULL },
 		{ "secret", NULL, "SECRET", "API secret (stored encrypted)", NULL },
 		{ "tables", NULL, "T1,T2", "tables to pull", NULL },
-		{ "batch-size", NULL, "N", "changes per page (1-500)", "100" },
+		{ "batch-size", NULL, "N", "changes per page (1-500)", "500" },
 		{ "poll-interval", NULL, "DURATION", "interval between scheduled pulls", "60" },
 		{ "push-secret", NULL, "SECRET", "shared secret of push notifications", NULL },
 		{ "long-poll", NULL, NULL, "keep a long-poll open instead of waiting for pushes",

@@ -12,7 +12,7 @@
 static const char Q_INSERT_SOURCE[] =
 	"INSERT INTO tdgl.sources (name, url, api_key, api_secret_sealed, batch_size, "
 	"poll_interval, push_secret_sealed, long_poll) "
-	"VALUES ($1, $2, $3, $4, coalesce($5::int, 100), coalesce($6::int, 60), $7, $8::bool)";
+	"VALUES ($1, $2, $3, $4, coalesce($5::int, 500), coalesce($6::int, 60), $7, $8::bool)";
 static const char Q_INSERT_TABLE[] =
 	"INSERT INTO tdgl.source_tables (source, tbl, filter, attach_columns) "
 	"VALUES ($1, $2, $3::jsonb, coalesce(string_to_array($4, ','), '{}'))";

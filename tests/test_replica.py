@@ -467,3 +467,13 @@ def test_page_fetched_ahead_of_a_failed_apply_is_dropped(primary, replica):
     assert pull(replica)["status"] == "Success"
     assert replica.sql("SELECT id FROM customer ORDER BY id") == [(i,) for i in range(1, 7)]
     assert replica.one("SELECT count(*) FROM tdgl.sync_log WHERE status = 'Synced'") == 6
+
+
+def test_source_pages_default_to_500_changes(primary, replica):
+    # pages have a fixed cost on both sites: the default must not make catching up slow
+    pair(primary, replica, CUSTOMER, ["customer"])
+    assert replica.one("SELECT batch_size FROM tdgl.sources WHERE name = 'main'") == 500
+    pull(replica)                                  # initial sync of the empty table
+    primary.sql("INSERT INTO customer SELECT g, 'n', 'X', 1 FROM generate_series(1, 1200) g")
+    pull(replica)
+    assert replica.one("SELECT pages FROM tdgl.runs ORDER BY id DESC LIMIT 1") == 3
