@@ -428,7 +428,7 @@ def test_older_schema_version_is_upgraded(replica):
 
 
 def test_every_change_logged_and_run_recorded(primary, replica):
-    pair(primary, replica, CUSTOMER, ["customer"])
+    pair(primary, replica, CUSTOMER, ["customer"], "--batch-size", "100")
     pull(replica)
     primary.sql("INSERT INTO customer SELECT g, 'n', 'X', g FROM generate_series(1, 250) g")
     r = pull(replica)
