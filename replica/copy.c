@@ -214,7 +214,8 @@ static int copy_feed_start(struct copy_feed *fd, const struct copy_env *e, int t
 	return 0;
 }
 
-/* Stops the thread (after its current request) and frees what it holds. */
+/* Stops the thread (after its current request) and frees what it holds; also after a failed
+ * copy_feed_start. */
 static void copy_feed_end(struct copy_feed *fd)
 {
 	if (fd->done != -1) {
@@ -377,11 +378,11 @@ static int copy_table(const struct copy_env *e, int t, long *copied)
 	columns = json_print(cJSON_GetObjectItemCaseSensitive(plan, "columns"));
 	log_info("source %s: copying %s %s", e->s->name, tbl,
 	         direct ? "straight into the empty table" : "through a staging table");
+	started = 1;
 	if (copy_feed_start(&fd, e, t, columns) < 0) {
 		snprintf(e->error, e->errlen, "copy of %s: cannot start a thread", tbl);
 		goto out;
 	}
-	started = 1;
 	for (;;) {
 		pg = copy_feed_take(&fd);
 		if (!pg || copy_stopping(e)) {
