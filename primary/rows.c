@@ -333,10 +333,8 @@ static void rows_copy_value(struct buf *out, const PGresult *res, int row, int c
 	const char *v = PQgetvalue(res, row, col), *run = v;
 	size_t len = (size_t)PQgetlength(res, row, col);
 
-	if (PQgetisnull(res, row, col)) {
-		buf_puts(out, "\\N");
-		return;
-	}
+	if (PQgetisnull(res, row, col))
+		buf_puts(out, "\\N");       /* and v is "" */
 	for (const char *p = v; p < v + len; p++) {
 		const char *esc;
 		switch (*p) {
@@ -460,7 +458,6 @@ unsigned rows_copy_page(PGconn *c, const char *table, const char *after, const c
 		}
 		PQclear(res);
 	}
-	res = NULL;
 	if (failed) {
 		log_error("rows: copy page of %s: %s", t.qname, msg);
 		status = rows_db_status(state, msg, err, errlen);

@@ -196,3 +196,25 @@ def test_copy_page_the_table_refuses_continues_in_json_pages(primary, replica):
         "SELECT error FROM tdgl.sync_log WHERE status = 'Failed'"))
     assert "check constraint" in errs[1] and "five" in errs[0], errs
     assert replica.one("SELECT cursor IS NOT NULL FROM tdgl.sources") is True
+
+
+def test_direct_page_that_fails_is_redone_through_staging(primary, replica):
+    """A page COPYed straight into the table can fail on a row inserted here meanwhile; it is
+    then redone, and the rest of the table goes, through staging. Here a trigger refuses the
+    first row once, standing in for that race."""
+    primary.sql(CUSTOMER)
+    primary.sql("INSERT INTO customer SELECT g, 'p' || g, 'X', g FROM generate_series(1, 5000) g")
+    pair(primary, replica, [], ["customer"], replica_ddl=[
+        CUSTOMER, "CREATE SEQUENCE refused",
+        "CREATE FUNCTION refuse_once() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "IF nextval('refused') = 1 THEN RAISE unique_violation USING MESSAGE = 'taken here'; "
+        "END IF; RETURN NEW; END $$",
+        "CREATE TRIGGER refuse_once BEFORE INSERT ON customer FOR EACH ROW "
+        "EXECUTE FUNCTION refuse_once()"])
+    p = replica.cli("pull", "main")
+    r = json.loads(p.stdout)
+    assert "straight into the empty table" in p.stderr, p.stderr[-2000:]
+    assert "goes through staging from here" in p.stderr, p.stderr[-2000:]
+    assert "JSON pages" not in p.stderr, p.stderr[-2000:]
+    assert r["status"] == "Success" and r["synced"] == 5000 and r["failed"] == 0, r
+    assert rows_md5(replica, "customer") == rows_md5(primary, "customer")
