@@ -152,6 +152,8 @@ char *apply_copy_plan(PGconn *c, const char *source, const char *tbl, int resync
 	return plan;
 }
 
+#define APPLY_COPY_CHUNK 65536
+
 /* Runs the COPY statement sql with data as its input. 0, or -1 with err. */
 static int apply_copy_in(PGconn *c, const char *sql, const char *data, size_t len, char *err,
                          size_t errlen)
@@ -160,11 +162,15 @@ static int apply_copy_in(PGconn *c, const char *sql, const char *data, size_t le
 	int rc = -1, in = res && PQresultStatus(res) == PGRES_COPY_IN;
 
 	if (in) {
-		/* libpq sends a buffer of any size; the server parses as it arrives */
-		if (len > 0 && PQputCopyData(c, data, (int)len) != 1)
-			PQputCopyEnd(c, "client could not send the data");
-		else
-			PQputCopyEnd(c, NULL);
+		/* in pieces: libpq's output buffer grows to the largest piece and stays so */
+		size_t off = 0;
+		while (off < len) {
+			int n = len - off > APPLY_COPY_CHUNK ? APPLY_COPY_CHUNK : (int)(len - off);
+			if (PQputCopyData(c, data + off, n) != 1)
+				break;
+			off += (size_t)n;
+		}
+		PQputCopyEnd(c, off < len ? "client could not send the data" : NULL);
 		PQclear(res);
 		res = PQgetResult(c);
 	}
