@@ -169,8 +169,9 @@ def fig1(b, sz):
     d.sql("VACUUM ANALYZE customer")
 
     def mode(m):
-        d.sql("ALTER TABLE customer " + ("ENABLE" if m == "tdgl" else "DISABLE")
-              + " TRIGGER tdgl_capture")
+        for t in ("tdgl_capture_insert", "tdgl_capture_update", "tdgl_capture_delete"):
+            d.sql("ALTER TABLE customer " + ("ENABLE" if m == "tdgl" else "DISABLE")
+                  + " TRIGGER " + t)
         d.sql("ALTER TABLE customer " + ("ENABLE" if m == "plain" else "DISABLE")
               + " TRIGGER ref_capture")
 

@@ -15,7 +15,8 @@ static const char Q_UNTRACK[] = "SELECT tdgl.untrack($1)";
 static const char Q_LIST[] =
 	"SELECT t.name, array_to_string(t.pk_columns, ','), coalesce(t.status_column, ''),"
 	" array_to_string(t.attach_columns, ','), t.enabled,"
-	" EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = t.relid AND g.tgname = 'tdgl_capture')"
+	" (SELECT count(*) = 3 FROM pg_trigger g WHERE g.tgrelid = t.relid AND g.tgname IN"
+	"   ('tdgl_capture_insert', 'tdgl_capture_update', 'tdgl_capture_delete'))"
 	" FROM tdgl.tracked_tables t ORDER BY t.name";
 static const char Q_UNKNOWN[] =
 	"SELECT n FROM unnest($1::text[]) AS n"

@@ -24,7 +24,7 @@
 #include "primary/push.h"
 #include "primary/watch.h"
 
-#define SCHEMA_VERSION 2
+#define SCHEMA_VERSION 3
 
 extern const char sql_primary[];
 

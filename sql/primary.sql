@@ -1,4 +1,6 @@
--- tdgl primary schema, version 2 (1 -> 2: the script re-runs; every object is replaced). Applied by `tdgl-primary migrate` (common/db.h db_migrate,
+-- tdgl primary schema, version 3 (an older database re-runs the script: every object is
+-- replaced; 2 -> 3: capture triggers regenerated, see capture_install). Applied by
+-- `tdgl-primary migrate` (common/db.h db_migrate,
 -- under an advisory lock). Idempotent: every object is created IF NOT EXISTS or replaced, so
 -- running it twice is a no-op. A database holding a newer version is refused.
 
@@ -12,8 +14,8 @@ DO $$
 DECLARE v int;
 BEGIN
 	SELECT max(version) INTO v FROM tdgl.schema_version;
-	IF v > 2 THEN
-		RAISE EXCEPTION 'tdgl schema version % is newer than this tdgl-primary supports (2): upgrade tdgl-primary', v;
+	IF v > 3 THEN
+		RAISE EXCEPTION 'tdgl schema version % is newer than this tdgl-primary supports (3): upgrade tdgl-primary', v;
 	END IF;
 END $$;
 
@@ -106,8 +108,159 @@ BEGIN
 END
 $$;
 
--- track(table, status_column, attach_columns): generates a capture trigger function for the
--- table with everything it needs inlined, and records the configuration.
+-- capture_drop(rel, func_prefix): drops the capture triggers of a table (when it still
+-- exists) and the capture functions, of this version and of version 2. Only what exists is
+-- dropped: DROP ... IF EXISTS would send a NOTICE to the client for each missing one.
+CREATE OR REPLACE FUNCTION tdgl.capture_drop(rel oid, fname text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+	trg text;
+	fn  regprocedure;
+BEGIN
+	FOR trg IN SELECT tgname FROM pg_trigger WHERE tgrelid = rel AND tgname IN ('tdgl_capture',
+	           'tdgl_capture_insert', 'tdgl_capture_update', 'tdgl_capture_delete',
+	           'tdgl_no_truncate') LOOP
+		EXECUTE format('DROP TRIGGER %I ON %s', trg, rel::regclass);
+	END LOOP;
+	FOR fn IN SELECT p.oid FROM pg_proc p WHERE p.pronamespace = 'tdgl'::regnamespace
+	          AND p.proname IN (fname, fname || '_insert', fname || '_update', fname || '_delete')
+	          AND p.pronargs = 0 LOOP
+		EXECUTE format('DROP FUNCTION %s', fn);
+	END LOOP;
+END
+$$;
+
+-- capture_install(rel, api_name, pk_columns, status_column): (re)generates the table's capture
+-- functions and triggers, everything inlined (no per-row configuration lookup). Called by
+-- track() and, for every tracked table, at the end of this script, so a migrated database
+-- captures with the current code (replacing version 2's single trigger, tdgl_capture).
+--
+-- Per-row cost (measured, see docs/design.md, Capture):
+--  * one function per operation: no TG_OP branching, and fewer plpgsql expressions (each
+--    one is initialized again in every transaction);
+--  * RETURN NEW/OLD rather than RETURN NULL in row triggers: an AFTER trigger's result is
+--    ignored, and NULL is an expression to evaluate while a record variable is returned as is;
+--  * no WHEN clause: PostgreSQL reads and plans a trigger's WHEN again in every statement.
+--
+-- INSERT is captured by a statement-level trigger with a transition table (one INSERT ...
+-- SELECT per statement, not one per row) where that is safe: a plain table that is not a
+-- partition (a statement trigger fires neither for rows routed through a parent, nor, on a
+-- partitioned table, for rows inserted into a partition directly) and that has no other AFTER
+-- INSERT trigger (one fires before a statement-level trigger and could change the new rows
+-- before their Create is logged). Otherwise INSERT is captured per row.
+-- UPDATE and DELETE are always captured per row: within one statement their change ids must
+-- follow execution order (a writable CTE can delete a key and insert it again; a row trigger
+-- queues its event when the row changes, a statement trigger only when its sub-statement
+-- ends, which can be after the re-insert). A removal of a key is so always logged before an
+-- insert of that key by the same statement, which is queued when the INSERT has ended.
+CREATE OR REPLACE FUNCTION tdgl.capture_install(rel regclass, api_name text, pkcols text[],
+                                                statcol text)
+RETURNS void LANGUAGE plpgsql AS $ci$
+DECLARE
+	fname      text := 'capture_' || rel::oid::text;
+	per_stmt   boolean;
+	pk_changed text;
+	op_expr    text := quote_literal('Update');
+BEGIN
+	SELECT c.relkind = 'r' AND NOT c.relispartition AND NOT EXISTS (
+		SELECT 1 FROM pg_trigger g
+		WHERE g.tgrelid = rel AND NOT g.tgisinternal AND g.tgname NOT LIKE 'tdgl\_%'
+		  AND g.tgtype & 4 <> 0          -- INSERT
+		  AND g.tgtype & (2 | 64) = 0)   -- neither BEFORE nor INSTEAD OF: AFTER
+	INTO per_stmt FROM pg_class c WHERE c.oid = rel;
+
+	SELECT '(' || string_agg(format('OLD.%I', c), ', ') || ') IS DISTINCT FROM (' ||
+	       string_agg(format('NEW.%I', c), ', ') || ')'
+	INTO pk_changed FROM unnest(pkcols) AS c;
+	IF statcol IS NOT NULL THEN
+		-- one CASE evaluated by the INSERT, not one plpgsql expression per branch
+		op_expr := format($o$CASE
+			WHEN OLD.%1$I::text = '0' AND NEW.%1$I::text = '1' THEN 'Submit'
+			WHEN OLD.%1$I::text = '1' AND NEW.%1$I::text = '2' THEN 'Cancel'
+			WHEN OLD.%1$I::text = '1' AND NEW.%1$I::text = '1' THEN 'Update After Submit'
+			ELSE 'Update' END$o$, statcol);
+	END IF;
+
+	-- The old triggers go first (a version-2 trigger calls the old function); only those
+	-- that exist, so no NOTICE is sent to the client.
+	PERFORM tdgl.capture_drop(rel, fname);
+
+	-- The applying check lets a replica's apply session write without being captured (no
+	-- loops when two sites pair up both ways).
+	IF per_stmt THEN
+		EXECUTE format($f$
+CREATE OR REPLACE FUNCTION tdgl.%1$I() RETURNS trigger LANGUAGE plpgsql AS $body$
+BEGIN
+	IF current_setting('tdgl.applying', true) = 'on' THEN
+		RETURN NEW;   -- NULL in a statement trigger (see RETURN NEW above)
+	END IF;
+	INSERT INTO tdgl.change_log (tbl, op, pk, row)
+	SELECT %2$L, 'Create', %3$s, row_to_json(n.*) FROM tdgl_new n;
+	RETURN NEW;
+END
+$body$$f$, fname || '_insert', api_name, tdgl.pk_expr(pkcols, 'n'));
+		EXECUTE format('CREATE TRIGGER tdgl_capture_insert AFTER INSERT ON %s '
+		               'REFERENCING NEW TABLE AS tdgl_new FOR EACH STATEMENT '
+		               'EXECUTE FUNCTION tdgl.%I()', rel, fname || '_insert');
+	ELSE
+		EXECUTE format($f$
+CREATE OR REPLACE FUNCTION tdgl.%1$I() RETURNS trigger LANGUAGE plpgsql AS $body$
+BEGIN
+	IF current_setting('tdgl.applying', true) = 'on' THEN
+		RETURN NEW;
+	END IF;
+	INSERT INTO tdgl.change_log (tbl, op, pk, row)
+	VALUES (%2$L, 'Create', %3$s, row_to_json(NEW));
+	RETURN NEW;
+END
+$body$$f$, fname || '_insert', api_name, tdgl.pk_expr(pkcols, 'NEW'));
+		EXECUTE format('CREATE TRIGGER tdgl_capture_insert AFTER INSERT ON %s '
+		               'FOR EACH ROW EXECUTE FUNCTION tdgl.%I()', rel, fname || '_insert');
+	END IF;
+
+	-- `OLD *= NEW` (record image equality) detects no-op updates for every column type,
+	-- json included.
+	EXECUTE format($f$
+CREATE OR REPLACE FUNCTION tdgl.%1$I() RETURNS trigger LANGUAGE plpgsql AS $body$
+BEGIN
+	IF OLD *= NEW OR current_setting('tdgl.applying', true) = 'on' THEN
+		RETURN NEW;
+	END IF;
+	IF %5$s THEN
+		INSERT INTO tdgl.change_log (tbl, op, pk, old_pk, row)
+		VALUES (%2$L, 'Rename', %3$s, %4$s, row_to_json(NEW));
+	ELSE
+		INSERT INTO tdgl.change_log (tbl, op, pk, row)
+		VALUES (%2$L, %6$s, %3$s, row_to_json(NEW));
+	END IF;
+	RETURN NEW;
+END
+$body$$f$, fname || '_update', api_name, tdgl.pk_expr(pkcols, 'NEW'),
+	           tdgl.pk_expr(pkcols, 'OLD'), pk_changed, op_expr);
+	EXECUTE format('CREATE TRIGGER tdgl_capture_update AFTER UPDATE ON %s '
+	               'FOR EACH ROW EXECUTE FUNCTION tdgl.%I()', rel, fname || '_update');
+
+	EXECUTE format($f$
+CREATE OR REPLACE FUNCTION tdgl.%1$I() RETURNS trigger LANGUAGE plpgsql AS $body$
+BEGIN
+	IF current_setting('tdgl.applying', true) = 'on' THEN
+		RETURN OLD;
+	END IF;
+	INSERT INTO tdgl.change_log (tbl, op, pk, row)
+	VALUES (%2$L, 'Delete', %3$s, row_to_json(OLD));
+	RETURN OLD;
+END
+$body$$f$, fname || '_delete', api_name, tdgl.pk_expr(pkcols, 'OLD'));
+	EXECUTE format('CREATE TRIGGER tdgl_capture_delete AFTER DELETE ON %s '
+	               'FOR EACH ROW EXECUTE FUNCTION tdgl.%I()', rel, fname || '_delete');
+
+	EXECUTE format('CREATE TRIGGER tdgl_no_truncate BEFORE TRUNCATE ON %s '
+	               'FOR EACH STATEMENT EXECUTE FUNCTION tdgl.refuse_truncate()', rel);
+END
+$ci$;
+
+-- track(table, status_column, attach_columns): checks the table, generates its capture
+-- triggers (capture_install) and records the configuration.
 CREATE OR REPLACE FUNCTION tdgl.track(tbl text, status_column text DEFAULT NULL,
                                       attach_columns text[] DEFAULT NULL)
 RETURNS text LANGUAGE plpgsql AS $track$
@@ -120,11 +273,7 @@ DECLARE
 	pkcols   text[];
 	statcol  text := status_column;
 	fname    text;
-	pk_new   text;
-	pk_old   text;
-	status_branch text := '';
 	col      text;
-	pk_changed text;
 BEGIN
 	rel := to_regclass(tbl);
 	IF rel IS NULL THEN
@@ -169,66 +318,8 @@ BEGIN
 	END LOOP;
 
 	api_name := CASE WHEN nsp = 'public' THEN relname ELSE nsp || '.' || relname END;
-	fname := 'capture_' || rel::oid::text;
-	pk_new := tdgl.pk_expr(pkcols, 'NEW');
-	pk_old := tdgl.pk_expr(pkcols, 'OLD');
-	SELECT '(' || string_agg(format('OLD.%I', c), ', ') || ') IS DISTINCT FROM (' ||
-	       string_agg(format('NEW.%I', c), ', ') || ')'
-	INTO pk_changed FROM unnest(pkcols) AS c;
-	IF statcol IS NOT NULL THEN
-		status_branch := format($b$
-		ELSIF OLD.%1$I::text = '0' AND NEW.%1$I::text = '1' THEN
-			o := 'Submit';
-		ELSIF OLD.%1$I::text = '1' AND NEW.%1$I::text = '2' THEN
-			o := 'Cancel';
-		ELSIF OLD.%1$I::text = '1' AND NEW.%1$I::text = '1' THEN
-			o := 'Update After Submit';$b$, statcol);
-	END IF;
-
-	-- Capture function. The applying check lets a replica's apply session write without
-	-- being captured (no loops when two sites pair up both ways). `OLD *= NEW` (record image
-	-- equality) detects no-op updates for every column type, json included.
-	EXECUTE format($f$
-CREATE OR REPLACE FUNCTION tdgl.%1$I() RETURNS trigger LANGUAGE plpgsql AS $body$
-DECLARE o text;
-BEGIN
-	IF current_setting('tdgl.applying', true) = 'on' THEN
-		RETURN NULL;
-	END IF;
-	IF TG_OP = 'INSERT' THEN
-		INSERT INTO tdgl.change_log (tbl, op, pk, row)
-		VALUES (%2$L, 'Create', %3$s, row_to_json(NEW));
-	ELSIF TG_OP = 'UPDATE' THEN
-		IF OLD *= NEW THEN
-			RETURN NULL;
-		END IF;
-		IF %5$s THEN
-			INSERT INTO tdgl.change_log (tbl, op, pk, old_pk, row)
-			VALUES (%2$L, 'Rename', %3$s, %4$s, row_to_json(NEW));
-			RETURN NULL;%6$s
-		ELSE
-			o := 'Update';
-		END IF;
-		INSERT INTO tdgl.change_log (tbl, op, pk, row)
-		VALUES (%2$L, o, %3$s, row_to_json(NEW));
-	ELSE
-		INSERT INTO tdgl.change_log (tbl, op, pk, row)
-		VALUES (%2$L, 'Delete', %4$s, row_to_json(OLD));
-	END IF;
-	RETURN NULL;
-END
-$body$$f$, fname, api_name, pk_new, pk_old, pk_changed, status_branch);
-
-	IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = rel AND tgname = 'tdgl_capture') THEN
-		EXECUTE format('DROP TRIGGER tdgl_capture ON %s', rel);
-	END IF;
-	IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = rel AND tgname = 'tdgl_no_truncate') THEN
-		EXECUTE format('DROP TRIGGER tdgl_no_truncate ON %s', rel);
-	END IF;
-	EXECUTE format('CREATE TRIGGER tdgl_capture AFTER INSERT OR UPDATE OR DELETE ON %s '
-	               'FOR EACH ROW EXECUTE FUNCTION tdgl.%I()', rel, fname);
-	EXECUTE format('CREATE TRIGGER tdgl_no_truncate BEFORE TRUNCATE ON %s '
-	               'FOR EACH STATEMENT EXECUTE FUNCTION tdgl.refuse_truncate()', rel);
+	fname := 'capture_' || rel::oid::text;   -- prefix of the generated functions' names
+	PERFORM tdgl.capture_install(rel, api_name, pkcols, statcol);
 
 	INSERT INTO tdgl.tracked_tables (name, relid, pk_columns, status_column, attach_columns,
 	                                 enabled, func_name)
@@ -240,7 +331,8 @@ $body$$f$, fname, api_name, pk_new, pk_old, pk_changed, status_branch);
 END
 $track$;
 
--- untrack(table): drops the capture trigger and its function; the change log keeps its rows.
+-- untrack(table): drops the capture triggers and their functions (those of version 2 too);
+-- the change log keeps its rows.
 CREATE OR REPLACE FUNCTION tdgl.untrack(tbl text) RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -253,11 +345,7 @@ BEGIN
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'table "%" is not tracked', tbl USING ERRCODE = '42P01';
 	END IF;
-	IF EXISTS (SELECT 1 FROM pg_class WHERE oid = t.relid) THEN
-		EXECUTE format('DROP TRIGGER IF EXISTS tdgl_capture ON %s', t.relid::regclass);
-		EXECUTE format('DROP TRIGGER IF EXISTS tdgl_no_truncate ON %s', t.relid::regclass);
-	END IF;
-	EXECUTE format('DROP FUNCTION IF EXISTS tdgl.%I()', t.func_name);
+	PERFORM tdgl.capture_drop(t.relid, t.func_name);
 	DELETE FROM tdgl.tracked_tables WHERE name = t.name;
 	RETURN t.name;
 END
@@ -294,5 +382,17 @@ BEGIN
 END
 $$;
 
+-- Every tracked table captures with the triggers this script generates (a database migrated
+-- from an older script still had that script's triggers). The stored configuration is kept;
+-- a table dropped since it was tracked is skipped (untrack removes its entry).
+DO $$
+DECLARE t record;
+BEGIN
+	FOR t IN SELECT tt.relid, tt.name, tt.pk_columns, tt.status_column
+	         FROM tdgl.tracked_tables tt JOIN pg_class c ON c.oid = tt.relid ORDER BY tt.name LOOP
+		PERFORM tdgl.capture_install(t.relid, t.name, t.pk_columns, t.status_column);
+	END LOOP;
+END $$;
+
 DELETE FROM tdgl.schema_version;
-INSERT INTO tdgl.schema_version (version) VALUES (2);
+INSERT INTO tdgl.schema_version (version) VALUES (3);
