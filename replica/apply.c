@@ -9,7 +9,7 @@
 
 static const char Q_APPLY_PAGE[] =
 	"SELECT tdgl.apply_page($1, $2::bigint[], $3::text[], $4::text[], $5::json[], $6::json[], "
-	"$7::json[], $8::text[], $9, $10, $11::bigint)::text";
+	"$7::json[], $8::text[], $9::int[], $10, $11, $12::bigint)::text";
 static const char Q_APPLY_ROWS[] =
 	"SELECT tdgl.apply_rows($1, $2, ($3::json) -> 'rows', $4::bigint, $5::bool)::text, "
 	"CASE WHEN json_typeof(($3::json) -> 'next') IN ('object', 'array', 'string', 'number') "
@@ -60,8 +60,8 @@ int apply_page_send(PGconn *c, const char *source, const struct page *pg,
 {
 	struct page_arrays a;
 	char rid[32];
-	const char *p[11] = { source };
-	int len[11] = { 0 }, fmt[11] = { 0 }, rc = -1;
+	const char *p[PAGE_NARRAYS + 4] = { source };
+	int len[PAGE_NARRAYS + 4] = { 0 }, fmt[PAGE_NARRAYS + 4] = { 0 }, rc = -1;
 
 	if (page_arrays(pg, &a, err, errlen) < 0)
 		return -1;
@@ -71,12 +71,12 @@ int apply_page_send(PGconn *c, const char *source, const struct page *pg,
 		fmt[1 + i] = 1;
 	}
 	snprintf(rid, sizeof rid, "%ld", run_id);
-	p[8] = prev_cursor;
-	p[9] = pg->cursor;
-	p[10] = rid;
+	p[PAGE_NARRAYS + 1] = prev_cursor;
+	p[PAGE_NARRAYS + 2] = pg->cursor;
+	p[PAGE_NARRAYS + 3] = rid;
 	/* One statement is one transaction: tdgl.apply_page enters apply mode itself (locally)
 	 * and moves the cursor, so applies and cursor commit or roll back together. */
-	if (db_send(c, "apply page", Q_APPLY_PAGE, 11, p, len, fmt) == 0)
+	if (db_send(c, "apply page", Q_APPLY_PAGE, PAGE_NARRAYS + 4, p, len, fmt) == 0)
 		rc = 0;
 	else
 		snprintf(err, errlen, "%s: %s", db_last_sqlstate(), db_last_error());

@@ -13,6 +13,7 @@
 #define PAGE_MAX_DEPTH 1000
 
 /* Type oids of the array elements (pg_type.dat): stable across releases. */
+#define PAGE_INT4OID 23
 #define PAGE_INT8OID 20
 #define PAGE_TEXTOID 25
 #define PAGE_JSONOID 114
@@ -227,14 +228,83 @@ static int page_id_elem(struct buf *b, const struct page_span *s)
 	return 0;
 }
 
+/* Operation class of a change: runs never mix them. */
+static char page_class(const struct page_span *op)
+{
+	if (op->p && op->n == 8 && !memcmp(op->p, "\"Delete\"", 8))
+		return 'D';
+	if (op->p && op->n == 8 && !memcmp(op->p, "\"Rename\"", 8))
+		return 'R';
+	return 'U';
+}
+
+static int page_span_eq(const struct page_span *a, const struct page_span *b)
+{
+	return a->n == b->n && (a->n == 0 || !memcmp(a->p, b->p, a->n));
+}
+
+/* Orders change indexes by key text, then by position (ctx: the changes). */
+static int page_cmp_key(const void *x, const void *y, void *ctx)
+{
+	const struct page_change *ch = ctx;
+	int i = *(const int *)x, j = *(const int *)y;
+	const struct page_span *a = &ch[i].pk, *b = &ch[j].pk;
+	size_t n = a->n < b->n ? a->n : b->n;
+	int c = n ? memcmp(a->p, b->p, n) : 0;
+
+	if (c == 0 && a->n != b->n)
+		c = a->n < b->n ? -1 : 1;
+	return c ? c : (i > j) - (i < j);
+}
+
+void page_runs(const struct page *pg, int *run)
+{
+	int *idx = malloc((size_t)(pg->count ? pg->count : 1) * sizeof *idx), next = 1;
+
+	if (!idx)
+		abort();
+	for (int a = 0, b; a < pg->count; a = b) {
+		char cls = page_class(&pg->ch[a].op);
+		int most = 1;
+
+		/* a segment: consecutive changes of one table and one class */
+		for (b = a + 1; b < pg->count && page_class(&pg->ch[b].op) == cls &&
+		     page_span_eq(&pg->ch[b].table, &pg->ch[a].table); b++)
+			;
+		if (cls == 'R') {                   /* renames go one by one */
+			for (int i = a; i < b; i++)
+				run[i] = next + (i - a);
+			next += b - a;
+			continue;
+		}
+		/* the n-th change of a key goes to the segment's n-th run (keys compared as the
+		 * primary's text: a key spelled two ways only costs a failed run statement, which is
+		 * then re-applied change by change, in order) */
+		for (int i = a; i < b; i++)
+			idx[i - a] = i;
+		qsort_r(idx, (size_t)(b - a), sizeof *idx, page_cmp_key, pg->ch);
+		for (int k = 0, occ = 0; k < b - a; k++) {
+			occ = k > 0 && page_span_eq(&pg->ch[idx[k]].pk, &pg->ch[idx[k - 1]].pk) ? occ + 1 : 1;
+			run[idx[k]] = next + occ - 1;
+			if (occ > most)
+				most = occ;
+		}
+		next += most;
+	}
+	free(idx);
+}
+
 int page_arrays(const struct page *pg, struct page_arrays *out, char *err, size_t errlen)
 {
 	static const uint32_t types[PAGE_NARRAYS] = { PAGE_INT8OID, PAGE_TEXTOID, PAGE_TEXTOID,
-		PAGE_JSONOID, PAGE_JSONOID, PAGE_JSONOID, PAGE_TEXTOID };
+		PAGE_JSONOID, PAGE_JSONOID, PAGE_JSONOID, PAGE_TEXTOID, PAGE_INT4OID };
 	struct buf b[PAGE_NARRAYS] = { { 0 } }, tmp = { 0 };
-	int rc = -1;
+	int *run = malloc((size_t)(pg->count ? pg->count : 1) * sizeof *run), rc = -1;
 
+	if (!run)
+		abort();
 	memset(out, 0, sizeof *out);
+	page_runs(pg, run);
 	for (int a = 0; a < PAGE_NARRAYS; a++)
 		page_array_begin(&b[a], types[a], pg->count);
 	for (int i = 0; i < pg->count; i++) {
@@ -253,6 +323,11 @@ int page_arrays(const struct page *pg, struct page_arrays *out, char *err, size_
 		page_array_elem(&b[3], c->pk.p, c->pk.n);
 		page_array_elem(&b[4], c->old_pk.p, c->old_pk.n);
 		page_array_elem(&b[5], c->row.p, c->row.n);
+		{
+			uint32_t r = htonl((uint32_t)run[i]);
+
+			page_array_elem(&b[7], (const char *)&r, 4);
+		}
 	}
 	for (int a = 0; a < PAGE_NARRAYS; a++) {
 		out->len[a] = (int)b[a].len;
@@ -260,6 +335,7 @@ int page_arrays(const struct page *pg, struct page_arrays *out, char *err, size_
 	}
 	rc = 0;
 out:
+	free(run);
 	buf_free(&tmp);
 	for (int a = 0; a < PAGE_NARRAYS; a++)
 		buf_free(&b[a]);

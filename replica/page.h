@@ -23,9 +23,9 @@ struct page {
 	struct page_change *ch;       /* count entries (malloc'd); spans point into the body */
 };
 
-/* The seven arrays tdgl.apply_page takes after the source: ids bigint[], tables text[],
- * ops text[], pks json[], old_pks json[], rows json[], changed_at text[]. */
-#define PAGE_NARRAYS 7
+/* The arrays tdgl.apply_page takes after the source: ids bigint[], tables text[],
+ * ops text[], pks json[], old_pks json[], rows json[], changed_at text[], runs int[]. */
+#define PAGE_NARRAYS 8
 struct page_arrays {
 	char *data[PAGE_NARRAYS];     /* binary array values (malloc'd) */
 	int len[PAGE_NARRAYS];
@@ -39,5 +39,11 @@ void page_free(struct page *pg);
  * field that is not text). */
 int page_arrays(const struct page *pg, struct page_arrays *out, char *err, size_t errlen);
 void page_arrays_free(struct page_arrays *a);
+/* Cuts the page into runs, the units applied by one statement: run[i] (1-based, ascending in
+ * apply order) for each change. Inside a stretch of changes of one table and one operation
+ * class the n-th change of each key goes to the stretch's n-th run, so a run never holds a
+ * key twice and each key's changes stay in order; renames get a run each. run has count
+ * entries. */
+void page_runs(const struct page *pg, int *run);
 
 #endif

@@ -608,9 +608,11 @@ END $$;
 -- are the primary's JSON text verbatim (NULL unless an object); a change without a table is
 -- ignored. Returns {"fetched","synced","failed","skipped","conflicts","ignored","files":[...]}.
 DROP FUNCTION IF EXISTS tdgl.apply_page(text, json, text, text, bigint);
+DROP FUNCTION IF EXISTS tdgl.apply_page(text, bigint[], text[], text[], json[], json[], json[],
+	text[], text, text, bigint);
 CREATE OR REPLACE FUNCTION tdgl.apply_page(p_source text, p_ids bigint[], p_tbls text[],
 	p_ops text[], p_pks json[], p_old_pks json[], p_rows json[], p_changed_at text[],
-	p_prev_cursor text, p_cursor text, p_run_id bigint) RETURNS json
+	p_runs int[], p_prev_cursor text, p_cursor text, p_run_id bigint) RETURNS json
 LANGUAGE plpgsql AS $$
 DECLARE
 	prev  text := current_setting('tdgl.applying', true);
@@ -634,31 +636,20 @@ BEGIN
 		RAISE EXCEPTION 'cursor of source "%" moved: another pull applied this page', p_source
 			USING ERRCODE = '40001';
 	END IF;
+	-- p_runs cuts the page into runs (replica/page.c page_runs): inside a stretch of one
+	-- table and one operation class the n-th change of each key is in the stretch's n-th run,
+	-- so a run never holds a key twice and each key's changes stay in order. A run that
+	-- holds a key twice anyway only fails its statement and is applied change by change.
 	FOR r IN
-		WITH e AS (
-			SELECT u.ord::int AS ord, u.id, u.tbl, u.op, u.pk, u.old_pk, u."row",
-			       CASE u.op WHEN 'Delete' THEN 'D' WHEN 'Rename' THEN 'R' ELSE 'U' END AS cls
-			FROM unnest(p_ids, p_tbls, p_ops, p_pks, p_old_pks, p_rows)
-			     WITH ORDINALITY AS u(id, tbl, op, pk, old_pk, "row", ord)
-		), s AS (
-			SELECT e2.*, sum(CASE WHEN e2.ptbl IS DISTINCT FROM e2.tbl
-			                        OR e2.pcls IS DISTINCT FROM e2.cls THEN 1 ELSE 0 END)
-			             OVER (ORDER BY e2.ord) AS seg
-			FROM (SELECT e.*, lag(e.tbl) OVER (ORDER BY e.ord) AS ptbl,
-			             lag(e.cls) OVER (ORDER BY e.ord) AS pcls FROM e) e2
-		), o AS (
-			-- inside a segment, the n-th change of each key goes to run n: runs never hold a
-			-- key twice and each key's changes stay in order (renames go one by one)
-			SELECT s.*, CASE WHEN s.cls = 'R' THEN s.ord::bigint
-			            ELSE row_number() OVER (PARTITION BY s.seg, s.pk::jsonb ORDER BY s.ord) END AS occ
-			FROM s
-		)
-		SELECT o.seg, o.occ, o.tbl, o.cls,
-		       array_agg(ROW(o.ord, o.id, o.op, o.pk, o.old_pk, o."row")::tdgl.change
-		                 ORDER BY o.ord) AS chs,
+		SELECT u.run, min(u.tbl) AS tbl,
+		       CASE min(u.op) WHEN 'Delete' THEN 'D' WHEN 'Rename' THEN 'R' ELSE 'U' END AS cls,
+		       array_agg(ROW(u.ord::int, u.id, u.op, u.pk, u.old_pk, u."row")::tdgl.change
+		                 ORDER BY u.ord) AS chs,
 		       EXISTS (SELECT 1 FROM tdgl.source_tables st
-		               WHERE st.source = p_source AND st.tbl = o.tbl) AS configured
-		FROM o GROUP BY o.seg, o.occ, o.tbl, o.cls ORDER BY o.seg, o.occ
+		               WHERE st.source = p_source AND st.tbl = min(u.tbl)) AS configured
+		FROM unnest(p_ids, p_tbls, p_ops, p_pks, p_old_pks, p_rows, p_runs)
+		     WITH ORDINALITY AS u(id, tbl, op, pk, old_pk, "row", run, ord)
+		GROUP BY u.run ORDER BY u.run
 	LOOP
 		IF NOT r.configured THEN
 			ign := ign + cardinality(r.chs);

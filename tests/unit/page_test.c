@@ -164,3 +164,31 @@ UNIT_TEST(page_arrays_refuse_an_id_that_is_not_a_bigint)
 		page_free(&pg);
 	}
 }
+
+/* One change of table t, op o, key k, as a page element. */
+#define CH(t, o, k) "{\"table\":\"" t "\",\"op\":\"" o "\",\"pk\":{\"id\":" k "},\"row\":{}}"
+
+UNIT_TEST(page_runs_keep_each_keys_changes_in_order)
+{
+	static const char body[] = "{\"cursor\":\"c\",\"changes\":["
+		CH("t", "Create", "1") "," CH("t", "Update", "2") "," CH("t", "Update", "1") ","
+		CH("t", "Delete", "1") "," CH("t", "Delete", "3") ","
+		CH("t", "Rename", "4") "," CH("t", "Rename", "5") ","
+		CH("s", "Update", "1") "," CH("t", "Submit", "1") "," CH("t", "Update", "1") "]}";
+	static const int want[] = { 1, 1, 2, 3, 3, 4, 5, 6, 7, 8 };
+	struct page pg;
+	char err[128];
+	int run[10];
+
+	CHECK(page_parse(body, strlen(body), &pg, err, sizeof err) == 0);
+	CHECK(pg.count == 10);
+	if (pg.count == 10) {
+		page_runs(&pg, run);
+		for (int i = 0; i < 10; i++) {
+			if (run[i] != want[i])
+				fprintf(stderr, "  change %d: run %d, want %d\n", i + 1, run[i], want[i]);
+			CHECK(run[i] == want[i]);
+		}
+	}
+	page_free(&pg);
+}
