@@ -290,7 +290,8 @@ void db_pool_put(struct db_pool *p, PGconn *c)
 
 	if (!c)
 		return;
-	keep = PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) == PQTRANS_IDLE;
+	keep = PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) == PQTRANS_IDLE &&
+	       PQpipelineStatus(c) == PQ_PIPELINE_OFF;
 	if (!keep)
 		PQfinish(c);
 	pthread_mutex_lock(&p->lock);

@@ -42,7 +42,8 @@ PGconn *db_pool_get(struct db_pool *p, int timeout_ms);
  * caller of db_pool_get gets NULL. Call before the first db_pool_get. */
 typedef int (*db_setup_fn)(PGconn *c);
 void db_pool_set_setup(struct db_pool *p, db_setup_fn setup);
-/* Returns a connection; a broken one (or one left inside a transaction) is dropped. */
+/* Returns a connection; a broken one (or one left inside a transaction or in pipeline mode)
+ * is dropped. */
 void db_pool_put(struct db_pool *p, PGconn *c);
 void db_pool_free(struct db_pool *p);    /* every connection must have been put back */
 

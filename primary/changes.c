@@ -156,54 +156,51 @@ out:
 }
 
 /* Runs the page query with its planner settings, in one transaction and one round trip
- * (a pipeline: BEGIN, settings, page, COMMIT). Returns the page's result or NULL (logged;
- * the connection is left outside any transaction). */
+ * (a pipeline: BEGIN, settings, page, COMMIT, sync). Returns the page's result or NULL
+ * (logged; the connection is left outside any transaction, or broken). */
 static PGresult *changes_page_query(PGconn *c, const char *const *params)
 {
 	PGresult *page = NULL, *r;
-	int sent, failed = 0, results = 0;
+	int sent = 0, ok = 0, results = 0;
 
-	if (!PQenterPipelineMode(c)) {
-		log_error("read changes: pipeline: %s", PQerrorMessage(c));
-		return NULL;
-	}
+	if (!PQenterPipelineMode(c))
+		goto out;
 	sent = PQsendQueryParams(c, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) &&
 	       PQsendQueryPrepared(c, "changes_settings", 0, NULL, NULL, NULL, 0) &&
 	       PQsendQueryPrepared(c, "changes_page", 8, params, NULL, NULL, 0) &&
-	       PQsendQueryParams(c, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) &&
-	       PQpipelineSync(c);
-	if (!sent)
-		log_error("read changes: pipeline: %s", PQerrorMessage(c));
-	/* Results: per statement its result(s) and a NULL, then the sync. */
-	while (sent && (r = PQgetResult(c)) != NULL) {
+	       PQsendQueryParams(c, "COMMIT", 0, NULL, NULL, NULL, NULL, 0);
+	/* the sync is sent even after a failed send: it ends whatever was queued */
+	ok = PQpipelineSync(c) && sent;
+	/* Per statement its result and a NULL; then the sync's result. */
+	while ((r = PQgetResult(c)) != NULL) {
 		ExecStatusType st = PQresultStatus(r);
 
 		if (st == PGRES_PIPELINE_SYNC) {
 			PQclear(r);
 			break;
 		}
-		if (st == PGRES_FATAL_ERROR && !failed) {
+		if (st == PGRES_FATAL_ERROR && ok)
 			log_error("read changes: %s", PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY)
-			          ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : PQerrorMessage(c));
-			failed = 1;
-		}
-		if (st == PGRES_FATAL_ERROR || st == PGRES_PIPELINE_ABORTED)
-			failed = 1;
-		if (results == 2 && st == PGRES_TUPLES_OK && !page) {
+			          ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : "?");
+		if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK)
+			ok = 0;
+		if (results++ == 2 && st == PGRES_TUPLES_OK) {
 			page = r;
 			r = NULL;
 		}
 		PQclear(r);
-		r = PQgetResult(c);      /* the NULL that ends this statement's results */
-		PQclear(r);
-		results++;
+		PQclear(PQgetResult(c));      /* the NULL that ends this statement's results */
 	}
 	if (!PQexitPipelineMode(c))
-		failed = 1;
-	if (!sent || failed || results != 4) {
+		ok = 0;     /* the pool drops a connection left in pipeline mode */
+out:
+	if (!ok || results != 4 || !page) {
+		if (!sent)
+			log_error("read changes: %s", PQerrorMessage(c));
 		PQclear(page);
 		page = NULL;
-		if (PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) != PQTRANS_IDLE)
+		if (PQstatus(c) == CONNECTION_OK && PQpipelineStatus(c) == PQ_PIPELINE_OFF &&
+		    PQtransactionStatus(c) != PQTRANS_IDLE)
 			db_run(c, "read changes: roll back", "ROLLBACK", 0, NULL);
 	}
 	return page;
