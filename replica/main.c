@@ -1,5 +1,5 @@
 /* tdgl-replica: command-line entry point (migrate, source add/list/remove, conflicts,
- * resolve, pull, status, log, runs, serve). */
+ * resolve, pull, status, log, runs, purge, serve). */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +17,7 @@
 #include "replica/conflict.h"
 #include "replica/jobs_cli.h"
 #include "replica/pull.h"
+#include "replica/retention.h"
 #include "replica/scheduler.h"
 #include "replica/source.h"
 
@@ -44,6 +45,7 @@ static const char main_usage[] =
 	"  log [--status Synced|Failed|Skipped] [--source NAME]\n"
 	"  runs [--source NAME]\n"
 	"  status\n"
+	"  purge [--log-retention 14d]  delete old Synced/Skipped log entries and finished runs\n"
 	"every command takes --db CONNINFO (TDGL_DB) and --help; tdgl-replica --version\n\n"
 	"logs: one line per event on stderr, text or json [env TDGL_LOG_FORMAT] (default: text)\n"
 	"exit codes: 0 ok, 1 runtime error, 2 usage error";
@@ -76,6 +78,8 @@ static volatile int main_stop;
 
 #define OPT_DB { "db", "TDGL_DB", "CONNINFO", "libpq connection string", NULL }
 #define OPT_END { 0 }
+#define OPT_LOG_RETENTION { "log-retention", "TDGL_LOG_RETENTION", "DURATION", \
+	"keep sync log entries and runs this long (30s, 5m, 2h, 14d)", RETENTION_DEFAULT }
 
 /* Parses common options and connects. Returns a connection or NULL (*rc set). */
 static PGconn *main_open(struct arg_opt *opts, int *rc)
@@ -505,6 +509,52 @@ out:
 	return rc;
 }
 
+/* A duration option in seconds (at least min), or -1 after printing why. */
+static long main_duration(const struct arg_opt *opts, const char *name, long min)
+{
+	long v = args_duration(args_get(opts, name));
+
+	if (v < min) {
+		fprintf(stderr, "error: --%s \"%s\": expected a duration%s such as 30s, 5m, 2h, 14d\n",
+		        name, args_get(opts, name), min ? " of at least 1s" : " (0: never)");
+		return -1;
+	}
+	return v;
+}
+
+static int cmd_purge(int argc, char **argv)
+{
+	struct arg_opt opts[] = { OPT_DB, OPT_LOG_RETENTION, OPT_END };
+	struct retention_counts n;
+	long retention_s;
+	PGconn *c;
+	cJSON *o;
+	int rc = args_parse(argc, argv, opts, "tdgl-replica purge [--log-retention 14d]", NULL, 0,
+	                    NULL);
+
+	if (rc)
+		return rc == 1 ? 0 : 2;
+	retention_s = main_duration(opts, "log-retention", 1);
+	if (retention_s < 0)
+		return 2;
+	c = main_open(opts, &rc);
+	if (!c)
+		return rc;
+	rc = 1;
+	if (main_schema_ok(c) && retention_purge(c, retention_s, NULL, &n) == 0) {
+		o = cJSON_CreateObject();
+		cJSON_AddNumberToObject(o, "log_entries", (double)n.log_entries);
+		cJSON_AddNumberToObject(o, "runs", (double)n.runs);
+		cJSON_AddStringToObject(o, "before", n.before);
+		cJSON_AddNumberToObject(o, "seconds", n.seconds);
+		main_print_json(o);
+		cJSON_Delete(o);
+		rc = 0;
+	}
+	PQfinish(c);
+	return rc;
+}
+
 static int cmd_serve(int argc, char **argv)
 {
 	struct arg_opt opts[] = {
@@ -513,6 +563,9 @@ static int cmd_serve(int argc, char **argv)
 		{ "admin-token", "TDGL_ADMIN_TOKEN", "TOKEN", "Bearer token of the admin API", NULL },
 		{ "secret-key", "TDGL_SECRET_KEY", "KEY", "key that encrypts secrets at rest", NULL },
 		{ "files-dir", "TDGL_FILES_DIR", "DIR", "where attachment files go", "./files" },
+		OPT_LOG_RETENTION,
+		{ "purge-interval", "TDGL_PURGE_INTERVAL", "DURATION",
+		  "purge the sync log and runs this often (0: never)", RETENTION_INTERVAL_DEFAULT },
 		OPT_END
 	};
 	struct http_limits limits = { .max_body = 1 << 20, .max_conns = 256, .timeout_s = 30 };
@@ -521,14 +574,20 @@ static int cmd_serve(int argc, char **argv)
 	struct http_server *srv = NULL;
 	struct db_pool *pool = NULL;
 	struct sched *sched = NULL;
+	struct retention *purge = NULL;
 	sigset_t sigs;
 	char err[512];
 	PGconn *c = NULL;
+	long retention_s, purge_s;
 	int rc, sealed;
 
 	rc = args_parse(argc, argv, opts, "tdgl-replica serve [--listen HOST:PORT]", NULL, 0, NULL);
 	if (rc)
 		return rc == 1 ? 0 : 2;
+	retention_s = main_duration(opts, "log-retention", 1);
+	purge_s = main_duration(opts, "purge-interval", 0);
+	if (retention_s < 0 || purge_s < 0)
+		return 2;
 	c = main_open(opts, &rc);
 	if (!c)
 		return rc;
@@ -573,6 +632,7 @@ static int cmd_serve(int argc, char **argv)
 		goto out;
 	}
 	log_info("tdgl-replica %s serving on port %u", TDGL_VERSION, http_port(srv));
+	purge = retention_start(args_get(opts, "db"), retention_s, purge_s);
 	sched_reload(sched);
 	while (!main_stop) {
 		struct timespec ts = { MAIN_RELOAD_S, 0 };
@@ -585,6 +645,7 @@ static int cmd_serve(int argc, char **argv)
 	}
 	rc = 0;
 out:
+	retention_stop(purge);
 	if (sched)
 		sched_quiesce(sched);
 	if (srv)
@@ -637,6 +698,8 @@ int main(int argc, char **argv)
 		return cmd_table(argc, argv, "runs");
 	if (!strcmp(cmd, "status"))
 		return cmd_table(argc, argv, "status");
+	if (!strcmp(cmd, "purge"))
+		return cmd_purge(argc, argv);
 	fprintf(stderr, "error: unknown command \"%s\"\n\nusage: %s\n", cmd, main_usage);
 	return 2;
 }

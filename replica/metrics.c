@@ -35,6 +35,9 @@ static const struct { const char *name, *help; } metrics_info[M_COUNT] = {
 	[M_FILES_FETCHED] = { "tdgl_replica_files_fetched_total", "Attachment files fetched" },
 	[M_FILES_FAILED] = { "tdgl_replica_files_failed_total", "Attachment fetches that failed" },
 	[M_HTTP_REQUESTS] = { "tdgl_replica_http_requests_total", "Admin API requests" },
+	[M_PURGED_LOG_ENTRIES] = { "tdgl_replica_purged_log_entries_total",
+	                           "Sync log entries deleted by the retention purge" },
+	[M_PURGED_RUNS] = { "tdgl_replica_purged_runs_total", "Runs deleted by the retention purge" },
 };
 
 void metrics_add(enum metric m, long n)
