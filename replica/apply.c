@@ -154,9 +154,10 @@ char *apply_copy_plan(PGconn *c, const char *source, const char *tbl, int resync
 
 #define APPLY_COPY_CHUNK 65536
 
-/* Runs the COPY statement sql with data as its input. 0, or -1 with err. */
-static int apply_copy_in(PGconn *c, const char *sql, const char *data, size_t len, char *err,
-                         size_t errlen)
+/* Runs the COPY statement sql with data as its input, which must hold `rows` rows (a "\."
+ * line would end the data early). 0, or -1 with err. */
+static int apply_copy_in(PGconn *c, const char *sql, const char *data, size_t len, long rows,
+                         char *err, size_t errlen)
 {
 	PGresult *res = PQexec(c, sql);
 	int rc = -1, in = res && PQresultStatus(res) == PGRES_COPY_IN;
@@ -175,7 +176,9 @@ static int apply_copy_in(PGconn *c, const char *sql, const char *data, size_t le
 		res = PQgetResult(c);
 	}
 	if (res && PQresultStatus(res) == PGRES_COMMAND_OK) {
-		rc = 0;
+		rc = atol(PQcmdTuples(res)) == rows ? 0 : -1;
+		if (rc < 0)
+			snprintf(err, errlen, "22P04: COPY took %s rows of %ld", PQcmdTuples(res), rows);
 	} else {
 		const char *st = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
 		const char *msg = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
@@ -211,7 +214,8 @@ int apply_copy(PGconn *c, const struct apply_copy_page *pg, cJSON **summary, cha
 	start = db_exec(c, "copy page: start", Q_COPY_START, 3, ps);
 	if (!start)
 		goto dberr;
-	if (apply_copy_in(c, PQgetvalue(start, 0, 0), pg->data, pg->len, err, errlen) < 0)
+	if (apply_copy_in(c, PQgetvalue(start, 0, 0), pg->data, pg->len, pg->rows, err,
+	                  errlen) < 0)
 		goto out;
 	res = db_exec(c, "copy page: apply", Q_COPY_APPLY, 7, pa);
 	if (!res)

@@ -105,6 +105,11 @@ static void copy_page_parse(struct copy_page *pg)
 		snprintf(pg->error, sizeof pg->error, "%ld lines for %ld rows", lines, pg->rows);
 		goto out;
 	}
+	if (cJSON_IsString(next) && (pg->rows == 0 || (pg->after && !strcmp(next->valuestring,
+	                                                                      pg->after)))) {
+		snprintf(pg->error, sizeof pg->error, "next does not move on");
+		goto out;
+	}
 	pg->columns = json_print(cols);
 	pg->next = cJSON_IsString(next) ? strdup(next->valuestring) : NULL;
 out:

@@ -2,7 +2,9 @@
 exact values both ways in (straight into an empty table, and through the staging table),
 the initial-sync semantics kept on the staging path (local edits -> conflicts, schema
 drift), the fall back to JSON pages, and bad parameters."""
+import http.server
 import json
+import threading
 import urllib.parse
 
 import pytest
@@ -218,3 +220,79 @@ def test_direct_page_that_fails_is_redone_through_staging(primary, replica):
     assert "JSON pages" not in p.stderr, p.stderr[-2000:]
     assert r["status"] == "Success" and r["synced"] == 5000 and r["failed"] == 0, r
     assert rows_md5(replica, "customer") == rows_md5(primary, "customer")
+
+
+class CopyPrimary:
+    """A primary whose COPY pages are whatever the test sets; its JSON pages hold one row."""
+
+    def __init__(self):
+        self.copy = (200, b"")
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                u = urllib.parse.urlsplit(self.path)
+                q = urllib.parse.parse_qs(u.query)
+                if u.path == "/api/rows" and q.get("format") == ["copy"]:
+                    status, body = outer.copy
+                else:
+                    status, body = 200, {
+                        "/health": b'{"status":"ok"}', "/api/snapshot": b'{"cursor":"c0"}',
+                        "/api/changes": b'{"changes":[],"cursor":"c0","more":false}',
+                        "/api/rows": b'{"rows":[{"id":1,"name":"from json","company":"X",'
+                                     b'"amount":1}],"next":null}'}[u.path]
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _copy_body(data, rows=1, columns=("id", "name"), next_=None):
+    head = {"columns": list(columns), "rows": rows, "next": next_}
+    return json.dumps(head).encode() + b"\n" + data
+
+
+def test_bad_copy_pages_from_primary_are_not_applied(replica):
+    """A COPY page that is not what its header says applies nothing: the table is copied
+    through JSON pages instead."""
+    fake = CopyPrimary()
+    bad = {
+        "no header line": b"1\tcopy\n",
+        "header not JSON": b"{rows\n1\tcopy\n",
+        "fewer lines than rows": _copy_body(b"1\tcopy\n", rows=2),
+        "end-of-data marker inside": _copy_body(b"\\.\n7\tcopy\n", rows=2),
+        "a generated column": _copy_body(b"1\t5\n", columns=("id", "g")),
+        "no key column": _copy_body(b"copy\n", columns=("name",)),
+        "a column twice": _copy_body(b"1\t1\n", columns=("id", "id")),
+        "an unknown column": _copy_body(b"1\t1\n", columns=("id", "nope")),
+        "an extra field": _copy_body(b"1\tcopy\textra\n"),
+        "not UTF-8": _copy_body(b"1\t\xff\xfe\n"),
+        "next without rows": _copy_body(b"", rows=0, next_='{"id": 1}'),
+        "next a number": _copy_body(b"1\tcopy\n", next_=5),
+        "a server error": b'{"error":"database error"}',
+    }
+    try:
+        replica.sql(CUSTOMER[:-1] + ", g int GENERATED ALWAYS AS (id * 2) STORED)")
+        replica.cli("source", "add", "main", "--url", fake.url, "--key", "k" * 32,
+                    "--secret", "s" * 64, "--tables", "customer")
+        for name, body in bad.items():
+            fake.copy = (500 if name == "a server error" else 200, body)
+            replica.sql("BEGIN; SET LOCAL tdgl.applying = on; DELETE FROM customer; "
+                        "UPDATE tdgl.sources SET cursor = NULL; COMMIT")
+            p = replica.cli("pull", "main", check=False)
+            assert json.loads(p.stdout)["status"] == "Success", (name, p.stdout, p.stderr[-1500:])
+            assert "continues in JSON pages" in p.stderr, (name, p.stderr[-1500:])
+            assert replica.sql("SELECT id, name FROM customer") == [(1, "from json")], name
+    finally:
+        fake.close()
