@@ -25,6 +25,7 @@ extern const char sql_replica[];
 
 #define MAIN_SCHEMA_VERSION 2
 #define MAIN_RELOAD_S 2
+#define MAIN_DURATION_MAX (36500L * 86400)
 
 static const char main_usage[] =
 	"tdgl-replica <command> [options]\n"
@@ -509,14 +510,16 @@ out:
 	return rc;
 }
 
-/* A duration option in seconds (at least min), or -1 after printing why. */
+/* A duration option in seconds, at least min and at most MAIN_DURATION_MAX (beyond, the
+ * database cannot compute the cutoff and timers overflow), or -1 after printing why. */
 static long main_duration(const struct arg_opt *opts, const char *name, long min)
 {
 	long v = args_duration(args_get(opts, name));
 
-	if (v < min) {
-		fprintf(stderr, "error: --%s \"%s\": expected a duration%s such as 30s, 5m, 2h, 14d\n",
-		        name, args_get(opts, name), min ? " of at least 1s" : " (0: never)");
+	if (v < min || v > MAIN_DURATION_MAX) {
+		fprintf(stderr, "error: --%s \"%s\": expected a duration%s up to 36500d, such as "
+		        "30s, 5m, 2h, 14d\n", name, args_get(opts, name),
+		        min ? " of at least 1s" : " (0: never)");
 		return -1;
 	}
 	return v;

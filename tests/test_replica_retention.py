@@ -3,6 +3,8 @@ Skipped log entries and old finished runs; Failed entries, what a retry or an op
 still needs, unfinished runs and recent rows stay. Rows are made old by back-dating them."""
 import json
 
+import requests
+
 from harness import wait_until
 from test_replica import CUSTOMER, pair, pull  # noqa: F401 - also patches harness
 
@@ -128,6 +130,8 @@ def test_purge_and_serve_refuse_bad_durations(replica):
     for args, env in [(("purge", "--log-retention", "0"), {}),
                       (("purge", "--log-retention", "2w"), {}),
                       (("purge",), {"TDGL_LOG_RETENTION": "soon"}),
+                      (("purge", "--log-retention", "99999999d"), {}),
+                      (("serve", "--purge-interval", "9223372036854775807"), {}),
                       (("serve", "--purge-interval", "-1"), {}),
                       (("serve", "--log-retention", "1x"), {}),
                       (("serve",), {"TDGL_PURGE_INTERVAL": "5 minutes"})]:
@@ -157,3 +161,18 @@ def test_serve_with_purge_interval_zero_never_purges(primary, replica):
     replica.serve("--purge-interval", "0")
     replica.wait_rows("SELECT id FROM customer", [(1,)], timeout=20)
     assert "purge:" not in replica.server.log()
+
+
+def test_serve_survives_a_failing_purge(primary, replica):
+    pair(primary, replica, CUSTOMER, ["customer"], "--poll-interval", "3600")
+    pull(replica)
+    primary.sql("INSERT INTO customer VALUES (1, 'a', 'X', 1)")
+    pull(replica)
+    backdate(replica)
+    replica.sql("ALTER FUNCTION tdgl.purge_log_batch(timestamptz, bigint, int) RENAME TO gone")
+    replica.serve("--purge-interval", "1s", "--log-retention", "1h")
+    wait_until(lambda: "purge: failed" in replica.server.log(), what="a failed purge logged")
+    replica.sql("ALTER FUNCTION tdgl.gone(timestamptz, bigint, int) RENAME TO purge_log_batch")
+    wait_until(lambda: replica.one("SELECT count(*) FROM tdgl.sync_log") == 0, timeout=20,
+               what="a later purge")
+    assert requests.get(replica.url + "/health", timeout=5).status_code == 200
