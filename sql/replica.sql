@@ -802,9 +802,10 @@ END $$;
 -- subset removed, attachment values listed) and, for a re-sync, its keys remembered for
 -- tdgl.finish_resync(). Adds the counts to run p_run_id. Returns
 -- {"fetched","synced","failed","skipped","conflicts","files":[...]}.
+-- JIT is off: compiling the staged statement took ~85 ms of a ~500 ms page of 20k rows.
 CREATE OR REPLACE FUNCTION tdgl.copy_apply(p_source text, p_run_id bigint, p_tbl text,
 	p_cols text[], p_direct bool, p_resync bool, p_n bigint) RETURNS json
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET jit = off AS $$
 DECLARE
 	rel  regclass := tdgl.local_table(p_tbl);
 	qrel text := tdgl.qualified(rel);
