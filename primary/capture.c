@@ -16,7 +16,10 @@ static const char Q_LIST[] =
 	"SELECT t.name, array_to_string(t.pk_columns, ','), coalesce(t.status_column, ''),"
 	" array_to_string(t.attach_columns, ','), t.enabled,"
 	" (SELECT count(*) = 3 FROM pg_trigger g WHERE g.tgrelid = t.relid AND g.tgname IN"
-	"   ('tdgl_capture_insert', 'tdgl_capture_update', 'tdgl_capture_delete'))"
+	"   ('tdgl_capture_insert', 'tdgl_capture_update', 'tdgl_capture_delete')),"
+	/* the INSERT trigger is per statement exactly when capture_install would make it so */
+	" (SELECT (g.tgtype & 1 = 0) = tdgl.capture_insert_per_statement(t.relid)"
+	"  FROM pg_trigger g WHERE g.tgrelid = t.relid AND g.tgname = 'tdgl_capture_insert')"
 	" FROM tdgl.tracked_tables t ORDER BY t.name";
 static const char Q_UNKNOWN[] =
 	"SELECT n FROM unnest($1::text[]) AS n"
@@ -113,7 +116,8 @@ int capture_list(PGconn *c, FILE *out)
 	for (int i = 0; i < PQntuples(res); i++)
 		fprintf(out, "%-30s  %-20s  %-12s  %-20s  %s\n", PQgetvalue(res, i, 0),
 		        PQgetvalue(res, i, 1), PQgetvalue(res, i, 2), PQgetvalue(res, i, 3),
-		        PQgetvalue(res, i, 5)[0] == 't' ? "ok" : "MISSING");
+		        PQgetvalue(res, i, 5)[0] != 't' ? "MISSING" :
+		        PQgetvalue(res, i, 6)[0] != 't' ? "STALE (run track again)" : "ok");
 	PQclear(res);
 	return 0;
 }

@@ -130,6 +130,19 @@ BEGIN
 END
 $$;
 
+-- Whether capture_install captures the table's INSERTs with a statement-level trigger (see
+-- there): a plain table, not a partition, without another AFTER INSERT trigger. `tables`
+-- compares it with the trigger in place, so a table that needs `track` again shows.
+CREATE OR REPLACE FUNCTION tdgl.capture_insert_per_statement(rel regclass) RETURNS boolean
+LANGUAGE sql STABLE AS $$
+	SELECT c.relkind = 'r' AND NOT c.relispartition AND NOT EXISTS (
+		SELECT 1 FROM pg_trigger g
+		WHERE g.tgrelid = rel AND NOT g.tgisinternal AND g.tgname NOT LIKE 'tdgl\_%'
+		  AND g.tgtype & 4 <> 0          -- INSERT
+		  AND g.tgtype & (2 | 64) = 0)   -- neither BEFORE nor INSTEAD OF: AFTER
+	FROM pg_class c WHERE c.oid = rel
+$$;
+
 -- capture_install(rel, api_name, pk_columns, status_column): (re)generates the table's capture
 -- functions and triggers, everything inlined (no per-row configuration lookup). Called by
 -- track() and, for every tracked table, at the end of this script, so a migrated database
@@ -162,12 +175,7 @@ DECLARE
 	pk_changed text;
 	op_expr    text := quote_literal('Update');
 BEGIN
-	SELECT c.relkind = 'r' AND NOT c.relispartition AND NOT EXISTS (
-		SELECT 1 FROM pg_trigger g
-		WHERE g.tgrelid = rel AND NOT g.tgisinternal AND g.tgname NOT LIKE 'tdgl\_%'
-		  AND g.tgtype & 4 <> 0          -- INSERT
-		  AND g.tgtype & (2 | 64) = 0)   -- neither BEFORE nor INSTEAD OF: AFTER
-	INTO per_stmt FROM pg_class c WHERE c.oid = rel;
+	per_stmt := tdgl.capture_insert_per_statement(rel);
 
 	SELECT '(' || string_agg(format('OLD.%I', c), ', ') || ') IS DISTINCT FROM (' ||
 	       string_agg(format('NEW.%I', c), ', ') || ')'

@@ -209,3 +209,17 @@ def test_truncate_still_refused_after_regeneration(t):
     t.track("t")
     with pytest.raises(psycopg2.Error, match="TRUNCATE would not reach replicas"):
         t.sql("TRUNCATE t")
+
+
+def test_tables_shows_a_table_that_needs_track_again(t):
+    def status():
+        line = [x for x in t.cli("tables").stdout.splitlines() if x.startswith("t ")][0]
+        return line.split(None, 2)[-1].strip()
+    assert status() == "ok"
+    t.sql("CREATE FUNCTION noop() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NULL; END$$")
+    t.sql("CREATE TRIGGER mine AFTER INSERT ON t FOR EACH ROW EXECUTE FUNCTION noop()")
+    assert status() == "STALE (run track again)"
+    t.track("t")
+    assert status() == "ok"
+    t.sql("DROP TRIGGER tdgl_capture_update ON t")
+    assert status() == "MISSING"
