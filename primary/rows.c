@@ -226,6 +226,28 @@ static void rows_key_select(struct buf *q, const struct rows_table *t)
 	buf_puts(q, ")::text");
 }
 
+/* Loads a page request's table and checks its after key and filter: 200 with *t loaded and
+ * *fj the parsed filter (NULL when none), both the caller's to free; else a 4xx/5xx with err
+ * and nothing held. */
+static unsigned rows_page_open(PGconn *c, const char *table, const char *after,
+                               const char *filter, struct rows_table *t, cJSON **fj,
+                               char *err, size_t errlen)
+{
+	unsigned status = rows_table_load(c, table, t, err, errlen);
+
+	*fj = NULL;
+	if (status != 200)
+		return status;
+	if ((after && rows_check_pk(t, "after", after, err, errlen) < 0) ||
+	    rows_check_filter(filter, fj, err, errlen) < 0) {
+		cJSON_Delete(*fj);
+		*fj = NULL;
+		rows_table_free(t);
+		return 400;
+	}
+	return 200;
+}
+
 unsigned rows_page(PGconn *c, const char *table, const char *after, const char *filter,
                    int limit, struct buf *out, char *err, size_t errlen)
 {
@@ -236,15 +258,11 @@ unsigned rows_page(PGconn *c, const char *table, const char *after, const char *
 	const char *params[3];
 	char lim[16];
 	int np = 0, n;
-	unsigned status = rows_table_load(c, table, &t, err, errlen);
+	unsigned status = rows_page_open(c, table, after, filter, &t, &fj, err, errlen);
 
 	if (status != 200)
 		return status;
 	status = 400;
-	if (after && rows_check_pk(&t, "after", after, err, errlen) < 0)
-		goto out;
-	if (rows_check_filter(filter, &fj, err, errlen) < 0)
-		goto out;
 	buf_puts(&q, "SELECT row_to_json(t.*)::text, ");
 	rows_key_select(&q, &t);
 	snprintf(lim, sizeof lim, "%d", limit + 1);
@@ -389,15 +407,11 @@ unsigned rows_copy_page(PGconn *c, const char *table, const char *after, const c
 	char lim[16], state[6] = "", msg[512] = "";
 	int np = 0, ncol, sent = 0, failed = 0;
 	long n = 0, more = 0;
-	unsigned status = rows_table_load(c, table, &t, err, errlen);
+	unsigned status = rows_page_open(c, table, after, filter, &t, &fj, err, errlen);
 
 	if (status != 200)
 		return status;
 	status = 400;
-	if (after && rows_check_pk(&t, "after", after, err, errlen) < 0)
-		goto out;
-	if (rows_check_filter(filter, &fj, err, errlen) < 0)
-		goto out;
 	if (columns && rows_check_columns(columns, err, errlen) < 0)
 		goto out;
 	status = 500;

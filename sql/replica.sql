@@ -327,6 +327,8 @@ BEGIN
 	INTO pkjoin, pkobj, wjoin FROM unnest(pk) x;
 
 	IF p_cls = 'U' THEN
+		-- tdgl.copy_apply repeats the conf, gone and up CTEs below over its staged rows
+		-- (another input relation and parameters): a change to either belongs in both.
 		q := format($q$
 WITH w AS (
 	SELECT ch.ord, ch.id, ch.op, ch."row", ROW(p.*)::%1$s AS rec,

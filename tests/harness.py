@@ -4,6 +4,7 @@ Clusters are initdb'ed into temporary directories and listen on a free 127.0.0.1
 root they run as the `postgres` user. Waiting is always by polling (wait_until), never by a
 fixed sleep.
 """
+import http.server
 import os
 import pwd
 import shutil
@@ -11,7 +12,9 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
+import urllib.parse
 
 import psycopg2
 import requests
@@ -43,6 +46,51 @@ def wait_until(pred, timeout=10.0, interval=0.02, what="condition"):
             raise AssertionError(f"timed out after {timeout}s waiting for {what}"
                                  + (f" (last error: {last_exc!r})" if last_exc else ""))
         time.sleep(interval)
+
+
+class StubRequest:
+    """One request to a StubHTTP: method, raw (path with query), path, query (parse_qs),
+    headers (dict), body (bytes)."""
+
+    def __init__(self, method, raw, headers, body):
+        u = urllib.parse.urlsplit(raw)
+        self.method, self.raw, self.path = method, raw, u.path
+        self.query = urllib.parse.parse_qs(u.query)
+        self.headers, self.body = headers, body
+
+
+class StubHTTP:
+    """A local HTTP/1.1 server standing in for a peer: handle(StubRequest) returns
+    (status, body bytes), sent as JSON. `url` is its address; close() stops it."""
+
+    def __init__(self, handle, port=0):
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _answer(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                status, out = handle(StubRequest(self.command, self.path,
+                                                 dict(self.headers), body))
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+            do_GET = do_POST = _answer
+
+            def log_message(self, *a):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
 
 
 def _as_postgres(cmd):

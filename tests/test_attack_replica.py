@@ -2,19 +2,16 @@
 malformed JSON from admins and from a (fake) primary, oversized and slow requests, SQL
 injection through names and admin parameters, column names that shadow query aliases,
 attachment paths that try to leave the files directory, clock skew, secret leaks."""
-import http.server
 import json
 import os
 import socket
 import tempfile
-import threading
 import time
-import urllib.parse
 
 import pytest
 import requests
 
-from harness import wait_until
+from harness import StubHTTP, wait_until
 from sites import ADMIN_TOKEN, SECRET_KEY
 from test_attack_primary import raw_exchange, raw_request, status_of
 from test_replica import CUSTOMER, pair, pull, rows_md5
@@ -154,45 +151,25 @@ def test_admin_api_malformed_json_gets_400_and_changes_nothing(primary, replica)
 
 # ---- 15: malformed pages from a primary ----
 
-class FakePrimary:
+class FakePrimary(StubHTTP):
     """Answers /api/snapshot and /api/rows like an empty primary, and /api/changes with
     whatever body the test sets."""
+
+    ANSWERS = {"/health": b'{"status":"ok"}', "/api/snapshot": b'{"cursor":"c0"}',
+               "/api/rows": b'{"rows":[],"next":null}'}
 
     def __init__(self):
         self.changes = (200, b'{"changes":[],"cursor":"c0","more":false}')
         self.paths = []     # every path requested, in order
-        outer = self
+        super().__init__(self._answer)
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                path = urllib.parse.urlsplit(self.path).path
-                outer.paths.append(path)
-                if path == "/health":
-                    status, body = 200, b'{"status":"ok"}'
-                elif path == "/api/snapshot":
-                    status, body = 200, b'{"cursor":"c0"}'
-                elif path == "/api/rows":
-                    status, body = 200, b'{"rows":[],"next":null}'
-                elif path == "/api/changes":
-                    status, body = outer.changes
-                else:
-                    status, body = 404, b'{"error":"not found"}'
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *a):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+    def _answer(self, req):
+        self.paths.append(req.path)
+        if req.path == "/api/changes":
+            return self.changes
+        if req.path in self.ANSWERS:
+            return 200, self.ANSWERS[req.path]
+        return 404, b'{"error":"not found"}'
 
 
 def _change(i, **over):

@@ -2,14 +2,13 @@
 exact values both ways in (straight into an empty table, and through the staging table),
 the initial-sync semantics kept on the staging path (local edits -> conflicts, schema
 drift), the fall back to JSON pages, and bad parameters."""
-import http.server
 import json
-import threading
 import urllib.parse
 
 import pytest
 
 from test_attack_primary import assert_json_error, auth, canary_intact, raw_request, site  # noqa: F401
+from harness import StubHTTP
 from test_replica import CUSTOMER, pair, pull, rows_md5
 
 
@@ -222,40 +221,22 @@ def test_direct_page_that_fails_is_redone_through_staging(primary, replica):
     assert rows_md5(replica, "customer") == rows_md5(primary, "customer")
 
 
-class CopyPrimary:
+class CopyPrimary(StubHTTP):
     """A primary whose COPY pages are whatever the test sets; its JSON pages hold one row."""
+
+    ANSWERS = {"/health": b'{"status":"ok"}', "/api/snapshot": b'{"cursor":"c0"}',
+               "/api/changes": b'{"changes":[],"cursor":"c0","more":false}',
+               "/api/rows": b'{"rows":[{"id":1,"name":"from json","company":"X",'
+                            b'"amount":1}],"next":null}'}
 
     def __init__(self):
         self.copy = (200, b"")
-        outer = self
+        super().__init__(self._answer)
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                u = urllib.parse.urlsplit(self.path)
-                q = urllib.parse.parse_qs(u.query)
-                if u.path == "/api/rows" and q.get("format") == ["copy"]:
-                    status, body = outer.copy
-                else:
-                    status, body = 200, {
-                        "/health": b'{"status":"ok"}', "/api/snapshot": b'{"cursor":"c0"}',
-                        "/api/changes": b'{"changes":[],"cursor":"c0","more":false}',
-                        "/api/rows": b'{"rows":[{"id":1,"name":"from json","company":"X",'
-                                     b'"amount":1}],"next":null}'}[u.path]
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *a):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+    def _answer(self, req):
+        if req.path == "/api/rows" and req.query.get("format") == ["copy"]:
+            return self.copy
+        return 200, self.ANSWERS[req.path]
 
 
 def _copy_body(data, rows=1, columns=("id", "name"), next_=None):

@@ -1,7 +1,6 @@
 """Primary operations: migrate, track, purge and 410, push, shutdown, reconnect, CLI."""
 import hashlib
 import hmac
-import http.server
 import json
 import signal
 import threading
@@ -10,7 +9,7 @@ import time
 import pytest
 import requests
 
-from harness import free_port, run, wait_until
+from harness import StubHTTP, free_port, run, wait_until
 from sites import PrimarySite
 from test_primary import drain, fetch, serve_with_key, site  # noqa: F401
 
@@ -164,32 +163,17 @@ def test_purge_runs_automatically_while_serving(primary):
 
 # ---- push ----
 
-class Receiver:
-    """A tiny webhook receiver recording every POST."""
+class Receiver(StubHTTP):
+    """A tiny webhook receiver recording every POST as (path, headers, body)."""
 
-    def __init__(self, port=None, status=202):
-        self.port = port or free_port()
+    def __init__(self, port=0, status=202):
         self.got = []
-        outer = self
+        self.status = status
+        super().__init__(self._answer, port)
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                outer.got.append((self.path, dict(self.headers), body))
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *a):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+    def _answer(self, req):
+        self.got.append((req.path, req.headers, req.body))
+        return self.status, b""
 
 
 PUSH_SECRET = "push-secret-0123456789abcdef"

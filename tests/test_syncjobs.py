@@ -2,7 +2,6 @@
 retries, control flags, dry run, schedules, run records, run summary, live events, rate
 limits. Two real sites and real processes; an HTTP recorder/fault proxy in front of the
 primary where a test needs to count or break requests."""
-import http.server
 import json
 import socket
 import threading
@@ -12,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import requests
 
-from harness import free_port, wait_until
+from harness import StubHTTP, free_port, wait_until
 from sites import ADMIN_TOKEN, SECRET_KEY
 from test_replica import CUSTOMER, pair, pull  # noqa: F401 - also patches harness
 
@@ -20,7 +19,7 @@ CHECKED = ("CREATE TABLE customer (id int PRIMARY KEY, name text, company text, 
            "amount numeric(12,2) CHECK (amount >= 0))")
 
 
-class Proxy:
+class Proxy(StubHTTP):
     """An HTTP proxy in front of the primary that records every request (time, path) and
     answers `status` instead of forwarding to the first `fail[prefix]` requests whose path
     starts with prefix."""
@@ -31,46 +30,23 @@ class Proxy:
         self.fail = {}
         self.status = 503
         self.lock = threading.Lock()
-        proxy = self
+        super().__init__(self._answer)
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a):
-                pass
-
-            def do_GET(self):
-                with proxy.lock:
-                    proxy.requests.append((time.monotonic(), self.path))
-                    hit = next((p for p, n in proxy.fail.items()
-                                if n > 0 and self.path.startswith(p)), None)
-                    if hit:
-                        proxy.fail[hit] -= 1
-                if hit:
-                    body = b'{"error":"injected"}'
-                    self.send_response(proxy.status)
-                else:
-                    r = requests.get(proxy.target + self.path, timeout=60, headers={
-                        k: v for k, v in self.headers.items() if k.lower() == "authorization"})
-                    body = r.content
-                    self.send_response(r.status_code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def _answer(self, req):
+        with self.lock:
+            self.requests.append((time.monotonic(), req.raw))
+            hit = next((p for p, n in self.fail.items() if n > 0 and req.raw.startswith(p)), None)
+            if hit:
+                self.fail[hit] -= 1
+        if hit:
+            return self.status, b'{"error":"injected"}'
+        r = requests.get(self.target + req.raw, timeout=60, headers={
+            k: v for k, v in req.headers.items() if k.lower() == "authorization"})
+        return r.status_code, r.content
 
     def paths(self, prefix):
         with self.lock:
             return [p for _, p in self.requests if p.startswith(prefix)]
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def via_proxy(primary, replica, ddl=CUSTOMER, tables=("customer",), *args):
