@@ -348,7 +348,7 @@ static int cmd_pull(int argc, char **argv)
 		PQfinish(c);
 		return rc;
 	}
-	rc = pull_run(c, pos[0], "Manual", 0, &env, &r) < 0 ? 1 : 0;
+	rc = pull_run(c, pos[0], "Manual", 0, &env, NULL, &r) < 0 ? 1 : 0;
 	o = cJSON_CreateObject();
 	cJSON_AddStringToObject(o, "source", pos[0]);
 	cJSON_AddNumberToObject(o, "run_id", (double)r.run_id);

@@ -21,6 +21,10 @@
 #include "replica/source.h"
 
 #define PULL_MAX_MS 10000   /* a run streams at most this long (then more = 1) */
+/* At the head of a log that is being written, pages come at most this often: every page
+ * has a fixed cost on both sites, and fetching the next one as soon as the last is applied
+ * would keep a CPU busy for a few changes a page. */
+#define PULL_HEAD_GAP_MS 20
 
 static const char Q_EXPIRE_CURSOR[] =
 	"UPDATE tdgl.sources SET cursor = NULL, needs_resync = true "
@@ -34,6 +38,7 @@ struct pull_ctx {
 	const struct pull_env *env;
 	struct pull_result *r;
 	struct timespec t0;
+	struct timespec *head_asked; /* pull_run's; NULL: not paced across pulls */
 	char auth[1024];
 	const char *hdrs[2];
 	struct fetch f;              /* rate limit and retries of every request (fetch.h) */
@@ -42,6 +47,17 @@ struct pull_ctx {
 static int pull_stopping(const struct pull_ctx *p)
 {
 	return p->env->stop && *p->env->stop;
+}
+
+/* Sleeps until ms after since, in short steps so a stop is not held up. */
+static void pull_pause(const struct pull_ctx *p, const struct timespec *since, long ms)
+{
+	long left;
+
+	while (!pull_stopping(p) && (left = ms - pull_ms_since(since)) > 0) {
+		struct timespec d = { 0, (left > 5 ? 5 : left) * 1000000L };
+		nanosleep(&d, NULL);
+	}
 }
 
 /* GET base+path, rate limited and retried with backoff on transport errors and 5xx
@@ -134,6 +150,7 @@ static int pull_initial(struct pull_ctx *p)
 struct pull_page {
 	struct httpc_resp resp;
 	struct page pg;
+	struct timespec asked;      /* when it was requested */
 };
 
 static void pull_page_free(struct pull_page *pp)
@@ -153,6 +170,7 @@ static int pull_fetch_page(struct pull_ctx *p, const char *etables, const char *
 	int rc = -1;
 
 	pull_page_free(pp);
+	clock_gettime(CLOCK_MONOTONIC, &pp->asked);
 	buf_printf(&path, "/api/changes?cursor=%s&tables=%s&limit=%d&wait=%d", ecur, etables,
 	           p->s.batch_size, w);
 	st = pull_get(p, path.data, (w + 30) * 1000L, &pp->resp);
@@ -185,8 +203,11 @@ static int pull_stream(struct pull_ctx *p, int wait_s)
 	struct pull_page cur = { 0 }, ahead = { 0 }, tmp;
 	cJSON *sum = NULL;
 	char *etables = httpc_escape(p->s.tables), err[512];
-	int rc = -1, resynced = 0, st, st_ahead;
+	int rc = -1, resynced = 0, st, st_ahead, next;
 
+	/* a long-poll answered at once would bring a page of a change or two: paced too */
+	if (wait_s > 0 && p->head_asked && p->head_asked->tv_sec)
+		pull_pause(p, p->head_asked, PULL_HEAD_GAP_MS);
 	st = pull_stopping(p) ? -2 : pull_fetch_page(p, etables, p->s.cursor, wait_s, &cur);
 	for (;;) {
 		const char *params[2] = { p->s.name, p->s.cursor };
@@ -225,15 +246,27 @@ static int pull_stream(struct pull_ctx *p, int wait_s)
 		/* a primary written faster than this pull drains it would keep one run open
 		 * forever: past PULL_MAX_MS the run ends, the scheduler continues at once */
 		st_ahead = -2;
-		if (cur.pg.more && !pull_stopping(p) && pull_ms_since(&p->t0) <= PULL_MAX_MS)
+		next = cur.pg.more && !pull_stopping(p) && pull_ms_since(&p->t0) <= PULL_MAX_MS;
+		/* a full page is followed at once, while it applies (catching up); a short one
+		 * means the head is near: the next is asked for after this one is applied,
+		 * PULL_HEAD_GAP_MS after this one was asked for */
+		if (next && cur.pg.count >= p->s.batch_size)
 			st_ahead = pull_fetch_page(p, etables, cur.pg.cursor, 0, &ahead);
 		cJSON_Delete(sum);
 		if (apply_page_wait(p->c, &sum, err, sizeof err) < 0) {
 			snprintf(p->r->error, sizeof p->r->error, "applying page: %.480s", err);
 			goto out;
 		}
+		if (next && cur.pg.count < p->s.batch_size) {
+			pull_pause(p, &cur.asked, PULL_HEAD_GAP_MS);
+			if (!pull_stopping(p))
+				st_ahead = pull_fetch_page(p, etables, cur.pg.cursor, 0, &ahead);
+		}
 		pull_count(p, sum);
 		pull_files(p, sum);
+		if (p->head_asked)
+			*p->head_asked = cur.pg.count < p->s.batch_size ? cur.asked
+			                                                 : (struct timespec){ 0 };
 		free(p->s.cursor);
 		p->s.cursor = strdup(cur.pg.cursor);
 		if (!cur.pg.more) {
@@ -266,9 +299,10 @@ static long pull_ms_since(const struct timespec *t0)
 }
 
 int pull_run(PGconn *c, const char *name, const char *trigger, int wait_s,
-             const struct pull_env *env, struct pull_result *out)
+             const struct pull_env *env, struct timespec *head_asked,
+             struct pull_result *out)
 {
-	struct pull_ctx p = { .c = c, .env = env, .r = out };
+	struct pull_ctx p = { .c = c, .env = env, .r = out, .head_asked = head_asked };
 	struct retry_counts retried = { 0 };
 	char lerr[512];
 	int rc = -1, loaded = 0;

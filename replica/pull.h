@@ -5,6 +5,7 @@
  * Every pull is recorded in tdgl.runs and summarised in the log. */
 #ifndef TDGL_REPLICA_PULL_H
 #define TDGL_REPLICA_PULL_H
+#include <time.h>
 #include <libpq-fe.h>
 
 struct pull_env {
@@ -23,9 +24,12 @@ struct pull_result {
 };
 
 /* Runs one pull of source `name`. trigger: Scheduler, Webhook, Manual, API, Retry.
- * wait_s > 0 long-polls the first request. Returns 0 (Success or Partial) or -1 (Failed,
- * error set; also for an unknown source, with run_id 0). */
+ * wait_s > 0 long-polls the first request. head_asked (may be NULL; zero at first) paces
+ * pages at the head of a busy log across pulls: when the last short page was asked for; a
+ * long-poll starts no sooner than PULL_HEAD_GAP_MS (20 ms) after it. Returns 0 (Success or
+ * Partial) or -1 (Failed, error set; also for an unknown source, with run_id 0). */
 int pull_run(PGconn *c, const char *name, const char *trigger, int wait_s,
-             const struct pull_env *env, struct pull_result *out);
+             const struct pull_env *env, struct timespec *head_asked,
+             struct pull_result *out);
 
 #endif

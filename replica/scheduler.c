@@ -33,6 +33,7 @@ struct worker {
 	char *push_secret;           /* opened at reload; NULL when none */
 	int backoff_s;
 	struct timespec next_due;    /* CLOCK_MONOTONIC */
+	struct timespec head_asked;  /* pull_run's pacing at the head of the log */
 	char *cron, *tz;             /* cron schedule (NULL: every poll_interval s) */
 	int planned;                 /* next_due follows the schedule (after the first pull) */
 	int plan_interval;           /* the poll_interval the schedule text and plan are for */
@@ -194,7 +195,7 @@ static void *sched_worker(void *arg)
 			log_warn("pull %s: %s", w->name, r.error);
 			rc = -1;
 		} else {
-			rc = pull_run(c, w->name, trigger, wait_s, &s->env, &r);
+			rc = pull_run(c, w->name, trigger, wait_s, &s->env, &w->head_asked, &r);
 			if (rc == 0)
 				retry_at = retry_next_due(c, w->name);
 		}

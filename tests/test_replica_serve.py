@@ -224,6 +224,27 @@ def test_notify_flood_collapses_into_few_pulls(primary, replica):
     assert 1 <= runs < 50
 
 
+def test_busy_log_is_streamed_in_paced_pages(primary, replica):
+    """At the head of a log written without pause, the next page is asked for at most every
+    20 ms (PULL_HEAD_GAP_MS), not as soon as the last one is applied: pages of a change or two
+    would keep a CPU busy on both sites. Unpaced, a replica takes a page every few ms here."""
+    pair(primary, replica, CUSTOMER, ["customer"], "--poll-interval", "3600", "--long-poll")
+    replica.serve()
+    source_ready(replica)
+    pages0, runs0 = replica.sql("SELECT coalesce(sum(pages), 0), count(*) FROM tdgl.runs")[0]
+    t0 = time.monotonic()
+    for i in range(1, 601):           # one commit every ~3 ms, for ~2 s
+        primary.sql("INSERT INTO customer VALUES (%s, 'n', 'X', 1)", (i,))
+        time.sleep(0.003)  # noqa: a steady writer, not a burst
+    elapsed = time.monotonic() - t0
+    replica.wait_rows("SELECT count(*) FROM customer", [(600,)], timeout=30)
+    time.sleep(0.2)  # noqa: let the last run record its pages
+    pages, runs = replica.sql("SELECT coalesce(sum(pages), 0), count(*) FROM tdgl.runs")[0]
+    pages, runs = pages - pages0, runs - runs0
+    # paced within a pull and across long-poll rounds (a page with more=false ends a round)
+    assert pages <= elapsed / 0.02 + 5, (pages, runs, elapsed)
+
+
 def test_long_poll_mode_delivers_within_1s(primary, replica):
     pair(primary, replica, CUSTOMER, ["customer"], "--poll-interval", "3600", "--long-poll")
     replica.serve()
