@@ -172,19 +172,25 @@ $$;
 
 -- Schema-qualified, quoted name: also usable as a type name (NULL::public.line is the
 -- table's row type, while NULL::line would be PostgreSQL's geometric type).
+-- plpgsql, not sql, here and in pk_columns: a sql function with a FROM is parsed and
+-- planned on every call (it cannot be inlined), a plpgsql one keeps its plan per session;
+-- both run on every apply of a run.
 CREATE OR REPLACE FUNCTION tdgl.qualified(p_rel regclass) RETURNS text
-LANGUAGE sql STABLE AS $$
-	SELECT format('%I.%I', n.nspname, c.relname)
-	FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = p_rel
-$$;
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+	RETURN (SELECT format('%I.%I', n.nspname, c.relname)
+	        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = p_rel);
+END $$;
 
 -- Primary-key columns of a table, in key order (NULL when it has none).
 CREATE OR REPLACE FUNCTION tdgl.pk_columns(p_rel regclass) RETURNS text[]
-LANGUAGE sql STABLE AS $$
-	SELECT array_agg(a.attname::text ORDER BY array_position(i.indkey::int2[], a.attnum))
-	FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
-	WHERE i.indrelid = p_rel AND i.indisprimary
-$$;
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+	RETURN (SELECT array_agg(a.attname::text ORDER BY array_position(i.indkey::int2[], a.attnum))
+	        FROM pg_index i
+	        JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+	        WHERE i.indrelid = p_rel AND i.indisprimary);
+END $$;
 
 -- Local-edit trigger: TG_ARGV[0] = sync table name, TG_ARGV[1..] = key columns.
 -- Skipped in the apply session, so re-applying a primary row never looks like a local edit.
