@@ -50,11 +50,11 @@ def wait_until(pred, timeout=10.0, interval=0.02, what="condition"):
 
 class StubRequest:
     """One request to a StubHTTP: method, raw (path with query), path, query (parse_qs),
-    headers (dict), body (bytes)."""
+    headers (dict), body (bytes), client (the peer's (host, port): its connection)."""
 
-    def __init__(self, method, raw, headers, body):
+    def __init__(self, method, raw, headers, body, client=None):
         u = urllib.parse.urlsplit(raw)
-        self.method, self.raw, self.path = method, raw, u.path
+        self.method, self.raw, self.path, self.client = method, raw, u.path, client
         self.query = urllib.parse.parse_qs(u.query)
         self.headers, self.body = headers, body
 
@@ -69,8 +69,8 @@ class StubHTTP:
 
             def _answer(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                status, out = handle(StubRequest(self.command, self.path,
-                                                 dict(self.headers), body))
+                status, out = handle(StubRequest(self.command, self.path, dict(self.headers),
+                                                 body, self.client_address))
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(out)))

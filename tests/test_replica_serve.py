@@ -245,6 +245,35 @@ def test_busy_log_is_streamed_in_paced_pages(primary, replica):
     assert pages <= elapsed / 0.02 + 5, (pages, runs, elapsed)
 
 
+def test_a_pull_keeps_one_connection_to_the_primary(replica):
+    """The requests of a pull (probe, snapshot, five pages) travel over one kept-alive
+    connection: a connection per request cost the primary a thread and a memory pool each.
+    (The initial copy's rows are fetched by the copy's own thread, on its own connection.)"""
+    from test_attack_replica import FakePrimary, _change, _page   # imports this module
+    conns = []
+
+    class Paging(FakePrimary):
+        def _answer(self, req):
+            if req.path != "/api/rows":
+                conns.append(req.client)
+            if req.path == "/api/changes":
+                n = int(req.query["cursor"][0][1:])          # cursor "c<n>": n changes served
+                return 200, _page([_change(n + 1)], cursor=f"c{n + 1}", more=n + 1 < 5)
+            return super()._answer(req)
+
+    fake = Paging()
+    try:
+        replica.sql(CUSTOMER)
+        replica.cli("source", "add", "main", "--url", fake.url, "--key", "k" * 32,
+                    "--secret", "s" * 64, "--tables", "customer", "--batch-size", "1")
+        r = pull(replica)
+        assert r["synced"] == 5, r
+        assert replica.one("SELECT count(*) FROM customer") == 5
+        assert len(conns) >= 7 and len(set(conns)) == 1, conns
+    finally:
+        fake.close()
+
+
 def test_long_poll_mode_delivers_within_1s(primary, replica):
     pair(primary, replica, CUSTOMER, ["customer"], "--poll-interval", "3600", "--long-poll")
     replica.serve()
