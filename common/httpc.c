@@ -35,17 +35,16 @@ static void httpc_init_once(void)
 	pthread_key_create(&httpc_key, httpc_handle_free);
 }
 
-/* This thread's easy handle, its options reset; freed when the thread ends. A new handle
- * per request meant a new TCP connection per page: on the primary a new thread and memory
- * pool each time (~1 ms of its CPU a page at the head of a busy log). NULL when out of memory. */
+/* This thread's easy handle, without options (each request resets it when done: a reset
+ * keeps the connections); freed when the thread ends. A new handle per request meant a new
+ * TCP connection per page: on the primary a new thread and memory pool each time (~1 ms of
+ * its CPU a page at the head of a busy log). NULL when out of memory. */
 static CURL *httpc_handle(void)
 {
 	CURL *h = pthread_getspecific(httpc_key);
 
-	if (h) {
-		curl_easy_reset(h);
+	if (h)
 		return h;
-	}
 	h = curl_easy_init();
 	if (h && pthread_setspecific(httpc_key, h) != 0) {
 		curl_easy_cleanup(h);
@@ -179,11 +178,8 @@ out:
 		if (opts && opts->write_to_path)
 			unlink(opts->write_to_path);  /* never leave a partial file behind */
 	}
-	if (h) {   /* the handle stays this thread's: nothing may point at this call's data */
-		curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
-		curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
-		curl_easy_setopt(h, CURLOPT_WRITEDATA, NULL);
-	}
+	if (h)     /* the handle stays this thread's: nothing may point at this call's data */
+		curl_easy_reset(h);
 	buf_free(&sink.body);
 	curl_slist_free_all(hl);
 	return rc;
