@@ -203,7 +203,7 @@ static int pull_stream(struct pull_ctx *p, int wait_s)
 	struct pull_page cur = { 0 }, ahead = { 0 }, tmp;
 	cJSON *sum = NULL;
 	char *etables = httpc_escape(p->s.tables), err[512];
-	int rc = -1, resynced = 0, st, st_ahead, next;
+	int rc = -1, resynced = 0, st, st_ahead, next, full;
 
 	/* a long-poll answered at once would bring a page of a change or two: paced too */
 	if (wait_s > 0 && p->head_asked && p->head_asked->tv_sec)
@@ -250,14 +250,15 @@ static int pull_stream(struct pull_ctx *p, int wait_s)
 		/* a full page is followed at once, while it applies (catching up); a short one
 		 * means the head is near: the next is asked for after this one is applied,
 		 * PULL_HEAD_GAP_MS after this one was asked for */
-		if (next && cur.pg.count >= p->s.batch_size)
+		full = cur.pg.count >= p->s.batch_size;
+		if (next && full)
 			st_ahead = pull_fetch_page(p, etables, cur.pg.cursor, 0, &ahead);
 		cJSON_Delete(sum);
 		if (apply_page_wait(p->c, &sum, err, sizeof err) < 0) {
 			snprintf(p->r->error, sizeof p->r->error, "applying page: %.480s", err);
 			goto out;
 		}
-		if (next && cur.pg.count < p->s.batch_size) {
+		if (next && !full) {
 			pull_pause(p, &cur.asked, PULL_HEAD_GAP_MS);
 			if (!pull_stopping(p))
 				st_ahead = pull_fetch_page(p, etables, cur.pg.cursor, 0, &ahead);
@@ -265,8 +266,7 @@ static int pull_stream(struct pull_ctx *p, int wait_s)
 		pull_count(p, sum);
 		pull_files(p, sum);
 		if (p->head_asked)
-			*p->head_asked = cur.pg.count < p->s.batch_size ? cur.asked
-			                                                 : (struct timespec){ 0 };
+			*p->head_asked = full ? (struct timespec){ 0 } : cur.asked;
 		free(p->s.cursor);
 		p->s.cursor = strdup(cur.pg.cursor);
 		if (!cur.pg.more) {
