@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "common/clock.h"
 #include "common/db.h"
 #include "common/log.h"
 
@@ -206,7 +207,6 @@ struct db_pool {
 struct db_pool *db_pool_new(const char *conninfo, int size)
 {
 	struct db_pool *p = calloc(1, sizeof *p);
-	pthread_condattr_t ca;
 
 	if (!p)
 		abort();
@@ -218,10 +218,7 @@ struct db_pool *db_pool_new(const char *conninfo, int size)
 	if (!p->conninfo || !p->idle)
 		abort();
 	pthread_mutex_init(&p->lock, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&p->cond, &ca);
-	pthread_condattr_destroy(&ca);
+	clock_cond_init(&p->cond);
 	return p;
 }
 
@@ -231,13 +228,7 @@ PGconn *db_pool_get(struct db_pool *p, int timeout_ms)
 	PGconn *c = NULL;
 	char err[512];
 
-	clock_gettime(CLOCK_MONOTONIC, &deadline);
-	deadline.tv_sec += timeout_ms / 1000;
-	deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-	if (deadline.tv_nsec >= 1000000000L) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000L;
-	}
+	clock_after(&deadline, timeout_ms);
 	pthread_mutex_lock(&p->lock);
 	for (;;) {
 		if (p->nidle > 0) {
@@ -268,7 +259,7 @@ PGconn *db_pool_get(struct db_pool *p, int timeout_ms)
 			}
 			break;
 		}
-		if (pthread_cond_timedwait(&p->cond, &p->lock, &deadline) == ETIMEDOUT) {
+		if (clock_wait(&p->cond, &p->lock, &deadline) == ETIMEDOUT) {
 			log_warn("database pool: no connection free within %d ms", timeout_ms);
 			break;
 		}

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <time.h>
+#include "common/clock.h"
 #include "common/http_guard.h"
 #include "common/log.h"
 
@@ -50,9 +51,8 @@ static void *http_guard_main(void *arg)
 		if (closed)
 			log_info("http: closed %d connection(s) that sent no complete request "
 			         "within %u s", closed, g->timeout_s);
-		clock_gettime(CLOCK_MONOTONIC, &tick);
-		tick.tv_sec += 1;
-		while (!g->stopping && pthread_cond_timedwait(&g->wake, &g->lock, &tick) != ETIMEDOUT)
+		clock_after(&tick, 1000);
+		while (!g->stopping && clock_wait(&g->wake, &g->lock, &tick) != ETIMEDOUT)
 			;
 	}
 	pthread_mutex_unlock(&g->lock);
@@ -62,16 +62,12 @@ static void *http_guard_main(void *arg)
 struct http_guard *http_guard_start(unsigned timeout_s)
 {
 	struct http_guard *g = calloc(1, sizeof *g);
-	pthread_condattr_t ca;
 
 	if (!g)
 		abort();
 	g->timeout_s = timeout_s;
 	pthread_mutex_init(&g->lock, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&g->wake, &ca);
-	pthread_condattr_destroy(&ca);
+	clock_cond_init(&g->wake);
 	if (pthread_create(&g->thread, NULL, http_guard_main, g) != 0) {
 		pthread_cond_destroy(&g->wake);
 		pthread_mutex_destroy(&g->lock);

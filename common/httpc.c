@@ -85,6 +85,16 @@ static size_t httpc_write(char *data, size_t size, size_t nmemb, void *cls)
 	return n;
 }
 
+/* libcurl calls this at least once a second, also while waiting for a reply. */
+static int httpc_progress(void *cls, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                          curl_off_t ulnow)
+{
+	const volatile int *cancel = cls;
+
+	(void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+	return *cancel ? 1 : 0;
+}
+
 int httpc_request(const char *method, const char *url, const char *const *headers,
                   const char *body, size_t body_len, const struct httpc_opts *opts,
                   struct httpc_resp *out)
@@ -132,6 +142,11 @@ int httpc_request(const char *method, const char *url, const char *const *header
 	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, httpc_write);
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, &sink);
+	if (opts && opts->cancel) {
+		curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, httpc_progress);
+		curl_easy_setopt(h, CURLOPT_XFERINFODATA, (void *)opts->cancel);
+		curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+	}
 	if (!method || !strcmp(method, "GET")) {
 		curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
 	} else if (!strcmp(method, "HEAD")) {
@@ -150,6 +165,10 @@ int httpc_request(const char *method, const char *url, const char *const *header
 	if (sink.write_failed) {
 		snprintf(out->err, sizeof out->err, "writing %s: %s", opts->write_to_path,
 		         strerror(sink.write_failed));
+		goto out;
+	}
+	if (cc == CURLE_ABORTED_BY_CALLBACK) {
+		snprintf(out->err, sizeof out->err, "cancelled");
 		goto out;
 	}
 	if (cc != CURLE_OK) {

@@ -17,6 +17,9 @@ struct httpc_opts {
 	const char *write_to_path;  /* when set, the body (of any status: check it) is streamed
 	                             * into this file (created 0644, truncated) instead; the file
 	                             * is removed when the call returns -1 */
+	const volatile int *cancel; /* when set and it becomes nonzero, the request is abandoned
+	                             * within about a second (err "cancelled"): a long-poll does
+	                             * not hold up a shutdown */
 };
 
 void httpc_global_init(void);

@@ -9,6 +9,7 @@
 
 #include "common/args.h"
 #include "common/buf.h"
+#include "common/clock.h"
 #include "common/cursor.h"
 #include "common/log.h"
 #include "primary/api.h"
@@ -23,14 +24,6 @@
 #define API_LIMIT_MAX 500
 #define API_WAIT_MAX 60
 #define API_PARAM_MAX 8192      /* longest pk/after/filter/tables value */
-
-static int64_t api_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void api_error(struct http_req *req, unsigned status, const char *msg)
 {
@@ -140,7 +133,7 @@ static void api_changes(struct api *api, struct http_req *req)
 			goto out;
 		}
 	}
-	deadline = api_now_ms() + wait * 1000;
+	deadline = clock_ms() + wait * 1000;
 	for (;;) {
 		uint64_t gen = watch_generation(api->watch);
 		int rc = changes_fetch(c, &cur, tables, (int)limit, &page, err, sizeof err);
@@ -154,7 +147,7 @@ static void api_changes(struct api *api, struct http_req *req)
 			api_error(req, 503, "database error");
 			goto out;
 		}
-		left = deadline - api_now_ms();
+		left = deadline - clock_ms();
 		if (page.count > 0 || left <= 0 || *api->stopping || http_client_gone(req))
 			break;
 		cursor_free(&cur);

@@ -6,6 +6,7 @@
 #include <time.h>
 #include <inttypes.h>
 
+#include "common/clock.h"
 #include "common/crypto.h"
 #include "common/db.h"
 #include "common/log.h"
@@ -41,14 +42,6 @@ struct auth {
 	pthread_mutex_t   lock;
 	struct auth_entry e[AUTH_CACHE];
 };
-
-static int64_t auth_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 int auth_keygen(PGconn *c, const char *label, FILE *out)
 {
@@ -172,7 +165,7 @@ int auth_verify(struct auth *a, PGconn *c, const char *header, char *key)
 	char sha[65];
 	PGresult *res = NULL;
 	int rc = 0, cached = 0;
-	int64_t now = auth_now_ms();
+	int64_t now = clock_ms();
 
 	if (auth_parse(header, key, &secret) < 0)
 		goto out;
@@ -214,7 +207,7 @@ out:
 
 void auth_note_cursor(struct auth *a, PGconn *c, const char *key, uint64_t xmin)
 {
-	int64_t now = auth_now_ms();
+	int64_t now = clock_ms();
 	int write = 0;
 	char xs[24];
 

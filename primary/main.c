@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "common/args.h"
+#include "common/clock.h"
 #include "common/db.h"
 #include "common/http.h"
 #include "common/httpc.h"
@@ -303,7 +304,7 @@ static int cmd_serve(int argc, char **argv)
 	char err[512];
 	const char *files;
 	long retention, interval, pool_size, max_conns, window, watch_ms;
-	time_t next_purge;
+	struct timespec next_purge;
 	int rc = main_parse(argc, argv, opts, "tdgl-primary serve [options]", NULL, 0, 0, NULL);
 
 	if (rc >= 0)
@@ -357,7 +358,6 @@ static int cmd_serve(int argc, char **argv)
 	db_pool_set_setup(pool, changes_session);
 	auth = auth_new();
 	w = watch_start(args_get(opts, "db"), (int)watch_ms);
-	push = push_start(pool, w);
 	api.pool = pool;
 	api.watch = w;
 	api.auth = auth;
@@ -371,7 +371,8 @@ static int cmd_serve(int argc, char **argv)
 	}
 	log_info("serving on %s (port %u), retention %lds, files %s", args_get(opts, "listen"),
 	         http_port(srv), retention, api.files_dir ? api.files_dir : "(none)");
-	next_purge = time(NULL) + interval;
+	push = push_start(pool, w);   /* after the listen succeeded: nothing starts for a refused serve */
+	clock_after(&next_purge, interval * 1000L);
 	for (;;) {
 		struct timespec one = { 1, 0 };
 		int sig = sigtimedwait(&sigs, NULL, &one);
@@ -380,13 +381,13 @@ static int cmd_serve(int argc, char **argv)
 			log_info("received %s: shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
 			break;
 		}
-		if (interval > 0 && time(NULL) >= next_purge) {
+		if (interval > 0 && clock_due(&next_purge)) {
 			PGconn *pc = db_pool_get(pool, 1000);
 			if (pc) {
 				purge_run(pc, retention);
 				db_pool_put(pool, pc);
 			}
-			next_purge = time(NULL) + interval;
+			clock_after(&next_purge, interval * 1000L);
 		}
 	}
 	rc = 0;

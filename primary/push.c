@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "common/buf.h"
+#include "common/clock.h"
 #include "common/crypto.h"
 #include "common/db.h"
 #include "common/httpc.h"
@@ -56,17 +57,6 @@ struct push {
 	int64_t             head;
 	struct push_target *targets;
 };
-
-static void push_deadline(struct timespec *ts, int ms)
-{
-	clock_gettime(CLOCK_MONOTONIC, ts);
-	ts->tv_sec += ms / 1000;
-	ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (ts->tv_nsec >= 1000000000L) {
-		ts->tv_sec++;
-		ts->tv_nsec -= 1000000000L;
-	}
-}
 
 void push_sign(const char *secret, const char *timestamp, const char *body, char out[72])
 {
@@ -142,9 +132,8 @@ static void *push_target_main(void *arg)
 			backoff = PUSH_BACKOFF_MAX_MS;
 		{
 			struct timespec ts;
-			push_deadline(&ts, backoff);
-			while (!t->stopping &&
-			       pthread_cond_timedwait(&t->cond, &p->lock, &ts) != ETIMEDOUT)
+			clock_after(&ts, backoff);
+			while (!t->stopping && clock_wait(&t->cond, &p->lock, &ts) != ETIMEDOUT)
 				;
 		}
 		if (!t->pending) {
@@ -243,13 +232,7 @@ static void push_reload(struct push *p)
 		t->seen = 1;
 		if (!t->url || !t->secret)
 			abort();
-		{
-			pthread_condattr_t ca;
-			pthread_condattr_init(&ca);
-			pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-			pthread_cond_init(&t->cond, &ca);
-			pthread_condattr_destroy(&ca);
-		}
+		clock_cond_init(&t->cond);
 		if (pthread_create(&t->thread, NULL, push_target_main, t) != 0) {
 			log_error("push %s: cannot start thread", url);
 			push_target_free(t);
@@ -287,8 +270,8 @@ static void *push_main(void *arg)
 		pthread_mutex_unlock(&p->lock);
 		push_reload(p);
 		pthread_mutex_lock(&p->lock);
-		push_deadline(&ts, PUSH_RELOAD_MS);
-		while (!p->stopping && pthread_cond_timedwait(&p->cond, &p->lock, &ts) != ETIMEDOUT)
+		clock_after(&ts, PUSH_RELOAD_MS);
+		while (!p->stopping && clock_wait(&p->cond, &p->lock, &ts) != ETIMEDOUT)
 			;
 	}
 	pthread_mutex_unlock(&p->lock);
@@ -298,17 +281,13 @@ static void *push_main(void *arg)
 struct push *push_start(struct db_pool *pool, struct watch *w)
 {
 	struct push *p = calloc(1, sizeof(*p));
-	pthread_condattr_t ca;
 
 	if (!p)
 		abort();
 	p->pool = pool;
 	p->watch = w;
 	pthread_mutex_init(&p->lock, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&p->cond, &ca);
-	pthread_condattr_destroy(&ca);
+	clock_cond_init(&p->cond);
 	watch_set_listener(w, push_on_change, p);
 	if (pthread_create(&p->thread, NULL, push_main, p) != 0) {
 		log_error("push: cannot start thread");

@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "common/buf.h"
+#include "common/clock.h"
 #include "common/db.h"
 #include "common/log.h"
 #include "primary/watch.h"
@@ -52,17 +53,6 @@ struct watch {
 	char           *snap;
 	int64_t         maxid;
 };
-
-static void watch_deadline(struct timespec *ts, int ms)
-{
-	clock_gettime(CLOCK_MONOTONIC, ts);
-	ts->tv_sec += ms / 1000;
-	ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (ts->tv_nsec >= 1000000000L) {
-		ts->tv_sec++;
-		ts->tv_nsec -= 1000000000L;
-	}
-}
 
 /* Splits "xmin:xmax:xip,..." into "xmax" and "{xip,...}" (malloc'd). */
 static void watch_split(const char *snap, char **xmax, char **xip)
@@ -193,9 +183,9 @@ static void *watch_main(void *arg)
 		}
 		/* On errors back off (the database may be restarting); else poll every poll_ms. */
 		backoff_ms = r < 0 ? (backoff_ms * 2 > 1000 ? 1000 : backoff_ms * 2) : w->poll_ms;
-		watch_deadline(&ts, backoff_ms);
+		clock_after(&ts, backoff_ms);
 		while (!w->stopping &&
-		       pthread_cond_timedwait(&w->wake, &w->lock, &ts) != ETIMEDOUT)
+		       clock_wait(&w->wake, &w->lock, &ts) != ETIMEDOUT)
 			;
 	}
 	pthread_mutex_unlock(&w->lock);
@@ -205,8 +195,6 @@ static void *watch_main(void *arg)
 struct watch *watch_start(const char *conninfo, int poll_ms)
 {
 	struct watch *w = calloc(1, sizeof(*w));
-	pthread_condattr_t ca;
-
 	if (!w)
 		abort();
 	w->poll_ms = poll_ms > 0 ? poll_ms : WATCH_POLL_MS_DEFAULT;
@@ -214,11 +202,8 @@ struct watch *watch_start(const char *conninfo, int poll_ms)
 	if (!w->conninfo)
 		abort();
 	pthread_mutex_init(&w->lock, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&w->changed, &ca);
-	pthread_cond_init(&w->wake, &ca);
-	pthread_condattr_destroy(&ca);
+	clock_cond_init(&w->changed);
+	clock_cond_init(&w->wake);
 	if (pthread_create(&w->thread, NULL, watch_main, w) != 0) {
 		log_error("watch: cannot start thread");
 		abort();
@@ -261,12 +246,12 @@ uint64_t watch_wait(struct watch *w, uint64_t gen, int timeout_ms)
 	struct timespec ts;
 	uint64_t g;
 
-	watch_deadline(&ts, timeout_ms);
+	clock_after(&ts, timeout_ms);
 	pthread_mutex_lock(&w->lock);
 	w->waiters++;
 	pthread_cond_signal(&w->wake);
 	while (w->generation == gen && !w->stopping &&
-	       pthread_cond_timedwait(&w->changed, &w->lock, &ts) != ETIMEDOUT)
+	       clock_wait(&w->changed, &w->lock, &ts) != ETIMEDOUT)
 		;
 	w->waiters--;
 	g = w->generation;

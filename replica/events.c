@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "common/clock.h"
 #include "common/json.h"
 #include "common/log.h"
 #include "replica/events.h"
@@ -38,11 +39,6 @@ static struct events_sub *events_list;
 static int events_nsubs;
 static long events_seq;
 static int events_down;
-
-static void events_now(struct timespec *ts)
-{
-	clock_gettime(CLOCK_MONOTONIC, ts);
-}
 
 /* Under events_mu. */
 static void events_release(struct events_msg *m)
@@ -145,17 +141,13 @@ out:
 struct events_sub *events_subscribe(void)
 {
 	struct events_sub *s = NULL;
-	pthread_condattr_t ca;
 	struct events_msg *hello = NULL;
 
 	pthread_mutex_lock(&events_mu);
 	if (events_down || events_nsubs >= EVENTS_SUBS_MAX || !(s = calloc(1, sizeof *s)))
 		goto out;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&s->cond, &ca);
-	pthread_condattr_destroy(&ca);
-	events_now(&s->last_write);
+	clock_cond_init(&s->cond);
+	clock_now(&s->last_write);
 	/* A first write makes the headers go out now and tells clients how soon to reconnect. */
 	if ((hello = events_msg_new(": connected\nretry: 3000\n\n"))) {
 		events_push(s, hello);
@@ -213,7 +205,7 @@ static int events_next_locked(struct events_sub *s)
 		s->cur_off = 0;
 		return 1;
 	}
-	events_now(&now);
+	clock_now(&now);
 	if (now.tv_sec - s->last_write.tv_sec >= EVENTS_KEEPALIVE_S &&
 	    (s->cur = events_msg_new(": keep-alive\n\n"))) {
 		s->cur_off = 0;
@@ -234,13 +226,8 @@ long events_read(struct events_sub *s, char *out, size_t max)
 			n = -1;
 			goto out;
 		}
-		events_now(&until);
-		until.tv_nsec += EVENTS_WAIT_MS * 1000000L;
-		if (until.tv_nsec >= 1000000000L) {
-			until.tv_sec++;
-			until.tv_nsec -= 1000000000L;
-		}
-		pthread_cond_timedwait(&s->cond, &events_mu, &until);
+		clock_after(&until, EVENTS_WAIT_MS);
+		clock_wait(&s->cond, &events_mu, &until);
 		if (!events_next_locked(s)) {
 			n = events_down ? -1 : 0;
 			goto out;
@@ -253,7 +240,7 @@ long events_read(struct events_sub *s, char *out, size_t max)
 		events_release(s->cur);
 		s->cur = NULL;
 	}
-	events_now(&s->last_write);
+	clock_now(&s->last_write);
 out:
 	pthread_mutex_unlock(&events_mu);
 	return n;

@@ -49,7 +49,8 @@ static void fetch_sleep(const struct fetch *f, double seconds)
 static long fetch_once(struct fetch *f, const char *url, long timeout_ms,
                        struct httpc_resp *resp)
 {
-	struct httpc_opts opts = { .timeout_ms = timeout_ms, .max_body = (size_t)256 << 20 };
+	struct httpc_opts opts = { .timeout_ms = timeout_ms, .max_body = (size_t)256 << 20,
+	                           .cancel = f->stop };
 	struct ratelimit *rl = ratelimit_for(f->source, f->rate);
 
 	httpc_resp_free(resp);

@@ -162,13 +162,13 @@ out:
 }
 
 int files_fetch(PGconn *c, const char *base_url, const char *auth_header,
-                const char *files_dir, const char *value)
+                const char *files_dir, const char *value, const volatile int *cancel)
 {
 	const char *rel = value + strlen(FILES_PREFIX);
 	const char *p[3] = { value, NULL, NULL };
 	const char *hdrs[2] = { auth_header, NULL };
 	struct httpc_resp resp = { 0 };
-	struct httpc_opts opts = { .timeout_ms = 120000 };
+	struct httpc_opts opts = { .timeout_ms = 120000, .cancel = cancel };
 	struct buf url = { 0 };
 	PGresult *res = NULL;
 	long long have_size = -1;

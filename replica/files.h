@@ -12,8 +12,9 @@
 /* 1 when value is a relative file URL this module accepts ("/files/a/b.pdf"), else 0. */
 int files_path_ok(const char *value);
 /* Fetches value ("/files/...") from base_url (auth_header "Authorization: ...") unless
- * present and unchanged. Returns 0 fetched or already present, -1 on failure (logged). */
+ * present and unchanged; a nonzero *cancel (optional: the shutdown flag) abandons it.
+ * Returns 0 fetched or already present, -1 on failure (logged). */
 int files_fetch(PGconn *c, const char *base_url, const char *auth_header,
-                const char *files_dir, const char *value);
+                const char *files_dir, const char *value, const volatile int *cancel);
 
 #endif

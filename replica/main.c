@@ -654,7 +654,7 @@ out:
 	if (srv)
 		http_stop(srv);
 	if (sched)
-		sched_stop(sched, 2000);
+		sched_stop(sched);
 	if (pool)
 		db_pool_free(pool);
 	if (c)

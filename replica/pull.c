@@ -4,6 +4,7 @@
 #include <string.h>
 #include <time.h>
 #include "common/buf.h"
+#include "common/clock.h"
 #include "common/db.h"
 #include "common/httpc.h"
 #include "common/json.h"
@@ -30,8 +31,6 @@ static const char Q_EXPIRE_CURSOR[] =
 	"UPDATE tdgl.sources SET cursor = NULL, needs_resync = true "
 	"WHERE name = $1 AND cursor = $2";
 
-static long pull_ms_since(const struct timespec *t0);
-
 struct pull_ctx {
 	PGconn *c;
 	struct source s;
@@ -54,7 +53,7 @@ static void pull_pause(const struct pull_ctx *p, const struct timespec *since, l
 {
 	long left;
 
-	while (!pull_stopping(p) && (left = ms - pull_ms_since(since)) > 0) {
+	while (!pull_stopping(p) && (left = ms - clock_ms_since(since)) > 0) {
 		struct timespec d = { 0, (left > 5 ? 5 : left) * 1000000L };
 		nanosleep(&d, NULL);
 	}
@@ -121,7 +120,8 @@ static void pull_files(struct pull_ctx *p, const cJSON *sum)
 		/* attachment requests count against the source's rate limit too */
 		if (rl && ratelimit_wait_stop(rl, p->env->stop) < 0)
 			break;
-		if (files_fetch(p->c, p->s.url, p->auth, p->env->files_dir, f->valuestring) == 0)
+		if (files_fetch(p->c, p->s.url, p->auth, p->env->files_dir, f->valuestring,
+		                p->env->stop) == 0)
 			metrics_add(M_FILES_FETCHED, 1);
 		else
 			metrics_add(M_FILES_FAILED, 1);
@@ -170,7 +170,7 @@ static int pull_fetch_page(struct pull_ctx *p, const char *etables, const char *
 	int rc = -1;
 
 	pull_page_free(pp);
-	clock_gettime(CLOCK_MONOTONIC, &pp->asked);
+	clock_now(&pp->asked);
 	buf_printf(&path, "/api/changes?cursor=%s&tables=%s&limit=%d&wait=%d", ecur, etables,
 	           p->s.batch_size, w);
 	st = pull_get(p, path.data, (w + 30) * 1000L, &pp->resp);
@@ -246,7 +246,7 @@ static int pull_stream(struct pull_ctx *p, int wait_s)
 		/* a primary written faster than this pull drains it would keep one run open
 		 * forever: past PULL_MAX_MS the run ends, the scheduler continues at once */
 		st_ahead = -2;
-		next = cur.pg.more && !pull_stopping(p) && pull_ms_since(&p->t0) <= PULL_MAX_MS;
+		next = cur.pg.more && !pull_stopping(p) && clock_ms_since(&p->t0) <= PULL_MAX_MS;
 		/* a full page is followed at once, while it applies (catching up); a short one
 		 * means the head is near: the next is asked for after this one is applied,
 		 * PULL_HEAD_GAP_MS after this one was asked for */
@@ -290,14 +290,6 @@ out:
 	return rc;
 }
 
-static long pull_ms_since(const struct timespec *t0)
-{
-	struct timespec t1;
-
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	return (t1.tv_sec - t0->tv_sec) * 1000L + (t1.tv_nsec - t0->tv_nsec) / 1000000L;
-}
-
 int pull_run(PGconn *c, const char *name, const char *trigger, int wait_s,
              const struct pull_env *env, struct timespec *head_asked,
              struct pull_result *out)
@@ -309,7 +301,7 @@ int pull_run(PGconn *c, const char *name, const char *trigger, int wait_s,
 	cJSON *row = NULL;
 
 	memset(out, 0, sizeof *out);
-	clock_gettime(CLOCK_MONOTONIC, &p.t0);
+	clock_now(&p.t0);
 	metrics_add(M_PULLS, 1);
 	/* a long-poll round is announced only if it brings something (run_finish) */
 	out->run_id = run_start(c, name, trigger, wait_s > 0 ? RUN_QUIET : 0);

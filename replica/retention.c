@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "common/clock.h"
 #include "common/db.h"
 #include "common/log.h"
 #include "replica/metrics.h"
@@ -29,14 +30,6 @@ struct retention {
 	pthread_cond_t cv;
 	atomic_int stop;
 };
-
-static double retention_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static int retention_stopping(const atomic_int *stop)
 {
@@ -72,7 +65,7 @@ int retention_purge(PGconn *c, long retention_s, const atomic_int *stop,
 {
 	char secs[24];
 	const char *p[1] = { secs };
-	double t0 = retention_now();
+	long long t0 = clock_ms();
 	PGresult *res = NULL;
 	int rc = -1;
 
@@ -91,7 +84,7 @@ int retention_purge(PGconn *c, long retention_s, const atomic_int *stop,
 	rc = 0;
 out:
 	PQclear(res);
-	out->seconds = retention_now() - t0;
+	out->seconds = (double)(clock_ms() - t0) / 1000.0;
 	metrics_add(M_PURGED_LOG_ENTRIES, (long)out->log_entries);
 	metrics_add(M_PURGED_RUNS, (long)out->runs);
 	if (rc == 0)
@@ -111,7 +104,7 @@ static int retention_wait(struct retention *r, const struct timespec *deadline)
 
 	pthread_mutex_lock(&r->mu);
 	while (!atomic_load(&r->stop) &&
-	       pthread_cond_timedwait(&r->cv, &r->mu, deadline) != ETIMEDOUT)
+	       clock_wait(&r->cv, &r->mu, deadline) != ETIMEDOUT)
 		;
 	stopping = atomic_load(&r->stop);
 	pthread_mutex_unlock(&r->mu);
@@ -126,9 +119,9 @@ static void *retention_thread(void *arg)
 	char err[512];
 	PGconn *c = NULL;
 
-	clock_gettime(CLOCK_MONOTONIC, &next);
+	clock_now(&next);
 	for (;;) {
-		next.tv_sec += r->interval_s;
+		clock_add_ms(&next, r->interval_s * 1000L);
 		if (retention_wait(r, &next))
 			break;
 		if (c && PQstatus(c) != CONNECTION_OK) {
@@ -140,7 +133,7 @@ static void *retention_thread(void *arg)
 			continue;
 		}
 		retention_purge(c, r->retention_s, &r->stop, &n);
-		clock_gettime(CLOCK_MONOTONIC, &next);   /* the interval counts from the end */
+		clock_now(&next);   /* the interval counts from the end */
 	}
 	if (c)
 		PQfinish(c);
@@ -150,7 +143,6 @@ static void *retention_thread(void *arg)
 struct retention *retention_start(const char *conninfo, long retention_s, long interval_s)
 {
 	struct retention *r = NULL;
-	pthread_condattr_t ca;
 	int err;
 
 	if (interval_s <= 0)
@@ -163,10 +155,7 @@ struct retention *retention_start(const char *conninfo, long retention_s, long i
 	r->retention_s = retention_s;
 	r->interval_s = interval_s;
 	pthread_mutex_init(&r->mu, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&r->cv, &ca);
-	pthread_condattr_destroy(&ca);
+	clock_cond_init(&r->cv);
 	err = pthread_create(&r->thread, NULL, retention_thread, r);
 	if (err) {
 		log_error("purge: cannot start the purge thread: %s", strerror(err));

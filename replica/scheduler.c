@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "common/clock.h"
 #include "common/crypto.h"
 #include "common/db.h"
 #include "common/json.h"
@@ -44,8 +45,6 @@ struct worker {
 	struct worker *next;
 };
 
-struct sched;
-static struct sched *sched_leftover;   /* a scheduler whose workers outlive sched_stop */
 
 struct sched {
 	char *conninfo;
@@ -56,43 +55,15 @@ struct sched {
 	struct worker *workers;
 };
 
-static void sched_now(struct timespec *t)
-{
-	clock_gettime(CLOCK_MONOTONIC, t);
-}
-
-static void sched_after(struct timespec *t, long ms)
-{
-	sched_now(t);
-	t->tv_sec += ms / 1000;
-	t->tv_nsec += (ms % 1000) * 1000000L;
-	if (t->tv_nsec >= 1000000000L) {
-		t->tv_sec++;
-		t->tv_nsec -= 1000000000L;
-	}
-}
-
-static int sched_due(const struct timespec *t)
-{
-	struct timespec n;
-
-	sched_now(&n);
-	return n.tv_sec > t->tv_sec || (n.tv_sec == t->tv_sec && n.tv_nsec >= t->tv_nsec);
-}
-
 struct sched *sched_new(const char *conninfo, const struct pull_env *env)
 {
 	struct sched *s = calloc(1, sizeof *s);
-	pthread_condattr_t ca;
 
 	s->conninfo = strdup(conninfo);
 	s->env = *env;
 	s->env.stop = &s->stopping;
 	pthread_mutex_init(&s->mu, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&s->cv, &ca);
-	pthread_condattr_destroy(&ca);
+	clock_cond_init(&s->cv);
 	return s;
 }
 
@@ -128,7 +99,7 @@ static void sched_plan(struct worker *w)
 	w->retry_wake = 0;
 	w->planned = 1;
 	w->plan_interval = w->poll_interval;
-	sched_after(&w->next_due, (long)(next - now) * 1000L);
+	clock_after(&w->next_due, (long)(next - now) * 1000L);
 }
 
 static void *sched_worker(void *arg)
@@ -148,14 +119,14 @@ static void *sched_worker(void *arg)
 		char *txt;
 
 		while (!w->stop && !s->stopping && !w->pending && !w->long_poll &&
-		       !sched_due(&w->next_due)) {
-			if (pthread_cond_timedwait(&s->cv, &s->mu, &w->next_due) == ETIMEDOUT)
+		       !clock_due(&w->next_due)) {
+			if (clock_wait(&s->cv, &s->mu, &w->next_due) == ETIMEDOUT)
 				break;
 		}
 		if (w->stop || s->stopping)
 			break;
-		if (!w->pending && w->long_poll && w->backoff_s && !sched_due(&w->next_due)) {
-			pthread_cond_timedwait(&s->cv, &s->mu, &w->next_due);
+		if (!w->pending && w->long_poll && w->backoff_s && !clock_due(&w->next_due)) {
+			clock_wait(&s->cv, &s->mu, &w->next_due);
 			continue;
 		}
 		if (w->pending) {
@@ -212,7 +183,7 @@ static void *sched_worker(void *arg)
 			w->backoff_s = w->backoff_s ? w->backoff_s * 2 : 1;
 			if (w->backoff_s > SCHED_BACKOFF_MAX_S)
 				w->backoff_s = SCHED_BACKOFF_MAX_S;
-			sched_after(&w->next_due, w->backoff_s * 1000L);
+			clock_after(&w->next_due, w->backoff_s * 1000L);
 			log_info("pull %s: next attempt in %d s", w->name, w->backoff_s);
 		} else {
 			w->backoff_s = 0;
@@ -221,7 +192,7 @@ static void *sched_worker(void *arg)
 				/* a Failed change comes due before the next scheduled pull */
 				time_t now = time(NULL);
 
-				sched_after(&w->next_due, retry_at > now ? (long)(retry_at - now) * 1000L : 0);
+				clock_after(&w->next_due, retry_at > now ? (long)(retry_at - now) * 1000L : 0);
 				w->next_wall = retry_at;
 				w->retry_wake = 1;
 			}
@@ -293,7 +264,7 @@ int sched_reload(struct sched *s)
 			w = calloc(1, sizeof *w);
 			w->s = s;
 			w->name = strdup(names[i]);
-			sched_now(&w->next_due);  /* first pull now: initial sync or catch-up */
+			clock_now(&w->next_due);  /* first pull now: initial sync or catch-up */
 			w->next = s->workers;
 			s->workers = w;
 			if (pthread_create(&w->thread, NULL, sched_worker, w) == 0) {
@@ -372,9 +343,9 @@ int sched_trigger(struct sched *s, const char *name, const char *trigger, int wa
 	rc = 0;
 	if (wait_ms <= 0)
 		goto out;
-	sched_after(&until, wait_ms);
+	clock_after(&until, wait_ms);
 	while (w->done_seq < seq && !s->stopping) {
-		if (pthread_cond_timedwait(&s->cv, &s->mu, &until) == ETIMEDOUT) {
+		if (clock_wait(&s->cv, &s->mu, &until) == ETIMEDOUT) {
 			rc = -2;
 			goto out;
 		}
@@ -466,30 +437,19 @@ void sched_quiesce(struct sched *s)
 	pthread_mutex_unlock(&s->mu);
 }
 
-void sched_stop(struct sched *s, int timeout_ms)
+void sched_stop(struct sched *s)
 {
-	struct timespec until;
-
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += timeout_ms / 1000;
-	until.tv_nsec += (timeout_ms % 1000) * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
 	pthread_mutex_lock(&s->mu);
 	s->stopping = 1;
 	pthread_cond_broadcast(&s->cv);
 	pthread_mutex_unlock(&s->mu);
-	for (struct worker *w = s->workers; w; w = w->next)
-		if (w->started && pthread_timedjoin_np(w->thread, NULL, &until) == 0)
-			w->started = 0;
-	/* workers still inside a request (a long-poll) are left to process exit: everything
-	 * they applied is committed with its cursor. Their memory stays reachable from here. */
+	/* Every wait of a worker ends on the stop flag: condition waits at once, requests to the
+	 * primary (a long-poll too) within about a second (httpc's cancel), database statements
+	 * when they finish. So the join is bounded and no worker outlives the scheduler. */
 	for (struct worker *w = s->workers; w; w = w->next)
 		if (w->started) {
-			sched_leftover = s;
-			return;
+			pthread_join(w->thread, NULL);
+			w->started = 0;
 		}
 	while (s->workers) {
 		struct worker *w = s->workers;

@@ -34,8 +34,9 @@ cJSON *sched_status(struct sched *s);
 /* Starts the shutdown: workers stop after their current pull, waiting triggers return.
  * Call before stopping the HTTP server so no handler keeps waiting on a pull. */
 void sched_quiesce(struct sched *s);
-/* Stops all workers and frees s; waits at most ~timeout_ms (a long-poll in flight is left to
- * process exit: everything it applied is committed with its cursor). */
-void sched_stop(struct sched *s, int timeout_ms);
+/* Stops all workers, joins them and frees s. A worker in a request to its primary (a
+ * long-poll too) abandons it within about a second; one applying a page finishes that
+ * page's transaction first. No worker thread outlives this call. */
+void sched_stop(struct sched *s);
 
 #endif

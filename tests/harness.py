@@ -31,8 +31,13 @@ def free_port():
         return s.getsockname()[1]
 
 
+class Fatal(AssertionError):
+    """Raised by a polled predicate when waiting longer cannot help (the process died)."""
+
+
 def wait_until(pred, timeout=10.0, interval=0.02, what="condition"):
-    """Polls pred() until it returns a truthy value; returns it or raises AssertionError."""
+    """Polls pred() until it returns a truthy value; returns it or raises AssertionError.
+    Transient errors are polled through; a Fatal one ends the wait at once."""
     deadline = time.monotonic() + timeout
     last_exc = None
     while True:
@@ -40,6 +45,8 @@ def wait_until(pred, timeout=10.0, interval=0.02, what="condition"):
             v = pred()
             if v:
                 return v
+        except Fatal:
+            raise
         except Exception as e:  # noqa: BLE001 - keep polling through transient errors
             last_exc = e
         if time.monotonic() > deadline:
@@ -233,7 +240,7 @@ class Server:
 
     def _healthy(self):
         if self.proc.poll() is not None:
-            raise AssertionError(f"{self.binary} exited {self.proc.returncode}:\n{self.log()}")
+            raise Fatal(f"{self.binary} exited {self.proc.returncode}:\n{self.log()}")
         try:
             return requests.get(self.url + "/health", timeout=1).status_code == 200
         except requests.RequestException:

@@ -89,6 +89,15 @@ class ReplicaSite(Site):
         headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
         return requests.request(method, self.url + path, headers=headers, timeout=60, **kw)
 
+    def wait_idle(self, timeout=20):
+        """Polls until no pull runs or is queued and no run is recorded Running."""
+        def idle():
+            st = self.api("GET", "/api/status").json()
+            busy = [w for w in st["workers"] if w["running"] or w["pending"]]
+            return not busy and self.one(
+                "SELECT count(*) FROM tdgl.runs WHERE status = 'Running'") == 0
+        return wait_until(idle, timeout=timeout, what="the replica to be idle")
+
     def wait_rows(self, query, expected, timeout=10):
         """Polls until query returns `expected` rows."""
         return wait_until(lambda: self.sql(query) == expected, timeout=timeout,

@@ -405,6 +405,12 @@ def test_clock_skew_only_affects_push_window_and_is_reported(primary, replica, s
                what="a refused push")
     line = [ln for ln in replica.server.log().splitlines() if "notify refused" in ln][-1]
     assert "skew" in line and ("600" in line or "599" in line or "601" in line), line
+    # intervals and deadlines are on the monotonic clock: the 5-minute purge has not come due
+    # (on the wall clock's deadlines it ran every millisecond), and the shutdown joins every
+    # worker (a wall-clock join deadline gave up at once and exited under a running worker)
+    assert "purge: deleted" not in replica.server.log()
+    assert replica.server.stop() == 0
+    assert "stopped" in replica.server.log().splitlines()[-1]
 
 
 # ---- 25: secrets ----
