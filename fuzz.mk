@@ -20,8 +20,12 @@ FUZZ_COMMON  := $(COMMON_SRC:%.c=$(FUZZ_BUILD)/%.o)
 FUZZ_PRIMARY := $(filter-out $(FUZZ_BUILD)/primary/main.o,$(PRIMARY_SRC:%.c=$(FUZZ_BUILD)/%.o))
 FUZZ_BINS    := $(FUZZ_NAMES:%=$(FUZZ_BUILD)/fuzz_%)
 
-.PHONY: fuzz fuzz-build fuzz-regress fuzz-clean
+.PHONY: fuzz fuzz-build fuzz-regress fuzz-clean fuzz-deps
 all: $(BIN)/faultproxy
+
+# libFuzzer comes with clang and its runtime
+fuzz-deps:
+	sh tools/deps.sh clang libclang-rt-14-dev
 
 $(BIN)/faultproxy: tests/faultproxy.c
 	@mkdir -p $(@D)
@@ -44,7 +48,8 @@ $(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/tests/fuzz/fuzz_%.o $(FUZZ_BUILD)/replica/no
 	$(FUZZ_CC) $(FUZZ_LDFLAGS) -o $@ $< $(FUZZ_BUILD)/replica/notify.o $(FUZZ_BUILD)/replica/page.o \
 		$(FUZZ_BUILD)/libprimary.a $(FUZZ_BUILD)/libcommon.a $(LDLIBS)
 
-fuzz-build: $(FUZZ_BINS)
+fuzz-build: fuzz-deps
+	$(MAKE) $(FUZZ_BINS)
 
 # Each harness: replay regressions and seeds (a crash fails make), then explore.
 fuzz: fuzz-build

@@ -52,19 +52,24 @@ out:
 	return rc;
 }
 
-void addr_explain_bind(const struct sockaddr_storage *ss, const char *listen, char *err,
-                       size_t errlen)
+int addr_listen(const struct sockaddr_storage *ss, const char *name, char *err,
+                size_t errlen)
 {
-	int fd = socket(ss->ss_family, SOCK_STREAM, 0), one = 1;
+	int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1, zero = 0;
 	socklen_t len = ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
 	                                          : sizeof(struct sockaddr_in);
 
-	if (fd >= 0)
-		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-	if (fd < 0 || bind(fd, (const struct sockaddr *)ss, len) < 0)
-		snprintf(err, errlen, "cannot listen on %s: %s", listen, strerror(errno));
-	else
-		snprintf(err, errlen, "cannot start HTTP server on %s", listen);
+	if (fd < 0)
+		goto fail;
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+	    (ss->ss_family == AF_INET6 &&
+	     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero) < 0) ||
+	    bind(fd, (const struct sockaddr *)ss, len) < 0 || listen(fd, SOMAXCONN) < 0)
+		goto fail;
+	return fd;
+fail:
+	snprintf(err, errlen, "cannot listen on %s: %s", name, strerror(errno));
 	if (fd >= 0)
 		close(fd);
+	return -1;
 }

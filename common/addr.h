@@ -7,9 +7,9 @@
 
 /* Fills *ss; returns 0, or -1 with a message in err. */
 int addr_parse_listen(const char *listen, struct sockaddr_storage *ss, char *err, size_t errlen);
-/* After a server failed to start on ss: tries to bind it to put the reason (e.g. "Address
- * already in use") into err. */
-void addr_explain_bind(const struct sockaddr_storage *ss, const char *listen, char *err,
-                       size_t errlen);
+/* A listening TCP socket bound to ss (SO_REUSEADDR; "[::]" also takes IPv4), or -1 with
+ * "cannot listen on <name>: <reason>" in err. The caller owns the descriptor. */
+int addr_listen(const struct sockaddr_storage *ss, const char *name, char *err,
+                size_t errlen);
 
 #endif

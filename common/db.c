@@ -16,14 +16,19 @@ static _Thread_local char db_msg[1024];
 
 static const char Q_LOCK[] = "SELECT pg_advisory_xact_lock(hashtext($1))";
 static const char Q_HAS_VERSION[] = "SELECT to_regclass($1) IS NOT NULL";
+static const char Q_ROLES[] =
+	"SELECT to_regclass('tdgl.change_log') IS NOT NULL, to_regclass('tdgl.sources') IS NOT NULL";
 
-/* Copies libpq's multi-line message s into out as one line. */
+/* Copies libpq's multi-line message s into out as one line; a line that ends without
+ * punctuation gets a period ("Connection refused. Is the server running ...?"). */
 static void db_copy_trim(char *out, size_t outlen, const char *s)
 {
 	size_t n = 0;
 
-	for (s = s ? s : ""; *s && n + 1 < outlen; s++) {
+	for (s = s ? s : ""; *s && n + 2 < outlen; s++) {
 		if (*s == '\n' || *s == '\r' || *s == '\t') {
+			if (*s == '\n' && n && !strchr(".:;?! ", out[n - 1]))
+				out[n++] = '.';
 			if (n && out[n - 1] != ' ')
 				out[n++] = ' ';
 		} else {
@@ -71,7 +76,7 @@ out:
 	return c;
 }
 
-/* Records and logs the failure of res (may be NULL) on c. */
+/* Records the failure of res (may be NULL) on c; logs it unless what is NULL. */
 static void db_fail(PGconn *c, const char *what, const PGresult *res)
 {
 	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
@@ -92,7 +97,8 @@ static void db_fail(PGconn *c, const char *what, const PGresult *res)
 		         PQresStatus(PQresultStatus(res)));
 	else
 		db_copy_trim(db_msg, sizeof db_msg, PQerrorMessage(c));
-	log_error("%s: %s", what ? what : "query", db_msg);
+	if (what)
+		log_error("%s: %s", what, db_msg);
 }
 
 /* The status check shared by db_exec and db_exec_prepared. */
@@ -111,7 +117,13 @@ static PGresult *db_check(PGconn *c, const char *what, PGresult *res)
 PGresult *db_exec(PGconn *c, const char *what, const char *sql, int nparams,
                   const char *const *params)
 {
-	return db_check(c, what, PQexecParams(c, sql, nparams, NULL, params, NULL, NULL, 0));
+	return db_check(c, what ? what : "query",
+	                PQexecParams(c, sql, nparams, NULL, params, NULL, NULL, 0));
+}
+
+PGresult *db_try(PGconn *c, const char *sql, int nparams, const char *const *params)
+{
+	return db_check(c, NULL, PQexecParams(c, sql, nparams, NULL, params, NULL, NULL, 0));
 }
 
 int db_prepare(PGconn *c, const char *what, const char *name, const char *sql, int nparams)
@@ -418,5 +430,49 @@ out:
 	}
 	PQclear(res);
 	PQfreemem(qschema);
+	return rc;
+}
+
+int db_schema_check(PGconn *c, enum db_role role, int version, int for_migrate,
+                    char *err, size_t errlen)
+{
+	static const char *const prog[] = { "tdgl-primary", "tdgl-replica" };
+	const char *me = prog[role], *other = prog[!role];
+	PGresult *res = db_exec(c, "schema roles", Q_ROLES, 0, NULL);
+	int mine, theirs, v = 0, rc = -1;
+
+	if (!res) {
+		snprintf(err, errlen, "cannot read the schema version: %s", db_last_error());
+		goto out;
+	}
+	mine = !strcmp(PQgetvalue(res, 0, role == DB_ROLE_PRIMARY ? 0 : 1), "t");
+	theirs = !strcmp(PQgetvalue(res, 0, role == DB_ROLE_PRIMARY ? 1 : 0), "t");
+	if (theirs && !mine) {
+		/* the other role's functions share names with ours: migrating here would fail
+		 * half-way ("cannot change name of input parameter") */
+		snprintf(err, errlen, "this database holds the %s schema, not %s's: --db must name "
+		         "the %s site's database (one database cannot hold both roles)", other, me,
+		         role == DB_ROLE_PRIMARY ? "primary" : "replica");
+		goto out;
+	}
+	if (for_migrate) {
+		rc = 0;
+		goto out;
+	}
+	if (!mine) {
+		snprintf(err, errlen, "the database has no tdgl schema: run `%s migrate`", me);
+		goto out;
+	}
+	if (db_read_version(c, "tdgl", &v, err, errlen) < 0)
+		goto out;
+	if (v > version)
+		snprintf(err, errlen, "the tdgl schema version %d is newer than this %s supports "
+		         "(%d): upgrade %s", v, me, version, me);
+	else if (v < version)
+		snprintf(err, errlen, "the tdgl schema version %d is old: run `%s migrate`", v, me);
+	else
+		rc = 0;
+out:
+	PQclear(res);
 	return rc;
 }

@@ -14,6 +14,9 @@ PGconn *db_connect(const char *conninfo, char *err, size_t errlen);
  * what names the operation for the log (may be NULL). */
 PGresult *db_exec(PGconn *c, const char *what, const char *sql, int nparams,
                   const char *const *params);
+/* db_exec for statements whose errors may be answers the caller reports itself (a refused
+ * request): a failure is recorded (db_last_sqlstate, db_last_error) but not logged. */
+PGresult *db_try(PGconn *c, const char *sql, int nparams, const char *const *params);
 /* Same, for statements whose result is not needed: 0 or -1. */
 int db_run(PGconn *c, const char *what, const char *sql, int nparams, const char *const *params);
 /* The same in two halves, so the caller can work while the database does: db_send queues the
@@ -54,5 +57,15 @@ void db_pool_free(struct db_pool *p);    /* every connection must have been put 
  * newer version than `version`. Returns 0 when applied or already current. */
 int db_migrate(PGconn *c, const char *schema, int version, const char *script,
                char *err, size_t errlen);
+
+/* The two tdgl roles, told apart in a database by a table only that role's schema has
+ * (tdgl.change_log, tdgl.sources). */
+enum db_role { DB_ROLE_PRIMARY, DB_ROLE_REPLICA };
+
+/* Checks that the database holds `role`'s schema at `version`; with for_migrate only that
+ * `role` may be migrated there (no other role's schema). 0 ok; -1 with err saying what is
+ * wrong and what to do ("run `tdgl-primary migrate`", "--db names a replica's database"). */
+int db_schema_check(PGconn *c, enum db_role role, int version, int for_migrate,
+                    char *err, size_t errlen);
 
 #endif

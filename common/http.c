@@ -529,6 +529,7 @@ struct http_server *http_start(const char *listen, const struct http_limits *lim
 	struct sockaddr_storage ss;
 	const union MHD_DaemonInfo *di;
 	struct rlimit rl;
+	int fd = -1;
 	unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
 	                 MHD_USE_POLL | MHD_USE_ERROR_LOG;
 
@@ -565,9 +566,12 @@ struct http_server *http_start(const char *listen, const struct http_limits *lim
 		snprintf(err, errlen, "cannot start HTTP guard thread");
 		goto fail;
 	}
+	/* bound here, so a refused address is reported once and exactly */
+	if ((fd = addr_listen(&ss, listen, err, errlen)) < 0)
+		goto fail;
 	srv->d = MHD_start_daemon(flags, 0, NULL, NULL, http_access, srv,
 		MHD_OPTION_EXTERNAL_LOGGER, http_mhd_log, srv,  /* must come first */
-		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+		MHD_OPTION_LISTEN_SOCKET, fd,
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned int)srv->lim.max_conns,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)srv->lim.timeout_s,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY,
@@ -577,13 +581,16 @@ struct http_server *http_start(const char *listen, const struct http_limits *lim
 		MHD_OPTION_UNESCAPE_CALLBACK, http_unescape, srv,
 		MHD_OPTION_END);
 	if (!srv->d) {
-		addr_explain_bind(&ss, listen, err, errlen);
+		snprintf(err, errlen, "cannot start the HTTP server on %s", listen);
 		goto fail;
 	}
+	fd = -1;   /* the daemon's now */
 	di = MHD_get_daemon_info(srv->d, MHD_DAEMON_INFO_BIND_PORT);
 	srv->port = di ? di->port : 0;
 	return srv;
 fail:
+	if (fd >= 0)
+		close(fd);
 	http_guard_stop(srv->guard);
 	free(srv);
 	return NULL;

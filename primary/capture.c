@@ -66,17 +66,19 @@ static char *capture_array_literal(const char *csv)
 }
 
 /* Runs tdgl.track()/untrack() and reports it: 0 done, 1 refused (the database's reason on
- * stderr: no primary key, unknown table, ...), -1 any other failure (logged by db_exec). */
+ * stderr: no primary key, unknown table, ...), -1 any other failure (logged). */
 static int capture_run(PGconn *c, const char *what, const char *sql, int nparams,
                        const char *const *params, const char *done)
 {
-	PGresult *res = db_exec(c, what, sql, nparams, params);
+	PGresult *res = db_try(c, sql, nparams, params);
 	int rc = -1;
 
 	if (!res) {
 		if (capture_refused(db_last_sqlstate())) {
 			fprintf(stderr, "error: %s\n", db_last_error());
 			rc = 1;
+		} else {
+			log_error("%s: %s", what, db_last_error());
 		}
 		goto out;
 	}

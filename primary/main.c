@@ -12,11 +12,11 @@
 
 #include "common/args.h"
 #include "common/clock.h"
+#include "common/command.h"
 #include "common/db.h"
 #include "common/http.h"
 #include "common/httpc.h"
 #include "common/log.h"
-#include "common/version.h"
 #include "primary/api.h"
 #include "primary/auth.h"
 #include "primary/capture.h"
@@ -28,10 +28,6 @@
 #define SCHEMA_VERSION 3
 
 extern const char sql_primary[];
-
-static const char Q_VERSION[] =
-	"SELECT CASE WHEN to_regclass('tdgl.schema_version') IS NULL THEN 0"
-	" ELSE (SELECT coalesce(max(version), 0) FROM tdgl.schema_version) END";
 
 static const char main_usage[] =
 	"tdgl-primary <command> [options]\n\n"
@@ -55,45 +51,32 @@ static const char main_usage[] =
 
 static volatile int main_stopping;
 
-/* Connects to the database named by --db / TDGL_DB; prints why and returns NULL on failure. */
-static PGconn *main_connect(const char *conninfo)
+/* Connects to the database named by --db / TDGL_DB and, with `check`, checks it holds this
+ * role's schema at SCHEMA_VERSION. On failure prints why, sets *rc (2: no --db, a usage
+ * error; 1: runtime) and returns NULL. */
+static PGconn *main_connect(const char *conninfo, int check, int *rc)
 {
 	char err[512];
-	PGconn *c;
+	PGconn *c = NULL;
 
+	*rc = 1;
 	if (!conninfo || !*conninfo) {
 		fprintf(stderr, "error: no database: give --db CONNINFO or set TDGL_DB\n");
-		return NULL;
-	}
-	c = db_connect(conninfo, err, sizeof err);
-	if (!c)
-		fprintf(stderr, "error: cannot connect to the database: %s\n", err);
-	return c;
-}
-
-/* 0 when the schema is at SCHEMA_VERSION; else prints what to do. */
-static int main_check_schema(PGconn *c)
-{
-	PGresult *res = db_exec(c, "read schema version", Q_VERSION, 0, NULL);
-	int v, rc = -1;
-
-	if (!res) {
-		fprintf(stderr, "error: cannot read the schema version: %s\n", db_last_error());
+		*rc = 2;
 		goto out;
 	}
-	v = atoi(PQgetvalue(res, 0, 0));
-	if (v == 0)
-		fprintf(stderr, "error: the database has no tdgl schema: run `tdgl-primary migrate`\n");
-	else if (v > SCHEMA_VERSION)
-		fprintf(stderr, "error: the tdgl schema version %d is newer than this tdgl-primary "
-		        "supports (%d): upgrade tdgl-primary\n", v, SCHEMA_VERSION);
-	else if (v < SCHEMA_VERSION)
-		fprintf(stderr, "error: the tdgl schema version %d is old: run `tdgl-primary migrate`\n", v);
-	else
-		rc = 0;
+	c = db_connect(conninfo, err, sizeof err);
+	if (!c) {
+		fprintf(stderr, "error: cannot connect to the database: %s\n", err);
+		goto out;
+	}
+	if (db_schema_check(c, DB_ROLE_PRIMARY, SCHEMA_VERSION, !check, err, sizeof err) < 0) {
+		fprintf(stderr, "error: %s\n", err);
+		PQfinish(c);
+		c = NULL;
+	}
 out:
-	PQclear(res);
-	return rc;
+	return c;
 }
 
 /* Parses a command's options; returns -1 to continue, else the exit code. */
@@ -118,7 +101,7 @@ static int main_parse(int argc, char **argv, struct arg_opt *opts, const char *u
 
 #define DB_OPT { "db", "TDGL_DB", "CONNINFO", "libpq connection string of the primary database", NULL }
 
-static int cmd_migrate(int argc, char **argv)
+static int cmd_migrate(int argc, char **argv, int arg __attribute__((unused)))
 {
 	struct arg_opt opts[] = { DB_OPT, { 0 } };
 	char err[512];
@@ -128,10 +111,10 @@ static int cmd_migrate(int argc, char **argv)
 
 	if (rc >= 0)
 		return rc;
-	rc = 1;
-	c = main_connect(args_get(opts, "db"));
+	c = main_connect(args_get(opts, "db"), 0, &rc);
 	if (!c)
 		goto out;
+	rc = 1;
 	if (db_migrate(c, "tdgl", SCHEMA_VERSION, sql_primary, err, sizeof err) < 0) {
 		fprintf(stderr, "error: migrate: %s\n", err);
 		goto out;
@@ -147,7 +130,7 @@ out:
 /* Commands that run one function on a migrated database. */
 enum main_simple { M_TRACK, M_UNTRACK, M_TABLES, M_KEYGEN, M_KEYS, M_REVOKE, M_PURGE };
 
-static int cmd_simple(enum main_simple which, int argc, char **argv)
+static int cmd_simple(int argc, char **argv, int which)
 {
 	struct arg_opt opts[] = {
 		DB_OPT,
@@ -193,10 +176,10 @@ static int cmd_simple(enum main_simple which, int argc, char **argv)
 			return 2;
 		}
 	}
-	rc = 1;
-	c = main_connect(args_get(mine, "db"));
-	if (!c || main_check_schema(c) < 0)
+	c = main_connect(args_get(mine, "db"), 1, &rc);
+	if (!c)
 		goto out;
+	rc = 1;
 	switch (which) {
 	case M_TRACK:
 		r = capture_track(c, pos[0], args_get(mine, "status-column"),
@@ -235,7 +218,7 @@ out:
 	return rc;
 }
 
-static int cmd_push(int argc, char **argv)
+static int cmd_push(int argc, char **argv, int arg __attribute__((unused)))
 {
 	struct arg_opt opts[] = {
 		DB_OPT,
@@ -260,10 +243,10 @@ static int cmd_push(int argc, char **argv)
 		fprintf(stderr, "error: push add needs --secret (or TDGL_PUSH_SECRET)\n");
 		return 2;
 	}
-	rc = 1;
-	c = main_connect(args_get(opts, "db"));
-	if (!c || main_check_schema(c) < 0)
+	c = main_connect(args_get(opts, "db"), 1, &rc);
+	if (!c)
 		goto out;
+	rc = 1;
 	if (!strcmp(pos[0], "add"))
 		r = push_add(c, pos[1], args_get(opts, "secret"));
 	else if (!strcmp(pos[0], "list"))
@@ -277,7 +260,7 @@ out:
 	return rc;
 }
 
-static int cmd_serve(int argc, char **argv)
+static int cmd_serve(int argc, char **argv, int arg __attribute__((unused)))
 {
 	struct arg_opt opts[] = {
 		DB_OPT,
@@ -339,10 +322,10 @@ static int cmd_serve(int argc, char **argv)
 			return 1;
 		}
 	}
-	rc = 1;
-	c = main_connect(args_get(opts, "db"));
-	if (!c || main_check_schema(c) < 0)
+	c = main_connect(args_get(opts, "db"), 1, &rc);
+	if (!c)
 		goto out;
+	rc = 1;
 	PQfinish(c);
 	c = NULL;
 
@@ -366,7 +349,7 @@ static int cmd_serve(int argc, char **argv)
 	api.stopping = &main_stopping;
 	srv = http_start(args_get(opts, "listen"), &limits, api_handle, &api, err, sizeof err);
 	if (!srv) {
-		fprintf(stderr, "error: cannot listen on %s: %s\n", args_get(opts, "listen"), err);
+		fprintf(stderr, "error: %s\n", err);
 		goto out;
 	}
 	log_info("serving on %s (port %u), retention %lds, files %s", args_get(opts, "listen"),
@@ -407,40 +390,15 @@ out:
 
 int main(int argc, char **argv)
 {
+	static const struct command cmds[] = {
+		{ "migrate", cmd_migrate, 0 }, { "serve", cmd_serve, 0 },
+		{ "track", cmd_simple, M_TRACK }, { "untrack", cmd_simple, M_UNTRACK },
+		{ "tables", cmd_simple, M_TABLES }, { "keygen", cmd_simple, M_KEYGEN },
+		{ "keys", cmd_simple, M_KEYS }, { "revoke", cmd_simple, M_REVOKE },
+		{ "purge", cmd_simple, M_PURGE }, { "push", cmd_push, 0 }, { NULL, NULL, 0 }
+	};
 	const char *fmt = getenv("TDGL_LOG_FORMAT");
-	const char *cmd = argc > 1 ? argv[1] : NULL;
 
 	log_init("tdgl-primary", fmt && !strcmp(fmt, "json"));
-	if (!cmd || !strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
-		printf("usage: %s\n", main_usage);
-		return cmd ? 0 : 2;
-	}
-	if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
-		printf("tdgl-primary %s\n", TDGL_VERSION);
-		return 0;
-	}
-	argc--;
-	argv++;
-	if (!strcmp(cmd, "migrate"))
-		return cmd_migrate(argc, argv);
-	if (!strcmp(cmd, "serve"))
-		return cmd_serve(argc, argv);
-	if (!strcmp(cmd, "track"))
-		return cmd_simple(M_TRACK, argc, argv);
-	if (!strcmp(cmd, "untrack"))
-		return cmd_simple(M_UNTRACK, argc, argv);
-	if (!strcmp(cmd, "tables"))
-		return cmd_simple(M_TABLES, argc, argv);
-	if (!strcmp(cmd, "keygen"))
-		return cmd_simple(M_KEYGEN, argc, argv);
-	if (!strcmp(cmd, "keys"))
-		return cmd_simple(M_KEYS, argc, argv);
-	if (!strcmp(cmd, "revoke"))
-		return cmd_simple(M_REVOKE, argc, argv);
-	if (!strcmp(cmd, "purge"))
-		return cmd_simple(M_PURGE, argc, argv);
-	if (!strcmp(cmd, "push"))
-		return cmd_push(argc, argv);
-	fprintf(stderr, "error: unknown command \"%s\"\n\nusage: %s\n", cmd, main_usage);
-	return 2;
+	return command_dispatch(argc, argv, "tdgl-primary", main_usage, cmds);
 }

@@ -3,6 +3,7 @@
 #include <string.h>
 #include <strings.h>
 #include "common/db.h"
+#include "common/log.h"
 #include "replica/conflict.h"
 
 static const char Q_LIST[] =
@@ -53,12 +54,14 @@ unsigned conflict_resolve(PGconn *c, long id, const char *resolution, cJSON **ou
 		goto out;
 	}
 	snprintf(sid, sizeof sid, "%ld", id);
-	res = db_exec(c, "resolve conflict", Q_RESOLVE, 2, p);
+	res = db_try(c, Q_RESOLVE, 2, p);
 	if (!res) {
 		const char *state = db_last_sqlstate();
 		st = !strcmp(state, "P0002") ? 404 : !strcmp(state, "55000") ? 409 :
 		     !strcmp(state, "22023") ? 400 : 500;
 		snprintf(err, errlen, "%s", db_last_error());
+		if (st == 500)
+			log_error("resolve conflict %ld: %s", id, err);
 		goto out;
 	}
 	*out = cJSON_Parse(PQgetvalue(res, 0, 0));

@@ -6,41 +6,13 @@
 #include "common/args.h"
 #include "common/db.h"
 #include "common/json.h"
+#include "replica/cli.h"
 #include "replica/dryrun.h"
 #include "replica/jobs_cli.h"
 #include "replica/retry.h"
 #include "replica/settings.h"
 
 #define JOBS_OPT_DB { "db", "TDGL_DB", "CONNINFO", "libpq connection string", NULL }
-
-static const char Q_HAS_SCHEMA[] = "SELECT to_regclass('tdgl.sources') IS NOT NULL";
-
-static PGconn *jobs_open(const struct arg_opt *opts, int *rc)
-{
-	const char *db = args_get(opts, "db");
-	char err[512];
-	PGconn *c = NULL;
-	PGresult *res;
-
-	if (!db || !*db) {
-		fprintf(stderr, "error: --db (or TDGL_DB) is required\n");
-		*rc = 2;
-		return NULL;
-	}
-	*rc = 1;
-	if (!(c = db_connect(db, err, sizeof err))) {
-		fprintf(stderr, "error: cannot connect to the database: %s\n", err);
-		return NULL;
-	}
-	res = db_exec(c, "schema check", Q_HAS_SCHEMA, 0, NULL);
-	if (!res || strcmp(PQgetvalue(res, 0, 0), "t")) {
-		fprintf(stderr, "error: the tdgl schema is missing: run `tdgl-replica migrate` first\n");
-		PQfinish(c);
-		c = NULL;
-	}
-	PQclear(res);
-	return c;
-}
 
 static void jobs_print(const cJSON *j)
 {
@@ -205,7 +177,7 @@ int jobs_cli_source_set(int argc, char **argv)
 		fprintf(stderr, "error: nothing to set; see tdgl-replica source set --help\n");
 		goto out;
 	}
-	if (!(c = jobs_open(opts, &rc)))
+	if (!(c = cli_open(opts, 1, &rc)))
 		goto out;
 	st = settings_apply(c, pos[0], patch, &out, err, sizeof err);
 	rc = jobs_exit(st);
@@ -236,7 +208,7 @@ int jobs_cli_source_show(int argc, char **argv)
 		fprintf(stderr, "error: source show needs a NAME\n");
 		return 2;
 	}
-	if (!(c = jobs_open(opts, &rc)))
+	if (!(c = cli_open(opts, 1, &rc)))
 		return rc;
 	if ((o = settings_get(c, pos[0]))) {
 		jobs_print(o);
@@ -282,7 +254,7 @@ int jobs_cli_retry(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (!(c = jobs_open(opts, &rc)))
+	if (!(c = cli_open(opts, 1, &rc)))
 		return rc;
 	if (all) {
 		rc = retry_all_failed(c, args_get(opts, "source"), &out, err, sizeof err) < 0;

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 #include "common/args.h"
+#include "common/command.h"
 #include "common/buf.h"
 #include "common/db.h"
 #include "common/http.h"
@@ -14,6 +15,7 @@
 #include "common/log.h"
 #include "common/version.h"
 #include "replica/api.h"
+#include "replica/cli.h"
 #include "replica/conflict.h"
 #include "replica/jobs_cli.h"
 #include "replica/pull.h"
@@ -23,7 +25,6 @@
 
 extern const char sql_replica[];
 
-#define MAIN_SCHEMA_VERSION 2
 #define MAIN_RELOAD_S 2
 #define MAIN_DURATION_MAX (36500L * 86400)
 
@@ -51,7 +52,6 @@ static const char main_usage[] =
 	"logs: one line per event on stderr, text or json [env TDGL_LOG_FORMAT] (default: text)\n"
 	"exit codes: 0 ok, 1 runtime error, 2 usage error";
 
-static const char Q_HAS_SCHEMA[] = "SELECT to_regclass('tdgl.sources') IS NOT NULL";
 static const char Q_LOG[] =
 	"SELECT id, coalesce(run_id::text, '-'), source, coalesce(change_id::text, '-'), tbl, "
 	"op, status, coalesce(reason, error, ''), pk::text FROM tdgl.sync_log "
@@ -82,38 +82,6 @@ static volatile int main_stop;
 #define OPT_LOG_RETENTION { "log-retention", "TDGL_LOG_RETENTION", "DURATION", \
 	"keep sync log entries and runs this long (30s, 5m, 2h, 14d)", RETENTION_DEFAULT }
 
-/* Parses common options and connects. Returns a connection or NULL (*rc set). */
-static PGconn *main_open(struct arg_opt *opts, int *rc)
-{
-	const char *db = args_get(opts, "db");
-	char err[512];
-	PGconn *c;
-
-	if (!db || !*db) {
-		fprintf(stderr, "error: --db (or TDGL_DB) is required\n");
-		*rc = 2;
-		return NULL;
-	}
-	c = db_connect(db, err, sizeof err);
-	if (!c) {
-		fprintf(stderr, "error: cannot connect to the database: %s\n", err);
-		*rc = 1;
-	}
-	return c;
-}
-
-/* Checks the schema exists (migrate ran). */
-static int main_schema_ok(PGconn *c)
-{
-	PGresult *res = db_exec(c, "schema check", Q_HAS_SCHEMA, 0, NULL);
-	int ok = res && !strcmp(PQgetvalue(res, 0, 0), "t");
-
-	PQclear(res);
-	if (!ok)
-		fprintf(stderr, "error: the tdgl schema is missing: run `tdgl-replica migrate` first\n");
-	return ok;
-}
-
 static void main_print_json(const cJSON *j)
 {
 	char *s = cJSON_Print(j);
@@ -122,7 +90,7 @@ static void main_print_json(const cJSON *j)
 	free(s);
 }
 
-static int cmd_migrate(int argc, char **argv)
+static int cmd_migrate(int argc, char **argv, int arg __attribute__((unused)))
 {
 	struct arg_opt opts[] = { OPT_DB, OPT_END };
 	char err[1024];
@@ -131,14 +99,15 @@ static int cmd_migrate(int argc, char **argv)
 
 	if (rc)
 		return rc == 1 ? 0 : 2;
-	c = main_open(opts, &rc);
+	c = cli_open(opts, 0, &rc);
 	if (!c)
 		return rc;
-	if (db_migrate(c, "tdgl", MAIN_SCHEMA_VERSION, sql_replica, err, sizeof err) < 0) {
+	if (db_migrate(c, "tdgl", REPLICA_SCHEMA_VERSION, sql_replica, err, sizeof err) < 0) {
 		fprintf(stderr, "error: migrate: %s\n", err);
 		rc = 1;
 	} else {
-		printf("schema tdgl at version %d\n", MAIN_SCHEMA_VERSION);
+		printf("schema tdgl at version %d\n", REPLICA_SCHEMA_VERSION);
+		rc = 0;
 	}
 	PQfinish(c);
 	return rc;
@@ -224,12 +193,10 @@ static int cmd_source_add(int argc, char **argv)
 		return 2;
 	}
 	spec.poll_interval = v;
-	c = main_open(opts, &rc);
+	c = cli_open(opts, 1, &rc);
 	if (!c)
 		return rc;
-	if (!main_schema_ok(c)) {
-		rc = 1;
-	} else if (source_add(c, &spec, args_get(opts, "secret-key"), err, sizeof err, &st) < 0) {
+	if (source_add(c, &spec, args_get(opts, "secret-key"), err, sizeof err, &st) < 0) {
 		fprintf(stderr, "error: %s\n", err);
 		rc = st == 400 ? 2 : 1;
 	} else {
@@ -240,7 +207,7 @@ static int cmd_source_add(int argc, char **argv)
 	return rc;
 }
 
-static int cmd_source(int argc, char **argv)
+static int cmd_source(int argc, char **argv, int arg __attribute__((unused)))
 {
 	struct arg_opt opts[] = { OPT_DB, OPT_END };
 	const char *pos[2] = { 0 };
@@ -284,12 +251,10 @@ static int cmd_source(int argc, char **argv)
 		fprintf(stderr, "error: source remove needs a NAME\n");
 		return 2;
 	}
-	c = main_open(opts, &rc);
+	c = cli_open(opts, 1, &rc);
 	if (!c)
 		return rc;
 	rc = 1;
-	if (!main_schema_ok(c))
-		goto out;
 	if (!strcmp(argv[1], "list")) {
 		cJSON *l = source_list_json(c);
 		if (l) {
@@ -306,12 +271,11 @@ static int cmd_source(int argc, char **argv)
 			fprintf(stderr, "error: unknown source \"%s\"\n", pos[0]);
 		}
 	}
-out:
 	PQfinish(c);
 	return rc;
 }
 
-static int cmd_pull(int argc, char **argv)
+static int cmd_pull(int argc, char **argv, int arg __attribute__((unused)))
 {
 	struct arg_opt opts[] = {
 		OPT_DB,
@@ -334,13 +298,9 @@ static int cmd_pull(int argc, char **argv)
 		fprintf(stderr, "error: pull needs a source NAME\n");
 		return 2;
 	}
-	c = main_open(opts, &rc);
+	c = cli_open(opts, 1, &rc);
 	if (!c)
 		return rc;
-	if (!main_schema_ok(c)) {
-		PQfinish(c);
-		return 1;
-	}
 	env.key_material = args_get(opts, "secret-key");
 	env.files_dir = args_get(opts, "files-dir");
 	if (args_get(opts, "dry-run")) {
@@ -368,7 +328,7 @@ static int cmd_pull(int argc, char **argv)
 	return rc;
 }
 
-static int cmd_conflicts(int argc, char **argv)
+static int cmd_conflicts(int argc, char **argv, int arg __attribute__((unused)))
 {
 	struct arg_opt opts[] = {
 		OPT_DB,
@@ -388,11 +348,11 @@ static int cmd_conflicts(int argc, char **argv)
 		fprintf(stderr, "error: --status must be open or resolved\n");
 		return 2;
 	}
-	c = main_open(opts, &rc);
+	c = cli_open(opts, 1, &rc);
 	if (!c)
 		return rc;
 	rc = 1;
-	if (main_schema_ok(c) && (l = conflict_list(c, st, 1000)) != NULL) {
+	if ((l = conflict_list(c, st, 1000)) != NULL) {
 		main_print_json(l);
 		cJSON_Delete(l);
 		rc = 0;
@@ -401,7 +361,7 @@ static int cmd_conflicts(int argc, char **argv)
 	return rc;
 }
 
-static int cmd_resolve(int argc, char **argv)
+static int cmd_resolve(int argc, char **argv, int arg __attribute__((unused)))
 {
 	struct arg_opt opts[] = { OPT_DB, OPT_END };
 	const char *pos[2] = { 0 };
@@ -425,18 +385,16 @@ static int cmd_resolve(int argc, char **argv)
 		fprintf(stderr, "error: bad conflict id \"%s\"\n", pos[0]);
 		return 2;
 	}
-	c = main_open(opts, &rc);
+	c = cli_open(opts, 1, &rc);
 	if (!c)
 		return rc;
 	rc = 1;
-	if (main_schema_ok(c)) {
-		st = conflict_resolve(c, id, pos[1], &out, err, sizeof err);
-		if (st == 200) {
-			printf("conflict %ld resolved: %s\n", id, conflict_resolution(pos[1]));
-			rc = 0;
-		} else {
-			fprintf(stderr, "error: %s\n", err);
-		}
+	st = conflict_resolve(c, id, pos[1], &out, err, sizeof err);
+	if (st == 200) {
+		printf("conflict %ld resolved: %s\n", id, conflict_resolution(pos[1]));
+		rc = 0;
+	} else {
+		fprintf(stderr, "error: %s\n", err);
 	}
 	cJSON_Delete(out);
 	PQfinish(c);
@@ -454,7 +412,9 @@ static void main_print_rows(const PGresult *res, const char *header)
 	}
 }
 
-static int cmd_table(int argc, char **argv, const char *which)
+enum main_table { TABLE_LOG, TABLE_RUNS, TABLE_STATUS };
+
+static int cmd_table(int argc, char **argv, int which)
 {
 	/* each command gets only its own options (log: --status --source, runs: --source) */
 	struct arg_opt log_opts[] = {
@@ -468,11 +428,11 @@ static int cmd_table(int argc, char **argv, const char *which)
 		OPT_DB, { "source", NULL, "NAME", "only this source", NULL }, OPT_END
 	};
 	struct arg_opt status_opts[] = { OPT_DB, OPT_END };
-	struct arg_opt *opts = !strcmp(which, "log") ? log_opts
-	                       : !strcmp(which, "runs") ? runs_opts : status_opts;
-	const char *usage = !strcmp(which, "log")
+	struct arg_opt *opts = which == TABLE_LOG ? log_opts
+	                       : which == TABLE_RUNS ? runs_opts : status_opts;
+	const char *usage = which == TABLE_LOG
 		? "tdgl-replica log [--status Synced|Failed|Skipped] [--source NAME] [--db CONNINFO]"
-		: !strcmp(which, "runs") ? "tdgl-replica runs [--source NAME] [--db CONNINFO]"
+		: which == TABLE_RUNS ? "tdgl-replica runs [--source NAME] [--db CONNINFO]"
 		                         : "tdgl-replica status [--db CONNINFO]";
 	int rc = args_parse(argc, argv, opts, usage, NULL, 0, NULL);
 	PGconn *c;
@@ -480,18 +440,16 @@ static int cmd_table(int argc, char **argv, const char *which)
 
 	if (rc)
 		return rc == 1 ? 0 : 2;
-	c = main_open(opts, &rc);
+	c = cli_open(opts, 1, &rc);
 	if (!c)
 		return rc;
 	rc = 1;
-	if (!main_schema_ok(c))
-		goto out;
-	if (!strcmp(which, "log")) {
+	if (which == TABLE_LOG) {
 		const char *p[2] = { args_get(opts, "status"), args_get(opts, "source") };
 		res = db_exec(c, "log", Q_LOG, 2, p);
 		if (res)
 			main_print_rows(res, "id\trun\tsource\tchange\ttable\top\tstatus\treason\tpk");
-	} else if (!strcmp(which, "runs")) {
+	} else if (which == TABLE_RUNS) {
 		const char *p[1] = { args_get(opts, "source") };
 		res = db_exec(c, "runs", Q_RUNS, 1, p);
 		if (res)
@@ -504,7 +462,6 @@ static int cmd_table(int argc, char **argv, const char *which)
 			                "last_status\tlast_run\topen_conflicts\tfailed_changes");
 	}
 	rc = res ? 0 : 1;
-out:
 	PQclear(res);
 	PQfinish(c);
 	return rc;
@@ -525,7 +482,7 @@ static long main_duration(const struct arg_opt *opts, const char *name, long min
 	return v;
 }
 
-static int cmd_purge(int argc, char **argv)
+static int cmd_purge(int argc, char **argv, int arg __attribute__((unused)))
 {
 	struct arg_opt opts[] = { OPT_DB, OPT_LOG_RETENTION, OPT_END };
 	struct retention_counts n;
@@ -540,11 +497,11 @@ static int cmd_purge(int argc, char **argv)
 	retention_s = main_duration(opts, "log-retention", 1);
 	if (retention_s < 0)
 		return 2;
-	c = main_open(opts, &rc);
+	c = cli_open(opts, 1, &rc);
 	if (!c)
 		return rc;
 	rc = 1;
-	if (main_schema_ok(c) && retention_purge(c, retention_s, NULL, &n) == 0) {
+	if (retention_purge(c, retention_s, NULL, &n) == 0) {
 		o = cJSON_CreateObject();
 		cJSON_AddNumberToObject(o, "log_entries", (double)n.log_entries);
 		cJSON_AddNumberToObject(o, "runs", (double)n.runs);
@@ -558,7 +515,7 @@ static int cmd_purge(int argc, char **argv)
 	return rc;
 }
 
-static int cmd_serve(int argc, char **argv)
+static int cmd_serve(int argc, char **argv, int arg __attribute__((unused)))
 {
 	struct arg_opt opts[] = {
 		OPT_DB,
@@ -591,12 +548,10 @@ static int cmd_serve(int argc, char **argv)
 	purge_s = main_duration(opts, "purge-interval", 0);
 	if (retention_s < 0 || purge_s < 0)
 		return 2;
-	c = main_open(opts, &rc);
+	c = cli_open(opts, 1, &rc);
 	if (!c)
 		return rc;
 	rc = 1;
-	if (!main_schema_ok(c))
-		goto out;
 	api.admin_token = args_get(opts, "admin-token");
 	if (!api.admin_token || strlen(api.admin_token) < 16) {
 		fprintf(stderr, "error: TDGL_ADMIN_TOKEN (or --admin-token) must be set, at least 16 "
@@ -631,7 +586,7 @@ static int cmd_serve(int argc, char **argv)
 	api.key_material = env.key_material;
 	srv = http_start(args_get(opts, "listen"), &limits, api_handle, &api, err, sizeof err);
 	if (!srv) {
-		fprintf(stderr, "error: cannot listen on %s: %s\n", args_get(opts, "listen"), err);
+		fprintf(stderr, "error: %s\n", err);
 		goto out;
 	}
 	log_info("tdgl-replica %s serving on port %u", TDGL_VERSION, http_port(srv));
@@ -664,45 +619,24 @@ out:
 	return rc;
 }
 
+static int cmd_retry(int argc, char **argv, int arg __attribute__((unused)))
+{
+	return jobs_cli_retry(argc, argv);
+}
+
 int main(int argc, char **argv)
 {
+	static const struct command cmds[] = {
+		{ "migrate", cmd_migrate, 0 }, { "serve", cmd_serve, 0 },
+		{ "source", cmd_source, 0 }, { "pull", cmd_pull, 0 },
+		{ "conflicts", cmd_conflicts, 0 }, { "retry", cmd_retry, 0 },
+		{ "resolve", cmd_resolve, 0 }, { "log", cmd_table, TABLE_LOG },
+		{ "runs", cmd_table, TABLE_RUNS }, { "status", cmd_table, TABLE_STATUS },
+		{ "purge", cmd_purge, 0 }, { NULL, NULL, 0 }
+	};
 	const char *fmt = getenv("TDGL_LOG_FORMAT");
-	const char *cmd = argc > 1 ? argv[1] : NULL;
 
 	log_init("tdgl-replica", fmt && !strcmp(fmt, "json"));
-	if (!cmd || !strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
-		printf("usage: %s\n", main_usage);
-		return cmd ? 0 : 2;
-	}
-	if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
-		printf("tdgl-replica %s\n", TDGL_VERSION);
-		return 0;
-	}
 	httpc_global_init();
-	argc--;
-	argv++;
-	if (!strcmp(cmd, "migrate"))
-		return cmd_migrate(argc, argv);
-	if (!strcmp(cmd, "serve"))
-		return cmd_serve(argc, argv);
-	if (!strcmp(cmd, "source"))
-		return cmd_source(argc, argv);
-	if (!strcmp(cmd, "pull"))
-		return cmd_pull(argc, argv);
-	if (!strcmp(cmd, "conflicts"))
-		return cmd_conflicts(argc, argv);
-	if (!strcmp(cmd, "retry"))
-		return jobs_cli_retry(argc, argv);
-	if (!strcmp(cmd, "resolve"))
-		return cmd_resolve(argc, argv);
-	if (!strcmp(cmd, "log"))
-		return cmd_table(argc, argv, "log");
-	if (!strcmp(cmd, "runs"))
-		return cmd_table(argc, argv, "runs");
-	if (!strcmp(cmd, "status"))
-		return cmd_table(argc, argv, "status");
-	if (!strcmp(cmd, "purge"))
-		return cmd_purge(argc, argv);
-	fprintf(stderr, "error: unknown command \"%s\"\n\nusage: %s\n", cmd, main_usage);
-	return 2;
+	return command_dispatch(argc, argv, "tdgl-replica", main_usage, cmds);
 }
