@@ -20,6 +20,7 @@
 #include "replica/jobs_cli.h"
 #include "replica/pull.h"
 #include "replica/retention.h"
+#include "replica/run.h"
 #include "replica/scheduler.h"
 #include "replica/source.h"
 
@@ -444,6 +445,8 @@ static int cmd_table(int argc, char **argv, int which)
 	if (!c)
 		return rc;
 	rc = 1;
+	if (which != TABLE_LOG)
+		run_close_interrupted(c);   /* shown as they are, also while no serve runs */
 	if (which == TABLE_LOG) {
 		const char *p[2] = { args_get(opts, "status"), args_get(opts, "source") };
 		res = db_exec(c, "log", Q_LOG, 2, p);
@@ -513,6 +516,17 @@ static int cmd_purge(int argc, char **argv, int arg __attribute__((unused)))
 	}
 	PQfinish(c);
 	return rc;
+}
+
+/* Closes runs a killed or crashed process left Running (run.h). */
+static void main_close_interrupted(struct db_pool *pool)
+{
+	PGconn *c = db_pool_get(pool, 1000);
+
+	if (!c)
+		return;
+	run_close_interrupted(c);
+	db_pool_put(pool, c);
 }
 
 static int cmd_serve(int argc, char **argv, int arg __attribute__((unused)))
@@ -591,6 +605,7 @@ static int cmd_serve(int argc, char **argv, int arg __attribute__((unused)))
 	}
 	log_info("tdgl-replica %s serving on port %u", TDGL_VERSION, http_port(srv));
 	purge = retention_start(args_get(opts, "db"), retention_s, purge_s);
+	main_close_interrupted(pool);   /* before any worker starts a run of its own */
 	sched_reload(sched);
 	while (!main_stop) {
 		struct timespec ts = { MAIN_RELOAD_S, 0 };
@@ -600,6 +615,7 @@ static int cmd_serve(int argc, char **argv, int arg __attribute__((unused)))
 			break;
 		}
 		sched_reload(sched);   /* sources added or removed by the CLI */
+		main_close_interrupted(pool);   /* e.g. a `tdgl-replica pull` that was killed */
 	}
 	rc = 0;
 out:

@@ -17,7 +17,8 @@ static const char Q_SOURCES[] =
 	"(SELECT count(*) FROM tdgl.sync_log l WHERE l.source = s.name AND l.status = 'Failed') "
 	"FROM tdgl.sources s ORDER BY s.name";
 
-static const char *const metrics_run_statuses[] = { "Success", "Partial", "Failed", "Skipped" };
+static const char *const metrics_run_statuses[] = { "Success", "Partial", "Failed", "Skipped",
+                                                    "Interrupted" };
 
 static atomic_long metrics_values[M_COUNT];
 
@@ -38,6 +39,8 @@ static const struct { const char *name, *help; } metrics_info[M_COUNT] = {
 	[M_PURGED_LOG_ENTRIES] = { "tdgl_replica_purged_log_entries_total",
 	                           "Sync log entries deleted by the retention purge" },
 	[M_PURGED_RUNS] = { "tdgl_replica_purged_runs_total", "Runs deleted by the retention purge" },
+	[M_RUNS_INTERRUPTED] = { "tdgl_replica_runs_interrupted_total",
+	                         "Runs found left Running by a killed or crashed process and closed" },
 };
 
 void metrics_add(enum metric m, long n)

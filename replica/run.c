@@ -6,6 +6,7 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "replica/events.h"
+#include "replica/metrics.h"
 #include "replica/run.h"
 
 static const char Q_RUN_START[] =
@@ -16,6 +17,7 @@ static const char Q_RUN_ADD[] =
 	"skipped = skipped + $5, conflicts = conflicts + $6 WHERE id = $1";
 static const char Q_RUN_END[] =
 	"UPDATE tdgl.runs SET ended_at = clock_timestamp(), status = $2, error = $3 WHERE id = $1";
+static const char Q_RUN_INTERRUPTED[] = "SELECT tdgl.close_interrupted_runs()";
 static const char Q_RUN_GET[] =
 	"SELECT json_build_object('id', id, 'source', source, 'trigger', trigger, "
 	"'started_at', started_at, 'ended_at', ended_at, "
@@ -100,6 +102,33 @@ cJSON *run_get(PGconn *c, long id)
 static long run_num(const cJSON *o, const char *k)
 {
 	return (long)json_get_int(o, k, 0);
+}
+
+int run_close_interrupted(PGconn *c)
+{
+	PGresult *res = db_exec(c, "close interrupted runs", Q_RUN_INTERRUPTED, 0, NULL);
+	int n = -1;
+
+	if (!res)
+		goto out;
+	n = PQntuples(res);
+	for (int i = 0; i < n; i++) {
+		long id = atol(PQgetvalue(res, i, 0));
+		cJSON *row = run_get(c, id);
+
+		if (!row)
+			continue;
+		log_warn("run %ld of source %s was interrupted (its process stopped): closed as "
+		         "Interrupted with fetched=%ld synced=%ld failed=%ld skipped=%ld "
+		         "conflicts=%ld pages=%ld", id, json_get_string(row, "source"),
+		         run_num(row, "fetched"), run_num(row, "synced"), run_num(row, "failed"),
+		         run_num(row, "skipped"), run_num(row, "conflicts"), run_num(row, "pages"));
+		metrics_add(M_RUNS_INTERRUPTED, 1);
+		events_publish("run.failed", row);   /* takes row */
+	}
+out:
+	PQclear(res);
+	return n;
 }
 
 cJSON *run_finish(PGconn *c, long id, const char *status, const char *error)

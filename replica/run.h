@@ -27,6 +27,10 @@ void run_add(PGconn *c, long id, long fetched, long synced, long failed, long sk
 cJSON *run_finish(PGconn *c, long id, const char *status, const char *error);
 /* Publishes conflict.created for every conflict this run opened or refreshed. */
 void run_publish_conflicts(PGconn *c, long id);
+/* Closes the runs left Running by a process that was killed or crashed (their database
+ * session is gone) as Interrupted, keeping their counts; logs each, publishes run.failed and
+ * counts them in metrics. Returns how many, or -1 on a database error (logged). */
+int run_close_interrupted(PGconn *c);
 /* Deletes a run that turned out not to be worth recording (an idle long-poll round). */
 void run_drop(PGconn *c, long id);
 /* The run row as JSON (caller deletes) or NULL. */

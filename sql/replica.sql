@@ -1,4 +1,4 @@
--- tdgl-replica schema, version 2. Idempotent: every statement may run again, and an older
+-- tdgl-replica schema, version 3. Idempotent: every statement may run again, and an older
 -- version is upgraded by running it again (new columns are added with ADD COLUMN IF NOT EXISTS).
 -- Applied by `tdgl-replica migrate` (db_migrate, under an advisory lock).
 --
@@ -1172,4 +1172,42 @@ BEGIN
 	GET DIAGNOSTICS deleted = ROW_COUNT;
 END $$;
 
-INSERT INTO tdgl.schema_version (version) VALUES (2) ON CONFLICT DO NOTHING;
+-- Version 3: a run records the database session that runs it (its backend's pid and start
+-- time), so a run whose process was killed or crashed is recognised (no such session any
+-- more) and closed as Interrupted, with the counts it had, instead of staying Running.
+-- Runs of an older version carry no session: they count as interrupted when found Running.
+CREATE OR REPLACE FUNCTION tdgl.backend_start() RETURNS timestamptz
+LANGUAGE sql STABLE AS $$
+	SELECT backend_start FROM pg_stat_get_activity(pg_backend_pid())
+$$;
+ALTER TABLE tdgl.runs ADD COLUMN IF NOT EXISTS backend_pid int DEFAULT pg_backend_pid();
+ALTER TABLE tdgl.runs ADD COLUMN IF NOT EXISTS backend_start timestamptz
+	DEFAULT tdgl.backend_start();
+ALTER TABLE tdgl.runs DROP CONSTRAINT IF EXISTS runs_status_check;
+ALTER TABLE tdgl.runs ADD CONSTRAINT runs_status_check CHECK (status IN
+	('Running', 'Success', 'Partial', 'Failed', 'Skipped', 'Interrupted'));
+CREATE INDEX IF NOT EXISTS runs_running_idx ON tdgl.runs (id) WHERE status = 'Running';
+
+-- Closes every Running run whose session is gone; returns their ids. A source whose last
+-- recorded run is older than such a run gets it as its last status.
+CREATE OR REPLACE FUNCTION tdgl.close_interrupted_runs() RETURNS SETOF bigint
+LANGUAGE sql AS $$
+	WITH closed AS (
+		UPDATE tdgl.runs r SET status = 'Interrupted', ended_at = clock_timestamp(),
+		       error = 'interrupted: the process running it stopped (killed or crashed)'
+		WHERE r.status = 'Running'
+		  AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a
+		                  WHERE a.pid = r.backend_pid AND a.backend_start = r.backend_start)
+		RETURNING r.id, r.source, r.started_at, r.ended_at, r.error, r.dry_run),
+	latest AS (
+		SELECT DISTINCT ON (source) * FROM closed WHERE NOT dry_run ORDER BY source, id DESC),
+	marked AS (
+		UPDATE tdgl.sources s SET last_status = 'Interrupted', last_error = l.error,
+		       last_run_at = l.ended_at
+		FROM latest l
+		WHERE s.name = l.source AND (s.last_run_at IS NULL OR s.last_run_at <= l.started_at)
+		RETURNING s.name)
+	SELECT id FROM closed ORDER BY id   -- `marked` runs all the same (a writing CTE)
+$$;
+
+INSERT INTO tdgl.schema_version (version) VALUES (3) ON CONFLICT DO NOTHING;

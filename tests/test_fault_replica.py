@@ -499,3 +499,51 @@ def test_rename_replayed_over_initial_copy_leaves_no_orphan(primary, replica):
     assert replica.one("SELECT count(*) FROM customer WHERE id IN (1, 40000)") == 0
     assert rows_md5(replica, "customer") == rows_md5(primary, "customer")
     assert replica.one("SELECT count(*) FROM tdgl.sync_log WHERE status = 'Failed'") == 0
+
+
+def test_a_run_whose_process_was_killed_is_closed_as_interrupted(replica):
+    """SIGKILL in the middle of a pull leaves its run Running; the next serve closes it as
+    Interrupted with what it had applied, visible in runs, status, the API and metrics."""
+    from test_attack_replica import FakePrimary, _change, _page
+    second_page = threading.Event()
+
+    class Stalling(FakePrimary):
+        def _answer(self, req):
+            if req.path == "/api/changes" and req.query["cursor"] == ["c1"]:
+                second_page.wait(60)          # the second page is held back until released
+                return 200, _page([], cursor="c1")
+            if req.path == "/api/changes":
+                return 200, _page([_change(i) for i in range(1, 6)], cursor="c1", more=True)
+            return super()._answer(req)
+
+    fake = Stalling()
+    try:
+        replica.sql(CUSTOMER)
+        replica.cli("source", "add", "main", "--url", fake.url, "--key", "k" * 32,
+                    "--secret", "s" * 64, "--tables", "customer", "--poll-interval", "3600")
+        replica.serve()
+        replica.wait_rows("SELECT count(*) FROM customer", [(5,)], timeout=20)
+        run_id = replica.one("SELECT id FROM tdgl.runs WHERE status = 'Running'")
+        assert run_id, "the pull waits for its second page"
+        replica.server.kill()
+        replica.cli("source", "set", "main", "--enabled", "false")   # no new run to race
+        second_page.set()
+        replica.serve()
+        wait_until(lambda: replica.one("SELECT status FROM tdgl.runs WHERE id = %s",
+                                       (run_id,)) == "Interrupted", what="the run closed")
+        assert replica.sql("SELECT synced, pages, ended_at IS NOT NULL FROM tdgl.runs "
+                           "WHERE id = %s", (run_id,)) == [(5, 1, True)]
+        assert "Interrupted" in replica.cli("runs").stdout
+        assert "Interrupted" in replica.cli("status").stdout
+        api_run = [r for r in replica.api("GET", "/api/runs").json()
+                   if r["id"] == run_id][0]
+        assert api_run["status"] == "Interrupted" and "interrupted" in api_run["error"]
+        source = replica.api("GET", "/api/status").json()["sources"][0]
+        assert source["last_status"] == "Interrupted"
+        metrics = replica.api("GET", "/metrics").text
+        assert "tdgl_replica_runs_interrupted_total 1" in metrics
+        assert 'tdgl_replica_last_run_status{source="main",status="Interrupted"} 1' in metrics
+        assert f"run {run_id} of source main was interrupted" in replica.server.log()
+    finally:
+        second_page.set()
+        fake.close()
