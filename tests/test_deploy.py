@@ -5,6 +5,7 @@ install` honours PREFIX and DESTDIR."""
 import os
 import re
 import shutil
+import socket
 import subprocess
 import tempfile
 
@@ -95,6 +96,27 @@ def env_of(svc):
     if isinstance(env, list):
         env = dict(e.split("=", 1) for e in env)
     return {k: str(v) for k, v in env.items()}
+
+
+@pytest.mark.parametrize("env_file", [True, False], ids=["with .env", "without .env"])
+def test_compose_v1_validates_the_file(env_file):
+    """Debian 12's Compose (docker-compose 1.29) reads the file: `config` validates without an
+    engine. Without .env it refuses, naming the setting to make."""
+    d = tempfile.mkdtemp(prefix="tdgl-compose-")
+    try:
+        shutil.copy(os.path.join(ROOT, "docker-compose.yml"), d)
+        if env_file:
+            shutil.copy(os.path.join(ROOT, ".env.example"), os.path.join(d, ".env"))
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("TDGL_", "POSTGRES_", "COMPOSE_"))}
+        p = subprocess.run(["docker-compose", "config", "-q"], cwd=d, env=env,
+                           capture_output=True, text=True, timeout=60)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    if env_file:
+        assert p.returncode == 0, p.stdout + p.stderr
+    else:
+        assert p.returncode != 0 and "set POSTGRES_PASSWORD in .env" in p.stderr, p.stderr
 
 
 def test_compose_runs_both_servers_from_the_entrypoint_roles(compose, entrypoint):
@@ -284,8 +306,10 @@ def test_env_example_defines_every_variable_and_no_real_secret():
             example[k.strip()] = v.strip()
     assert used, "compose reads nothing from .env"
     assert used <= set(example), f"missing from .env.example: {used - set(example)}"
+    settings = {"COMPOSE_PROJECT_NAME"}            # not secrets: Compose's own settings
     for k, v in example.items():
-        assert "change-me" in v or v == "", f".env.example {k}={v!r} looks like a real value"
+        assert k in settings or "change-me" in v or v == "", \
+            f".env.example {k}={v!r} looks like a real value"
     # values the binaries check must still pass with the placeholders (so `cp .env.example
     # .env` fails loudly only where the compose file says so, never at a length check)
     assert len(example["TDGL_ADMIN_TOKEN"]) >= 16 and len(example["TDGL_PUSH_SECRET"]) >= 16
@@ -423,12 +447,36 @@ def test_make_demo_runs_to_completion():
         assert "admin token" in out and "make demo-stop" in out
         assert "Accept Primary" in out
         assert "replica now has: edited on the primary" in out, out[-2000:]
+        # push is wired once the replica listens: no failed notify to start the log with
+        with open(os.path.join(env["DEMO_DIR"], "primary.log")) as f:
+            assert "Couldn't connect" not in f.read()
     finally:
         s = subprocess.run(["make", "-s", "demo-stop"], cwd=ROOT, env=env, capture_output=True,
                            text=True, timeout=120)
         shutil.rmtree(demo_dir, ignore_errors=True)
     assert s.returncode == 0, s.stdout + s.stderr
     assert not os.path.exists(env["DEMO_DIR"])
+
+
+@pytest.mark.packaging
+def test_demo_on_a_busy_port_names_it_and_starts_nothing():
+    demo_dir = tempfile.mkdtemp(prefix="tdgl-demo-busy-")
+    env = demo_env(demo_dir)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        env["DEMO_REPLICA_PORT"] = str(busy.getsockname()[1])
+        try:
+            p = subprocess.run(["bash", "tools/demo.sh", "start"], cwd=ROOT, env=env,
+                               capture_output=True, text=True, timeout=60)
+        finally:
+            shutil.rmtree(demo_dir, ignore_errors=True)
+    assert p.returncode != 0
+    assert f"port {env['DEMO_REPLICA_PORT']} is in use" in p.stderr, p.stderr
+    assert "DEMO_REPLICA_PORT" in p.stderr
+    for port in (env["DEMO_PRIMARY_PG_PORT"], env["DEMO_PRIMARY_PORT"]):
+        with socket.socket() as s:
+            assert s.connect_ex(("127.0.0.1", int(port))) != 0, f"{port} was started"
 
 
 @pytest.mark.packaging

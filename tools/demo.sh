@@ -39,7 +39,6 @@ start_cluster() { # start_cluster NAME PORT
     printf "port = %s\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = ''\n" "$2" \
       >>"$dir/data/postgresql.conf"
   fi
-  port_busy "$2" && die "port $2 is in use (set DEMO_PRIMARY_PG_PORT / DEMO_REPLICA_PG_PORT)"
   as_pg "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w start >/dev/null
 }
 
@@ -65,12 +64,28 @@ start) ;;
 *) die "usage: demo.sh start|stop" ;;
 esac
 
+# On a failure: what went wrong is in the logs written so far; show their ends.
+failed() {
+  echo "demo failed." >&2
+  found=0
+  for f in "$DEMO_DIR"/primary.log "$DEMO_DIR"/replica.log "$DEMO_DIR"/*/postgres.log; do
+    [ -s "$f" ] || continue
+    found=1; printf '\n--- last lines of %s ---\n' "$f" >&2; tail -n 15 "$f" >&2
+  done
+  [ $found -eq 1 ] || echo "(no server had started: the message above says why)" >&2
+  stop_all
+}
+
 [ -x "$BIN/tdgl-primary" ] || die "build first: make"
 [ -f "$DEMO_DIR/primary.pid" ] && die "a demo is already running; make demo-stop first"
+# every port is checked before anything starts, so a busy one stops the demo cleanly
+port_busy "$P_PG" && die "port $P_PG is in use: set DEMO_PRIMARY_PG_PORT to a free port"
+port_busy "$R_PG" && die "port $R_PG is in use: set DEMO_REPLICA_PG_PORT to a free port"
+port_busy "$P_HTTP" && die "port $P_HTTP is in use: set DEMO_PRIMARY_PORT to a free port"
+port_busy "$R_HTTP" && die "port $R_HTTP is in use: set DEMO_REPLICA_PORT to a free port"
 stop_all; rm -rf "$DEMO_DIR"; mkdir -p "$DEMO_DIR"
-trap 'echo "demo failed; logs in $DEMO_DIR"; stop_all' EXIT INT TERM
+trap failed EXIT INT TERM
 
-for p in "$P_HTTP" "$R_HTTP"; do port_busy "$p" && die "port $p is in use (set DEMO_PRIMARY_PORT / DEMO_REPLICA_PORT)"; done
 say "starting the primary site's PostgreSQL (port $P_PG) and the replica site's (port $R_PG)"
 start_cluster primary-site "$P_PG"
 start_cluster replica-site "$R_PG"
@@ -87,14 +102,13 @@ printf '%s\n' "$ADMIN_TOKEN" >"$ADMIN_TOKEN_FILE"
 printf 'TDGL_SECRET_KEY=%s\n' "$SECRET_KEY" >"$DEMO_DIR/replica.env"
 umask 022
 
-say "primary: migrate, track customer, create an API key, wire push to the replica"
+say "primary: migrate, track customer, create an API key"
 export TDGL_DB="$PRIMARY_DB"
 "$BIN/tdgl-primary" migrate
 "$BIN/tdgl-primary" track customer
 creds=$("$BIN/tdgl-primary" keygen --label demo-replica)
 KEY=$(printf '%s\n' "$creds" | sed -n 's/^key: //p')
 SECRET=$(printf '%s\n' "$creds" | sed -n 's/^secret: //p')
-"$BIN/tdgl-primary" push add "http://127.0.0.1:$R_HTTP" --secret "$PUSH_SECRET"
 mkdir -p "$DEMO_DIR/files-primary" "$DEMO_DIR/files-replica"
 TDGL_FILES_DIR="$DEMO_DIR/files-primary" nohup "$BIN/tdgl-primary" serve --listen "127.0.0.1:$P_HTTP" \
   >"$DEMO_DIR/primary.log" 2>&1 &
@@ -110,6 +124,9 @@ TDGL_FILES_DIR="$DEMO_DIR/files-replica" nohup "$BIN/tdgl-replica" serve --liste
   >"$DEMO_DIR/replica.log" 2>&1 &
 echo $! >"$DEMO_DIR/replica.pid"
 wait_for 20 "tdgl-replica" curl -sf "http://127.0.0.1:$R_HTTP/health"
+
+say "primary: push new changes to the replica (now that it listens)"
+TDGL_DB="$PRIMARY_DB" "$BIN/tdgl-primary" push add "http://127.0.0.1:$R_HTTP" --secret "$PUSH_SECRET"
 
 say "writing 200 sample changes on the primary (inserts, updates, a submit, a delete)"
 psql_p <<'SQL'
