@@ -6,6 +6,9 @@ DESTDIR ?=
 PYTHON  ?= /usr/bin/python3
 # Integration tests mostly wait on servers, so they run in parallel workers (pytest-xdist).
 TEST_JOBS ?= 4
+# What `make test` runs: a file (TESTS=tests/test_cli.py) or more pytest arguments
+# (PYTEST_ARGS='-k interrupted').
+TESTS   ?= tests
 BUILD   := build$(if $(SANITIZE),-san)
 BIN     := bin$(if $(SANITIZE),-san)
 
@@ -62,10 +65,10 @@ unit: $(BIN)/unit-tests
 	$(BIN)/unit-tests
 
 integration: all
-	TDGL_BIN=$(CURDIR)/$(BIN) $(PYTHON) -m pytest -q -x -p no:cacheprovider tests $(PYTEST_ARGS)
+	TDGL_BIN=$(CURDIR)/$(BIN) $(PYTHON) -m pytest -q -x -p no:cacheprovider $(TESTS) $(PYTEST_ARGS)
 
 test: deps all unit
-	TDGL_BIN=$(CURDIR)/$(BIN) TDGL_SANITIZE=$(SANITIZE) $(PYTHON) -m pytest -q -p no:cacheprovider -n $(TEST_JOBS) tests $(PYTEST_ARGS)
+	TDGL_BIN=$(CURDIR)/$(BIN) TDGL_SANITIZE=$(SANITIZE) $(PYTHON) -m pytest -q -p no:cacheprovider -n $(TEST_JOBS) $(TESTS) $(PYTEST_ARGS)
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin

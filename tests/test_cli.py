@@ -3,6 +3,7 @@ flags and commands are usage errors (exit 2, message and usage on stderr), missi
 and a bad conninfo give a clear message and a non-zero exit without echoing a secret."""
 import os
 import re
+import socket
 import subprocess
 
 import pytest
@@ -137,7 +138,7 @@ def test_unknown_command_is_a_usage_error(binary):
 def test_no_command_is_a_usage_error(binary):
     p = cli(binary)
     assert p.returncode == 2
-    assert "usage:" in p.stdout + p.stderr
+    assert "usage:" in p.stderr and p.stdout == "", (p.stdout, p.stderr)
 
 
 @pytest.mark.parametrize("binary,args", [
@@ -146,8 +147,63 @@ def test_no_command_is_a_usage_error(binary):
 ])
 def test_missing_database_setting_is_explained(binary, args):
     p = cli(binary, *args)
-    assert p.returncode != 0
+    assert p.returncode == 2, "a missing setting is a usage error"
     assert "TDGL_DB" in p.stderr and "--db" in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("binary,args", [
+    ("tdgl-primary", ["tables"]), ("tdgl-primary", ["keys"]), ("tdgl-primary", ["serve"]),
+    ("tdgl-replica", ["status"]), ("tdgl-replica", ["source", "list"]),
+    ("tdgl-replica", ["serve"]),
+])
+def test_an_unmigrated_database_asks_for_migrate(primary_cluster, binary, args):
+    db = primary_cluster.conninfo(primary_cluster.new_db("empty"))
+    p = cli(binary, *args, "--db", db, env={"TDGL_ADMIN_TOKEN": "a-long-enough-admin-token-1"})
+    assert p.returncode == 1
+    assert p.stderr == f"error: the database has no tdgl schema: run `{binary} migrate`\n", \
+        p.stderr
+
+
+def test_each_role_names_the_other_roles_database(primary, replica):
+    for binary, other, cmd in (("tdgl-primary", replica, "tables"),
+                               ("tdgl-replica", primary, "status")):
+        for args in ([cmd], ["migrate"]):          # and migrate refuses to install over it
+            p = cli(binary, *args, "--db", other.conninfo)
+            assert p.returncode == 1, p.stderr
+            assert "holds the tdgl-" in p.stderr and "--db" in p.stderr, p.stderr
+            assert "migrate`" not in p.stderr and "input parameter" not in p.stderr
+    # nothing of the other role was installed
+    assert replica.one("SELECT to_regclass('tdgl.change_log')") is None
+    assert primary.one("SELECT to_regclass('tdgl.sources')") is None
+
+
+@pytest.mark.parametrize("binary", BINARIES)
+def test_serve_on_a_busy_port_says_so_once_and_starts_nothing(primary, replica, binary):
+    site = primary if binary == "tdgl-primary" else replica
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        p = cli(binary, "serve", "--listen", f"127.0.0.1:{port}", "--db", site.conninfo,
+                env={"TDGL_ADMIN_TOKEN": "a-long-enough-admin-token-1"})
+    assert p.returncode == 1
+    assert p.stderr == f"error: cannot listen on 127.0.0.1:{port}: Address already in use\n", \
+        p.stderr
+
+
+def test_a_refused_resolve_prints_its_error_once(replica):
+    replica.sql("INSERT INTO tdgl.conflicts (source, tbl, pk, op, status, resolution) "
+                "VALUES ('s', 't', '{\"id\": 1}', 'Update', 'Resolved', 'Keep Local')")
+    cid = replica.one("SELECT max(id) FROM tdgl.conflicts")
+    p = cli("tdgl-replica", "resolve", str(cid), "keep-local", "--db", replica.conninfo)
+    assert p.returncode == 1
+    assert p.stderr == f"error: conflict {cid} is already resolved (Keep Local)\n", p.stderr
+
+
+def test_database_messages_keep_their_sentences():
+    p = cli("tdgl-primary", "tables", "--db", f"host=127.0.0.1 port={free_port()} user=u")
+    assert p.returncode == 1
+    assert "Connection refused. Is the server running" in p.stderr, p.stderr
 
 
 def test_replica_serve_without_admin_token_is_explained(replica):
