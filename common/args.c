@@ -1,5 +1,6 @@
 /* args: long options ("--name value", "--name=value"), boolean flags, environment
- * fallbacks and usage text. Values point into argv or the environment (no allocation).
+ * fallbacks and usage text. Values point into argv or the environment; a secret read from a
+ * file or stdin is copied into args_secrets, kept for the life of the process.
  * opts is only modified when parsing succeeds, so usage printed on an error shows the
  * declared defaults, never a value that came from the environment. */
 #include <errno.h>
@@ -11,6 +12,11 @@
 #include "common/args.h"
 
 #define ARGS_MAX_OPTS 128
+#define ARGS_SECRET_MAX 4096
+#define ARGS_FILE_SUFFIX "-file"
+
+static char *args_secrets[16];   /* secrets read from files or stdin (reachable, never freed) */
+static int args_nsecrets;
 
 static int args_find(const struct arg_opt *opts, const char *name, size_t len)
 {
@@ -40,6 +46,55 @@ static int args_is_secret(const char *name)
 {
 	return strstr(name, "token") || strstr(name, "secret") || strstr(name, "key") ||
 	       strstr(name, "password");
+}
+
+/* Reads the first line of path ("-": standard input) for option `name`; a copy, or NULL
+ * with the reason printed. */
+static const char *args_read_secret(const char *name, const char *path)
+{
+	char line[ARGS_SECRET_MAX + 2];
+	FILE *f = strcmp(path, "-") ? fopen(path, "r") : stdin;
+	const char *out = NULL;
+	size_t n;
+
+	if (!f) {
+		fprintf(stderr, "error: --%s-file %s: %s\n", name, path, strerror(errno));
+		return NULL;
+	}
+	if (!fgets(line, sizeof line, f)) {
+		fprintf(stderr, "error: --%s: nothing to read from %s\n", name,
+		        strcmp(path, "-") ? path : "standard input");
+		goto out;
+	}
+	n = strcspn(line, "\r\n");
+	if (n > ARGS_SECRET_MAX) {
+		fprintf(stderr, "error: --%s: longer than %d characters\n", name, ARGS_SECRET_MAX);
+		goto out;
+	}
+	line[n] = '\0';
+	if (args_nsecrets >= (int)(sizeof args_secrets / sizeof *args_secrets) ||
+	    !(args_secrets[args_nsecrets] = strdup(line))) {
+		fprintf(stderr, "error: --%s: too many secrets read\n", name);
+		goto out;
+	}
+	out = args_secrets[args_nsecrets++];
+out:
+	explicit_bzero(line, sizeof line);
+	if (f != stdin)
+		fclose(f);
+	return out;
+}
+
+/* Index of the secret option that "--<name>-file" names, or -1. */
+static int args_find_file(const struct arg_opt *opts, const char *name, size_t len)
+{
+	size_t sl = strlen(ARGS_FILE_SUFFIX);
+	int k;
+
+	if (len <= sl || strncmp(name + len - sl, ARGS_FILE_SUFFIX, sl))
+		return -1;
+	k = args_find(opts, name, len - sl);
+	return k >= 0 && opts[k].metavar && args_is_secret(opts[k].name) ? k : -1;
 }
 
 int args_parse(int argc, char **argv, struct arg_opt *opts, const char *usage,
@@ -99,6 +154,18 @@ int args_parse(int argc, char **argv, struct arg_opt *opts, const char *usage,
 		eq = strchr(name, '=');
 		nlen = eq ? (size_t)(eq - name) : strlen(name);
 		k = args_find(opts, name, nlen);
+		if (k < 0 && (k = args_find_file(opts, name, nlen)) >= 0) {
+			const char *path = eq ? eq + 1 : i + 1 < argc ? argv[++i] : NULL;
+
+			if (!path) {
+				fprintf(stderr, "error: option --%.*s needs a value (PATH)\n", (int)nlen,
+				        name);
+				goto usage;
+			}
+			if (!(vals[k] = args_read_secret(opts[k].name, path)))
+				goto out;
+			continue;
+		}
 		if (k < 0) {
 			fprintf(stderr, "error: unknown option --%.*s\n", (int)nlen, name);
 			goto usage;
@@ -119,6 +186,10 @@ int args_parse(int argc, char **argv, struct arg_opt *opts, const char *usage,
 			goto usage;
 		}
 	}
+	for (int i = 0; i < nopts; i++)
+		if (vals[i] && !strcmp(vals[i], "-") && opts[i].metavar &&
+		    args_is_secret(opts[i].name) && !(vals[i] = args_read_secret(opts[i].name, "-")))
+			goto out;
 	for (int i = 0; i < nopts; i++)
 		opts[i].value = vals[i];
 	if (npos)
@@ -156,6 +227,11 @@ void args_usage(void *f, const struct arg_opt *opts, const char *usage)
 		if (o->metavar && o->value && *o->value && !args_is_secret(o->name))
 			fprintf(out, " (default: %s)", o->value);
 		fputc('\n', out);
+		if (o->metavar && args_is_secret(o->name)) {
+			snprintf(left, sizeof left, "--%s%s PATH", o->name, ARGS_FILE_SUFFIX);
+			fprintf(out, "  %-24s %s\n", left, "read it from the first line of PATH "
+			        "(or give \"-\" for it: read from stdin)");
+		}
 	}
 	fprintf(out, "  %-24s %s\n", "-h, --help", "show this help");
 }

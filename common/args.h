@@ -1,9 +1,13 @@
 /* args: command-line options with environment-variable fallbacks, and --help text.
  * Usage: declare a table of struct arg_opt ending with {0}; args_parse fills `value`
- * (pointers into argv or the environment). Precedence: command line, then a non-empty
- * environment variable, then the default. A flag's variable accepts 1/true/yes/on and
- * 0/false/no/off. On error or --help nothing in opts is changed; usage text never shows
- * the value of an option whose name contains token, secret, key or password. */
+ * (pointers into argv or the environment, or process-lifetime copies of a secret read from
+ * a file or stdin). Precedence: command line, then a non-empty environment variable, then
+ * the default. A flag's variable accepts 1/true/yes/on and 0/false/no/off. On error or
+ * --help nothing in opts is changed.
+ * Secret options (name contains token, secret, key or password) never show their value in
+ * usage text and need never be on a command line, where every local user sees them (ps):
+ * besides the environment variable, `--NAME-file PATH` reads the first line of PATH and
+ * `--NAME -` reads one line from standard input. */
 #ifndef TDGL_ARGS_H
 #define TDGL_ARGS_H
 

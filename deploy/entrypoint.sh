@@ -23,17 +23,21 @@ primary)
     tdgl-primary keygen --label replica >"$CREDS.tmp" && mv "$CREDS.tmp" "$CREDS"
   fi
   tdgl-primary push list | grep -qF "$REPLICA_URL" ||
-    tdgl-primary push add "$REPLICA_URL" --secret "$TDGL_PUSH_SECRET"
+    tdgl-primary push add "$REPLICA_URL"      # the secret: TDGL_PUSH_SECRET, not argv
   exec tdgl-primary serve ;;
 replica)
   tdgl-replica migrate
   psql -X -q -v ON_ERROR_STOP=1 "$TDGL_DB" -f "$SAMPLE"
   until [ -s "$CREDS" ]; do sleep 1; done
   key=$(sed -n 's/^key: //p' "$CREDS")
-  secret=$(sed -n 's/^secret: //p' "$CREDS")
+  # secrets on stdin, never on a command line (every local user sees those in ps)
   tdgl-replica source list | grep -qw main ||
-    tdgl-replica source add main --url "$PRIMARY_URL" --key "$key" --secret "$secret" \
-      --tables customer --push-secret "$TDGL_PUSH_SECRET" --poll-interval 30
+    sed -n 's/^secret: //p' "$CREDS" |
+    tdgl-replica source add main --url "$PRIMARY_URL" --key "$key" --secret - \
+      --tables customer --push-secret-file /proc/self/fd/3 --poll-interval 30 \
+      3<<EOF
+$TDGL_PUSH_SECRET
+EOF
   exec tdgl-replica serve ;;
 *) echo "tdgl-entrypoint: unknown role '$role' (primary|replica)" >&2; exit 2 ;;
 esac

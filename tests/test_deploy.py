@@ -458,6 +458,23 @@ def test_make_demo_runs_to_completion():
     assert not os.path.exists(env["DEMO_DIR"])
 
 
+# a secret option followed by a value: a shell variable or a literal secret (hex)
+SECRET_ON_ARGV = re.compile(
+    r"--(secret|push-secret|admin-token|secret-key)(=|\s+)(\"?\$|'?[0-9a-f]{4})")
+
+
+def test_no_command_the_docs_or_scripts_show_puts_a_secret_on_its_command_line():
+    """Every local user reads a running command's arguments (ps, /proc/*/cmdline): the
+    demo, the entrypoint and the docs pass secrets through files, stdin or the environment."""
+    offenders = []
+    for path in ("tools/demo.sh", "deploy/entrypoint.sh", "README.md", "docs/operations.md",
+                 "docs/api.md", "docs/design.md"):
+        for n, line in enumerate(read(path).splitlines(), 1):
+            if SECRET_ON_ARGV.search(line):
+                offenders.append(f"{path}:{n}: {line.strip()}")
+    assert not offenders, "\n".join(offenders)
+
+
 @pytest.mark.packaging
 def test_demo_on_a_busy_port_names_it_and_starts_nothing():
     demo_dir = tempfile.mkdtemp(prefix="tdgl-demo-busy-")

@@ -97,9 +97,11 @@ REPLICA_DB="host=127.0.0.1 port=$R_PG user=postgres dbname=postgres"
 ADMIN_TOKEN=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
 SECRET_KEY=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
 PUSH_SECRET=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+# secrets travel in 0600 files and the environment, never on a command line (ps shows those)
 umask 077
 printf '%s\n' "$ADMIN_TOKEN" >"$ADMIN_TOKEN_FILE"
 printf 'TDGL_SECRET_KEY=%s\n' "$SECRET_KEY" >"$DEMO_DIR/replica.env"
+printf '%s\n' "$PUSH_SECRET" >"$DEMO_DIR/push-secret"
 umask 022
 
 say "primary: migrate, track customer, create an API key"
@@ -108,7 +110,7 @@ export TDGL_DB="$PRIMARY_DB"
 "$BIN/tdgl-primary" track customer
 creds=$("$BIN/tdgl-primary" keygen --label demo-replica)
 KEY=$(printf '%s\n' "$creds" | sed -n 's/^key: //p')
-SECRET=$(printf '%s\n' "$creds" | sed -n 's/^secret: //p')
+(umask 077; printf '%s\n' "$creds" | sed -n 's/^secret: //p' >"$DEMO_DIR/api-secret")
 mkdir -p "$DEMO_DIR/files-primary" "$DEMO_DIR/files-replica"
 TDGL_FILES_DIR="$DEMO_DIR/files-primary" nohup "$BIN/tdgl-primary" serve --listen "127.0.0.1:$P_HTTP" \
   >"$DEMO_DIR/primary.log" 2>&1 &
@@ -119,14 +121,16 @@ say "replica: migrate, add the primary as a source (secret stored encrypted), se
 export TDGL_DB="$REPLICA_DB" TDGL_ADMIN_TOKEN="$ADMIN_TOKEN" TDGL_SECRET_KEY="$SECRET_KEY"
 "$BIN/tdgl-replica" migrate
 "$BIN/tdgl-replica" source add main --url "http://127.0.0.1:$P_HTTP" --key "$KEY" \
-  --secret "$SECRET" --tables customer --push-secret "$PUSH_SECRET" --poll-interval 30
+  --secret-file "$DEMO_DIR/api-secret" --tables customer \
+  --push-secret-file "$DEMO_DIR/push-secret" --poll-interval 30
 TDGL_FILES_DIR="$DEMO_DIR/files-replica" nohup "$BIN/tdgl-replica" serve --listen "127.0.0.1:$R_HTTP" \
   >"$DEMO_DIR/replica.log" 2>&1 &
 echo $! >"$DEMO_DIR/replica.pid"
 wait_for 20 "tdgl-replica" curl -sf "http://127.0.0.1:$R_HTTP/health"
 
 say "primary: push new changes to the replica (now that it listens)"
-TDGL_DB="$PRIMARY_DB" "$BIN/tdgl-primary" push add "http://127.0.0.1:$R_HTTP" --secret "$PUSH_SECRET"
+TDGL_DB="$PRIMARY_DB" "$BIN/tdgl-primary" push add "http://127.0.0.1:$R_HTTP" \
+  --secret-file "$DEMO_DIR/push-secret"
 
 say "writing 200 sample changes on the primary (inserts, updates, a submit, a delete)"
 psql_p <<'SQL'

@@ -173,3 +173,35 @@ UNIT_TEST(args_int_table)
 	}
 	CHECK(args_int(NULL, 0, 1, NULL) == -1);
 }
+
+/* A secret never needs the command line: --NAME-file PATH and "-" (stdin) read it. */
+UNIT_TEST(args_secret_from_file_or_stdin)
+{
+	char path[] = "/tmp/tdgl-args-XXXXXX", line[128];
+	int fd = mkstemp(path), in, saved;
+	struct arg_opt opts[] = {
+		{ "secret", NULL, "SECRET", "a secret", NULL },
+		{ "name", NULL, "NAME", "not a secret", NULL },
+		{ 0 }
+	};
+
+	CHECK(fd >= 0 && write(fd, "s3cr3t-from-file\nsecond line\n", 29) == 29);
+	close(fd);
+	snprintf(line, sizeof line, "cmd --secret-file %s", path);
+	CHECK(args_test_run(line, opts, NULL, 0, NULL) == 0);
+	CHECK_STR(args_get(opts, "secret"), "s3cr3t-from-file");
+	snprintf(line, sizeof line, "cmd --name-file %s", path);   /* only secrets have -file */
+	CHECK(args_test_run(line, opts, NULL, 0, NULL) == 2);
+	CHECK(args_test_run("cmd --secret-file /nonexistent/x", opts, NULL, 0, NULL) != 0);
+	/* "-" reads one line from standard input */
+	in = open(path, O_RDONLY);
+	saved = dup(0);
+	dup2(in, 0);
+	close(in);
+	CHECK(args_test_run("cmd --secret -", opts, NULL, 0, NULL) == 0);
+	dup2(saved, 0);
+	close(saved);
+	clearerr(stdin);
+	CHECK_STR(args_get(opts, "secret"), "s3cr3t-from-file");
+	unlink(path);
+}
