@@ -41,9 +41,12 @@ static const char *args_env_flag(const char *v)
 	return "";
 }
 
-/* Secret-looking options never show their value in usage text. */
+/* Secret-looking options never show their value in usage text (limits such as
+ * max-waits-per-key are settings, not secrets). */
 static int args_is_secret(const char *name)
 {
+	if (!strncmp(name, "max-", 4))
+		return 0;
 	return strstr(name, "token") || strstr(name, "secret") || strstr(name, "key") ||
 	       strstr(name, "password");
 }

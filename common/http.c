@@ -73,6 +73,14 @@ struct http_stream {
 	void *ctx;
 };
 
+static unsigned long http_errors;   /* __atomic: http_protocol_errors() */
+static struct log_limit http_error_log = LOG_LIMIT_INIT;
+
+unsigned long http_protocol_errors(void)
+{
+	return __atomic_load_n(&http_errors, __ATOMIC_RELAXED) + http_guard_closed_total();
+}
+
 static int http_stopping(const struct http_server *srv)
 {
 	return __atomic_load_n(&srv->stopping, __ATOMIC_RELAXED);
@@ -517,7 +525,10 @@ static void http_mhd_log(void *cls, const char *fmt, va_list ap)
 	n = strlen(msg);
 	while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
 		msg[--n] = '\0';
-	log_warn("http: %s", msg);
+	/* every line libmicrohttpd logs is a request it refused or lost: a client can cause
+	 * them at will, so they are counted, and logged at most once a minute */
+	__atomic_add_fetch(&http_errors, 1, __ATOMIC_RELAXED);
+	log_limited(&http_error_log, LOG_WARN, "http: %s", msg);
 }
 
 /* ---- server ---- */
@@ -545,6 +556,8 @@ struct http_server *http_start(const char *listen, const struct http_limits *lim
 	srv->ctx = ctx;
 	srv->lim.max_body = limits && limits->max_body ? limits->max_body : 1024 * 1024;
 	srv->lim.max_conns = limits && limits->max_conns ? limits->max_conns : 1024;
+	srv->lim.max_conns_per_ip = limits && limits->max_conns_per_ip ? limits->max_conns_per_ip
+	                            : (srv->lim.max_conns + 3) / 4;
 	srv->lim.timeout_s = limits && limits->timeout_s ? limits->timeout_s : 30;
 	{
 		/* TDGL_HTTP_TIMEOUT (seconds) overrides it: operators tune it, tests shorten it */
@@ -573,6 +586,9 @@ struct http_server *http_start(const char *listen, const struct http_limits *lim
 		MHD_OPTION_EXTERNAL_LOGGER, http_mhd_log, srv,  /* must come first */
 		MHD_OPTION_LISTEN_SOCKET, fd,
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned int)srv->lim.max_conns,
+		MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)srv->lim.max_conns_per_ip,
+		/* HTTP/1.1 without Host, whitespace in header names: refused (400) */
+		MHD_OPTION_STRICT_FOR_CLIENT, (int)1,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)srv->lim.timeout_s,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY,
 		MHD_OPTION_THREAD_STACK_SIZE, (size_t)HTTP_STACK_SIZE,

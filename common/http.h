@@ -22,6 +22,8 @@ typedef void (*http_handler)(struct http_req *req, void *ctx);
 struct http_limits {
 	size_t   max_body;        /* bytes; default 1 MiB */
 	unsigned max_conns;       /* default 1024 */
+	unsigned max_conns_per_ip;/* one client address holds at most this many; default
+	                             max_conns / 4 (so one client never holds every slot) */
 	unsigned timeout_s;       /* idle/slow-client timeout per connection; default 30;
 	                             env TDGL_HTTP_TIMEOUT (seconds) overrides it */
 };
@@ -30,6 +32,10 @@ struct http_limits {
  * Returns NULL with a message in err on failure (bad address, port in use). */
 struct http_server *http_start(const char *listen, const struct http_limits *limits,
                                http_handler handler, void *ctx, char *err, size_t errlen);
+/* Requests refused or cut before a handler ran, in every server of the process: malformed,
+ * aborted, over a connection limit, too slow (what libmicrohttpd reports and the slow-client
+ * guard closes). Logged at most once a minute, so this count is where they show. */
+unsigned long http_protocol_errors(void);
 /* The port actually bound (useful with port 0). */
 unsigned http_port(const struct http_server *srv);
 void http_stop(struct http_server *srv);

@@ -24,6 +24,14 @@ struct http_guard {
 	struct http_guard_conn *conns;
 };
 
+static unsigned long http_guard_closed;   /* __atomic */
+static struct log_limit http_guard_log = LOG_LIMIT_INIT;
+
+unsigned long http_guard_closed_total(void)
+{
+	return __atomic_load_n(&http_guard_closed, __ATOMIC_RELAXED);
+}
+
 static time_t http_guard_now(void)
 {
 	struct timespec ts;
@@ -48,9 +56,11 @@ static void *http_guard_main(void *arg)
 				c->deadline = 0;
 				closed++;
 			}
-		if (closed)
-			log_info("http: closed %d connection(s) that sent no complete request "
-			         "within %u s", closed, g->timeout_s);
+		if (closed) {
+			__atomic_add_fetch(&http_guard_closed, (unsigned long)closed, __ATOMIC_RELAXED);
+			log_limited(&http_guard_log, LOG_INFO, "http: closed %d connection(s) that sent "
+			            "no complete request within %u s", closed, g->timeout_s);
+		}
 		clock_after(&tick, 1000);
 		while (!g->stopping && clock_wait(&g->wake, &g->lock, &tick) != ETIMEDOUT)
 			;

@@ -16,6 +16,8 @@ void http_guard_stop(struct http_guard *g);
 struct http_guard_conn *http_guard_conn_start(struct http_guard *g, int fd);
 /* armed = 1: deadline restarts now; armed = 0: no deadline (handler running). */
 void http_guard_conn_arm(struct http_guard *g, struct http_guard_conn *c, int armed);
+/* Connections closed for being too slow, since the process started (every guard). */
+unsigned long http_guard_closed_total(void);
 /* Unregisters, before the socket is closed (so a reused descriptor is never shut down). */
 void http_guard_conn_end(struct http_guard *g, struct http_guard_conn *c);
 

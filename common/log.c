@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
+#include "common/clock.h"
 #include "common/json.h"
 #include "common/log.h"
 
@@ -144,4 +145,33 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	va_start(ap, fmt);
 	log_vmsg(level, fmt, ap);
 	va_end(ap);
+}
+
+void log_limited(struct log_limit *l, enum log_level level, const char *fmt, ...)
+{
+	static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+	char msg[LOG_MSG_MAX];
+	long long now = clock_ms();
+	long held = -1;
+	va_list ap;
+
+	pthread_mutex_lock(&mu);
+	if (now >= l->next_ms) {
+		held = l->held;
+		l->held = 0;
+		l->next_ms = now + LOG_LIMIT_INTERVAL_S * 1000LL;
+	} else {
+		l->held++;
+	}
+	pthread_mutex_unlock(&mu);
+	if (held < 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	if (held > 0)
+		log_msg(level, "%s (and %ld more like it since the last such line, not logged)", msg,
+		        held);
+	else
+		log_msg(level, "%s", msg);
 }

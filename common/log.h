@@ -15,6 +15,19 @@ void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(p
 void log_vmsg(enum log_level level, const char *fmt, va_list ap)
 	__attribute__((format(printf, 2, 0)));
 
+/* A log site that writes at most one line per LOG_LIMIT_INTERVAL_S: lines from traffic a
+ * client controls (malformed requests, refused notifies) must not let it fill the disk. The
+ * first line is written; later ones within the interval are only counted, and the next line
+ * written says how many were held back. */
+#define LOG_LIMIT_INTERVAL_S 60
+struct log_limit {
+	long long next_ms;   /* monotonic ms before which lines are only counted */
+	long held;           /* lines held back since the last one written */
+};
+#define LOG_LIMIT_INIT { 0, 0 }
+void log_limited(struct log_limit *l, enum log_level level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 #define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
 #define log_info(...)  log_msg(LOG_INFO, __VA_ARGS__)
 #define log_warn(...)  log_msg(LOG_WARN, __VA_ARGS__)

@@ -99,6 +99,18 @@ static int api_str_param(struct http_req *req, const char *name, const char **ou
 	return 0;
 }
 
+/* Takes one of key's slots of kind k, or answers 429: the key holds its cap already. */
+static int api_quota(struct api *api, struct http_req *req, const char *key,
+                     enum quota_kind k)
+{
+	if (quota_take(api->quota, key, k) == 0)
+		return 0;
+	http_add_header(req, "Retry-After", "1");
+	api_error(req, 429, k == QUOTA_WAIT ? "too many long-polls open with this key"
+	                                    : "too many requests in flight with this key");
+	return -1;
+}
+
 static void api_changes(struct api *api, struct http_req *req)
 {
 	struct cursor cur = {0};
@@ -110,11 +122,12 @@ static void api_changes(struct api *api, struct http_req *req)
 	char *tables = NULL, *tok = NULL;
 	long limit, wait;
 	int64_t deadline;
-	int bad;
+	int bad, took[QUOTA_KINDS] = { 0 };
 
 	c = api_conn(api, req);
-	if (!c || !api_auth(api, req, c, key))
+	if (!c || !api_auth(api, req, c, key) || api_quota(api, req, key, QUOTA_REQUEST) < 0)
 		goto out;
+	took[QUOTA_REQUEST] = 1;
 	if (api_int_param(req, "limit", 1, API_LIMIT_MAX, API_LIMIT_DEFAULT, &limit) < 0 ||
 	    api_int_param(req, "wait", 0, API_WAIT_MAX, 0, &wait) < 0)
 		goto out;
@@ -158,6 +171,11 @@ static void api_changes(struct api *api, struct http_req *req)
 			continue;     /* an empty window inside a batch: read on at once */
 		/* Nothing new: continue from the page's cursor after the head moves, holding no
 		 * database connection while waiting. */
+		if (!took[QUOTA_WAIT]) {
+			if (api_quota(api, req, key, QUOTA_WAIT) < 0)
+				goto out;
+			took[QUOTA_WAIT] = 1;
+		}
 		db_pool_put(api->pool, c);
 		c = NULL;
 		metrics_longpoll(1);
@@ -176,6 +194,9 @@ static void api_changes(struct api *api, struct http_req *req)
 	metrics_served(page.count);
 	api_json_buf(req, 200, &body);
 out:
+	for (int k = 0; k < QUOTA_KINDS; k++)
+		if (took[k])
+			quota_give(api->quota, key, (enum quota_kind)k);
 	db_pool_put(api->pool, c);
 	changes_page_free(&page);
 	cursor_free(&cur);
@@ -217,11 +238,12 @@ static void api_rows(struct api *api, struct http_req *req, int one)
 	const char *table, *after, *filter, *pk, *format, *columns;
 	long limit;
 	unsigned status;
-	int copy;
+	int copy, took = 0;
 
 	c = api_conn(api, req);
-	if (!c || !api_auth(api, req, c, key))
+	if (!c || !api_auth(api, req, c, key) || api_quota(api, req, key, QUOTA_REQUEST) < 0)
 		goto out;
+	took = 1;
 	if (api_str_param(req, "table", &table) < 0 || api_str_param(req, "after", &after) < 0 ||
 	    api_str_param(req, "filter", &filter) < 0 || api_str_param(req, "pk", &pk) < 0 ||
 	    api_str_param(req, "format", &format) < 0 || api_str_param(req, "columns", &columns) < 0)
@@ -258,6 +280,8 @@ static void api_rows(struct api *api, struct http_req *req, int one)
 	else
 		api_error(req, status, err);
 out:
+	if (took)
+		quota_give(api->quota, key, QUOTA_REQUEST);
 	db_pool_put(api->pool, c);
 	buf_free(&body);
 }

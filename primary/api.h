@@ -6,12 +6,14 @@
 #include "common/db.h"
 #include "common/http.h"
 #include "primary/auth.h"
+#include "primary/quota.h"
 #include "primary/watch.h"
 
 struct api {
 	struct db_pool *pool;
 	struct watch   *watch;
 	struct auth    *auth;
+	struct quota   *quota;           /* per-key caps (quota.h) */
 	const char     *files_dir;       /* NULL: /api/files answers 404 */
 	int             metrics_public;
 	volatile int   *stopping;        /* set on shutdown: long-polls end */

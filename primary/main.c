@@ -270,6 +270,9 @@ static int cmd_serve(int argc, char **argv, int arg __attribute__((unused)))
 		{ "purge-interval", "TDGL_PURGE_INTERVAL", "DURATION", "run the purge this often (0: never)", "5m" },
 		{ "pool-size", "TDGL_POOL_SIZE", "N", "database connections for requests", "8" },
 		{ "max-conns", "TDGL_MAX_CONNS", "N", "concurrent HTTP connections", "1024" },
+		{ "max-conns-per-ip", "TDGL_MAX_CONNS_PER_IP", "N", "concurrent HTTP connections of one client address (default: a quarter of --max-conns)", NULL },
+		{ "max-requests-per-key", "TDGL_MAX_REQUESTS_PER_KEY", "N", "change, row and copy requests one API key may have in flight", "32" },
+		{ "max-waits-per-key", "TDGL_MAX_WAITS_PER_KEY", "N", "long-polls one API key may hold open", "16" },
 		{ "metrics-public", "TDGL_METRICS_PUBLIC", NULL, "serve /metrics without an API key", NULL },
 		{ "page-window", "TDGL_PAGE_WINDOW", "IDS", "tuning: change ids one page query examines at most", "20000" },
 		{ "watch-interval", "TDGL_WATCH_INTERVAL", "MS", "tuning: poll for new commits this often while long-polls wait or push targets exist", "5" },
@@ -282,11 +285,13 @@ static int cmd_serve(int argc, char **argv, int arg __attribute__((unused)))
 	struct watch *w = NULL;
 	struct push *push = NULL;
 	struct auth *auth = NULL;
+	struct quota *quota = NULL;
 	PGconn *c = NULL;
 	sigset_t sigs;
 	char err[512];
 	const char *files;
-	long retention, interval, pool_size, max_conns, window, watch_ms;
+	long retention, interval, pool_size, max_conns, window, watch_ms, per_ip = 0, per_key_req,
+	     per_key_wait;
 	struct timespec next_purge;
 	int rc = main_parse(argc, argv, opts, "tdgl-primary serve [options]", NULL, 0, 0, NULL);
 
@@ -307,12 +312,18 @@ static int cmd_serve(int argc, char **argv, int arg __attribute__((unused)))
 	if (args_int(args_get(opts, "pool-size"), 1, 200, &pool_size) < 0 ||
 	    args_int(args_get(opts, "max-conns"), 1, 100000, &max_conns) < 0 ||
 	    args_int(args_get(opts, "page-window"), 1, 100000000, &window) < 0 ||
-	    args_int(args_get(opts, "watch-interval"), 1, 1000, &watch_ms) < 0) {
+	    args_int(args_get(opts, "watch-interval"), 1, 1000, &watch_ms) < 0 ||
+	    (args_get(opts, "max-conns-per-ip") &&
+	     args_int(args_get(opts, "max-conns-per-ip"), 1, 100000, &per_ip) < 0) ||
+	    args_int(args_get(opts, "max-requests-per-key"), 1, 100000, &per_key_req) < 0 ||
+	    args_int(args_get(opts, "max-waits-per-key"), 1, 100000, &per_key_wait) < 0) {
 		fprintf(stderr, "error: --pool-size 1..200, --max-conns 1..100000, --page-window >= 1, "
-		        "--watch-interval 1..1000\n");
+		        "--watch-interval 1..1000, --max-conns-per-ip, --max-requests-per-key and "
+		        "--max-waits-per-key >= 1\n");
 		return 2;
 	}
 	limits.max_conns = (unsigned)max_conns;
+	limits.max_conns_per_ip = (unsigned)per_ip;   /* 0: http.c's default */
 	changes_set_window(window);
 	files = args_get(opts, "files-dir");
 	if (files && *files) {
@@ -340,10 +351,16 @@ static int cmd_serve(int argc, char **argv, int arg __attribute__((unused)))
 	pool = db_pool_new(args_get(opts, "db"), (int)pool_size);
 	db_pool_set_setup(pool, changes_session);
 	auth = auth_new();
+	{
+		int caps[QUOTA_KINDS] = { [QUOTA_REQUEST] = (int)per_key_req,
+		                          [QUOTA_WAIT] = (int)per_key_wait };
+		quota = quota_new(caps);
+	}
 	w = watch_start(args_get(opts, "db"), (int)watch_ms);
 	api.pool = pool;
 	api.watch = w;
 	api.auth = auth;
+	api.quota = quota;
 	api.files_dir = files && *files ? files : NULL;
 	api.metrics_public = args_get(opts, "metrics-public") != NULL;
 	api.stopping = &main_stopping;
@@ -380,6 +397,7 @@ out:
 	push_stop(push);
 	watch_stop(w);
 	auth_free(auth);
+	quota_free(quota);
 	db_pool_free(pool);
 	if (c)
 		PQfinish(c);

@@ -6,6 +6,7 @@
 
 #include "common/buf.h"
 #include "common/db.h"
+#include "common/http.h"
 #include "primary/metrics.h"
 
 static const unsigned metrics_codes[] = {
@@ -71,6 +72,10 @@ char *metrics_render(PGconn *c)
 		else
 			buf_printf(&b, "tdgl_http_requests_total{code=\"other\"} %lld\n", v);
 	}
+	buf_printf(&b, "# HELP tdgl_http_protocol_errors_total Requests refused or cut before a "
+	           "handler ran (malformed, aborted, over a connection limit, too slow).\n"
+	           "# TYPE tdgl_http_protocol_errors_total counter\n"
+	           "tdgl_http_protocol_errors_total %lu\n", http_protocol_errors());
 	buf_puts(&b, "# HELP tdgl_longpoll_waiters Long-poll requests waiting for changes.\n"
 	             "# TYPE tdgl_longpoll_waiters gauge\n");
 	buf_printf(&b, "tdgl_longpoll_waiters %d\n", atomic_load(&metrics_waiters));

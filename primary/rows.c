@@ -133,16 +133,25 @@ out:
 	return rc;
 }
 
-/* Maps a failed query to a status: data errors are the client's (bad key values, unknown
- * filter columns), the rest are ours. */
+/* Maps a failed query to a status and a message of our own: data errors are the client's
+ * (bad key values, unknown filter columns), the rest are ours. The database's text stays in
+ * our log: it names internals (aliases, types) and can echo the query. */
 static unsigned rows_db_status(const char *st, const char *msg, char *err, size_t errlen)
 {
-	if (!strncmp(st, "22", 2) || !strcmp(st, "42703") || !strcmp(st, "42883")) {
-		snprintf(err, errlen, "bad value: %.300s", msg);
-		return 400;
-	}
-	snprintf(err, errlen, "database error");
-	return 500;
+	unsigned status = 400;
+
+	if (!strcmp(st, "42703"))
+		snprintf(err, errlen, "filter: bad column name");
+	else if (!strcmp(st, "42883"))
+		snprintf(err, errlen, "filter: a column of that type cannot be compared");
+	else if (!strncmp(st, "22", 2))
+		snprintf(err, errlen, "bad value: a key or filter value does not fit its column");
+	else
+		status = 500;
+	if (status == 500)
+		snprintf(err, errlen, "database error");
+	(void)msg;   /* the query's own log line (db_exec) has it */
+	return status;
 }
 
 /* "(t.a, t.b)" */

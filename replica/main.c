@@ -537,12 +537,14 @@ static int cmd_serve(int argc, char **argv, int arg __attribute__((unused)))
 		{ "admin-token", "TDGL_ADMIN_TOKEN", "TOKEN", "Bearer token of the admin API", NULL },
 		{ "secret-key", "TDGL_SECRET_KEY", "KEY", "key that encrypts secrets at rest", NULL },
 		{ "files-dir", "TDGL_FILES_DIR", "DIR", "where attachment files go", "./files" },
+		{ "max-conns", "TDGL_MAX_CONNS", "N", "concurrent HTTP connections", "256" },
+		{ "max-conns-per-ip", "TDGL_MAX_CONNS_PER_IP", "N", "concurrent HTTP connections of one client address (default: a quarter of --max-conns)", NULL },
 		OPT_LOG_RETENTION,
 		{ "purge-interval", "TDGL_PURGE_INTERVAL", "DURATION",
 		  "purge the sync log and runs this often (0: never)", RETENTION_INTERVAL_DEFAULT },
 		OPT_END
 	};
-	struct http_limits limits = { .max_body = 1 << 20, .max_conns = 256, .timeout_s = 30 };
+	struct http_limits limits = { .max_body = 1 << 20, .timeout_s = 30 };
 	struct pull_env env = { 0 };
 	struct api api = { 0 };
 	struct http_server *srv = NULL;
@@ -552,7 +554,7 @@ static int cmd_serve(int argc, char **argv, int arg __attribute__((unused)))
 	sigset_t sigs;
 	char err[512];
 	PGconn *c = NULL;
-	long retention_s, purge_s;
+	long retention_s, purge_s, max_conns, per_ip = 0;
 	int rc, sealed;
 
 	rc = args_parse(argc, argv, opts, "tdgl-replica serve [--listen HOST:PORT]", NULL, 0, NULL);
@@ -562,6 +564,14 @@ static int cmd_serve(int argc, char **argv, int arg __attribute__((unused)))
 	purge_s = main_duration(opts, "purge-interval", 0);
 	if (retention_s < 0 || purge_s < 0)
 		return 2;
+	if (args_int(args_get(opts, "max-conns"), 1, 100000, &max_conns) < 0 ||
+	    (args_get(opts, "max-conns-per-ip") &&
+	     args_int(args_get(opts, "max-conns-per-ip"), 1, 100000, &per_ip) < 0)) {
+		fprintf(stderr, "error: --max-conns and --max-conns-per-ip: 1..100000\n");
+		return 2;
+	}
+	limits.max_conns = (unsigned)max_conns;
+	limits.max_conns_per_ip = (unsigned)per_ip;   /* 0: http.c's default */
 	c = cli_open(opts, 1, &rc);
 	if (!c)
 		return rc;

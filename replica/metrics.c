@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "common/db.h"
+#include "common/http.h"
 #include "replica/metrics.h"
 
 /* Per source: lag (now - the primary's capture time of the newest change applied), cursor
@@ -55,6 +56,10 @@ void metrics_render(struct buf *out)
 		buf_printf(out, "# HELP %s %s\n# TYPE %s counter\n%s %ld\n", metrics_info[i].name,
 		           metrics_info[i].help, metrics_info[i].name, metrics_info[i].name,
 		           atomic_load_explicit(&metrics_values[i], memory_order_relaxed));
+	buf_printf(out, "# HELP tdgl_replica_http_protocol_errors_total Requests refused or cut "
+	           "before a handler ran (malformed, aborted, over a connection limit, too slow)\n"
+	           "# TYPE tdgl_replica_http_protocol_errors_total counter\n"
+	           "tdgl_replica_http_protocol_errors_total %lu\n", http_protocol_errors());
 }
 
 /* A label value with \\, " and newline escaped as the text format requires. */

@@ -46,6 +46,8 @@ struct worker {
 };
 
 
+static struct log_limit sched_notify_log = LOG_LIMIT_INIT;
+
 struct sched {
 	char *conninfo;
 	struct pull_env env;
@@ -394,8 +396,8 @@ unsigned sched_notify(struct sched *s, const char *ts_hdr, const char *sig_hdr,
 	pthread_mutex_unlock(&s->mu);
 out:
 	metrics_add(status == 202 ? M_NOTIFY_ACCEPTED : M_NOTIFY_REFUSED, 1);
-	if (status != 202)
-		log_warn("notify refused: %s", err);
+	if (status != 202)   /* anyone can send these: counted, logged at most once a minute */
+		log_limited(&sched_notify_log, LOG_WARN, "notify refused: %s", err);
 	return status;
 }
 

@@ -10,6 +10,8 @@ from sites import ADMIN_TOKEN  # noqa: F401 - documents where the token comes fr
 
 
 
+REPLICA_SCHEMA = 3   # replica/cli.h REPLICA_SCHEMA_VERSION
+
 CUSTOMER = ("CREATE TABLE customer (id int PRIMARY KEY, name text, company text, "
             "amount numeric(12,2))")
 
@@ -416,15 +418,21 @@ def test_source_remove(primary, replica):
 def test_migrate_is_idempotent(replica):
     replica.migrate()
     replica.migrate()
-    assert replica.one("SELECT max(version) FROM tdgl.schema_version") == 2
+    assert replica.one("SELECT max(version) FROM tdgl.schema_version") == REPLICA_SCHEMA
 
 
 def test_older_schema_version_is_upgraded(replica):
-    replica.sql("DELETE FROM tdgl.schema_version WHERE version = 2")
+    """A version-2 database (no run sessions, no Interrupted status) is brought up to date,
+    and a run it left Running is closed as Interrupted."""
+    replica.sql("DELETE FROM tdgl.schema_version WHERE version > 2")
     replica.sql("DROP FUNCTION tdgl.finish_resync(text, text)")
+    replica.sql("ALTER TABLE tdgl.runs DROP COLUMN backend_pid, DROP COLUMN backend_start")
+    replica.sql("INSERT INTO tdgl.runs (source, trigger) VALUES ('s', 'Scheduler')")
     replica.migrate()
-    assert replica.one("SELECT max(version) FROM tdgl.schema_version") == 2
+    assert replica.one("SELECT max(version) FROM tdgl.schema_version") == REPLICA_SCHEMA
     assert replica.one("SELECT to_regprocedure('tdgl.finish_resync(text, text)') IS NOT NULL")
+    replica.cli("runs")
+    assert replica.one("SELECT status FROM tdgl.runs WHERE source = 's'") == "Interrupted"
 
 
 def test_every_change_logged_and_run_recorded(primary, replica):
