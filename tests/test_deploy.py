@@ -9,6 +9,7 @@ import socket
 import subprocess
 import tempfile
 
+import psycopg2
 import pytest
 import requests
 import yaml
@@ -450,6 +451,12 @@ def test_make_demo_runs_to_completion():
         # push is wired once the replica listens: no failed notify to start the log with
         with open(os.path.join(env["DEMO_DIR"], "primary.log")) as f:
             assert "Couldn't connect" not in f.read()
+        # the demo's clusters take a password, kept in a file only its owner reads
+        for port in (env["DEMO_PRIMARY_PG_PORT"], env["DEMO_REPLICA_PG_PORT"]):
+            with pytest.raises(psycopg2.OperationalError, match="password"):
+                psycopg2.connect(host="127.0.0.1", port=port, user="postgres",
+                                 dbname="postgres", passfile="/dev/null")
+        assert os.stat(os.path.join(env["DEMO_DIR"], "pgpass")).st_mode & 0o077 == 0
     finally:
         s = subprocess.run(["make", "-s", "demo-stop"], cwd=ROOT, env=env, capture_output=True,
                            text=True, timeout=120)

@@ -18,8 +18,14 @@ ADMIN_TOKEN_FILE=$DEMO_DIR/admin-token
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 die() { printf 'demo: %s\n' "$*" >&2; exit 1; }
 as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-psql_p() { "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 "host=127.0.0.1 port=$P_PG user=postgres dbname=postgres" "$@"; }
-psql_r() { "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 "host=127.0.0.1 port=$R_PG user=postgres dbname=postgres" "$@"; }
+# The clusters take a password (scram-sha-256): on 127.0.0.1 every local account could
+# otherwise connect as their superuser. The password is in a 0600 passfile, never on a
+# command line or in a conninfo string.
+PASSFILE=$DEMO_DIR/pgpass
+PRIMARY_DB="host=127.0.0.1 port=$P_PG user=postgres dbname=postgres passfile=$PASSFILE"
+REPLICA_DB="host=127.0.0.1 port=$R_PG user=postgres dbname=postgres passfile=$PASSFILE"
+psql_p() { "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 "$PRIMARY_DB" "$@"; }
+psql_r() { "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 "$REPLICA_DB" "$@"; }
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
@@ -34,8 +40,11 @@ start_cluster() { # start_cluster NAME PORT
   dir=$DEMO_DIR/$1
   if [ ! -d "$dir/data" ]; then
     mkdir -p "$dir"
-    [ "$(id -u)" -eq 0 ] && chown postgres "$dir"
-    as_pg "$PG_BIN/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
+    (umask 077; sed -n 's/^[^:]*:[^:]*:[^:]*:[^:]*://p' "$PASSFILE" | head -1 >"$dir/pw")
+    [ "$(id -u)" -eq 0 ] && chown postgres "$dir" "$dir/pw"
+    as_pg "$PG_BIN/initdb" -D "$dir/data" -U postgres --auth=scram-sha-256 \
+      --pwfile="$dir/pw" -E UTF8 --locale=C.UTF-8 >/dev/null
+    rm -f "$dir/pw"
     printf "port = %s\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = ''\n" "$2" \
       >>"$dir/data/postgresql.conf"
   fi
@@ -85,6 +94,8 @@ port_busy "$P_HTTP" && die "port $P_HTTP is in use: set DEMO_PRIMARY_PORT to a f
 port_busy "$R_HTTP" && die "port $R_HTTP is in use: set DEMO_REPLICA_PORT to a free port"
 stop_all; rm -rf "$DEMO_DIR"; mkdir -p "$DEMO_DIR"
 trap failed EXIT INT TERM
+(umask 077; printf '127.0.0.1:*:*:postgres:%s\n' "$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')" \
+  >"$PASSFILE")
 
 say "starting the primary site's PostgreSQL (port $P_PG) and the replica site's (port $R_PG)"
 start_cluster primary-site "$P_PG"
@@ -92,8 +103,6 @@ start_cluster replica-site "$R_PG"
 psql_p -f deploy/sample.sql
 psql_r -f deploy/sample.sql
 
-PRIMARY_DB="host=127.0.0.1 port=$P_PG user=postgres dbname=postgres"
-REPLICA_DB="host=127.0.0.1 port=$R_PG user=postgres dbname=postgres"
 ADMIN_TOKEN=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
 SECRET_KEY=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
 PUSH_SECRET=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
