@@ -100,6 +100,8 @@ static int main_parse(int argc, char **argv, struct arg_opt *opts, const char *u
 }
 
 #define DB_OPT { "db", "TDGL_DB", "CONNINFO", "libpq connection string of the primary database", NULL }
+#define SECRET_KEY_OPT { "secret-key", "TDGL_SECRET_KEY", "KEY", \
+	"key that seals push secrets at rest (AES-256-GCM)", NULL }
 
 static int cmd_migrate(int argc, char **argv, int arg __attribute__((unused)))
 {
@@ -223,6 +225,7 @@ static int cmd_push(int argc, char **argv, int arg __attribute__((unused)))
 	struct arg_opt opts[] = {
 		DB_OPT,
 		{ "secret", "TDGL_PUSH_SECRET", "SECRET", "push add: shared HMAC secret (the replica's push secret)", NULL },
+		SECRET_KEY_OPT,
 		{ 0 }
 	};
 	static const char usage[] =
@@ -248,7 +251,7 @@ static int cmd_push(int argc, char **argv, int arg __attribute__((unused)))
 		goto out;
 	rc = 1;
 	if (!strcmp(pos[0], "add"))
-		r = push_add(c, pos[1], args_get(opts, "secret"));
+		r = push_add(c, pos[1], args_get(opts, "secret"), args_get(opts, "secret-key"));
 	else if (!strcmp(pos[0], "list"))
 		r = push_list(c, stdout);
 	else
@@ -258,6 +261,23 @@ out:
 	if (c)
 		PQfinish(c);
 	return rc;
+}
+
+/* With a key, seals the push secrets stored in plain text; without, says they are. */
+static int main_seal_push_secrets(PGconn *c, const char *key_material)
+{
+	int n = key_material && *key_material ? push_seal_all(c, key_material) : push_plain_count(c);
+
+	if (n < 0) {
+		fprintf(stderr, "error: cannot read the push targets: %s\n", db_last_error());
+		return -1;
+	}
+	if (n > 0 && key_material && *key_material)
+		log_info("push: sealed %d secret(s) stored in plain text", n);
+	else if (n > 0)
+		log_warn("push: %d secret(s) stored in plain text: set TDGL_SECRET_KEY (or "
+		         "--secret-key-file) to seal them at rest", n);
+	return 0;
 }
 
 static int cmd_serve(int argc, char **argv, int arg __attribute__((unused)))
@@ -276,6 +296,7 @@ static int cmd_serve(int argc, char **argv, int arg __attribute__((unused)))
 		{ "metrics-public", "TDGL_METRICS_PUBLIC", NULL, "serve /metrics without an API key", NULL },
 		{ "page-window", "TDGL_PAGE_WINDOW", "IDS", "tuning: change ids one page query examines at most", "20000" },
 		{ "watch-interval", "TDGL_WATCH_INTERVAL", "MS", "tuning: poll for new commits this often while long-polls wait or push targets exist", "5" },
+		SECRET_KEY_OPT,
 		{ 0 }
 	};
 	struct http_limits limits = { .max_body = 65536, .max_conns = 1024, .timeout_s = 90 };
@@ -289,7 +310,7 @@ static int cmd_serve(int argc, char **argv, int arg __attribute__((unused)))
 	PGconn *c = NULL;
 	sigset_t sigs;
 	char err[512];
-	const char *files;
+	const char *files, *key_material;
 	long retention, interval, pool_size, max_conns, window, watch_ms, per_ip = 0, per_key_req,
 	     per_key_wait;
 	struct timespec next_purge;
@@ -337,6 +358,9 @@ static int cmd_serve(int argc, char **argv, int arg __attribute__((unused)))
 	if (!c)
 		goto out;
 	rc = 1;
+	key_material = args_get(opts, "secret-key");
+	if (main_seal_push_secrets(c, key_material) < 0)
+		goto out;
 	PQfinish(c);
 	c = NULL;
 
@@ -371,7 +395,7 @@ static int cmd_serve(int argc, char **argv, int arg __attribute__((unused)))
 	}
 	log_info("serving on %s (port %u), retention %lds, files %s", args_get(opts, "listen"),
 	         http_port(srv), retention, api.files_dir ? api.files_dir : "(none)");
-	push = push_start(pool, w);   /* after the listen succeeded: nothing starts for a refused serve */
+	push = push_start(pool, w, key_material);   /* after the listen succeeded: nothing starts for a refused serve */
 	clock_after(&next_purge, interval * 1000L);
 	for (;;) {
 		struct timespec one = { 1, 0 };

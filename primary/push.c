@@ -30,6 +30,10 @@ static const char Q_ADD[] =
 	" ON CONFLICT (url) DO UPDATE SET secret = EXCLUDED.secret, enabled = true RETURNING id";
 static const char Q_LIST[] =
 	"SELECT id, url, enabled, created_at FROM tdgl.push_targets ORDER BY id";
+static const char Q_PLAIN[] =
+	"SELECT id, secret FROM tdgl.push_targets WHERE secret NOT LIKE 'v1:%' ORDER BY id";
+static const char Q_SEAL[] =
+	"UPDATE tdgl.push_targets SET secret = $3 WHERE id = $1::bigint AND secret = $2";
 static const char Q_REMOVE_ID[] = "DELETE FROM tdgl.push_targets WHERE id = $1::bigint";
 static const char Q_REMOVE_URL[] = "DELETE FROM tdgl.push_targets WHERE url = $1";
 
@@ -38,7 +42,8 @@ struct push_target {
 	struct push_target *next;
 	int64_t             id;
 	char               *url;       /* .../api/notify */
-	char               *secret;
+	char               *secret;    /* opened */
+	char               *stored;    /* as stored (sealed or not): a change means reload */
 	pthread_t           thread;
 	pthread_cond_t      cond;
 	int                 pending;
@@ -48,6 +53,7 @@ struct push_target {
 };
 
 struct push {
+	const char         *key_material;   /* opens sealed secrets; NULL: none given */
 	struct db_pool     *pool;
 	struct watch       *watch;
 	pthread_t           thread;
@@ -160,6 +166,27 @@ static void push_on_change(void *ctx, int64_t head)
 	pthread_mutex_unlock(&p->lock);
 }
 
+/* The secret of a target as stored ("v1:..." sealed, else plain); malloc'd, or NULL when it
+ * cannot be opened (logged: the target is left out until the key is given). */
+static char *push_open(struct push *p, const char *url, const char *stored)
+{
+	static struct log_limit no_key = LOG_LIMIT_INIT;
+	char *s;
+
+	if (strncmp(stored, "v1:", 3) != 0)
+		s = strdup(stored);
+	else if (!p->key_material || !*p->key_material)
+		s = NULL;
+	else
+		s = crypto_open(p->key_material, stored);
+	if (!s)
+		log_limited(&no_key, LOG_ERROR, "push %s: its secret is sealed and %s: set the "
+		            "TDGL_SECRET_KEY it was sealed with", url,
+		            p->key_material && *p->key_material ? "this key does not open it"
+		                                                : "no key is set");
+	return s;
+}
+
 static void push_target_free(struct push_target *t)
 {
 	pthread_cond_destroy(&t->cond);
@@ -167,6 +194,7 @@ static void push_target_free(struct push_target *t)
 	if (t->secret)
 		explicit_bzero(t->secret, strlen(t->secret));
 	free(t->secret);
+	free(t->stored);
 	free(t);
 }
 
@@ -207,30 +235,34 @@ static void push_reload(struct push *p)
 		t->seen = 0;
 	for (int i = 0; i < PQntuples(res); i++) {
 		int64_t id = strtoll(PQgetvalue(res, i, 0), NULL, 10);
-		const char *base = PQgetvalue(res, i, 1), *secret = PQgetvalue(res, i, 2);
+		const char *base = PQgetvalue(res, i, 1), *stored = PQgetvalue(res, i, 2);
 		size_t bl = strlen(base);
 		struct push_target *t;
+		char *secret;
 
 		while (bl && base[bl - 1] == '/')
 			bl--;
 		snprintf(url, sizeof url, "%.*s/api/notify", (int)bl, base);
 		for (t = p->targets; t; t = t->next)
-			if (t->id == id && !strcmp(t->url, url) && !strcmp(t->secret, secret))
+			if (t->id == id && !strcmp(t->url, url) && !strcmp(t->stored, stored))
 				break;
 		if (t) {
 			t->seen = 1;
 			n++;
 			continue;
 		}
+		if (!(secret = push_open(p, url, stored)))
+			continue;
 		t = calloc(1, sizeof(*t));
 		if (!t)
 			abort();
 		t->push = p;
 		t->id = id;
 		t->url = strdup(url);
-		t->secret = strdup(secret);
+		t->secret = secret;
+		t->stored = strdup(stored);
 		t->seen = 1;
-		if (!t->url || !t->secret)
+		if (!t->url || !t->stored)
 			abort();
 		clock_cond_init(&t->cond);
 		if (pthread_create(&t->thread, NULL, push_target_main, t) != 0) {
@@ -278,7 +310,7 @@ static void *push_main(void *arg)
 	return NULL;
 }
 
-struct push *push_start(struct db_pool *pool, struct watch *w)
+struct push *push_start(struct db_pool *pool, struct watch *w, const char *key_material)
 {
 	struct push *p = calloc(1, sizeof(*p));
 
@@ -286,6 +318,7 @@ struct push *push_start(struct db_pool *pool, struct watch *w)
 		abort();
 	p->pool = pool;
 	p->watch = w;
+	p->key_material = key_material;
 	pthread_mutex_init(&p->lock, NULL);
 	clock_cond_init(&p->cond);
 	watch_set_listener(w, push_on_change, p);
@@ -318,10 +351,12 @@ void push_stop(struct push *p)
 	free(p);
 }
 
-int push_add(PGconn *c, const char *url, const char *secret)
+int push_add(PGconn *c, const char *url, const char *secret, const char *key_material)
 {
-	const char *params[2] = { url, secret };
-	PGresult *res;
+	const char *params[2] = { url, NULL };
+	char *sealed = NULL;
+	PGresult *res = NULL;
+	int rc = -1;
 
 	if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0) {
 		fprintf(stderr, "error: push target URL must start with http:// or https://\n");
@@ -331,12 +366,51 @@ int push_add(PGconn *c, const char *url, const char *secret)
 		fprintf(stderr, "error: --secret must be at least 16 characters\n");
 		return 1;
 	}
+	if (key_material && *key_material && !(sealed = crypto_seal(key_material, secret))) {
+		log_error("push add: cannot seal the secret");
+		goto out;
+	}
+	params[1] = sealed ? sealed : secret;
 	res = db_exec(c, "push add", Q_ADD, 2, params);
 	if (!res)
-		return -1;
-	printf("push target %s: %s\n", PQgetvalue(res, 0, 0), url);
+		goto out;
+	printf("push target %s: %s%s\n", PQgetvalue(res, 0, 0), url,
+	       sealed ? "" : " (secret stored in plain text: set TDGL_SECRET_KEY to seal it)");
+	rc = 0;
+out:
 	PQclear(res);
-	return 0;
+	free(sealed);
+	return rc;
+}
+
+int push_plain_count(PGconn *c)
+{
+	PGresult *res = db_exec(c, "push: plain secrets", Q_PLAIN, 0, NULL);
+	int n = res ? PQntuples(res) : -1;
+
+	PQclear(res);
+	return n;
+}
+
+int push_seal_all(PGconn *c, const char *key_material)
+{
+	PGresult *res = db_exec(c, "push: plain secrets", Q_PLAIN, 0, NULL);
+	int n = 0;
+
+	if (!res)
+		return -1;
+	for (int i = 0; i < PQntuples(res) && n >= 0; i++) {
+		char *sealed = crypto_seal(key_material, PQgetvalue(res, i, 1));
+		const char *p[3] = { PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), sealed };
+
+		if (!sealed || db_run(c, "push: seal secret", Q_SEAL, 3, p) < 0)
+			n = -1;
+		else
+			n++;
+		free(sealed);
+	}
+	PQclear(res);
+	return n;
 }
 
 int push_list(PGconn *c, FILE *out)

@@ -9,11 +9,19 @@
 #include "common/db.h"
 #include "primary/watch.h"
 
-struct push *push_start(struct db_pool *pool, struct watch *w);
+/* key_material (TDGL_SECRET_KEY; may be NULL) opens sealed push secrets; it must outlive
+ * the notifier. */
+struct push *push_start(struct db_pool *pool, struct watch *w, const char *key_material);
 void push_stop(struct push *p);   /* joins every thread; NULL is fine */
 
-/* CLI. Return 0 ok, 1 refused/not found (message printed), -1 database error. */
-int push_add(PGconn *c, const char *url, const char *secret);
+/* CLI. Return 0 ok, 1 refused/not found (message printed), -1 database error. With
+ * key_material the secret is stored sealed (AES-256-GCM, crypto.h), else as given. */
+int push_add(PGconn *c, const char *url, const char *secret, const char *key_material);
+/* Seals every push secret stored in plain text (an older version, or added without a key).
+ * Returns how many, or -1 (logged). */
+int push_seal_all(PGconn *c, const char *key_material);
+/* How many push secrets are stored in plain text, or -1 (logged). */
+int push_plain_count(PGconn *c);
 int push_list(PGconn *c, FILE *out);
 int push_remove(PGconn *c, const char *id_or_url);
 

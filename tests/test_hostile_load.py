@@ -133,3 +133,25 @@ def test_client_errors_use_our_words_not_the_databases(primary):
     r = primary.get("/api/rows", key, secret, table="customer", filter='{"id": "x"}')
     assert r.status_code == 400, r.text
     assert r.json() == {"error": "bad value: a key or filter value does not fit its column"}
+
+
+def test_push_secrets_are_sealed_at_rest_and_still_sign(primary, replica):
+    """A local account that reads tdgl.push_targets learns no push secret: stored sealed
+    under TDGL_SECRET_KEY (plain ones from before are sealed when serve starts with it)."""
+    key = {"TDGL_SECRET_KEY": "primary-sealing-key-0123456789abcdef"}
+    primary.sql("INSERT INTO tdgl.push_targets (url, secret) "
+                "VALUES ('http://127.0.0.1:9/old', 'an-old-plain-push-secret')")
+    primary.serve(env=key)
+    assert "sealed 1 secret" in primary.server.log()
+    pair(primary, replica, CUSTOMER, ["customer"], "--poll-interval", "3600",
+         "--push-secret", PUSH)
+    replica.serve()
+    source_ready(replica)
+    primary.cli("push", "add", replica.url, env=dict(key, TDGL_PUSH_SECRET=PUSH))
+    for (secret,) in primary.sql("SELECT secret FROM tdgl.push_targets"):
+        assert secret.startswith("v1:") and "push" not in secret, secret
+    # the sealed secret still signs: the change is pushed (the schedule would wait an hour)
+    wait_until(lambda: f"{replica.url}/api/notify active" in primary.server.log(),
+               what="the push target opened with the key")
+    primary.sql("INSERT INTO customer VALUES (1, 'pushed', 'X', 1)")
+    replica.wait_rows("SELECT name FROM customer", [("pushed",)], timeout=20)

@@ -110,18 +110,20 @@ PUSH_SECRET=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
 umask 077
 printf '%s\n' "$ADMIN_TOKEN" >"$ADMIN_TOKEN_FILE"
 printf 'TDGL_SECRET_KEY=%s\n' "$SECRET_KEY" >"$DEMO_DIR/replica.env"
+od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$DEMO_DIR/primary-secret-key"
 printf '%s\n' "$PUSH_SECRET" >"$DEMO_DIR/push-secret"
 umask 022
 
 say "primary: migrate, track customer, create an API key"
 export TDGL_DB="$PRIMARY_DB"
+P_SECRET_KEY=$(cat "$DEMO_DIR/primary-secret-key")   # seals the push secret at rest
 "$BIN/tdgl-primary" migrate
 "$BIN/tdgl-primary" track customer
 creds=$("$BIN/tdgl-primary" keygen --label demo-replica)
 KEY=$(printf '%s\n' "$creds" | sed -n 's/^key: //p')
 (umask 077; printf '%s\n' "$creds" | sed -n 's/^secret: //p' >"$DEMO_DIR/api-secret")
 mkdir -p "$DEMO_DIR/files-primary" "$DEMO_DIR/files-replica"
-TDGL_FILES_DIR="$DEMO_DIR/files-primary" nohup "$BIN/tdgl-primary" serve --listen "127.0.0.1:$P_HTTP" \
+TDGL_SECRET_KEY="$P_SECRET_KEY" TDGL_FILES_DIR="$DEMO_DIR/files-primary" nohup "$BIN/tdgl-primary" serve --listen "127.0.0.1:$P_HTTP" \
   >"$DEMO_DIR/primary.log" 2>&1 &
 echo $! >"$DEMO_DIR/primary.pid"
 wait_for 20 "tdgl-primary" curl -sf "http://127.0.0.1:$P_HTTP/health"
@@ -138,7 +140,7 @@ echo $! >"$DEMO_DIR/replica.pid"
 wait_for 20 "tdgl-replica" curl -sf "http://127.0.0.1:$R_HTTP/health"
 
 say "primary: push new changes to the replica (now that it listens)"
-TDGL_DB="$PRIMARY_DB" "$BIN/tdgl-primary" push add "http://127.0.0.1:$R_HTTP" \
+TDGL_DB="$PRIMARY_DB" TDGL_SECRET_KEY="$P_SECRET_KEY" "$BIN/tdgl-primary" push add "http://127.0.0.1:$R_HTTP" \
   --secret-file "$DEMO_DIR/push-secret"
 
 say "writing 200 sample changes on the primary (inserts, updates, a submit, a delete)"
