@@ -1,4 +1,4 @@
--- tdgl-replica schema, version 3. Idempotent: every statement may run again, and an older
+-- tdgl-replica schema, version 4. Idempotent: every statement may run again, and an older
 -- version is upgraded by running it again (new columns are added with ADD COLUMN IF NOT EXISTS).
 -- Applied by `tdgl-replica migrate` (db_migrate, under an advisory lock).
 --
@@ -192,6 +192,57 @@ BEGIN
 	        WHERE i.indrelid = p_rel AND i.indisprimary);
 END $$;
 
+-- Apply sessions run with session_replication_role = replica when the database role may
+-- set it (a superuser, or on PostgreSQL 15+ a role granted SET ON PARAMETER
+-- session_replication_role): the replica's foreign-key checks and its ordinary triggers do
+-- not fire for applied rows, as in PostgreSQL's logical replication workers (and Slony-I,
+-- Bucardo). The primary already checked its keys, and its cascades arrive as the changes
+-- they made. p_session: for the rest of the session (a pull's own connection: set once,
+-- since every change of the setting resets the session's plan cache), else for the caller's
+-- transaction. Returns whether it is in effect; false is the fallback (foreign keys are
+-- checked during apply, docs/operations.md).
+CREATE OR REPLACE FUNCTION tdgl.replica_role(p_session bool) RETURNS bool
+LANGUAGE plpgsql AS $$
+BEGIN
+	IF current_setting('session_replication_role') = 'replica' THEN
+		RETURN true;
+	END IF;
+	BEGIN
+		PERFORM set_config('session_replication_role', 'replica', NOT p_session);
+	EXCEPTION WHEN insufficient_privilege THEN
+		RETURN false;
+	END;
+	RETURN true;
+END $$;
+
+-- Apply mode for the caller's transaction (a copy page, a retry, a conflict resolution, a
+-- dry run): tdgl.applying on (the local-edit triggers skip it), the replica role when
+-- permitted; without it every constraint is checked when its statement ends (SET
+-- CONSTRAINTS ALL IMMEDIATE), so a violated deferrable key fails the change, which is then
+-- logged, rather than the commit of the whole transaction. Returns tdgl.replica_role's answer.
+CREATE OR REPLACE FUNCTION tdgl.apply_mode() RETURNS bool
+LANGUAGE plpgsql AS $$
+BEGIN
+	PERFORM set_config('tdgl.applying', 'on', true);
+	IF tdgl.replica_role(false) THEN
+		RETURN true;
+	END IF;
+	SET CONSTRAINTS ALL IMMEDIATE;
+	RETURN false;
+END $$;
+
+-- Foreign keys between the local tables of a source's configured tables (sync names), for
+-- the initial sync's table order (replica/fkorder.h).
+CREATE OR REPLACE FUNCTION tdgl.source_fks(p_source text)
+RETURNS TABLE (child text, parent text, is_deferrable bool) LANGUAGE sql STABLE AS $$
+	WITH t AS (SELECT tbl, tdgl.local_table(tbl) AS rel FROM tdgl.source_tables
+	           WHERE source = p_source)
+	SELECT c.tbl, p.tbl, k.condeferrable
+	FROM pg_constraint k JOIN t c ON c.rel = k.conrelid JOIN t p ON p.rel = k.confrelid
+	WHERE k.contype = 'f'
+	ORDER BY 1, 2
+$$;
+
 -- Local-edit trigger: TG_ARGV[0] = sync table name, TG_ARGV[1..] = key columns.
 -- Skipped in the apply session, so re-applying a primary row never looks like a local edit.
 CREATE OR REPLACE FUNCTION tdgl.local_edit_trigger() RETURNS trigger
@@ -246,6 +297,10 @@ BEGIN
 	               'ON %s FOR EACH ROW WHEN (current_setting(''tdgl.applying'', true) '
 	               'IS DISTINCT FROM ''on'') EXECUTE FUNCTION tdgl.local_edit_trigger(%s)',
 	               p_rel, args);
+	-- ALWAYS: an edit is local whatever session_replication_role its session runs with
+	-- (another replication tool, a script loading rows without FK checks); only tdgl's
+	-- apply session (tdgl.applying) is not a local edit
+	EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER tdgl_local_edit', p_rel);
 END $$;
 
 -- Watches every configured table of a source that exists locally; returns the tables that
@@ -608,46 +663,22 @@ BEGIN
 	                         'files', files);
 END $$;
 
--- Applies one page of GET /api/changes and moves the source's cursor from p_prev_cursor to
--- p_cursor, all in the caller's transaction: applies and cursor commit together, so a crash
--- neither loses nor repeats a change. Raises 40001 when the cursor is no longer p_prev_cursor
--- (another pull got there first). Adds the counts to run p_run_id. The page comes split into
--- parallel arrays, one element per change in page order (replica/page.c): pk, old_pk and row
--- are the primary's JSON text verbatim (NULL unless an object); a change without a table is
--- ignored. Returns {"fetched","synced","failed","skipped","conflicts","ignored","files":[...]}.
-DROP FUNCTION IF EXISTS tdgl.apply_page(text, json, text, text, bigint);
-DROP FUNCTION IF EXISTS tdgl.apply_page(text, bigint[], text[], text[], json[], json[], json[],
-	text[], text, text, bigint);
-CREATE OR REPLACE FUNCTION tdgl.apply_page(p_source text, p_ids bigint[], p_tbls text[],
-	p_ops text[], p_pks json[], p_old_pks json[], p_rows json[], p_changed_at text[],
-	p_runs int[], p_prev_cursor text, p_cursor text, p_run_id bigint) RETURNS json
-LANGUAGE plpgsql AS $$
+-- Applies the runs of a page in run order (p_runs: the run of each change, replica/page.c).
+-- A change without a table, or of a table the source does not configure, is ignored.
+-- Returns {"synced","failed","skipped","conflicts","ignored","files":[...]}.
+CREATE OR REPLACE FUNCTION tdgl.apply_runs(p_source text, p_run_id bigint, p_ids bigint[],
+	p_tbls text[], p_ops text[], p_pks json[], p_old_pks json[], p_rows json[], p_runs int[])
+RETURNS json LANGUAGE plpgsql AS $$
 DECLARE
-	prev  text := current_setting('tdgl.applying', true);
 	r     record;
 	res   json;
-	fch   int := coalesce(cardinality(p_ids), 0);
 	syn   int := 0;
 	fld   int := 0;
 	skp   int := 0;
 	cnf   int := 0;
 	ign   int := 0;
 	files jsonb := '[]';
-	newest   timestamptz;
 BEGIN
-	PERFORM set_config('tdgl.applying', 'on', true);
-	SELECT max(x::timestamptz) INTO newest FROM unnest(p_changed_at) x;
-	UPDATE tdgl.sources SET cursor = p_cursor, cursor_moved_at = now(),
-	       last_change_at = greatest(last_change_at, newest)
-	WHERE name = p_source AND cursor IS NOT DISTINCT FROM p_prev_cursor;
-	IF NOT FOUND THEN
-		RAISE EXCEPTION 'cursor of source "%" moved: another pull applied this page', p_source
-			USING ERRCODE = '40001';
-	END IF;
-	-- p_runs cuts the page into runs (replica/page.c page_runs): inside a stretch of one
-	-- table and one operation class the n-th change of each key is in the stretch's n-th run,
-	-- so a run never holds a key twice and each key's changes stay in order. A run that
-	-- holds a key twice anyway only fails its statement and is applied change by change.
 	FOR r IN
 		SELECT u.run, min(u.tbl) AS tbl,
 		       CASE min(u.op) WHEN 'Delete' THEN 'D' WHEN 'Rename' THEN 'R' ELSE 'U' END AS cls,
@@ -670,12 +701,80 @@ BEGIN
 		fld := fld + (res->>'failed')::int;
 		files := files || (res->'files')::jsonb;
 	END LOOP;
-	UPDATE tdgl.runs SET fetched = fetched + fch, synced = synced + syn, failed = failed + fld,
-	       skipped = skipped + skp, conflicts = conflicts + cnf, pages = pages + 1
+	RETURN json_build_object('synced', syn, 'failed', fld, 'skipped', skp, 'conflicts', cnf,
+	                         'ignored', ign, 'files', files);
+END $$;
+
+-- Applies one page of GET /api/changes and moves the source's cursor from p_prev_cursor to
+-- p_cursor, all in the caller's transaction: applies and cursor commit together, so a crash
+-- neither loses nor repeats a change. Raises 40001 when the cursor is no longer p_prev_cursor
+-- (another pull got there first). Adds the counts to run p_run_id. The page comes split into
+-- parallel arrays, one element per change in page order (replica/page.c): pk, old_pk and row
+-- are the primary's JSON text verbatim (NULL unless an object); a change without a table is
+-- ignored. Two cuts into runs come along (page_runs): p_table_runs groups each table's
+-- changes of the whole page, p_runs only consecutive changes of one table.
+-- With the replica role (tdgl.replica_role; the pull's session keeps it) no foreign key or
+-- ordinary trigger links rows of different tables, so p_table_runs applies: a page of
+-- transactions that each touch several tables takes a few statements per table.
+-- Without it (the fallback) the page keeps the primary's order across tables (p_runs), with
+-- deferrable constraints deferred over the page (a child before its parent in the page is
+-- fine) and checked before the cursor moves; when that check fails, the page is applied
+-- again with every constraint checked at once, so that only the failing changes are logged
+-- Failed rather than the commit failing (and the page being pulled again) forever.
+-- Returns {"fetched","synced","failed","skipped","conflicts","ignored","files":[...],
+-- "replica_role"}.
+DROP FUNCTION IF EXISTS tdgl.apply_page(text, json, text, text, bigint);
+DROP FUNCTION IF EXISTS tdgl.apply_page(text, bigint[], text[], text[], json[], json[], json[],
+	text[], text, text, bigint);
+DROP FUNCTION IF EXISTS tdgl.apply_page(text, bigint[], text[], text[], json[], json[], json[],
+	text[], int[], text, text, bigint);
+CREATE OR REPLACE FUNCTION tdgl.apply_page(p_source text, p_ids bigint[], p_tbls text[],
+	p_ops text[], p_pks json[], p_old_pks json[], p_rows json[], p_changed_at text[],
+	p_runs int[], p_table_runs int[], p_prev_cursor text, p_cursor text, p_run_id bigint)
+RETURNS json LANGUAGE plpgsql AS $$
+DECLARE
+	prev     text := current_setting('tdgl.applying', true);
+	rr       bool;
+	checking bool := false;
+	res      jsonb;
+	fch      int := coalesce(cardinality(p_ids), 0);
+	newest   timestamptz;
+BEGIN
+	PERFORM set_config('tdgl.applying', 'on', true);
+	rr := tdgl.replica_role(true);
+	SELECT max(x::timestamptz) INTO newest FROM unnest(p_changed_at) x;
+	UPDATE tdgl.sources SET cursor = p_cursor, cursor_moved_at = now(),
+	       last_change_at = greatest(last_change_at, newest)
+	WHERE name = p_source AND cursor IS NOT DISTINCT FROM p_prev_cursor;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'cursor of source "%" moved: another pull applied this page', p_source
+			USING ERRCODE = '40001';
+	END IF;
+	IF rr THEN
+		res := tdgl.apply_runs(p_source, p_run_id, p_ids, p_tbls, p_ops, p_pks, p_old_pks,
+		                       p_rows, coalesce(p_table_runs, p_runs));
+	ELSE
+		BEGIN
+			SET CONSTRAINTS ALL DEFERRED;
+			res := tdgl.apply_runs(p_source, p_run_id, p_ids, p_tbls, p_ops, p_pks, p_old_pks,
+			                       p_rows, p_runs);
+			checking := true;
+			SET CONSTRAINTS ALL IMMEDIATE;
+		EXCEPTION WHEN OTHERS THEN
+			IF NOT checking THEN
+				RAISE;
+			END IF;
+			SET CONSTRAINTS ALL IMMEDIATE;
+			res := tdgl.apply_runs(p_source, p_run_id, p_ids, p_tbls, p_ops, p_pks, p_old_pks,
+			                       p_rows, p_runs);
+		END;
+	END IF;
+	UPDATE tdgl.runs SET fetched = fetched + fch, synced = synced + (res->>'synced')::int,
+	       failed = failed + (res->>'failed')::int, skipped = skipped + (res->>'skipped')::int,
+	       conflicts = conflicts + (res->>'conflicts')::int, pages = pages + 1
 	WHERE id = p_run_id;
 	PERFORM set_config('tdgl.applying', coalesce(prev, ''), true);
-	RETURN json_build_object('fetched', fch, 'synced', syn, 'failed', fld, 'skipped', skp,
-	                         'conflicts', cnf, 'ignored', ign, 'files', files);
+	RETURN res || jsonb_build_object('fetched', fch, 'replica_role', rr);
 END $$;
 
 -- Applies one page of GET /api/rows (the raw body's "rows" array, as json) for an initial
@@ -960,7 +1059,7 @@ BEGIN
 			USING ERRCODE = '55000';
 	END IF;
 	IF p_resolution = 'Accept Primary' THEN
-		PERFORM set_config('tdgl.applying', 'on', true);
+		PERFORM tdgl.apply_mode();
 		cls := CASE c.op WHEN 'Delete' THEN 'D' WHEN 'Rename' THEN 'R' ELSE 'U' END;
 		PERFORM tdgl.apply_run(c.source, NULL, c.tbl, cls,
 			ARRAY[ROW(1, c.change_id, c.op, c.pk::json, c.old_pk, c.primary_row)::tdgl.change],
@@ -1011,7 +1110,7 @@ DECLARE
 	out     json[] := '{}';
 	i       int := 0;
 BEGIN
-	PERFORM set_config('tdgl.applying', 'on', true);
+	PERFORM tdgl.apply_mode();      -- as a pull applies (the replica role when permitted)
 	FOR x IN SELECT e FROM json_array_elements(p_changes) e LOOP
 		i := i + 1;
 		IF p_rows_of IS NOT NULL THEN
@@ -1210,4 +1309,22 @@ LANGUAGE sql AS $$
 	SELECT id FROM closed ORDER BY id   -- `marked` runs all the same (a writing CTE)
 $$;
 
-INSERT INTO tdgl.schema_version (version) VALUES (3) ON CONFLICT DO NOTHING;
+-- Version 4: the local-edit triggers fire whatever session_replication_role a session runs
+-- with (tdgl.watch_table); apply sessions run as replica (tdgl.replica_role). Triggers a
+-- version-3 replica installed are switched here (by their table's owner: a migration run
+-- by another role warns and leaves them; `source add` or a later migrate switches them).
+DO $$
+DECLARE
+	t regclass;
+BEGIN
+	FOR t IN SELECT tgrelid::regclass FROM pg_trigger
+	         WHERE tgname = 'tdgl_local_edit' AND tgenabled <> 'A' LOOP
+		BEGIN
+			EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER tdgl_local_edit', t);
+		EXCEPTION WHEN insufficient_privilege THEN
+			RAISE WARNING 'tdgl_local_edit on %: not its owner, left as it is', t;
+		END;
+	END LOOP;
+END $$;
+
+INSERT INTO tdgl.schema_version (version) VALUES (4) ON CONFLICT DO NOTHING;
