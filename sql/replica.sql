@@ -325,10 +325,18 @@ END $$;
 -- no key twice. Everything (classification, conflicts, subset removal, the apply itself,
 -- the log) is ONE statement. Raises when anything fails; the caller then retries change by
 -- change. p_initial: rows of an initial sync (only non-Synced outcomes are logged).
--- p_force: a conflict resolution (no filter, flag or local-edit checks). Returns
--- {"synced","skipped","conflicts","files":[...]}.
+-- p_force: a conflict resolution (no filter, flag or local-edit checks).
+-- p_repeats: an upsert run that may hold a key several times, in page order (apply_runs
+-- merges the runs of a stretch so; only for a table without filter, with inserts and updates
+-- enabled): each change gets the outcome it would get applied one by one (a later change of
+-- a row that changes nothing is 'no changes', every change of a locally edited row is a
+-- conflict, refreshing it once each), the row takes its last applied snapshot, the conflict
+-- its last change. The intermediate versions exist only inside the transaction either way.
+-- Returns {"synced","skipped","conflicts","files":[...]}.
+DROP FUNCTION IF EXISTS tdgl.apply_run(text, bigint, text, text, tdgl.change[], bool, bool);
 CREATE OR REPLACE FUNCTION tdgl.apply_run(p_source text, p_run_id bigint, p_tbl text,
-	p_cls text, p_ch tdgl.change[], p_initial bool DEFAULT false, p_force bool DEFAULT false)
+	p_cls text, p_ch tdgl.change[], p_initial bool DEFAULT false, p_force bool DEFAULT false,
+	p_repeats bool DEFAULT false)
 RETURNS json LANGUAGE plpgsql AS $$
 DECLARE
 	rel     regclass := tdgl.local_table(p_tbl);
@@ -343,6 +351,7 @@ DECLARE
 	pkjoin  text;          -- l.<pk> = p.<pk>, inside CTE w
 	pkobj   text;          -- jsonb_build_object over the populated record's key
 	wjoin   text;          -- l.<pk> = (w.rec).<pk>, in the CTEs that modify the table
+	ptxt    text;          -- the populated record's columns as text, for 'no changes'
 	c       text;
 	res     json;
 BEGIN
@@ -388,10 +397,20 @@ BEGIN
 	INTO pkjoin, pkobj, wjoin FROM unnest(pk) x;
 
 	IF p_cls = 'U' THEN
+		IF p_repeats AND NOT (cfg.filter IS NULL AND cfg.insert_enabled AND cfg.update_enabled
+		                      AND NOT p_force) THEN
+			RAISE EXCEPTION 'a run repeating keys needs a table without filter or switches off';
+		END IF;
+		SELECT 'ROW(' || string_agg(format('p.%I::text', x), ', ') || ')' INTO ptxt
+		FROM unnest(cols) x;
 		-- tdgl.copy_apply repeats the conf, gone and up CTEs below over its staged rows
 		-- (another input relation and parameters): a change to either belongs in both.
+		-- With p_repeats, w0's outcome holds for a key's first change (and a conflict for
+		-- all); a later one changes nothing when its snapshot equals the one before (the
+		-- row then holds that one, applied or equal), and only a key's last change with an
+		-- outcome writes the row or the conflict.
 		q := format($q$
-WITH w AS (
+WITH w0 AS (
 	SELECT ch.ord, ch.id, ch.op, ch."row", ROW(p.*)::%1$s AS rec,
 	       jsonb_build_object(%3$s) AS lpk,
 	       l.ctid IS NOT NULL AS present,
@@ -404,19 +423,23 @@ WITH w AS (
 	         WHEN l.ctid IS NOT NULL AND NOT $5 THEN 'update disabled'
 	         WHEN l.ctid IS NOT NULL AND NOT $7 AND (%4$s) IS NOT DISTINCT FROM (%5$s)
 	           THEN 'no changes'
-	       END AS skip
+	       END AS skip%11$s
 	FROM unnest($1::tdgl.change[]) ch
 	CROSS JOIN LATERAL json_populate_record(NULL::%1$s, ch."row") p
 	LEFT JOIN %1$s l ON %2$s
+), w AS (
+	SELECT %12$s FROM w0 %15$s
 ), conf AS (
-	INSERT INTO tdgl.conflicts AS k (source, tbl, pk, change_id, op, primary_row, local_row)
-	SELECT $8, $3, w.lpk, w.id, w.op, w."row",
-	       (SELECT row_to_json(l.*) FROM %1$s l WHERE %10$s)   -- only for conflicts: costly
-	FROM w WHERE w.skip = 'conflict'
+	INSERT INTO tdgl.conflicts AS k (source, tbl, pk, change_id, op, primary_row, local_row,
+	                                 refreshed)
+	SELECT %13$s $8, $3, w.lpk, w.id, w.op, w."row",
+	       (SELECT row_to_json(l.*) FROM %1$s l WHERE %10$s),  -- only for conflicts: costly
+	       w.cnt - 1
+	FROM w WHERE w.skip = 'conflict' %14$s
 	ON CONFLICT (tbl, pk) WHERE status = 'Open' DO UPDATE
 	SET change_id = EXCLUDED.change_id, op = EXCLUDED.op, primary_row = EXCLUDED.primary_row,
 	    local_row = EXCLUDED.local_row, source = EXCLUDED.source, old_pk = NULL,
-	    refreshed = k.refreshed + 1, updated_at = now()
+	    refreshed = k.refreshed + EXCLUDED.refreshed + 1, updated_at = now()
 	RETURNING 1
 ), gone AS (
 	-- a row that left the subset is removed, unless it was edited here
@@ -426,7 +449,7 @@ WITH w AS (
 	RETURNING 1
 ), up AS (
 	INSERT INTO %1$s AS l (%6$s) OVERRIDING SYSTEM VALUE
-	SELECT %7$s FROM w WHERE w.skip IS NULL
+	SELECT %13$s %7$s FROM w WHERE w.skip IS NULL %14$s
 	ON CONFLICT (%8$s) DO %9$s
 	RETURNING 1
 ), sup AS (
@@ -458,15 +481,24 @@ FROM w
 $q$,
 			qrel, pkjoin, pkobj,
 			(SELECT 'ROW(' || string_agg(format('l.%I::text', x), ', ') || ')' FROM unnest(cols) x),
-			(SELECT 'ROW(' || string_agg(format('p.%I::text', x), ', ') || ')'
-			   FROM unnest(cols) x),
+			ptxt,
 			(SELECT string_agg(format('%I', x), ', ') FROM unnest(cols) x),
 			(SELECT string_agg(format('(w.rec).%I', x), ', ') FROM unnest(cols) x),
 			(SELECT string_agg(format('%I', x), ', ') FROM unnest(pk) x),
 			CASE WHEN (SELECT count(*) FROM unnest(upd) x WHERE x <> ALL (pk)) = 0 THEN 'NOTHING'
 			     ELSE 'UPDATE SET ' || (SELECT string_agg(format('%1$I = EXCLUDED.%1$I', x), ', ')
 			                           FROM unnest(upd) x WHERE x <> ALL (pk)) END,
-			wjoin);
+			wjoin,
+			CASE WHEN p_repeats THEN ', ' || ptxt || ' AS ptxt' ELSE '' END,
+			CASE WHEN p_repeats THEN
+				'ord, id, op, "row", rec, lpk, present, '
+				'CASE WHEN row_number() OVER k = 1 OR skip = ''conflict'' THEN skip '
+				'WHEN NOT $7 AND lag(ptxt) OVER k IS NOT DISTINCT FROM ptxt '
+				'THEN ''no changes'' END AS skip, count(*) OVER (PARTITION BY lpk) AS cnt'
+			     ELSE '*, 1 AS cnt' END,
+			CASE WHEN p_repeats THEN 'DISTINCT ON (w.lpk)' ELSE '' END,
+			CASE WHEN p_repeats THEN 'ORDER BY w.lpk, w.ord DESC' ELSE '' END,
+			CASE WHEN p_repeats THEN 'WINDOW k AS (PARTITION BY lpk ORDER BY ord)' ELSE '' END);
 		EXECUTE q INTO res USING p_ch, cfg.filter, p_tbl, cfg.insert_enabled, cfg.update_enabled,
 			p_force, cfg.update_without_changes, p_source, p_run_id, p_initial,
 			cfg.attach_columns;
@@ -615,8 +647,9 @@ END $$;
 -- Applies a run in one statement; when that fails, change by change under savepoints so
 -- that only the failing changes are logged Failed (with the database's error) and the rest
 -- applied. Returns {"synced","skipped","conflicts","failed","files"}.
+DROP FUNCTION IF EXISTS tdgl.apply_safely(text, bigint, text, text, tdgl.change[], bool);
 CREATE OR REPLACE FUNCTION tdgl.apply_safely(p_source text, p_run_id bigint, p_tbl text,
-	p_cls text, p_ch tdgl.change[], p_initial bool) RETURNS json
+	p_cls text, p_ch tdgl.change[], p_initial bool, p_repeats bool DEFAULT false) RETURNS json
 LANGUAGE plpgsql AS $$
 DECLARE
 	res    json;
@@ -631,8 +664,8 @@ DECLARE
 	base_s int;
 BEGIN
 	BEGIN
-		RETURN tdgl.apply_run(p_source, p_run_id, p_tbl, p_cls, p_ch, p_initial)::jsonb
-			|| '{"failed":0}';
+		RETURN tdgl.apply_run(p_source, p_run_id, p_tbl, p_cls, p_ch, p_initial, false,
+		                      p_repeats)::jsonb || '{"failed":0}';
 	EXCEPTION
 		WHEN SQLSTATE '40P01' OR SQLSTATE '40001' OR SQLSTATE '55P03' THEN RAISE;
 		WHEN OTHERS THEN NULL;  -- fall through to change-by-change
@@ -665,9 +698,16 @@ END $$;
 
 -- Applies the runs of a page in run order (p_runs: the run of each change, replica/page.c).
 -- A change without a table, or of a table the source does not configure, is ignored.
+-- p_merge (the runs are cut by table): consecutive upsert runs of one table are the n-th
+-- changes of the keys of one stretch (page_runs); for a table without filter, with inserts
+-- and updates enabled, they go in one statement (apply_run's p_repeats), so a row changed by
+-- every transaction of the page (a balance) costs one statement, not one per change.
 -- Returns {"synced","failed","skipped","conflicts","ignored","files":[...]}.
+DROP FUNCTION IF EXISTS tdgl.apply_runs(text, bigint, bigint[], text[], text[], json[], json[],
+	json[], int[]);
 CREATE OR REPLACE FUNCTION tdgl.apply_runs(p_source text, p_run_id bigint, p_ids bigint[],
-	p_tbls text[], p_ops text[], p_pks json[], p_old_pks json[], p_rows json[], p_runs int[])
+	p_tbls text[], p_ops text[], p_pks json[], p_old_pks json[], p_rows json[], p_runs int[],
+	p_merge bool DEFAULT false)
 RETURNS json LANGUAGE plpgsql AS $$
 DECLARE
 	r     record;
@@ -678,20 +718,55 @@ DECLARE
 	cnf   int := 0;
 	ign   int := 0;
 	files jsonb := '[]';
+	pend  tdgl.change[];     -- upsert runs of table ptbl, merged
+	ptbl  text;
+	prep  bool;              -- pend holds more than one run
+	last  bool := false;
 BEGIN
 	FOR r IN
 		SELECT u.run, min(u.tbl) AS tbl,
 		       CASE min(u.op) WHEN 'Delete' THEN 'D' WHEN 'Rename' THEN 'R' ELSE 'U' END AS cls,
 		       array_agg(ROW(u.ord::int, u.id, u.op, u.pk, u.old_pk, u."row")::tdgl.change
 		                 ORDER BY u.ord) AS chs,
-		       EXISTS (SELECT 1 FROM tdgl.source_tables st
-		               WHERE st.source = p_source AND st.tbl = min(u.tbl)) AS configured
+		       (SELECT st.filter IS NULL AND st.insert_enabled AND st.update_enabled
+		        FROM tdgl.source_tables st
+		        WHERE st.source = p_source AND st.tbl = min(u.tbl)) AS plain
 		FROM unnest(p_ids, p_tbls, p_ops, p_pks, p_old_pks, p_rows, p_runs)
 		     WITH ORDINALITY AS u(id, tbl, op, pk, old_pk, "row", run, ord)
-		GROUP BY u.run ORDER BY u.run
+		GROUP BY u.run
+		UNION ALL
+		SELECT NULL::int, NULL::text, NULL::text, NULL::tdgl.change[], NULL::bool  -- the end
+		ORDER BY 1 NULLS LAST
 	LOOP
-		IF NOT r.configured THEN
+		last := r.run IS NULL;
+		IF NOT last AND r.plain IS NULL THEN       -- not configured
 			ign := ign + cardinality(r.chs);
+			CONTINUE;
+		END IF;
+		IF NOT last AND pend IS NOT NULL AND r.cls = 'U' AND r.tbl = ptbl THEN
+			pend := pend || r.chs;
+			prep := true;
+			CONTINUE;
+		END IF;
+		IF pend IS NOT NULL THEN
+			IF prep THEN
+				SELECT array_agg(c ORDER BY c.ord) INTO pend FROM unnest(pend) c;
+			END IF;
+			res := tdgl.apply_safely(p_source, p_run_id, ptbl, 'U', pend, false, prep);
+			syn := syn + (res->>'synced')::int;
+			skp := skp + (res->>'skipped')::int;
+			cnf := cnf + (res->>'conflicts')::int;
+			fld := fld + (res->>'failed')::int;
+			files := files || (res->'files')::jsonb;
+			pend := NULL;
+		END IF;
+		IF last THEN
+			EXIT;
+		END IF;
+		IF p_merge AND r.cls = 'U' AND r.plain THEN
+			pend := r.chs;
+			ptbl := r.tbl;
+			prep := false;
 			CONTINUE;
 		END IF;
 		res := tdgl.apply_safely(p_source, p_run_id, r.tbl, r.cls, r.chs, false);
@@ -752,7 +827,7 @@ BEGIN
 	END IF;
 	IF rr THEN
 		res := tdgl.apply_runs(p_source, p_run_id, p_ids, p_tbls, p_ops, p_pks, p_old_pks,
-		                       p_rows, coalesce(p_table_runs, p_runs));
+		                       p_rows, coalesce(p_table_runs, p_runs), p_table_runs IS NOT NULL);
 	ELSE
 		BEGIN
 			SET CONSTRAINTS ALL DEFERRED;

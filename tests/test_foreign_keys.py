@@ -153,3 +153,33 @@ def test_local_edits_are_caught_whatever_the_sessions_replication_role(primary, 
     r = pull(replica)
     assert r["conflicts"] == 1 and r["synced"] == 1, r
     assert replica.sql("SELECT id, v FROM t ORDER BY id") == [(1, "mine"), (2, "b2")]
+
+
+def test_a_row_changed_by_every_transaction_of_a_page_takes_one_statement(primary, replica):
+    """Hot rows: the upserts of one table in a page go in one statement, and every change
+    gets the outcome it gets applied one by one."""
+    pair(primary, replica, "CREATE TABLE bal (id int PRIMARY KEY, v int, extra text)", ["bal"],
+         replica_ddl=["CREATE TABLE bal (id int PRIMARY KEY, v int)",     # no column extra
+                      "CREATE TABLE stmts (n int)",
+                      "CREATE FUNCTION stmts() RETURNS trigger LANGUAGE plpgsql AS "
+                      "$$ BEGIN INSERT INTO stmts VALUES (1); RETURN NULL; END $$",
+                      "CREATE TRIGGER stmts AFTER INSERT ON bal FOR EACH STATEMENT "
+                      "EXECUTE FUNCTION stmts()",
+                      "ALTER TABLE bal ENABLE ALWAYS TRIGGER stmts"])
+    primary.sql("INSERT INTO bal VALUES (1, 0, 'a'), (2, 0, 'a'), (3, 0, 'a')")
+    pull(replica)
+    replica.sql("UPDATE bal SET v = 100 WHERE id = 3; TRUNCATE stmts")      # a local edit
+    for i in range(1, 11):
+        primary.sql(f"""UPDATE bal SET v = v + 1 WHERE id = 1;
+            UPDATE bal SET extra = 'x{i}', v = CASE WHEN {i} = 5 THEN 7 ELSE v END WHERE id = 2;
+            UPDATE bal SET v = v + 1 WHERE id = 3""")
+    r = pull(replica)
+    assert r["fetched"] == 30 and r["synced"] == 11 and r["conflicts"] == 10, r
+    assert replica.one("SELECT count(*) FROM stmts") == 1
+    assert replica.sql("SELECT id, v FROM bal ORDER BY id") == [(1, 10), (2, 7), (3, 100)]
+    log = replica.sql("SELECT pk->>'id', status, reason FROM tdgl.sync_log WHERE run_id = %s "
+                      "ORDER BY change_id", (r["run_id"],))
+    assert [x for x in log if x[0] == "1"] == [("1", "Synced", None)] * 10
+    assert [x[2] for x in log if x[0] == "2"] == ["no changes"] * 4 + [None] + ["no changes"] * 5
+    assert {x[2] for x in log if x[0] == "3"} == {"conflict: row edited locally"}
+    assert replica.sql("SELECT refreshed, primary_row->>'v' FROM tdgl.conflicts") == [(9, "10")]
