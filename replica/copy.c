@@ -638,10 +638,15 @@ int copy_initial(const struct copy_env *e)
 	e->s->cursor = start;
 	start = NULL;
 	e->s->needs_resync = 0;
-	if (x.skipped || x.failed)
-		log_warn("source %s: initial sync copied %ld rows, skipped %ld, failed %ld (see "
-		         "`tdgl-replica log`); streaming changes from its starting cursor",
-		         e->s->name, x.synced, x.skipped, x.failed);
+	/* what went in, not what was fetched: skipped rows (unchanged, edited here, switched
+	 * off) and failed ones are named apart */
+	if (x.failed)
+		log_warn("source %s: initial sync copied %ld rows (%ld skipped, %ld failed: "
+		         "`tdgl-replica log --status Failed`); streaming changes from its starting "
+		         "cursor", e->s->name, x.synced, x.skipped, x.failed);
+	else if (x.skipped)
+		log_info("source %s: initial sync copied %ld rows (%ld skipped); streaming changes "
+		         "from its starting cursor", e->s->name, x.synced, x.skipped);
 	else
 		log_info("source %s: initial sync copied %ld rows; streaming changes from its "
 		         "starting cursor", e->s->name, x.synced);

@@ -299,8 +299,15 @@ BEGIN
 	               p_rel, args);
 	-- ALWAYS: an edit is local whatever session_replication_role its session runs with
 	-- (another replication tool, a script loading rows without FK checks); only tdgl's
-	-- apply session (tdgl.applying) is not a local edit
-	EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER tdgl_local_edit', p_rel);
+	-- apply session (tdgl.applying) is not a local edit. That takes the table's owner
+	-- (creating the trigger only the TRIGGER privilege): for another role it stays an
+	-- ordinary trigger, which misses only the edits of sessions running as replica.
+	BEGIN
+		EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER tdgl_local_edit', p_rel);
+	EXCEPTION WHEN insufficient_privilege THEN
+		RAISE WARNING 'tdgl_local_edit on %: not the table''s owner, so edits made by sessions '
+		              'running as replica are not recorded as local edits', p_rel;
+	END;
 END $$;
 
 -- Watches every configured table of a source that exists locally; returns the tables that
