@@ -493,7 +493,7 @@ def fig8(b, sz):
                f"log {first[0]:,} rows", "flat", longtx <= first[2] * 2 + 2)
 
 
-# ERP-like schema of figure 9: an invoice (header), its lines (a key to the invoice), the
+# ERP-like schema of figure 10: an invoice (header), its lines (a key to the invoice), the
 # ledger entries it posts (keys to the invoice and the account), the account's balance.
 ERP_DDL = """
 CREATE TABLE account (id int PRIMARY KEY, name text, balance numeric(14,2),
@@ -578,21 +578,21 @@ def erp_native_pair(b, name):
     return p, r
 
 
-def fig9(b, sz):
+def fig10(b, sz):
     """Multi-table transactions (ERP-like, foreign keys on both sites): source TPS with the
     replica streaming vs native, lag after the load, and a backlog's catch-up rate vs native
     and vs figure 6's single-table backlog of as many changes, in the same run."""
     txns = max(sz["txns"] // 4 // 4 * 4, 400)
     backlog = max(sz["queued"] // ERP_CHANGES // 4 * 4, 400)
     n_changes = backlog * ERP_CHANGES
-    log(f"figure 9: ERP transactions ({ERP_CHANGES} changes over 4 tables each): "
+    log(f"figure 10: ERP transactions ({ERP_CHANGES} changes over 4 tables each): "
         f"{txns} with replication running, a backlog of {backlog} ({n_changes} changes)")
-    erp_db(b.primary, "f9plain").sql("CHECKPOINT")
-    base, _ = pgbench(b.primary, "f9plain", ERP_TXN, transactions=txns)
+    erp_db(b.primary, "f10plain").sql("CHECKPOINT")
+    base, _ = pgbench(b.primary, "f10plain", ERP_TXN, transactions=txns)
 
-    p, r, prim, rep = erp_tdgl_pair(b, "f9tdgl")
+    p, r, prim, rep = erp_tdgl_pair(b, "f10tdgl")
     p.sql("CHECKPOINT")
-    tps, _ = pgbench(b.primary, "f9tdgl", ERP_TXN, transactions=txns)
+    tps, _ = pgbench(b.primary, "f10tdgl", ERP_TXN, transactions=txns)
     t_end = time.monotonic()
     erp_marker(p, -1)
     lag = erp_wait(r, -1, 600) - t_end
@@ -601,19 +601,19 @@ def fig9(b, sz):
         assert r.one(f"SELECT count(*) FROM {t}") == p.one(f"SELECT count(*) FROM {t}"), t
     failed = r.one("SELECT count(*) FROM tdgl.sync_log WHERE status = 'Failed'")
     # the backlog: the replica stopped while `backlog` transactions are written
-    pgbench(b.primary, "f9tdgl", ERP_TXN, transactions=backlog)
+    pgbench(b.primary, "f10tdgl", ERP_TXN, transactions=backlog)
     erp_marker(p, -2)
     t0 = time.monotonic()
-    rep = b.start_replica("f9tdgl")
+    rep = b.start_replica("f10tdgl")
     rate = n_changes / (erp_wait(r, -2, 1800) - t0)
     failed += r.one("SELECT count(*) FROM tdgl.sync_log WHERE status = 'Failed'")
     b.stop_proc(rep)
     b.stop_proc(prim)
     p.close(), r.close()
 
-    np_, nr = erp_native_pair(b, "f9native")
+    np_, nr = erp_native_pair(b, "f10native")
     np_.sql("CHECKPOINT")
-    ntps, _ = pgbench(b.primary, "f9native", ERP_TXN, transactions=txns)
+    ntps, _ = pgbench(b.primary, "f10native", ERP_TXN, transactions=txns)
     t_end = time.monotonic()
     erp_marker(np_, -1)
     nlag = erp_wait(nr, -1, 600) - t_end
@@ -621,7 +621,7 @@ def fig9(b, sz):
     wait_until(lambda: not nr.one("SELECT count(*) FROM pg_stat_subscription "
                                   "WHERE subname = 'bench_sub' AND pid IS NOT NULL"), 30, 0.05,
                "subscription worker to stop")
-    pgbench(b.primary, "f9native", ERP_TXN, transactions=backlog)
+    pgbench(b.primary, "f10native", ERP_TXN, transactions=backlog)
     erp_marker(np_, -2)
     t_enable = time.monotonic()
     nr.sql("ALTER SUBSCRIPTION bench_sub ENABLE")
@@ -633,39 +633,39 @@ def fig9(b, sz):
     t0 = time.monotonic()
     nrate = n_changes / (erp_wait(nr, -2, 1800) - t0)
     nstart = t0 - t_enable
-    b.native_unsubscribe("f9native")
+    b.native_unsubscribe("f10native")
     np_.close(), nr.close()
 
     # figure 6's single-table backlog (UPDATEs, 1000 rows a transaction), as many changes
-    p, r, prim, rep, _, _ = tdgl_pair(b, "f9single", rows=n_changes)
+    p, r, prim, rep, _, _ = tdgl_pair(b, "f10single", rows=n_changes)
     b.stop_proc(rep)
     for lo in range(1, n_changes + 1, 1000):
         p.sql("UPDATE customer SET balance = balance + 1, updated_at = now() "
               "WHERE id BETWEEN %s AND %s", (lo, min(n_changes, lo + 999)))
     marker(p, -n_changes)
     t0 = time.monotonic()
-    rep = b.start_replica("f9single")
+    rep = b.start_replica("f10single")
     wait_row(r, -n_changes, 1800, 0.005)
     srate = n_changes / (time.monotonic() - t0)
     b.stop_proc(rep)
     b.stop_proc(prim)
     p.close(), r.close()
 
-    record(9, "ERP source TPS ratio with replica running (tdgl)", tps / base, "x", ntps / base,
+    record(10, "ERP source TPS ratio with replica running (tdgl)", tps / base, "x", ntps / base,
            "native", "", None,
            note=f"no replication {base:.0f} tps, tdgl {tps:.0f}, native {ntps:.0f}; "
                 f"{txns} transactions of {ERP_CHANGES} changes; Failed entries {failed}")
-    record(9, "ERP lag after the load ends", lag, "s", nlag, "native", "bounded", lag <= 1.0)
-    record(9, f"ERP backlog of {n_changes:,} changes: catch-up", rate, "changes/s", nrate,
+    record(10, "ERP lag after the load ends", lag, "s", nlag, "native", "bounded", lag <= 1.0)
+    record(10, f"ERP backlog of {n_changes:,} changes: catch-up", rate, "changes/s", nrate,
            "native", ">= native", rate >= nrate,
            note=f"tdgl from the replica's start; native from its apply worker's start "
                 f"({nstart:.1f} s after ENABLE)")
-    record(9, "ERP catch-up vs single-table catch-up (same run)", rate, "changes/s", srate,
+    record(10, "ERP catch-up vs single-table catch-up (same run)", rate, "changes/s", srate,
            "single table", ">= 0.80x", rate >= 0.8 * srate,
            note="single table: UPDATEs of 1000 rows a transaction, as many changes")
 
 
-FIGURES = {1: fig1, 2: fig2, 3: fig3, 4: fig4, 5: fig5, 6: fig6, 8: fig8, 9: fig9}
+FIGURES = {1: fig1, 2: fig2, 3: fig3, 4: fig4, 5: fig5, 6: fig6, 8: fig8, 10: fig10}
 
 
 def sizes(scale):
@@ -737,7 +737,7 @@ def write_results(meta, total_s):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--figures", default=os.environ.get("BENCH_FIGURES", "1,2,3,4,5,6,8,9"),
+    ap.add_argument("--figures", default=os.environ.get("BENCH_FIGURES", "1,2,3,4,5,6,8,10"),
                     help="comma-separated figure numbers (7 is measured with 6)")
     ap.add_argument("--scale", type=float, default=float(os.environ.get("BENCH_SCALE", "0.2")))
     ap.add_argument("--workdir", default=os.environ.get("BENCH_DIR", "/tmp/tdgl-bench"))
