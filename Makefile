@@ -40,7 +40,7 @@ $(BIN)/tdgl-replica: $(REPLICA_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BIN)/unit-tests: $(UNIT_SRC:%.c=$(BUILD)/%.o) $(COMMON_OBJ) $(BUILD)/replica/page.o $(BUILD)/sql/primary_sql.o $(BUILD)/sql/replica_sql.o
+$(BIN)/unit-tests: $(UNIT_SRC:%.c=$(BUILD)/%.o) $(COMMON_OBJ) $(BUILD)/replica/page.o $(BUILD)/replica/fkorder.o $(BUILD)/sql/primary_sql.o $(BUILD)/sql/replica_sql.o
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 

@@ -493,7 +493,179 @@ def fig8(b, sz):
                f"log {first[0]:,} rows", "flat", longtx <= first[2] * 2 + 2)
 
 
-FIGURES = {1: fig1, 2: fig2, 3: fig3, 4: fig4, 5: fig5, 6: fig6, 8: fig8}
+# ERP-like schema of figure 10: an invoice (header), its lines (a key to the invoice), the
+# ledger entries it posts (keys to the invoice and the account), the account's balance.
+ERP_DDL = """
+CREATE TABLE account (id int PRIMARY KEY, name text, balance numeric(14,2),
+                      updated_at timestamptz);
+CREATE TABLE invoice (id bigint PRIMARY KEY, account_id int NOT NULL REFERENCES account,
+                      number text, total numeric(14,2), status text, created_at timestamptz);
+CREATE TABLE invoice_line (id bigint PRIMARY KEY,
+                           invoice_id bigint NOT NULL REFERENCES invoice ON DELETE CASCADE,
+                           item text, qty int, price numeric(12,2), amount numeric(14,2));
+CREATE TABLE ledger (id bigint PRIMARY KEY, invoice_id bigint NOT NULL REFERENCES invoice,
+                     account_id int NOT NULL REFERENCES account, debit numeric(14,2),
+                     credit numeric(14,2), memo text, posted_at timestamptz);
+CREATE SEQUENCE invoice_id_seq; CREATE SEQUENCE invoice_line_id_seq;
+CREATE SEQUENCE ledger_id_seq;
+"""
+ERP_TABLES = "account,invoice,invoice_line,ledger"
+ERP_ACCOUNTS = int(os.environ.get("BENCH_ERP_ACCOUNTS", "1000"))
+# One transaction: 1 invoice, 5 lines, 5 ledger entries, 1 balance update = 12 changes,
+# the tables touched in turn.
+ERP_TXN = f"""\\set acc random(1, {ERP_ACCOUNTS})
+BEGIN;
+INSERT INTO invoice VALUES (nextval('invoice_id_seq'), :acc, 'INV-' || currval('invoice_id_seq'),
+  249.75, 'open', now());
+INSERT INTO invoice_line SELECT nextval('invoice_line_id_seq'), currval('invoice_id_seq'),
+  'item ' || g, g, 16.65, g * 16.65 FROM generate_series(1, 5) g;
+INSERT INTO ledger SELECT nextval('ledger_id_seq'), currval('invoice_id_seq'), :acc,
+  CASE WHEN g = 1 THEN 249.75 ELSE 0 END, CASE WHEN g > 1 THEN 62.4375 ELSE 0 END,
+  'posting ' || g, now() FROM generate_series(1, 5) g;
+UPDATE account SET balance = balance + 249.75, updated_at = now() WHERE id = :acc;
+END;
+"""
+ERP_CHANGES = 12
+
+
+def erp_db(cluster, name):
+    cluster.createdb(name, ddl=ERP_DDL)
+    d = Db(cluster, name)
+    d.sql("INSERT INTO account SELECT g, 'account ' || g, 0, now() "
+          "FROM generate_series(1, %s) g", (ERP_ACCOUNTS,))
+    return d
+
+
+def erp_marker(db, rid):
+    db.sql("INSERT INTO account VALUES (%s, 'marker', 0, now())", (rid,))
+
+
+def erp_wait(db, rid, timeout):
+    wait_until(lambda: db.one("SELECT 1 FROM account WHERE id = %s", (rid,)), timeout, 0.005,
+               f"account {rid} on {db.name}")
+    return time.monotonic()
+
+
+def erp_tdgl_pair(b, name):
+    """An ERP primary (4 tables tracked) and a replica with the same schema, foreign keys
+    included, streaming in long-poll (batch 500) after its initial sync."""
+    p = erp_db(b.primary, name)
+    ci = b.primary.conninfo(name)
+    b.cli("tdgl-primary", ci, "migrate")
+    for t in ERP_TABLES.split(","):
+        b.cli("tdgl-primary", ci, "track", t)
+    key, secret = b.keygen(name)
+    prim = b.start_primary(name)
+    b.replica.createdb(name, ddl=ERP_DDL)
+    rci = b.replica.conninfo(name)
+    b.cli("tdgl-replica", rci, "migrate")
+    b.cli("tdgl-replica", rci, "source", "add", "main", "--url", prim.url, "--key", key,
+          "--secret", secret, "--tables", ERP_TABLES, "--poll-interval", "3600",
+          "--long-poll", "--batch-size", "500")
+    rep = b.start_replica(name)
+    r = Db(b.replica, name)
+    requests.post(rep.url + "/api/sources/main/pull",
+                  headers={"Authorization": f"Bearer {b.admin_token}"}, timeout=600)
+    wait_until(lambda: r.one("SELECT cursor IS NOT NULL FROM tdgl.sources WHERE name = 'main'"),
+               600, 0.05, "initial sync")
+    wait_until(lambda: r.one("SELECT count(*) FROM account") == ERP_ACCOUNTS, 600, 0.05, "copy")
+    return p, r, prim, rep
+
+
+def erp_native_pair(b, name):
+    p, r = erp_db(b.primary, name), erp_db(b.replica, name)
+    b.native_subscribe(name, tables=ERP_TABLES.replace(",", ", "))
+    return p, r
+
+
+def fig10(b, sz):
+    """Multi-table transactions (ERP-like, foreign keys on both sites): source TPS with the
+    replica streaming vs native, lag after the load, and a backlog's catch-up rate vs native
+    and vs figure 6's single-table backlog of as many changes, in the same run."""
+    txns = max(sz["txns"] // 4 // 4 * 4, 400)
+    backlog = max(sz["queued"] // ERP_CHANGES // 4 * 4, 400)
+    n_changes = backlog * ERP_CHANGES
+    log(f"figure 10: ERP transactions ({ERP_CHANGES} changes over 4 tables each): "
+        f"{txns} with replication running, a backlog of {backlog} ({n_changes} changes)")
+    erp_db(b.primary, "f10plain").sql("CHECKPOINT")
+    base, _ = pgbench(b.primary, "f10plain", ERP_TXN, transactions=txns)
+
+    p, r, prim, rep = erp_tdgl_pair(b, "f10tdgl")
+    p.sql("CHECKPOINT")
+    tps, _ = pgbench(b.primary, "f10tdgl", ERP_TXN, transactions=txns)
+    t_end = time.monotonic()
+    erp_marker(p, -1)
+    lag = erp_wait(r, -1, 600) - t_end
+    b.stop_proc(rep)
+    for t in ("invoice", "invoice_line", "ledger"):
+        assert r.one(f"SELECT count(*) FROM {t}") == p.one(f"SELECT count(*) FROM {t}"), t
+    failed = r.one("SELECT count(*) FROM tdgl.sync_log WHERE status = 'Failed'")
+    # the backlog: the replica stopped while `backlog` transactions are written
+    pgbench(b.primary, "f10tdgl", ERP_TXN, transactions=backlog)
+    erp_marker(p, -2)
+    t0 = time.monotonic()
+    rep = b.start_replica("f10tdgl")
+    rate = n_changes / (erp_wait(r, -2, 1800) - t0)
+    failed += r.one("SELECT count(*) FROM tdgl.sync_log WHERE status = 'Failed'")
+    b.stop_proc(rep)
+    b.stop_proc(prim)
+    p.close(), r.close()
+
+    np_, nr = erp_native_pair(b, "f10native")
+    np_.sql("CHECKPOINT")
+    ntps, _ = pgbench(b.primary, "f10native", ERP_TXN, transactions=txns)
+    t_end = time.monotonic()
+    erp_marker(np_, -1)
+    nlag = erp_wait(nr, -1, 600) - t_end
+    nr.sql("ALTER SUBSCRIPTION bench_sub DISABLE")
+    wait_until(lambda: not nr.one("SELECT count(*) FROM pg_stat_subscription "
+                                  "WHERE subname = 'bench_sub' AND pid IS NOT NULL"), 30, 0.05,
+               "subscription worker to stop")
+    pgbench(b.primary, "f10native", ERP_TXN, transactions=backlog)
+    erp_marker(np_, -2)
+    t_enable = time.monotonic()
+    nr.sql("ALTER SUBSCRIPTION bench_sub ENABLE")
+    # from its apply worker's start: the launcher starts it up to wal_retrieve_retry_interval
+    # (5 s) after ENABLE, which would otherwise dominate a short backlog
+    wait_until(lambda: nr.one("SELECT count(*) FROM pg_stat_subscription "
+                              "WHERE subname = 'bench_sub' AND pid IS NOT NULL"), 60, 0.001,
+               "subscription worker")
+    t0 = time.monotonic()
+    nrate = n_changes / (erp_wait(nr, -2, 1800) - t0)
+    nstart = t0 - t_enable
+    b.native_unsubscribe("f10native")
+    np_.close(), nr.close()
+
+    # figure 6's single-table backlog (UPDATEs, 1000 rows a transaction), as many changes
+    p, r, prim, rep, _, _ = tdgl_pair(b, "f10single", rows=n_changes)
+    b.stop_proc(rep)
+    for lo in range(1, n_changes + 1, 1000):
+        p.sql("UPDATE customer SET balance = balance + 1, updated_at = now() "
+              "WHERE id BETWEEN %s AND %s", (lo, min(n_changes, lo + 999)))
+    marker(p, -n_changes)
+    t0 = time.monotonic()
+    rep = b.start_replica("f10single")
+    wait_row(r, -n_changes, 1800, 0.005)
+    srate = n_changes / (time.monotonic() - t0)
+    b.stop_proc(rep)
+    b.stop_proc(prim)
+    p.close(), r.close()
+
+    record(10, "ERP source TPS ratio with replica running (tdgl)", tps / base, "x", ntps / base,
+           "native", "", None,
+           note=f"no replication {base:.0f} tps, tdgl {tps:.0f}, native {ntps:.0f}; "
+                f"{txns} transactions of {ERP_CHANGES} changes; Failed entries {failed}")
+    record(10, "ERP lag after the load ends", lag, "s", nlag, "native", "bounded", lag <= 1.0)
+    record(10, f"ERP backlog of {n_changes:,} changes: catch-up", rate, "changes/s", nrate,
+           "native", ">= native", rate >= nrate,
+           note=f"tdgl from the replica's start; native from its apply worker's start "
+                f"({nstart:.1f} s after ENABLE)")
+    record(10, "ERP catch-up vs single-table catch-up (same run)", rate, "changes/s", srate,
+           "single table", ">= 0.80x", rate >= 0.8 * srate,
+           note="single table: UPDATEs of 1000 rows a transaction, as many changes")
+
+
+FIGURES = {1: fig1, 2: fig2, 3: fig3, 4: fig4, 5: fig5, 6: fig6, 8: fig8, 10: fig10}
 
 
 def sizes(scale):
@@ -565,7 +737,7 @@ def write_results(meta, total_s):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--figures", default=os.environ.get("BENCH_FIGURES", "1,2,3,4,5,6,8"),
+    ap.add_argument("--figures", default=os.environ.get("BENCH_FIGURES", "1,2,3,4,5,6,8,10"),
                     help="comma-separated figure numbers (7 is measured with 6)")
     ap.add_argument("--scale", type=float, default=float(os.environ.get("BENCH_SCALE", "0.2")))
     ap.add_argument("--workdir", default=os.environ.get("BENCH_DIR", "/tmp/tdgl-bench"))

@@ -272,11 +272,11 @@ class Bench:
                  "--key", key, "--secret", secret, "--tables", tables, *flags)
 
     # native logical replication --------------------------------------------------------------
-    def native_subscribe(self, db, name="bench_sub"):
+    def native_subscribe(self, db, name="bench_sub", tables="customer"):
         """Publication on the primary's db, subscription (no initial copy) on the replica's."""
         p = Db(self.primary, db)
         if not p.one("SELECT count(*) FROM pg_publication WHERE pubname = 'bench_pub'"):
-            p.sql("CREATE PUBLICATION bench_pub FOR TABLE customer")
+            p.sql(f"CREATE PUBLICATION bench_pub FOR TABLE {tables}")
         p.close()
         r = Db(self.replica, db)
         r.sql(f"CREATE SUBSCRIPTION {name} CONNECTION %s PUBLICATION bench_pub "

@@ -9,7 +9,8 @@
 
 static const char Q_APPLY_PAGE[] =
 	"SELECT tdgl.apply_page($1, $2::bigint[], $3::text[], $4::text[], $5::json[], $6::json[], "
-	"$7::json[], $8::text[], $9::int[], $10, $11, $12::bigint)::text";
+	"$7::json[], $8::text[], $9::int[], $10::int[], $11, $12, $13::bigint)::text";
+static const char Q_REPLICA_ROLE[] = "SELECT tdgl.replica_role(true)";
 static const char Q_APPLY_ROWS[] =
 	"SELECT tdgl.apply_rows($1, $2, ($3::json) -> 'rows', $4::bigint, $5::bool)::text, "
 	"CASE WHEN json_typeof(($3::json) -> 'next') IN ('object', 'array', 'string', 'number') "
@@ -25,34 +26,83 @@ static const char Q_COPY_START[] =
 static const char Q_COPY_APPLY[] =
 	"SELECT tdgl.copy_apply($1, $2::bigint, $3, ARRAY(SELECT json_array_elements_text($4::json)),"
 	" $5::bool, $6::bool, $7::bigint)::text";
-/* Local to the transaction: a pooled connection never stays in apply mode. */
-static const char Q_APPLYING[] = "SET LOCAL tdgl.applying = on";
+/* Local to the transaction: a pooled connection never stays in apply mode (tdgl.apply_mode:
+ * tdgl.applying, the replica role when permitted, else constraints checked at once). */
+static const char Q_APPLYING[] = "SELECT tdgl.apply_mode()";
 
-/* Runs one apply statement in its own transaction as the apply session. Returns its result
- * (caller PQclear()s) once committed, or NULL after rolling back, with the cause in err. */
-static PGresult *apply_in_tx(PGconn *c, const char *what, const char *sql, int nparams,
-                             const char *const *params, char *err, size_t errlen)
+/* The start and end of one apply transaction: its own, or a savepoint inside the caller's
+ * (nested: a group of copy pages in one transaction, which set the apply mode itself). */
+static int apply_begin(PGconn *c, const char *what, int nested)
+{
+	if (nested)
+		return db_run(c, what, "SAVEPOINT tdgl_apply", 0, NULL);
+	if (db_run(c, what, "BEGIN", 0, NULL) < 0)
+		return -1;
+	if (db_run(c, what, Q_APPLYING, 0, NULL) < 0) {
+		db_run(c, what, "ROLLBACK", 0, NULL);
+		return -1;
+	}
+	return 0;
+}
+
+static int apply_end(PGconn *c, const char *what, int nested, int commit)
+{
+	if (nested)
+		return db_run(c, what, commit ? "RELEASE SAVEPOINT tdgl_apply" :
+		              "ROLLBACK TO SAVEPOINT tdgl_apply", 0, NULL);
+	return db_run(c, what, commit ? "COMMIT" : "ROLLBACK", 0, NULL);
+}
+
+/* Runs one apply statement in its own transaction (or savepoint) as the apply session.
+ * Returns its result (caller PQclear()s) once committed, or NULL after rolling back, with
+ * the cause in err. */
+static PGresult *apply_in_tx(PGconn *c, const char *what, int nested, const char *sql,
+                             int nparams, const char *const *params, char *err, size_t errlen)
 {
 	PGresult *res = NULL;
 	int in_tx = 0;
 
-	if (db_run(c, what, "BEGIN", 0, NULL) < 0)
+	if (apply_begin(c, what, nested) < 0)
 		goto dberr;
 	in_tx = 1;
-	if (db_run(c, what, Q_APPLYING, 0, NULL) < 0)
-		goto dberr;
 	res = db_exec(c, what, sql, nparams, params);
 	if (!res)
 		goto dberr;
-	if (db_run(c, what, "COMMIT", 0, NULL) < 0)
+	in_tx = 0;
+	if (apply_end(c, what, nested, 1) < 0)
 		goto dberr;
 	return res;
 dberr:
 	snprintf(err, errlen, "%s: %s", db_last_sqlstate(), db_last_error());
 	if (in_tx)
-		db_run(c, what, "ROLLBACK", 0, NULL);
+		apply_end(c, what, nested, 0);
 	PQclear(res);
 	return NULL;
+}
+
+void apply_fallback_warn(PGconn *c)
+{
+	static int warned;
+
+	if (__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED))
+		return;
+	log_warn("database role \"%s\" may not set session_replication_role: the replica's "
+	         "foreign keys and triggers fire while changes are applied, so tables are copied "
+	         "parents first and pages keep the primary's order across tables (slower), and a "
+	         "change a local key refuses is logged Failed. As a superuser: GRANT SET ON "
+	         "PARAMETER session_replication_role TO \"%s\" (PostgreSQL 15+; see "
+	         "docs/operations.md)", PQuser(c), PQuser(c));
+}
+
+int apply_replica_role(PGconn *c)
+{
+	PGresult *res = db_exec(c, "replica role", Q_REPLICA_ROLE, 0, NULL);
+	int rr = res ? !strcmp(PQgetvalue(res, 0, 0), "t") : -1;
+
+	PQclear(res);
+	if (rr == 0)
+		apply_fallback_warn(c);
+	return rr;
 }
 
 int apply_page_send(PGconn *c, const char *source, const struct page *pg,
@@ -98,13 +148,15 @@ int apply_page_wait(PGconn *c, cJSON **summary, char *err, size_t errlen)
 	rc = *summary ? 0 : -1;
 	if (rc < 0)
 		snprintf(err, errlen, "apply page: unreadable summary");
+	else if (cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(*summary, "replica_role")))
+		apply_fallback_warn(c);
 out:
 	PQclear(res);
 	return rc;
 }
 
 int apply_rows(PGconn *c, const char *source, const char *tbl, const char *body, long run_id,
-               int resync, cJSON **summary, char **next, char *err, size_t errlen)
+               int resync, int nested, cJSON **summary, char **next, char *err, size_t errlen)
 {
 	char rid[32];
 	const char *p[5] = { source, tbl, body, rid, resync ? "true" : "false" };
@@ -114,7 +166,7 @@ int apply_rows(PGconn *c, const char *source, const char *tbl, const char *body,
 	*summary = NULL;
 	*next = NULL;
 	snprintf(rid, sizeof rid, "%ld", run_id);
-	res = apply_in_tx(c, "apply rows", Q_APPLY_ROWS, 5, p, err, errlen);
+	res = apply_in_tx(c, "apply rows", nested, Q_APPLY_ROWS, 5, p, err, errlen);
 	if (!res)
 		goto out;
 	*summary = cJSON_Parse(PQgetvalue(res, 0, 0));
@@ -205,11 +257,10 @@ int apply_copy(PGconn *c, const struct apply_copy_page *pg, cJSON **summary, cha
 	*summary = NULL;
 	snprintf(rid, sizeof rid, "%ld", pg->run_id);
 	snprintf(n, sizeof n, "%ld", pg->rows);
-	if (db_run(c, "copy page", "BEGIN", 0, NULL) < 0)
+	if (apply_begin(c, "copy page", pg->nested) < 0)
 		goto dberr;
 	in_tx = 1;
-	if (db_run(c, "copy page", Q_APPLYING, 0, NULL) < 0 ||
-	    db_run(c, "copy page", Q_COPY_ASYNC, 0, NULL) < 0)
+	if (!pg->nested && db_run(c, "copy page", Q_COPY_ASYNC, 0, NULL) < 0)
 		goto dberr;
 	start = db_exec(c, "copy page: start", Q_COPY_START, 3, ps);
 	if (!start)
@@ -220,9 +271,9 @@ int apply_copy(PGconn *c, const struct apply_copy_page *pg, cJSON **summary, cha
 	res = db_exec(c, "copy page: apply", Q_COPY_APPLY, 7, pa);
 	if (!res)
 		goto dberr;
-	if (db_run(c, "copy page", "COMMIT", 0, NULL) < 0)
-		goto dberr;
 	in_tx = 0;
+	if (apply_end(c, "copy page", pg->nested, 1) < 0)
+		goto dberr;
 	*summary = cJSON_Parse(PQgetvalue(res, 0, 0));
 	rc = *summary ? 0 : -1;
 	if (rc < 0)
@@ -232,7 +283,7 @@ dberr:
 	snprintf(err, errlen, "%s: %s", db_last_sqlstate(), db_last_error());
 out:
 	if (in_tx)
-		db_run(c, "copy page", "ROLLBACK", 0, NULL);
+		apply_end(c, "copy page", pg->nested, 0);
 	PQclear(res);
 	PQclear(start);
 	return rc;

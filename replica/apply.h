@@ -21,10 +21,11 @@ struct page;
 int apply_page_send(PGconn *c, const char *source, const struct page *pg,
                     const char *prev_cursor, long run_id, char *err, size_t errlen);
 int apply_page_wait(PGconn *c, cJSON **summary, char *err, size_t errlen);
-/* Applies a GET /api/rows body for table tbl. *next gets the raw JSON text of the body's
- * "next" (malloc'd; NULL when null/absent). Returns 0 or -1 with err. */
+/* Applies a GET /api/rows body for table tbl in a transaction of its own, or (nested) under
+ * a savepoint of the caller's. *next gets the raw JSON text of the body's "next" (malloc'd;
+ * NULL when null/absent). Returns 0 or -1 with err. */
 int apply_rows(PGconn *c, const char *source, const char *tbl, const char *body, long run_id,
-               int resync, cJSON **summary, char **next, char *err, size_t errlen);
+               int resync, int nested, cJSON **summary, char **next, char *err, size_t errlen);
 /* After a re-sync copy of tbl: removes local rows the copy did not see. Returns the count
  * or -1. */
 long apply_finish_resync(PGconn *c, const char *source, const char *tbl);
@@ -43,9 +44,19 @@ struct apply_copy_page {
 	long rows;                   /* lines in data */
 	int direct;                  /* COPY into the table itself (plan "direct") */
 	int resync;
+	int nested;                  /* under a savepoint of the caller's transaction */
 	long run_id;
 };
-/* COPYs a page and applies it (tdgl.copy_start, tdgl.copy_apply) in ONE transaction.
+/* Puts c's session in the replica role for good when its database role may
+ * (tdgl.replica_role): the replica's foreign keys and ordinary triggers do not fire for what
+ * it applies. Returns 1, 0 when it may not (warned once per process: apply_fallback_warn),
+ * or -1 on a database error. tdgl.apply_page does the same by itself. */
+int apply_replica_role(PGconn *c);
+/* Logs, once per process, that the fallback is in use and how to grant the privilege. */
+void apply_fallback_warn(PGconn *c);
+
+/* COPYs a page and applies it (tdgl.copy_start, tdgl.copy_apply) in ONE transaction (or,
+ * nested, under a savepoint of the caller's).
  * Returns 0 with *summary (as apply_rows), or -1 with err ("SQLSTATE: message"), everything
  * rolled back. */
 int apply_copy(PGconn *c, const struct apply_copy_page *pg, cJSON **summary, char *err,

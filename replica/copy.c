@@ -10,6 +10,7 @@
 #include "common/log.h"
 #include "replica/apply.h"
 #include "replica/copy.h"
+#include "replica/fkorder.h"
 
 /* Pages start small (the first rows arrive at once) and double up to the primary's maximum;
  * the primary also ends a page at 4 MiB of data, and a page it ended so stays that size. */
@@ -22,6 +23,11 @@ static const char Q_SET_START_CURSOR[] =
 	"UPDATE tdgl.sources SET cursor = $2, needs_resync = false "
 	"WHERE name = $1 AND cursor IS NULL";
 static const char Q_RESYNC_BEGIN[] = "DELETE FROM tdgl.resync_seen WHERE source = $1";
+static const char Q_SOURCE_FKS[] =
+	"SELECT child, parent, is_deferrable FROM tdgl.source_fks($1)";
+static const char Q_APPLY_MODE[] = "SELECT tdgl.apply_mode()";
+/* as each copy page (apply.c): the cursor's later synchronous commit covers it */
+static const char Q_GROUP_ASYNC[] = "SET LOCAL synchronous_commit = off";
 
 /* One fetched page of GET /api/rows?format=copy. */
 struct copy_page {
@@ -48,6 +54,16 @@ struct copy_feed {
 	const volatile int *stop;
 	struct copy_page *ready;
 	int done, cancel;
+};
+
+/* One initial sync across its tables: what its committed pages did, and while a group of
+ * tables is copied in one transaction (nested), the summaries of its pages, handed on
+ * (counted, files fetched) once that transaction commits. */
+struct copy_ctx {
+	const struct copy_env *e;
+	int nested;
+	cJSON *held;               /* page summaries of the open group (a JSON array) */
+	long synced, skipped, failed;
 };
 
 static int copy_stopping(const struct copy_env *e)
@@ -251,16 +267,32 @@ static void copy_http_error(const struct copy_env *e, const char *what,
 	cJSON_Delete(j);
 }
 
-static void copy_page_done(const struct copy_env *e, const cJSON *sum)
+static long copy_count(const cJSON *sum, const char *key)
 {
-	if (e->page_done)
-		e->page_done(e->ctx, sum);
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(sum, key);
+
+	return cJSON_IsNumber(v) ? (long)v->valuedouble : 0;
+}
+
+/* A page committed (or, nested, is held until its group commits). */
+static void copy_page_done(struct copy_ctx *x, const cJSON *sum)
+{
+	if (x->nested) {
+		cJSON_AddItemToArray(x->held, cJSON_Duplicate(sum, 1));
+		return;
+	}
+	x->synced += copy_count(sum, "synced");
+	x->skipped += copy_count(sum, "skipped");
+	x->failed += copy_count(sum, "failed");
+	if (x->e->page_done)
+		x->e->page_done(x->e->ctx, sum);
 }
 
 /* Copies table t from after `from` (NULL: the start) in JSON pages (tdgl.apply_rows).
  * 0, or -1 with the error set. */
-static int copy_json_table(const struct copy_env *e, int t, const char *from, long *copied)
+static int copy_json_table(struct copy_ctx *x, int t, const char *from)
 {
+	const struct copy_env *e = x->e;
 	struct fetch f = *e->f;
 	struct httpc_resp resp = { 0 };
 	struct buf path = { 0 };
@@ -272,20 +304,20 @@ static int copy_json_table(const struct copy_env *e, int t, const char *from, lo
 
 	for (;;) {
 		const cJSON *rows;
-		char *x;
+		char *q;
 		long st;
 
 		buf_reset(&path);
 		buf_printf(&path, "/api/rows?table=%s&limit=" COPY_JSON_ROWS, etab);
 		if (after) {
-			x = httpc_escape(after);
-			buf_printf(&path, "&after=%s", x);
-			free(x);
+			q = httpc_escape(after);
+			buf_printf(&path, "&after=%s", q);
+			free(q);
 		}
 		if (e->s->filter[t]) {
-			x = httpc_escape(e->s->filter[t]);
-			buf_printf(&path, "&filter=%s", x);
-			free(x);
+			q = httpc_escape(e->s->filter[t]);
+			buf_printf(&path, "&filter=%s", q);
+			free(q);
 		}
 		f.attempts = 0;
 		st = fetch_get(&f, path.data, COPY_TIMEOUT_MS, &resp);
@@ -312,13 +344,12 @@ static int copy_json_table(const struct copy_env *e, int t, const char *from, lo
 		}
 		cJSON_Delete(sum);
 		free(next);
-		if (apply_rows(e->c, e->s->name, tbl, resp.body, e->run_id, e->s->needs_resync, &sum,
-		               &next, err, sizeof err) < 0) {
+		if (apply_rows(e->c, e->s->name, tbl, resp.body, e->run_id, e->s->needs_resync,
+		               x->nested, &sum, &next, err, sizeof err) < 0) {
 			snprintf(e->error, e->errlen, "applying rows of %.60s: %.400s", tbl, err);
 			goto out;
 		}
-		copy_page_done(e, sum);
-		*copied += cJSON_GetArraySize(rows);
+		copy_page_done(x, sum);
 		if (!next || cJSON_GetArraySize(rows) == 0)
 			break;
 		free(after);
@@ -339,13 +370,15 @@ out:
 
 /* Applies one page: direct (then staged, should the table not take it as it is) or staged.
  * 0, or -1 with err. */
-static int copy_apply_page(const struct copy_env *e, int t, const struct copy_page *pg,
+static int copy_apply_page(struct copy_ctx *x, int t, const struct copy_page *pg,
                            int *direct, char *err, size_t errlen)
 {
+	const struct copy_env *e = x->e;
 	struct apply_copy_page a = { .source = e->s->name, .tbl = e->s->table[t],
 	                             .columns = pg->columns, .data = pg->data, .len = pg->len,
 	                             .rows = pg->rows, .direct = *direct,
-	                             .resync = e->s->needs_resync, .run_id = e->run_id };
+	                             .resync = e->s->needs_resync, .nested = x->nested,
+	                             .run_id = e->run_id };
 	cJSON *sum = NULL;
 	int rc = apply_copy(e->c, &a, &sum, err, errlen);
 
@@ -357,15 +390,16 @@ static int copy_apply_page(const struct copy_env *e, int t, const struct copy_pa
 		rc = apply_copy(e->c, &a, &sum, err, errlen);
 	}
 	if (rc == 0)
-		copy_page_done(e, sum);
+		copy_page_done(x, sum);
 	cJSON_Delete(sum);
 	return rc;
 }
 
 /* Copies table t in COPY pages; a page the COPY path cannot take sends the rest of the table
  * through the JSON path. 0, or -1 with the error set. */
-static int copy_table(const struct copy_env *e, int t, long *copied)
+static int copy_table(struct copy_ctx *x, int t)
 {
+	const struct copy_env *e = x->e;
 	struct copy_feed fd;
 	struct copy_page *pg = NULL;
 	cJSON *plan = NULL;
@@ -376,7 +410,7 @@ static int copy_table(const struct copy_env *e, int t, long *copied)
 
 	plan = plan_text ? cJSON_Parse(plan_text) : NULL;
 	if (!plan || !cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(plan, "columns"))) {
-		rc = copy_json_table(e, t, NULL, copied);
+		rc = copy_json_table(x, t, NULL);
 		goto out;
 	}
 	direct = !strcmp(json_get_string(plan, "mode") ? json_get_string(plan, "mode") : "", "direct");
@@ -404,12 +438,11 @@ static int copy_table(const struct copy_env *e, int t, long *copied)
 			json = 1;
 			break;
 		}
-		if (copy_apply_page(e, t, pg, &direct, err, sizeof err) < 0) {
+		if (copy_apply_page(x, t, pg, &direct, err, sizeof err) < 0) {
 			log_warn("source %s: copy of %s continues in JSON pages: %s", e->s->name, tbl, err);
 			json = 1;
 			break;
 		}
-		*copied += pg->rows;
 		if (!pg->next)
 			break;
 		copy_page_free(pg);
@@ -419,7 +452,7 @@ static int copy_table(const struct copy_env *e, int t, long *copied)
 		fallback = pg->after ? strdup(pg->after) : NULL;
 		copy_feed_end(&fd);
 		started = 0;
-		rc = copy_json_table(e, t, fallback, copied);
+		rc = copy_json_table(x, t, fallback);
 		goto out;
 	}
 	rc = 0;
@@ -434,17 +467,103 @@ out:
 	return rc;
 }
 
+/* The copy's order (fkorder.h) from the foreign keys between the source's local tables.
+ * Returns the number of groups, or -1 on a database error. */
+static int copy_order(const struct copy_env *e, int *order, struct fk_group *groups)
+{
+	const char *p[1] = { e->s->name };
+	PGresult *res = db_exec(e->c, "copy order", Q_SOURCE_FKS, 1, p);
+	struct fk_edge *edges;
+	int m = 0, n;
+
+	if (!res)
+		return -1;
+	edges = calloc((size_t)PQntuples(res) + 1, sizeof *edges);
+	if (!edges)
+		abort();
+	for (int i = 0; i < PQntuples(res); i++) {
+		struct fk_edge ed = { -1, -1, !strcmp(PQgetvalue(res, i, 2), "t") };
+
+		for (int t = 0; t < e->s->ntables; t++) {
+			if (!strcmp(e->s->table[t], PQgetvalue(res, i, 0)))
+				ed.child = t;
+			if (!strcmp(e->s->table[t], PQgetvalue(res, i, 1)))
+				ed.parent = t;
+		}
+		if (ed.child >= 0 && ed.parent >= 0)
+			edges[m++] = ed;
+	}
+	PQclear(res);
+	n = fk_order(e->s->ntables, edges, m, order, groups);
+	free(edges);
+	return n;
+}
+
+/* Copies tables that reference each other, every key among them DEFERRABLE, in ONE
+ * transaction with the checks deferred to its end: no order of their rows satisfies
+ * immediate checks (a cycle, a row pointing to a later one). Their pages are counted once it
+ * committed. 0, or -1 with everything rolled back (the error set when the cause was not the
+ * final check). */
+static int copy_group(struct copy_ctx *x, const int *tables, int n)
+{
+	const struct copy_env *e = x->e;
+	int rc = -1;
+
+	if (db_run(e->c, "copy group", "BEGIN", 0, NULL) < 0)
+		return -1;
+	if (db_run(e->c, "copy group", Q_APPLY_MODE, 0, NULL) < 0 ||
+	    db_run(e->c, "copy group", Q_GROUP_ASYNC, 0, NULL) < 0 ||
+	    db_run(e->c, "copy group", "SET CONSTRAINTS ALL DEFERRED", 0, NULL) < 0)
+		goto out;
+	x->nested = 1;
+	x->held = cJSON_CreateArray();
+	for (int i = 0; i < n; i++)
+		if (copy_table(x, tables[i]) < 0)
+			goto out;
+	if (db_run(e->c, "copy group: check keys", "SET CONSTRAINTS ALL IMMEDIATE", 0, NULL) < 0) {
+		snprintf(e->error, e->errlen, "%s", db_last_error());
+		goto out;
+	}
+	rc = db_run(e->c, "copy group", "COMMIT", 0, NULL);
+out:
+	if (rc < 0)
+		db_run(e->c, "copy group", "ROLLBACK", 0, NULL);
+	x->nested = 0;
+	if (rc == 0) {
+		const cJSON *sum;
+
+		cJSON_ArrayForEach(sum, x->held)
+			copy_page_done(x, sum);
+	}
+	cJSON_Delete(x->held);
+	x->held = NULL;
+	return rc;
+}
+
 int copy_initial(const struct copy_env *e)
 {
 	struct fetch f = *e->f;
 	struct httpc_resp resp = { 0 };
+	struct copy_ctx x = { .e = e };
+	struct retry_counts fixed = { 0 };
+	struct fk_group *groups = NULL;
 	cJSON *j = NULL;
 	char *start = NULL, jerr[128];
 	const char *params[2] = { e->s->name, NULL };
-	int rc = -1, resync = e->s->needs_resync;
-	long st, copied = 0;
+	int rc = -1, resync = e->s->needs_resync, rr, ngroups, *order = NULL;
+	long st;
 
 	log_info("source %s: initial sync%s", e->s->name, resync ? " (re-sync)" : "");
+	/* the replica role for this session (apply_replica_role), or the fallback: the order
+	 * of the tables and of their rows must then satisfy the replica's foreign keys */
+	if ((rr = apply_replica_role(e->c)) < 0)
+		goto dberr;
+	order = malloc((size_t)(e->s->ntables + 1) * sizeof *order);
+	groups = malloc((size_t)(e->s->ntables + 1) * sizeof *groups);
+	if (!order || !groups)
+		abort();
+	if ((ngroups = copy_order(e, order, groups)) < 0)
+		goto dberr;
 	f.attempts = 0;
 	st = fetch_get(&f, "/api/snapshot", 30000, &resp);
 	if (st < 0) {
@@ -463,17 +582,54 @@ int copy_initial(const struct copy_env *e)
 	start = strdup(json_get_string(j, "cursor"));
 	if (resync && db_run(e->c, "re-sync: begin", Q_RESYNC_BEGIN, 1, params) < 0)
 		goto dberr;
-	for (int t = 0; t < e->s->ntables; t++) {
-		if (copy_table(e, t, &copied) < 0)
-			goto out;
-		if (resync) {
-			long n = apply_finish_resync(e->c, e->s->name, e->s->table[t]);
-			if (n < 0)
-				goto dberr;
-			if (n > 0)
-				log_info("source %s: re-sync removed %ld rows of %s gone from the primary",
-				         e->s->name, n, e->s->table[t]);
+	/* parents first: with the replica role any order would do, but this one also leaves
+	 * no child without its parent when nothing changes on the primary meanwhile */
+	for (int g = 0; g < ngroups; g++) {
+		const struct fk_group *gr = &groups[g];
+
+		if (!rr && gr->cyclic && gr->deferrable) {
+			if (copy_group(&x, order + gr->first, gr->n) == 0)
+				continue;
+			if (copy_stopping(e))
+				goto out;
+			log_warn("source %s: copying %s and the tables it references in one transaction "
+			         "failed (%s): copying them page by page", e->s->name,
+			         e->s->table[order[gr->first]], e->error);
 		}
+		for (int i = gr->first; i < gr->first + gr->n; i++)
+			if (copy_table(&x, order[i]) < 0)
+				goto out;
+		/* without the replica role, rows refused because a row they point to came later
+		 * (a table referencing itself, a cycle of keys not deferrable) go in now, before
+		 * the tables that reference them */
+		if (!rr && gr->cyclic && x.failed > 0) {
+			struct retry_counts n = { 0 };
+
+			if (retry_run_keys(e->c, e->run_id, &n) < 0)
+				goto dberr;
+			if (n.tried)
+				log_info("source %s: %ld rows of %s first refused by a foreign key went in "
+				         "once the rows they point to were copied", e->s->name, n.tried,
+				         e->s->table[order[gr->first]]);
+			x.synced += n.synced;
+			x.skipped += n.skipped;
+			x.failed -= n.tried;
+			fixed.tried += n.tried;
+			fixed.synced += n.synced;
+			fixed.skipped += n.skipped;
+		}
+	}
+	if (e->retried)
+		*e->retried = fixed;
+	/* a re-sync removes what the copy did not see, children before their parents */
+	for (int i = e->s->ntables - 1; resync && i >= 0; i--) {
+		long n = apply_finish_resync(e->c, e->s->name, e->s->table[order[i]]);
+
+		if (n < 0)
+			goto dberr;
+		if (n > 0)
+			log_info("source %s: re-sync removed %ld rows of %s gone from the primary",
+			         e->s->name, n, e->s->table[order[i]]);
 	}
 	params[1] = start;
 	if (db_run(e->c, "initial sync: store cursor", Q_SET_START_CURSOR, 2, params) < 0)
@@ -482,8 +638,18 @@ int copy_initial(const struct copy_env *e)
 	e->s->cursor = start;
 	start = NULL;
 	e->s->needs_resync = 0;
-	log_info("source %s: initial sync copied %ld rows; streaming changes from its starting "
-	         "cursor", e->s->name, copied);
+	/* what went in, not what was fetched: skipped rows (unchanged, edited here, switched
+	 * off) and failed ones are named apart */
+	if (x.failed)
+		log_warn("source %s: initial sync copied %ld rows (%ld skipped, %ld failed: "
+		         "`tdgl-replica log --status Failed`); streaming changes from its starting "
+		         "cursor", e->s->name, x.synced, x.skipped, x.failed);
+	else if (x.skipped)
+		log_info("source %s: initial sync copied %ld rows (%ld skipped); streaming changes "
+		         "from its starting cursor", e->s->name, x.synced, x.skipped);
+	else
+		log_info("source %s: initial sync copied %ld rows; streaming changes from its "
+		         "starting cursor", e->s->name, x.synced);
 	rc = 0;
 	goto out;
 dberr:
@@ -492,5 +658,7 @@ out:
 	cJSON_Delete(j);
 	httpc_resp_free(&resp);
 	free(start);
+	free(order);
+	free(groups);
 	return rc;
 }

@@ -8,12 +8,19 @@
  * while the current one is applied. A page the COPY path cannot take (an old primary, a
  * value the local type refuses, a local constraint) makes the rest of that table go
  * through the JSON path (GET /api/rows, tdgl.apply_rows), which logs failing rows one by one.
- * A re-sync then removes the rows the copy did not see (tdgl.finish_resync). */
+ * A re-sync then removes the rows the copy did not see (tdgl.finish_resync).
+ *
+ * Foreign keys of the replica: the copy's session takes the replica role when its database
+ * role may (tdgl.replica_role), and no key is checked. Without it (the fallback) tables are
+ * copied parents first (fkorder.h); tables referencing each other with DEFERRABLE keys in one
+ * transaction, checked at its end; rows still refused for a row copied after them are
+ * applied again once every table is in (retry_run_keys). */
 #ifndef TDGL_REPLICA_COPY_H
 #define TDGL_REPLICA_COPY_H
 #include <libpq-fe.h>
 #include <cjson/cJSON.h>
 #include "replica/fetch.h"
+#include "replica/retry.h"
 #include "replica/source.h"
 
 struct copy_env {
@@ -28,6 +35,9 @@ struct copy_env {
 	void *ctx;
 	char *error;                 /* why the copy failed */
 	size_t errlen;
+	/* may be NULL: gets what was logged Failed on a foreign key during the copy and then
+	 * applied after it (retry_run_keys; only without the replica role) */
+	struct retry_counts *retried;
 };
 
 /* Runs the initial sync (a re-sync when s->needs_resync). Returns 0, or -1 with error set;

@@ -15,6 +15,7 @@
 #include "common/log.h"
 #include "common/version.h"
 #include "replica/api.h"
+#include "replica/apply.h"
 #include "replica/cli.h"
 #include "replica/conflict.h"
 #include "replica/jobs_cli.h"
@@ -593,6 +594,7 @@ static int cmd_serve(int argc, char **argv, int arg __attribute__((unused)))
 		goto out;
 	}
 	source_watch_all(c);
+	apply_replica_role(c);   /* warns now when applies cannot run as replica */
 	PQfinish(c);
 	c = NULL;
 

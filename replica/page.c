@@ -257,23 +257,22 @@ static int page_cmp_key(const void *x, const void *y, void *ctx)
 	return c ? c : (i > j) - (i < j);
 }
 
-void page_runs(const struct page *pg, int *run)
+/* Cuts the changes sel[0..n) (page indexes, in page order) into runs numbered from next;
+ * returns the next free run number. idx: scratch of n entries. */
+static int page_cut(const struct page *pg, const int *sel, int n, int *run, int next, int *idx)
 {
-	int *idx = malloc((size_t)(pg->count ? pg->count : 1) * sizeof *idx), next = 1;
-
-	if (!idx)
-		abort();
-	for (int a = 0, b; a < pg->count; a = b) {
-		char cls = page_class(&pg->ch[a].op);
+	for (int a = 0, b; a < n; a = b) {
+		const struct page_change *first = &pg->ch[sel[a]];
+		char cls = page_class(&first->op);
 		int most = 1;
 
-		/* a segment: consecutive changes of one table and one class */
-		for (b = a + 1; b < pg->count && page_class(&pg->ch[b].op) == cls &&
-		     page_span_eq(&pg->ch[b].table, &pg->ch[a].table); b++)
+		/* a segment: consecutive changes (of sel) of one table and one class */
+		for (b = a + 1; b < n && page_class(&pg->ch[sel[b]].op) == cls &&
+		     page_span_eq(&pg->ch[sel[b]].table, &first->table); b++)
 			;
 		if (cls == 'R') {                   /* renames go one by one */
 			for (int i = a; i < b; i++)
-				run[i] = next + (i - a);
+				run[sel[i]] = next + (i - a);
 			next += b - a;
 			continue;
 		}
@@ -281,7 +280,7 @@ void page_runs(const struct page *pg, int *run)
 		 * primary's text: a key spelled two ways only costs a failed run statement, which is
 		 * then re-applied change by change, in order) */
 		for (int i = a; i < b; i++)
-			idx[i - a] = i;
+			idx[i - a] = sel[i];
 		qsort_r(idx, (size_t)(b - a), sizeof *idx, page_cmp_key, pg->ch);
 		for (int k = 0, occ = 0; k < b - a; k++) {
 			occ = k > 0 && page_span_eq(&pg->ch[idx[k]].pk, &pg->ch[idx[k - 1]].pk) ? occ + 1 : 1;
@@ -291,20 +290,66 @@ void page_runs(const struct page *pg, int *run)
 		}
 		next += most;
 	}
+	return next;
+}
+
+/* Orders change indexes by table text, then by position (ctx: the changes). */
+static int page_cmp_table(const void *x, const void *y, void *ctx)
+{
+	const struct page_change *ch = ctx;
+	int i = *(const int *)x, j = *(const int *)y;
+	const struct page_span *a = &ch[i].table, *b = &ch[j].table;
+	size_t n = a->n < b->n ? a->n : b->n;
+	int c = n ? memcmp(a->p, b->p, n) : 0;
+
+	if (c == 0 && a->n != b->n)
+		c = a->n < b->n ? -1 : 1;
+	return c ? c : (i > j) - (i < j);
+}
+
+void page_runs(const struct page *pg, int *run, int by_table)
+{
+	size_t n = (size_t)(pg->count ? pg->count : 1);
+	int *sel = malloc(n * sizeof *sel), *idx = malloc(n * sizeof *idx), next = 1;
+
+	if (!sel || !idx)
+		abort();
+	for (int i = 0; i < pg->count; i++) {
+		sel[i] = i;
+		/* a table name spelled with an escape could name one table two ways: keep order */
+		if (pg->ch[i].table.p && memchr(pg->ch[i].table.p, '\\', pg->ch[i].table.n))
+			by_table = 0;
+	}
+	if (!by_table) {
+		page_cut(pg, sel, pg->count, run, 1, idx);
+	} else {
+		/* each table's changes, in page order, cut on their own: a stable sort by table
+		 * (ties by position) lays them out table after table */
+		qsort_r(sel, (size_t)pg->count, sizeof *sel, page_cmp_table, pg->ch);
+		for (int a = 0, b; a < pg->count; a = b) {
+			for (b = a + 1; b < pg->count &&
+			     page_span_eq(&pg->ch[sel[b]].table, &pg->ch[sel[a]].table); b++)
+				;
+			next = page_cut(pg, sel + a, b - a, run, next, idx);
+		}
+	}
+	free(sel);
 	free(idx);
 }
 
 int page_arrays(const struct page *pg, struct page_arrays *out, char *err, size_t errlen)
 {
 	static const uint32_t types[PAGE_NARRAYS] = { PAGE_INT8OID, PAGE_TEXTOID, PAGE_TEXTOID,
-		PAGE_JSONOID, PAGE_JSONOID, PAGE_JSONOID, PAGE_TEXTOID, PAGE_INT4OID };
+		PAGE_JSONOID, PAGE_JSONOID, PAGE_JSONOID, PAGE_TEXTOID, PAGE_INT4OID, PAGE_INT4OID };
 	struct buf b[PAGE_NARRAYS] = { { 0 } }, tmp = { 0 };
-	int *run = malloc((size_t)(pg->count ? pg->count : 1) * sizeof *run), rc = -1;
+	size_t n = (size_t)(pg->count ? pg->count : 1);
+	int *run = malloc(n * sizeof *run), *trun = malloc(n * sizeof *trun), rc = -1;
 
-	if (!run)
+	if (!run || !trun)
 		abort();
 	memset(out, 0, sizeof *out);
-	page_runs(pg, run);
+	page_runs(pg, run, 0);
+	page_runs(pg, trun, 1);
 	for (int a = 0; a < PAGE_NARRAYS; a++)
 		page_array_begin(&b[a], types[a], pg->count);
 	for (int i = 0; i < pg->count; i++) {
@@ -324,9 +369,10 @@ int page_arrays(const struct page *pg, struct page_arrays *out, char *err, size_
 		page_array_elem(&b[4], c->old_pk.p, c->old_pk.n);
 		page_array_elem(&b[5], c->row.p, c->row.n);
 		{
-			uint32_t r = htonl((uint32_t)run[i]);
+			uint32_t r = htonl((uint32_t)run[i]), t = htonl((uint32_t)trun[i]);
 
 			page_array_elem(&b[7], (const char *)&r, 4);
+			page_array_elem(&b[8], (const char *)&t, 4);
 		}
 	}
 	for (int a = 0; a < PAGE_NARRAYS; a++) {
@@ -336,6 +382,7 @@ int page_arrays(const struct page *pg, struct page_arrays *out, char *err, size_
 	rc = 0;
 out:
 	free(run);
+	free(trun);
 	buf_free(&tmp);
 	for (int a = 0; a < PAGE_NARRAYS; a++)
 		buf_free(&b[a]);

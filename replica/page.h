@@ -24,8 +24,9 @@ struct page {
 };
 
 /* The arrays tdgl.apply_page takes after the source: ids bigint[], tables text[],
- * ops text[], pks json[], old_pks json[], rows json[], changed_at text[], runs int[]. */
-#define PAGE_NARRAYS 8
+ * ops text[], pks json[], old_pks json[], rows json[], changed_at text[], runs int[],
+ * table_runs int[] (page_runs without and with by_table). */
+#define PAGE_NARRAYS 9
 struct page_arrays {
 	char *data[PAGE_NARRAYS];     /* binary array values (malloc'd) */
 	int len[PAGE_NARRAYS];
@@ -43,7 +44,13 @@ void page_arrays_free(struct page_arrays *a);
  * apply order) for each change. Inside a stretch of changes of one table and one operation
  * class the n-th change of each key goes to the stretch's n-th run, so a run never holds a
  * key twice and each key's changes stay in order; renames get a run each. run has count
- * entries. */
-void page_runs(const struct page *pg, int *run);
+ * entries.
+ * by_table 0: stretches are consecutive in the page, so the page's order across tables is
+ * kept (what foreign keys checked during apply need). by_table 1: each table's changes are
+ * taken out of the page in their order and cut on their own, table after table: rows of
+ * different tables are independent once no foreign key or trigger links them (the replica
+ * role, tdgl.replica_role), so a page of transactions that each touch several tables in
+ * turn is a few runs per table instead of one per change. */
+void page_runs(const struct page *pg, int *run, int by_table);
 
 #endif

@@ -139,11 +139,18 @@ static void pull_page_done(void *ctx, const cJSON *sum)
 /* Initial sync (copy.h); its pages are counted and their files fetched like any page. */
 static int pull_initial(struct pull_ctx *p)
 {
+	struct retry_counts fixed = { 0 };
 	struct copy_env e = { .c = p->c, .s = &p->s, .f = &p->f, .run_id = p->r->run_id,
 	                      .stop = p->env->stop, .page_done = pull_page_done, .ctx = p,
-	                      .error = p->r->error, .errlen = sizeof p->r->error };
+	                      .error = p->r->error, .errlen = sizeof p->r->error,
+	                      .retried = &fixed };
+	int rc = copy_initial(&e);
 
-	return copy_initial(&e);
+	/* rows first refused by a key and applied once their parents were in did not fail */
+	p->r->failed_changes -= fixed.tried;
+	p->r->synced += fixed.synced;
+	p->r->skipped += fixed.skipped;
+	return rc;
 }
 
 /* A fetched page of changes: the response and its changes (spans into the body). */

@@ -28,7 +28,9 @@ static const char Q_MARK_SUPERSEDED[] =
 	"UPDATE tdgl.sync_log SET status = 'Skipped', reason = 'superseded by a later change', "
 	"next_retry_at = NULL, run_id = $2 WHERE id = $1";
 static const char Q_LOG_HEAD[] = "SELECT coalesce(max(id), 0) FROM tdgl.sync_log";
-static const char Q_APPLYING[] = "SELECT set_config('tdgl.applying', 'on', true)";
+/* tdgl.applying, the replica role when permitted, else constraints checked at once (a
+ * deferred key would otherwise fail the COMMIT, past the savepoint that records it) */
+static const char Q_APPLYING[] = "SELECT tdgl.apply_mode()";
 static const char Q_APPLY[] =
 	"SELECT tdgl.apply_run(s.source, $2::bigint, s.tbl, "
 	"CASE s.change->>'op' WHEN 'Delete' THEN 'D' WHEN 'Rename' THEN 'R' ELSE 'U' END, "
@@ -76,13 +78,22 @@ static int retry_tx(PGconn *c, const char *sql)
 	return db_run(c, sql, sql, 0, NULL);
 }
 
-/* One retry. force: whatever next_retry_at and attempts say. */
-static enum retry_outcome retry_one(PGconn *c, long log_id, long run_id, int force)
+#define RETRY_FORCE 1     /* whatever next_retry_at and attempts say */
+#define RETRY_KEEP  2     /* a change that fails again is left as it was (nothing counted),
+                           * and nothing is logged: the caller sums up */
+
+static const char Q_RUN_KEY_FAILED[] =
+	"SELECT id FROM tdgl.sync_log WHERE run_id = $1 AND status = 'Failed' "
+	"AND sqlstate = '23503' ORDER BY id";
+
+/* One retry (flags: RETRY_*). */
+static enum retry_outcome retry_one(PGconn *c, long log_id, long run_id, int flags)
 {
 	char lid[32], rid[32], head[32], msg[1024], state[8];
 	const char *p[4];
 	PGresult *res = NULL, *ap = NULL;
 	enum retry_outcome rc = RETRY_DBERR;
+	int force = flags & RETRY_FORCE;
 
 	snprintf(lid, sizeof lid, "%ld", log_id);
 	snprintf(rid, sizeof rid, "%ld", run_id);
@@ -109,7 +120,8 @@ static enum retry_outcome retry_one(PGconn *c, long log_id, long run_id, int for
 			PQclear(sr);
 			if (db_run(c, "retry: superseded", Q_MARK_SUPERSEDED, 2, mp) < 0)
 				goto rollback;
-			log_info("retry of log %ld: superseded by a later change, skipped", log_id);
+			if (!(flags & RETRY_KEEP))
+				log_info("retry of log %ld: superseded by a later change, skipped", log_id);
 			rc = RETRY_SKIPPED;
 			goto commit;
 		}
@@ -148,10 +160,15 @@ static enum retry_outcome retry_one(PGconn *c, long log_id, long run_id, int for
 				PQclear(or);
 				goto rollback;
 			}
-			log_info("retry of log %ld: %s%s%s", log_id, st, reason ? ": " : "",
-			         reason ? reason : "");
+			if (!(flags & RETRY_KEEP))
+				log_info("retry of log %ld: %s%s%s", log_id, st, reason ? ": " : "",
+				         reason ? reason : "");
 		}
 		PQclear(or);
+	} else if (flags & RETRY_KEEP) {
+		PQclear(res);
+		retry_tx(c, "ROLLBACK");
+		return RETRY_FAILED;
 	} else {
 		const char *fp[4] = { lid, msg, state, rid };
 
@@ -192,7 +209,8 @@ static void retry_count(struct retry_counts *n, enum retry_outcome o)
 static int retry_ids(PGconn *c, PGresult *res, long run_id, int force, struct retry_counts *n)
 {
 	for (int i = 0; i < PQntuples(res); i++) {
-		enum retry_outcome o = retry_one(c, atol(PQgetvalue(res, i, 0)), run_id, force);
+		enum retry_outcome o = retry_one(c, atol(PQgetvalue(res, i, 0)), run_id,
+		                                 force ? RETRY_FORCE : 0);
 
 		if (o == RETRY_DBERR)
 			return -1;
@@ -223,6 +241,42 @@ long retry_due(PGconn *c, const char *source, long run_id, struct retry_counts *
 		n->skipped += mine.skipped;
 	}
 	return rc < 0 ? -1 : mine.tried;
+}
+
+long retry_run_keys(PGconn *c, long run_id, struct retry_counts *n)
+{
+	char rid[32];
+	const char *p[1] = { rid };
+	struct retry_counts mine = { 0 };
+	long round;
+
+	snprintf(rid, sizeof rid, "%ld", run_id);
+	do {
+		PGresult *res = db_exec(c, "retry: key failures", Q_RUN_KEY_FAILED, 1, p);
+
+		if (!res)
+			return -1;
+		round = 0;
+		for (int i = 0; i < PQntuples(res); i++) {
+			enum retry_outcome o = retry_one(c, atol(PQgetvalue(res, i, 0)), run_id,
+			                                 RETRY_FORCE | RETRY_KEEP);
+
+			if (o == RETRY_DBERR) {
+				PQclear(res);
+				return -1;
+			}
+			if (o == RETRY_SYNCED || o == RETRY_SKIPPED) {
+				retry_count(&mine, o);
+				round++;
+			}
+		}
+		PQclear(res);
+	} while (round > 0);
+	if (mine.tried)
+		run_add(c, run_id, 0, mine.synced, -mine.tried, mine.skipped, 0);
+	if (n)
+		*n = mine;
+	return mine.tried;
 }
 
 time_t retry_next_due(PGconn *c, const char *source)
@@ -292,7 +346,7 @@ unsigned retry_entry(PGconn *c, long log_id, cJSON **out, char *err, size_t errl
 		snprintf(err, errlen, "database error");
 		goto out;
 	}
-	o = retry_one(c, log_id, run_id, 1);
+	o = retry_one(c, log_id, run_id, RETRY_FORCE);
 	retry_count(&n, o);
 	runrow = retry_finish_run(c, run_id, &n, o == RETRY_DBERR);
 	if (o == RETRY_DBERR) {

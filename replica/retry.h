@@ -20,6 +20,12 @@ struct retry_counts {
 /* Retries the due Failed changes of `source` inside run run_id (adding to its counts).
  * Returns the number tried, or -1 on a database error. */
 long retry_due(PGconn *c, const char *source, long run_id, struct retry_counts *n);
+/* Retries at once the changes run run_id logged Failed on a foreign key (SQLSTATE 23503),
+ * round after round while a round applies any: after an initial sync whose keys were
+ * checked (no replica role), rows that point to rows copied after them. One that still
+ * fails is left as it was. Moves those it resolved from the run's failed count to its
+ * synced or skipped count (and into *n) and returns how many, or -1 on a database error. */
+long retry_run_keys(PGconn *c, long run_id, struct retry_counts *n);
 /* When the next automatic retry of a Failed change of `source` is due (unix time), or 0
  * when none is pending. Lets a scheduler wake for it between scheduled pulls. */
 time_t retry_next_due(PGconn *c, const char *source);

@@ -1,4 +1,4 @@
--- tdgl-replica schema, version 3. Idempotent: every statement may run again, and an older
+-- tdgl-replica schema, version 4. Idempotent: every statement may run again, and an older
 -- version is upgraded by running it again (new columns are added with ADD COLUMN IF NOT EXISTS).
 -- Applied by `tdgl-replica migrate` (db_migrate, under an advisory lock).
 --
@@ -192,6 +192,57 @@ BEGIN
 	        WHERE i.indrelid = p_rel AND i.indisprimary);
 END $$;
 
+-- Apply sessions run with session_replication_role = replica when the database role may
+-- set it (a superuser, or on PostgreSQL 15+ a role granted SET ON PARAMETER
+-- session_replication_role): the replica's foreign-key checks and its ordinary triggers do
+-- not fire for applied rows, as in PostgreSQL's logical replication workers (and Slony-I,
+-- Bucardo). The primary already checked its keys, and its cascades arrive as the changes
+-- they made. p_session: for the rest of the session (a pull's own connection: set once,
+-- since every change of the setting resets the session's plan cache), else for the caller's
+-- transaction. Returns whether it is in effect; false is the fallback (foreign keys are
+-- checked during apply, docs/operations.md).
+CREATE OR REPLACE FUNCTION tdgl.replica_role(p_session bool) RETURNS bool
+LANGUAGE plpgsql AS $$
+BEGIN
+	IF current_setting('session_replication_role') = 'replica' THEN
+		RETURN true;
+	END IF;
+	BEGIN
+		PERFORM set_config('session_replication_role', 'replica', NOT p_session);
+	EXCEPTION WHEN insufficient_privilege THEN
+		RETURN false;
+	END;
+	RETURN true;
+END $$;
+
+-- Apply mode for the caller's transaction (a copy page, a retry, a conflict resolution, a
+-- dry run): tdgl.applying on (the local-edit triggers skip it), the replica role when
+-- permitted; without it every constraint is checked when its statement ends (SET
+-- CONSTRAINTS ALL IMMEDIATE), so a violated deferrable key fails the change, which is then
+-- logged, rather than the commit of the whole transaction. Returns tdgl.replica_role's answer.
+CREATE OR REPLACE FUNCTION tdgl.apply_mode() RETURNS bool
+LANGUAGE plpgsql AS $$
+BEGIN
+	PERFORM set_config('tdgl.applying', 'on', true);
+	IF tdgl.replica_role(false) THEN
+		RETURN true;
+	END IF;
+	SET CONSTRAINTS ALL IMMEDIATE;
+	RETURN false;
+END $$;
+
+-- Foreign keys between the local tables of a source's configured tables (sync names), for
+-- the initial sync's table order (replica/fkorder.h).
+CREATE OR REPLACE FUNCTION tdgl.source_fks(p_source text)
+RETURNS TABLE (child text, parent text, is_deferrable bool) LANGUAGE sql STABLE AS $$
+	WITH t AS (SELECT tbl, tdgl.local_table(tbl) AS rel FROM tdgl.source_tables
+	           WHERE source = p_source)
+	SELECT c.tbl, p.tbl, k.condeferrable
+	FROM pg_constraint k JOIN t c ON c.rel = k.conrelid JOIN t p ON p.rel = k.confrelid
+	WHERE k.contype = 'f'
+	ORDER BY 1, 2
+$$;
+
 -- Local-edit trigger: TG_ARGV[0] = sync table name, TG_ARGV[1..] = key columns.
 -- Skipped in the apply session, so re-applying a primary row never looks like a local edit.
 CREATE OR REPLACE FUNCTION tdgl.local_edit_trigger() RETURNS trigger
@@ -246,6 +297,17 @@ BEGIN
 	               'ON %s FOR EACH ROW WHEN (current_setting(''tdgl.applying'', true) '
 	               'IS DISTINCT FROM ''on'') EXECUTE FUNCTION tdgl.local_edit_trigger(%s)',
 	               p_rel, args);
+	-- ALWAYS: an edit is local whatever session_replication_role its session runs with
+	-- (another replication tool, a script loading rows without FK checks); only tdgl's
+	-- apply session (tdgl.applying) is not a local edit. That takes the table's owner
+	-- (creating the trigger only the TRIGGER privilege): for another role it stays an
+	-- ordinary trigger, which misses only the edits of sessions running as replica.
+	BEGIN
+		EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER tdgl_local_edit', p_rel);
+	EXCEPTION WHEN insufficient_privilege THEN
+		RAISE WARNING 'tdgl_local_edit on %: not the table''s owner, so edits made by sessions '
+		              'running as replica are not recorded as local edits', p_rel;
+	END;
 END $$;
 
 -- Watches every configured table of a source that exists locally; returns the tables that
@@ -270,10 +332,18 @@ END $$;
 -- no key twice. Everything (classification, conflicts, subset removal, the apply itself,
 -- the log) is ONE statement. Raises when anything fails; the caller then retries change by
 -- change. p_initial: rows of an initial sync (only non-Synced outcomes are logged).
--- p_force: a conflict resolution (no filter, flag or local-edit checks). Returns
--- {"synced","skipped","conflicts","files":[...]}.
+-- p_force: a conflict resolution (no filter, flag or local-edit checks).
+-- p_repeats: an upsert run that may hold a key several times, in page order (apply_runs
+-- merges the runs of a stretch so; only for a table without filter, with inserts and updates
+-- enabled): each change gets the outcome it would get applied one by one (a later change of
+-- a row that changes nothing is 'no changes', every change of a locally edited row is a
+-- conflict, refreshing it once each), the row takes its last applied snapshot, the conflict
+-- its last change. The intermediate versions exist only inside the transaction either way.
+-- Returns {"synced","skipped","conflicts","files":[...]}.
+DROP FUNCTION IF EXISTS tdgl.apply_run(text, bigint, text, text, tdgl.change[], bool, bool);
 CREATE OR REPLACE FUNCTION tdgl.apply_run(p_source text, p_run_id bigint, p_tbl text,
-	p_cls text, p_ch tdgl.change[], p_initial bool DEFAULT false, p_force bool DEFAULT false)
+	p_cls text, p_ch tdgl.change[], p_initial bool DEFAULT false, p_force bool DEFAULT false,
+	p_repeats bool DEFAULT false)
 RETURNS json LANGUAGE plpgsql AS $$
 DECLARE
 	rel     regclass := tdgl.local_table(p_tbl);
@@ -288,6 +358,7 @@ DECLARE
 	pkjoin  text;          -- l.<pk> = p.<pk>, inside CTE w
 	pkobj   text;          -- jsonb_build_object over the populated record's key
 	wjoin   text;          -- l.<pk> = (w.rec).<pk>, in the CTEs that modify the table
+	ptxt    text;          -- the populated record's columns as text, for 'no changes'
 	c       text;
 	res     json;
 BEGIN
@@ -333,10 +404,20 @@ BEGIN
 	INTO pkjoin, pkobj, wjoin FROM unnest(pk) x;
 
 	IF p_cls = 'U' THEN
+		IF p_repeats AND NOT (cfg.filter IS NULL AND cfg.insert_enabled AND cfg.update_enabled
+		                      AND NOT p_force) THEN
+			RAISE EXCEPTION 'a run repeating keys needs a table without filter or switches off';
+		END IF;
+		SELECT 'ROW(' || string_agg(format('p.%I::text', x), ', ') || ')' INTO ptxt
+		FROM unnest(cols) x;
 		-- tdgl.copy_apply repeats the conf, gone and up CTEs below over its staged rows
 		-- (another input relation and parameters): a change to either belongs in both.
+		-- With p_repeats, w0's outcome holds for a key's first change (and a conflict for
+		-- all); a later one changes nothing when its snapshot equals the one before (the
+		-- row then holds that one, applied or equal), and only a key's last change with an
+		-- outcome writes the row or the conflict.
 		q := format($q$
-WITH w AS (
+WITH w0 AS (
 	SELECT ch.ord, ch.id, ch.op, ch."row", ROW(p.*)::%1$s AS rec,
 	       jsonb_build_object(%3$s) AS lpk,
 	       l.ctid IS NOT NULL AS present,
@@ -349,19 +430,23 @@ WITH w AS (
 	         WHEN l.ctid IS NOT NULL AND NOT $5 THEN 'update disabled'
 	         WHEN l.ctid IS NOT NULL AND NOT $7 AND (%4$s) IS NOT DISTINCT FROM (%5$s)
 	           THEN 'no changes'
-	       END AS skip
+	       END AS skip%11$s
 	FROM unnest($1::tdgl.change[]) ch
 	CROSS JOIN LATERAL json_populate_record(NULL::%1$s, ch."row") p
 	LEFT JOIN %1$s l ON %2$s
+), w AS (
+	SELECT %12$s FROM w0 %15$s
 ), conf AS (
-	INSERT INTO tdgl.conflicts AS k (source, tbl, pk, change_id, op, primary_row, local_row)
-	SELECT $8, $3, w.lpk, w.id, w.op, w."row",
-	       (SELECT row_to_json(l.*) FROM %1$s l WHERE %10$s)   -- only for conflicts: costly
-	FROM w WHERE w.skip = 'conflict'
+	INSERT INTO tdgl.conflicts AS k (source, tbl, pk, change_id, op, primary_row, local_row,
+	                                 refreshed)
+	SELECT %13$s $8, $3, w.lpk, w.id, w.op, w."row",
+	       (SELECT row_to_json(l.*) FROM %1$s l WHERE %10$s),  -- only for conflicts: costly
+	       w.cnt - 1
+	FROM w WHERE w.skip = 'conflict' %14$s
 	ON CONFLICT (tbl, pk) WHERE status = 'Open' DO UPDATE
 	SET change_id = EXCLUDED.change_id, op = EXCLUDED.op, primary_row = EXCLUDED.primary_row,
 	    local_row = EXCLUDED.local_row, source = EXCLUDED.source, old_pk = NULL,
-	    refreshed = k.refreshed + 1, updated_at = now()
+	    refreshed = k.refreshed + EXCLUDED.refreshed + 1, updated_at = now()
 	RETURNING 1
 ), gone AS (
 	-- a row that left the subset is removed, unless it was edited here
@@ -371,7 +456,7 @@ WITH w AS (
 	RETURNING 1
 ), up AS (
 	INSERT INTO %1$s AS l (%6$s) OVERRIDING SYSTEM VALUE
-	SELECT %7$s FROM w WHERE w.skip IS NULL
+	SELECT %13$s %7$s FROM w WHERE w.skip IS NULL %14$s
 	ON CONFLICT (%8$s) DO %9$s
 	RETURNING 1
 ), sup AS (
@@ -403,15 +488,24 @@ FROM w
 $q$,
 			qrel, pkjoin, pkobj,
 			(SELECT 'ROW(' || string_agg(format('l.%I::text', x), ', ') || ')' FROM unnest(cols) x),
-			(SELECT 'ROW(' || string_agg(format('p.%I::text', x), ', ') || ')'
-			   FROM unnest(cols) x),
+			ptxt,
 			(SELECT string_agg(format('%I', x), ', ') FROM unnest(cols) x),
 			(SELECT string_agg(format('(w.rec).%I', x), ', ') FROM unnest(cols) x),
 			(SELECT string_agg(format('%I', x), ', ') FROM unnest(pk) x),
 			CASE WHEN (SELECT count(*) FROM unnest(upd) x WHERE x <> ALL (pk)) = 0 THEN 'NOTHING'
 			     ELSE 'UPDATE SET ' || (SELECT string_agg(format('%1$I = EXCLUDED.%1$I', x), ', ')
 			                           FROM unnest(upd) x WHERE x <> ALL (pk)) END,
-			wjoin);
+			wjoin,
+			CASE WHEN p_repeats THEN ', ' || ptxt || ' AS ptxt' ELSE '' END,
+			CASE WHEN p_repeats THEN
+				'ord, id, op, "row", rec, lpk, present, '
+				'CASE WHEN row_number() OVER k = 1 OR skip = ''conflict'' THEN skip '
+				'WHEN NOT $7 AND lag(ptxt) OVER k IS NOT DISTINCT FROM ptxt '
+				'THEN ''no changes'' END AS skip, count(*) OVER (PARTITION BY lpk) AS cnt'
+			     ELSE '*, 1 AS cnt' END,
+			CASE WHEN p_repeats THEN 'DISTINCT ON (w.lpk)' ELSE '' END,
+			CASE WHEN p_repeats THEN 'ORDER BY w.lpk, w.ord DESC' ELSE '' END,
+			CASE WHEN p_repeats THEN 'WINDOW k AS (PARTITION BY lpk ORDER BY ord)' ELSE '' END);
 		EXECUTE q INTO res USING p_ch, cfg.filter, p_tbl, cfg.insert_enabled, cfg.update_enabled,
 			p_force, cfg.update_without_changes, p_source, p_run_id, p_initial,
 			cfg.attach_columns;
@@ -560,8 +654,9 @@ END $$;
 -- Applies a run in one statement; when that fails, change by change under savepoints so
 -- that only the failing changes are logged Failed (with the database's error) and the rest
 -- applied. Returns {"synced","skipped","conflicts","failed","files"}.
+DROP FUNCTION IF EXISTS tdgl.apply_safely(text, bigint, text, text, tdgl.change[], bool);
 CREATE OR REPLACE FUNCTION tdgl.apply_safely(p_source text, p_run_id bigint, p_tbl text,
-	p_cls text, p_ch tdgl.change[], p_initial bool) RETURNS json
+	p_cls text, p_ch tdgl.change[], p_initial bool, p_repeats bool DEFAULT false) RETURNS json
 LANGUAGE plpgsql AS $$
 DECLARE
 	res    json;
@@ -576,8 +671,8 @@ DECLARE
 	base_s int;
 BEGIN
 	BEGIN
-		RETURN tdgl.apply_run(p_source, p_run_id, p_tbl, p_cls, p_ch, p_initial)::jsonb
-			|| '{"failed":0}';
+		RETURN tdgl.apply_run(p_source, p_run_id, p_tbl, p_cls, p_ch, p_initial, false,
+		                      p_repeats)::jsonb || '{"failed":0}';
 	EXCEPTION
 		WHEN SQLSTATE '40P01' OR SQLSTATE '40001' OR SQLSTATE '55P03' THEN RAISE;
 		WHEN OTHERS THEN NULL;  -- fall through to change-by-change
@@ -608,59 +703,77 @@ BEGIN
 	                         'files', files);
 END $$;
 
--- Applies one page of GET /api/changes and moves the source's cursor from p_prev_cursor to
--- p_cursor, all in the caller's transaction: applies and cursor commit together, so a crash
--- neither loses nor repeats a change. Raises 40001 when the cursor is no longer p_prev_cursor
--- (another pull got there first). Adds the counts to run p_run_id. The page comes split into
--- parallel arrays, one element per change in page order (replica/page.c): pk, old_pk and row
--- are the primary's JSON text verbatim (NULL unless an object); a change without a table is
--- ignored. Returns {"fetched","synced","failed","skipped","conflicts","ignored","files":[...]}.
-DROP FUNCTION IF EXISTS tdgl.apply_page(text, json, text, text, bigint);
-DROP FUNCTION IF EXISTS tdgl.apply_page(text, bigint[], text[], text[], json[], json[], json[],
-	text[], text, text, bigint);
-CREATE OR REPLACE FUNCTION tdgl.apply_page(p_source text, p_ids bigint[], p_tbls text[],
-	p_ops text[], p_pks json[], p_old_pks json[], p_rows json[], p_changed_at text[],
-	p_runs int[], p_prev_cursor text, p_cursor text, p_run_id bigint) RETURNS json
-LANGUAGE plpgsql AS $$
+-- Applies the runs of a page in run order (p_runs: the run of each change, replica/page.c).
+-- A change without a table, or of a table the source does not configure, is ignored.
+-- p_merge (the runs are cut by table): consecutive upsert runs of one table are the n-th
+-- changes of the keys of one stretch (page_runs); for a table without filter, with inserts
+-- and updates enabled, they go in one statement (apply_run's p_repeats), so a row changed by
+-- every transaction of the page (a balance) costs one statement, not one per change.
+-- Returns {"synced","failed","skipped","conflicts","ignored","files":[...]}.
+DROP FUNCTION IF EXISTS tdgl.apply_runs(text, bigint, bigint[], text[], text[], json[], json[],
+	json[], int[]);
+CREATE OR REPLACE FUNCTION tdgl.apply_runs(p_source text, p_run_id bigint, p_ids bigint[],
+	p_tbls text[], p_ops text[], p_pks json[], p_old_pks json[], p_rows json[], p_runs int[],
+	p_merge bool DEFAULT false)
+RETURNS json LANGUAGE plpgsql AS $$
 DECLARE
-	prev  text := current_setting('tdgl.applying', true);
 	r     record;
 	res   json;
-	fch   int := coalesce(cardinality(p_ids), 0);
 	syn   int := 0;
 	fld   int := 0;
 	skp   int := 0;
 	cnf   int := 0;
 	ign   int := 0;
 	files jsonb := '[]';
-	newest   timestamptz;
+	pend  tdgl.change[];     -- upsert runs of table ptbl, merged
+	ptbl  text;
+	prep  bool;              -- pend holds more than one run
+	last  bool := false;
 BEGIN
-	PERFORM set_config('tdgl.applying', 'on', true);
-	SELECT max(x::timestamptz) INTO newest FROM unnest(p_changed_at) x;
-	UPDATE tdgl.sources SET cursor = p_cursor, cursor_moved_at = now(),
-	       last_change_at = greatest(last_change_at, newest)
-	WHERE name = p_source AND cursor IS NOT DISTINCT FROM p_prev_cursor;
-	IF NOT FOUND THEN
-		RAISE EXCEPTION 'cursor of source "%" moved: another pull applied this page', p_source
-			USING ERRCODE = '40001';
-	END IF;
-	-- p_runs cuts the page into runs (replica/page.c page_runs): inside a stretch of one
-	-- table and one operation class the n-th change of each key is in the stretch's n-th run,
-	-- so a run never holds a key twice and each key's changes stay in order. A run that
-	-- holds a key twice anyway only fails its statement and is applied change by change.
 	FOR r IN
 		SELECT u.run, min(u.tbl) AS tbl,
 		       CASE min(u.op) WHEN 'Delete' THEN 'D' WHEN 'Rename' THEN 'R' ELSE 'U' END AS cls,
 		       array_agg(ROW(u.ord::int, u.id, u.op, u.pk, u.old_pk, u."row")::tdgl.change
 		                 ORDER BY u.ord) AS chs,
-		       EXISTS (SELECT 1 FROM tdgl.source_tables st
-		               WHERE st.source = p_source AND st.tbl = min(u.tbl)) AS configured
+		       (SELECT st.filter IS NULL AND st.insert_enabled AND st.update_enabled
+		        FROM tdgl.source_tables st
+		        WHERE st.source = p_source AND st.tbl = min(u.tbl)) AS plain
 		FROM unnest(p_ids, p_tbls, p_ops, p_pks, p_old_pks, p_rows, p_runs)
 		     WITH ORDINALITY AS u(id, tbl, op, pk, old_pk, "row", run, ord)
-		GROUP BY u.run ORDER BY u.run
+		GROUP BY u.run
+		UNION ALL
+		SELECT NULL::int, NULL::text, NULL::text, NULL::tdgl.change[], NULL::bool  -- the end
+		ORDER BY 1 NULLS LAST
 	LOOP
-		IF NOT r.configured THEN
+		last := r.run IS NULL;
+		IF NOT last AND r.plain IS NULL THEN       -- not configured
 			ign := ign + cardinality(r.chs);
+			CONTINUE;
+		END IF;
+		IF NOT last AND pend IS NOT NULL AND r.cls = 'U' AND r.tbl = ptbl THEN
+			pend := pend || r.chs;
+			prep := true;
+			CONTINUE;
+		END IF;
+		IF pend IS NOT NULL THEN
+			IF prep THEN
+				SELECT array_agg(c ORDER BY c.ord) INTO pend FROM unnest(pend) c;
+			END IF;
+			res := tdgl.apply_safely(p_source, p_run_id, ptbl, 'U', pend, false, prep);
+			syn := syn + (res->>'synced')::int;
+			skp := skp + (res->>'skipped')::int;
+			cnf := cnf + (res->>'conflicts')::int;
+			fld := fld + (res->>'failed')::int;
+			files := files || (res->'files')::jsonb;
+			pend := NULL;
+		END IF;
+		IF last THEN
+			EXIT;
+		END IF;
+		IF p_merge AND r.cls = 'U' AND r.plain THEN
+			pend := r.chs;
+			ptbl := r.tbl;
+			prep := false;
 			CONTINUE;
 		END IF;
 		res := tdgl.apply_safely(p_source, p_run_id, r.tbl, r.cls, r.chs, false);
@@ -670,12 +783,80 @@ BEGIN
 		fld := fld + (res->>'failed')::int;
 		files := files || (res->'files')::jsonb;
 	END LOOP;
-	UPDATE tdgl.runs SET fetched = fetched + fch, synced = synced + syn, failed = failed + fld,
-	       skipped = skipped + skp, conflicts = conflicts + cnf, pages = pages + 1
+	RETURN json_build_object('synced', syn, 'failed', fld, 'skipped', skp, 'conflicts', cnf,
+	                         'ignored', ign, 'files', files);
+END $$;
+
+-- Applies one page of GET /api/changes and moves the source's cursor from p_prev_cursor to
+-- p_cursor, all in the caller's transaction: applies and cursor commit together, so a crash
+-- neither loses nor repeats a change. Raises 40001 when the cursor is no longer p_prev_cursor
+-- (another pull got there first). Adds the counts to run p_run_id. The page comes split into
+-- parallel arrays, one element per change in page order (replica/page.c): pk, old_pk and row
+-- are the primary's JSON text verbatim (NULL unless an object); a change without a table is
+-- ignored. Two cuts into runs come along (page_runs): p_table_runs groups each table's
+-- changes of the whole page, p_runs only consecutive changes of one table.
+-- With the replica role (tdgl.replica_role; the pull's session keeps it) no foreign key or
+-- ordinary trigger links rows of different tables, so p_table_runs applies: a page of
+-- transactions that each touch several tables takes a few statements per table.
+-- Without it (the fallback) the page keeps the primary's order across tables (p_runs), with
+-- deferrable constraints deferred over the page (a child before its parent in the page is
+-- fine) and checked before the cursor moves; when that check fails, the page is applied
+-- again with every constraint checked at once, so that only the failing changes are logged
+-- Failed rather than the commit failing (and the page being pulled again) forever.
+-- Returns {"fetched","synced","failed","skipped","conflicts","ignored","files":[...],
+-- "replica_role"}.
+DROP FUNCTION IF EXISTS tdgl.apply_page(text, json, text, text, bigint);
+DROP FUNCTION IF EXISTS tdgl.apply_page(text, bigint[], text[], text[], json[], json[], json[],
+	text[], text, text, bigint);
+DROP FUNCTION IF EXISTS tdgl.apply_page(text, bigint[], text[], text[], json[], json[], json[],
+	text[], int[], text, text, bigint);
+CREATE OR REPLACE FUNCTION tdgl.apply_page(p_source text, p_ids bigint[], p_tbls text[],
+	p_ops text[], p_pks json[], p_old_pks json[], p_rows json[], p_changed_at text[],
+	p_runs int[], p_table_runs int[], p_prev_cursor text, p_cursor text, p_run_id bigint)
+RETURNS json LANGUAGE plpgsql AS $$
+DECLARE
+	prev     text := current_setting('tdgl.applying', true);
+	rr       bool;
+	checking bool := false;
+	res      jsonb;
+	fch      int := coalesce(cardinality(p_ids), 0);
+	newest   timestamptz;
+BEGIN
+	PERFORM set_config('tdgl.applying', 'on', true);
+	rr := tdgl.replica_role(true);
+	SELECT max(x::timestamptz) INTO newest FROM unnest(p_changed_at) x;
+	UPDATE tdgl.sources SET cursor = p_cursor, cursor_moved_at = now(),
+	       last_change_at = greatest(last_change_at, newest)
+	WHERE name = p_source AND cursor IS NOT DISTINCT FROM p_prev_cursor;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'cursor of source "%" moved: another pull applied this page', p_source
+			USING ERRCODE = '40001';
+	END IF;
+	IF rr THEN
+		res := tdgl.apply_runs(p_source, p_run_id, p_ids, p_tbls, p_ops, p_pks, p_old_pks,
+		                       p_rows, coalesce(p_table_runs, p_runs), p_table_runs IS NOT NULL);
+	ELSE
+		BEGIN
+			SET CONSTRAINTS ALL DEFERRED;
+			res := tdgl.apply_runs(p_source, p_run_id, p_ids, p_tbls, p_ops, p_pks, p_old_pks,
+			                       p_rows, p_runs);
+			checking := true;
+			SET CONSTRAINTS ALL IMMEDIATE;
+		EXCEPTION WHEN OTHERS THEN
+			IF NOT checking THEN
+				RAISE;
+			END IF;
+			SET CONSTRAINTS ALL IMMEDIATE;
+			res := tdgl.apply_runs(p_source, p_run_id, p_ids, p_tbls, p_ops, p_pks, p_old_pks,
+			                       p_rows, p_runs);
+		END;
+	END IF;
+	UPDATE tdgl.runs SET fetched = fetched + fch, synced = synced + (res->>'synced')::int,
+	       failed = failed + (res->>'failed')::int, skipped = skipped + (res->>'skipped')::int,
+	       conflicts = conflicts + (res->>'conflicts')::int, pages = pages + 1
 	WHERE id = p_run_id;
 	PERFORM set_config('tdgl.applying', coalesce(prev, ''), true);
-	RETURN json_build_object('fetched', fch, 'synced', syn, 'failed', fld, 'skipped', skp,
-	                         'conflicts', cnf, 'ignored', ign, 'files', files);
+	RETURN res || jsonb_build_object('fetched', fch, 'replica_role', rr);
 END $$;
 
 -- Applies one page of GET /api/rows (the raw body's "rows" array, as json) for an initial
@@ -960,7 +1141,7 @@ BEGIN
 			USING ERRCODE = '55000';
 	END IF;
 	IF p_resolution = 'Accept Primary' THEN
-		PERFORM set_config('tdgl.applying', 'on', true);
+		PERFORM tdgl.apply_mode();
 		cls := CASE c.op WHEN 'Delete' THEN 'D' WHEN 'Rename' THEN 'R' ELSE 'U' END;
 		PERFORM tdgl.apply_run(c.source, NULL, c.tbl, cls,
 			ARRAY[ROW(1, c.change_id, c.op, c.pk::json, c.old_pk, c.primary_row)::tdgl.change],
@@ -1011,7 +1192,7 @@ DECLARE
 	out     json[] := '{}';
 	i       int := 0;
 BEGIN
-	PERFORM set_config('tdgl.applying', 'on', true);
+	PERFORM tdgl.apply_mode();      -- as a pull applies (the replica role when permitted)
 	FOR x IN SELECT e FROM json_array_elements(p_changes) e LOOP
 		i := i + 1;
 		IF p_rows_of IS NOT NULL THEN
@@ -1210,4 +1391,22 @@ LANGUAGE sql AS $$
 	SELECT id FROM closed ORDER BY id   -- `marked` runs all the same (a writing CTE)
 $$;
 
-INSERT INTO tdgl.schema_version (version) VALUES (3) ON CONFLICT DO NOTHING;
+-- Version 4: the local-edit triggers fire whatever session_replication_role a session runs
+-- with (tdgl.watch_table); apply sessions run as replica (tdgl.replica_role). Triggers a
+-- version-3 replica installed are switched here (by their table's owner: a migration run
+-- by another role warns and leaves them; `source add` or a later migrate switches them).
+DO $$
+DECLARE
+	t regclass;
+BEGIN
+	FOR t IN SELECT tgrelid::regclass FROM pg_trigger
+	         WHERE tgname = 'tdgl_local_edit' AND tgenabled <> 'A' LOOP
+		BEGIN
+			EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER tdgl_local_edit', t);
+		EXCEPTION WHEN insufficient_privilege THEN
+			RAISE WARNING 'tdgl_local_edit on %: not its owner, left as it is', t;
+		END;
+	END LOOP;
+END $$;
+
+INSERT INTO tdgl.schema_version (version) VALUES (4) ON CONFLICT DO NOTHING;

@@ -211,7 +211,9 @@ def test_direct_page_that_fails_is_redone_through_staging(primary, replica):
         "IF nextval('refused') = 1 THEN RAISE unique_violation USING MESSAGE = 'taken here'; "
         "END IF; RETURN NEW; END $$",
         "CREATE TRIGGER refuse_once BEFORE INSERT ON customer FOR EACH ROW "
-        "EXECUTE FUNCTION refuse_once()"])
+        "EXECUTE FUNCTION refuse_once()",
+        # the apply session runs as replica: only an ALWAYS trigger fires there
+        "ALTER TABLE customer ENABLE ALWAYS TRIGGER refuse_once"])
     p = replica.cli("pull", "main")
     r = json.loads(p.stdout)
     assert "straight into the empty table" in p.stderr, p.stderr[-2000:]

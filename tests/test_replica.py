@@ -10,7 +10,7 @@ from sites import ADMIN_TOKEN  # noqa: F401 - documents where the token comes fr
 
 
 
-REPLICA_SCHEMA = 3   # replica/cli.h REPLICA_SCHEMA_VERSION
+REPLICA_SCHEMA = 4   # replica/cli.h REPLICA_SCHEMA_VERSION
 
 CUSTOMER = ("CREATE TABLE customer (id int PRIMARY KEY, name text, company text, "
             "amount numeric(12,2))")
@@ -467,6 +467,7 @@ def test_page_fetched_ahead_of_a_failed_apply_is_dropped(primary, replica):
     # the page's counts are added to its run last: failing there fails the whole page
     replica.sql("CREATE TRIGGER fail_second AFTER UPDATE ON tdgl.runs "
                 "FOR EACH ROW EXECUTE FUNCTION fail_second_page()")
+    replica.sql("ALTER TABLE tdgl.runs ENABLE ALWAYS TRIGGER fail_second")  # apply: replica
     r = pull(replica, check=False)
     assert r["status"] == "Failed" and "second page refused" in r["error"]
     assert replica.sql("SELECT id FROM customer ORDER BY id") == [(1,), (2,)]

@@ -183,12 +183,50 @@ UNIT_TEST(page_runs_keep_each_keys_changes_in_order)
 	CHECK(page_parse(body, strlen(body), &pg, err, sizeof err) == 0);
 	CHECK(pg.count == 10);
 	if (pg.count == 10) {
-		page_runs(&pg, run);
+		page_runs(&pg, run, 0);
 		for (int i = 0; i < 10; i++) {
 			if (run[i] != want[i])
 				fprintf(stderr, "  change %d: run %d, want %d\n", i + 1, run[i], want[i]);
 			CHECK(run[i] == want[i]);
 		}
+	}
+	page_free(&pg);
+}
+
+/* Transactions touching tables h, l and b in turn: by table, each table's changes are cut on
+ * their own (a few runs per table); without, every table switch starts a run. */
+UNIT_TEST(page_runs_by_table_group_each_tables_changes_in_order)
+{
+	static const char body[] = "{\"cursor\":\"c\",\"changes\":["
+		CH("h", "Create", "1") "," CH("l", "Create", "1") "," CH("l", "Create", "2") ","
+		CH("b", "Update", "1") "," CH("h", "Create", "2") "," CH("l", "Create", "3") ","
+		CH("b", "Update", "1") "," CH("l", "Delete", "1") "," CH("h", "Update", "1") ","
+		CH("l", "Create", "1") "]}";
+	static const int by_table[] = { 3, 5, 5, 1, 3, 5, 2, 6, 4, 7 };
+	static const int in_page[] = { 1, 2, 2, 3, 4, 5, 6, 7, 8, 9 };
+	/* one table spelled two ways ("a" and "\u0061"): the page's order is kept */
+	static const char escaped[] = "{\"cursor\":\"c\",\"changes\":["
+		CH("a", "Update", "1") "," CH("\\u0061", "Update", "1") "," CH("a", "Update", "1") "]}";
+	struct page pg;
+	char err[128];
+	int run[10];
+
+	CHECK(page_parse(body, strlen(body), &pg, err, sizeof err) == 0);
+	CHECK(pg.count == 10);
+	if (pg.count == 10) {
+		page_runs(&pg, run, 1);
+		for (int i = 0; i < 10; i++)
+			CHECK(run[i] == by_table[i]);
+		page_runs(&pg, run, 0);
+		for (int i = 0; i < 10; i++)
+			CHECK(run[i] == in_page[i]);
+	}
+	page_free(&pg);
+	CHECK(page_parse(escaped, strlen(escaped), &pg, err, sizeof err) == 0);
+	CHECK(pg.count == 3);
+	if (pg.count == 3) {
+		page_runs(&pg, run, 1);
+		CHECK(run[0] == 1 && run[1] == 2 && run[2] == 3);
 	}
 	page_free(&pg);
 }
