@@ -518,20 +518,21 @@ BEGIN
 		xmin8 := pg_snapshot_xmin(CASE WHEN p_open THEN p_s1 ELSE p_s2 END::pg_snapshot);
 	END IF;
 	EXECUTE format($q$
-WITH pend AS (
-	SELECT DISTINCT x.k FROM tdgl.change_log c
-	CROSS JOIN LATERAL (VALUES (c.pk::jsonb), (c.old_pk::jsonb)) x(k)
-	WHERE $4::text IS NOT NULL AND c.txid >= $6 AND c.tbl = $7 AND x.k IS NOT NULL
+WITH tdgl_pend AS (
+	SELECT DISTINCT x.tdgl_key FROM tdgl.change_log c
+	CROSS JOIN LATERAL (VALUES (c.pk::jsonb), (c.old_pk::jsonb)) x(tdgl_key)
+	WHERE $4::text IS NOT NULL AND c.txid >= $6 AND c.tbl = $7 AND x.tdgl_key IS NOT NULL
 	  AND NOT CASE WHEN $2 THEN pg_visible_in_snapshot(c.txid, $3::pg_snapshot)
 	                            OR (pg_visible_in_snapshot(c.txid, $4::pg_snapshot) AND c.id <= $5)
 	               ELSE pg_visible_in_snapshot(c.txid, $4::pg_snapshot) END
-), k AS (
-	SELECT g.ord, %4$s AS k, %5$s FROM json_array_elements($8) WITH ORDINALITY AS g(j, ord)
+), tdgl_k AS (
+	SELECT g.tdgl_ord, %4$s AS tdgl_key, %5$s
+	FROM json_array_elements($8) WITH ORDINALITY AS g(j, tdgl_ord)
 	CROSS JOIN LATERAL json_populate_record(NULL::%1$s, g.j) t
 )
-SELECT coalesce(json_agg(json_build_array(k.k, r.rh, EXISTS (SELECT 1 FROM pend
-	WHERE pend.k = k.k::jsonb), r.snap) ORDER BY k.ord), '[]')
-FROM k LEFT JOIN LATERAL (
+SELECT coalesce(json_agg(json_build_array(k.tdgl_key, r.rh, EXISTS (SELECT 1 FROM tdgl_pend p
+	WHERE p.tdgl_key = k.tdgl_key::jsonb), r.snap) ORDER BY k.tdgl_ord), '[]')
+FROM tdgl_k k LEFT JOIN LATERAL (
 	SELECT lpad(to_hex(%3$s), 16, '0') AS rh, row_to_json(t) AS snap FROM %1$s t
 	WHERE %6$s AND ($1::jsonb IS NULL OR row_to_json(t)::jsonb @> $1::jsonb)
 ) r ON true$q$,

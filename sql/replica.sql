@@ -1337,11 +1337,12 @@ DECLARE
 	res json;
 BEGIN
 	EXECUTE format($q$
-SELECT coalesce(json_agg(json_build_array(k.k, r.rh,
-	EXISTS (SELECT 1 FROM tdgl.local_edits le WHERE le.tbl = $2 AND le.pk = k.k::jsonb)
-	OR EXISTS (SELECT 1 FROM tdgl.conflicts c WHERE c.tbl = $2 AND c.pk = k.k::jsonb
-	           AND c.status = 'Open'), r.snap) ORDER BY k.ord), '[]')
-FROM (SELECT g.ord, %3$s AS k, %4$s FROM json_array_elements($1) WITH ORDINALITY AS g(j, ord)
+SELECT coalesce(json_agg(json_build_array(k.tdgl_key, r.rh,
+	EXISTS (SELECT 1 FROM tdgl.local_edits le WHERE le.tbl = $2 AND le.pk = k.tdgl_key::jsonb)
+	OR EXISTS (SELECT 1 FROM tdgl.conflicts c WHERE c.tbl = $2 AND c.pk = k.tdgl_key::jsonb
+	           AND c.status = 'Open'), r.snap) ORDER BY k.tdgl_ord), '[]')
+FROM (SELECT g.tdgl_ord, %3$s AS tdgl_key, %4$s
+      FROM json_array_elements($1) WITH ORDINALITY AS g(j, tdgl_ord)
       CROSS JOIN LATERAL json_populate_record(NULL::%1$s, g.j) t) k
 LEFT JOIN LATERAL (SELECT lpad(to_hex(%2$s), 16, '0') AS rh, row_to_json(t) AS snap
                    FROM %1$s t WHERE %5$s) r ON true$q$,
@@ -1381,10 +1382,12 @@ WITH x AS (
 )
 SELECT coalesce(json_agg(json_strip_nulls(json_build_object('key', y.k, 'kind', y.kind,
 	'columns', CASE WHEN y.kind = 'different' THEN (
-		SELECT coalesce(json_agg(c ORDER BY c), '[]') FROM unnest($3::text[]) c
-		WHERE (SELECT to_jsonb(a) -> c FROM json_populate_record(NULL::%1$s, y.lrow) a)
+		SELECT coalesce(json_agg(u.tdgl_col ORDER BY u.tdgl_col), '[]')
+		FROM unnest($3::text[]) u(tdgl_col)
+		WHERE (SELECT to_jsonb(a) -> u.tdgl_col FROM json_populate_record(NULL::%1$s, y.lrow) a)
 		      IS DISTINCT FROM
-		      (SELECT to_jsonb(b) -> c FROM json_populate_record(NULL::%1$s, y.prow) b)) END,
+		      (SELECT to_jsonb(b) -> u.tdgl_col FROM json_populate_record(NULL::%1$s, y.prow) b))
+		END,
 	'row', CASE WHEN y.kind IN ('missing', 'different') THEN y.prow END))), '[]')
 FROM y$q$, tdgl.qualified(t.rel))
 	INTO res USING p_local, p_primary, t.cols;

@@ -3,6 +3,8 @@
 import json
 import threading
 
+from harness import wait_until
+from sites import Site
 from test_replica import pair, pull
 
 ITEM = "CREATE TABLE item (id bigint PRIMARY KEY, name text, qty int, price numeric(10,2))"
@@ -23,8 +25,8 @@ def behind_the_back(replica, stmt):
     replica.sql(f"BEGIN; SET LOCAL tdgl.applying = on; {stmt}; COMMIT")
 
 
-def synced_items(primary, replica, n=500):
-    pair(primary, replica, ITEM, ["item"])
+def synced_items(primary, replica, n=500, *source_args):
+    pair(primary, replica, ITEM, ["item"], *source_args)
     primary.sql(f"INSERT INTO item SELECT g, 'n' || g, g % 7, g / 3.0 "
                 f"FROM generate_series(1, {n}) g")
     assert pull(replica)["status"] == "Success"
@@ -66,3 +68,153 @@ def test_drift_is_reported_exactly_and_repaired(primary, replica):
         ("Delete", "Synced", "1000"), ("Repair", "Synced", "300"),
         ("Repair", "Synced", "5"), ("Repair", "Synced", "7")]
     assert verify(replica)[0] == 0
+
+
+def test_rows_edited_here_are_kept_local_not_repaired(primary, replica):
+    synced_items(primary, replica, n=50)
+    replica.sql("UPDATE item SET name = 'mine' WHERE id = 3")        # a local edit
+    rc, rep = verify(replica, "--repair")
+    t = table(rep, "item")
+    assert rc == 0 and t["kept_local"] == [{"id": 3}] and t["counts"]["different"] == 0
+    assert t["repair"]["applied"] == 0
+    assert replica.one("SELECT name FROM item WHERE id = 3") == "mine"
+
+
+def test_a_filtered_source_is_compared_with_its_subset(primary, replica):
+    pair(primary, replica, ITEM, ["item"], "--filter", 'item={"qty":1}')
+    primary.sql("INSERT INTO item SELECT g, 'n' || g, g % 3, g FROM generate_series(1, 300) g")
+    pull(replica)
+    assert replica.one("SELECT count(*) FROM item") == 100
+    assert verify(replica)[0] == 0
+    behind_the_back(replica, "INSERT INTO item VALUES (3, 'outside the subset', 0, 0)")
+    behind_the_back(replica, "DELETE FROM item WHERE id = 4")
+    rc, rep = verify(replica, "--repair")
+    t = table(rep, "item")
+    assert rc == 0 and t["repair"]["found"]["extra"] == [{"id": 3}]
+    assert t["repair"]["found"]["missing"] == [{"id": 4}]
+    assert replica.one("SELECT count(*) FROM item") == 100
+
+
+def test_only_shared_columns_are_compared(primary, replica):
+    pair(primary, replica, ITEM, ["item"], replica_ddl=[
+        ITEM.replace("price numeric(10,2)", "price numeric(10,2), note text DEFAULT 'local'")])
+    primary.sql("INSERT INTO item SELECT g, 'n', 1, 1 FROM generate_series(1, 100) g")
+    pull(replica)
+    behind_the_back(replica, "UPDATE item SET note = 'anything' WHERE id < 50")
+    assert verify(replica)[0] == 0
+    behind_the_back(replica, "UPDATE item SET price = 2 WHERE id = 10")
+    rc, rep = verify(replica)
+    assert rc == 3 and table(rep, "item")["different"] == [{"key": {"id": 10},
+                                                             "columns": ["price"]}]
+
+
+KEYS = [
+    ("CREATE TABLE kt (k text PRIMARY KEY, v int)",
+     "INSERT INTO kt SELECT 'ключ ' || g || ' ✓', g FROM generate_series(1, 200) g",
+     "kt", "UPDATE kt SET v = -1 WHERE k = 'ключ 7 ✓'", {"k": "ключ 7 ✓"}),
+    ("CREATE TABLE kc (a int, b text, v int, PRIMARY KEY (a, b))",
+     "INSERT INTO kc SELECT g % 10, 'b' || g, g FROM generate_series(1, 200) g",
+     "kc", "DELETE FROM kc WHERE a = 3 AND b = 'b13'", {"a": 3, "b": "b13"}),
+    ("CREATE TABLE ku (id uuid PRIMARY KEY, v int)",
+     "INSERT INTO ku SELECT md5(g::text)::uuid, g FROM generate_series(1, 200) g",
+     "ku", "UPDATE ku SET v = -1 WHERE v = 5", {"id": "e4da3b7f-bbce-2345-d777-2b0674a318d5"}),
+]
+
+
+def test_keys_of_several_types(primary, replica):
+    pair(primary, replica, [k[0] for k in KEYS], [k[2] for k in KEYS])
+    for k in KEYS:
+        primary.sql(k[1])
+    pull(replica)
+    rc, rep = verify(replica)
+    assert rc == 0, rep
+    for k in KEYS:
+        behind_the_back(replica, k[3])
+    rc, rep = verify(replica)
+    assert rc == 3, [t.get("error") for t in rep["tables"]]
+    found = {t["table"]: t["missing"] + [d["key"] for d in t["different"]] for t in rep["tables"]}
+    assert found == {k[2]: [k[4]] for k in KEYS}
+    assert verify(replica, "--repair")[0] == 0
+
+
+def test_verify_while_a_writer_is_busy_reports_nothing_false(primary, replica):
+    synced_items(primary, replica, 300, "--long-poll")
+    replica.serve()
+    stop = threading.Event()
+    done = []
+    w = Site(primary.cluster, primary.dbname, [], primary.logdir)
+    thread = threading.Thread(target=_write, args=(w, stop, done))
+    thread.start()
+    try:
+        wait_until(lambda: len(done) > 20, timeout=30, what="writer running")
+        for _ in range(3):
+            rc, rep = verify(replica)
+            tb = table(rep, "item")
+            assert rc == 0, tb
+    finally:
+        stop.set()
+        thread.join()
+        w.close()
+
+
+def _write(site, stop, done):
+    i = 0
+    while not stop.is_set():
+        i += 1
+        site.sql(f"UPDATE item SET qty = qty + 1 WHERE id = {1 + i % 300}")
+        site.sql(f"INSERT INTO item VALUES ({1000 + i}, 'w', 0, 0)")
+        site.sql(f"DELETE FROM item WHERE id = {1000 + i - 5}")
+        done.append(i)
+
+
+def test_exit_codes(primary, replica):
+    synced_items(primary, replica, n=10)
+    assert replica.cli("verify", check=False).returncode == 2
+    assert replica.cli("verify", "main", "--table", "nope", check=False).returncode == 2
+    p = replica.cli("verify", "nosuch", check=False)
+    assert p.returncode == 1 and "unknown source" in p.stderr
+    primary.server.stop()
+    p = replica.cli("verify", "main", check=False)
+    assert p.returncode == 1 and "item: failed" in p.stdout
+
+
+def test_admin_api_verifies_keeps_the_result_and_exports_a_metric(primary, replica):
+    synced_items(primary, replica, n=20)
+    behind_the_back(replica, "DELETE FROM item WHERE id = 2")
+    replica.serve()
+    r = replica.api("POST", "/api/sources/main/verify", json={"tables": ["item"]})
+    assert r.status_code == 200 and r.json()["tables"][0]["missing"] == [{"id": 2}]
+    last = replica.api("GET", "/api/verifications", params={"source": "main"}).json()
+    assert [(v["table"], v["status"], v["missing"]) for v in last] == [("item", "different", 1)]
+    m = replica.api("GET", "/metrics").text
+    assert 'tdgl_replica_verify_differences{source="main",table="item"} 1' in m
+    r = replica.api("POST", "/api/sources/main/verify", json={"repair": True})
+    assert r.status_code == 200 and r.json()["identical"] is True
+    last = replica.api("GET", "/api/verifications").json()
+    assert [(v["status"], v["repaired"]) for v in last] == [("identical", 1)]
+    for body, status in (("{", 400), ('{"tables": "item"}', 400), ('{"repair": 1}', 400),
+                         ('{"tables": ["nope"]}', 400), ('{"x": 1}', 400)):
+        r = replica.api("POST", "/api/sources/main/verify", data=body)
+        assert r.status_code == status and "error" in r.json(), body
+    r = replica.api("POST", "/api/sources/nosuch/verify")
+    assert r.status_code == 404 and "error" in r.json()
+
+
+def test_hashes_endpoint_refuses_bad_input(primary, replica):
+    key, secret = pair(primary, replica, ITEM, ["item"])
+    for params in ({"mode": "buckets", "columns": '["id"]'},
+                   {"mode": "buckets", "table": "item"},
+                   {"mode": "nope", "table": "item", "columns": '["id"]'},
+                   {"mode": "buckets", "table": "nope", "columns": '["id"]'},
+                   {"mode": "buckets", "table": "item", "columns": '["name"]'},
+                   {"mode": "buckets", "table": "item", "columns": '["id"]', "bits": "99"},
+                   {"mode": "buckets", "table": "item", "columns": '["id"]', "bits": "4",
+                    "prefix_bits": "2", "prefixes": "7"},
+                   {"mode": "keys", "table": "item", "columns": '["id"]', "filter": "[1]"},
+                   {"mode": "rows", "table": "item", "columns": '["id"]', "keys": '[1]'},
+                   {"mode": "rows", "table": "item", "columns": '["id"]', "keys": '[{"id":"x"}]'},
+                   {"mode": "rows", "table": "item", "columns": '["id"]', "keys": '[]',
+                    "cursor": "bad"}):
+        r = primary.get("/api/hashes", key, secret, **params)
+        assert r.status_code == 400 and "error" in r.json(), (params, r.text)
+    assert primary.get("/api/hashes", key, "wrong", table="item").status_code == 401
