@@ -26,6 +26,7 @@ extern const char sql_replica[];
 
 #define MAIN_SCHEMA_VERSION 3
 #define MAIN_RELOAD_S 2
+#define MAIN_CATCH_UP_WAIT_MS 1000
 #define MAIN_DURATION_MAX (36500L * 86400)
 
 static const char main_usage[] =
@@ -374,11 +375,37 @@ static int cmd_pull(int argc, char **argv)
 
 /* verify's catch-up: one pull, as `pull` runs it (beside `serve` too: a cursor that moved
  * meanwhile makes the page apply refuse, never apply twice). */
+static const char Q_CURSOR_OF[] = "SELECT cursor FROM tdgl.sources WHERE name = $1";
+
+/* The source's cursor (malloc'd; NULL when none or on error). */
+static char *main_cursor_of(PGconn *c, const char *source)
+{
+	const char *p[1] = { source };
+	PGresult *res = db_exec(c, "verify: read cursor", Q_CURSOR_OF, 1, p);
+	char *cur = res && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0) ?
+	            strdup(PQgetvalue(res, 0, 0)) : NULL;
+
+	PQclear(res);
+	return cur;
+}
+
+/* verify's catch-up: waits up to MAIN_CATCH_UP_WAIT_MS for the cursor to move (a `serve`
+ * pulling this source moves it), else runs one pull itself, as `pull` does. */
 static int main_verify_catch_up(void *ctx, PGconn *c, const char *source)
 {
+	struct timespec step = { 0, 50 * 1000000L };
 	struct pull_result r;
+	char *before = main_cursor_of(c, source), *now = NULL;
+	int moved = 0;
 
-	return pull_run(c, source, "Manual", 0, ctx, NULL, &r);
+	for (int waited = 0; before && !moved && waited < MAIN_CATCH_UP_WAIT_MS; waited += 50) {
+		nanosleep(&step, NULL);
+		now = main_cursor_of(c, source);
+		moved = now && strcmp(now, before);
+		free(now);
+	}
+	free(before);
+	return moved ? 0 : pull_run(c, source, "Manual", 0, ctx, NULL, &r);
 }
 
 /* Prints a verify report: per table "identical" or what differs. */

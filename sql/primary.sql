@@ -530,9 +530,10 @@ WITH tdgl_pend AS (
 	FROM json_array_elements($8) WITH ORDINALITY AS g(j, tdgl_ord)
 	CROSS JOIN LATERAL json_populate_record(NULL::%1$s, g.j) t
 )
-SELECT coalesce(json_agg(json_build_array(k.tdgl_key, r.rh, EXISTS (SELECT 1 FROM tdgl_pend p
-	WHERE p.tdgl_key = k.tdgl_key::jsonb), r.snap) ORDER BY k.tdgl_ord), '[]')
-FROM tdgl_k k LEFT JOIN LATERAL (
+SELECT coalesce(json_agg(json_build_array(k.tdgl_key, r.rh, p.tdgl_key IS NOT NULL, r.snap)
+                         ORDER BY k.tdgl_ord), '[]')
+FROM tdgl_k k LEFT JOIN tdgl_pend p ON p.tdgl_key = k.tdgl_key::jsonb
+LEFT JOIN LATERAL (
 	SELECT lpad(to_hex(%3$s), 16, '0') AS rh, row_to_json(t) AS snap FROM %1$s t
 	WHERE %6$s AND ($1::jsonb IS NULL OR row_to_json(t)::jsonb @> $1::jsonb)
 ) r ON true$q$,
