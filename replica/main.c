@@ -20,13 +20,12 @@
 #include "replica/retention.h"
 #include "replica/scheduler.h"
 #include "replica/source.h"
-#include "replica/verify.h"
+#include "replica/verify_cli.h"
 
 extern const char sql_replica[];
 
 #define MAIN_SCHEMA_VERSION 3
 #define MAIN_RELOAD_S 2
-#define MAIN_CATCH_UP_WAIT_MS 1000
 #define MAIN_DURATION_MAX (36500L * 86400)
 
 static const char main_usage[] =
@@ -373,160 +372,6 @@ static int cmd_pull(int argc, char **argv)
 	return rc;
 }
 
-/* verify's catch-up: one pull, as `pull` runs it (beside `serve` too: a cursor that moved
- * meanwhile makes the page apply refuse, never apply twice). */
-static const char Q_CURSOR_OF[] = "SELECT cursor FROM tdgl.sources WHERE name = $1";
-
-/* The source's cursor (malloc'd; NULL when none or on error). */
-static char *main_cursor_of(PGconn *c, const char *source)
-{
-	const char *p[1] = { source };
-	PGresult *res = db_exec(c, "verify: read cursor", Q_CURSOR_OF, 1, p);
-	char *cur = res && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0) ?
-	            strdup(PQgetvalue(res, 0, 0)) : NULL;
-
-	PQclear(res);
-	return cur;
-}
-
-/* verify's catch-up: waits up to MAIN_CATCH_UP_WAIT_MS for the cursor to move (a `serve`
- * pulling this source moves it), else runs one pull itself, as `pull` does. */
-static int main_verify_catch_up(void *ctx, PGconn *c, const char *source)
-{
-	struct timespec step = { 0, 50 * 1000000L };
-	struct pull_result r;
-	char *before = main_cursor_of(c, source), *now = NULL;
-	int moved = 0;
-
-	for (int waited = 0; before && !moved && waited < MAIN_CATCH_UP_WAIT_MS; waited += 50) {
-		nanosleep(&step, NULL);
-		now = main_cursor_of(c, source);
-		moved = now && strcmp(now, before);
-		free(now);
-	}
-	free(before);
-	return moved ? 0 : pull_run(c, source, "Manual", 0, ctx, NULL, &r);
-}
-
-/* Prints a verify report: per table "identical" or what differs. */
-static void main_print_verify(const cJSON *report)
-{
-	static const char *const kinds[][2] = {
-		{ "missing", "missing on the replica" }, { "extra", "extra on the replica" },
-		{ "different", "different" }, { "kept_local", "kept local" },
-		{ "in_flight", "in flight (not compared)" },
-	};
-	const cJSON *t;
-
-	cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(report, "tables")) {
-		const char *status = json_get_string(t, "status");
-		const cJSON *counts = cJSON_GetObjectItemCaseSensitive(t, "counts");
-		const cJSON *rep = cJSON_GetObjectItemCaseSensitive(t, "repair");
-
-		printf("%s: %s", json_get_string(t, "table"), status);
-		if (!strcmp(status, "failed"))
-			printf(" (%s)", json_get_string(t, "error"));
-		printf("\n");
-		if (rep)
-			printf("  repaired: %lld rows applied, %lld failed\n",
-			       json_get_int(rep, "applied", 0), json_get_int(rep, "failed", 0));
-		for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
-			const cJSON *x;
-			long long n = json_get_int(counts, kinds[k][0], 0);
-
-			if (n == 0)
-				continue;
-			printf("  %s: %lld\n", kinds[k][1], n);
-			cJSON_ArrayForEach(x, cJSON_GetObjectItemCaseSensitive(t, kinds[k][0])) {
-				const cJSON *key = cJSON_IsObject(x) &&
-				                   cJSON_GetObjectItemCaseSensitive(x, "columns") ?
-				                   cJSON_GetObjectItemCaseSensitive(x, "key") : x;
-				char *ks = cJSON_PrintUnformatted(key);
-
-				printf("    %s", ks ? ks : "?");
-				free(ks);
-				if (key != x) {
-					char *cs = cJSON_PrintUnformatted(
-						cJSON_GetObjectItemCaseSensitive(x, "columns"));
-					printf(" columns %s", cs ? cs : "?");
-					free(cs);
-				}
-				printf("\n");
-			}
-		}
-	}
-}
-
-static int cmd_verify(int argc, char **argv)
-{
-	struct arg_opt opts[] = {
-		OPT_DB,
-		{ "secret-key", "TDGL_SECRET_KEY", "KEY", "key that encrypts secrets at rest", NULL },
-		{ "files-dir", "TDGL_FILES_DIR", "DIR", "where attachment files go", "./files" },
-		{ "repair", NULL, NULL, "apply the primary's rows where they differ, then verify again",
-		  NULL },
-		{ "json", NULL, NULL, "print the whole report as JSON", NULL },
-		OPT_END
-	};
-	const char *pos[1] = { 0 }, *tables[SOURCE_MAX_TABLES];
-	struct pull_env env = { 0 };
-	struct verify_opts vo = { 0 };
-	int np = 0, nt = 0, rc;
-	char err[512];
-	PGconn *c;
-	cJSON *report = NULL;
-	unsigned st;
-
-	if (main_take_repeated(&argc, argv, "table", tables, SOURCE_MAX_TABLES, &nt) < 0)
-		return 2;
-	rc = args_parse(argc, argv, opts, "tdgl-replica verify NAME [--table T ...] [--repair]",
-	                pos, 1, &np);
-	if (rc)
-		return rc == 1 ? 0 : 2;
-	if (np != 1) {
-		fprintf(stderr, "error: verify needs a source NAME\n");
-		return 2;
-	}
-	c = main_open(opts, &rc);
-	if (!c)
-		return rc;
-	if (!main_schema_ok(c)) {
-		PQfinish(c);
-		return 1;
-	}
-	env.key_material = args_get(opts, "secret-key");
-	env.files_dir = args_get(opts, "files-dir");
-	vo = (struct verify_opts){ .tables = tables, .ntables = nt,
-	                           .repair = args_get(opts, "repair") != NULL,
-	                           .key_material = env.key_material,
-	                           .catch_up = main_verify_catch_up, .catch_up_ctx = &env };
-	st = verify_run(c, pos[0], &vo, &report, err, sizeof err);
-	if (st != 200) {
-		fprintf(stderr, "error: %s\n", err);
-		rc = st == 400 ? 2 : 1;
-		goto out;
-	}
-	if (args_get(opts, "json"))
-		main_print_json(report);
-	else
-		main_print_verify(report);
-	rc = 0;
-	{
-		const cJSON *t;
-
-		cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(report, "tables")) {
-			if (!strcmp(json_get_string(t, "status"), "failed"))
-				rc = 1;
-			else if (rc == 0 && strcmp(json_get_string(t, "status"), "identical"))
-				rc = 3;
-		}
-	}
-out:
-	cJSON_Delete(report);
-	PQfinish(c);
-	return rc;
-}
-
 static int cmd_conflicts(int argc, char **argv)
 {
 	struct arg_opt opts[] = {
@@ -849,7 +694,7 @@ int main(int argc, char **argv)
 	if (!strcmp(cmd, "pull"))
 		return cmd_pull(argc, argv);
 	if (!strcmp(cmd, "verify"))
-		return cmd_verify(argc, argv);
+		return verify_cli_run(argc, argv);
 	if (!strcmp(cmd, "conflicts"))
 		return cmd_conflicts(argc, argv);
 	if (!strcmp(cmd, "retry"))
