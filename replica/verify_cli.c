@@ -172,7 +172,7 @@ int verify_cli_run(int argc, char **argv)
 
 	if (verify_cli_tables(&argc, argv, tables, &nt) < 0)
 		return 2;
-	rc = args_parse(argc, argv, opts, "tdgl-replica verify NAME [--table T ...] [--repair]",
+	rc = args_parse(argc, argv, opts, "tdgl-replica verify NAME [--table T ...] [--repair] [--json]",
 	                pos, 1, &np);
 	if (rc)
 		return rc == 1 ? 0 : 2;
