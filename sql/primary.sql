@@ -462,7 +462,7 @@ BEGIN
 SELECT coalesce(json_agg(json_build_array(b, n, lpad(to_hex(h), 16, '0')) ORDER BY b), '[]')
 FROM (SELECT %4$s AS b, count(*) AS n, bit_xor(rh) AS h
       FROM (SELECT %2$s AS kh, %3$s AS rh FROM %1$s t
-            WHERE $1::jsonb IS NULL OR row_to_json(t)::jsonb @> $1::jsonb) s
+            WHERE $1::jsonb IS NULL OR row_to_json(t.*)::jsonb @> $1::jsonb) s
       WHERE $2 = 0 OR %5$s = ANY ($3)
       GROUP BY 1) g$q$,
 		t.rel, e.kh, e.rh, tdgl.verify_bucket_expr(p_bits),
@@ -490,7 +490,7 @@ BEGIN
 SELECT coalesce(json_agg(json_build_array(lpad(to_hex(kh), 16, '0'), k,
                                           lpad(to_hex(rh), 16, '0')) ORDER BY kh), '[]')
 FROM (SELECT %2$s AS kh, %3$s AS rh, %4$s AS k FROM %1$s t
-      WHERE $1::jsonb IS NULL OR row_to_json(t)::jsonb @> $1::jsonb) s
+      WHERE $1::jsonb IS NULL OR row_to_json(t.*)::jsonb @> $1::jsonb) s
 WHERE $2 = 0 OR %5$s = ANY ($3)$q$,
 		t.rel, e.kh, e.rh, e.kobj, tdgl.verify_bucket_expr(p_prefix_bits))
 	INTO res USING p_filter, p_prefix_bits, p_prefixes;
@@ -534,8 +534,8 @@ SELECT coalesce(json_agg(json_build_array(k.tdgl_key, r.rh, p.tdgl_key IS NOT NU
                          ORDER BY k.tdgl_ord), '[]')
 FROM tdgl_k k LEFT JOIN tdgl_pend p ON p.tdgl_key = k.tdgl_key::jsonb
 LEFT JOIN LATERAL (
-	SELECT lpad(to_hex(%3$s), 16, '0') AS rh, row_to_json(t) AS snap FROM %1$s t
-	WHERE %6$s AND ($1::jsonb IS NULL OR row_to_json(t)::jsonb @> $1::jsonb)
+	SELECT lpad(to_hex(%3$s), 16, '0') AS rh, row_to_json(t.*) AS snap FROM %1$s t
+	WHERE %6$s AND ($1::jsonb IS NULL OR row_to_json(t.*)::jsonb @> $1::jsonb)
 ) r ON true$q$,
 		t.rel, e.kh, e.rh, e.kobj,
 		(SELECT string_agg(format('t.%I', c), ', ') FROM unnest(t.pk) c),

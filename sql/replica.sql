@@ -1344,7 +1344,7 @@ SELECT coalesce(json_agg(json_build_array(k.tdgl_key, r.rh,
 FROM (SELECT g.tdgl_ord, %3$s AS tdgl_key, %4$s
       FROM json_array_elements($1) WITH ORDINALITY AS g(j, tdgl_ord)
       CROSS JOIN LATERAL json_populate_record(NULL::%1$s, g.j) t) k
-LEFT JOIN LATERAL (SELECT lpad(to_hex(%2$s), 16, '0') AS rh, row_to_json(t) AS snap
+LEFT JOIN LATERAL (SELECT lpad(to_hex(%2$s), 16, '0') AS rh, row_to_json(t.*) AS snap
                    FROM %1$s t WHERE %5$s) r ON true$q$,
 		tdgl.qualified(t.rel), e.rh, e.kobj,
 		(SELECT string_agg(format('t.%I', c), ', ') FROM unnest(t.pk) c),
@@ -1382,11 +1382,13 @@ WITH x AS (
 )
 SELECT coalesce(json_agg(json_strip_nulls(json_build_object('key', y.k, 'kind', y.kind,
 	'columns', CASE WHEN y.kind = 'different' THEN (
-		SELECT coalesce(json_agg(u.tdgl_col ORDER BY u.tdgl_col), '[]')
-		FROM unnest($3::text[]) u(tdgl_col)
-		WHERE (SELECT to_jsonb(a) -> u.tdgl_col FROM json_populate_record(NULL::%1$s, y.lrow) a)
+		SELECT coalesce(json_agg(tdgl_u.tdgl_col ORDER BY tdgl_u.tdgl_col), '[]')
+		FROM unnest($3::text[]) tdgl_u(tdgl_col)
+		WHERE (SELECT to_jsonb(tdgl_l.*) -> tdgl_u.tdgl_col
+		       FROM json_populate_record(NULL::%1$s, y.lrow) tdgl_l)
 		      IS DISTINCT FROM
-		      (SELECT to_jsonb(b) -> u.tdgl_col FROM json_populate_record(NULL::%1$s, y.prow) b))
+		      (SELECT to_jsonb(tdgl_p.*) -> tdgl_u.tdgl_col
+		       FROM json_populate_record(NULL::%1$s, y.prow) tdgl_p))
 		END,
 	'row', CASE WHEN y.kind IN ('missing', 'different') THEN y.prow END))), '[]')
 FROM y$q$, tdgl.qualified(t.rel))

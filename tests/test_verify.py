@@ -5,7 +5,7 @@ import threading
 
 from harness import wait_until
 from sites import Site
-from test_replica import pair, pull
+from test_replica import TYPES_DDL, pair, pull
 
 ITEM = "CREATE TABLE item (id bigint PRIMARY KEY, name text, qty int, price numeric(10,2))"
 
@@ -221,3 +221,35 @@ def test_hashes_endpoint_refuses_bad_input(primary, replica):
         r = primary.get("/api/hashes", key, secret, **params)
         assert r.status_code == 400 and "error" in r.json(), (params, r.text)
     assert primary.get("/api/hashes", key, "wrong", table="item").status_code == 401
+
+
+def test_values_of_every_type_verify_identical_across_time_zones(primary, replica):
+    # each site prints values under its own session settings; verify hashes them under
+    # fixed ones, so two sites in different time zones still agree
+    primary.sql(f'ALTER DATABASE "{primary.dbname}" SET timezone = \'America/New_York\'')
+    replica.sql(f'ALTER DATABASE "{replica.dbname}" SET timezone = \'Asia/Tokyo\'')
+    pair(primary, replica, TYPES_DDL, ["typed"])
+    primary.sql("""INSERT INTO typed VALUES
+      (1, 1.500, 12345678901234.123456, '\\x00ff10', '{1,2,NULL}', '{"a b","c,d","é"}',
+       '{"k": [1, 2.50, "x"], "n": null}', '{"z": 1,  "a":2}', '2024-03-10 01:59:59.123456+00',
+       '2024-01-01 00:00:00.5', '2024-02-29', '-0', '-0', 'héllo ✓ 𝄞', '1 day 02:03:04',
+       'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', true, '10.0.0.1/24'),
+      (2, 'NaN', NULL, '\\x', '{}', '{}', '[]', '"s"', 'infinity', '-infinity', 'infinity',
+       'NaN', 'Infinity', '', NULL, NULL, false, '::1')""")
+    pull(replica)
+    assert verify(replica)[0] == 0
+    behind_the_back(replica, "UPDATE typed SET ts = ts + interval '1 microsecond' WHERE id = 1")
+    rc, rep = verify(replica)
+    assert rc == 3 and table(rep, "typed")["different"] == [{"key": {"id": 1},
+                                                              "columns": ["ts"]}]
+
+
+def test_a_change_still_streaming_is_not_a_difference(primary, replica):
+    synced_items(primary, replica, n=20)
+    primary.sql("UPDATE item SET qty = 500 WHERE id = 4")     # not pulled yet
+    primary.sql("INSERT INTO item VALUES (21, 'new', 1, 1)")
+    primary.sql("DELETE FROM item WHERE id = 9")
+    rc, rep = verify(replica)
+    assert rc == 0 and table(rep, "item")["status"] == "identical"
+    # verify caught up (a pull) and read the rows again at the new position
+    assert replica.one("SELECT qty FROM item WHERE id = 4") == 500
