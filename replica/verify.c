@@ -12,11 +12,11 @@
 #include "replica/source.h"
 #include "replica/verify.h"
 
-#define VERIFY_BUCKET_ROWS 1024   /* rows per bucket aimed at on the first level */
-#define VERIFY_LEAF_ROWS 64       /* a differing bucket this small is listed row by row */
+#define VERIFY_BUCKET_ROWS 256    /* rows per bucket aimed at on the first level */
+#define VERIFY_LEAF_ROWS 512      /* a differing bucket this small is listed row by row */
 #define VERIFY_STEP_BITS 6        /* a larger one is split into 64 */
 #define VERIFY_MAX_BITS 40
-#define VERIFY_PREFIX_BATCH 2000  /* buckets per request */
+#define VERIFY_PREFIX_BATCH 5000  /* buckets per request (URL <= 64 KiB; answer <= ~40 MB) */
 #define VERIFY_KEY_BATCH 200      /* keys per rows request */
 #define VERIFY_KEY_BYTES 32768    /* and at most this much key text */
 #define VERIFY_TIMEOUT_MS 600000
