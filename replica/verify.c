@@ -16,7 +16,8 @@
 #define VERIFY_LEAF_ROWS 512      /* a differing bucket this small is listed row by row */
 #define VERIFY_STEP_BITS 6        /* a larger one is split into 64 */
 #define VERIFY_MAX_BITS 40
-#define VERIFY_PREFIX_BATCH 5000  /* buckets per request (URL <= 64 KiB; answer <= ~40 MB) */
+#define VERIFY_PREFIX_BATCH 5000  /* buckets per request (answer <= ~40 MB) */
+#define VERIFY_PREFIX_BYTES 48000 /* and at most this much text (the primary takes 64 KiB) */
 #define VERIFY_KEY_BATCH 200      /* keys per rows request */
 #define VERIFY_KEY_BYTES 32768    /* and at most this much key text */
 #define VERIFY_TIMEOUT_MS 600000
@@ -85,6 +86,17 @@ struct verify_run {
 static const char *const verify_kinds[5] = {
 	"missing", "extra", "different", "kept_local", "in_flight"
 };
+
+/* How many bucket numbers of `bits` bits go into one request. */
+static int verify_batch(int bits)
+{
+	int digits = 1;
+
+	for (long long v = bits >= 63 ? 0 : (1LL << bits); v >= 10; v /= 10)
+		digits++;
+	return VERIFY_PREFIX_BYTES / (digits + 1) < VERIFY_PREFIX_BATCH ?
+	       VERIFY_PREFIX_BYTES / (digits + 1) : VERIFY_PREFIX_BATCH;
+}
 
 /* GET path from the primary into resp; counts it. 0, or -1 with t->error. */
 static int verify_get(struct verify_table *t, const char *path, struct httpc_resp *resp)
@@ -192,8 +204,8 @@ static int verify_leaves(struct verify_table *t, const long *b, int nb, int bits
 	int rc = -1;
 
 	snprintf(bits_s, sizeof bits_s, "%d", bits);
-	for (int i = 0; i < nb; i += VERIFY_PREFIX_BATCH) {
-		int m = nb - i < VERIFY_PREFIX_BATCH ? nb - i : VERIFY_PREFIX_BATCH;
+	for (int i = 0, batch = verify_batch(bits); i < nb; i += batch) {
+		int m = nb - i < batch ? nb - i : batch;
 		const char *lp[4] = { t->tbl, t->cols, bits_s, NULL };
 		const char *dp[2] = { NULL, NULL };
 
@@ -242,8 +254,8 @@ static int verify_level(struct verify_table *t, int pbits, const long *pre, int 
 
 	snprintf(pbits_s, sizeof pbits_s, "%d", pbits);
 	snprintf(bits_s, sizeof bits_s, "%d", bits);
-	for (int i = 0; i < (pbits ? npre : 1); i += VERIFY_PREFIX_BATCH) {
-		int m = pbits ? (npre - i < VERIFY_PREFIX_BATCH ? npre - i : VERIFY_PREFIX_BATCH) : 0;
+	for (int i = 0, batch = verify_batch(pbits); i < (pbits ? npre : 1); i += batch) {
+		int m = pbits ? (npre - i < batch ? npre - i : batch) : 0;
 		const char *lp[5] = { t->tbl, t->cols, pbits_s, NULL, bits_s };
 		const char *dp[2];
 

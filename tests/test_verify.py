@@ -253,3 +253,17 @@ def test_a_change_still_streaming_is_not_a_difference(primary, replica):
     assert rc == 0 and table(rep, "item")["status"] == "identical"
     # verify caught up (a pull) and read the rows again at the new position
     assert replica.one("SELECT qty FROM item WHERE id = 4") == 500
+
+
+def test_a_large_differing_bucket_is_split_down_to_its_rows(primary, replica):
+    # the replica's statistics say the table is empty: one bucket of 2,000 rows, split
+    pair(primary, replica, ITEM, ["item"])
+    replica.sql("ALTER TABLE item SET (autovacuum_enabled = off)")   # the estimate stays 0
+    replica.sql("ANALYZE item")
+    primary.sql("INSERT INTO item SELECT g, 'n', 1, 1 FROM generate_series(1, 2000) g")
+    pull(replica)
+    behind_the_back(replica, "UPDATE item SET qty = 2 WHERE id IN (17, 1999)")
+    rc, rep = verify(replica)
+    t = table(rep, "item")
+    assert rc == 3 and sorted(d["key"]["id"] for d in t["different"]) == [17, 1999]
+    assert t["requests"] == 5      # columns, 1 bucket, its 64 parts, their rows, the 2 rows
