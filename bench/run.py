@@ -7,7 +7,7 @@ results into BENCHMARKS.md (between the bench markers) and bench/results/.
 
 Sizes: BENCH_SCALE (default 0.2) scales the issue's sizes (1M-row insert and initial sync,
 100k transactions, 200k queued changes, 1M backlog). BENCH_SCALE=1 is the issue's full size.
---figures 1,3,8 runs a subset. BENCH_LOG_SIZES=10000,100000,1000000 sets figure 8's log sizes.
+--figures 1,3,8 runs a subset (9: verify). BENCH_LOG_SIZES=10000,100000,1000000 sets figure 8's log sizes.
 Benchmarks, not tests: nothing here asserts a time; a missed target is reported, not failed.
 """
 import argparse
@@ -666,6 +666,63 @@ def fig10(b, sz):
 
 
 FIGURES = {1: fig1, 2: fig2, 3: fig3, 4: fig4, 5: fig5, 6: fig6, 8: fig8, 10: fig10}
+def fig9(b, sz):
+    """verify: 1M identical rows (scaled) against md5(string_agg(t::text ORDER BY id)) over
+    the table on both sites, same run; then the bytes exchanged with 10 differing rows."""
+    log(f"figure 9: verify {sz['big']:,} rows")
+    p, r, prim, rep, key, secret = tdgl_pair(b, "f9", rows=sz["big"])
+    rci = b.replica.conninfo("f9")
+    for d in (p, r):
+        d.sql("VACUUM ANALYZE customer")
+    ref_q = "SELECT md5(string_agg(t::text, '' ORDER BY t.id)) FROM customer t"
+
+    def verify():
+        e = dict(os.environ, TDGL_DB=rci, TDGL_SECRET_KEY=b.secret_key)
+        t0 = time.monotonic()
+        out = subprocess.run([os.path.join(ROOT, "bin", "tdgl-replica"), "verify", "main",
+                              "--json"], env=e, capture_output=True, text=True)
+        el = time.monotonic() - t0
+        if out.returncode not in (0, 3):
+            raise RuntimeError(f"verify failed: {out.stderr or out.stdout}")
+        return el, json.loads(out.stdout)["tables"][0]
+
+    def reference():
+        t0 = time.monotonic()
+        p.one(ref_q)
+        r.one(ref_q)
+        return time.monotonic() - t0
+
+    reference()                       # warm both caches the same way
+    refs, runs = [], []
+    for _ in range(3):
+        refs.append(reference())
+        el, t = verify()
+        runs.append(el)
+        if t["status"] != "identical":
+            raise RuntimeError(f"identical tables verified {t['status']}")
+    ref, val = min(refs), min(runs)
+    record(9, f"verify {sz['big']:,} identical rows", val, "s", ref,
+           "md5(string_agg) on both sites", "ratio <= 2", val / ref <= 2,
+           note=f"runs {', '.join(f'{x:.2f}' for x in runs)}; reference runs "
+                f"{', '.join(f'{x:.2f}' for x in refs)}; {t['requests']} requests, "
+                f"{t['bytes']:,} bytes")
+    size = p.one("SELECT pg_table_size('customer')")
+    step = max(1, sz["big"] // 10)
+    r.sql("BEGIN; SET LOCAL tdgl.applying = on; "
+          f"UPDATE customer SET name = 'drift' WHERE id % {step} = 1; COMMIT")
+    el, t = verify()
+    n = t["counts"]["different"]
+    record(9, f"bytes exchanged, {n} differing rows", t["bytes"], "B", size,
+           "table size (pg_table_size)", "< 1 %", t["bytes"] < size / 100,
+           note=f"{t['requests']} requests, {el:.2f} s; differences found "
+                f"{t['counts']}")
+    for d in (p, r):
+        d.close()
+    b.stop_proc(rep)
+    b.stop_proc(prim)
+
+
+FIGURES = {1: fig1, 2: fig2, 3: fig3, 4: fig4, 5: fig5, 6: fig6, 8: fig8, 9: fig9}
 
 
 def sizes(scale):
@@ -737,7 +794,7 @@ def write_results(meta, total_s):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--figures", default=os.environ.get("BENCH_FIGURES", "1,2,3,4,5,6,8,10"),
+    ap.add_argument("--figures", default=os.environ.get("BENCH_FIGURES", "1,2,3,4,5,6,8,9,10"),
                     help="comma-separated figure numbers (7 is measured with 6)")
     ap.add_argument("--scale", type=float, default=float(os.environ.get("BENCH_SCALE", "0.2")))
     ap.add_argument("--workdir", default=os.environ.get("BENCH_DIR", "/tmp/tdgl-bench"))

@@ -16,6 +16,7 @@
 #include "primary/capture.h"
 #include "primary/changes.h"
 #include "primary/files.h"
+#include "primary/hashes.h"
 #include "primary/metrics.h"
 #include "primary/rows.h"
 
@@ -286,6 +287,34 @@ out:
 	buf_free(&body);
 }
 
+/* GET /api/hashes: what a replica's verify compares (hashes.h). */
+static void api_hashes(struct api *api, struct http_req *req)
+{
+	struct buf body = {0};
+	PGconn *c = NULL;
+	char key[AUTH_KEY_MAX], err[512];
+	struct hashes_req r = {
+		.table = http_query(req, "table"), .columns = http_query(req, "columns"),
+		.filter = http_query(req, "filter"), .mode = http_query(req, "mode"),
+		.bits = http_query(req, "bits"), .prefix_bits = http_query(req, "prefix_bits"),
+		.prefixes = http_query(req, "prefixes"), .keys = http_query(req, "keys"),
+		.cursor = http_query(req, "cursor"),
+	};
+	unsigned status;
+
+	c = api_conn(api, req);
+	if (!c || !api_auth(api, req, c, key))
+		goto out;
+	status = hashes_answer(c, &r, &body, err, sizeof err);
+	if (status == 200)
+		api_json_buf(req, 200, &body);
+	else
+		api_error(req, status, err);
+out:
+	db_pool_put(api->pool, c);
+	buf_free(&body);
+}
+
 static void api_files(struct api *api, struct http_req *req, const char *rel)
 {
 	PGconn *c = NULL;
@@ -351,6 +380,8 @@ void api_handle(struct http_req *req, void *ctx)
 		api_rows(api, req, 0);
 	} else if (!strcmp(path, "/api/row")) {
 		api_rows(api, req, 1);
+	} else if (!strcmp(path, "/api/hashes")) {
+		api_hashes(api, req);
 	} else if (!strncmp(path, "/api/files/", 11)) {
 		api_files(api, req, path + 11);
 	} else if (!strncmp(path, "/api/", 5) || !strcmp(path, "/api")) {

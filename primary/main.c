@@ -25,7 +25,7 @@
 #include "primary/push.h"
 #include "primary/watch.h"
 
-#define SCHEMA_VERSION 3
+#define SCHEMA_VERSION 4
 
 extern const char sql_primary[];
 

@@ -11,6 +11,7 @@
 #include "replica/conflict.h"
 #include "replica/events.h"
 #include "replica/jobs_api.h"
+#include "replica/verify_api.h"
 #include "replica/metrics.h"
 #include "replica/source.h"
 
@@ -413,6 +414,8 @@ void api_handle(struct http_req *req, void *ctx)
 		return;
 	}
 	if (jobs_api_handle(a, req))   /* events, retries, settings, dry runs (jobs_api.h) */
+		return;
+	if (verify_api_handle(a, req))   /* verify and repair (verify_api.h) */
 		return;
 	if (!strcmp(path, "/api/status") && get)
 		api_status(a, req);

@@ -24,6 +24,7 @@
 #include "replica/run.h"
 #include "replica/scheduler.h"
 #include "replica/source.h"
+#include "replica/verify_cli.h"
 
 extern const char sql_replica[];
 
@@ -43,6 +44,9 @@ static const char main_usage[] =
 	"             [--poll-interval S] [--rate-limit N] [--retry-base S] [--max-retries N]\n"
 	"  source show NAME             schedule, limits and control flags of a source\n"
 	"  pull NAME [--dry-run]        run one pull now (or only report it) and print its summary\n"
+	"  verify NAME [--table T ...] [--repair] [--json]\n"
+	"                               compare the source's tables with the primary (exit 3:\n"
+	"                               they differ); --repair fixes what differs\n"
 	"  retry ID | retry --all-failed   retry Failed changes now\n"
 	"  conflicts [--status open|resolved]\n"
 	"  resolve ID accept-primary|keep-local\n"
@@ -52,7 +56,7 @@ static const char main_usage[] =
 	"  purge [--log-retention 14d]  delete old Synced/Skipped log entries and finished runs\n"
 	"every command takes --db CONNINFO (TDGL_DB) and --help; tdgl-replica --version\n\n"
 	"logs: one line per event on stderr, text or json [env TDGL_LOG_FORMAT] (default: text)\n"
-	"exit codes: 0 ok, 1 runtime error, 2 usage error";
+	"exit codes: 0 ok, 1 runtime error, 2 usage error, 3 verify found differences";
 
 static const char Q_LOG[] =
 	"SELECT id, coalesce(run_id::text, '-'), source, coalesce(change_id::text, '-'), tbl, "
@@ -652,11 +656,16 @@ static int cmd_retry(int argc, char **argv, int arg __attribute__((unused)))
 	return jobs_cli_retry(argc, argv);
 }
 
+static int cmd_verify(int argc, char **argv, int arg __attribute__((unused)))
+{
+	return verify_cli_run(argc, argv);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct command cmds[] = {
 		{ "migrate", cmd_migrate, 0 }, { "serve", cmd_serve, 0 },
-		{ "source", cmd_source, 0 }, { "pull", cmd_pull, 0 },
+		{ "source", cmd_source, 0 }, { "pull", cmd_pull, 0 }, { "verify", cmd_verify, 0 },
 		{ "conflicts", cmd_conflicts, 0 }, { "retry", cmd_retry, 0 },
 		{ "resolve", cmd_resolve, 0 }, { "log", cmd_table, TABLE_LOG },
 		{ "runs", cmd_table, TABLE_RUNS }, { "status", cmd_table, TABLE_STATUS },

@@ -18,6 +18,13 @@ static const char Q_SOURCES[] =
 	"(SELECT count(*) FROM tdgl.sync_log l WHERE l.source = s.name AND l.status = 'Failed') "
 	"FROM tdgl.sources s ORDER BY s.name";
 
+/* Per table: the last verification (replica/verify.c): rows that differed, and when. */
+static const char Q_VERIFY[] =
+	"SELECT DISTINCT ON (source, tbl) source, tbl, "
+	"CASE WHEN status = 'failed' THEN NULL ELSE missing + extra + different END, "
+	"extract(epoch FROM finished_at)::float8 "
+	"FROM tdgl.verifications ORDER BY source, tbl, id DESC";
+
 static const char *const metrics_run_statuses[] = { "Success", "Partial", "Failed", "Skipped",
                                                     "Interrupted" };
 
@@ -89,6 +96,32 @@ static void metrics_family(struct buf *out, const PGresult *res, int col, const 
 	}
 }
 
+/* The last verification of each table: differing rows and its time. */
+static void metrics_verify(PGconn *c, struct buf *out)
+{
+	static const char *const names[2][2] = {
+		{ "tdgl_replica_verify_differences",
+		  "Rows missing, extra or different in the table's last verification" },
+		{ "tdgl_replica_verify_timestamp_seconds", "Unix time of the table's last verification" },
+	};
+	PGresult *res = db_exec(c, "metrics: verifications", Q_VERIFY, 0, NULL);
+
+	for (int f = 0; res && f < 2; f++) {
+		buf_printf(out, "# HELP %s %s\n# TYPE %s gauge\n", names[f][0], names[f][1],
+		           names[f][0]);
+		for (int i = 0; i < PQntuples(res); i++) {
+			if (PQgetisnull(res, i, 2 + f))
+				continue;
+			buf_printf(out, "%s{source=\"", names[f][0]);
+			metrics_label(out, PQgetvalue(res, i, 0));
+			buf_puts(out, "\",table=\"");
+			metrics_label(out, PQgetvalue(res, i, 1));
+			buf_printf(out, "\"} %s\n", PQgetvalue(res, i, 2 + f));
+		}
+	}
+	PQclear(res);
+}
+
 int metrics_render_db(PGconn *c, struct buf *out)
 {
 	PGresult *res = c ? db_exec(c, "metrics", Q_SOURCES, 0, NULL) : NULL;
@@ -151,6 +184,7 @@ int metrics_render_db(PGconn *c, struct buf *out)
 			buf_puts(out, "\"} 1\n");
 		}
 	}
+	metrics_verify(c, out);
 	rc = 0;
 out:
 	PQclear(res);

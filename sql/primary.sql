@@ -1,5 +1,6 @@
--- tdgl primary schema, version 3 (an older database re-runs the script: every object is
--- replaced; 2 -> 3: capture triggers regenerated, see capture_install). Applied by
+-- tdgl primary schema, version 4 (an older database re-runs the script: every object is
+-- replaced; 2 -> 3: capture triggers regenerated, see capture_install; 3 -> 4: the verify
+-- functions, tdgl.verify_*). Applied by
 -- `tdgl-primary migrate` (common/db.h db_migrate,
 -- under an advisory lock). Idempotent: every object is created IF NOT EXISTS or replaced, so
 -- running it twice is a no-op. A database holding a newer version is refused.
@@ -14,8 +15,8 @@ DO $$
 DECLARE v int;
 BEGIN
 	SELECT max(version) INTO v FROM tdgl.schema_version;
-	IF v > 3 THEN
-		RAISE EXCEPTION 'tdgl schema version % is newer than this tdgl-primary supports (3): upgrade tdgl-primary', v;
+	IF v > 4 THEN
+		RAISE EXCEPTION 'tdgl schema version % is newer than this tdgl-primary supports (4): upgrade tdgl-primary', v;
 	END IF;
 END $$;
 
@@ -390,6 +391,159 @@ BEGIN
 END
 $$;
 
+-- Verification (GET /api/hashes, primary/hashes.c; the replica's side is replica/verify.c
+-- with the same expressions in sql/replica.sql, tdgl.verify_exprs: a change to one is a
+-- change to both). A row is hashed over the columns both sites have (sorted by name), each
+-- value its type's output text under fixed settings (UTC, ISO dates, shortest exact floats,
+-- hex bytea: the functions' SET clauses), so both sites print a value the same way:
+--   kh = first 64 bits of md5(ROW(key columns)::text)   (which bucket the row falls in)
+--   rh = first 64 bits of md5(ROW(shared columns)::text) (what the row holds)
+-- A bucket at `bits` is the top `bits` bits of kh; its hash is bit_xor(rh) and its count.
+-- Buckets depend only on the key's text: no collation, no key order, no range bounds to
+-- agree on. Only rows matching the source's filter (the apply path's test: the row's JSON
+-- contains the filter) are what the replica is supposed to hold.
+
+-- The table (tracked, enabled), its key and the columns of p_cols it has (all when NULL),
+-- sorted by name. Raises 42P01 for an unknown table, 22023 when the key is not included.
+CREATE OR REPLACE FUNCTION tdgl.verify_table(p_tbl text, p_cols text[],
+	OUT rel regclass, OUT pk text[], OUT cols text[])
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+	SELECT t.relid, t.pk_columns INTO rel, pk FROM tdgl.tracked_tables t
+	WHERE t.name = p_tbl AND t.enabled;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'unknown or untracked table: %', p_tbl USING ERRCODE = '42P01';
+	END IF;
+	SELECT array_agg(a.attname::text ORDER BY a.attname::text COLLATE "C") INTO cols
+	FROM pg_attribute a WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped
+	  AND (p_cols IS NULL OR a.attname = ANY (p_cols));
+	IF cols IS NULL OR NOT (pk <@ cols) THEN
+		RAISE EXCEPTION 'columns must include the key columns %', pk USING ERRCODE = '22023';
+	END IF;
+END $$;
+
+-- kh, rh (see above) of alias t, and the key as a JSON object.
+CREATE OR REPLACE FUNCTION tdgl.verify_exprs(pk text[], cols text[], OUT kh text,
+	OUT rh text, OUT kobj text)
+LANGUAGE sql IMMUTABLE AS $$
+	SELECT format($f$('x' || left(md5(ROW(%s)::text), 16))::bit(64)::bigint$f$,
+	              (SELECT string_agg(format('t.%I', c), ', ') FROM unnest(pk) c)),
+	       format($f$('x' || left(md5(ROW(%s)::text), 16))::bit(64)::bigint$f$,
+	              (SELECT string_agg(format('t.%I', c), ', ') FROM unnest(cols) c)),
+	       format('json_build_object(%s)',
+	              (SELECT string_agg(format('%1$L, t.%1$I', c), ', ') FROM unnest(pk) c))
+$$;
+
+-- "the top `bits` bits of kh" (0 bits: one bucket, 0).
+CREATE OR REPLACE FUNCTION tdgl.verify_bucket_expr(p_bits int) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+	SELECT CASE WHEN p_bits = 0 THEN '0::bigint'
+	       ELSE format('((kh >> %s) & %s::bigint)', 64 - p_bits, (1::bigint << p_bits) - 1) END
+$$;
+
+-- Buckets of rows: those whose top p_prefix_bits bits are in p_prefixes (all when
+-- p_prefix_bits is 0), grouped by their top p_bits bits. Returns {"columns":[...],"key":[...],
+-- "buckets":[[bucket, rows, "hash hex"], ...]} in bucket order (empty buckets left out).
+CREATE OR REPLACE FUNCTION tdgl.verify_buckets(p_tbl text, p_cols text[], p_filter jsonb,
+	p_prefix_bits int, p_prefixes bigint[], p_bits int) RETURNS json
+LANGUAGE plpgsql STABLE
+SET TimeZone = 'UTC' SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres'
+SET extra_float_digits = 1 SET bytea_output = 'hex' SET jit = off AS $$
+DECLARE
+	t   record := tdgl.verify_table(p_tbl, p_cols);
+	e   record := tdgl.verify_exprs(t.pk, t.cols);
+	res json;
+BEGIN
+	IF p_bits NOT BETWEEN 0 AND 40 OR p_prefix_bits NOT BETWEEN 0 AND p_bits THEN
+		RAISE EXCEPTION 'bits must be from 0 to 40 and prefix_bits at most bits'
+			USING ERRCODE = '22023';
+	END IF;
+	EXECUTE format($q$
+SELECT coalesce(json_agg(json_build_array(b, n, lpad(to_hex(h), 16, '0')) ORDER BY b), '[]')
+FROM (SELECT %4$s AS b, count(*) AS n, bit_xor(rh) AS h
+      FROM (SELECT %2$s AS kh, %3$s AS rh FROM %1$s t
+            WHERE $1::jsonb IS NULL OR row_to_json(t.*)::jsonb @> $1::jsonb) s
+      WHERE $2 = 0 OR %5$s = ANY ($3)
+      GROUP BY 1) g$q$,
+		t.rel, e.kh, e.rh, tdgl.verify_bucket_expr(p_bits),
+		tdgl.verify_bucket_expr(p_prefix_bits))
+	INTO res USING p_filter, p_prefix_bits, p_prefixes;
+	RETURN json_build_object('columns', t.cols, 'key', t.pk, 'buckets', res);
+END $$;
+
+-- The rows of buckets p_prefixes (at p_prefix_bits): {"columns","key","rows":[["kh hex",
+-- {key}, "rh hex"], ...]} in kh order.
+CREATE OR REPLACE FUNCTION tdgl.verify_keys(p_tbl text, p_cols text[], p_filter jsonb,
+	p_prefix_bits int, p_prefixes bigint[]) RETURNS json
+LANGUAGE plpgsql STABLE
+SET TimeZone = 'UTC' SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres'
+SET extra_float_digits = 1 SET bytea_output = 'hex' SET jit = off AS $$
+DECLARE
+	t   record := tdgl.verify_table(p_tbl, p_cols);
+	e   record := tdgl.verify_exprs(t.pk, t.cols);
+	res json;
+BEGIN
+	IF p_prefix_bits NOT BETWEEN 0 AND 40 THEN
+		RAISE EXCEPTION 'prefix_bits must be from 0 to 40' USING ERRCODE = '22023';
+	END IF;
+	EXECUTE format($q$
+SELECT coalesce(json_agg(json_build_array(lpad(to_hex(kh), 16, '0'), k,
+                                          lpad(to_hex(rh), 16, '0')) ORDER BY kh), '[]')
+FROM (SELECT %2$s AS kh, %3$s AS rh, %4$s AS k FROM %1$s t
+      WHERE $1::jsonb IS NULL OR row_to_json(t.*)::jsonb @> $1::jsonb) s
+WHERE $2 = 0 OR %5$s = ANY ($3)$q$,
+		t.rel, e.kh, e.rh, e.kobj, tdgl.verify_bucket_expr(p_prefix_bits))
+	INTO res USING p_filter, p_prefix_bits, p_prefixes;
+	RETURN json_build_object('columns', t.cols, 'key', t.pk, 'rows', res);
+END $$;
+
+-- The current rows of keys p_keys (a JSON array of key objects), as the replica should hold
+-- them: {"columns","key","rows":[[{key}, "rh hex"|null, pending, snapshot|null], ...]}, one
+-- per key given; null when the row is missing or does not match the filter. pending: the
+-- change log holds a change of the key that the replica's cursor (p_open, p_s1, p_s2,
+-- p_last: see common/cursor.h) has not covered, i.e. a difference may be a change in flight.
+-- Without a cursor (p_s2 NULL) nothing is pending.
+CREATE OR REPLACE FUNCTION tdgl.verify_rows(p_tbl text, p_cols text[], p_filter jsonb,
+	p_keys json, p_open bool, p_s1 text, p_s2 text, p_last bigint) RETURNS json
+LANGUAGE plpgsql STABLE
+SET TimeZone = 'UTC' SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres'
+SET extra_float_digits = 1 SET bytea_output = 'hex' SET jit = off AS $$
+DECLARE
+	t     record := tdgl.verify_table(p_tbl, p_cols);
+	e     record := tdgl.verify_exprs(t.pk, t.cols);
+	res   json;
+	xmin8 xid8;
+BEGIN
+	IF p_s2 IS NOT NULL THEN
+		xmin8 := pg_snapshot_xmin(CASE WHEN p_open THEN p_s1 ELSE p_s2 END::pg_snapshot);
+	END IF;
+	EXECUTE format($q$
+WITH tdgl_pend AS (
+	SELECT DISTINCT x.tdgl_key FROM tdgl.change_log c
+	CROSS JOIN LATERAL (VALUES (c.pk::jsonb), (c.old_pk::jsonb)) x(tdgl_key)
+	WHERE $4::text IS NOT NULL AND c.txid >= $6 AND c.tbl = $7 AND x.tdgl_key IS NOT NULL
+	  AND NOT CASE WHEN $2 THEN pg_visible_in_snapshot(c.txid, $3::pg_snapshot)
+	                            OR (pg_visible_in_snapshot(c.txid, $4::pg_snapshot) AND c.id <= $5)
+	               ELSE pg_visible_in_snapshot(c.txid, $4::pg_snapshot) END
+), tdgl_k AS (
+	SELECT g.tdgl_ord, %4$s AS tdgl_key, %5$s
+	FROM json_array_elements($8) WITH ORDINALITY AS g(j, tdgl_ord)
+	CROSS JOIN LATERAL json_populate_record(NULL::%1$s, g.j) t
+)
+SELECT coalesce(json_agg(json_build_array(k.tdgl_key, r.rh, p.tdgl_key IS NOT NULL, r.snap)
+                         ORDER BY k.tdgl_ord), '[]')
+FROM tdgl_k k LEFT JOIN tdgl_pend p ON p.tdgl_key = k.tdgl_key::jsonb
+LEFT JOIN LATERAL (
+	SELECT lpad(to_hex(%3$s), 16, '0') AS rh, row_to_json(t.*) AS snap FROM %1$s t
+	WHERE %6$s AND ($1::jsonb IS NULL OR row_to_json(t.*)::jsonb @> $1::jsonb)
+) r ON true$q$,
+		t.rel, e.kh, e.rh, e.kobj,
+		(SELECT string_agg(format('t.%I', c), ', ') FROM unnest(t.pk) c),
+		(SELECT string_agg(format('t.%1$I = k.%1$I', c), ' AND ') FROM unnest(t.pk) c))
+	INTO res USING p_filter, p_open, p_s1, p_s2, p_last, xmin8, p_tbl, p_keys;
+	RETURN json_build_object('columns', t.cols, 'key', t.pk, 'rows', res);
+END $$;
+
 -- Every tracked table captures with the triggers this script generates (a database migrated
 -- from an older script still had that script's triggers). The stored configuration is kept;
 -- a table dropped since it was tracked is skipped (untrack removes its entry).
@@ -403,4 +557,4 @@ BEGIN
 END $$;
 
 DELETE FROM tdgl.schema_version;
-INSERT INTO tdgl.schema_version (version) VALUES (3);
+INSERT INTO tdgl.schema_version (version) VALUES (4);

@@ -562,7 +562,8 @@ def test_api_doc_covers_every_route_in_the_code():
         routes |= {a + "<x>" + b for a, b in
                    re.findall(r'api_match\(path, "(/[a-z/_]+/)", "([a-z/_]*)"', code)}
         routes -= {"/api/", "/api"}
-        assert len(routes) >= 3, (src, routes)
+        # the regexes still find the routes (a module of a few routes: at least one)
+        assert len(routes) >= (3 if src.endswith("/api.c") else 1), (src, routes)
         for r in routes:
             pattern = re.escape(r.split("<x>")[0]) + (r"(?:&lt;[a-z]+&gt;|<[a-z]+>)" +
                                                       re.escape(r.split("<x>")[1])

@@ -10,7 +10,7 @@ from sites import ADMIN_TOKEN  # noqa: F401 - documents where the token comes fr
 
 
 
-REPLICA_SCHEMA = 4   # replica/cli.h REPLICA_SCHEMA_VERSION
+REPLICA_SCHEMA = 5   # replica/cli.h REPLICA_SCHEMA_VERSION
 
 CUSTOMER = ("CREATE TABLE customer (id int PRIMARY KEY, name text, company text, "
             "amount numeric(12,2))")
