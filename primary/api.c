@@ -153,6 +153,7 @@ static void api_changes(struct api *api, struct http_req *req)
 		int rc = changes_fetch(c, &cur, tables, (int)limit, &page, err, sizeof err);
 		int64_t left;
 
+		metrics_page_query();
 		if (rc == CHANGES_GONE) {
 			api_error(req, 410, err);
 			goto out;
@@ -180,7 +181,12 @@ static void api_changes(struct api *api, struct http_req *req)
 		db_pool_put(api->pool, c);
 		c = NULL;
 		metrics_longpoll(1);
-		watch_wait(api->watch, gen, left > 1000 ? 1000 : (int)left);
+		/* the page is asked again only when new changes became visible (the watch's
+		 * generation moved) or at the deadline: an idle long-poll costs its database one
+		 * query per round, not one a second; the 1 s slices notice a client gone */
+		while (watch_generation(api->watch) == gen && (left = deadline - clock_ms()) > 0 &&
+		       !*api->stopping && !http_client_gone(req))
+			watch_wait(api->watch, gen, left > 1000 ? 1000 : (int)left);
 		metrics_longpoll(-1);
 		c = api_conn(api, req);
 		if (!c)

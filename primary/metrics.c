@@ -15,6 +15,7 @@ static const unsigned metrics_codes[] = {
 #define METRICS_NCODES (sizeof metrics_codes / sizeof *metrics_codes)
 
 static atomic_llong metrics_served_total;
+static atomic_llong metrics_page_queries;
 static atomic_llong metrics_requests[METRICS_NCODES];   /* last slot: other codes */
 static atomic_int   metrics_waiters;
 static atomic_llong metrics_push_sent;
@@ -33,6 +34,11 @@ static const char Q_LOG_STATS[] =
 void metrics_served(long n)
 {
 	atomic_fetch_add(&metrics_served_total, n);
+}
+
+void metrics_page_query(void)
+{
+	atomic_fetch_add(&metrics_page_queries, 1);
 }
 
 void metrics_request(unsigned status)
@@ -63,6 +69,10 @@ char *metrics_render(PGconn *c)
 	buf_puts(&b, "# HELP tdgl_changes_served_total Changes served by /api/changes.\n"
 	             "# TYPE tdgl_changes_served_total counter\n");
 	buf_printf(&b, "tdgl_changes_served_total %lld\n", atomic_load(&metrics_served_total));
+	buf_printf(&b, "# HELP tdgl_page_queries_total Change-page queries run (a waiting long-poll "
+	           "runs one only when new changes may be on its page).\n"
+	           "# TYPE tdgl_page_queries_total counter\ntdgl_page_queries_total %lld\n",
+	           atomic_load(&metrics_page_queries));
 	buf_puts(&b, "# HELP tdgl_http_requests_total HTTP requests answered, by status code.\n"
 	             "# TYPE tdgl_http_requests_total counter\n");
 	for (size_t i = 0; i < METRICS_NCODES; i++) {

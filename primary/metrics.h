@@ -4,6 +4,7 @@
 #include <libpq-fe.h>
 
 void metrics_served(long n);
+void metrics_page_query(void);      /* one change-page query ran */
 void metrics_request(unsigned status);
 void metrics_longpoll(int delta);
 void metrics_push(int ok);

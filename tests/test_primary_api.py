@@ -41,6 +41,26 @@ def test_longpoll_returns_empty_at_deadline(site):
     assert time.monotonic() - t0 >= 0.9
 
 
+def page_queries(site):
+    text = site.get("/metrics", site.key, site.secret).text
+    return int([ln for ln in text.splitlines()
+                if ln.startswith("tdgl_page_queries_total ")][0].split()[1])
+
+
+def test_an_idle_long_poll_queries_the_log_once_per_round(site):
+    """Nothing committed: a 4 s long-poll asks for its page when it starts, once more when
+    the watcher it woke takes its first look (it wakes everyone then), and at its deadline;
+    not every second (1,000 idle replicas kept a core of the database busy: 17 here)."""
+    _, cursor = drain(site)
+    before = page_queries(site)
+    threads = [threading.Thread(target=lambda: fetch(site, cursor, wait=4)) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert page_queries(site) - before <= 3 * 3, "idle waiters re-ran their page query"
+
+
 def test_longpoll_waiters_do_not_exhaust_the_pool(primary):
     primary.sql("CREATE TABLE customer (id int PRIMARY KEY, name text, docstatus int DEFAULT 0)")
     primary.track("customer")
