@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/args.h"
 #include "common/clock.h"
@@ -21,6 +22,7 @@
 #include "primary/auth.h"
 #include "primary/capture.h"
 #include "primary/changes.h"
+#include "primary/metrics.h"
 #include "primary/purge.h"
 #include "primary/push.h"
 #include "primary/watch.h"
@@ -395,7 +397,14 @@ static int cmd_serve(int argc, char **argv, int arg __attribute__((unused)))
 	}
 	log_info("serving on %s (port %u), retention %lds, files %s", args_get(opts, "listen"),
 	         http_port(srv), retention, api.files_dir ? api.files_dir : "(none)");
-	push = push_start(pool, w, key_material);   /* after the listen succeeded: nothing starts for a refused serve */
+	{
+		char host[256] = "localhost", inst[300];
+
+		gethostname(host, sizeof host - 1);
+		snprintf(inst, sizeof inst, "%s:%u", host, http_port(srv));
+		metrics_set_instance(inst);
+	}
+	push = push_start(pool, w, key_material, args_get(opts, "db"));   /* after the listen succeeded: nothing starts for a refused serve */
 	clock_after(&next_purge, interval * 1000L);
 	for (;;) {
 		struct timespec one = { 1, 0 };

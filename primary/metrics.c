@@ -3,6 +3,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "common/buf.h"
 #include "common/db.h"
@@ -16,6 +17,7 @@ static const unsigned metrics_codes[] = {
 
 static atomic_llong metrics_served_total;
 static atomic_llong metrics_page_queries;
+static char metrics_instance[300] = "unknown";   /* set once before serving */
 static atomic_llong metrics_requests[METRICS_NCODES];   /* last slot: other codes */
 static atomic_int   metrics_waiters;
 static atomic_llong metrics_push_sent;
@@ -34,6 +36,11 @@ static const char Q_LOG_STATS[] =
 void metrics_served(long n)
 {
 	atomic_fetch_add(&metrics_served_total, n);
+}
+
+void metrics_set_instance(const char *instance)
+{
+	snprintf(metrics_instance, sizeof metrics_instance, "%s", instance);
 }
 
 void metrics_page_query(void)
@@ -66,6 +73,10 @@ char *metrics_render(PGconn *c)
 	struct buf b = {0};
 	PGresult *res = c ? db_exec(c, "metrics", Q_LOG_STATS, 0, NULL) : NULL;
 
+	buf_printf(&b, "# HELP tdgl_process_info This process (one of the primaries serving the "
+	           "database): instance = host:port, pid.\n# TYPE tdgl_process_info gauge\n"
+	           "tdgl_process_info{instance=\"%s\",pid=\"%ld\"} 1\n", metrics_instance,
+	           (long)getpid());
 	buf_puts(&b, "# HELP tdgl_changes_served_total Changes served by /api/changes.\n"
 	             "# TYPE tdgl_changes_served_total counter\n");
 	buf_printf(&b, "tdgl_changes_served_total %lld\n", atomic_load(&metrics_served_total));

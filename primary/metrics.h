@@ -8,6 +8,9 @@ void metrics_page_query(void);      /* one change-page query ran */
 void metrics_request(unsigned status);
 void metrics_longpoll(int delta);
 void metrics_push(int ok);
+/* Names this process in /metrics (tdgl_process_info{instance=...}): several processes serve
+ * one database behind a load balancer, each scraped on its own address. Copied. */
+void metrics_set_instance(const char *instance);
 /* Renders every metric (database figures read through c, may be NULL). Caller frees. */
 char *metrics_render(PGconn *c);
 #endif

@@ -17,10 +17,13 @@ long long purge_run(PGconn *c, long retention_s)
 
 	snprintf(secs, sizeof secs, "%ld", retention_s);
 	res = db_exec(c, "purge", Q_PURGE, 1, params);
-	if (res) {
+	if (res && PQgetisnull(res, 0, 0)) {
+		n = 0;
+		log_info("purge: skipped, another process is purging this database");
+	} else if (res) {
 		n = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-		PQclear(res);
 		log_info("purge: deleted %lld changes older than %lds", n, retention_s);
 	}
+	PQclear(res);
 	return n;
 }

@@ -6,6 +6,7 @@
 
 #define PURGE_RETENTION_DEFAULT "7d"
 
-/* Returns the number of rows deleted, or -1 (logged). */
+/* Returns the number of rows deleted (0 when another process serving the database was
+ * purging it: one at a time), or -1 (logged). */
 long long purge_run(PGconn *c, long retention_s);
 #endif

@@ -30,6 +30,8 @@ static const char Q_ADD[] =
 	" ON CONFLICT (url) DO UPDATE SET secret = EXCLUDED.secret, enabled = true RETURNING id";
 static const char Q_LIST[] =
 	"SELECT id, url, enabled, created_at FROM tdgl.push_targets ORDER BY id";
+static const char Q_LEAD[] = "SELECT pg_try_advisory_lock(hashtext('tdgl.push'))";
+static const char Q_ALIVE[] = "SELECT 1";
 static const char Q_PLAIN[] =
 	"SELECT id, secret FROM tdgl.push_targets WHERE secret NOT LIKE 'v1:%' ORDER BY id";
 static const char Q_SEAL[] =
@@ -54,6 +56,9 @@ struct push_target {
 
 struct push {
 	const char         *key_material;   /* opens sealed secrets; NULL: none given */
+	const char         *conninfo;
+	PGconn             *lead_conn;      /* holds the "tdgl.push" lock while leading */
+	int                 leading;
 	struct db_pool     *pool;
 	struct watch       *watch;
 	pthread_t           thread;
@@ -187,6 +192,34 @@ static char *push_open(struct push *p, const char *url, const char *stored)
 	return s;
 }
 
+/* Whether this process sends the notifications: it holds (or now takes) the "tdgl.push"
+ * advisory lock on its own connection. The lock goes with the connection, so a process that
+ * dies hands it over; a connection that broke leads no more. Push thread only. */
+static int push_lead(struct push *p)
+{
+	char err[512];
+	PGresult *res = NULL;
+	int was = p->leading;
+
+	if (p->lead_conn && (PQstatus(p->lead_conn) != CONNECTION_OK ||
+	                     (p->leading && db_run(p->lead_conn, "push: lead", Q_ALIVE, 0, NULL) < 0))) {
+		PQfinish(p->lead_conn);
+		p->lead_conn = NULL;
+		p->leading = 0;
+	}
+	if (!p->lead_conn && !(p->lead_conn = db_connect(p->conninfo, err, sizeof err)))
+		log_warn("push: cannot connect to the database: %s", err);
+	if (p->lead_conn && !p->leading) {
+		res = db_exec(p->lead_conn, "push: lead", Q_LEAD, 0, NULL);
+		p->leading = res && PQgetvalue(res, 0, 0)[0] == 't';
+	}
+	if (p->leading != was)
+		log_info("push: %s", p->leading ? "this process sends the push notifications"
+		                                 : "another process sends the push notifications");
+	PQclear(res);
+	return p->leading;
+}
+
 static void push_target_free(struct push_target *t)
 {
 	pthread_cond_destroy(&t->cond);
@@ -221,7 +254,7 @@ static void push_reload(struct push *p)
 	PGconn *c = db_pool_get(p->pool, 2000);
 	PGresult *res = NULL;
 	struct push_target *gone = NULL, **pp;
-	int n = 0;
+	int n = 0, lead;
 	char url[2048];
 
 	if (!c)
@@ -230,10 +263,11 @@ static void push_reload(struct push *p)
 	db_pool_put(p->pool, c);
 	if (!res)
 		return;
+	lead = push_lead(p);
 	pthread_mutex_lock(&p->lock);
 	for (struct push_target *t = p->targets; t; t = t->next)
 		t->seen = 0;
-	for (int i = 0; i < PQntuples(res); i++) {
+	for (int i = 0; lead && i < PQntuples(res); i++) {   /* not leading: no target runs */
 		int64_t id = strtoll(PQgetvalue(res, i, 0), NULL, 10);
 		const char *base = PQgetvalue(res, i, 1), *stored = PQgetvalue(res, i, 2);
 		size_t bl = strlen(base);
@@ -310,7 +344,8 @@ static void *push_main(void *arg)
 	return NULL;
 }
 
-struct push *push_start(struct db_pool *pool, struct watch *w, const char *key_material)
+struct push *push_start(struct db_pool *pool, struct watch *w, const char *key_material,
+                        const char *conninfo)
 {
 	struct push *p = calloc(1, sizeof(*p));
 
@@ -319,6 +354,7 @@ struct push *push_start(struct db_pool *pool, struct watch *w, const char *key_m
 	p->pool = pool;
 	p->watch = w;
 	p->key_material = key_material;
+	p->conninfo = conninfo;
 	pthread_mutex_init(&p->lock, NULL);
 	clock_cond_init(&p->cond);
 	watch_set_listener(w, push_on_change, p);
@@ -346,6 +382,8 @@ void push_stop(struct push *p)
 	p->targets = NULL;
 	pthread_mutex_unlock(&p->lock);
 	push_join_all(p, list);
+	if (p->lead_conn)
+		PQfinish(p->lead_conn);   /* hands the lead to another process */
 	pthread_cond_destroy(&p->cond);
 	pthread_mutex_destroy(&p->lock);
 	free(p);

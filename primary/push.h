@@ -9,9 +9,12 @@
 #include "common/db.h"
 #include "primary/watch.h"
 
-/* key_material (TDGL_SECRET_KEY; may be NULL) opens sealed push secrets; it must outlive
- * the notifier. */
-struct push *push_start(struct db_pool *pool, struct watch *w, const char *key_material);
+/* key_material (TDGL_SECRET_KEY; may be NULL) opens sealed push secrets; it and conninfo
+ * must outlive the notifier. Of several processes serving one database, one sends the
+ * notifications: the one holding the session advisory lock "tdgl.push" on a connection of
+ * its own (taken over within a reload, ~2 s, when that process dies). */
+struct push *push_start(struct db_pool *pool, struct watch *w, const char *key_material,
+                        const char *conninfo);
 void push_stop(struct push *p);   /* joins every thread; NULL is fine */
 
 /* CLI. Return 0 ok, 1 refused/not found (message printed), -1 database error. With

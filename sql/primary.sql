@@ -364,7 +364,8 @@ $$;
 -- cursor of an API key seen within the retention window may still need (txid >= the xmin of
 -- that key's last cursor), nor one of a transaction still running. Raises the purge horizon
 -- in the same transaction, so a page query (one statement) sees either the rows or the new
--- horizon, never neither. Returns the number of rows deleted.
+-- horizon, never neither. Returns the number of rows deleted, or NULL when another process
+-- serving the same database is purging right now (one purge at a time: the advisory lock).
 CREATE OR REPLACE FUNCTION tdgl.purge(retention interval) RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -372,6 +373,9 @@ DECLARE
 	top     bigint;
 	n       bigint;
 BEGIN
+	IF NOT pg_try_advisory_xact_lock(hashtext('tdgl.purge')) THEN
+		RETURN NULL;
+	END IF;
 	SELECT LEAST(
 		(SELECT min(cursor_xmin) FROM tdgl.api_keys
 		 WHERE revoked_at IS NULL AND last_seen > now() - retention),
