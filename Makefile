@@ -25,19 +25,22 @@ UNIT_SRC    := $(wildcard tests/unit/*.c)
 COMMON_OBJ  := $(COMMON_SRC:%.c=$(BUILD)/%.o)
 PRIMARY_OBJ := $(PRIMARY_SRC:%.c=$(BUILD)/%.o) $(BUILD)/sql/primary_sql.o
 REPLICA_OBJ := $(REPLICA_SRC:%.c=$(BUILD)/%.o) $(BUILD)/sql/replica_sql.o
+# The web console's files (console/*.html, .css, .js), embedded like the SQL.
+CONSOLE_SRC := $(wildcard console/*.html console/*.css console/*.js)
+CONSOLE_OBJ := $(CONSOLE_SRC:%=$(BUILD)/%.o)
 
 .PHONY: all deps test unit integration clean install demo demo-stop bench fuzz
 all: $(BIN)/tdgl-primary $(BIN)/tdgl-replica
 
-$(BIN)/tdgl-primary: $(PRIMARY_OBJ) $(COMMON_OBJ)
+$(BIN)/tdgl-primary: $(PRIMARY_OBJ) $(COMMON_OBJ) $(CONSOLE_OBJ)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BIN)/tdgl-replica: $(REPLICA_OBJ) $(COMMON_OBJ)
+$(BIN)/tdgl-replica: $(REPLICA_OBJ) $(COMMON_OBJ) $(CONSOLE_OBJ)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BIN)/unit-tests: $(UNIT_SRC:%.c=$(BUILD)/%.o) $(COMMON_OBJ) $(BUILD)/replica/page.o $(BUILD)/sql/primary_sql.o $(BUILD)/sql/replica_sql.o
+$(BIN)/unit-tests: $(UNIT_SRC:%.c=$(BUILD)/%.o) $(COMMON_OBJ) $(BUILD)/replica/page.o $(BUILD)/sql/primary_sql.o $(BUILD)/sql/replica_sql.o $(CONSOLE_OBJ)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
@@ -51,6 +54,14 @@ $(BUILD)/sql/%_sql.c: sql/%.sql tools/embed.sh
 	sh tools/embed.sh $< sql_$* > $@
 
 $(BUILD)/sql/%_sql.o: $(BUILD)/sql/%_sql.c
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+# console/replica.js -> const char console_replica_js[] (common/console.c serves them).
+$(BUILD)/console/%.c: console/% tools/embed.sh
+	@mkdir -p $(@D)
+	sh tools/embed.sh $< console_$(subst .,_,$*) > $@
+
+$(BUILD)/console/%.o: $(BUILD)/console/%.c
 	$(CC) $(CFLAGS) -c -o $@ $<
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

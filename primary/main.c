@@ -271,6 +271,7 @@ static int cmd_serve(int argc, char **argv, int arg __attribute__((unused)))
 		{ "pool-size", "TDGL_POOL_SIZE", "N", "database connections for requests", "8" },
 		{ "max-conns", "TDGL_MAX_CONNS", "N", "concurrent HTTP connections", "1024" },
 		{ "metrics-public", "TDGL_METRICS_PUBLIC", NULL, "serve /metrics without an API key", NULL },
+		{ "admin-token", "TDGL_ADMIN_TOKEN", "TOKEN", "Bearer token of the web console and /api/admin/ (unset: both off), at least 16 characters", NULL },
 		{ "page-window", "TDGL_PAGE_WINDOW", "IDS", "tuning: change ids one page query examines at most", "20000" },
 		{ "watch-interval", "TDGL_WATCH_INTERVAL", "MS", "tuning: poll for new commits this often while long-polls wait or push targets exist", "5" },
 		{ 0 }
@@ -313,6 +314,13 @@ static int cmd_serve(int argc, char **argv, int arg __attribute__((unused)))
 		return 2;
 	}
 	limits.max_conns = (unsigned)max_conns;
+	api.admin_token = args_get(opts, "admin-token");
+	if (api.admin_token && !*api.admin_token)
+		api.admin_token = NULL;
+	if (api.admin_token && strlen(api.admin_token) < 16) {
+		fprintf(stderr, "error: --admin-token (TDGL_ADMIN_TOKEN) must be at least 16 characters\n");
+		return 2;
+	}
 	changes_set_window(window);
 	files = args_get(opts, "files-dir");
 	if (files && *files) {
@@ -355,6 +363,7 @@ static int cmd_serve(int argc, char **argv, int arg __attribute__((unused)))
 	log_info("serving on %s (port %u), retention %lds, files %s", args_get(opts, "listen"),
 	         http_port(srv), retention, api.files_dir ? api.files_dir : "(none)");
 	push = push_start(pool, w);   /* after the listen succeeded: nothing starts for a refused serve */
+	__atomic_store_n(&api.push, push, __ATOMIC_RELEASE);   /* delivery status for the console */
 	clock_after(&next_purge, interval * 1000L);
 	for (;;) {
 		struct timespec one = { 1, 0 };
