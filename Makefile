@@ -4,7 +4,8 @@ CC      ?= cc
 PREFIX  ?= /usr/local
 DESTDIR ?=
 PYTHON  ?= /usr/bin/python3
-# Integration tests mostly wait on servers, so they run in parallel workers (pytest-xdist).
+# Integration tests mostly wait on servers, so they run in parallel workers (pytest-xdist);
+# tests marked xdist_group (one browser for tests/test_console.py) stay on one worker.
 TEST_JOBS ?= 4
 BUILD   := build$(if $(SANITIZE),-san)
 BIN     := bin$(if $(SANITIZE),-san)
@@ -76,7 +77,7 @@ integration: all
 	TDGL_BIN=$(CURDIR)/$(BIN) $(PYTHON) -m pytest -q -x -p no:cacheprovider tests $(PYTEST_ARGS)
 
 test: deps all unit
-	TDGL_BIN=$(CURDIR)/$(BIN) TDGL_SANITIZE=$(SANITIZE) $(PYTHON) -m pytest -q -p no:cacheprovider -n $(TEST_JOBS) tests $(PYTEST_ARGS)
+	TDGL_BIN=$(CURDIR)/$(BIN) TDGL_SANITIZE=$(SANITIZE) $(PYTHON) -m pytest -q -p no:cacheprovider -n $(TEST_JOBS) --dist loadgroup tests $(PYTEST_ARGS)
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin

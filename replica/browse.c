@@ -49,11 +49,12 @@ static const char Q_LOCAL_EDITS[] =
 	"FROM (SELECT * FROM tdgl.local_edits WHERE ($1::text IS NULL OR tbl = $1) "
 	"ORDER BY edited_at DESC LIMIT $2::int) e";
 /* The conflict as /api/conflicts shows it, and its columns side by side: the union of both
- * rows' columns in the primary row's order (then the local-only ones), each value as its
- * row's JSON holds it, `differs` compared as jsonb (1.50 = 1.5). */
+ * rows' columns in the primary row's order (then the local-only ones), each value as the
+ * text its row's JSON holds (numbers keep their scale, JSON null is null, objects and arrays
+ * as JSON text), `differs` compared as jsonb (1.50 = 1.5). */
 static const char Q_CONFLICT[] =
 	"SELECT tdgl.conflict_json(c)::text, (SELECT coalesce(json_agg(json_build_object("
-	"'column', coalesce(p.key, l.key), 'primary', p.value, 'local', l.value, "
+	"'column', coalesce(p.key, l.key), 'primary', p.value #>> '{}', 'local', l.value #>> '{}', "
 	"'in_primary', p.key IS NOT NULL, 'in_local', l.key IS NOT NULL, "
 	"'differs', p.value::jsonb IS DISTINCT FROM l.value::jsonb OR (p.key IS NULL) <> (l.key IS NULL)) "
 	"ORDER BY coalesce(p.ord, 1000000 + l.ord)), '[]')::text "

@@ -24,6 +24,7 @@ PUSH = "push-secret-for-console-0123456789"
 HOSTILE = ['<script>window.__pwned = 1</script>', '<img src=x onerror="window.__pwned = 2">',
            'javascript:window.__pwned = 3']
 SHOTS = os.environ.get("TDGL_SCREENSHOTS")
+pytestmark = pytest.mark.xdist_group("console")   # one worker: one pair of sites, one browser
 
 
 @pytest.fixture(scope="module")
