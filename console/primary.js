@@ -34,7 +34,8 @@
     box.append(C.table(["Table", "Primary key", "Status column", "Attachments", "Capture", ""], rows,
                        { empty: "No tracked tables: `tdgl-primary track TABLE`." }));
     box.append(el("h2", {}, "Change log"), el("dl", { class: "meta" },
-      el("dt", {}, "Size"), el("dd", {}, `${o.rows_estimate} rows (estimate), ${bytes(o.bytes)}`),
+      el("dt", {}, "Size"), el("dd", {}, (o.rows_estimate === null ? "not analyzed yet" :
+                                          `${o.rows_estimate} rows (estimate)`) + `, ${bytes(o.bytes)}`),
       el("dt", {}, "Ids"), el("dd", {}, o.newest_id === null ? "empty" : `${o.oldest_id} – ${o.newest_id}`),
       el("dt", {}, "Rate"), el("dd", {}, `${o.last_minute} changes in the last minute` +
                                          (o.last_minute >= 100000 ? " (at least)" : "")),

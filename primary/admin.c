@@ -19,12 +19,12 @@
 #define ADMIN_STR(x) ADMIN_STR2(x)
 #define ADMIN_STR2(x) #x
 
-/* Size (planner estimate and bytes), id range, changes captured in the last minute (of at
+/* Size (planner estimate, null before the first analyze; and bytes), id range, changes captured in the last minute (of at
  * most the newest ADMIN_BEHIND_MAX: an id range scan), and the purge horizon. */
 static const char Q_OVERVIEW[] =
 	"SELECT json_build_object("
-	"'rows_estimate', (SELECT greatest(reltuples, 0)::bigint FROM pg_class "
-	"  WHERE oid = 'tdgl.change_log'::regclass), "
+	"'rows_estimate', (SELECT CASE WHEN reltuples >= 0 THEN reltuples::bigint END "
+	"  FROM pg_class WHERE oid = 'tdgl.change_log'::regclass), "
 	"'bytes', pg_total_relation_size('tdgl.change_log'), "
 	"'oldest_id', (SELECT min(id) FROM tdgl.change_log), "
 	"'newest_id', (SELECT max(id) FROM tdgl.change_log), "

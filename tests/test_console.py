@@ -353,9 +353,26 @@ def test_live_view_shows_a_new_change_without_a_reload(sites, browser):
         wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#main tbody tr td:not(.empty)"),
              page)
         shot(browser, name)
-    open_page(browser, replica.url, "#/dryrun?source=main&run=1")
-    wait(browser, lambda d: d.find_element(By.ID, "report-title"), "the dry-run report")
+
+
+def test_disabled_source_dry_run_shows_the_columns_a_pull_would_change(sites, browser):
+    from selenium.webdriver.common.by import By
+    primary, replica = sites
+    open_page(browser, replica.url, "#/")
+    click(browser, "//tr[th//text()='main']//button[normalize-space()='Disable']")
+    wait(browser, lambda d: "disabled" in d.find_element(By.CSS_SELECTOR, "#main tbody").text,
+         "the source shown disabled")
+    assert replica.one("SELECT enabled FROM tdgl.sources WHERE name = 'main'") is False
+    primary.sql("UPDATE customer SET company = 'Globex' WHERE id = 2")
+    click(browser, "//tr[th//text()='main']//button[normalize-space()='Dry run']")
+    report = wait(browser, lambda d: d.find_element(By.ID, "report").text, "the dry-run report")
+    assert "update" in report and "company" in report and "Globex" in report
     shot(browser, "replica-dry-run")
+    assert replica.one("SELECT company FROM customer WHERE id = 2") != "Globex"
+    open_page(browser, replica.url, "#/")
+    click(browser, "//tr[th//text()='main']//button[normalize-space()='Enable']")
+    wait_until(lambda: replica.one("SELECT company FROM customer WHERE id = 2") == "Globex",
+               timeout=20, what="the change applied once the source is enabled again")
 
 
 def test_primary_console_shows_tables_log_keys_and_push_targets(sites, browser):
