@@ -69,6 +69,8 @@
       el("td", {}, el("div", { class: "stack" },
          el("span", { title: "now minus the primary's capture time of the newest change applied" },
             s.lag_s === null ? "—" : C.duration(s.lag_s) + " behind"),
+         s.worker && s.worker.last_pull ? el("span", { class: "small" },
+            s.worker.last_pull.more ? "more changes waiting on the primary" : "caught up at the last pull") : null,
          el("span", { class: "small" }, s.open_conflicts + " open conflicts, " + s.failed_changes +
             " failed"))),
       el("td", {}, runSummary(s.last_run)),

@@ -305,6 +305,12 @@ def test_conflict_compared_side_by_side_then_accept_primary(sites, browser):
     # the highlight is visible: a differing row has another background than the others
     assert rows["name"]["background"] != rows["id"]["background"]
     shot(browser, "replica-conflict")
+    if SHOTS:   # the same page at a phone's width
+        metrics = {"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": True}
+        browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
+        shot(browser, "replica-conflict-phone")
+        browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", dict(
+            metrics, width=1280, height=800, mobile=False))
     click(browser, "//button[normalize-space()='Accept Primary']")
     wait(browser, lambda d: "resolved: Accept Primary" in d.find_element(By.ID, "flash").text,
          "the confirmation")
