@@ -175,7 +175,7 @@ const Console = (() => {
     for (const v of views) {
       const m = path.match(v.pattern);
       if (!m) continue;
-      const box = el("div", { class: "view" });
+      const box = el("div", { class: "view", "data-route": h });
       try {
         await v.render(box, m, hashParams());
       } catch (e) {
