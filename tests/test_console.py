@@ -286,6 +286,10 @@ def test_sign_in_refuses_a_wrong_token_with_a_message(sites, browser):
     wait(browser, lambda d: d.find_element(By.ID, "live").text == "live", "the event stream")
     wait(browser, lambda d: "main" in d.find_element(By.CSS_SELECTOR, "#main tbody").text,
          "the source row")
+    # times in the browser's zone, the UTC value on hover
+    title = wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, "#main time")
+                 .get_attribute("title"), "a time")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", title)
     shot(browser, "replica-overview")
 
 
@@ -400,8 +404,21 @@ def test_primary_console_shows_tables_log_keys_and_push_targets(sites, browser):
     open_page(browser, primary.url, "#/push", PRIMARY_TOKEN)
     wait(browser, lambda d: "delivered" in main(d), "the push page")
     shot(browser, "primary-push")
-    open_page(browser, primary.url, "#/log", PRIMARY_TOKEN)
+    open_page(browser, primary.url, "#/log?table=customer", PRIMARY_TOKEN)
     wait(browser, lambda d: "Newcomer" in main(d) or "Ada" in main(d), "the log tail")
+    # a long snapshot is cut; its "more" button (here from the keyboard) shows all of it
+    from selenium.webdriver.common.keys import Keys
+    whole = HOSTILE[1].replace('"', '\\"')   # as it stands in the snapshot's JSON
+
+    def expand(d):   # found again if the 5 s refresh replaced the page meanwhile
+        more = d.find_element(By.XPATH, "//tr[td[4][.='Create']][.//td[5][contains(., 'id=666')]]"
+                              "//button[contains(@class, 'more')]")
+        cell = more.find_element(By.XPATH, "./ancestor::td")
+        if more.get_attribute("aria-expanded") != "true":
+            assert whole not in cell.text
+            more.send_keys(Keys.ENTER)
+        return whole in cell.text and more.get_attribute("aria-expanded") == "true"
+    wait(browser, expand, "the whole snapshot")
     assert browser.execute_script("return window.__pwned === undefined")
     assert not browser.find_elements(By.CSS_SELECTOR, "#main img, #main script")
     shot(browser, "primary-log")
