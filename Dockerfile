@@ -10,6 +10,7 @@ COPY common common
 COPY primary primary
 COPY replica replica
 COPY sql sql
+COPY console console
 COPY tools tools
 COPY deploy deploy
 RUN make -j2 all && make install PREFIX=/opt/tdgl

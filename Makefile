@@ -4,7 +4,8 @@ CC      ?= cc
 PREFIX  ?= /usr/local
 DESTDIR ?=
 PYTHON  ?= /usr/bin/python3
-# Integration tests mostly wait on servers, so they run in parallel workers (pytest-xdist).
+# Integration tests mostly wait on servers, so they run in parallel workers (pytest-xdist);
+# tests marked xdist_group (one browser for tests/test_console.py) stay on one worker.
 TEST_JOBS ?= 4
 # What `make test` runs: a file (TESTS=tests/test_cli.py) or more pytest arguments
 # (PYTEST_ARGS='-k interrupted').
@@ -28,19 +29,22 @@ UNIT_SRC    := $(wildcard tests/unit/*.c)
 COMMON_OBJ  := $(COMMON_SRC:%.c=$(BUILD)/%.o)
 PRIMARY_OBJ := $(PRIMARY_SRC:%.c=$(BUILD)/%.o) $(BUILD)/sql/primary_sql.o
 REPLICA_OBJ := $(REPLICA_SRC:%.c=$(BUILD)/%.o) $(BUILD)/sql/replica_sql.o
+# The web console's files (console/*.html, .css, .js), embedded like the SQL.
+CONSOLE_SRC := $(wildcard console/*.html console/*.css console/*.js)
+CONSOLE_OBJ := $(CONSOLE_SRC:%=$(BUILD)/%.o)
 
 .PHONY: all deps test unit integration clean install demo demo-stop bench fuzz
 all: $(BIN)/tdgl-primary $(BIN)/tdgl-replica
 
-$(BIN)/tdgl-primary: $(PRIMARY_OBJ) $(COMMON_OBJ)
+$(BIN)/tdgl-primary: $(PRIMARY_OBJ) $(COMMON_OBJ) $(CONSOLE_OBJ)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BIN)/tdgl-replica: $(REPLICA_OBJ) $(COMMON_OBJ)
+$(BIN)/tdgl-replica: $(REPLICA_OBJ) $(COMMON_OBJ) $(CONSOLE_OBJ)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BIN)/unit-tests: $(UNIT_SRC:%.c=$(BUILD)/%.o) $(COMMON_OBJ) $(BUILD)/replica/page.o $(BUILD)/replica/fkorder.o $(BUILD)/sql/primary_sql.o $(BUILD)/sql/replica_sql.o
+$(BIN)/unit-tests: $(UNIT_SRC:%.c=$(BUILD)/%.o) $(COMMON_OBJ) $(BUILD)/replica/page.o $(BUILD)/replica/fkorder.o $(BUILD)/sql/primary_sql.o $(BUILD)/sql/replica_sql.o $(CONSOLE_OBJ)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
@@ -56,6 +60,14 @@ $(BUILD)/sql/%_sql.c: sql/%.sql tools/embed.sh
 $(BUILD)/sql/%_sql.o: $(BUILD)/sql/%_sql.c
 	$(CC) $(CFLAGS) -c -o $@ $<
 
+# console/replica.js -> const char console_replica_js[] (common/console.c serves them).
+$(BUILD)/console/%.c: console/% tools/embed.sh
+	@mkdir -p $(@D)
+	sh tools/embed.sh $< console_$(subst .,_,$*) > $@
+
+$(BUILD)/console/%.o: $(BUILD)/console/%.c
+	$(CC) $(CFLAGS) -c -o $@ $<
+
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 
 deps:
@@ -68,7 +80,7 @@ integration: all
 	TDGL_BIN=$(CURDIR)/$(BIN) $(PYTHON) -m pytest -q -x -p no:cacheprovider $(TESTS) $(PYTEST_ARGS)
 
 test: deps all unit
-	TDGL_BIN=$(CURDIR)/$(BIN) TDGL_SANITIZE=$(SANITIZE) $(PYTHON) -m pytest -q -p no:cacheprovider -n $(TEST_JOBS) $(TESTS) $(PYTEST_ARGS)
+	TDGL_BIN=$(CURDIR)/$(BIN) TDGL_SANITIZE=$(SANITIZE) $(PYTHON) -m pytest -q -p no:cacheprovider -n $(TEST_JOBS) --dist loadgroup $(TESTS) $(PYTEST_ARGS)
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin

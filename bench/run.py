@@ -7,7 +7,8 @@ results into BENCHMARKS.md (between the bench markers) and bench/results/.
 
 Sizes: BENCH_SCALE (default 0.2) scales the issue's sizes (1M-row insert and initial sync,
 100k transactions, 200k queued changes, 1M backlog). BENCH_SCALE=1 is the issue's full size.
---figures 1,3,8 runs a subset (9: verify). BENCH_LOG_SIZES=10000,100000,1000000 sets figure 8's log sizes.
+--figures 1,3,8 runs a subset (9: verify, 10: ERP, 11: console log pages). BENCH_LOG_SIZES=10000,100000,1000000 sets
+figure 8's log sizes (and figure 11's: the replica's sync log under the console's log pages).
 Benchmarks, not tests: nothing here asserts a time; a missed target is reported, not failed.
 """
 import argparse
@@ -665,7 +666,6 @@ def fig10(b, sz):
            note="single table: UPDATEs of 1000 rows a transaction, as many changes")
 
 
-FIGURES = {1: fig1, 2: fig2, 3: fig3, 4: fig4, 5: fig5, 6: fig6, 8: fig8, 10: fig10}
 def fig9(b, sz):
     """verify: 1M identical rows (scaled) against md5(string_agg(t::text ORDER BY id)) over
     the table on both sites, same run; then the bytes exchanged with 10 differing rows."""
@@ -720,9 +720,65 @@ def fig9(b, sz):
         d.close()
     b.stop_proc(rep)
     b.stop_proc(prim)
+def fig11(b, sz):
+    """Console log pages (GET /api/log/page) as the replica's sync log grows: the newest page,
+    a page in the middle (id cursor), a rare key, Failed entries, a one-minute time range;
+    each against the same request on the smallest log that is larger than one page window
+    (50,000 ids: a filter that matches little reads one window per request, whatever the
+    log's size, and a smaller log is read whole)."""
+    log(f"figure 11: sync log page time vs log size {sz['log_sizes']}")
+    b.replica.createdb("f11")
+    b.cli("tdgl-replica", b.replica.conninfo("f11"), "migrate")
+    r = Db(b.replica, "f11")
+    rep = b.start_replica("f11")
+    h = {"Authorization": f"Bearer {b.admin_token}"}
+    have, base = 0, {}
+
+    def page_ms(params, reps=15):
+        ts = []
+        for _ in range(reps):
+            t0 = time.monotonic()
+            resp = requests.get(rep.url + "/api/log/page", headers=h, timeout=60, params=params)
+            ts.append((time.monotonic() - t0) * 1000)
+            assert resp.status_code == 200, resp.text
+        return statistics.median(ts)
+
+    for size in sz["log_sizes"]:
+        # entries 10 ms apart, ending now; keys cycle over 100,000 rows; 1 in 1,000 Failed
+        for lo in range(have, size, 500000):
+            hi = min(size, lo + 500000)
+            r.sql("INSERT INTO tdgl.sync_log (source, change_id, tbl, pk, op, status, error, "
+                  "created_at) SELECT 'main', g, 'customer', jsonb_build_object('id', g %% 100000), "
+                  "'Update', CASE WHEN g %% 1000 = 0 THEN 'Failed' ELSE 'Synced' END, "
+                  "CASE WHEN g %% 1000 = 0 THEN 'bench' END, "
+                  "now() - (%s - g) * interval '10 ms' FROM generate_series(%s, %s) g",
+                  (size, lo + 1, hi))
+        have = size
+        r.sql("VACUUM ANALYZE tdgl.sync_log")
+        mid = r.one("SELECT created_at FROM tdgl.sync_log WHERE id = %s", (size // 2,))
+        cases = [
+            ("newest page", {"limit": 100}),
+            ("page in the middle (before = size/2)", {"limit": 100, "before": size // 2}),
+            ("a rare key (key=77)", {"limit": 100, "key": "77"}),
+            ("status=Failed", {"limit": 100, "status": "Failed"}),
+            ("one minute in the middle (since/until)",
+             {"limit": 100, "since": mid.isoformat(),
+              "until": (mid + datetime.timedelta(minutes=1)).isoformat()}),
+        ]
+        for what, params in cases:
+            ms = page_ms(params)
+            if size > 50000 or size == sz["log_sizes"][-1]:
+                base.setdefault(what, (size, ms))
+            if what not in base:
+                log(f"  log {size:,} entries: {what}: {ms:.2f} ms (smaller than one window)")
+                continue
+            log(f"  log {size:,} entries: {what}: {ms:.2f} ms")
+            record(11, f"log page, {what}, log {size:,} entries", ms, "ms", base[what][1],
+                   f"log {base[what][0]:,} entries", "flat", ms <= base[what][1] * 2 + 2)
+    b.stop_proc(rep)
+    r.close()
 
 
-FIGURES = {1: fig1, 2: fig2, 3: fig3, 4: fig4, 5: fig5, 6: fig6, 8: fig8, 9: fig9}
 
 
 def sizes(scale):
@@ -792,9 +848,13 @@ def write_results(meta, total_s):
     log(f"results written to BENCHMARKS.md and bench/results/{stamp}.json")
 
 
+FIGURES = {1: fig1, 2: fig2, 3: fig3, 4: fig4, 5: fig5, 6: fig6, 8: fig8, 9: fig9, 10: fig10,
+           11: fig11}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--figures", default=os.environ.get("BENCH_FIGURES", "1,2,3,4,5,6,8,9,10"),
+    ap.add_argument("--figures", default=os.environ.get("BENCH_FIGURES", "1,2,3,4,5,6,8,9,10,11"),
                     help="comma-separated figure numbers (7 is measured with 6)")
     ap.add_argument("--scale", type=float, default=float(os.environ.get("BENCH_SCALE", "0.2")))
     ap.add_argument("--workdir", default=os.environ.get("BENCH_DIR", "/tmp/tdgl-bench"))

@@ -12,6 +12,7 @@
 #include "common/clock.h"
 #include "common/cursor.h"
 #include "common/log.h"
+#include "primary/admin.h"
 #include "primary/api.h"
 #include "primary/capture.h"
 #include "primary/changes.h"
@@ -373,7 +374,9 @@ void api_handle(struct http_req *req, void *ctx)
 		api_error(req, 405, "method not allowed");
 		return;
 	}
-	if (!strcmp(path, "/health")) {
+	if (admin_handle(api, req)) {   /* the console and /api/admin/... (admin.h) */
+		return;
+	} else if (!strcmp(path, "/health")) {
 		static const char ok[] = "{\"status\":\"ok\"}";
 		api_body(req, 200, "application/json", ok, sizeof ok - 1);
 	} else if (!strcmp(path, "/metrics")) {

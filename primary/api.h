@@ -17,6 +17,8 @@ struct api {
 	const char     *files_dir;       /* NULL: /api/files answers 404 */
 	int             metrics_public;
 	volatile int   *stopping;        /* set on shutdown: long-polls end */
+	const char     *admin_token;     /* NULL: the console and /api/admin/... answer 404 */
+	struct push    *push;            /* set (atomically) once push runs; NULL before */
 };
 
 void api_handle(struct http_req *req, void *ctx);   /* ctx: struct api * */

@@ -124,6 +124,31 @@ int capture_list(PGconn *c, FILE *out)
 	return 0;
 }
 
+cJSON *capture_list_json(PGconn *c)
+{
+	PGresult *res = db_exec(c, "tables", Q_LIST, 0, NULL);
+	cJSON *arr = NULL;
+
+	if (!res)
+		goto out;
+	arr = cJSON_CreateArray();
+	for (int i = 0; i < PQntuples(res); i++) {
+		cJSON *o = cJSON_CreateObject();
+
+		cJSON_AddStringToObject(o, "table", PQgetvalue(res, i, 0));
+		cJSON_AddStringToObject(o, "pk_columns", PQgetvalue(res, i, 1));
+		cJSON_AddStringToObject(o, "status_column", PQgetvalue(res, i, 2));
+		cJSON_AddStringToObject(o, "attach_columns", PQgetvalue(res, i, 3));
+		cJSON_AddBoolToObject(o, "enabled", PQgetvalue(res, i, 4)[0] == 't');
+		cJSON_AddStringToObject(o, "trigger", PQgetvalue(res, i, 5)[0] != 't' ? "missing" :
+		                        PQgetvalue(res, i, 6)[0] != 't' ? "stale" : "ok");
+		cJSON_AddItemToArray(arr, o);
+	}
+out:
+	PQclear(res);
+	return arr;
+}
+
 char *capture_tables_literal(PGconn *c, const char *csv, int *bad, char *err, size_t errlen)
 {
 	char *lit = NULL;

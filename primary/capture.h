@@ -4,12 +4,17 @@
 #define TDGL_PRIMARY_CAPTURE_H
 #include <stdio.h>
 #include <libpq-fe.h>
+#include <cjson/cJSON.h>
 
 /* attach: comma-separated column names or NULL. Messages go to stdout/stderr.
  * Return 0 ok, 1 refused (clear message printed), -1 database error. */
 int capture_track(PGconn *c, const char *table, const char *status_column, const char *attach);
 int capture_untrack(PGconn *c, const char *table);
 int capture_list(PGconn *c, FILE *out);
+/* The tracked tables as `tables` lists them (caller deletes; NULL on a database error):
+ * [{"table","pk_columns","status_column","attach_columns" (comma-separated, "" for none),
+ *   "enabled","trigger": "ok" | "stale" (run track again) | "missing"}]. */
+cJSON *capture_list_json(PGconn *c);
 
 /* Builds a PostgreSQL text[] literal from a comma-separated list of table names and checks
  * each one is tracked. Returns a malloc'd literal (caller frees); NULL with a message in err

@@ -296,6 +296,7 @@ static int cmd_serve(int argc, char **argv, int arg __attribute__((unused)))
 		{ "max-requests-per-key", "TDGL_MAX_REQUESTS_PER_KEY", "N", "change, row and copy requests one API key may have in flight", "32" },
 		{ "max-waits-per-key", "TDGL_MAX_WAITS_PER_KEY", "N", "long-polls one API key may hold open", "16" },
 		{ "metrics-public", "TDGL_METRICS_PUBLIC", NULL, "serve /metrics without an API key", NULL },
+		{ "admin-token", "TDGL_ADMIN_TOKEN", "TOKEN", "Bearer token of the web console and /api/admin/ (unset: both off), at least 16 characters", NULL },
 		{ "page-window", "TDGL_PAGE_WINDOW", "IDS", "tuning: change ids one page query examines at most", "20000" },
 		{ "watch-interval", "TDGL_WATCH_INTERVAL", "MS", "tuning: poll for new commits this often while long-polls wait or push targets exist", "5" },
 		SECRET_KEY_OPT,
@@ -347,6 +348,13 @@ static int cmd_serve(int argc, char **argv, int arg __attribute__((unused)))
 	}
 	limits.max_conns = (unsigned)max_conns;
 	limits.max_conns_per_ip = (unsigned)per_ip;   /* 0: http.c's default */
+	api.admin_token = args_get(opts, "admin-token");
+	if (api.admin_token && !*api.admin_token)
+		api.admin_token = NULL;
+	if (api.admin_token && strlen(api.admin_token) < 16) {
+		fprintf(stderr, "error: --admin-token (TDGL_ADMIN_TOKEN) must be at least 16 characters\n");
+		return 2;
+	}
 	changes_set_window(window);
 	files = args_get(opts, "files-dir");
 	if (files && *files) {
@@ -405,6 +413,7 @@ static int cmd_serve(int argc, char **argv, int arg __attribute__((unused)))
 		metrics_set_instance(inst);
 	}
 	push = push_start(pool, w, key_material, args_get(opts, "db"));   /* after the listen succeeded: nothing starts for a refused serve */
+	__atomic_store_n(&api.push, push, __ATOMIC_RELEASE);   /* delivery status for the console */
 	clock_after(&next_purge, interval * 1000L);
 	for (;;) {
 		struct timespec one = { 1, 0 };

@@ -52,6 +52,10 @@ struct push_target {
 	int64_t             head;
 	int                 stopping;
 	int                 seen;      /* still configured at the last reload */
+	/* delivery status (push_status), under push.lock */
+	time_t              last_attempt, last_delivered;
+	long                failures;  /* consecutive failed attempts */
+	char                last_result[160];   /* "HTTP 202", a transport error (cut) */
 };
 
 struct push {
@@ -80,8 +84,8 @@ void push_sign(const char *secret, const char *timestamp, const char *body, char
 	buf_free(&msg);
 }
 
-/* Sends one notify; 0 when the target answered 2xx. */
-static int push_send(const struct push_target *t, int64_t head)
+/* Sends one notify; 0 when the target answered 2xx. What happened goes into result. */
+static int push_send(const struct push_target *t, int64_t head, char *result, size_t rlen)
 {
 	char body[96], ts[24], sig[72], h_ts[64], h_sig[128];
 	const char *headers[4] = { "Content-Type: application/json", h_ts, h_sig, NULL };
@@ -97,12 +101,15 @@ static int push_send(const struct push_target *t, int64_t head)
 	snprintf(h_sig, sizeof h_sig, "X-TDGL-Signature: %s", sig);
 	if (httpc_request("POST", t->url, headers, body, strlen(body), &opts, &resp) < 0) {
 		log_warn("push %s: %s", t->url, resp.err);
+		snprintf(result, rlen, "%.150s", resp.err);
 		goto out;
 	}
 	if (resp.status < 200 || resp.status > 299) {
 		log_warn("push %s: HTTP %ld", t->url, resp.status);
+		snprintf(result, rlen, "HTTP %ld", resp.status);
 		goto out;
 	}
+	snprintf(result, rlen, "HTTP %ld", resp.status);
 	log_debug("push %s: head %" PRId64 " delivered", t->url, head);
 	rc = 0;
 out:
@@ -121,6 +128,7 @@ static void *push_target_main(void *arg)
 	pthread_mutex_lock(&p->lock);
 	while (!t->stopping) {
 		int64_t head;
+		char result[sizeof t->last_result] = "";
 		int ok;
 
 		if (!t->pending) {
@@ -130,9 +138,14 @@ static void *push_target_main(void *arg)
 		head = t->head;
 		t->pending = 0;
 		pthread_mutex_unlock(&p->lock);
-		ok = push_send(t, head) == 0;
+		ok = push_send(t, head, result, sizeof result) == 0;
 		metrics_push(ok);
 		pthread_mutex_lock(&p->lock);
+		t->last_attempt = time(NULL);
+		if (ok)
+			t->last_delivered = t->last_attempt;
+		t->failures = ok ? 0 : t->failures + 1;
+		memcpy(t->last_result, result, sizeof result);
 		if (ok) {
 			backoff = 0;
 			continue;
@@ -342,6 +355,44 @@ static void *push_main(void *arg)
 	}
 	pthread_mutex_unlock(&p->lock);
 	return NULL;
+}
+
+/* ISO 8601 UTC of t, or JSON null when t is 0. */
+static void push_add_time(cJSON *o, const char *name, time_t t)
+{
+	struct tm tm;
+	char iso[32];
+
+	if (!t || !gmtime_r(&t, &tm)) {
+		cJSON_AddNullToObject(o, name);
+		return;
+	}
+	strftime(iso, sizeof iso, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	cJSON_AddStringToObject(o, name, iso);
+}
+
+cJSON *push_status(struct push *p)
+{
+	cJSON *arr = cJSON_CreateArray();
+
+	if (!p)
+		return arr;
+	pthread_mutex_lock(&p->lock);
+	for (struct push_target *t = p->targets; t; t = t->next) {
+		cJSON *o = cJSON_CreateObject();
+
+		cJSON_AddNumberToObject(o, "id", (double)t->id);
+		push_add_time(o, "last_attempt_at", t->last_attempt);
+		push_add_time(o, "last_delivered_at", t->last_delivered);
+		cJSON_AddNumberToObject(o, "failures", (double)t->failures);
+		if (t->last_attempt)
+			cJSON_AddStringToObject(o, "last_result", t->last_result);
+		else
+			cJSON_AddNullToObject(o, "last_result");
+		cJSON_AddItemToArray(arr, o);
+	}
+	pthread_mutex_unlock(&p->lock);
+	return arr;
 }
 
 struct push *push_start(struct db_pool *pool, struct watch *w, const char *key_material,

@@ -6,6 +6,7 @@
 #define TDGL_PRIMARY_PUSH_H
 #include <stdio.h>
 #include <libpq-fe.h>
+#include <cjson/cJSON.h>
 #include "common/db.h"
 #include "primary/watch.h"
 
@@ -16,6 +17,10 @@
 struct push *push_start(struct db_pool *pool, struct watch *w, const char *key_material,
                         const char *conninfo);
 void push_stop(struct push *p);   /* joins every thread; NULL is fine */
+/* Delivery status of each active target since this process started (caller deletes):
+ * [{"id","last_attempt_at","last_delivered_at","failures" (consecutive),"last_result"
+ * ("HTTP 202", a connection error)}]; times ISO 8601 UTC or null. p may be NULL: []. */
+cJSON *push_status(struct push *p);
 
 /* CLI. Return 0 ok, 1 refused/not found (message printed), -1 database error. With
  * key_material the secret is stored sealed (AES-256-GCM, crypto.h), else as given. */

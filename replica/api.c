@@ -7,7 +7,9 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "common/version.h"
+#include "common/console.h"
 #include "replica/api.h"
+#include "replica/browse.h"
 #include "replica/conflict.h"
 #include "replica/events.h"
 #include "replica/jobs_api.h"
@@ -409,6 +411,8 @@ void api_handle(struct http_req *req, void *ctx)
 			api_notify(a, req);
 		return;
 	}
+	if (console_handle(req, CONSOLE_REPLICA))   /* the web console's files (console.h) */
+		return;
 	if (!api_authorized(a, req)) {
 		http_reply_error(req, 401, "unauthorized");
 		return;
@@ -416,6 +420,8 @@ void api_handle(struct http_req *req, void *ctx)
 	if (jobs_api_handle(a, req))   /* events, retries, settings, dry runs (jobs_api.h) */
 		return;
 	if (verify_api_handle(a, req))   /* verify and repair (verify_api.h) */
+		return;
+	if (browse_handle(a, req))     /* overview, log pages, local edits, one conflict */
 		return;
 	if (!strcmp(path, "/api/status") && get)
 		api_status(a, req);

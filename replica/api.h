@@ -1,6 +1,8 @@
 /* api: the replica's admin HTTP API. Everything but GET /health and POST /api/notify needs
  * "Authorization: Bearer <TDGL_ADMIN_TOKEN>" (compared in constant time); without it: 401
- * JSON. /api/notify is authenticated by its HMAC signature instead. Bad input: 4xx JSON. */
+ * JSON. /api/notify is authenticated by its HMAC signature instead; the web console's files
+ * (common/console.h: "/" and "/console/...", no data in them) are served to anyone. Bad input:
+ * 4xx JSON. */
 #ifndef TDGL_REPLICA_API_H
 #define TDGL_REPLICA_API_H
 #include "common/db.h"

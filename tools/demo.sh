@@ -123,7 +123,8 @@ creds=$("$BIN/tdgl-primary" keygen --label demo-replica)
 KEY=$(printf '%s\n' "$creds" | sed -n 's/^key: //p')
 (umask 077; printf '%s\n' "$creds" | sed -n 's/^secret: //p' >"$DEMO_DIR/api-secret")
 mkdir -p "$DEMO_DIR/files-primary" "$DEMO_DIR/files-replica"
-TDGL_SECRET_KEY="$P_SECRET_KEY" TDGL_FILES_DIR="$DEMO_DIR/files-primary" nohup "$BIN/tdgl-primary" serve --listen "127.0.0.1:$P_HTTP" \
+TDGL_ADMIN_TOKEN="$ADMIN_TOKEN" TDGL_SECRET_KEY="$P_SECRET_KEY" TDGL_FILES_DIR="$DEMO_DIR/files-primary" \
+  nohup "$BIN/tdgl-primary" serve --listen "127.0.0.1:$P_HTTP" \
   >"$DEMO_DIR/primary.log" 2>&1 &
 echo $! >"$DEMO_DIR/primary.pid"
 wait_for 20 "tdgl-primary" curl -sf "http://127.0.0.1:$P_HTTP/health"
@@ -180,6 +181,7 @@ Both sites are running.
   primary API    http://127.0.0.1:$P_HTTP   (PostgreSQL: $PRIMARY_DB)
   replica admin  http://127.0.0.1:$R_HTTP   (PostgreSQL: $REPLICA_DB)
   admin token    $ADMIN_TOKEN   (also in $ADMIN_TOKEN_FILE)
+  web consoles   http://127.0.0.1:$R_HTTP/ (replica), http://127.0.0.1:$P_HTTP/ (primary): sign in with the admin token
   logs           $DEMO_DIR/primary.log, $DEMO_DIR/replica.log
 
 Try:

@@ -3,7 +3,8 @@
 # any named here (fuzz.mk names the fuzzers' compiler), when missing.
 set -e
 PKGS="gcc make libmicrohttpd-dev libcurl4-openssl-dev libcjson-dev libpq-dev libssl-dev
-      postgresql-15 python3 python3-pytest python3-psycopg2 python3-requests python3-yaml python3-pytest-xdist faketime curl docker-compose haproxy"
+      postgresql-15 python3 python3-pytest python3-psycopg2 python3-requests python3-yaml python3-pytest-xdist faketime curl docker-compose haproxy
+      chromium chromium-driver python3-selenium"
 PKGS="$PKGS $*"
 missing=""
 for p in $PKGS; do
