@@ -298,10 +298,12 @@ def test_conflict_compared_side_by_side_then_accept_primary(sites, browser):
     primary, replica = sites
     cid = make_conflict(primary, replica, 1, "Ada (edited here)", "Ada (edited on primary)")
     open_page(browser, replica.url, "#/conflicts")
-    link = wait(browser, lambda d: d.find_element(By.LINK_TEXT, f"Conflict {cid}"),
-                "the conflict in the list")
+    wait(browser, lambda d: d.find_element(By.LINK_TEXT, f"Conflict {cid}"),
+         "the conflict in the list")
     shot(browser, "replica-conflicts")
-    link.click()
+    # found again at the click: a live update may have drawn the list anew meanwhile
+    wait(browser, lambda d: d.find_element(By.LINK_TEXT, f"Conflict {cid}").click() or True,
+         "the conflict's link")
     wait(browser, lambda d: f"Conflict {cid}" in d.find_element(By.CSS_SELECTOR, "#main h1").text,
          "the conflict page")
     rows = wait(browser, lambda d: d.execute_script(COMPARE_ROWS), "the compared columns")
