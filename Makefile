@@ -53,9 +53,12 @@ $(BUILD)/%.o: %.c
 	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
 
 # SQL files are embedded in the binaries as NUL-terminated strings.
-$(BUILD)/sql/%_sql.c: sql/%.sql tools/embed.sh
+# Each role's script ends with what both roles share (sql/verify.sql: how rows are hashed).
+SQL_SHARED := sql/verify.sql
+$(BUILD)/sql/%_sql.c: sql/%.sql $(SQL_SHARED) tools/embed.sh
 	@mkdir -p $(@D)
-	sh tools/embed.sh $< sql_$* > $@
+	cat $< $(SQL_SHARED) > $(@D)/$*.sql
+	sh tools/embed.sh $(@D)/$*.sql sql_$* > $@
 
 $(BUILD)/sql/%_sql.o: $(BUILD)/sql/%_sql.c
 	$(CC) $(CFLAGS) -c -o $@ $<

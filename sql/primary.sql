@@ -395,9 +395,8 @@ BEGIN
 END
 $$;
 
--- Verification (GET /api/hashes, primary/hashes.c; the replica's side is replica/verify.c
--- with the same expressions in sql/replica.sql, tdgl.verify_exprs: a change to one is a
--- change to both). A row is hashed over the columns both sites have (sorted by name), each
+-- Verification (GET /api/hashes, primary/hashes.c; the replica's side is replica/verify.c,
+-- with the same expressions: sql/verify.sql, installed by both roles' migrate). A row is hashed over the columns both sites have (sorted by name), each
 -- value its type's output text under fixed settings (UTC, ISO dates, shortest exact floats,
 -- hex bytea: the functions' SET clauses), so both sites print a value the same way:
 --   kh = first 64 bits of md5(ROW(key columns)::text)   (which bucket the row falls in)
@@ -426,24 +425,7 @@ BEGIN
 	END IF;
 END $$;
 
--- kh, rh (see above) of alias t, and the key as a JSON object.
-CREATE OR REPLACE FUNCTION tdgl.verify_exprs(pk text[], cols text[], OUT kh text,
-	OUT rh text, OUT kobj text)
-LANGUAGE sql IMMUTABLE AS $$
-	SELECT format($f$('x' || left(md5(ROW(%s)::text), 16))::bit(64)::bigint$f$,
-	              (SELECT string_agg(format('t.%I', c), ', ') FROM unnest(pk) c)),
-	       format($f$('x' || left(md5(ROW(%s)::text), 16))::bit(64)::bigint$f$,
-	              (SELECT string_agg(format('t.%I', c), ', ') FROM unnest(cols) c)),
-	       format('json_build_object(%s)',
-	              (SELECT string_agg(format('%1$L, t.%1$I', c), ', ') FROM unnest(pk) c))
-$$;
-
--- "the top `bits` bits of kh" (0 bits: one bucket, 0).
-CREATE OR REPLACE FUNCTION tdgl.verify_bucket_expr(p_bits int) RETURNS text
-LANGUAGE sql IMMUTABLE AS $$
-	SELECT CASE WHEN p_bits = 0 THEN '0::bigint'
-	       ELSE format('((kh >> %s) & %s::bigint)', 64 - p_bits, (1::bigint << p_bits) - 1) END
-$$;
+-- tdgl.verify_exprs and tdgl.verify_bucket_expr: sql/verify.sql, installed by both roles.
 
 -- Buckets of rows: those whose top p_prefix_bits bits are in p_prefixes (all when
 -- p_prefix_bits is 0), grouped by their top p_bits bits. Returns {"columns":[...],"key":[...],

@@ -1438,25 +1438,8 @@ CREATE TABLE IF NOT EXISTS tdgl.verifications (
 );
 CREATE INDEX IF NOT EXISTS verifications_tbl_idx ON tdgl.verifications (source, tbl, id);
 
--- Hashes of rows, computed exactly as the primary's tdgl.verify_exprs (sql/primary.sql;
--- a change to one is a change to both): over the columns both sites have, sorted by name,
--- each value its type's output text under the fixed settings of the SET clauses.
-CREATE OR REPLACE FUNCTION tdgl.verify_exprs(pk text[], cols text[], OUT kh text,
-	OUT rh text, OUT kobj text)
-LANGUAGE sql IMMUTABLE AS $$
-	SELECT format($f$('x' || left(md5(ROW(%s)::text), 16))::bit(64)::bigint$f$,
-	              (SELECT string_agg(format('t.%I', c), ', ') FROM unnest(pk) c)),
-	       format($f$('x' || left(md5(ROW(%s)::text), 16))::bit(64)::bigint$f$,
-	              (SELECT string_agg(format('t.%I', c), ', ') FROM unnest(cols) c)),
-	       format('json_build_object(%s)',
-	              (SELECT string_agg(format('%1$L, t.%1$I', c), ', ') FROM unnest(pk) c))
-$$;
-
-CREATE OR REPLACE FUNCTION tdgl.verify_bucket_expr(p_bits int) RETURNS text
-LANGUAGE sql IMMUTABLE AS $$
-	SELECT CASE WHEN p_bits = 0 THEN '0::bigint'
-	       ELSE format('((kh >> %s) & %s::bigint)', 64 - p_bits, (1::bigint << p_bits) - 1) END
-$$;
+-- Hashes of rows: tdgl.verify_exprs and tdgl.verify_bucket_expr, the primary's own
+-- (sql/verify.sql, appended to both roles' scripts by the build).
 
 -- The local table of p_tbl, its key, and the columns of p_cols it has (its own
 -- non-generated columns when p_cols is NULL), sorted by name. 42P01 when missing here.
