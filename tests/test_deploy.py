@@ -120,6 +120,34 @@ def test_compose_v1_validates_the_file(env_file):
         assert p.returncode != 0 and "set POSTGRES_PASSWORD in .env" in p.stderr, p.stderr
 
 
+def test_scale_out_variant_validates_and_its_balancer_config_is_valid():
+    """deploy/docker-compose.scale.yml (a second primary process behind HAProxy) is read by
+    Compose over the main file, and HAProxy accepts deploy/haproxy.cfg."""
+    d = tempfile.mkdtemp(prefix="tdgl-compose-")
+    try:
+        os.makedirs(os.path.join(d, "deploy"))
+        shutil.copy(os.path.join(ROOT, "docker-compose.yml"), d)
+        shutil.copy(os.path.join(ROOT, "deploy", "docker-compose.scale.yml"),
+                    os.path.join(d, "deploy"))
+        shutil.copy(os.path.join(ROOT, ".env.example"), os.path.join(d, ".env"))
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("TDGL_", "POSTGRES_", "COMPOSE_"))}
+        p = subprocess.run(["docker-compose", "-f", "docker-compose.yml", "-f",
+                            "deploy/docker-compose.scale.yml", "config"], cwd=d, env=env,
+                           capture_output=True, text=True, timeout=60)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    assert p.returncode == 0, p.stderr
+    merged = yaml.safe_load(p.stdout)
+    assert merged["services"]["replica"]["environment"]["TDGL_PRIMARY_URL"] == \
+        "http://balancer:8080"
+    assert {"primary", "primary2", "balancer"} <= set(merged["services"])
+    haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
+    c = subprocess.run([haproxy, "-c", "-f", os.path.join(ROOT, "deploy", "haproxy.cfg")],
+                       capture_output=True, text=True, timeout=30)
+    assert c.returncode == 0, c.stdout + c.stderr
+
+
 def test_compose_runs_both_servers_from_the_entrypoint_roles(compose, entrypoint):
     services = tdgl_services(compose)
     assert {role for role, _ in services.values()} == set(ROLES)
