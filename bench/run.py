@@ -7,7 +7,8 @@ results into BENCHMARKS.md (between the bench markers) and bench/results/.
 
 Sizes: BENCH_SCALE (default 0.2) scales the issue's sizes (1M-row insert and initial sync,
 100k transactions, 200k queued changes, 1M backlog). BENCH_SCALE=1 is the issue's full size.
---figures 1,3,8 runs a subset (9: verify, 10: ERP, 11: console log pages). BENCH_LOG_SIZES=10000,100000,1000000 sets
+--figures 1,3,8 runs a subset (9: verify, 10: ERP, 11: console log pages, 12: fan-out to
+BENCH_REPLICAS replicas, default 50). BENCH_LOG_SIZES=10000,100000,1000000 sets
 figure 8's log sizes (and figure 11's: the replica's sync log under the console's log pages).
 Benchmarks, not tests: nothing here asserts a time; a missed target is reported, not failed.
 """
@@ -781,6 +782,113 @@ def fig11(b, sz):
 
 
 
+def proc_cpu_s(pid):
+    """utime + stime of a process, seconds (0 when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def cluster_cpu_s(cluster):
+    """CPU seconds of a cluster's postmaster and its live children (backends, workers)."""
+    with open(os.path.join(cluster.data, "postmaster.pid")) as f:
+        pm = int(f.readline())
+    total = proc_cpu_s(pm)
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pm:
+                        total += proc_cpu_s(int(d))
+            except (OSError, IndexError, ValueError):
+                pass
+    return total
+
+
+def fig12(b, sz):
+    """Fan-out: N replicas (processes, one database each) long-polling one primary while a
+    writer commits single-row transactions at a fixed rate; per-replica costs as N grows,
+    and what N idle replicas cost the primary's database."""
+    steps = [1, 10, sz["replicas"]] if sz["replicas"] > 10 else [1, sz["replicas"]]
+    rate, seconds = 50, 6
+    log(f"figure 12: fan-out to {steps} replicas, {rate} commits/s for {seconds} s")
+    b.primary.createdb("f12")
+    p = Db(b.primary, "f12")
+    key, secret = b.primary_setup("f12")
+    prim = b.start_primary("f12", "--max-conns", "4096")
+    reps, dbs, base = [], [], None
+    next_id = 1
+    db0, t0 = cluster_cpu_s(b.primary), time.monotonic()
+    time.sleep(3)
+    idle0 = (cluster_cpu_s(b.primary) - db0) / (time.monotonic() - t0)   # no replica at all
+    for n in steps:
+        while len(reps) < n:
+            name = f"f12r{len(reps)}"
+            b.replica.createdb(name)
+            rci = b.replica.conninfo(name)
+            b.cli("tdgl-replica", rci, "migrate")
+            b.cli("tdgl-replica", rci, "source", "add", "main", "--url", prim.url, "--key", key,
+                  "--secret", secret, "--tables", "customer", "--long-poll",
+                  "--poll-interval", "3600")
+            reps.append(b.start_replica(name))
+            dbs.append(Db(b.replica, name))
+        for r in dbs:
+            wait_until(lambda: r.one("SELECT cursor IS NOT NULL FROM tdgl.sources"), 300, 0.05,
+                       "initial sync")
+        time.sleep(2)   # every replica in its long-poll (a measurement window, not a test)
+        db0, t0 = cluster_cpu_s(b.primary), time.monotonic()
+        time.sleep(3)
+        idle = (cluster_cpu_s(b.primary) - db0) / (time.monotonic() - t0)
+        first = next_id
+        pc0, db0 = proc_cpu_s(prim.pid), cluster_cpu_s(b.primary)
+        t_start = time.monotonic()
+        for i in range(rate * seconds):
+            marker(p, next_id)
+            next_id += 1
+            time.sleep(max(0.0, t_start + (i + 1) / rate - time.monotonic()))
+        last = next_id - 1
+        for r in dbs:
+            wait_until(lambda: r.one("SELECT count(*) FROM customer WHERE id = %s", (last,)),
+                       300, 0.01, "the last change on every replica")
+        pcpu, dcpu = proc_cpu_s(prim.pid) - pc0, cluster_cpu_s(b.primary) - db0
+        changes = last - first + 1
+        made = dict(p.sql("SELECT id, extract(epoch FROM changed_at) FROM tdgl.change_log "
+                          "WHERE (row->>'id')::bigint BETWEEN %s AND %s", (first, last)))
+        lat, failed = [], 0
+        for r in dbs:
+            for cid, at in r.sql("SELECT change_id, extract(epoch FROM created_at) FROM "
+                                 "tdgl.sync_log WHERE change_id = ANY(%s)", (list(made),)):
+                lat.append((float(at) - float(made[cid])) * 1000)
+            failed += r.one("SELECT count(*) FROM tdgl.runs WHERE status = 'Failed'")
+        per = {"proc_us": pcpu / changes / n * 1e6, "db_us": dcpu / changes / n * 1e6}
+        if base is None:
+            base = per
+        log(f"  {n} replicas: commit -> visible p50 {pct(lat, 50):.1f} ms, p95 "
+            f"{pct(lat, 95):.1f} ms, max {max(lat):.1f} ms; primary process "
+            f"{per['proc_us']:.0f} us and database {per['db_us']:.0f} us per change per "
+            f"replica; RSS {vm_rss_kb(prim.pid) / 1024:.1f} MB; idle database "
+            f"{idle * 100:.1f} % of a core; failed runs {failed}")
+        record(12, f"{n} replicas: commit -> visible p95", pct(lat, 95), "ms", pct(lat, 50),
+               "p50", "", None, note=f"max {max(lat):.0f} ms, {len(lat)} samples")
+        record(12, f"{n} replicas: primary process CPU per change per replica",
+               per["proc_us"], "us", base["proc_us"], f"{steps[0]} replica", "flat",
+               per["proc_us"] <= base["proc_us"] * 1.5)
+        record(12, f"{n} replicas: primary database CPU per change per replica",
+               per["db_us"], "us", base["db_us"], f"{steps[0]} replica", "flat",
+               per["db_us"] <= base["db_us"] * 1.5)
+        record(12, f"{n} idle replicas: primary database CPU", idle * 100, "% core",
+               idle0 * 100, "no replica", "indistinguishable from none", idle - idle0 <= 0.02,
+               note=f"RSS {vm_rss_kb(prim.pid) / 1024:.1f} MB, failed runs {failed}")
+    for r, d in zip(reps, dbs):
+        b.stop_proc(r)
+        d.close()
+    b.stop_proc(prim)
+    p.close()
+
+
 def sizes(scale):
     log_sizes = os.environ.get("BENCH_LOG_SIZES")
     return {
@@ -788,6 +896,7 @@ def sizes(scale):
         "txns": int(100000 * scale) // 4 * 4,
         "queued": int(200000 * scale),
         "samples": int(os.environ.get("BENCH_SAMPLES", "200")),
+        "replicas": int(os.environ.get("BENCH_REPLICAS", "50")),
         "clients": int(os.environ.get("BENCH_CLIENTS", "500")),
         "pgbench_s": int(os.environ.get("BENCH_PGBENCH_S", "8")),
         "log_sizes": [int(x) for x in log_sizes.split(",")] if log_sizes
@@ -849,12 +958,12 @@ def write_results(meta, total_s):
 
 
 FIGURES = {1: fig1, 2: fig2, 3: fig3, 4: fig4, 5: fig5, 6: fig6, 8: fig8, 9: fig9, 10: fig10,
-           11: fig11}
+           11: fig11, 12: fig12}
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--figures", default=os.environ.get("BENCH_FIGURES", "1,2,3,4,5,6,8,9,10,11"),
+    ap.add_argument("--figures", default=os.environ.get("BENCH_FIGURES", "1,2,3,4,5,6,8,9,10,11,12"),
                     help="comma-separated figure numbers (7 is measured with 6)")
     ap.add_argument("--scale", type=float, default=float(os.environ.get("BENCH_SCALE", "0.2")))
     ap.add_argument("--workdir", default=os.environ.get("BENCH_DIR", "/tmp/tdgl-bench"))
