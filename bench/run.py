@@ -8,7 +8,7 @@ results into BENCHMARKS.md (between the bench markers) and bench/results/.
 Sizes: BENCH_SCALE (default 0.2) scales the issue's sizes (1M-row insert and initial sync,
 100k transactions, 200k queued changes, 1M backlog). BENCH_SCALE=1 is the issue's full size.
 --figures 1,3,8 runs a subset (9: verify, 10: ERP, 11: console log pages, 12: fan-out to
-BENCH_REPLICAS replicas, default 50). BENCH_LOG_SIZES=10000,100000,1000000 sets
+BENCH_REPLICAS replicas, default 50; 13: their initial syncs at once). BENCH_LOG_SIZES=10000,100000,1000000 sets
 figure 8's log sizes (and figure 11's: the replica's sync log under the console's log pages).
 Benchmarks, not tests: nothing here asserts a time; a missed target is reported, not failed.
 """
@@ -889,6 +889,50 @@ def fig12(b, sz):
     p.close()
 
 
+def fig13(b, sz):
+    """N fresh replicas doing their initial sync of the same table at once, against one
+    replica's initial sync of it in the same run."""
+    rows, n = sz["big"] // 10, sz["replicas"]
+    log(f"figure 13: initial sync of {rows:,} rows, 1 replica, then {n} at once")
+    b.primary.createdb("f13")
+    p = Db(b.primary, "f13")
+    insert_rows(p, 1, rows)
+    key, secret = b.primary_setup("f13")
+    prim = b.start_primary("f13", "--max-conns", "4096")
+
+    def sync(names):
+        procs, dbs = [], []
+        for name in names:
+            b.replica.createdb(name)
+            rci = b.replica.conninfo(name)
+            b.cli("tdgl-replica", rci, "migrate")
+            b.cli("tdgl-replica", rci, "source", "add", "main", "--url", prim.url, "--key", key,
+                  "--secret", secret, "--tables", "customer", "--poll-interval", "3600")
+            dbs.append(Db(b.replica, name))
+        t0 = time.monotonic()
+        for name in names:                  # each starts its initial sync as it comes up
+            procs.append(b.start_replica(name))
+        for d in dbs:
+            wait_until(lambda: d.one("SELECT cursor IS NOT NULL FROM tdgl.sources"), 1800,
+                       0.05, "initial sync")
+        took = time.monotonic() - t0
+        ok = all(d.one("SELECT count(*) FROM customer") == rows for d in dbs)
+        for pr, d in zip(procs, dbs):
+            b.stop_proc(pr)
+            d.close()
+        return took, ok
+
+    one, ok1 = sync(["f13one"])
+    many, okn = sync([f"f13r{i}" for i in range(n)])
+    log(f"  1 replica: {one:.1f} s; {n} at once: {many:.1f} s ({many / one:.1f}x for {n}x "
+        f"the rows; all complete: {ok1 and okn})")
+    record(13, f"{n} replicas' initial sync at once (total)", many, "s", one, "1 replica",
+           f"<= {n}x", many <= one * n and ok1 and okn,
+           note=f"{rows:,} rows each; {n * rows / many:,.0f} rows/s in all")
+    b.stop_proc(prim)
+    p.close()
+
+
 def sizes(scale):
     log_sizes = os.environ.get("BENCH_LOG_SIZES")
     return {
@@ -958,12 +1002,12 @@ def write_results(meta, total_s):
 
 
 FIGURES = {1: fig1, 2: fig2, 3: fig3, 4: fig4, 5: fig5, 6: fig6, 8: fig8, 9: fig9, 10: fig10,
-           11: fig11, 12: fig12}
+           11: fig11, 12: fig12, 13: fig13}
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--figures", default=os.environ.get("BENCH_FIGURES", "1,2,3,4,5,6,8,9,10,11,12"),
+    ap.add_argument("--figures", default=os.environ.get("BENCH_FIGURES", "1,2,3,4,5,6,8,9,10,11,12,13"),
                     help="comma-separated figure numbers (7 is measured with 6)")
     ap.add_argument("--scale", type=float, default=float(os.environ.get("BENCH_SCALE", "0.2")))
     ap.add_argument("--workdir", default=os.environ.get("BENCH_DIR", "/tmp/tdgl-bench"))
