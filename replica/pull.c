@@ -27,6 +27,9 @@
  * would keep a CPU busy for a few changes a page. */
 #define PULL_HEAD_GAP_MS 20
 
+static const char Q_CURSOR[] = "SELECT cursor FROM tdgl.sources WHERE name = $1";
+/* times a pull continues after another pull of its source applied the page it fetched */
+#define PULL_OVERTAKEN_MAX 5
 static const char Q_EXPIRE_CURSOR[] =
 	"UPDATE tdgl.sources SET cursor = NULL, needs_resync = true "
 	"WHERE name = $1 AND cursor = $2";
@@ -202,6 +205,25 @@ out:
 	return rc;
 }
 
+/* Reads the source's stored cursor again (another pull moved it). 0, or -1 (error set). */
+static int pull_reload_cursor(struct pull_ctx *p)
+{
+	const char *params[1] = { p->s.name };
+	PGresult *res = db_exec(p->c, "pull: cursor", Q_CURSOR, 1, params);
+	int rc = -1;
+
+	if (!res || PQntuples(res) != 1 || PQgetisnull(res, 0, 0)) {
+		snprintf(p->r->error, sizeof p->r->error, "the source's cursor is gone");
+		goto out;
+	}
+	free(p->s.cursor);
+	p->s.cursor = strdup(PQgetvalue(res, 0, 0));
+	rc = p->s.cursor ? 0 : -1;
+out:
+	PQclear(res);
+	return rc;
+}
+
 /* Streams pages of changes until more=false. While the database applies one page, the next
  * is fetched (its cursor is the one the apply stores): primary and replica work overlap. A
  * page fetched ahead of a failed apply is dropped, so nothing is applied out of turn. */
@@ -210,7 +232,7 @@ static int pull_stream(struct pull_ctx *p, int wait_s)
 	struct pull_page cur = { 0 }, ahead = { 0 }, tmp;
 	cJSON *sum = NULL;
 	char *etables = httpc_escape(p->s.tables), err[512];
-	int rc = -1, resynced = 0, st, st_ahead, next, full;
+	int rc = -1, resynced = 0, overtaken = 0, st, st_ahead, next, full;
 
 	/* a long-poll answered at once would bring a page of a change or two: paced too */
 	if (wait_s > 0 && p->head_asked && p->head_asked->tv_sec)
@@ -261,7 +283,20 @@ static int pull_stream(struct pull_ctx *p, int wait_s)
 		if (next && full)
 			st_ahead = pull_fetch_page(p, etables, cur.pg.cursor, 0, &ahead);
 		cJSON_Delete(sum);
+		sum = NULL;
 		if (apply_page_wait(p->c, &sum, err, sizeof err) < 0) {
+			/* 40001: another pull of this source (`tdgl-replica pull` beside serve, a second
+			 * serve) applied this page first; nothing was applied twice. Go on from the
+			 * cursor it stored, dropping the page fetched ahead of ours. */
+			if (!strncmp(err, "40001", 5) && overtaken++ < PULL_OVERTAKEN_MAX &&
+			    pull_reload_cursor(p) == 0) {
+				log_info("pull %s: another pull applied that page first; going on from "
+				         "its cursor", p->s.name);
+				pull_page_free(&ahead);
+				st = pull_stopping(p) ? -2
+				     : pull_fetch_page(p, etables, p->s.cursor, 0, &cur);
+				continue;
+			}
 			snprintf(p->r->error, sizeof p->r->error, "applying page: %.480s", err);
 			goto out;
 		}

@@ -1,10 +1,12 @@
 """Replica: pull and apply against a real primary (two sites, real processes)."""
 import json
+import os
+import subprocess
 import threading
 
 import pytest
 
-from harness import wait_until
+from harness import TDGL_BIN, wait_until
 from sites import ADMIN_TOKEN  # noqa: F401 - documents where the token comes from
 
 
@@ -486,3 +488,23 @@ def test_source_pages_default_to_500_changes(primary, replica):
     primary.sql("INSERT INTO customer SELECT g, 'n', 'X', 1 FROM generate_series(1, 1200) g")
     pull(replica)
     assert replica.one("SELECT pages FROM tdgl.runs ORDER BY id DESC LIMIT 1") == 3
+
+
+def test_two_pulls_of_one_source_at_once_both_succeed_and_apply_each_change_once(primary,
+                                                                                 replica):
+    """`tdgl-replica pull` beside serve (or two of them): the one that finds its page applied
+    by the other goes on from the other's cursor instead of failing (40001 before)."""
+    pair(primary, replica, CUSTOMER, ["customer"], "--batch-size", "20")
+    pull(replica)
+    for round_ in range(15):
+        primary.sql("INSERT INTO customer SELECT g, 'n', 'X', g FROM generate_series(%s, %s) g",
+                    (round_ * 60 + 1, round_ * 60 + 60))
+        procs = [subprocess.Popen([os.path.join(TDGL_BIN, "tdgl-replica"), "pull", "main"],
+                                  env=dict(os.environ, **replica.env), stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        for p in procs:
+            out, errs = p.communicate(timeout=60)
+            assert p.returncode == 0, out + errs
+    assert rows_md5(replica, "customer") == rows_md5(primary, "customer")
+    assert replica.sql("SELECT change_id FROM tdgl.sync_log WHERE change_id IS NOT NULL "
+                       "GROUP BY change_id HAVING count(*) <> 1") == []
