@@ -102,6 +102,21 @@ static int http_peer_closed(struct MHD_Connection *conn)
 	return n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
 }
 
+int http_path_param(const char *path, const char *prefix, const char *suffix, char *out,
+                    size_t outlen)
+{
+	size_t pl = strlen(prefix), sl = strlen(suffix), len = strlen(path), n;
+
+	if (len <= pl + sl || strncmp(path, prefix, pl) || strcmp(path + len - sl, suffix))
+		return 0;
+	n = len - pl - sl;
+	if (n >= outlen || memchr(path + pl, '/', n))
+		return 0;
+	memcpy(out, path + pl, n);
+	out[n] = '\0';
+	return 1;
+}
+
 /* ---- replies ---- */
 
 /* Queues resp (destroyed here in every case) unless a reply was already queued. */

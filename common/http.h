@@ -51,6 +51,11 @@ const char *http_client_ip(const struct http_req *req);
  * http_stop waits for handlers, so long waits must poll this). */
 int http_client_gone(const struct http_req *req);
 
+/* 1 when path is prefix + X + suffix with X non-empty, without '/' and shorter than outlen
+ * (a path parameter: "/api/sources/" X "/pull"); X is copied into out. Else 0. */
+int http_path_param(const char *path, const char *prefix, const char *suffix, char *out,
+                    size_t outlen);
+
 /* Replies. Each returns 0 on success, -1 if a reply was already queued or queuing failed. */
 int http_reply_json(struct http_req *req, unsigned status, cJSON *body);  /* takes body */
 int http_reply_error(struct http_req *req, unsigned status, const char *fmt, ...)

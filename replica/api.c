@@ -374,22 +374,6 @@ static void api_notify(struct api *a, struct http_req *req)
 	}
 }
 
-/* "/api/sources/<name>/pull" -> name (copied into out) when path matches prefix/<x>suffix. */
-static int api_match(const char *path, const char *prefix, const char *suffix, char *out,
-                     size_t outlen)
-{
-	size_t pl = strlen(prefix), sl = strlen(suffix), len = strlen(path), n;
-
-	if (len <= pl + sl || strncmp(path, prefix, pl) || strcmp(path + len - sl, suffix))
-		return 0;
-	n = len - pl - sl;
-	if (n >= outlen || memchr(path + pl, '/', n))
-		return 0;
-	memcpy(out, path + pl, n);
-	out[n] = '\0';
-	return 1;
-}
-
 void api_handle(struct http_req *req, void *ctx)
 {
 	struct api *a = ctx;
@@ -429,14 +413,14 @@ void api_handle(struct http_req *req, void *ctx)
 		api_sources_get(a, req);
 	else if (!strcmp(path, "/api/sources") && post)
 		api_sources_post(a, req);
-	else if (api_match(path, "/api/sources/", "/pull", name, sizeof name) && post)
+	else if (http_path_param(path, "/api/sources/", "/pull", name, sizeof name) && post)
 		api_pull(a, req, name);
-	else if (api_match(path, "/api/sources/", "", name, sizeof name) &&
+	else if (http_path_param(path, "/api/sources/", "", name, sizeof name) &&
 	         !strcmp(m, "DELETE"))
 		api_source_delete(a, req, name);
 	else if (!strcmp(path, "/api/conflicts") && get)
 		api_conflicts(a, req);
-	else if (api_match(path, "/api/conflicts/", "/resolve", name, sizeof name) && post)
+	else if (http_path_param(path, "/api/conflicts/", "/resolve", name, sizeof name) && post)
 		api_resolve(a, req, name);
 	else if (!strcmp(path, "/api/log") && get)
 		api_log(a, req);

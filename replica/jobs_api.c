@@ -14,22 +14,6 @@
 
 #define JOBS_API_DB_WAIT_MS 5000
 
-/* path == prefix + X + suffix with X non-empty, no '/', shorter than outlen -> X in out. */
-static int jobs_api_match(const char *path, const char *prefix, const char *suffix, char *out,
-                          size_t outlen)
-{
-	size_t pl = strlen(prefix), sl = strlen(suffix), len = strlen(path), n;
-
-	if (len <= pl + sl || strncmp(path, prefix, pl) || strcmp(path + len - sl, suffix))
-		return 0;
-	n = len - pl - sl;
-	if (n >= outlen || memchr(path + pl, '/', n))
-		return 0;
-	memcpy(out, path + pl, n);
-	out[n] = '\0';
-	return 1;
-}
-
 static PGconn *jobs_api_db(struct api *a, struct http_req *req)
 {
 	PGconn *c = db_pool_get(a->pool, JOBS_API_DB_WAIT_MS);
@@ -135,14 +119,14 @@ int jobs_api_handle(struct api *a, struct http_req *req)
 			events_serve(req);
 		return 1;
 	}
-	if (jobs_api_match(path, "/api/log/", "/retry", x, sizeof x)) {
+	if (http_path_param(path, "/api/log/", "/retry", x, sizeof x)) {
 		if (strcmp(m, "POST"))
 			http_reply_error(req, 405, "method not allowed");
 		else
 			jobs_api_retry(a, req, x);
 		return 1;
 	}
-	if (jobs_api_match(path, "/api/sources/", "/pull", x, sizeof x) && !strcmp(m, "POST") &&
+	if (http_path_param(path, "/api/sources/", "/pull", x, sizeof x) && !strcmp(m, "POST") &&
 	    (dry = http_query(req, "dry_run"))) {
 		if (!strcmp(dry, "1") || !strcasecmp(dry, "true"))
 			jobs_api_dry_run(a, req, x);
@@ -152,7 +136,7 @@ int jobs_api_handle(struct api *a, struct http_req *req)
 			http_reply_error(req, 400, "dry_run must be 1 or 0");
 		return 1;
 	}
-	if (jobs_api_match(path, "/api/sources/", "", x, sizeof x)) {
+	if (http_path_param(path, "/api/sources/", "", x, sizeof x)) {
 		if (!strcmp(m, "GET"))
 			jobs_api_source_get(a, req, x);
 		else if (!strcmp(m, "PATCH"))

@@ -119,22 +119,6 @@ static void verify_api_last(struct api *a, struct http_req *req)
 		http_reply_error(req, 500, "database error");
 }
 
-/* path == prefix + X + suffix with X non-empty, no '/', shorter than outlen -> X in out. */
-static int verify_api_match(const char *path, const char *prefix, const char *suffix,
-                            char *out, size_t outlen)
-{
-	size_t pl = strlen(prefix), sl = strlen(suffix), len = strlen(path), n;
-
-	if (len <= pl + sl || strncmp(path, prefix, pl) || strcmp(path + len - sl, suffix))
-		return 0;
-	n = len - pl - sl;
-	if (n >= outlen || memchr(path + pl, '/', n))
-		return 0;
-	memcpy(out, path + pl, n);
-	out[n] = '\0';
-	return 1;
-}
-
 int verify_api_handle(struct api *a, struct http_req *req)
 {
 	const char *path = http_path(req), *m = http_method(req);
@@ -147,7 +131,7 @@ int verify_api_handle(struct api *a, struct http_req *req)
 			verify_api_last(a, req);
 		return 1;
 	}
-	if (!verify_api_match(path, "/api/sources/", "/verify", name, sizeof name))
+	if (!http_path_param(path, "/api/sources/", "/verify", name, sizeof name))
 		return 0;
 	if (strcmp(m, "POST"))
 		http_reply_error(req, 405, "method not allowed");
