@@ -58,6 +58,7 @@ static const char main_usage[] =
 	"logs: one line per event on stderr, text or json [env TDGL_LOG_FORMAT] (default: text)\n"
 	"exit codes: 0 ok, 1 runtime error, 2 usage error, 3 verify found differences";
 
+static const char Q_SOURCE_EXISTS[] = "SELECT 1 FROM tdgl.sources WHERE name = $1";
 static const char Q_LOG[] =
 	"SELECT id, coalesce(run_id::text, '-'), source, coalesce(change_id::text, '-'), tbl, "
 	"op, status, coalesce(reason, error, ''), pk::text FROM tdgl.sync_log "
@@ -313,6 +314,19 @@ static int cmd_pull(int argc, char **argv, int arg __attribute__((unused)))
 		rc = jobs_cli_dry_run(c, pos[0], env.key_material);
 		PQfinish(c);
 		return rc;
+	}
+	{
+		const char *p[1] = { pos[0] };
+		PGresult *res = db_exec(c, "pull: source", Q_SOURCE_EXISTS, 1, p);
+		int asked = res != NULL, known = res && PQntuples(res) == 1;
+
+		PQclear(res);
+		if (!known) {   /* refused before a run is recorded for a source that is not there */
+			if (asked)
+				fprintf(stderr, "error: unknown source \"%s\"\n", pos[0]);
+			PQfinish(c);
+			return 1;
+		}
 	}
 	rc = pull_run(c, pos[0], "Manual", 0, &env, NULL, &r) < 0 ? 1 : 0;
 	o = cJSON_CreateObject();

@@ -508,3 +508,10 @@ def test_two_pulls_of_one_source_at_once_both_succeed_and_apply_each_change_once
     assert rows_md5(replica, "customer") == rows_md5(primary, "customer")
     assert replica.sql("SELECT change_id FROM tdgl.sync_log WHERE change_id IS NOT NULL "
                        "GROUP BY change_id HAVING count(*) <> 1") == []
+
+
+def test_pull_of_an_unknown_source_is_refused_and_records_no_run(replica):
+    p = replica.cli("pull", "nosuch", check=False)
+    assert p.returncode == 1
+    assert p.stderr == 'error: unknown source "nosuch"\n', p.stderr
+    assert replica.one("SELECT count(*) FROM tdgl.runs") == 0
