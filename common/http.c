@@ -21,6 +21,7 @@
 #include <microhttpd.h>
 #include "common/addr.h"
 #include "common/buf.h"
+#include "common/clock.h"
 #include "common/http.h"
 #include "common/http_guard.h"
 #include "common/json.h"
@@ -448,7 +449,7 @@ static struct http_req *http_req_new(struct http_server *srv, struct MHD_Connect
 	req->srv = srv;
 	req->conn = conn;
 	req->method = method;
-	clock_gettime(CLOCK_MONOTONIC, &req->start);
+	clock_now(&req->start);
 	cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
 	MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, http_check_arg, &bad);
 	MHD_get_connection_values(conn, MHD_HEADER_KIND, http_count_framing, &framing);
@@ -512,7 +513,7 @@ static void http_completed(void *cls, struct MHD_Connection *conn, void **con_cl
 	if (!req)
 		return;
 	http_conn_arm(cls, conn, 1);
-	clock_gettime(CLOCK_MONOTONIC, &now);
+	clock_now(&now);
 	log_debug("http: %s %s %u %.1f ms%s", req->method, req->path, req->status,
 	          (double)(now.tv_sec - req->start.tv_sec) * 1e3 +
 	          (double)(now.tv_nsec - req->start.tv_nsec) / 1e6,

@@ -34,10 +34,7 @@ unsigned long http_guard_closed_total(void)
 
 static time_t http_guard_now(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec;
+	return (time_t)(clock_ms() / 1000);
 }
 
 static void *http_guard_main(void *arg)

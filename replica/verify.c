@@ -195,6 +195,19 @@ static void verify_add_candidates(struct verify_table *t, const char *text)
 	cJSON_Delete(arr);
 }
 
+/* Bucket numbers v[0..n) twice: as a SQL array literal "{a,b}" in arr (reset first) for the
+ * local query, and appended to path as the primary's "a%2Cb" parameter value. */
+static void verify_prefix_list(struct buf *arr, struct buf *path, const long *v, int n)
+{
+	buf_reset(arr);
+	buf_puts(arr, "{");
+	for (int j = 0; j < n; j++) {
+		buf_printf(arr, "%s%ld", j ? "," : "", v[j]);
+		buf_printf(path, "%s%ld", j ? "%2C" : "", v[j]);
+	}
+	buf_puts(arr, "}");
+}
+
 /* Lists the rows of buckets (at bits) and collects the keys that differ. 0 or -1. */
 static int verify_leaves(struct verify_table *t, const long *b, int nb, int bits)
 {
@@ -209,15 +222,9 @@ static int verify_leaves(struct verify_table *t, const long *b, int nb, int bits
 		const char *lp[4] = { t->tbl, t->cols, bits_s, NULL };
 		const char *dp[2] = { NULL, NULL };
 
-		buf_reset(&arr);
-		buf_puts(&arr, "{");
 		verify_path(t, &path, "keys", t->cols);
 		buf_printf(&path, "&prefix_bits=%d&prefixes=", bits);
-		for (int j = 0; j < m; j++) {
-			buf_printf(&arr, "%s%ld", j ? "," : "", b[i + j]);
-			buf_printf(&path, "%s%ld", j ? "%2C" : "", b[i + j]);
-		}
-		buf_puts(&arr, "}");
+		verify_prefix_list(&arr, &path, b + i, m);
 		lp[3] = arr.data;
 		if (verify_both(t, "verify: local keys", Q_LOCAL_KEYS, 4, lp, path.data, &resp,
 		                &local) < 0)
@@ -259,17 +266,11 @@ static int verify_level(struct verify_table *t, int pbits, const long *pre, int 
 		const char *lp[5] = { t->tbl, t->cols, pbits_s, NULL, bits_s };
 		const char *dp[2];
 
-		buf_reset(&arr);
-		buf_puts(&arr, "{");
 		verify_path(t, &path, "buckets", t->cols);
 		buf_printf(&path, "&bits=%d&prefix_bits=%d", bits, pbits);
 		if (pbits)
 			buf_puts(&path, "&prefixes=");
-		for (int j = 0; j < m; j++) {
-			buf_printf(&arr, "%s%ld", j ? "," : "", pre[i + j]);
-			buf_printf(&path, "%s%ld", j ? "%2C" : "", pre[i + j]);
-		}
-		buf_puts(&arr, "}");
+		verify_prefix_list(&arr, &path, pre + i, m);
 		lp[3] = arr.data;
 		if (verify_both(t, "verify: local buckets", Q_LOCAL_BUCKETS, 5, lp, path.data, &resp,
 		                &local) < 0)
