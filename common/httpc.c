@@ -89,7 +89,7 @@ static size_t httpc_write(char *data, size_t size, size_t nmemb, void *cls)
 static int httpc_progress(void *cls, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
                           curl_off_t ulnow)
 {
-	const volatile int *cancel = cls;
+	const atomic_int *cancel = cls;
 
 	(void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
 	return *cancel ? 1 : 0;

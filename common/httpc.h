@@ -1,6 +1,7 @@
 /* httpc: a small blocking HTTP client (libcurl). Thread-safe after httpc_global_init(). */
 #ifndef TDGL_HTTPC_H
 #define TDGL_HTTPC_H
+#include <stdatomic.h>
 #include <stddef.h>
 
 struct httpc_resp {
@@ -17,7 +18,7 @@ struct httpc_opts {
 	const char *write_to_path;  /* when set, the body (of any status: check it) is streamed
 	                             * into this file (created 0644, truncated) instead; the file
 	                             * is removed when the call returns -1 */
-	const volatile int *cancel; /* when set and it becomes nonzero, the request is abandoned
+	const atomic_int *cancel; /* when set and it becomes nonzero, the request is abandoned
 	                             * within about a second (err "cancelled"): a long-poll does
 	                             * not hold up a shutdown */
 };

@@ -3,6 +3,7 @@
  * 4xx JSON error), JSON replies. */
 #ifndef TDGL_PRIMARY_API_H
 #define TDGL_PRIMARY_API_H
+#include <stdatomic.h>
 #include "common/db.h"
 #include "common/http.h"
 #include "primary/auth.h"
@@ -16,7 +17,7 @@ struct api {
 	struct quota   *quota;           /* per-key caps (quota.h) */
 	const char     *files_dir;       /* NULL: /api/files answers 404 */
 	int             metrics_public;
-	volatile int   *stopping;        /* set on shutdown: long-polls end */
+	atomic_int     *stopping;        /* set on shutdown: long-polls end */
 	const char     *admin_token;     /* NULL: the console and /api/admin/... answer 404 */
 	struct push    *push;            /* set (atomically) once push runs; NULL before */
 };

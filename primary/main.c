@@ -51,7 +51,7 @@ static const char main_usage[] =
 	"logs: one line per event on stderr, text or json [env TDGL_LOG_FORMAT] (default: text)\n"
 	"exit codes: 0 ok, 1 runtime error, 2 usage error";
 
-static volatile int main_stopping;
+static atomic_int main_stopping;
 
 /* Connects to the database named by --db / TDGL_DB and, with `check`, checks it holds this
  * role's schema at SCHEMA_VERSION. On failure prints why, sets *rc (2: no --db, a usage

@@ -51,7 +51,7 @@ struct copy_feed {
 	char *table_q;             /* query-escaped table, filter, columns */
 	char *filter_q;
 	char *columns_q;
-	const volatile int *stop;
+	const atomic_int *stop;
 	struct copy_page *ready;
 	int done, cancel;
 };

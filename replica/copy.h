@@ -17,6 +17,7 @@
  * applied again once every table is in (retry_run_keys). */
 #ifndef TDGL_REPLICA_COPY_H
 #define TDGL_REPLICA_COPY_H
+#include <stdatomic.h>
 #include <libpq-fe.h>
 #include <cjson/cJSON.h>
 #include "replica/fetch.h"
@@ -29,7 +30,7 @@ struct copy_env {
 	                              * and s->needs_resync is 0 */
 	const struct fetch *f;       /* the pull's request settings; copied, not changed */
 	long run_id;
-	const volatile int *stop;    /* set on shutdown: the copy ends after its current page */
+	const atomic_int *stop;    /* set on shutdown: the copy ends after its current page */
 	/* called after each committed page with its summary (counts, "files"); may be NULL */
 	void (*page_done)(void *ctx, const cJSON *summary);
 	void *ctx;

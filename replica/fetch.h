@@ -9,6 +9,7 @@
  * The Authorization header value is the caller's; it is never logged or put in an error. */
 #ifndef TDGL_REPLICA_FETCH_H
 #define TDGL_REPLICA_FETCH_H
+#include <stdatomic.h>
 #include <stddef.h>
 #include <libpq-fe.h>
 #include "common/httpc.h"
@@ -22,7 +23,7 @@ struct fetch {
 	const char *base_url;            /* the primary, e.g. "http://host:8080" */
 	const char *const *headers;      /* NULL-terminated, e.g. the Authorization header */
 	double rate;                     /* requests per second; 0: unlimited */
-	const volatile int *stop;        /* optional: set on shutdown, ends waits early */
+	const atomic_int *stop;        /* optional: set on shutdown, ends waits early */
 	int attempts;                    /* 0: FETCH_ATTEMPTS; 1: no retries (long-polls) */
 	char error[512];                 /* why the last call failed */
 };

@@ -162,7 +162,7 @@ out:
 }
 
 int files_fetch(PGconn *c, const char *base_url, const char *auth_header,
-                const char *files_dir, const char *value, const volatile int *cancel)
+                const char *files_dir, const char *value, const atomic_int *cancel)
 {
 	const char *rel = value + strlen(FILES_PREFIX);
 	const char *p[3] = { value, NULL, NULL };

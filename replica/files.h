@@ -7,6 +7,7 @@
  * that size and hash is not fetched again. */
 #ifndef TDGL_REPLICA_FILES_H
 #define TDGL_REPLICA_FILES_H
+#include <stdatomic.h>
 #include <libpq-fe.h>
 
 /* 1 when value is a relative file URL this module accepts ("/files/a/b.pdf"), else 0. */
@@ -15,6 +16,6 @@ int files_path_ok(const char *value);
  * present and unchanged; a nonzero *cancel (optional: the shutdown flag) abandons it.
  * Returns 0 fetched or already present, -1 on failure (logged). */
 int files_fetch(PGconn *c, const char *base_url, const char *auth_header,
-                const char *files_dir, const char *value, const volatile int *cancel);
+                const char *files_dir, const char *value, const atomic_int *cancel);
 
 #endif

@@ -82,8 +82,6 @@ static const char Q_STATUS[] =
 	"(SELECT count(*) FROM tdgl.sync_log l WHERE l.source = s.name AND l.status = 'Failed') "
 	"FROM tdgl.sources s ORDER BY s.name";
 
-static volatile int main_stop;
-
 #define OPT_DB { "db", "TDGL_DB", "CONNINFO", "libpq connection string", NULL }
 #define OPT_END { 0 }
 #define OPT_LOG_RETENTION { "log-retention", "TDGL_LOG_RETENTION", "DURATION", \
@@ -329,19 +327,7 @@ static int cmd_pull(int argc, char **argv, int arg __attribute__((unused)))
 		}
 	}
 	rc = pull_run(c, pos[0], "Manual", 0, &env, NULL, &r) < 0 ? 1 : 0;
-	o = cJSON_CreateObject();
-	cJSON_AddStringToObject(o, "source", pos[0]);
-	cJSON_AddNumberToObject(o, "run_id", (double)r.run_id);
-	cJSON_AddStringToObject(o, "status", r.status);
-	cJSON_AddNumberToObject(o, "fetched", (double)r.fetched);
-	cJSON_AddNumberToObject(o, "synced", (double)r.synced);
-	cJSON_AddNumberToObject(o, "failed", (double)r.failed_changes);
-	cJSON_AddNumberToObject(o, "skipped", (double)r.skipped);
-	cJSON_AddNumberToObject(o, "conflicts", (double)r.conflicts);
-	cJSON_AddNumberToObject(o, "pages", (double)r.pages);
-	cJSON_AddBoolToObject(o, "more", r.more);
-	if (r.failed)
-		cJSON_AddStringToObject(o, "error", r.error);
+	o = pull_result_json(&r, pos[0]);
 	main_print_json(o);
 	cJSON_Delete(o);
 	PQfinish(c);
@@ -637,7 +623,7 @@ static int cmd_serve(int argc, char **argv, int arg __attribute__((unused)))
 	purge = retention_start(args_get(opts, "db"), retention_s, purge_s);
 	main_close_interrupted(pool);   /* before any worker starts a run of its own */
 	sched_reload(sched);
-	while (!main_stop) {
+	for (;;) {
 		struct timespec ts = { MAIN_RELOAD_S, 0 };
 		int sig = sigtimedwait(&sigs, NULL, &ts);
 		if (sig == SIGTERM || sig == SIGINT) {

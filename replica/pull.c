@@ -408,3 +408,25 @@ finish:
 	}
 	return rc;
 }
+
+cJSON *pull_result_json(const struct pull_result *r, const char *name)
+{
+	cJSON *o = cJSON_CreateObject();
+
+	if (!o)
+		goto out;
+	cJSON_AddStringToObject(o, "source", name);
+	cJSON_AddNumberToObject(o, "run_id", (double)r->run_id);
+	cJSON_AddStringToObject(o, "status", r->status);
+	cJSON_AddNumberToObject(o, "fetched", (double)r->fetched);
+	cJSON_AddNumberToObject(o, "synced", (double)r->synced);
+	cJSON_AddNumberToObject(o, "failed", (double)r->failed_changes);
+	cJSON_AddNumberToObject(o, "skipped", (double)r->skipped);
+	cJSON_AddNumberToObject(o, "conflicts", (double)r->conflicts);
+	cJSON_AddNumberToObject(o, "pages", (double)r->pages);
+	cJSON_AddBoolToObject(o, "more", r->more);
+	if (r->failed)
+		cJSON_AddStringToObject(o, "error", r->error);
+out:
+	return o;
+}

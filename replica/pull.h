@@ -5,13 +5,15 @@
  * Every pull is recorded in tdgl.runs and summarised in the log. */
 #ifndef TDGL_REPLICA_PULL_H
 #define TDGL_REPLICA_PULL_H
+#include <stdatomic.h>
 #include <time.h>
 #include <libpq-fe.h>
+#include <cjson/cJSON.h>
 
 struct pull_env {
 	const char *key_material;    /* TDGL_SECRET_KEY */
 	const char *files_dir;       /* TDGL_FILES_DIR */
-	const volatile int *stop;    /* set on shutdown: the pull ends after its current page */
+	const atomic_int *stop;    /* set on shutdown: the pull ends after its current page */
 };
 
 struct pull_result {
@@ -31,5 +33,9 @@ struct pull_result {
 int pull_run(PGconn *c, const char *name, const char *trigger, int wait_s,
              const struct pull_env *env, struct timespec *head_asked,
              struct pull_result *out);
+/* A pull's result as JSON ({"source","run_id","status","fetched",...,"more"[,"error"]}):
+ * what `tdgl-replica pull`, the API's ?wait=1 and /api/status show. Caller deletes; NULL
+ * when out of memory. */
+cJSON *pull_result_json(const struct pull_result *r, const char *name);
 
 #endif

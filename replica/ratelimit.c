@@ -39,7 +39,7 @@ void ratelimit_destroy(struct ratelimit *rl)
 	pthread_mutex_destroy(&rl->mu);
 }
 
-int ratelimit_wait_stop(struct ratelimit *rl, const volatile int *stop)
+int ratelimit_wait_stop(struct ratelimit *rl, const atomic_int *stop)
 {
 	struct timespec now;
 	int64_t start, now_ns;

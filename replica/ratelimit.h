@@ -4,6 +4,7 @@
  * outside it. Thread-safe. */
 #ifndef TDGL_REPLICA_RATELIMIT_H
 #define TDGL_REPLICA_RATELIMIT_H
+#include <stdatomic.h>
 #include <pthread.h>
 #include <time.h>
 
@@ -19,7 +20,7 @@ void ratelimit_destroy(struct ratelimit *rl);
 /* Blocks until the caller may send one request. */
 void ratelimit_wait(struct ratelimit *rl);
 /* Same, but returns -1 early once *stop is non-zero (checked every 100 ms); else 0. */
-int ratelimit_wait_stop(struct ratelimit *rl, const volatile int *stop);
+int ratelimit_wait_stop(struct ratelimit *rl, const atomic_int *stop);
 /* The process-wide limiter of `source` (created on first use, never freed), its rate set
  * to per_second. NULL only when out of memory. */
 struct ratelimit *ratelimit_for(const char *source, double per_second);

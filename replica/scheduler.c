@@ -10,6 +10,7 @@
 #include "common/db.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "replica/backoff.h"
 #include "replica/metrics.h"
 #include "replica/notify.h"
 #include "replica/retry.h"
@@ -17,22 +18,42 @@
 #include "replica/settings.h"
 #include "replica/source.h"
 
+#define SCHED_BACKOFF_BASE_S 1
 #define SCHED_BACKOFF_MAX_S 60
 
 static const char Q_PULL_SESSION[] = "SET synchronous_commit = off";
+
+/* A worker's state (docs/design.md, "Scheduler"): advanced only by sched_advance. */
+enum worker_state {
+	WORKER_IDLE,      /* waiting for the next scheduled (or retry) pull or a trigger */
+	WORKER_PULLING,   /* a pull runs (a long-poll round too); the mutex is not held */
+	WORKER_BACKOFF,   /* the last pull failed: waiting out the backoff or a trigger */
+	WORKER_STOPPED    /* source removed or disabled, or shutdown: the thread ends */
+};
+
+enum worker_event {
+	WORKER_EV_TRIGGER,     /* a trigger is pending (API, Webhook, Manual, more pages) */
+	WORKER_EV_DUE,         /* next_due passed; in long-poll mode an idle worker is always due */
+	WORKER_EV_PULL_OK,     /* the pull ended: Success or Partial */
+	WORKER_EV_PULL_FAILED, /* the pull ended: Failed */
+	WORKER_EV_STOP         /* removed, disabled, or the scheduler is stopping */
+};
+
+static const char *const worker_state_names[] = { "idle", "pulling", "backoff", "stopped" };
 
 struct worker {
 	struct sched *s;
 	char *name;
 	pthread_t thread;
-	int started, stop, removed;
-	int pending;                 /* one more pull requested */
-	char trigger[16];
+	int started, removed;
+	enum worker_state state;
+	int pending;                 /* one more pull requested (a trigger) */
+	char trigger[16];            /* the pending trigger's name */
 	long req_seq, done_seq;      /* triggers requested / pulls finished covering them */
-	int running;
 	int poll_interval, long_poll;
+	char *push_sealed;           /* the push secret as stored; reopened only when it changes */
 	char *push_secret;           /* opened at reload; NULL when none */
-	int backoff_s;
+	int failures;                /* pulls failed in a row (the backoff's exponent) */
 	struct timespec next_due;    /* CLOCK_MONOTONIC */
 	struct timespec head_asked;  /* pull_run's pacing at the head of the log */
 	char *cron, *tz;             /* cron schedule (NULL: every poll_interval s) */
@@ -42,6 +63,10 @@ struct worker {
 	time_t next_wall;            /* the scheduled pull, wall clock (0: not planned yet) */
 	char schedule[192];          /* "every 60 s", "cron 30 4 * * 1-5 (America/New_York)" */
 	char *last_result;           /* JSON text of the last pull */
+	/* what the pull in progress was started with (set on entering WORKER_PULLING) */
+	char pull_trigger[16];
+	int pull_wait_s;
+	long pull_taken;
 	struct worker *next;
 };
 
@@ -51,7 +76,7 @@ static struct log_limit sched_notify_log = LOG_LIMIT_INIT;
 struct sched {
 	char *conninfo;
 	struct pull_env env;
-	volatile int stopping;
+	atomic_int stopping;         /* read without the mutex by pulls (pull_env.stop) */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;           /* any worker state change */
 	struct worker *workers;
@@ -61,31 +86,21 @@ struct sched *sched_new(const char *conninfo, const struct pull_env *env)
 {
 	struct sched *s = calloc(1, sizeof *s);
 
+	if (!s)
+		goto out;
 	s->conninfo = strdup(conninfo);
+	if (!s->conninfo) {
+		free(s);
+		s = NULL;
+		goto out;
+	}
 	s->env = *env;
+	atomic_init(&s->stopping, 0);
 	s->env.stop = &s->stopping;
 	pthread_mutex_init(&s->mu, NULL);
 	clock_cond_init(&s->cv);
+out:
 	return s;
-}
-
-static cJSON *sched_result_json(const struct pull_result *r, const char *name)
-{
-	cJSON *o = cJSON_CreateObject();
-
-	cJSON_AddStringToObject(o, "source", name);
-	cJSON_AddNumberToObject(o, "run_id", (double)r->run_id);
-	cJSON_AddStringToObject(o, "status", r->status);
-	cJSON_AddNumberToObject(o, "fetched", (double)r->fetched);
-	cJSON_AddNumberToObject(o, "synced", (double)r->synced);
-	cJSON_AddNumberToObject(o, "failed", (double)r->failed_changes);
-	cJSON_AddNumberToObject(o, "skipped", (double)r->skipped);
-	cJSON_AddNumberToObject(o, "conflicts", (double)r->conflicts);
-	cJSON_AddNumberToObject(o, "pages", (double)r->pages);
-	cJSON_AddBoolToObject(o, "more", r->more);
-	if (r->failed)
-		cJSON_AddStringToObject(o, "error", r->error);
-	return o;
 }
 
 /* Call with s->mu held: next_due from the schedule (interval or cron, settings.h). */
@@ -104,6 +119,122 @@ static void sched_plan(struct worker *w)
 	clock_after(&w->next_due, (long)(next - now) * 1000L);
 }
 
+/* The backoff after `failures` failed pulls in a row (backoff.h: 1 s doubling, at most
+ * 60 s); 0 when the last pull did not fail. */
+static int sched_backoff_s(const struct worker *w)
+{
+	return w->failures ? (int)backoff_delay(SCHED_BACKOFF_BASE_S, SCHED_BACKOFF_MAX_S,
+	                                        w->failures - 1) : 0;
+}
+
+/* The outcome of a pull, for sched_advance. */
+struct sched_outcome {
+	int more;                    /* the primary had more: continue at once */
+	time_t retry_at;             /* a Failed change comes due then (0: none) */
+};
+
+/* The one place a worker's state changes. Call with s->mu held. */
+static void sched_advance(struct worker *w, enum worker_event ev, const struct sched_outcome *o)
+{
+	struct sched *s = w->s;
+	enum worker_state from = w->state;
+
+	if (ev == WORKER_EV_STOP) {
+		w->state = WORKER_STOPPED;
+		goto out;
+	}
+	switch (w->state) {
+	case WORKER_IDLE:
+	case WORKER_BACKOFF:
+		if (ev != WORKER_EV_TRIGGER && ev != WORKER_EV_DUE)
+			break;
+		if (ev == WORKER_EV_TRIGGER) {
+			snprintf(w->pull_trigger, sizeof w->pull_trigger, "%s", w->trigger);
+			w->pull_wait_s = 0;
+		} else {
+			snprintf(w->pull_trigger, sizeof w->pull_trigger, "%s",
+			         w->retry_wake ? "Retry" : "Scheduler");
+			w->pull_wait_s = w->long_poll ? SCHED_LONG_POLL_S : 0;
+		}
+		w->retry_wake = 0;
+		w->pending = 0;
+		w->pull_taken = w->req_seq;
+		w->state = WORKER_PULLING;
+		break;
+	case WORKER_PULLING:
+		if (ev == WORKER_EV_PULL_FAILED) {
+			w->failures++;
+			clock_after(&w->next_due, sched_backoff_s(w) * 1000L);
+			log_info("pull %s: next attempt in %d s", w->name, sched_backoff_s(w));
+			w->state = WORKER_BACKOFF;
+		} else if (ev == WORKER_EV_PULL_OK) {
+			w->failures = 0;
+			sched_plan(w);
+			if (o->retry_at > 0 && o->retry_at < w->next_wall && !w->long_poll) {
+				/* a Failed change comes due before the next scheduled pull */
+				time_t now = time(NULL);
+
+				clock_after(&w->next_due,
+				            o->retry_at > now ? (long)(o->retry_at - now) * 1000L : 0);
+				w->next_wall = o->retry_at;
+				w->retry_wake = 1;
+			}
+			if (o->more && !w->pending) {
+				w->pending = 1;
+				snprintf(w->trigger, sizeof w->trigger, "%s", w->pull_trigger);
+			}
+			w->state = WORKER_IDLE;
+		}
+		break;
+	case WORKER_STOPPED:
+		break;
+	}
+out:
+	if (w->state != from)
+		log_debug("source %s: %s -> %s", w->name, worker_state_names[from],
+		          worker_state_names[w->state]);
+	pthread_cond_broadcast(&s->cv);
+}
+
+/* Waits (s->mu held) for the worker's next event in an idle or backoff state. */
+static enum worker_event sched_wait_event(struct worker *w)
+{
+	struct sched *s = w->s;
+
+	for (;;) {
+		if (w->removed || atomic_load(&s->stopping))
+			return WORKER_EV_STOP;
+		if (w->pending)
+			return WORKER_EV_TRIGGER;
+		/* in long-poll mode the request itself is the wait, except while backing off */
+		if (clock_due(&w->next_due) || (w->long_poll && w->state == WORKER_IDLE))
+			return WORKER_EV_DUE;
+		clock_wait(&s->cv, &s->mu, &w->next_due);
+	}
+}
+
+/* The worker's own connection: kept across pulls, opened again when lost. NULL with err. */
+static PGconn *sched_connect(struct sched *s, PGconn *c, char *err, size_t errlen)
+{
+	if (c && PQstatus(c) != CONNECTION_OK) {
+		PQfinish(c);
+		c = NULL;
+	}
+	if (!c) {
+		c = db_connect(s->conninfo, err, errlen);
+		/* Pull transactions need not wait for the WAL flush: the cursor moves in the
+		 * same transaction as the applies it covers, so a lost commit after a crash is
+		 * simply pulled again (what native subscriptions do by default). Saves one
+		 * fsync per page and three per pull (commit -> visible latency, apply rate). */
+		if (c && db_run(c, "pull session", Q_PULL_SESSION, 0, NULL) < 0) {
+			PQfinish(c);
+			c = NULL;
+			snprintf(err, errlen, "%s", db_last_error());
+		}
+	}
+	return c;
+}
+
 static void *sched_worker(void *arg)
 {
 	struct worker *w = arg;
@@ -111,55 +242,22 @@ static void *sched_worker(void *arg)
 	PGconn *c = NULL;
 
 	pthread_mutex_lock(&s->mu);
-	while (!w->stop && !s->stopping) {
+	while (w->state != WORKER_STOPPED) {
+		struct sched_outcome o = { 0 };
 		struct pull_result r;
 		char trigger[16], err[256];
-		long taken;
 		int wait_s, rc;
-		time_t retry_at = 0;
 		cJSON *rj;
 		char *txt;
 
-		while (!w->stop && !s->stopping && !w->pending && !w->long_poll &&
-		       !clock_due(&w->next_due)) {
-			if (clock_wait(&s->cv, &s->mu, &w->next_due) == ETIMEDOUT)
-				break;
-		}
-		if (w->stop || s->stopping)
-			break;
-		if (!w->pending && w->long_poll && w->backoff_s && !clock_due(&w->next_due)) {
-			clock_wait(&s->cv, &s->mu, &w->next_due);
+		sched_advance(w, sched_wait_event(w), NULL);
+		if (w->state != WORKER_PULLING)
 			continue;
-		}
-		if (w->pending) {
-			snprintf(trigger, sizeof trigger, "%s", w->trigger);
-			wait_s = 0;
-		} else {
-			snprintf(trigger, sizeof trigger, "%s", w->retry_wake ? "Retry" : "Scheduler");
-			wait_s = w->long_poll ? SCHED_LONG_POLL_S : 0;
-		}
-		w->retry_wake = 0;
-		w->pending = 0;
-		taken = w->req_seq;
-		w->running = 1;
+		snprintf(trigger, sizeof trigger, "%s", w->pull_trigger);
+		wait_s = w->pull_wait_s;
 		pthread_mutex_unlock(&s->mu);
 
-		if (c && PQstatus(c) != CONNECTION_OK) {
-			PQfinish(c);
-			c = NULL;
-		}
-		if (!c) {
-			c = db_connect(s->conninfo, err, sizeof err);
-			/* Pull transactions need not wait for the WAL flush: the cursor moves in the
-			 * same transaction as the applies it covers, so a lost commit after a crash is
-			 * simply pulled again (what native subscriptions do by default). Saves one
-			 * fsync per page and three per pull (commit -> visible latency, apply rate). */
-			if (c && db_run(c, "pull session", Q_PULL_SESSION, 0, NULL) < 0) {
-				PQfinish(c);
-				c = NULL;
-				snprintf(err, sizeof err, "%s", db_last_error());
-			}
-		}
+		c = sched_connect(s, c, err, sizeof err);
 		if (!c) {
 			memset(&r, 0, sizeof r);
 			r.failed = 1;
@@ -170,40 +268,20 @@ static void *sched_worker(void *arg)
 		} else {
 			rc = pull_run(c, w->name, trigger, wait_s, &s->env, &w->head_asked, &r);
 			if (rc == 0)
-				retry_at = retry_next_due(c, w->name);
+				o.retry_at = retry_next_due(c, w->name);
 		}
-		rj = sched_result_json(&r, w->name);
-		txt = cJSON_PrintUnformatted(rj);
+		o.more = r.more;
+		rj = pull_result_json(&r, w->name);
+		txt = rj ? cJSON_PrintUnformatted(rj) : NULL;
 		cJSON_Delete(rj);
 
 		pthread_mutex_lock(&s->mu);
-		w->running = 0;
 		free(w->last_result);
 		w->last_result = txt;
-		w->done_seq = taken;
-		if (rc < 0 && !s->stopping) {
-			w->backoff_s = w->backoff_s ? w->backoff_s * 2 : 1;
-			if (w->backoff_s > SCHED_BACKOFF_MAX_S)
-				w->backoff_s = SCHED_BACKOFF_MAX_S;
-			clock_after(&w->next_due, w->backoff_s * 1000L);
-			log_info("pull %s: next attempt in %d s", w->name, w->backoff_s);
-		} else {
-			w->backoff_s = 0;
-			sched_plan(w);
-			if (retry_at > 0 && retry_at < w->next_wall && !w->long_poll) {
-				/* a Failed change comes due before the next scheduled pull */
-				time_t now = time(NULL);
-
-				clock_after(&w->next_due, retry_at > now ? (long)(retry_at - now) * 1000L : 0);
-				w->next_wall = retry_at;
-				w->retry_wake = 1;
-			}
-			if (r.more && !w->pending) {
-				w->pending = 1;   /* the primary had more: continue at once */
-				snprintf(w->trigger, sizeof w->trigger, "%s", trigger);
-			}
-		}
-		pthread_cond_broadcast(&s->cv);
+		w->done_seq = w->pull_taken;
+		/* a pull failed by the shutdown is not backed off: the worker stops */
+		sched_advance(w, atomic_load(&s->stopping) ? WORKER_EV_STOP
+		                 : rc < 0 ? WORKER_EV_PULL_FAILED : WORKER_EV_PULL_OK, &o);
 	}
 	pthread_mutex_unlock(&s->mu);
 	if (c)
@@ -217,6 +295,74 @@ static struct worker *sched_find(struct sched *s, const char *name)
 		if (!w->removed && !strcmp(w->name, name))
 			return w;
 	return NULL;
+}
+
+/* Call with s->mu held: takes the settings of a loaded source into its worker. The push
+ * secret is opened only when its sealed text changed (not every reload). */
+static void sched_configure(struct sched *s, struct worker *w, const struct source *src)
+{
+	w->poll_interval = src->poll_interval > 0 ? src->poll_interval : 60;
+	w->long_poll = src->long_poll;
+	if (strcmp(src->push_sealed ? src->push_sealed : "", w->push_sealed ? w->push_sealed : "")) {
+		char *plain = NULL;
+
+		if (src->push_sealed && s->env.key_material && *s->env.key_material)
+			plain = crypto_open(s->env.key_material, src->push_sealed);
+		if (src->push_sealed && !plain)
+			log_warn("scheduler: source %s: cannot open its push secret", w->name);
+		if (w->push_secret)
+			explicit_bzero(w->push_secret, strlen(w->push_secret));
+		free(w->push_secret);
+		w->push_secret = plain;
+		free(w->push_sealed);
+		w->push_sealed = src->push_sealed ? strdup(src->push_sealed) : NULL;
+	}
+	if (!w->schedule[0] || strcmp(src->cron ? src->cron : "", w->cron ? w->cron : "") ||
+	    strcmp(src->tz ? src->tz : "", w->tz ? w->tz : "") ||
+	    w->poll_interval != w->plan_interval) {
+		free(w->cron);
+		free(w->tz);
+		w->cron = src->cron ? strdup(src->cron) : NULL;
+		w->tz = src->tz ? strdup(src->tz) : NULL;
+		if (w->planned && w->state == WORKER_IDLE) {
+			sched_plan(w);   /* a new schedule applies from now */
+			pthread_cond_broadcast(&s->cv);
+		} else {
+			time_t next;   /* only the text until the first pull (or a success) plans */
+
+			w->plan_interval = w->poll_interval;
+			settings_schedule(w->cron, w->tz, w->poll_interval, time(NULL), &next,
+			                  w->schedule, sizeof w->schedule);
+		}
+	}
+}
+
+/* Call with s->mu held: a new worker for source `name`, its first pull due now (initial
+ * sync or catch-up). NULL when it could not be made. */
+static struct worker *sched_start(struct sched *s, const char *name, int long_poll)
+{
+	struct worker *w = calloc(1, sizeof *w);
+
+	if (!w || !(w->name = strdup(name))) {
+		free(w);
+		log_error("source %s: out of memory starting its worker", name);
+		return NULL;
+	}
+	w->s = s;
+	w->state = WORKER_IDLE;
+	w->poll_interval = 60;
+	clock_now(&w->next_due);
+	w->next = s->workers;
+	s->workers = w;
+	if (pthread_create(&w->thread, NULL, sched_worker, w) == 0) {
+		w->started = 1;
+		log_info("source %s: worker started (%s)", w->name, long_poll ? "long-poll"
+		                                                              : "interval");
+	} else {
+		w->removed = 1;
+		log_error("source %s: cannot start a worker thread", w->name);
+	}
+	return w;
 }
 
 int sched_reload(struct sched *s)
@@ -241,7 +387,6 @@ int sched_reload(struct sched *s)
 				keep = 1;
 		if (!keep && !w->removed) {
 			w->removed = 1;
-			w->stop = 1;
 			log_info("source %s: worker stopped (source removed or disabled)", w->name);
 		}
 	}
@@ -250,62 +395,20 @@ int sched_reload(struct sched *s)
 	for (int i = 0; i < n; i++) {
 		struct source src;
 		struct worker *w;
-		cJSON *set = settings_get(c, names[i]);
-		const char *cron = set ? json_get_string(set, "cron") : NULL;
-		const char *tz = set ? json_get_string(set, "tz") : NULL;
-
-		/* a source whose secret cannot be opened still gets a worker: its pulls fail
-		 * visibly (runs, status, log) with backoff instead of silently never running */
-		int loaded = source_load(c, names[i], s->env.key_material, &src, err, sizeof err) == 0;
+		/* one load of the source's settings, no secret opened (source.h). A source that
+		 * cannot be loaded still gets a worker: its pulls fail visibly (runs, status, log)
+		 * with backoff instead of silently never running */
+		int loaded = source_load_settings(c, names[i], &src, err, sizeof err) == 0;
 
 		pthread_mutex_lock(&s->mu);
 		w = sched_find(s, names[i]);
 		if (!w && !loaded)
 			log_warn("scheduler: %s", err);
-		if (!w && !s->stopping) {
-			w = calloc(1, sizeof *w);
-			w->s = s;
-			w->name = strdup(names[i]);
-			clock_now(&w->next_due);  /* first pull now: initial sync or catch-up */
-			w->next = s->workers;
-			s->workers = w;
-			if (pthread_create(&w->thread, NULL, sched_worker, w) == 0) {
-				w->started = 1;
-				log_info("source %s: worker started (%s)", w->name,
-				         loaded && src.long_poll ? "long-poll" : "interval");
-			} else {
-				w->removed = 1;
-				log_error("source %s: cannot start a worker thread", w->name);
-			}
-		}
-		if (w && loaded) {
-			w->poll_interval = src.poll_interval > 0 ? src.poll_interval : 60;
-			w->long_poll = src.long_poll;
-			free(w->push_secret);
-			w->push_secret = src.push_secret ? strdup(src.push_secret) : NULL;
-		} else if (w && !w->poll_interval) {
-			w->poll_interval = 60;
-		}
-		if (w && (!w->schedule[0] || strcmp(cron ? cron : "", w->cron ? w->cron : "") ||
-		          strcmp(tz ? tz : "", w->tz ? w->tz : "") ||
-		          w->poll_interval != w->plan_interval)) {
-			free(w->cron);
-			free(w->tz);
-			w->cron = cron ? strdup(cron) : NULL;
-			w->tz = tz ? strdup(tz) : NULL;
-			if (w->planned && !w->backoff_s) {
-				sched_plan(w);   /* a new schedule applies from now */
-				pthread_cond_broadcast(&s->cv);
-			} else {
-				time_t next;   /* only the text until the first pull plans */
-
-				w->plan_interval = w->poll_interval;
-				settings_schedule(w->cron, w->tz, w->poll_interval, time(NULL), &next,
-				                  w->schedule, sizeof w->schedule);
-			}
-		}
+		if (!w && !atomic_load(&s->stopping))
+			w = sched_start(s, names[i], loaded && src.long_poll);
+		if (w && loaded)
+			sched_configure(s, w, &src);
 		pthread_mutex_unlock(&s->mu);
-		cJSON_Delete(set);
 		if (loaded)
 			source_free(&src);
 	}
@@ -346,7 +449,7 @@ int sched_trigger(struct sched *s, const char *name, const char *trigger, int wa
 	if (wait_ms <= 0)
 		goto out;
 	clock_after(&until, wait_ms);
-	while (w->done_seq < seq && !s->stopping) {
+	while (w->done_seq < seq && !atomic_load(&s->stopping)) {
 		if (clock_wait(&s->cv, &s->mu, &until) == ETIMEDOUT) {
 			rc = -2;
 			goto out;
@@ -412,12 +515,13 @@ cJSON *sched_status(struct sched *s)
 			continue;
 		o = cJSON_CreateObject();
 		cJSON_AddStringToObject(o, "source", w->name);
-		cJSON_AddBoolToObject(o, "running", w->running);
+		cJSON_AddStringToObject(o, "state", worker_state_names[w->state]);
+		cJSON_AddBoolToObject(o, "running", w->state == WORKER_PULLING);
 		cJSON_AddBoolToObject(o, "pending", w->pending);
 		cJSON_AddBoolToObject(o, "long_poll", w->long_poll);
-		cJSON_AddNumberToObject(o, "backoff_s", w->backoff_s);
+		cJSON_AddNumberToObject(o, "backoff_s", sched_backoff_s(w));
 		cJSON_AddStringToObject(o, "schedule", w->schedule);
-		if (w->planned && w->next_wall && !w->backoff_s && !w->long_poll) {
+		if (w->planned && w->next_wall && !w->failures && !w->long_poll) {
 			char iso[32];
 
 			settings_time_iso(w->next_wall, iso, sizeof iso);
@@ -434,7 +538,7 @@ cJSON *sched_status(struct sched *s)
 void sched_quiesce(struct sched *s)
 {
 	pthread_mutex_lock(&s->mu);
-	s->stopping = 1;
+	atomic_store(&s->stopping, 1);
 	pthread_cond_broadcast(&s->cv);
 	pthread_mutex_unlock(&s->mu);
 }
@@ -442,7 +546,7 @@ void sched_quiesce(struct sched *s)
 void sched_stop(struct sched *s)
 {
 	pthread_mutex_lock(&s->mu);
-	s->stopping = 1;
+	atomic_store(&s->stopping, 1);
 	pthread_cond_broadcast(&s->cv);
 	pthread_mutex_unlock(&s->mu);
 	/* Every wait of a worker ends on the stop flag: condition waits at once, requests to the
@@ -457,7 +561,10 @@ void sched_stop(struct sched *s)
 		struct worker *w = s->workers;
 		s->workers = w->next;
 		free(w->name);
+		if (w->push_secret)
+			explicit_bzero(w->push_secret, strlen(w->push_secret));
 		free(w->push_secret);
+		free(w->push_sealed);
 		free(w->cron);
 		free(w->tz);
 		free(w->last_result);

@@ -20,7 +20,7 @@ static const char Q_WATCH[] = "SELECT array_to_string(tdgl.watch_source($1), ','
 static const char Q_REMOVE[] = "DELETE FROM tdgl.sources WHERE name = $1";
 static const char Q_LOAD[] =
 	"SELECT name, url, api_key, api_secret_sealed, push_secret_sealed, cursor, needs_resync, "
-	"batch_size, poll_interval, long_poll, enabled FROM tdgl.sources WHERE name = $1";
+	"batch_size, poll_interval, long_poll, enabled, cron, tz FROM tdgl.sources WHERE name = $1";
 static const char Q_LOAD_TABLES[] =
 	"SELECT tbl, filter::text FROM tdgl.source_tables WHERE source = $1 ORDER BY tbl";
 static const char Q_LIST[] =
@@ -349,8 +349,8 @@ static char *source_dup_field(const PGresult *res, int col)
 	return PQgetisnull(res, 0, col) ? NULL : strdup(PQgetvalue(res, 0, col));
 }
 
-int source_load(PGconn *c, const char *name, const char *key_material, struct source *s,
-                char *err, size_t errlen)
+int source_load_settings(PGconn *c, const char *name, struct source *s, char *err,
+                         size_t errlen)
 {
 	const char *p[1] = { name };
 	PGresult *res = NULL;
@@ -377,24 +377,10 @@ int source_load(PGconn *c, const char *name, const char *key_material, struct so
 	s->poll_interval = atoi(PQgetvalue(res, 0, 8));
 	s->long_poll = !strcmp(PQgetvalue(res, 0, 9), "t");
 	s->enabled = !strcmp(PQgetvalue(res, 0, 10), "t");
-	if (!key_material || !*key_material) {
-		snprintf(err, errlen, "source %s: TDGL_SECRET_KEY is not set, cannot open its secret",
-		         name);
-		goto out;
-	}
-	s->api_secret = crypto_open(key_material, PQgetvalue(res, 0, 3));
-	if (!s->api_secret) {
-		snprintf(err, errlen, "source %s: cannot open its secret (wrong TDGL_SECRET_KEY?)",
-		         name);
-		goto out;
-	}
-	if (!PQgetisnull(res, 0, 4)) {
-		s->push_secret = crypto_open(key_material, PQgetvalue(res, 0, 4));
-		if (!s->push_secret) {
-			snprintf(err, errlen, "source %s: cannot open its push secret", name);
-			goto out;
-		}
-	}
+	s->cron = source_dup_field(res, 11);
+	s->tz = source_dup_field(res, 12);
+	s->api_sealed = source_dup_field(res, 3);
+	s->push_sealed = source_dup_field(res, 4);
 	PQclear(res);
 	res = db_exec(c, "source load tables", Q_LOAD_TABLES, 1, p);
 	if (!res) {
@@ -417,6 +403,42 @@ out:
 	return rc;
 }
 
+int source_open_secrets(struct source *s, const char *key_material, char *err, size_t errlen)
+{
+	int rc = -1;
+
+	if (!key_material || !*key_material) {
+		snprintf(err, errlen, "source %s: TDGL_SECRET_KEY is not set, cannot open its secret",
+		         s->name);
+		goto out;
+	}
+	if (!s->api_secret && !(s->api_secret = crypto_open(key_material, s->api_sealed))) {
+		snprintf(err, errlen, "source %s: cannot open its secret (wrong TDGL_SECRET_KEY?)",
+		         s->name);
+		goto out;
+	}
+	if (s->push_sealed && !s->push_secret &&
+	    !(s->push_secret = crypto_open(key_material, s->push_sealed))) {
+		snprintf(err, errlen, "source %s: cannot open its push secret", s->name);
+		goto out;
+	}
+	rc = 0;
+out:
+	return rc;
+}
+
+int source_load(PGconn *c, const char *name, const char *key_material, struct source *s,
+                char *err, size_t errlen)
+{
+	int rc = source_load_settings(c, name, s, err, errlen);
+
+	if (rc == 0 && source_open_secrets(s, key_material, err, errlen) < 0) {
+		source_free(s);
+		rc = -1;
+	}
+	return rc;
+}
+
 void source_free(struct source *s)
 {
 	free(s->name);
@@ -428,6 +450,10 @@ void source_free(struct source *s)
 	if (s->push_secret)
 		explicit_bzero(s->push_secret, strlen(s->push_secret));
 	free(s->push_secret);
+	free(s->api_sealed);
+	free(s->push_sealed);
+	free(s->cron);
+	free(s->tz);
 	free(s->cursor);
 	free(s->tables);
 	for (int i = 0; i < s->ntables; i++) {

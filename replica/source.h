@@ -21,7 +21,10 @@ struct source_spec {
 };
 
 struct source {
-	char *name, *url, *api_key, *api_secret, *push_secret; /* push_secret may be NULL */
+	char *name, *url, *api_key;
+	char *api_secret, *push_secret;   /* opened (source_open_secrets); NULL until then */
+	char *api_sealed, *push_sealed;   /* as stored; push_sealed NULL: no push secret */
+	char *cron, *tz;                  /* NULL: every poll_interval seconds */
 	char *cursor;            /* NULL: initial sync pending */
 	int needs_resync;
 	int batch_size, poll_interval, long_poll, enabled;
@@ -40,7 +43,13 @@ int source_add(PGconn *c, const struct source_spec *spec, const char *key_materi
 int source_spec_from_json(const cJSON *obj, struct source_spec *spec, char *err, size_t errlen);
 /* 1 removed, 0 unknown, -1 error. */
 int source_remove(PGconn *c, const char *name);
-/* Loads one source and opens its secrets. 0, 1 when unknown, -1 with err. */
+/* Loads one source's settings and tables without opening its secrets (the scheduler's
+ * reload: nothing is decrypted every 2 s). 0, 1 when unknown, -1 with err. */
+int source_load_settings(PGconn *c, const char *name, struct source *s, char *err,
+                         size_t errlen);
+/* Opens the sealed secrets of a loaded source (what a pull needs). 0, or -1 with err. */
+int source_open_secrets(struct source *s, const char *key_material, char *err, size_t errlen);
+/* source_load_settings + source_open_secrets. 0, 1 when unknown, -1 with err. */
 int source_load(PGconn *c, const char *name, const char *key_material, struct source *s,
                 char *err, size_t errlen);
 void source_free(struct source *s);

@@ -2,6 +2,7 @@
  * requests (lower bounds only: a loaded machine can only make it slower), concurrent
  * waiters share one budget, a stop flag ends a long wait; backoff doubling, cap, jitter
  * bounds. The unit-test binary links only common/, so the modules are included here. */
+#include <stdatomic.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,7 +64,7 @@ UNIT_TEST(ratelimit_shared_by_threads)
 UNIT_TEST(ratelimit_stop_ends_wait)
 {
 	struct ratelimit rl;
-	volatile int stop = 0;
+	atomic_int stop = 0;
 	double t0;
 
 	ratelimit_init(&rl, 0.1);   /* one request per 10 s */
