@@ -20,7 +20,7 @@
 #include <stdatomic.h>
 #include <libpq-fe.h>
 #include <cjson/cJSON.h>
-#include "replica/fetch.h"
+#include "replica/upstream.h"
 #include "replica/retry.h"
 #include "replica/source.h"
 

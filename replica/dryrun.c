@@ -8,7 +8,7 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "replica/dryrun.h"
-#include "replica/fetch.h"
+#include "replica/upstream.h"
 #include "replica/run.h"
 #include "replica/source.h"
 

@@ -11,7 +11,7 @@
 #include "common/log.h"
 #include "replica/apply.h"
 #include "replica/copy.h"
-#include "replica/fetch.h"
+#include "replica/upstream.h"
 #include "replica/files.h"
 #include "replica/metrics.h"
 #include "replica/page.h"

@@ -7,7 +7,7 @@
 #include "common/httpc.h"
 #include "common/json.h"
 #include "common/log.h"
-#include "replica/fetch.h"
+#include "replica/upstream.h"
 #include "replica/run.h"
 #include "replica/source.h"
 #include "replica/verify.h"

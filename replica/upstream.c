@@ -8,7 +8,7 @@
 #include "common/db.h"
 #include "common/log.h"
 #include "replica/backoff.h"
-#include "replica/fetch.h"
+#include "replica/upstream.h"
 #include "replica/ratelimit.h"
 
 #define FETCH_HEALTH_TIMEOUT_MS 5000
