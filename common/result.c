@@ -13,6 +13,7 @@ unsigned result_http_status(enum result r)
 	case RESULT_UNAVAILABLE: return 503;
 	case RESULT_NO_MEMORY:   return 500;
 	case RESULT_INTERNAL:    return 500;
+	case RESULT_FORBIDDEN:   return 403;
 	}
 	return 500;
 }
@@ -26,6 +27,7 @@ int result_exit_code(enum result r)
 	case RESULT_NOT_FOUND:
 	case RESULT_CONFLICT:
 	case RESULT_TOO_LARGE:
+	case RESULT_FORBIDDEN:
 		return 2;
 	case RESULT_BUSY:
 	case RESULT_UNAVAILABLE:
@@ -48,6 +50,7 @@ const char *result_name(enum result r)
 	case RESULT_UNAVAILABLE: return "unavailable";
 	case RESULT_NO_MEMORY:   return "out of memory";
 	case RESULT_INTERNAL:    return "internal error";
+	case RESULT_FORBIDDEN:   return "forbidden";
 	}
 	return "internal error";
 }

@@ -15,12 +15,14 @@ enum result {
 	RESULT_BUSY,        /* try again later (a lock is held, a queue is full) */
 	RESULT_UNAVAILABLE, /* a dependency (the database, the primary) cannot be reached */
 	RESULT_NO_MEMORY,   /* an allocation failed */
-	RESULT_INTERNAL     /* a bug or an unexpected database error; logged where it happened */
+	RESULT_INTERNAL,    /* a bug or an unexpected database error; logged where it happened */
+	RESULT_FORBIDDEN    /* valid, but outside what may be reached (a path leaving its root) */
 };
 
-/* 200, 400, 404, 409, 413, 503 (busy and unavailable), 500 (no memory, internal). */
+/* 200, 400, 403, 404, 409, 413, 503 (busy and unavailable), 500 (no memory, internal). */
 unsigned result_http_status(enum result r);
-/* 0 for RESULT_OK, 2 for the caller's mistakes (invalid, not found, conflict, too large),
+/* 0 for RESULT_OK, 2 for the caller's mistakes (invalid, not found, conflict, too large,
+ * forbidden),
  * 1 for everything else (the same split as a usage error vs a failure). */
 int result_exit_code(enum result r);
 /* A short lowercase name ("not found"), never NULL; for logs. */

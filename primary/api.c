@@ -326,7 +326,7 @@ static void api_files(struct api *api, struct http_req *req, const char *rel)
 {
 	PGconn *c = NULL;
 	char key[AUTH_KEY_MAX], err[256];
-	unsigned status = 404;
+	enum result r;
 	size_t size = 0;
 	int fd;
 
@@ -335,9 +335,9 @@ static void api_files(struct api *api, struct http_req *req, const char *rel)
 		goto out;
 	db_pool_put(api->pool, c);
 	c = NULL;
-	fd = files_open(api->files_dir, rel, &size, &status, err, sizeof err);
-	if (fd < 0) {
-		api_error(req, status, err);
+	r = files_open(api->files_dir, rel, &fd, &size, err, sizeof err);
+	if (r != RESULT_OK) {
+		api_error(req, result_http_status(r), err);
 		goto out;
 	}
 	metrics_request(200);

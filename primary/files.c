@@ -16,28 +16,28 @@
 #define FILES_PATH_MAX 1024
 
 /* Lexical checks: relative, no ".", ".." or empty components, no control bytes or
- * backslashes (no second encoding layer). 0 ok or -1. */
+ * backslashes (no second encoding layer). 1 ok, 0 refused (as replica/files.h's). */
 static int files_path_ok(const char *rel)
 {
 	const char *p = rel;
 
 	if (!rel || !*rel || *rel == '/' || strlen(rel) > FILES_PATH_MAX)
-		return -1;
+		return 0;
 	for (const char *s = rel; *s; s++)
 		if ((unsigned char)*s < 0x20 || *s == 0x7f || *s == '\\')
-			return -1;
+			return 0;
 	while (*p) {
 		size_t n = strcspn(p, "/");
 		if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
-			return -1;
+			return 0;
 		p += n;
 		if (*p == '/') {
 			p++;
 			if (!*p)
-				return -1;   /* trailing slash: a directory */
+				return 0;   /* trailing slash: a directory */
 		}
 	}
-	return 0;
+	return 1;
 }
 
 /* openat2 beneath dirfd: the kernel refuses any resolution (.., symlinks, magic links) that
@@ -80,47 +80,48 @@ out:
 	return fd;
 }
 
-int files_open(const char *root, const char *rel, size_t *size, unsigned *status,
-               char *err, size_t errlen)
+enum result files_open(const char *root, const char *rel, int *fd_out, size_t *size,
+                       char *err, size_t errlen)
 {
 	struct stat st;
+	enum result r = RESULT_NOT_FOUND;
 	int fd = -1;
 
+	*fd_out = -1;
 	if (!root || !*root) {
-		*status = 404;
 		snprintf(err, errlen, "no files directory configured");
-		goto fail;
+		goto out;
 	}
-	if (files_path_ok(rel) < 0) {
-		*status = 400;
+	if (!files_path_ok(rel)) {
+		r = RESULT_INVALID;
 		snprintf(err, errlen, "invalid file path");
-		goto fail;
+		goto out;
 	}
 	fd = files_open_beneath(root, rel);
 	if (fd < 0) {
 		if (errno == EXDEV || errno == ELOOP) {
-			*status = 403;
+			r = RESULT_FORBIDDEN;
 			snprintf(err, errlen, "path leaves the files directory");
 		} else if (errno == EACCES || errno == EPERM) {
-			*status = 403;
+			r = RESULT_FORBIDDEN;
 			snprintf(err, errlen, "forbidden");
 		} else {
-			*status = 404;
 			snprintf(err, errlen, "no such file");
 		}
-		goto fail;
+		goto out;
 	}
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		*status = 404;
 		snprintf(err, errlen, "no such file");
-		goto fail;
+		goto out;
 	}
 	*size = (size_t)st.st_size;
-	return fd;
-fail:
+	*fd_out = fd;
+	fd = -1;
+	r = RESULT_OK;
+out:
 	if (fd >= 0)
 		close(fd);
-	return -1;
+	return r;
 }
 
 const char *files_content_type(const char *name)

@@ -5,11 +5,13 @@
 #ifndef TDGL_PRIMARY_FILES_H
 #define TDGL_PRIMARY_FILES_H
 #include <stddef.h>
+#include "common/result.h"
 
-/* Opens root/rel for reading. Returns an fd (caller closes) and its size, or -1 with an HTTP
- * status (400, 403, 404) in *status and a message in err. */
-int files_open(const char *root, const char *rel, size_t *size, unsigned *status,
-               char *err, size_t errlen);
+/* Opens root/rel for reading: RESULT_OK with *fd (caller closes) and its size; else
+ * RESULT_INVALID (a path refused as such), RESULT_FORBIDDEN (it leaves the root, or no
+ * permission), RESULT_NOT_FOUND, with a message in err. */
+enum result files_open(const char *root, const char *rel, int *fd, size_t *size,
+                       char *err, size_t errlen);
 /* A content type guessed from the file name's extension. */
 const char *files_content_type(const char *name);
 #endif

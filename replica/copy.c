@@ -16,7 +16,7 @@
  * the primary also ends a page at 4 MiB of data, and a page it ended so stays that size. */
 #define COPY_FIRST_ROWS 1000
 #define COPY_MAX_ROWS 50000
-#define COPY_JSON_ROWS "500"
+#define COPY_JSON_ROWS 500
 #define COPY_TIMEOUT_MS 120000
 
 static const char Q_SET_START_CURSOR[] =
@@ -47,10 +47,10 @@ struct copy_feed {
 	pthread_t thread;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	struct fetch f;            /* its own copy: error and attempts are per call */
-	char *table_q;             /* query-escaped table, filter, columns */
-	char *filter_q;
-	char *columns_q;
+	struct upstream f;         /* its own copy: its error is per call */
+	char *table;               /* what it asks for (copies): table, filter, columns */
+	char *filter;
+	char *columns;
 	const atomic_int *stop;
 	struct copy_page *ready;
 	int done, cancel;
@@ -135,28 +135,16 @@ out:
 static struct copy_page *copy_page_fetch(struct copy_feed *fd, char *after, long limit)
 {
 	struct copy_page *pg = calloc(1, sizeof *pg);
-	struct buf path = { 0 };
-	char *e;
 
 	if (!pg)
 		abort();    /* out of memory: as buf does */
 	pg->after = after;
-	buf_printf(&path, "/api/rows?table=%s&format=copy&limit=%ld&columns=%s", fd->table_q,
-	           limit, fd->columns_q);
-	if (after) {
-		e = httpc_escape(after);
-		buf_printf(&path, "&after=%s", e);
-		free(e);
-	}
-	if (fd->filter_q)
-		buf_printf(&path, "&filter=%s", fd->filter_q);
-	fd->f.attempts = 0;
-	pg->status = fetch_get(&fd->f, path.data, COPY_TIMEOUT_MS, &pg->resp);
+	pg->status = upstream_rows(&fd->f, fd->table, fd->filter, after, limit, fd->columns,
+	                           COPY_TIMEOUT_MS, &pg->resp);
 	if (pg->status < 0)
 		snprintf(pg->error, sizeof pg->error, "%s", fd->f.error);
 	else if (pg->status == 200)
 		copy_page_parse(pg);
-	buf_free(&path);
 	return pg;
 }
 
@@ -223,9 +211,11 @@ static int copy_feed_start(struct copy_feed *fd, const struct copy_env *e, int t
 	memset(fd, 0, sizeof *fd);
 	fd->f = *e->f;
 	fd->stop = e->stop;
-	fd->table_q = httpc_escape(e->s->table[t]);
-	fd->columns_q = httpc_escape(columns);
-	fd->filter_q = e->s->filter[t] ? httpc_escape(e->s->filter[t]) : NULL;
+	fd->table = strdup(e->s->table[t]);
+	fd->columns = strdup(columns);
+	fd->filter = e->s->filter[t] ? strdup(e->s->filter[t]) : NULL;
+	if (!fd->table || !fd->columns || (e->s->filter[t] && !fd->filter))
+		abort();    /* out of memory: as buf does */
 	pthread_mutex_init(&fd->mu, NULL);
 	pthread_cond_init(&fd->cv, NULL);
 	if (pthread_create(&fd->thread, NULL, copy_feed_run, fd) != 0) {
@@ -249,9 +239,9 @@ static void copy_feed_end(struct copy_feed *fd)
 	copy_page_free(fd->ready);
 	pthread_mutex_destroy(&fd->mu);
 	pthread_cond_destroy(&fd->cv);
-	free(fd->table_q);
-	free(fd->columns_q);
-	free(fd->filter_q);
+	free(fd->table);
+	free(fd->columns);
+	free(fd->filter);
 }
 
 /* Records a non-200 answer as the copy's error. */
@@ -293,34 +283,20 @@ static void copy_page_done(struct copy_ctx *x, const cJSON *sum)
 static int copy_json_table(struct copy_ctx *x, int t, const char *from)
 {
 	const struct copy_env *e = x->e;
-	struct fetch f = *e->f;
+	struct upstream f = *e->f;
 	struct httpc_resp resp = { 0 };
-	struct buf path = { 0 };
 	cJSON *j = NULL, *sum = NULL;
-	char *etab = httpc_escape(e->s->table[t]), *after = from ? strdup(from) : NULL;
+	char *after = from ? strdup(from) : NULL;
 	char *next = NULL, jerr[128], err[512];
 	const char *tbl = e->s->table[t];
 	int rc = -1;
 
 	for (;;) {
 		const cJSON *rows;
-		char *q;
 		long st;
 
-		buf_reset(&path);
-		buf_printf(&path, "/api/rows?table=%s&limit=" COPY_JSON_ROWS, etab);
-		if (after) {
-			q = httpc_escape(after);
-			buf_printf(&path, "&after=%s", q);
-			free(q);
-		}
-		if (e->s->filter[t]) {
-			q = httpc_escape(e->s->filter[t]);
-			buf_printf(&path, "&filter=%s", q);
-			free(q);
-		}
-		f.attempts = 0;
-		st = fetch_get(&f, path.data, COPY_TIMEOUT_MS, &resp);
+		st = upstream_rows(&f, tbl, e->s->filter[t], after, COPY_JSON_ROWS, NULL,
+		                   COPY_TIMEOUT_MS, &resp);
 		if (st < 0) {
 			snprintf(e->error, e->errlen, "%s", f.error);
 			goto out;
@@ -361,8 +337,6 @@ out:
 	cJSON_Delete(j);
 	cJSON_Delete(sum);
 	httpc_resp_free(&resp);
-	buf_free(&path);
-	free(etab);
 	free(after);
 	free(next);
 	return rc;
@@ -542,7 +516,7 @@ out:
 
 int copy_initial(const struct copy_env *e)
 {
-	struct fetch f = *e->f;
+	struct upstream f = *e->f;
 	struct httpc_resp resp = { 0 };
 	struct copy_ctx x = { .e = e };
 	struct retry_counts fixed = { 0 };
@@ -564,8 +538,7 @@ int copy_initial(const struct copy_env *e)
 		abort();
 	if ((ngroups = copy_order(e, order, groups)) < 0)
 		goto dberr;
-	f.attempts = 0;
-	st = fetch_get(&f, "/api/snapshot", 30000, &resp);
+	st = upstream_snapshot(&f, &resp);
 	if (st < 0) {
 		snprintf(e->error, e->errlen, "%s", f.error);
 		goto out;

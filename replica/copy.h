@@ -28,7 +28,7 @@ struct copy_env {
 	PGconn *c;
 	struct source *s;            /* on success s->cursor is the starting cursor (owned by s)
 	                              * and s->needs_resync is 0 */
-	const struct fetch *f;       /* the pull's request settings; copied, not changed */
+	const struct upstream *f;    /* the pull's client of the primary; copied, not changed */
 	long run_id;
 	const atomic_int *stop;    /* set on shutdown: the copy ends after its current page */
 	/* called after each committed page with its summary (counts, "files"); may be NULL */

@@ -21,7 +21,7 @@ static const char Q_DRY_ROWS[] =
 struct dryrun {
 	PGconn *c;
 	struct source s;
-	struct fetch f;
+	struct upstream f;
 	long run_id, fetched;
 	cJSON *rows, *summary;
 	int truncated;
@@ -72,14 +72,13 @@ static int dryrun_answer(struct dryrun *d, const char *what, long st,
 static int dryrun_initial(struct dryrun *d, char **cursor)
 {
 	struct httpc_resp resp = { 0 };
-	struct buf path = { 0 };
 	char jerr[128], rid[32];
 	cJSON *j = NULL;
 	int rc = -1;
 	long st;
 
 	snprintf(rid, sizeof rid, "%ld", d->run_id);
-	st = fetch_get(&d->f, "/api/snapshot", 30000, &resp);
+	st = upstream_snapshot(&d->f, &resp);
 	if (dryrun_answer(d, "snapshot", st, &resp) < 0)
 		goto out;
 	j = json_parse_strict(resp.body, resp.len, jerr, sizeof jerr);
@@ -89,40 +88,25 @@ static int dryrun_initial(struct dryrun *d, char **cursor)
 	}
 	*cursor = strdup(json_get_string(j, "cursor"));
 	for (int t = 0; t < d->s.ntables; t++) {
-		char *etab = httpc_escape(d->s.table[t]), *after = NULL;
+		char *after = NULL;
 		int more = 1;
 
 		while (more) {
 			const char *p[4] = { d->s.name, NULL, rid, d->s.table[t] };
 			PGresult *res;
 
-			buf_reset(&path);
-			buf_printf(&path, "/api/rows?table=%s&limit=500", etab);
-			if (after) {
-				char *e = httpc_escape(after);
-
-				buf_printf(&path, "&after=%s", e);
-				free(e);
-			}
-			if (d->s.filter[t]) {
-				char *e = httpc_escape(d->s.filter[t]);
-
-				buf_printf(&path, "&filter=%s", e);
-				free(e);
-			}
-			st = fetch_get(&d->f, path.data, 120000, &resp);
+			st = upstream_rows(&d->f, d->s.table[t], d->s.filter[t], after, 500, NULL, 120000,
+			                   &resp);
 			if (dryrun_answer(d, d->s.table[t], st, &resp) < 0 ||
 			    !json_utf8_valid(resp.body ? resp.body : "", resp.len)) {
 				if (!d->error[0])
 					snprintf(d->error, sizeof d->error, "rows: bad answer from primary");
-				free(etab);
 				free(after);
 				goto out;
 			}
 			p[1] = resp.body;
 			if (!(res = db_exec(d->c, "dry run rows", Q_DRY_ROWS, 4, p))) {
 				snprintf(d->error, sizeof d->error, "dry run: %.480s", db_last_error());
-				free(etab);
 				free(after);
 				goto out;
 			}
@@ -135,14 +119,12 @@ static int dryrun_initial(struct dryrun *d, char **cursor)
 				after = strdup(PQgetvalue(res, 0, 1));
 			PQclear(res);
 		}
-		free(etab);
 		free(after);
 	}
 	rc = 0;
 out:
 	cJSON_Delete(j);
 	httpc_resp_free(&resp);
-	buf_free(&path);
 	return rc;
 }
 
@@ -150,8 +132,7 @@ out:
 static int dryrun_changes(struct dryrun *d, const char *start)
 {
 	struct httpc_resp resp = { 0 };
-	struct buf path = { 0 };
-	char *cursor = strdup(start), *etables = httpc_escape(d->s.tables), jerr[128], rid[32];
+	char *cursor = strdup(start), jerr[128], rid[32];
 	cJSON *j = NULL;
 	int rc = -1;
 
@@ -159,16 +140,11 @@ static int dryrun_changes(struct dryrun *d, const char *start)
 	for (;;) {
 		const char *p[3] = { d->s.name, NULL, rid };
 		const char *next;
-		char *ecur = httpc_escape(cursor);
 		PGresult *res;
 		long st;
 		int n;
 
-		buf_reset(&path);
-		buf_printf(&path, "/api/changes?cursor=%s&tables=%s&limit=%d&wait=0", ecur, etables,
-		           d->s.batch_size);
-		free(ecur);
-		st = fetch_get(&d->f, path.data, 30000, &resp);
+		st = upstream_changes(&d->f, cursor, d->s.tables, d->s.batch_size, 0, &resp);
 		if (dryrun_answer(d, "changes", st, &resp) < 0)
 			goto out;
 		cJSON_Delete(j);
@@ -198,9 +174,7 @@ static int dryrun_changes(struct dryrun *d, const char *start)
 out:
 	cJSON_Delete(j);
 	httpc_resp_free(&resp);
-	buf_free(&path);
 	free(cursor);
-	free(etables);
 	return rc;
 }
 
@@ -208,8 +182,7 @@ unsigned dryrun_run(PGconn *c, const char *name, const char *trigger, const char
                     cJSON **report, char *err, size_t errlen)
 {
 	struct dryrun d = { .c = c };
-	char auth[1024], *start = NULL;
-	const char *hdrs[2] = { auth, NULL };
+	char *start = NULL;
 	unsigned st = 500;
 	int loaded = 0, in_tx = 0, ok = 0;
 	cJSON *row = NULL;
@@ -229,12 +202,13 @@ unsigned dryrun_run(PGconn *c, const char *name, const char *trigger, const char
 		snprintf(err, errlen, "database error");
 		goto out;
 	}
-	snprintf(auth, sizeof auth, "Authorization: token %s:%s", d.s.api_key, d.s.api_secret);
-	d.f = (struct fetch){ .source = name, .base_url = d.s.url, .headers = hdrs,
-	                      .rate = fetch_rate_of(c, name) };
 	d.rows = cJSON_CreateArray();
 	d.summary = cJSON_CreateObject();
-	if (fetch_health(&d.f) < 0) {
+	if (upstream_open(&d.f, c, &d.s, NULL) < 0) {
+		snprintf(d.error, sizeof d.error, "out of memory");
+		goto finish;
+	}
+	if (upstream_health(&d.f) < 0) {
 		snprintf(d.error, sizeof d.error, "%s", d.f.error);
 		goto finish;
 	}
@@ -272,7 +246,7 @@ out:
 	cJSON_Delete(row);
 	cJSON_Delete(d.rows);
 	cJSON_Delete(d.summary);
-	explicit_bzero(auth, sizeof auth);
+	upstream_close(&d.f);
 	free(start);
 	if (loaded)
 		source_free(&d.s);

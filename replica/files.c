@@ -161,19 +161,17 @@ out:
 	return rc;
 }
 
-int files_fetch(PGconn *c, const char *base_url, const char *auth_header,
-                const char *files_dir, const char *value, const atomic_int *cancel)
+enum result files_fetch(PGconn *c, struct upstream *u, const char *files_dir,
+                        const char *value)
 {
 	const char *rel = value + strlen(FILES_PREFIX);
 	const char *p[3] = { value, NULL, NULL };
-	const char *hdrs[2] = { auth_header, NULL };
 	struct httpc_resp resp = { 0 };
-	struct httpc_opts opts = { .timeout_ms = 120000, .cancel = cancel };
-	struct buf url = { 0 };
 	PGresult *res = NULL;
 	long long have_size = -1;
 	char have_sum[65], sum[65], size[32];
-	int rc = -1;
+	enum result rc = RESULT_INVALID;
+	long st;
 
 	if (!files_path_ok(value)) {
 		log_warn("file %s: refused (not a safe relative /files/ path)", value);
@@ -183,29 +181,21 @@ int files_fetch(PGconn *c, const char *base_url, const char *auth_header,
 	if (res && PQntuples(res) == 1 &&
 	    files_local_sum(files_dir, rel, &have_size, have_sum) == 0 &&
 	    have_size == atoll(PQgetvalue(res, 0, 0)) && !strcmp(have_sum, PQgetvalue(res, 0, 1))) {
-		rc = 0;  /* present and unchanged */
+		rc = RESULT_OK;  /* present and unchanged */
 		goto out;
 	}
-	buf_puts(&url, base_url);
-	while (url.len && url.data[url.len - 1] == '/')
-		url.data[--url.len] = '\0';
-	buf_puts(&url, "/api/files/");
-	for (const char *q = rel; *q; q++) {
-		/* keep '/' and unreserved characters; escape the rest */
-		if ((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') || (*q >= '0' && *q <= '9') ||
-		    strchr("-._~/", *q))
-			buf_append(&url, q, 1);
-		else
-			buf_printf(&url, "%%%02X", (unsigned char)*q);
-	}
-	if (httpc_request("GET", url.data, hdrs, NULL, 0, &opts, &resp) < 0) {
-		log_warn("file %s: fetch failed: %s", value, resp.err);
+	rc = RESULT_UNAVAILABLE;
+	st = upstream_file(u, rel, &resp);
+	if (st < 0) {
+		log_warn("file %s: fetch failed: %s", value, u->error);
 		goto out;
 	}
-	if (resp.status != 200) {
-		log_warn("file %s: primary answered %ld", value, resp.status);
+	if (st != 200) {
+		rc = st == 404 ? RESULT_NOT_FOUND : RESULT_UNAVAILABLE;
+		log_warn("file %s: primary answered %ld", value, st);
 		goto out;
 	}
+	rc = RESULT_INTERNAL;
 	if (files_write(files_dir, rel, resp.body ? resp.body : "", resp.len) < 0) {
 		log_warn("file %s: cannot write under %s: %s", value, files_dir, strerror(errno));
 		goto out;
@@ -216,10 +206,9 @@ int files_fetch(PGconn *c, const char *base_url, const char *auth_header,
 	p[2] = sum;
 	db_run(c, "files: record", Q_RECORD, 3, p);
 	log_info("file %s fetched (%zu bytes)", value, resp.len);
-	rc = 0;
+	rc = RESULT_OK;
 out:
 	PQclear(res);
 	httpc_resp_free(&resp);
-	buf_free(&url);
 	return rc;
 }

@@ -7,15 +7,17 @@
  * that size and hash is not fetched again. */
 #ifndef TDGL_REPLICA_FILES_H
 #define TDGL_REPLICA_FILES_H
-#include <stdatomic.h>
 #include <libpq-fe.h>
+#include "common/result.h"
+#include "replica/upstream.h"
 
 /* 1 when value is a relative file URL this module accepts ("/files/a/b.pdf"), else 0. */
 int files_path_ok(const char *value);
-/* Fetches value ("/files/...") from base_url (auth_header "Authorization: ...") unless
- * present and unchanged; a nonzero *cancel (optional: the shutdown flag) abandons it.
- * Returns 0 fetched or already present, -1 on failure (logged). */
-int files_fetch(PGconn *c, const char *base_url, const char *auth_header,
-                const char *files_dir, const char *value, const atomic_int *cancel);
+/* Fetches value ("/files/...") from u's primary (upstream_file; u's stop flag abandons it)
+ * unless present and unchanged. RESULT_OK fetched or already present; else (logged)
+ * RESULT_INVALID (a path refused), RESULT_NOT_FOUND (the primary has no such file),
+ * RESULT_UNAVAILABLE (no answer, or another status), RESULT_INTERNAL (not written). */
+enum result files_fetch(PGconn *c, struct upstream *u, const char *files_dir,
+                        const char *value);
 
 #endif

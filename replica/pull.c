@@ -6,6 +6,7 @@
 #include "common/buf.h"
 #include "common/clock.h"
 #include "common/db.h"
+#include "common/result.h"
 #include "common/httpc.h"
 #include "common/json.h"
 #include "common/log.h"
@@ -16,7 +17,6 @@
 #include "replica/metrics.h"
 #include "replica/page.h"
 #include "replica/pull.h"
-#include "replica/ratelimit.h"
 #include "replica/retry.h"
 #include "replica/run.h"
 #include "replica/source.h"
@@ -41,9 +41,7 @@ struct pull_ctx {
 	struct pull_result *r;
 	struct timespec t0;
 	struct timespec *head_asked; /* pull_run's; NULL: not paced across pulls */
-	char auth[1024];
-	const char *hdrs[2];
-	struct fetch f;              /* rate limit and retries of every request (fetch.h) */
+	struct upstream f;           /* every request to the primary (upstream.h) */
 };
 
 static int pull_stopping(const struct pull_ctx *p)
@@ -60,22 +58,6 @@ static void pull_pause(const struct pull_ctx *p, const struct timespec *since, l
 		struct timespec d = { 0, (left > 5 ? 5 : left) * 1000000L };
 		nanosleep(&d, NULL);
 	}
-}
-
-/* GET base+path, rate limited and retried with backoff on transport errors and 5xx
- * (fetch.h; a long-poll is tried once). Returns the final HTTP status, or -1 when no answer
- * came (error set). */
-static long pull_get(struct pull_ctx *p, const char *path, long timeout_ms,
-                     struct httpc_resp *resp)
-{
-	const char *w = strstr(path, "&wait=");
-	long st;
-
-	p->f.attempts = w && strcmp(w, "&wait=0") ? 1 : 0;
-	st = fetch_get(&p->f, path, timeout_ms, resp);
-	if (st < 0)
-		snprintf(p->r->error, sizeof p->r->error, "%s", p->f.error);
-	return st;
 }
 
 /* Records a non-200 answer as the pull's error. */
@@ -115,16 +97,14 @@ static void pull_count(struct pull_ctx *p, const cJSON *sum)
 static void pull_files(struct pull_ctx *p, const cJSON *sum)
 {
 	const cJSON *files = cJSON_GetObjectItemCaseSensitive(sum, "files"), *f;
-	struct ratelimit *rl = ratelimit_for(p->s.name, p->f.rate);
 
 	cJSON_ArrayForEach(f, files) {
 		if (!cJSON_IsString(f))
 			continue;
-		/* attachment requests count against the source's rate limit too */
-		if (rl && ratelimit_wait_stop(rl, p->env->stop) < 0)
+		if (pull_stopping(p))
 			break;
-		if (files_fetch(p->c, p->s.url, p->auth, p->env->files_dir, f->valuestring,
-		                p->env->stop) == 0)
+		/* attachment requests count against the source's rate limit too (upstream.h) */
+		if (files_fetch(p->c, &p->f, p->env->files_dir, f->valuestring) == RESULT_OK)
 			metrics_add(M_FILES_FETCHED, 1);
 		else
 			metrics_add(M_FILES_FAILED, 1);
@@ -169,25 +149,31 @@ static void pull_page_free(struct pull_page *pp)
 	httpc_resp_free(&pp->resp);
 }
 
-/* Fetches the page after cursor into pp (freed first). Returns 0, 1 for 410 Gone (the cursor
- * expired), or -1 with the pull's error set. */
-static int pull_fetch_page(struct pull_ctx *p, const char *etables, const char *cursor, int w,
+/* What pull_fetch_page brought. */
+enum pull_fetched {
+	PULL_PAGE_OK,
+	PULL_PAGE_GONE,     /* 410: the cursor expired (purged on the primary) */
+	PULL_PAGE_FAILED,   /* the pull's error is set */
+	PULL_PAGE_NONE      /* not asked for: stopping, or the run's time is up */
+};
+
+/* Fetches the page after cursor into pp (freed first). */
+static enum pull_fetched pull_fetch_page(struct pull_ctx *p, const char *cursor, int w,
                            struct pull_page *pp)
 {
-	struct buf path = { 0 };
-	char *ecur = httpc_escape(cursor), perr[128];
+	char perr[128];
 	long st;
-	int rc = -1;
+	enum pull_fetched rc = PULL_PAGE_FAILED;
 
 	pull_page_free(pp);
 	clock_now(&pp->asked);
-	buf_printf(&path, "/api/changes?cursor=%s&tables=%s&limit=%d&wait=%d", ecur, etables,
-	           p->s.batch_size, w);
-	st = pull_get(p, path.data, (w + 30) * 1000L, &pp->resp);
-	if (st < 0)
+	st = upstream_changes(&p->f, cursor, p->s.tables, p->s.batch_size, w, &pp->resp);
+	if (st < 0) {
+		snprintf(p->r->error, sizeof p->r->error, "%s", p->f.error);
 		goto out;
+	}
 	if (st == 410) {
-		rc = 1;
+		rc = PULL_PAGE_GONE;
 		goto out;
 	}
 	if (st != 200) {
@@ -198,10 +184,8 @@ static int pull_fetch_page(struct pull_ctx *p, const char *etables, const char *
 		snprintf(p->r->error, sizeof p->r->error, "changes: bad answer from primary: %s", perr);
 		goto out;
 	}
-	rc = 0;
+	rc = PULL_PAGE_OK;
 out:
-	free(ecur);
-	buf_free(&path);
 	return rc;
 }
 
@@ -231,23 +215,24 @@ static int pull_stream(struct pull_ctx *p, int wait_s)
 {
 	struct pull_page cur = { 0 }, ahead = { 0 }, tmp;
 	cJSON *sum = NULL;
-	char *etables = httpc_escape(p->s.tables), err[512];
-	int rc = -1, resynced = 0, overtaken = 0, st, st_ahead, next, full;
+	char err[512];
+	enum pull_fetched st, st_ahead;
+	int rc = -1, resynced = 0, overtaken = 0, next, full;
 
 	/* a long-poll answered at once would bring a page of a change or two: paced too */
 	if (wait_s > 0 && p->head_asked && p->head_asked->tv_sec)
 		pull_pause(p, p->head_asked, PULL_HEAD_GAP_MS);
-	st = pull_stopping(p) ? -2 : pull_fetch_page(p, etables, p->s.cursor, wait_s, &cur);
+	st = pull_stopping(p) ? PULL_PAGE_NONE : pull_fetch_page(p, p->s.cursor, wait_s, &cur);
 	for (;;) {
 		const char *params[2] = { p->s.name, p->s.cursor };
 
-		if (st == -2) {            /* stopping */
+		if (st == PULL_PAGE_NONE) {   /* stopping */
 			rc = 0;
 			goto out;
 		}
-		if (st < 0)
+		if (st == PULL_PAGE_FAILED)
 			goto out;
-		if (st == 1) {
+		if (st == PULL_PAGE_GONE) {
 			if (resynced) {
 				snprintf(p->r->error, sizeof p->r->error,
 				         "changes: the cursor expired again right after a re-sync");
@@ -260,7 +245,7 @@ static int pull_stream(struct pull_ctx *p, int wait_s)
 			resynced = 1;
 			if (pull_initial(p) < 0)
 				goto out;
-			st = pull_fetch_page(p, etables, p->s.cursor, 0, &cur);
+			st = pull_fetch_page(p, p->s.cursor, 0, &cur);
 			continue;
 		}
 		if (cur.pg.count == 0 && !strcmp(cur.pg.cursor, p->s.cursor)) {
@@ -274,14 +259,14 @@ static int pull_stream(struct pull_ctx *p, int wait_s)
 		}
 		/* a primary written faster than this pull drains it would keep one run open
 		 * forever: past PULL_MAX_MS the run ends, the scheduler continues at once */
-		st_ahead = -2;
+		st_ahead = PULL_PAGE_NONE;
 		next = cur.pg.more && !pull_stopping(p) && clock_ms_since(&p->t0) <= PULL_MAX_MS;
 		/* a full page is followed at once, while it applies (catching up); a short one
 		 * means the head is near: the next is asked for after this one is applied,
 		 * PULL_HEAD_GAP_MS after this one was asked for */
 		full = cur.pg.count >= p->s.batch_size;
 		if (next && full)
-			st_ahead = pull_fetch_page(p, etables, cur.pg.cursor, 0, &ahead);
+			st_ahead = pull_fetch_page(p, cur.pg.cursor, 0, &ahead);
 		cJSON_Delete(sum);
 		sum = NULL;
 		if (apply_page_wait(p->c, &sum, err, sizeof err) < 0) {
@@ -293,8 +278,8 @@ static int pull_stream(struct pull_ctx *p, int wait_s)
 				log_info("pull %s: another pull applied that page first; going on from "
 				         "its cursor", p->s.name);
 				pull_page_free(&ahead);
-				st = pull_stopping(p) ? -2
-				     : pull_fetch_page(p, etables, p->s.cursor, 0, &cur);
+				st = pull_stopping(p) ? PULL_PAGE_NONE
+				     : pull_fetch_page(p, p->s.cursor, 0, &cur);
 				continue;
 			}
 			snprintf(p->r->error, sizeof p->r->error, "applying page: %.480s", err);
@@ -303,7 +288,7 @@ static int pull_stream(struct pull_ctx *p, int wait_s)
 		if (next && !full) {
 			pull_pause(p, &cur.asked, PULL_HEAD_GAP_MS);
 			if (!pull_stopping(p))
-				st_ahead = pull_fetch_page(p, etables, cur.pg.cursor, 0, &ahead);
+				st_ahead = pull_fetch_page(p, cur.pg.cursor, 0, &ahead);
 		}
 		pull_count(p, sum);
 		pull_files(p, sum);
@@ -315,7 +300,7 @@ static int pull_stream(struct pull_ctx *p, int wait_s)
 			rc = 0;
 			goto out;
 		}
-		if (st_ahead == -2 && !pull_stopping(p))
+		if (st_ahead == PULL_PAGE_NONE && !pull_stopping(p))
 			p->r->more = 1;
 		tmp = cur;
 		cur = ahead;
@@ -328,7 +313,6 @@ out:
 	pull_page_free(&cur);
 	pull_page_free(&ahead);
 	cJSON_Delete(sum);
-	free(etables);
 	return rc;
 }
 
@@ -359,14 +343,13 @@ int pull_run(PGconn *c, const char *name, const char *trigger, int wait_s,
 		snprintf(out->error, sizeof out->error, "%.500s", lerr);
 		goto finish;
 	}
-	snprintf(p.auth, sizeof p.auth, "Authorization: token %s:%s", p.s.api_key, p.s.api_secret);
-	p.hdrs[0] = p.auth;
-	p.hdrs[1] = NULL;
-	p.f = (struct fetch){ .source = name, .base_url = p.s.url, .headers = p.hdrs,
-	                      .rate = fetch_rate_of(c, name), .stop = env->stop };
+	if (upstream_open(&p.f, c, &p.s, env->stop) < 0) {
+		snprintf(out->error, sizeof out->error, "out of memory");
+		goto finish;
+	}
 	/* a primary that is down fails the run at once: nothing fetched, nothing touched. A
 	 * webhook pull skips the probe (one round trip): the primary has just called us. */
-	if (strcmp(trigger, "Webhook") != 0 && fetch_health(&p.f) < 0) {
+	if (strcmp(trigger, "Webhook") != 0 && upstream_health(&p.f) < 0) {
 		snprintf(out->error, sizeof out->error, "%s", p.f.error);
 		goto finish;
 	}
@@ -403,7 +386,7 @@ finish:
 	}
 	cJSON_Delete(row);
 	if (loaded) {
-		explicit_bzero(p.auth, sizeof p.auth);
+		upstream_close(&p.f);
 		source_free(&p.s);
 	}
 	return rc;

@@ -1,4 +1,4 @@
-/* fetch: rate-limited, retried GETs to a primary; see fetch.h. */
+/* upstream: the replica's client of a primary; see upstream.h. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,12 +11,16 @@
 #include "replica/upstream.h"
 #include "replica/ratelimit.h"
 
-#define FETCH_HEALTH_TIMEOUT_MS 5000
+#define UPSTREAM_HEALTH_TIMEOUT_MS 5000
+#define UPSTREAM_SNAPSHOT_TIMEOUT_MS 30000
+#define UPSTREAM_FILE_TIMEOUT_MS 120000
+/* a page of changes: the long-poll's wait plus this much */
+#define UPSTREAM_CHANGES_SLACK_S 30
 
 static const char Q_RATE[] =
 	"SELECT coalesce(rate_limit, 0) FROM tdgl.sources WHERE name = $1";
 
-double fetch_rate_of(PGconn *c, const char *source)
+static double upstream_rate_of(PGconn *c, const char *source)
 {
 	const char *p[1] = { source };
 	PGresult *res = db_exec(c, "rate limit", Q_RATE, 1, p);
@@ -28,15 +32,15 @@ double fetch_rate_of(PGconn *c, const char *source)
 	return r;
 }
 
-static int fetch_stopping(const struct fetch *f)
+static int upstream_stopping(const struct upstream *f)
 {
 	return f->stop && *f->stop;
 }
 
 /* Sleeps seconds, in slices, returning early on stop. */
-static void fetch_sleep(const struct fetch *f, double seconds)
+static void upstream_sleep(const struct upstream *f, double seconds)
 {
-	while (seconds > 0 && !fetch_stopping(f)) {
+	while (seconds > 0 && !upstream_stopping(f)) {
 		double s = seconds > 0.1 ? 0.1 : seconds;
 		struct timespec ts = { 0, (long)(s * 1e9) };
 
@@ -46,9 +50,10 @@ static void fetch_sleep(const struct fetch *f, double seconds)
 }
 
 /* One request: status, or -1 on transport failure. */
-static long fetch_once(struct fetch *f, const char *url, long timeout_ms,
-                       struct httpc_resp *resp)
+static long upstream_once(struct upstream *f, const char *url, long timeout_ms,
+                          struct httpc_resp *resp)
 {
+	const char *hdrs[2] = { f->auth, NULL };
 	struct httpc_opts opts = { .timeout_ms = timeout_ms, .max_body = (size_t)256 << 20,
 	                           .cancel = f->stop };
 	struct ratelimit *rl = ratelimit_for(f->source, f->rate);
@@ -59,15 +64,15 @@ static long fetch_once(struct fetch *f, const char *url, long timeout_ms,
 		snprintf(f->error, sizeof f->error, "stopping");
 		return -1;
 	}
-	if (httpc_request("GET", url, f->headers, NULL, 0, &opts, resp) < 0) {
+	if (httpc_request("GET", url, hdrs, NULL, 0, &opts, resp) < 0) {
 		snprintf(f->error, sizeof f->error, "primary unreachable: %.400s", resp->err);
 		return -1;
 	}
 	return resp->status;
 }
 
-/* A transport failure before any response: worth another attempt (see fetch.h). */
-static int fetch_retryable(const char *err)
+/* A transport failure before any response: worth another attempt (see upstream.h). */
+static int upstream_retryable(const char *err)
 {
 	static const char *const marks[] = { "Failed to connect", "Couldn't connect",
 		"Connection refused", "Could not resolve", "Empty reply from server",
@@ -79,7 +84,7 @@ static int fetch_retryable(const char *err)
 	return 0;
 }
 
-static void fetch_url(const struct fetch *f, const char *path, struct buf *url)
+static void upstream_url(const struct upstream *f, const char *path, struct buf *url)
 {
 	buf_puts(url, f->base_url);
 	while (url->len && url->data[url->len - 1] == '/')
@@ -87,45 +92,148 @@ static void fetch_url(const struct fetch *f, const char *path, struct buf *url)
 	buf_puts(url, path);
 }
 
-long fetch_get(struct fetch *f, const char *path, long timeout_ms, struct httpc_resp *resp)
+/* GET base_url + path, up to `attempts` times (see upstream.h for what is retried). */
+static long upstream_request(struct upstream *f, const char *path, long timeout_ms,
+                             int attempts, struct httpc_resp *resp)
 {
-	int attempts = f->attempts > 0 ? f->attempts : FETCH_ATTEMPTS;
 	struct buf url = { 0 };
 	long st = -1;
 
-	fetch_url(f, path, &url);
+	upstream_url(f, path, &url);
 	for (int i = 0; i < attempts; i++) {
 		double d;
 
-		st = fetch_once(f, url.data, timeout_ms, resp);
-		if ((st >= 0 && st < 500) || (st < 0 && !fetch_retryable(resp->err)))
+		st = upstream_once(f, url.data, timeout_ms, resp);
+		if ((st >= 0 && st < 500) || (st < 0 && !upstream_retryable(resp->err)))
 			break;
 		if (st >= 500)
 			snprintf(f->error, sizeof f->error, "primary answered %ld", st);
-		if (i + 1 == attempts || fetch_stopping(f))
+		if (i + 1 == attempts || upstream_stopping(f))
 			break;
 		/* jitter in [3/4, 1] of the delay: spread out, still growing every attempt */
-		d = backoff_delay(FETCH_BACKOFF_BASE_S, FETCH_BACKOFF_CAP_S, i);
+		d = backoff_delay(UPSTREAM_BACKOFF_BASE_S, UPSTREAM_BACKOFF_CAP_S, i);
 		d = d / 2 + backoff_jitter(d / 2);
 		log_warn("source %s: %s; attempt %d of %d in %.1f s", f->source, f->error, i + 2,
 		         attempts, d);
-		fetch_sleep(f, d);
+		upstream_sleep(f, d);
 	}
 	buf_free(&url);
 	return st;
 }
 
-int fetch_health(struct fetch *f)
+int upstream_open(struct upstream *u, PGconn *c, const struct source *s,
+                  const atomic_int *stop)
+{
+	struct buf a = { 0 };
+
+	memset(u, 0, sizeof *u);
+	u->source = s->name;
+	u->base_url = s->url;
+	u->stop = stop;
+	u->rate = upstream_rate_of(c, s->name);
+	buf_printf(&a, "Authorization: token %s:%s", s->api_key, s->api_secret);
+	u->auth = buf_steal(&a);
+	return u->auth ? 0 : -1;
+}
+
+void upstream_close(struct upstream *u)
+{
+	if (u->auth) {
+		explicit_bzero(u->auth, strlen(u->auth));
+		free(u->auth);
+		u->auth = NULL;
+	}
+}
+
+long upstream_get(struct upstream *u, const char *path, long timeout_ms,
+                  struct httpc_resp *resp)
+{
+	return upstream_request(u, path, timeout_ms, UPSTREAM_ATTEMPTS, resp);
+}
+
+int upstream_health(struct upstream *u)
 {
 	struct httpc_resp resp = { 0 };
 	struct buf url = { 0 };
 	long st;
 
-	fetch_url(f, "/health", &url);
-	st = fetch_once(f, url.data, FETCH_HEALTH_TIMEOUT_MS, &resp);
+	upstream_url(u, "/health", &url);
+	st = upstream_once(u, url.data, UPSTREAM_HEALTH_TIMEOUT_MS, &resp);
 	if (st >= 0 && st != 200)
-		snprintf(f->error, sizeof f->error, "primary unreachable: /health answered %ld", st);
+		snprintf(u->error, sizeof u->error, "primary unreachable: /health answered %ld", st);
 	httpc_resp_free(&resp);
 	buf_free(&url);
 	return st == 200 ? 0 : -1;
+}
+
+long upstream_snapshot(struct upstream *u, struct httpc_resp *resp)
+{
+	return upstream_request(u, "/api/snapshot", UPSTREAM_SNAPSHOT_TIMEOUT_MS,
+	                        UPSTREAM_ATTEMPTS, resp);
+}
+
+/* Appends "&name=<escaped value>". */
+static void upstream_param(struct buf *path, const char *name, const char *value)
+{
+	char *e = httpc_escape(value);
+
+	buf_printf(path, "&%s=%s", name, e);
+	free(e);
+}
+
+long upstream_changes(struct upstream *u, const char *cursor, const char *tables, int limit,
+                      int wait_s, struct httpc_resp *resp)
+{
+	struct buf path = { 0 };
+	long st;
+
+	buf_printf(&path, "/api/changes?limit=%d&wait=%d", limit, wait_s);
+	upstream_param(&path, "cursor", cursor);
+	upstream_param(&path, "tables", tables);
+	/* a long-poll is not retried: the scheduler's next round is its retry */
+	st = upstream_request(u, path.data, (wait_s + UPSTREAM_CHANGES_SLACK_S) * 1000L,
+	                      wait_s > 0 ? 1 : UPSTREAM_ATTEMPTS, resp);
+	buf_free(&path);
+	return st;
+}
+
+long upstream_rows(struct upstream *u, const char *table, const char *filter,
+                   const char *after, long limit, const char *columns, long timeout_ms,
+                   struct httpc_resp *resp)
+{
+	struct buf path = { 0 };
+	long st;
+
+	buf_printf(&path, "/api/rows?limit=%ld", limit);
+	upstream_param(&path, "table", table);
+	if (columns) {
+		buf_puts(&path, "&format=copy");
+		upstream_param(&path, "columns", columns);
+	}
+	if (after)
+		upstream_param(&path, "after", after);
+	if (filter)
+		upstream_param(&path, "filter", filter);
+	st = upstream_request(u, path.data, timeout_ms, UPSTREAM_ATTEMPTS, resp);
+	buf_free(&path);
+	return st;
+}
+
+long upstream_file(struct upstream *u, const char *rel, struct httpc_resp *resp)
+{
+	struct buf path = { 0 };
+	long st;
+
+	buf_puts(&path, "/api/files/");
+	for (const char *q = rel; *q; q++) {
+		/* keep '/' and unreserved characters; escape the rest */
+		if ((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') || (*q >= '0' && *q <= '9') ||
+		    strchr("-._~/", *q))
+			buf_append(&path, q, 1);
+		else
+			buf_printf(&path, "%%%02X", (unsigned char)*q);
+	}
+	st = upstream_request(u, path.data, UPSTREAM_FILE_TIMEOUT_MS, 1, resp);
+	buf_free(&path);
+	return st;
 }

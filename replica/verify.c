@@ -79,7 +79,7 @@ struct verify_table {
 struct verify_run {
 	PGconn *c;
 	struct source s;
-	struct fetch f;
+	struct upstream f;
 	const struct verify_opts *o;
 };
 
@@ -101,7 +101,7 @@ static int verify_batch(int bits)
 /* GET path from the primary into resp; counts it. 0, or -1 with t->error. */
 static int verify_get(struct verify_table *t, const char *path, struct httpc_resp *resp)
 {
-	long st = fetch_get(&t->v->f, path, VERIFY_TIMEOUT_MS, resp);
+	long st = upstream_get(&t->v->f, path, VERIFY_TIMEOUT_MS, resp);
 	const char *msg;
 	cJSON *j;
 
@@ -652,13 +652,11 @@ static cJSON *verify_one(struct verify_run *v, int i)
 	return o;
 }
 
-unsigned verify_run(PGconn *c, const char *name, const struct verify_opts *opts,
-                    cJSON **report, char *err, size_t errlen)
+enum result verify_run(PGconn *c, const char *name, const struct verify_opts *opts,
+                       cJSON **report, char *err, size_t errlen)
 {
 	struct verify_run v = { .c = c, .o = opts };
-	char auth[1024];
-	const char *hdrs[2] = { auth, NULL };
-	unsigned st = 500;
+	enum result st = RESULT_INTERNAL;
 	int loaded = 0, identical = 1;
 	cJSON *tables;
 
@@ -669,7 +667,7 @@ unsigned verify_run(PGconn *c, const char *name, const struct verify_opts *opts,
 		break;
 	case 1:
 		snprintf(err, errlen, "unknown source \"%s\"", name);
-		st = 404;
+		st = RESULT_NOT_FOUND;
 		goto out;
 	default:
 		goto out;
@@ -682,13 +680,15 @@ unsigned verify_run(PGconn *c, const char *name, const struct verify_opts *opts,
 		if (!found) {
 			snprintf(err, errlen, "source \"%s\" does not sync table \"%.200s\"", name,
 			         opts->tables[i]);
-			st = 400;
+			st = RESULT_INVALID;
 			goto out;
 		}
 	}
-	snprintf(auth, sizeof auth, "Authorization: token %s:%s", v.s.api_key, v.s.api_secret);
-	v.f = (struct fetch){ .source = name, .base_url = v.s.url, .headers = hdrs,
-	                      .rate = fetch_rate_of(c, name) };
+	if (upstream_open(&v.f, c, &v.s, NULL) < 0) {
+		snprintf(err, errlen, "out of memory");
+		st = RESULT_NO_MEMORY;
+		goto out;
+	}
 	*report = cJSON_CreateObject();
 	cJSON_AddStringToObject(*report, "source", name);
 	tables = cJSON_AddArrayToObject(*report, "tables");
@@ -705,9 +705,9 @@ unsigned verify_run(PGconn *c, const char *name, const struct verify_opts *opts,
 		cJSON_AddItemToArray(tables, o);
 	}
 	cJSON_AddBoolToObject(*report, "identical", identical);
-	st = 200;
+	st = RESULT_OK;
 out:
-	explicit_bzero(auth, sizeof auth);
+	upstream_close(&v.f);
 	if (loaded)
 		source_free(&v.s);
 	return st;

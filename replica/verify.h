@@ -22,6 +22,7 @@
 #include <stddef.h>
 #include <libpq-fe.h>
 #include <cjson/cJSON.h>
+#include "common/result.h"
 
 #define VERIFY_SETTLE_ROUNDS 5
 #define VERIFY_LIST_MAX 1000     /* keys listed per kind and table; counts cover all */
@@ -42,9 +43,10 @@ struct verify_opts {
  * {"source","identical":bool,"tables":[{"table","status":"identical"|"different"|"failed",
  * "missing":[key],"extra":[key],"different":[{"key","columns"}],"kept_local":[key],
  * "in_flight":[key],"counts":{...},"repair":{...}?,"requests","bytes","error"?}]} (caller
- * deletes); 404 unknown source, 400 a table the source does not sync (err), 500 err. */
-unsigned verify_run(PGconn *c, const char *name, const struct verify_opts *opts,
-                    cJSON **report, char *err, size_t errlen);
+ * deletes); RESULT_NOT_FOUND unknown source, RESULT_INVALID a table the source does not
+ * sync, else RESULT_INTERNAL or RESULT_NO_MEMORY (err). */
+enum result verify_run(PGconn *c, const char *name, const struct verify_opts *opts,
+                       cJSON **report, char *err, size_t errlen);
 
 /* The last verification of each table (of one source when name is not NULL), as
  * GET /api/verifications shows it; NULL on a database error. Caller deletes. */

@@ -70,7 +70,7 @@ static void verify_api_post(struct api *a, struct http_req *req, const char *nam
 	char err[512];
 	cJSON *j = NULL, *report = NULL;
 	PGconn *c = NULL;
-	unsigned st;
+	enum result st;
 
 	if (body && len > 0) {
 		j = json_parse_strict(body, len, err, sizeof err);
@@ -88,11 +88,11 @@ static void verify_api_post(struct api *a, struct http_req *req, const char *nam
 		goto out;
 	}
 	st = verify_run(c, name, &o, &report, err, sizeof err);
-	if (st == 200) {
+	if (st == RESULT_OK) {
 		http_reply_json(req, 200, report);
 		report = NULL;
 	} else {
-		http_reply_error(req, st, "%s", err);
+		http_reply_error(req, result_http_status(st), "%s", err);
 	}
 out:
 	if (c)

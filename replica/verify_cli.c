@@ -139,7 +139,7 @@ int verify_cli_run(int argc, char **argv)
 	char err[512];
 	PGconn *c;
 	cJSON *report = NULL;
-	unsigned st;
+	enum result st;
 
 	if (verify_cli_tables(&argc, argv, tables, &nt) < 0)
 		return 2;
@@ -161,9 +161,9 @@ int verify_cli_run(int argc, char **argv)
 	                           .key_material = env.key_material,
 	                           .catch_up = verify_cli_catch_up, .catch_up_ctx = &env };
 	st = verify_run(c, pos[0], &vo, &report, err, sizeof err);
-	if (st != 200) {
+	if (st != RESULT_OK) {
 		fprintf(stderr, "error: %s\n", err);
-		rc = st == 400 ? 2 : 1;
+		rc = st == RESULT_INVALID ? 2 : 1;   /* an unknown source: 1, as for pull */
 		goto out;
 	}
 	if (args_get(opts, "json"))

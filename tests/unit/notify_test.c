@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "replica/notify.c"
+#include "replica/upstream.c"
 #include "replica/files.c"
 #include "tests/unit/unit.h"
 
