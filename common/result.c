@@ -24,11 +24,11 @@ int result_exit_code(enum result r)
 	case RESULT_OK:
 		return 0;
 	case RESULT_INVALID:
+	case RESULT_TOO_LARGE:
+		return 2;
 	case RESULT_NOT_FOUND:
 	case RESULT_CONFLICT:
-	case RESULT_TOO_LARGE:
 	case RESULT_FORBIDDEN:
-		return 2;
 	case RESULT_BUSY:
 	case RESULT_UNAVAILABLE:
 	case RESULT_NO_MEMORY:

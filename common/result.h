@@ -21,9 +21,9 @@ enum result {
 
 /* 200, 400, 403, 404, 409, 413, 503 (busy and unavailable), 500 (no memory, internal). */
 unsigned result_http_status(enum result r);
-/* 0 for RESULT_OK, 2 for the caller's mistakes (invalid, not found, conflict, too large,
- * forbidden),
- * 1 for everything else (the same split as a usage error vs a failure). */
+/* 0 for RESULT_OK, 2 for a value the caller must correct (invalid, too large: the CLI's
+ * usage error), 1 for everything else: an unknown name, a refused state change ("already
+ * resolved") and failures are runtime errors, as the CLI has always answered them. */
 int result_exit_code(enum result r);
 /* A short lowercase name ("not found"), never NULL; for logs. */
 const char *result_name(enum result r);

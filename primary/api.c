@@ -245,7 +245,7 @@ static void api_rows(struct api *api, struct http_req *req, int one)
 	char key[AUTH_KEY_MAX], err[512];
 	const char *table, *after, *filter, *pk, *format, *columns;
 	long limit;
-	unsigned status;
+	enum result status;
 	int copy, took = 0;
 
 	c = api_conn(api, req);
@@ -281,12 +281,12 @@ static void api_rows(struct api *api, struct http_req *req, int one)
 		                   filter && *filter ? filter : NULL, (int)limit, &body, err,
 		                   sizeof err);
 	}
-	if (status == 200 && copy)
+	if (status == RESULT_OK && copy)
 		api_body(req, 200, "text/plain; charset=utf-8", body.data ? body.data : "", body.len);
-	else if (status == 200)
+	else if (status == RESULT_OK)
 		api_json_buf(req, 200, &body);
 	else
-		api_error(req, status, err);
+		api_error(req, result_http_status(status), err);
 out:
 	if (took)
 		quota_give(api->quota, key, QUOTA_REQUEST);

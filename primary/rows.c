@@ -52,23 +52,23 @@ static void rows_table_free(struct rows_table *t)
 	memset(t, 0, sizeof(*t));
 }
 
-/* 200 when found, 400 unknown table, 500 error. */
-static unsigned rows_table_load(PGconn *c, const char *name, struct rows_table *t,
-                                char *err, size_t errlen)
+/* RESULT_OK when found, RESULT_INVALID unknown table, RESULT_INTERNAL error. */
+static enum result rows_table_load(PGconn *c, const char *name, struct rows_table *t,
+                                   char *err, size_t errlen)
 {
 	const char *params[1] = { name };
 	PGresult *res = NULL;
-	unsigned status = 500;
+	enum result status = RESULT_INTERNAL;
 
 	memset(t, 0, sizeof(*t));
 	if (!name || !*name) {
 		snprintf(err, errlen, "table: required");
-		status = 400;
+		status = RESULT_INVALID;
 		goto out;
 	}
 	if (strlen(name) > 200) {
 		snprintf(err, errlen, "table: name too long");
-		status = 400;
+		status = RESULT_INVALID;
 		goto out;
 	}
 	res = db_exec(c, "rows: find table", Q_TABLE, 1, params);
@@ -78,7 +78,7 @@ static unsigned rows_table_load(PGconn *c, const char *name, struct rows_table *
 	}
 	if (PQntuples(res) == 0 || PQntuples(res) > ROWS_MAX_PK) {
 		snprintf(err, errlen, "unknown or untracked table: %.200s", name);
-		status = 400;
+		status = RESULT_INVALID;
 		goto out;
 	}
 	t->qname = strdup(PQgetvalue(res, 0, 0));
@@ -95,9 +95,9 @@ static unsigned rows_table_load(PGconn *c, const char *name, struct rows_table *
 	}
 	if (!t->qname)
 		goto out;
-	status = 200;
+	status = RESULT_OK;
 out:
-	if (status != 200)
+	if (status != RESULT_OK)
 		rows_table_free(t);
 	PQclear(res);
 	return status;
@@ -133,12 +133,12 @@ out:
 	return rc;
 }
 
-/* Maps a failed query to a status and a message of our own: data errors are the client's
+/* Maps a failed query to a result and a message of our own: data errors are the client's
  * (bad key values, unknown filter columns), the rest are ours. The database's text stays in
  * our log: it names internals (aliases, types) and can echo the query. */
-static unsigned rows_db_status(const char *st, const char *msg, char *err, size_t errlen)
+static enum result rows_db_status(const char *st, const char *msg, char *err, size_t errlen)
 {
-	unsigned status = 400;
+	enum result status = RESULT_INVALID;
 
 	if (!strcmp(st, "42703"))
 		snprintf(err, errlen, "filter: bad column name");
@@ -147,8 +147,8 @@ static unsigned rows_db_status(const char *st, const char *msg, char *err, size_
 	else if (!strncmp(st, "22", 2))
 		snprintf(err, errlen, "bad value: a key or filter value does not fit its column");
 	else
-		status = 500;
-	if (status == 500)
+		status = RESULT_INTERNAL;
+	if (status == RESULT_INTERNAL)
 		snprintf(err, errlen, "database error");
 	(void)msg;   /* the query's own log line (db_exec) has it */
 	return status;
@@ -164,7 +164,7 @@ static void rows_key_tuple(struct buf *q, const struct rows_table *t, const char
 }
 
 /* Checks the filter parameter (a JSON object of at most ROWS_MAX_FILTER columns) into *fj.
- * 0, or -1 with err (a 400). */
+ * 0, or -1 with err (RESULT_INVALID). */
 static int rows_check_filter(const char *filter, cJSON **fj, char *err, size_t errlen)
 {
 	char perr[128];
@@ -189,7 +189,7 @@ static int rows_check_filter(const char *filter, cJSON **fj, char *err, size_t e
 }
 
 /* Appends " FROM t ... WHERE ... ORDER BY <key> LIMIT $n" of a page (after, filter, limit + 1
- * rows) to q and its parameters to params/np (room for 3). 0, or -1 with err (a 400). */
+ * rows) to q and its parameters to params/np (room for 3). 0, or -1 with err (RESULT_INVALID). */
 static int rows_page_tail(PGconn *c, const struct rows_table *t, const char *after,
                           const char *filter, const cJSON *fj, const char *lim,
                           struct buf *q, const char **params, int *np, char *err, size_t errlen)
@@ -235,30 +235,30 @@ static void rows_key_select(struct buf *q, const struct rows_table *t)
 	buf_puts(q, ")::text");
 }
 
-/* Loads a page request's table and checks its after key and filter: 200 with *t loaded and
- * *fj the parsed filter (NULL when none), both the caller's to free; else a 4xx/5xx with err
- * and nothing held. */
-static unsigned rows_page_open(PGconn *c, const char *table, const char *after,
-                               const char *filter, struct rows_table *t, cJSON **fj,
-                               char *err, size_t errlen)
+/* Loads a page request's table and checks its after key and filter: RESULT_OK with *t
+ * loaded and *fj the parsed filter (NULL when none), both the caller's to free; else another
+ * result with err and nothing held. */
+static enum result rows_page_open(PGconn *c, const char *table, const char *after,
+                                  const char *filter, struct rows_table *t, cJSON **fj,
+                                  char *err, size_t errlen)
 {
-	unsigned status = rows_table_load(c, table, t, err, errlen);
+	enum result status = rows_table_load(c, table, t, err, errlen);
 
 	*fj = NULL;
-	if (status != 200)
+	if (status != RESULT_OK)
 		return status;
 	if ((after && rows_check_pk(t, "after", after, err, errlen) < 0) ||
 	    rows_check_filter(filter, fj, err, errlen) < 0) {
 		cJSON_Delete(*fj);
 		*fj = NULL;
 		rows_table_free(t);
-		return 400;
+		return RESULT_INVALID;
 	}
-	return 200;
+	return RESULT_OK;
 }
 
-unsigned rows_page(PGconn *c, const char *table, const char *after, const char *filter,
-                   int limit, struct buf *out, char *err, size_t errlen)
+enum result rows_page(PGconn *c, const char *table, const char *after, const char *filter,
+                      int limit, struct buf *out, char *err, size_t errlen)
 {
 	struct rows_table t;
 	struct buf q = {0};
@@ -267,11 +267,11 @@ unsigned rows_page(PGconn *c, const char *table, const char *after, const char *
 	const char *params[3];
 	char lim[16];
 	int np = 0, n;
-	unsigned status = rows_page_open(c, table, after, filter, &t, &fj, err, errlen);
+	enum result status = rows_page_open(c, table, after, filter, &t, &fj, err, errlen);
 
-	if (status != 200)
+	if (status != RESULT_OK)
 		return status;
-	status = 400;
+	status = RESULT_INVALID;
 	buf_puts(&q, "SELECT row_to_json(t.*)::text, ");
 	rows_key_select(&q, &t);
 	snprintf(lim, sizeof lim, "%d", limit + 1);
@@ -295,7 +295,7 @@ unsigned rows_page(PGconn *c, const char *table, const char *after, const char *
 	else
 		buf_puts(out, "null");
 	buf_puts(out, "}");
-	status = 200;
+	status = RESULT_OK;
 out:
 	PQclear(res);
 	cJSON_Delete(fj);
@@ -305,7 +305,7 @@ out:
 }
 
 /* Checks the columns parameter: a JSON array of 1..ROWS_MAX_COLUMNS distinct, non-empty
- * names of at most 63 bytes. 0, or -1 with err (a 400). */
+ * names of at most 63 bytes. 0, or -1 with err (RESULT_INVALID). */
 static int rows_check_columns(const char *columns, char *err, size_t errlen)
 {
 	char perr[128];
@@ -343,7 +343,7 @@ out:
 }
 
 /* The columns a copy page serves: those requested that the table has (all when columns is
- * NULL), in request order. Returns the query result (name per row) or NULL (500). */
+ * NULL), in request order. Returns the query result (name per row) or NULL (RESULT_INTERNAL). */
 static PGresult *rows_copy_columns(PGconn *c, const struct rows_table *t, const char *columns)
 {
 	const char *params[2] = { t->qname, columns };
@@ -404,9 +404,9 @@ static void rows_copy_reply(struct buf *out, const PGresult *cols, long n, const
 	cJSON_Delete(h);
 }
 
-unsigned rows_copy_page(PGconn *c, const char *table, const char *after, const char *filter,
-                        const char *columns, int limit, struct buf *out, char *err,
-                        size_t errlen)
+enum result rows_copy_page(PGconn *c, const char *table, const char *after,
+                           const char *filter, const char *columns, int limit,
+                           struct buf *out, char *err, size_t errlen)
 {
 	struct rows_table t;
 	struct buf q = {0}, data = {0};
@@ -416,14 +416,14 @@ unsigned rows_copy_page(PGconn *c, const char *table, const char *after, const c
 	char lim[16], state[6] = "", msg[512] = "";
 	int np = 0, ncol, sent = 0, failed = 0;
 	long n = 0, more = 0;
-	unsigned status = rows_page_open(c, table, after, filter, &t, &fj, err, errlen);
+	enum result status = rows_page_open(c, table, after, filter, &t, &fj, err, errlen);
 
-	if (status != 200)
+	if (status != RESULT_OK)
 		return status;
-	status = 400;
+	status = RESULT_INVALID;
 	if (columns && rows_check_columns(columns, err, errlen) < 0)
 		goto out;
-	status = 500;
+	status = RESULT_INTERNAL;
 	cols = rows_copy_columns(c, &t, columns);
 	if (!cols) {
 		snprintf(err, errlen, "database error");
@@ -444,7 +444,7 @@ unsigned rows_copy_page(PGconn *c, const char *table, const char *after, const c
 	rows_key_select(&q, &t);
 	snprintf(lim, sizeof lim, "%d", limit + 1);
 	if (rows_page_tail(c, &t, after, filter, fj, lim, &q, params, &np, err, errlen) < 0) {
-		status = 400;
+		status = RESULT_INVALID;
 		goto out;
 	}
 	/* one row at a time, so a page of wide rows stops at ROWS_COPY_MAX_BYTES without
@@ -487,7 +487,7 @@ unsigned rows_copy_page(PGconn *c, const char *table, const char *after, const c
 		goto out;
 	}
 	rows_copy_reply(out, cols, n, more ? PQgetvalue(last, 0, ncol) : NULL, &data);
-	status = 200;
+	status = RESULT_OK;
 out:
 	PQclear(last);
 	PQclear(cols);
@@ -498,17 +498,17 @@ out:
 	return status;
 }
 
-unsigned rows_get(PGconn *c, const char *table, const char *pk, struct buf *out,
-                  char *err, size_t errlen)
+enum result rows_get(PGconn *c, const char *table, const char *pk, struct buf *out,
+                     char *err, size_t errlen)
 {
 	struct rows_table t;
 	struct buf q = {0};
 	PGresult *res = NULL;
-	unsigned status = rows_table_load(c, table, &t, err, errlen);
+	enum result status = rows_table_load(c, table, &t, err, errlen);
 
-	if (status != 200)
+	if (status != RESULT_OK)
 		return status;
-	status = 400;
+	status = RESULT_INVALID;
 	if (!pk) {
 		snprintf(err, errlen, "pk: required");
 		goto out;
@@ -531,13 +531,13 @@ unsigned rows_get(PGconn *c, const char *table, const char *pk, struct buf *out,
 	}
 	if (PQntuples(res) == 0) {
 		snprintf(err, errlen, "no such row");
-		status = 404;
+		status = RESULT_NOT_FOUND;
 		goto out;
 	}
 	buf_puts(out, "{\"row\":");
 	buf_append(out, PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0));
 	buf_puts(out, "}");
-	status = 200;
+	status = RESULT_OK;
 out:
 	PQclear(res);
 	buf_free(&q);

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <libpq-fe.h>
 #include "common/buf.h"
+#include "common/result.h"
 
 #define ROWS_LIMIT_DEFAULT 500
 #define ROWS_LIMIT_MAX 5000
@@ -13,18 +14,20 @@
 #define ROWS_COPY_LIMIT_MAX 50000
 #define ROWS_COPY_MAX_BYTES (4u << 20)   /* a copy page ends after this much data */
 
-/* Each returns 200 with the whole JSON body in out, or a 4xx/5xx status with a message for
- * the client in err. after, filter and pk are untrusted JSON texts (after/filter may be NULL). */
-unsigned rows_page(PGconn *c, const char *table, const char *after, const char *filter,
-                   int limit, struct buf *out, char *err, size_t errlen);
+/* Each returns RESULT_OK with the whole JSON body in out, or RESULT_INVALID (a bad request:
+ * unknown table, bad key or filter), RESULT_NOT_FOUND (rows_get: no such row) or
+ * RESULT_INTERNAL with a message for the client in err. after, filter and pk are untrusted
+ * JSON texts (after/filter may be NULL). */
+enum result rows_page(PGconn *c, const char *table, const char *after, const char *filter,
+                      int limit, struct buf *out, char *err, size_t errlen);
 /* The same page in PostgreSQL COPY text format (format=copy): a first line
  * {"columns":[...],"rows":n,"next":"<key as JSON text>"|null}, then one line per row holding the columns
  * listed, each the column type's output text (COPY's escapes, \N for NULL). columns: a JSON
  * array of names (untrusted; NULL = all); names the table lacks are left out. A page ends
  * after `limit` rows or ROWS_COPY_MAX_BYTES of data, whichever comes first. */
-unsigned rows_copy_page(PGconn *c, const char *table, const char *after, const char *filter,
-                        const char *columns, int limit, struct buf *out, char *err,
-                        size_t errlen);
-unsigned rows_get(PGconn *c, const char *table, const char *pk, struct buf *out,
-                  char *err, size_t errlen);
+enum result rows_copy_page(PGconn *c, const char *table, const char *after,
+                           const char *filter, const char *columns, int limit,
+                           struct buf *out, char *err, size_t errlen);
+enum result rows_get(PGconn *c, const char *table, const char *pk, struct buf *out,
+                     char *err, size_t errlen);
 #endif

@@ -150,7 +150,7 @@ static void api_sources_post(struct api *a, struct http_req *req)
 	cJSON *j = json_parse_strict(body ? body : "", len, err, sizeof err), *out;
 	struct source_spec spec;
 	PGconn *c = NULL;
-	int st;
+	enum result r;
 
 	if (!j) {
 		http_reply_error(req, 400, "bad JSON: %s", err);
@@ -165,8 +165,8 @@ static void api_sources_post(struct api *a, struct http_req *req)
 		http_reply_error(req, 503, "database unavailable");
 		goto out;
 	}
-	if (source_add(c, &spec, a->key_material, err, sizeof err, &st) < 0) {
-		http_reply_error(req, (unsigned)st, "%s", err);
+	if ((r = source_add(c, &spec, a->key_material, err, sizeof err)) != RESULT_OK) {
+		http_reply_error(req, result_http_status(r), "%s", err);
 		goto out;
 	}
 	db_pool_put(a->pool, c);

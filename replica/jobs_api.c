@@ -67,7 +67,7 @@ static void jobs_api_source_patch(struct api *a, struct http_req *req, const cha
 	char err[512];
 	cJSON *patch = json_parse_strict(body ? body : "", len, err, sizeof err), *out = NULL;
 	PGconn *c = NULL;
-	unsigned st;
+	enum result st;
 
 	if (!patch) {
 		http_reply_error(req, 400, "bad JSON: %s", err);
@@ -78,8 +78,8 @@ static void jobs_api_source_patch(struct api *a, struct http_req *req, const cha
 	st = settings_apply(c, name, patch, &out, err, sizeof err);
 	db_pool_put(a->pool, c);
 	c = NULL;
-	if (st != 200) {
-		http_reply_error(req, st, "%s", err);
+	if (st != RESULT_OK) {
+		http_reply_error(req, result_http_status(st), "%s", err);
 		goto out;
 	}
 	sched_reload(a->sched);   /* the running worker takes the new schedule now */

@@ -37,12 +37,6 @@ static int jobs_onoff(const char *v)
 	return -1;
 }
 
-/* HTTP-like status of settings/retry -> exit code. */
-static int jobs_exit(unsigned st)
-{
-	return st == 200 ? 0 : st == 400 ? 2 : 1;
-}
-
 int jobs_cli_source_set(int argc, char **argv)
 {
 	struct arg_opt opts[] = {
@@ -76,7 +70,7 @@ int jobs_cli_source_set(int argc, char **argv)
 	cJSON *patch = cJSON_CreateObject(), *out = NULL;
 	PGconn *c = NULL;
 	int np = 0, rc, nflags = 0;
-	unsigned st;
+	enum result st;
 
 	rc = args_parse(argc, argv, opts,
 	                "tdgl-replica source set NAME [--table T --insert-enabled on|off ...] "
@@ -180,8 +174,8 @@ int jobs_cli_source_set(int argc, char **argv)
 	if (!(c = cli_open(opts, 1, &rc)))
 		goto out;
 	st = settings_apply(c, pos[0], patch, &out, err, sizeof err);
-	rc = jobs_exit(st);
-	if (st == 200)
+	rc = result_exit_code(st);
+	if (st == RESULT_OK)
 		jobs_print(out);
 	else
 		fprintf(stderr, "error: %s\n", err);

@@ -162,7 +162,8 @@ static int cmd_source_add(int argc, char **argv)
 	struct source_spec spec = { 0 };
 	const char *pos[1] = { 0 };
 	char err[512];
-	int np = 0, rc, st;
+	int np = 0, rc;
+	enum result r;
 	long v;
 	PGconn *c = NULL;
 
@@ -201,9 +202,9 @@ static int cmd_source_add(int argc, char **argv)
 	c = cli_open(opts, 1, &rc);
 	if (!c)
 		return rc;
-	if (source_add(c, &spec, args_get(opts, "secret-key"), err, sizeof err, &st) < 0) {
+	if ((r = source_add(c, &spec, args_get(opts, "secret-key"), err, sizeof err)) != RESULT_OK) {
 		fprintf(stderr, "error: %s\n", err);
-		rc = st == 400 ? 2 : 1;
+		rc = result_exit_code(r);
 	} else {
 		printf("source %s added; its initial sync starts at the next pull\n", spec.name);
 		rc = 0;

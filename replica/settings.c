@@ -148,12 +148,12 @@ static int settings_check_flags(const char *tbl, const cJSON *o, int allow_table
 	return 0;
 }
 
-static int settings_set_flags(PGconn *c, const char *name, const char *tbl, const cJSON *o,
-                              char *err, size_t errlen)
+static enum result settings_set_flags(PGconn *c, const char *name, const char *tbl,
+                                      const cJSON *o, char *err, size_t errlen)
 {
 	const char *p[6] = { name, tbl, NULL, NULL, NULL, NULL };
 	PGresult *res;
-	int rc = -1;
+	enum result rc = RESULT_INVALID;
 
 	for (int i = 0; i < SETTINGS_NFLAGS; i++) {
 		const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, settings_flags[i]);
@@ -163,23 +163,23 @@ static int settings_set_flags(PGconn *c, const char *name, const char *tbl, cons
 	}
 	if (!(res = db_exec(c, "source table flags", Q_SET_FLAGS, 6, p))) {
 		snprintf(err, errlen, "database error");
-		return -1;
-	}
-	if (strcmp(PQcmdTuples(res), "1"))
+		rc = RESULT_INTERNAL;
+	} else if (strcmp(PQcmdTuples(res), "1")) {
 		snprintf(err, errlen, "table \"%.64s\" is not configured for source %s", tbl, name);
-	else
-		rc = 0;
+	} else {
+		rc = RESULT_OK;
+	}
 	PQclear(res);
 	return rc;
 }
 
-unsigned settings_apply(PGconn *c, const char *name, const cJSON *patch, cJSON **out,
-                        char *err, size_t errlen)
+enum result settings_apply(PGconn *c, const char *name, const cJSON *patch, cJSON **out,
+                           char *err, size_t errlen)
 {
 	const cJSON *v, *tables = NULL, *table = NULL, *cronv, *tzv, *rate;
 	const char *p[3];
 	PGresult *res = NULL;
-	unsigned st = 400;
+	enum result st = RESULT_INVALID;
 	int in_tx = 0, flat_flags = 0;
 	char num[64];
 
@@ -249,7 +249,7 @@ unsigned settings_apply(PGconn *c, const char *name, const cJSON *patch, cJSON *
 		goto out;
 
 	/* ---- then write, in one transaction ---- */
-	st = 500;
+	st = RESULT_INTERNAL;
 	if (db_run(c, "begin", "BEGIN", 0, NULL) < 0) {
 		snprintf(err, errlen, "database error");
 		goto out;
@@ -259,7 +259,7 @@ unsigned settings_apply(PGconn *c, const char *name, const cJSON *patch, cJSON *
 	if (!(res = db_exec(c, "source lock", Q_LOCK, 1, p)))
 		goto dberr;
 	if (PQntuples(res) != 1) {
-		st = 404;
+		st = RESULT_NOT_FOUND;
 		snprintf(err, errlen, "unknown source \"%.64s\"", name);
 		goto out;
 	}
@@ -277,11 +277,11 @@ unsigned settings_apply(PGconn *c, const char *name, const cJSON *patch, cJSON *
 		if (tz && !*tz)
 			tz = NULL;
 		if (expr && cron_parse(expr, tz, &cr, err, errlen) < 0) {
-			st = 400;
+			st = RESULT_INVALID;
 			goto out;
 		}
 		if (!expr && tz && !zone_get(tz, err, errlen)) {
-			st = 400;
+			st = RESULT_INVALID;
 			goto out;
 		}
 		p[1] = expr;
@@ -310,25 +310,23 @@ unsigned settings_apply(PGconn *c, const char *name, const cJSON *patch, cJSON *
 			goto dberr;
 	}
 	cJSON_ArrayForEach(v, tables) {
-		if (settings_set_flags(c, name, v->string, v, err, errlen) < 0) {
-			st = strcmp(err, "database error") ? 400 : 500;
+		if ((st = settings_set_flags(c, name, v->string, v, err, errlen)) != RESULT_OK)
 			goto out;
-		}
 	}
-	if (table && settings_set_flags(c, name, table->valuestring, patch, err, errlen) < 0) {
-		st = strcmp(err, "database error") ? 400 : 500;
+	if (table &&
+	    (st = settings_set_flags(c, name, table->valuestring, patch, err, errlen)) != RESULT_OK)
 		goto out;
-	}
+	st = RESULT_INTERNAL;
 	if (db_run(c, "commit", "COMMIT", 0, NULL) < 0)
 		goto dberr;
 	in_tx = 0;
 	if (!(*out = settings_get(c, name)))
 		goto dberr;
 	log_info("source %s: settings changed", name);
-	st = 200;
+	st = RESULT_OK;
 	goto out;
 dberr:
-	st = 500;
+	st = RESULT_INTERNAL;
 	snprintf(err, errlen, "database error: %s", db_last_error());
 out:
 	PQclear(res);

@@ -17,11 +17,13 @@
 #include <time.h>
 #include <libpq-fe.h>
 #include <cjson/cJSON.h>
+#include "common/result.h"
 
-/* Applies patch to source `name`. Returns 200 (*out = settings_get), 400 bad patch,
- * 404 unknown source, 500; err holds the message when not 200. */
-unsigned settings_apply(PGconn *c, const char *name, const cJSON *patch, cJSON **out,
-                        char *err, size_t errlen);
+/* Applies patch to source `name`. RESULT_OK (*out = settings_get), RESULT_INVALID a bad
+ * patch, RESULT_NOT_FOUND unknown source, RESULT_INTERNAL; err holds the message when not
+ * RESULT_OK. */
+enum result settings_apply(PGconn *c, const char *name, const cJSON *patch, cJSON **out,
+                           char *err, size_t errlen);
 /* The schedule, limits and table flags of a source (no secrets), or NULL when unknown.
  * Adds "schedule" (text) and, for a cron schedule, "next_run_at" (ISO 8601 UTC). */
 cJSON *settings_get(PGconn *c, const char *name);

@@ -71,30 +71,30 @@ static int source_table_ok(const char *t)
 	       t[len - 1] != '.';
 }
 
-int source_add(PGconn *c, const struct source_spec *spec, const char *key_material,
-               char *err, size_t errlen, int *http_status)
+enum result source_add(PGconn *c, const struct source_spec *spec, const char *key_material,
+                       char *err, size_t errlen)
 {
 	char *sealed = NULL, *psealed = NULL, *tables = NULL, *save = NULL, *fname = NULL;
 	char bs[32], pi[32];
 	PGresult *res = NULL;
-	int rc = -1, in_tx = 0;
+	enum result rc = RESULT_INVALID;
+	int in_tx = 0;
 	cJSON *fj = NULL;
 
-	*http_status = 400;
 	if (!source_name_ok(spec->name)) {
 		snprintf(err, errlen, "source name must be 1-64 of [A-Za-z0-9_.-]");
 		goto out;
 	}
 	if (!spec->url || (strncmp(spec->url, "http://", 7) && strncmp(spec->url, "https://", 8))) {
-		snprintf(err, errlen, "--url must be an http:// or https:// URL");
+		snprintf(err, errlen, "url must be an http:// or https:// URL");
 		goto out;
 	}
 	if (!spec->key || !*spec->key || !spec->secret || !*spec->secret) {
-		snprintf(err, errlen, "--key and --secret are required");
+		snprintf(err, errlen, "key and secret are required");
 		goto out;
 	}
 	if (!spec->tables || !*spec->tables) {
-		snprintf(err, errlen, "--tables is required");
+		snprintf(err, errlen, "tables is required");
 		goto out;
 	}
 	if (spec->batch_size && (spec->batch_size < 1 || spec->batch_size > 500)) {
@@ -106,7 +106,7 @@ int source_add(PGconn *c, const struct source_spec *spec, const char *key_materi
 		goto out;
 	}
 	if (!key_material || !*key_material) {
-		*http_status = 500;
+		rc = RESULT_INTERNAL;
 		snprintf(err, errlen, "TDGL_SECRET_KEY is not set: it is needed to store the secret "
 		         "encrypted");
 		goto out;
@@ -115,7 +115,7 @@ int source_add(PGconn *c, const struct source_spec *spec, const char *key_materi
 	if (spec->push_secret && *spec->push_secret)
 		psealed = crypto_seal(key_material, spec->push_secret);
 	if (!sealed || (spec->push_secret && *spec->push_secret && !psealed)) {
-		*http_status = 500;
+		rc = RESULT_INTERNAL;
 		snprintf(err, errlen, "sealing the secret failed");
 		goto out;
 	}
@@ -131,7 +131,7 @@ int source_add(PGconn *c, const struct source_spec *spec, const char *key_materi
 		res = db_exec(c, "source add", Q_INSERT_SOURCE, 8, p);
 		if (!res) {
 			if (!strcmp(db_last_sqlstate(), "23505")) {
-				*http_status = 409;
+				rc = RESULT_CONFLICT;
 				snprintf(err, errlen, "source \"%s\" already exists", spec->name);
 				goto out;
 			}
@@ -208,7 +208,7 @@ int source_add(PGconn *c, const struct source_spec *spec, const char *key_materi
 			free(copy);
 		}
 		if (!found) {
-			snprintf(err, errlen, "option \"%s\" must be TABLE=VALUE for a table in --tables",
+			snprintf(err, errlen, "option \"%s\" must be TABLE=VALUE for a table in tables",
 			         opt);
 			goto out;
 		}
@@ -225,11 +225,11 @@ int source_add(PGconn *c, const struct source_spec *spec, const char *key_materi
 	if (db_run(c, "source add: commit", "COMMIT", 0, NULL) < 0)
 		goto dberr;
 	in_tx = 0;
-	rc = 0;
+	rc = RESULT_OK;
 	log_info("source %s added (%s, tables %s)", spec->name, spec->url, spec->tables);
 	goto out;
 dberr:
-	*http_status = 500;
+	rc = RESULT_INTERNAL;
 	snprintf(err, errlen, "%s", db_last_error());
 out:
 	if (in_tx)

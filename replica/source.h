@@ -6,6 +6,7 @@
 #define TDGL_REPLICA_SOURCE_H
 #include <libpq-fe.h>
 #include <cjson/cJSON.h>
+#include "common/result.h"
 
 #define SOURCE_MAX_TABLES 64
 
@@ -35,10 +36,11 @@ struct source {
 };
 
 /* Validates spec, seals secrets with key_material, inserts the source and its tables and
- * installs local-edit triggers on the tables that exist. 0, or -1 with err (and a
- * status hint in *http_status: 400 bad input, 409 exists, 500). */
-int source_add(PGconn *c, const struct source_spec *spec, const char *key_material,
-               char *err, size_t errlen, int *http_status);
+ * installs local-edit triggers on the tables that exist. RESULT_OK, or with err (naming
+ * the spec's field, not a CLI flag or a JSON key: the edges word their own):
+ * RESULT_INVALID bad input, RESULT_CONFLICT the name exists, RESULT_INTERNAL. */
+enum result source_add(PGconn *c, const struct source_spec *spec, const char *key_material,
+                       char *err, size_t errlen);
 /* Parses a POST /api/sources body into spec (strings point into obj). 0 or -1 with err. */
 int source_spec_from_json(const cJSON *obj, struct source_spec *spec, char *err, size_t errlen);
 /* 1 removed, 0 unknown, -1 error. */

@@ -163,7 +163,7 @@ int verify_cli_run(int argc, char **argv)
 	st = verify_run(c, pos[0], &vo, &report, err, sizeof err);
 	if (st != RESULT_OK) {
 		fprintf(stderr, "error: %s\n", err);
-		rc = st == RESULT_INVALID ? 2 : 1;   /* an unknown source: 1, as for pull */
+		rc = result_exit_code(st);
 		goto out;
 	}
 	if (args_get(opts, "json"))

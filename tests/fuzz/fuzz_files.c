@@ -61,15 +61,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	char *rel = malloc(size + 1), err[256], link[64], real[PATH_MAX];
 	size_t fsize = 0;
-	unsigned status = 0;
+	enum result r;
 	int fd;
 
 	if (!fuzz_rootlen)
 		fuzz_setup();
 	memcpy(rel, data, size);
 	rel[size] = '\0';
-	fd = files_open(fuzz_root, rel, &fsize, &status, err, sizeof err);
-	if (fd >= 0) {
+	r = files_open(fuzz_root, rel, &fd, &fsize, err, sizeof err);
+	if (r == RESULT_OK) {
 		ssize_t n;
 		snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
 		n = readlink(link, real, sizeof real - 1);
@@ -79,7 +79,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (strncmp(real, fuzz_root, fuzz_rootlen) != 0 || real[fuzz_rootlen] != '/')
 			abort();   /* escaped the root */
 		close(fd);
-	} else if (status < 400 || status > 499) {
+	} else if (fd >= 0 || result_http_status(r) < 400 || result_http_status(r) > 499) {
 		abort();       /* bad paths are the client's fault */
 	}
 	(void)files_content_type(rel);
