@@ -12,7 +12,7 @@
 #include "replica/browse.h"
 #include "replica/conflict.h"
 #include "replica/events.h"
-#include "replica/jobs_api.h"
+#include "replica/source_api.h"
 #include "replica/verify_api.h"
 #include "replica/metrics.h"
 #include "replica/source.h"

@@ -18,7 +18,7 @@
 #include "replica/apply.h"
 #include "replica/cli.h"
 #include "replica/conflict.h"
-#include "replica/jobs_cli.h"
+#include "replica/source_cli.h"
 #include "replica/pull.h"
 #include "replica/retention.h"
 #include "replica/run.h"

@@ -8,7 +8,7 @@
 #include "common/json.h"
 #include "replica/cli.h"
 #include "replica/dryrun.h"
-#include "replica/jobs_cli.h"
+#include "replica/source_cli.h"
 #include "replica/retry.h"
 #include "replica/settings.h"
 

@@ -8,7 +8,7 @@
 #include "common/log.h"
 #include "replica/dryrun.h"
 #include "replica/events.h"
-#include "replica/jobs_api.h"
+#include "replica/source_api.h"
 #include "replica/retry.h"
 #include "replica/settings.h"
 
