@@ -13,35 +13,17 @@
 #include "replica/conflict.h"
 #include "replica/events.h"
 #include "replica/source_api.h"
+#include "replica/report.h"
+#include "replica/retry.h"
+#include "replica/source.h"
+#include "replica/source_api.h"
 #include "replica/verify_api.h"
 #include "replica/metrics.h"
-#include "replica/source.h"
 
 #define API_DB_WAIT_MS 5000
-#define API_PULL_WAIT_MS 120000
 
-static const char Q_LOG[] =
-	"SELECT coalesce(json_agg(json_build_object('id', id, 'source', source, "
-	"'change_id', change_id, 'table', tbl, 'pk', pk, 'op', op, 'status', status, "
-	"'reason', reason, 'error', error, 'sqlstate', sqlstate, 'attempts', attempts, "
-	"'next_retry_at', next_retry_at, 'run_id', run_id, 'created_at', created_at) "
-	"ORDER BY id), '[]')::text FROM (SELECT * FROM tdgl.sync_log "
-	"WHERE ($1::text IS NULL OR lower(status) = lower($1)) "
-	"AND ($2::text IS NULL OR source = $2) AND ($3::bigint IS NULL OR run_id = $3::bigint) "
-	"ORDER BY id DESC LIMIT $4::int) l";
-static const char Q_RUNS[] =
-	"SELECT coalesce(json_agg(json_build_object('id', id, 'source', source, "
-	"'trigger', trigger, 'started_at', started_at, 'ended_at', ended_at, "
-	"'duration_ms', round(extract(epoch FROM ended_at - started_at) * 1000), "
-	"'status', status, 'fetched', fetched, 'synced', synced, 'failed', failed, "
-	"'skipped', skipped, 'conflicts', conflicts, 'pages', pages, 'dry_run', dry_run, "
-	"'error', error) ORDER BY id DESC), '[]')::text FROM (SELECT * FROM tdgl.runs "
-	"WHERE ($1::text IS NULL OR source = $1) ORDER BY id DESC LIMIT $2::int) r";
-static const char Q_STATUS[] =
-	"SELECT json_build_object("
-	"'open_conflicts', (SELECT count(*) FROM tdgl.conflicts WHERE status = 'Open'), "
-	"'failed_changes', (SELECT count(*) FROM tdgl.sync_log WHERE status = 'Failed'), "
-	"'local_edits', (SELECT count(*) FROM tdgl.local_edits))::text";
+enum report_kind { REPORT_LOG, REPORT_RUNS };
+
 
 static int api_authorized(const struct api *a, const struct http_req *req)
 {
@@ -68,23 +50,32 @@ static int api_limit(const struct http_req *req, long dflt)
 	return (int)v;
 }
 
+static PGconn *api_db(struct api *a, struct http_req *req)
+{
+	PGconn *c = db_pool_get(a->pool, API_DB_WAIT_MS);
+
+	if (!c)
+		http_reply_error(req, 503, "database unavailable");
+	return c;
+}
+
 /* Replies with JSON text built by the database; on failure 500/503. */
 static void api_reply_text(struct http_req *req, const char *text)
 {
 	http_reply_data(req, 200, "application/json", text, strlen(text));
 }
 
-static void api_query_json(struct api *a, struct http_req *req, const char *what,
-                           const char *sql, int n, const char *const *params)
+/* Replies with a report (report.h) read on a pooled connection: its JSON text, or 500. */
+static void api_report(struct api *a, struct http_req *req, const char *what,
+                       enum report_kind kind, const char *const *params)
 {
-	PGconn *c = db_pool_get(a->pool, API_DB_WAIT_MS);
+	PGconn *c = api_db(a, req);
 	PGresult *res = NULL;
 
-	if (!c) {
-		http_reply_error(req, 503, "database unavailable");
+	if (!c)
 		goto out;
-	}
-	res = db_exec(c, what, sql, n, params);
+	res = kind == REPORT_LOG ? report_log_json(c, params[0], params[1], params[2], params[3])
+	                         : report_runs_json(c, params[0], params[1]);
 	if (!res)
 		http_reply_error(req, 500, "%s failed", what);
 	else
@@ -105,7 +96,7 @@ static void api_status(struct api *a, struct http_req *req)
 		http_reply_error(req, 503, "database unavailable");
 		goto out;
 	}
-	res = db_exec(c, "status", Q_STATUS, 0, NULL);
+	res = report_counts_json(c);
 	src = source_list_json(c);
 	if (!res || !src) {
 		cJSON_Delete(src);
@@ -123,112 +114,6 @@ out:
 	PQclear(res);
 	if (c)
 		db_pool_put(a->pool, c);
-}
-
-static void api_sources_get(struct api *a, struct http_req *req)
-{
-	PGconn *c = db_pool_get(a->pool, API_DB_WAIT_MS);
-	cJSON *list;
-
-	if (!c) {
-		http_reply_error(req, 503, "database unavailable");
-		return;
-	}
-	list = source_list_json(c);
-	db_pool_put(a->pool, c);
-	if (!list)
-		http_reply_error(req, 500, "listing sources failed");
-	else
-		http_reply_json(req, 200, list);
-}
-
-static void api_sources_post(struct api *a, struct http_req *req)
-{
-	size_t len = 0;
-	const char *body = http_body(req, &len);
-	char err[512];
-	cJSON *j = json_parse_strict(body ? body : "", len, err, sizeof err), *out;
-	struct source_spec spec;
-	PGconn *c = NULL;
-	enum result r;
-
-	if (!j) {
-		http_reply_error(req, 400, "bad JSON: %s", err);
-		goto out;
-	}
-	if (source_spec_from_json(j, &spec, err, sizeof err) < 0) {
-		http_reply_error(req, 400, "%s", err);
-		goto out;
-	}
-	c = db_pool_get(a->pool, API_DB_WAIT_MS);
-	if (!c) {
-		http_reply_error(req, 503, "database unavailable");
-		goto out;
-	}
-	if ((r = source_add(c, &spec, a->key_material, err, sizeof err)) != RESULT_OK) {
-		http_reply_error(req, result_http_status(r), "%s", err);
-		goto out;
-	}
-	db_pool_put(a->pool, c);
-	c = NULL;
-	sched_reload(a->sched);   /* starts its worker: the initial sync begins now */
-	out = cJSON_CreateObject();
-	cJSON_AddStringToObject(out, "name", spec.name);
-	cJSON_AddStringToObject(out, "status", "added");
-	http_reply_json(req, 201, out);
-out:
-	cJSON_Delete(j);
-	if (c)
-		db_pool_put(a->pool, c);
-}
-
-static void api_source_delete(struct api *a, struct http_req *req, const char *name)
-{
-	PGconn *c = db_pool_get(a->pool, API_DB_WAIT_MS);
-	int r;
-
-	if (!c) {
-		http_reply_error(req, 503, "database unavailable");
-		return;
-	}
-	r = source_remove(c, name);
-	db_pool_put(a->pool, c);
-	if (r < 0)
-		http_reply_error(req, 500, "removing the source failed");
-	else if (r == 0)
-		http_reply_error(req, 404, "unknown source");
-	else {
-		cJSON *o = cJSON_CreateObject();
-		sched_reload(a->sched);
-		cJSON_AddStringToObject(o, "status", "removed");
-		http_reply_json(req, 200, o);
-	}
-}
-
-static void api_pull(struct api *a, struct http_req *req, const char *name)
-{
-	const char *wait = http_query(req, "wait");
-	int sync = wait && !strcmp(wait, "1");
-	cJSON *result = NULL, *o;
-	int rc;
-
-	rc = sched_trigger(a->sched, name, "API", sync ? API_PULL_WAIT_MS : 0, &result);
-	if (rc == -1) {
-		http_reply_error(req, 404, "unknown or disabled source");
-		return;
-	}
-	if (rc == -2) {
-		http_reply_error(req, 504, "pull did not finish in time");
-		return;
-	}
-	if (sync && result) {
-		http_reply_json(req, 200, result);
-		return;
-	}
-	cJSON_Delete(result);
-	o = cJSON_CreateObject();
-	cJSON_AddStringToObject(o, "status", "queued");
-	http_reply_json(req, 202, o);
 }
 
 static void api_conflicts(struct api *a, struct http_req *req)
@@ -305,6 +190,29 @@ out:
 		db_pool_put(a->pool, c);
 }
 
+static void api_retry(struct api *a, struct http_req *req, const char *idtext)
+{
+	char err[512], *end;
+	long id = strtol(idtext, &end, 10);
+	cJSON *out = NULL;
+	PGconn *c;
+	unsigned st;
+
+	if (*end || end == idtext || id <= 0) {
+		http_reply_error(req, 400, "bad log entry id");
+		return;
+	}
+	if (!(c = api_db(a, req)))
+		return;
+	st = retry_entry(c, id, &out, err, sizeof err);
+	db_pool_put(a->pool, c);
+	if (st == 200)
+		http_reply_json(req, 200, out);
+	else
+		http_reply_error(req, st, "%s", err);
+}
+
+
 static void api_log(struct api *a, struct http_req *req)
 {
 	const char *status = http_query(req, "status"), *source = http_query(req, "source");
@@ -327,7 +235,7 @@ static void api_log(struct api *a, struct http_req *req)
 		return;
 	}
 	snprintf(lim, sizeof lim, "%d", limit);
-	api_query_json(a, req, "sync log", Q_LOG, 4, p);
+	api_report(a, req, "sync log", REPORT_LOG, p);
 }
 
 static void api_runs(struct api *a, struct http_req *req)
@@ -341,7 +249,7 @@ static void api_runs(struct api *a, struct http_req *req)
 		return;
 	}
 	snprintf(lim, sizeof lim, "%d", limit);
-	api_query_json(a, req, "runs", Q_RUNS, 2, p);
+	api_report(a, req, "runs", REPORT_RUNS, p);
 }
 
 static void api_metrics(struct api *a, struct http_req *req)
@@ -401,7 +309,7 @@ void api_handle(struct http_req *req, void *ctx)
 		http_reply_error(req, 401, "unauthorized");
 		return;
 	}
-	if (jobs_api_handle(a, req))   /* events, retries, settings, dry runs (jobs_api.h) */
+	if (source_api_handle(a, req))   /* /api/sources... (source_api.h) */
 		return;
 	if (verify_api_handle(a, req))   /* verify and repair (verify_api.h) */
 		return;
@@ -409,21 +317,16 @@ void api_handle(struct http_req *req, void *ctx)
 		return;
 	if (!strcmp(path, "/api/status") && get)
 		api_status(a, req);
-	else if (!strcmp(path, "/api/sources") && get)
-		api_sources_get(a, req);
-	else if (!strcmp(path, "/api/sources") && post)
-		api_sources_post(a, req);
-	else if (http_path_param(path, "/api/sources/", "/pull", name, sizeof name) && post)
-		api_pull(a, req, name);
-	else if (http_path_param(path, "/api/sources/", "", name, sizeof name) &&
-	         !strcmp(m, "DELETE"))
-		api_source_delete(a, req, name);
+	else if (!strcmp(path, "/api/events"))
+		get ? events_serve(req) : http_reply_error(req, 405, "method not allowed");
 	else if (!strcmp(path, "/api/conflicts") && get)
 		api_conflicts(a, req);
 	else if (http_path_param(path, "/api/conflicts/", "/resolve", name, sizeof name) && post)
 		api_resolve(a, req, name);
 	else if (!strcmp(path, "/api/log") && get)
 		api_log(a, req);
+	else if (http_path_param(path, "/api/log/", "/retry", name, sizeof name))
+		post ? api_retry(a, req, name) : http_reply_error(req, 405, "method not allowed");
 	else if (!strcmp(path, "/api/runs") && get)
 		api_runs(a, req);
 	else if (!strcmp(path, "/metrics") && get)

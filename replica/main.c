@@ -1,5 +1,5 @@
-/* tdgl-replica: command-line entry point (migrate, source add/list/remove, conflicts,
- * resolve, pull, status, log, runs, purge, serve). */
+/* tdgl-replica: command-line entry point (migrate, serve, conflicts, resolve, retry, log,
+ * runs, status, purge; the source and pull commands are source_cli.h, verify verify_cli.h). */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,7 +20,9 @@
 #include "replica/conflict.h"
 #include "replica/source_cli.h"
 #include "replica/pull.h"
+#include "replica/report.h"
 #include "replica/retention.h"
+#include "replica/retry.h"
 #include "replica/run.h"
 #include "replica/scheduler.h"
 #include "replica/source.h"
@@ -58,29 +60,6 @@ static const char main_usage[] =
 	"logs: one line per event on stderr, text or json [env TDGL_LOG_FORMAT] (default: text)\n"
 	"exit codes: 0 ok, 1 runtime error, 2 usage error, 3 verify found differences";
 
-static const char Q_SOURCE_EXISTS[] = "SELECT 1 FROM tdgl.sources WHERE name = $1";
-static const char Q_LOG[] =
-	"SELECT id, coalesce(run_id::text, '-'), source, coalesce(change_id::text, '-'), tbl, "
-	"op, status, coalesce(reason, error, ''), pk::text FROM tdgl.sync_log "
-	"WHERE ($1::text IS NULL OR lower(status) = lower($1)) AND ($2::text IS NULL OR source = $2) "
-	"ORDER BY id DESC LIMIT 200";
-static const char Q_RUNS[] =
-	"SELECT id, source, trigger, status, fetched, synced, failed, skipped, conflicts, "
-	"to_char(started_at, 'YYYY-MM-DD HH24:MI:SS'), "
-	"coalesce(round(extract(epoch FROM ended_at - started_at) * 1000)::text, '-'), "
-	"coalesce(error, '') FROM tdgl.runs WHERE ($1::text IS NULL OR source = $1) "
-	"ORDER BY id DESC LIMIT 50";
-/* lag: now - the primary's capture time of the newest change applied; cursor age: since the
- * cursor last moved ("-" until the first change arrives) */
-static const char Q_STATUS[] =
-	"SELECT s.name, s.enabled, s.cursor IS NOT NULL, "
-	"coalesce(round(extract(epoch FROM now() - s.last_change_at))::text, '-'), "
-	"coalesce(round(extract(epoch FROM now() - s.cursor_moved_at))::text, '-'), "
-	"coalesce(s.last_status, '-'), "
-	"coalesce(to_char(s.last_run_at, 'YYYY-MM-DD HH24:MI:SS'), '-'), "
-	"(SELECT count(*) FROM tdgl.conflicts c WHERE c.source = s.name AND c.status = 'Open'), "
-	"(SELECT count(*) FROM tdgl.sync_log l WHERE l.source = s.name AND l.status = 'Failed') "
-	"FROM tdgl.sources s ORDER BY s.name";
 
 #define OPT_DB { "db", "TDGL_DB", "CONNINFO", "libpq connection string", NULL }
 #define OPT_END { 0 }
@@ -114,223 +93,6 @@ static int cmd_migrate(int argc, char **argv, int arg __attribute__((unused)))
 		printf("schema tdgl at version %d\n", REPLICA_SCHEMA_VERSION);
 		rc = 0;
 	}
-	PQfinish(c);
-	return rc;
-}
-
-/* Moves every "--NAME VALUE" / "--NAME=VALUE" of a repeatable option out of argv. */
-static int main_take_repeated(int *argc, char **argv, const char *name, const char **out,
-                              int max, int *n)
-{
-	size_t nl = strlen(name);
-	int j = 0;
-
-	for (int i = 0; i < *argc; i++) {
-		const char *a = argv[i];
-		if (!strncmp(a, "--", 2) && !strncmp(a + 2, name, nl) &&
-		    (a[2 + nl] == '\0' || a[2 + nl] == '=')) {
-			const char *v = a[2 + nl] == '=' ? a + 3 + nl : (i + 1 < *argc ? argv[++i] : NULL);
-			if (!v || *n >= max) {
-				fprintf(stderr, "error: option --%s needs a value TABLE=...\n", name);
-				return -1;
-			}
-			out[(*n)++] = v;
-			continue;
-		}
-		argv[j++] = argv[i];
-	}
-	*argc = j;
-	return 0;
-}
-
-static int cmd_source_add(int argc, char **argv)
-{
-	struct arg_opt opts[] = {
-		OPT_DB,
-		{ "url", NULL, "URL", "the primary's base URL", NULL },
-		{ "key", NULL, "KEY", "API key from `tdgl-primary keygen`", NULL },
-		{ "secret", NULL, "SECRET", "API secret (stored encrypted)", NULL },
-		{ "tables", NULL, "T1,T2", "tables to pull", NULL },
-		{ "batch-size", NULL, "N", "changes per page (1-500)", "500" },
-		{ "poll-interval", NULL, "DURATION", "interval between scheduled pulls", "60" },
-		{ "push-secret", NULL, "SECRET", "shared secret of push notifications", NULL },
-		{ "long-poll", NULL, NULL, "keep a long-poll open instead of waiting for pushes",
-		  NULL },
-		{ "secret-key", "TDGL_SECRET_KEY", "KEY", "key that encrypts secrets at rest", NULL },
-		OPT_END
-	};
-	struct source_spec spec = { 0 };
-	const char *pos[1] = { 0 };
-	char err[512];
-	int np = 0, rc;
-	enum result r;
-	long v;
-	PGconn *c = NULL;
-
-	if (main_take_repeated(&argc, argv, "filter", spec.filters, SOURCE_MAX_TABLES,
-	                       &spec.nfilters) < 0 ||
-	    main_take_repeated(&argc, argv, "attach", spec.attach, SOURCE_MAX_TABLES,
-	                       &spec.nattach) < 0)
-		return 2;
-	rc = args_parse(argc, argv, opts,
-	                "tdgl-replica source add NAME --url U --key K --secret S --tables t1,t2 "
-	                "[--filter 't1={\"col\":\"v\"}']... [--attach t1=col1,col2]...",
-	                pos, 1, &np);
-	if (rc)
-		return rc == 1 ? 0 : 2;
-	if (np != 1) {
-		fprintf(stderr, "error: source add needs a NAME\n");
-		return 2;
-	}
-	spec.name = pos[0];
-	spec.url = args_get(opts, "url");
-	spec.key = args_get(opts, "key");
-	spec.secret = args_get(opts, "secret");
-	spec.tables = args_get(opts, "tables");
-	spec.push_secret = args_get(opts, "push-secret");
-	spec.long_poll = args_get(opts, "long-poll") != NULL;
-	if (args_int(args_get(opts, "batch-size"), 1, 500, &spec.batch_size) < 0) {
-		fprintf(stderr, "error: --batch-size must be within 1..500\n");
-		return 2;
-	}
-	v = args_duration(args_get(opts, "poll-interval"));
-	if (v < 1) {
-		fprintf(stderr, "error: --poll-interval must be a duration like 30, 30s, 5m\n");
-		return 2;
-	}
-	spec.poll_interval = v;
-	c = cli_open(opts, 1, &rc);
-	if (!c)
-		return rc;
-	if ((r = source_add(c, &spec, args_get(opts, "secret-key"), err, sizeof err)) != RESULT_OK) {
-		fprintf(stderr, "error: %s\n", err);
-		rc = result_exit_code(r);
-	} else {
-		printf("source %s added; its initial sync starts at the next pull\n", spec.name);
-		rc = 0;
-	}
-	PQfinish(c);
-	return rc;
-}
-
-static int cmd_source(int argc, char **argv, int arg __attribute__((unused)))
-{
-	struct arg_opt opts[] = { OPT_DB, OPT_END };
-	const char *pos[2] = { 0 };
-	int np = 0, rc;
-	PGconn *c = NULL;
-
-	static const char usage[] =
-		"usage: tdgl-replica source add|list|remove|set|show ...\n\n"
-		"  source add NAME --url U --key K --secret S --tables t1,t2 ...  add a source\n"
-		"  source list                  list sources (never secrets)\n"
-		"  source remove NAME           remove a source\n"
-		"  source set NAME --cron EXPR --tz ZONE | --table T --insert-enabled off ...\n"
-		"                               change schedule, limits, retries, control flags\n"
-		"  source show NAME             schedule, limits and control flags of a source\n"
-		"Run `tdgl-replica source <command> --help` for a command's options.\n";
-
-	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-		if (argc < 2)
-			fprintf(stderr, "error: missing source command\n%s", usage);
-		else
-			printf("%s", usage);
-		return argc < 2 ? 2 : 0;
-	}
-	if (!strcmp(argv[1], "add"))
-		return cmd_source_add(argc - 1, argv + 1);
-	if (!strcmp(argv[1], "set"))
-		return jobs_cli_source_set(argc - 1, argv + 1);
-	if (!strcmp(argv[1], "show"))
-		return jobs_cli_source_show(argc - 1, argv + 1);
-	if (strcmp(argv[1], "list") && strcmp(argv[1], "remove")) {
-		fprintf(stderr, "error: unknown source command \"%s\"\n%s", argv[1], usage);
-		return 2;
-	}
-	rc = args_parse(argc - 1, argv + 1, opts,
-	                !strcmp(argv[1], "list") ? "tdgl-replica source list"
-	                                         : "tdgl-replica source remove NAME",
-	                pos, 1, &np);
-	if (rc)
-		return rc == 1 ? 0 : 2;
-	if (!strcmp(argv[1], "remove") && np != 1) {
-		fprintf(stderr, "error: source remove needs a NAME\n");
-		return 2;
-	}
-	c = cli_open(opts, 1, &rc);
-	if (!c)
-		return rc;
-	rc = 1;
-	if (!strcmp(argv[1], "list")) {
-		cJSON *l = source_list_json(c);
-		if (l) {
-			main_print_json(l);
-			cJSON_Delete(l);
-			rc = 0;
-		}
-	} else {
-		int r = source_remove(c, pos[0]);
-		if (r == 1) {
-			printf("source %s removed\n", pos[0]);
-			rc = 0;
-		} else if (r == 0) {
-			fprintf(stderr, "error: unknown source \"%s\"\n", pos[0]);
-		}
-	}
-	PQfinish(c);
-	return rc;
-}
-
-static int cmd_pull(int argc, char **argv, int arg __attribute__((unused)))
-{
-	struct arg_opt opts[] = {
-		OPT_DB,
-		{ "secret-key", "TDGL_SECRET_KEY", "KEY", "key that encrypts secrets at rest", NULL },
-		{ "files-dir", "TDGL_FILES_DIR", "DIR", "where attachment files go", "./files" },
-		{ "dry-run", NULL, NULL, "only report what the pull would do; change nothing", NULL },
-		OPT_END
-	};
-	const char *pos[1] = { 0 };
-	struct pull_env env = { 0 };
-	struct pull_result r;
-	int np = 0, rc;
-	PGconn *c;
-	cJSON *o;
-
-	rc = args_parse(argc, argv, opts, "tdgl-replica pull NAME [--dry-run]", pos, 1, &np);
-	if (rc)
-		return rc == 1 ? 0 : 2;
-	if (np != 1) {
-		fprintf(stderr, "error: pull needs a source NAME\n");
-		return 2;
-	}
-	c = cli_open(opts, 1, &rc);
-	if (!c)
-		return rc;
-	env.key_material = args_get(opts, "secret-key");
-	env.files_dir = args_get(opts, "files-dir");
-	if (args_get(opts, "dry-run")) {
-		rc = jobs_cli_dry_run(c, pos[0], env.key_material);
-		PQfinish(c);
-		return rc;
-	}
-	{
-		const char *p[1] = { pos[0] };
-		PGresult *res = db_exec(c, "pull: source", Q_SOURCE_EXISTS, 1, p);
-		int asked = res != NULL, known = res && PQntuples(res) == 1;
-
-		PQclear(res);
-		if (!known) {   /* refused before a run is recorded for a source that is not there */
-			if (asked)
-				fprintf(stderr, "error: unknown source \"%s\"\n", pos[0]);
-			PQfinish(c);
-			return 1;
-		}
-	}
-	rc = pull_run(c, pos[0], "Manual", 0, &env, NULL, &r) < 0 ? 1 : 0;
-	o = pull_result_json(&r, pos[0]);
-	main_print_json(o);
-	cJSON_Delete(o);
 	PQfinish(c);
 	return rc;
 }
@@ -454,18 +216,16 @@ static int cmd_table(int argc, char **argv, int which)
 	if (which != TABLE_LOG)
 		run_close_interrupted(c);   /* shown as they are, also while no serve runs */
 	if (which == TABLE_LOG) {
-		const char *p[2] = { args_get(opts, "status"), args_get(opts, "source") };
-		res = db_exec(c, "log", Q_LOG, 2, p);
+		res = report_log_rows(c, args_get(opts, "status"), args_get(opts, "source"));
 		if (res)
 			main_print_rows(res, "id\trun\tsource\tchange\ttable\top\tstatus\treason\tpk");
 	} else if (which == TABLE_RUNS) {
-		const char *p[1] = { args_get(opts, "source") };
-		res = db_exec(c, "runs", Q_RUNS, 1, p);
+		res = report_runs_rows(c, args_get(opts, "source"));
 		if (res)
 			main_print_rows(res, "id\tsource\ttrigger\tstatus\tfetched\tsynced\tfailed\t"
 			                "skipped\tconflicts\tstarted\tms\terror");
 	} else {
-		res = db_exec(c, "status", Q_STATUS, 0, NULL);
+		res = report_sources_rows(c);
 		if (res)
 			main_print_rows(res, "source\tenabled\tsynced_once\tlag_s\tcursor_age_s\t"
 			                "last_status\tlast_run\topen_conflicts\tfailed_changes");
@@ -654,7 +414,52 @@ out:
 
 static int cmd_retry(int argc, char **argv, int arg __attribute__((unused)))
 {
-	return jobs_cli_retry(argc, argv);
+	struct arg_opt opts[] = {
+		OPT_DB,
+		{ "all-failed", NULL, NULL, "retry every Failed change now", NULL },
+		{ "source", NULL, "NAME", "with --all-failed: only this source", NULL },
+		OPT_END
+	};
+	const char *pos[1] = { 0 };
+	char err[512], *end;
+	cJSON *out = NULL;
+	PGconn *c = NULL;
+	int np = 0, rc, all;
+	long id = 0;
+
+	rc = args_parse(argc, argv, opts, "tdgl-replica retry ID | --all-failed [--source NAME]",
+	                pos, 1, &np);
+	if (rc)
+		return rc == 1 ? 0 : 2;
+	all = args_get(opts, "all-failed") != NULL;
+	if (all == (np == 1) || (!all && args_get(opts, "source"))) {
+		fprintf(stderr, "error: give a log entry ID or --all-failed\n"
+		        "usage: tdgl-replica retry ID | --all-failed [--source NAME]\n");
+		return 2;
+	}
+	if (!all) {
+		id = strtol(pos[0], &end, 10);
+		if (*end || end == pos[0] || id <= 0) {
+			fprintf(stderr, "error: bad log entry id \"%s\"\n", pos[0]);
+			return 2;
+		}
+	}
+	if (!(c = cli_open(opts, 1, &rc)))
+		return rc;
+	if (all) {
+		rc = retry_all_failed(c, args_get(opts, "source"), &out, err, sizeof err) < 0;
+	} else {
+		unsigned st = retry_entry(c, id, &out, err, sizeof err);
+
+		rc = st == 200 ? 0 : 1;
+	}
+	if (out)
+		main_print_json(out);
+	if (rc)
+		fprintf(stderr, "error: %s\n", err);
+	cJSON_Delete(out);
+	PQfinish(c);
+	return rc;
 }
 
 static int cmd_verify(int argc, char **argv, int arg __attribute__((unused)))
@@ -666,7 +471,7 @@ int main(int argc, char **argv)
 {
 	static const struct command cmds[] = {
 		{ "migrate", cmd_migrate, 0 }, { "serve", cmd_serve, 0 },
-		{ "source", cmd_source, 0 }, { "pull", cmd_pull, 0 }, { "verify", cmd_verify, 0 },
+		{ "source", source_cli_run, 0 }, { "pull", source_cli_pull, 0 }, { "verify", cmd_verify, 0 },
 		{ "conflicts", cmd_conflicts, 0 }, { "retry", cmd_retry, 0 },
 		{ "resolve", cmd_resolve, 0 }, { "log", cmd_table, TABLE_LOG },
 		{ "runs", cmd_table, TABLE_RUNS }, { "status", cmd_table, TABLE_STATUS },

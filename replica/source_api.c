@@ -1,4 +1,4 @@
-/* jobs_api: see jobs_api.h. */
+/* source_api: see source_api.h. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,47 +7,25 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "replica/dryrun.h"
-#include "replica/events.h"
 #include "replica/source_api.h"
-#include "replica/retry.h"
 #include "replica/settings.h"
+#include "replica/source.h"
 
-#define JOBS_API_DB_WAIT_MS 5000
+#define SOURCE_API_DB_WAIT_MS 5000
+#define SOURCE_API_PULL_WAIT_MS 120000
 
-static PGconn *jobs_api_db(struct api *a, struct http_req *req)
+static PGconn *source_api_db(struct api *a, struct http_req *req)
 {
-	PGconn *c = db_pool_get(a->pool, JOBS_API_DB_WAIT_MS);
+	PGconn *c = db_pool_get(a->pool, SOURCE_API_DB_WAIT_MS);
 
 	if (!c)
 		http_reply_error(req, 503, "database unavailable");
 	return c;
 }
 
-static void jobs_api_retry(struct api *a, struct http_req *req, const char *idtext)
+static void source_api_get(struct api *a, struct http_req *req, const char *name)
 {
-	char err[512], *end;
-	long id = strtol(idtext, &end, 10);
-	cJSON *out = NULL;
-	PGconn *c;
-	unsigned st;
-
-	if (*end || end == idtext || id <= 0) {
-		http_reply_error(req, 400, "bad log entry id");
-		return;
-	}
-	if (!(c = jobs_api_db(a, req)))
-		return;
-	st = retry_entry(c, id, &out, err, sizeof err);
-	db_pool_put(a->pool, c);
-	if (st == 200)
-		http_reply_json(req, 200, out);
-	else
-		http_reply_error(req, st, "%s", err);
-}
-
-static void jobs_api_source_get(struct api *a, struct http_req *req, const char *name)
-{
-	PGconn *c = jobs_api_db(a, req);
+	PGconn *c = source_api_db(a, req);
 	cJSON *o;
 
 	if (!c)
@@ -60,7 +38,7 @@ static void jobs_api_source_get(struct api *a, struct http_req *req, const char 
 		http_reply_error(req, 404, "unknown source");
 }
 
-static void jobs_api_source_patch(struct api *a, struct http_req *req, const char *name)
+static void source_api_patch(struct api *a, struct http_req *req, const char *name)
 {
 	size_t len = 0;
 	const char *body = http_body(req, &len);
@@ -73,7 +51,7 @@ static void jobs_api_source_patch(struct api *a, struct http_req *req, const cha
 		http_reply_error(req, 400, "bad JSON: %s", err);
 		goto out;
 	}
-	if (!(c = jobs_api_db(a, req)))
+	if (!(c = source_api_db(a, req)))
 		goto out;
 	st = settings_apply(c, name, patch, &out, err, sizeof err);
 	db_pool_put(a->pool, c);
@@ -90,11 +68,11 @@ out:
 		db_pool_put(a->pool, c);
 }
 
-static void jobs_api_dry_run(struct api *a, struct http_req *req, const char *name)
+static void source_api_dry_run(struct api *a, struct http_req *req, const char *name)
 {
 	cJSON *report = NULL;
 	char err[512];
-	PGconn *c = jobs_api_db(a, req);
+	PGconn *c = source_api_db(a, req);
 	unsigned st;
 
 	if (!c)
@@ -107,42 +85,148 @@ static void jobs_api_dry_run(struct api *a, struct http_req *req, const char *na
 		http_reply_error(req, st, "%s", st == 404 ? "unknown source" : err);
 }
 
-int jobs_api_handle(struct api *a, struct http_req *req)
+static void source_api_list(struct api *a, struct http_req *req)
+{
+	PGconn *c = db_pool_get(a->pool, SOURCE_API_DB_WAIT_MS);
+	cJSON *list;
+
+	if (!c) {
+		http_reply_error(req, 503, "database unavailable");
+		return;
+	}
+	list = source_list_json(c);
+	db_pool_put(a->pool, c);
+	if (!list)
+		http_reply_error(req, 500, "listing sources failed");
+	else
+		http_reply_json(req, 200, list);
+}
+
+static void source_api_add(struct api *a, struct http_req *req)
+{
+	size_t len = 0;
+	const char *body = http_body(req, &len);
+	char err[512];
+	cJSON *j = json_parse_strict(body ? body : "", len, err, sizeof err), *out;
+	struct source_spec spec;
+	PGconn *c = NULL;
+	enum result r;
+
+	if (!j) {
+		http_reply_error(req, 400, "bad JSON: %s", err);
+		goto out;
+	}
+	if (source_spec_from_json(j, &spec, err, sizeof err) < 0) {
+		http_reply_error(req, 400, "%s", err);
+		goto out;
+	}
+	c = db_pool_get(a->pool, SOURCE_API_DB_WAIT_MS);
+	if (!c) {
+		http_reply_error(req, 503, "database unavailable");
+		goto out;
+	}
+	if ((r = source_add(c, &spec, a->key_material, err, sizeof err)) != RESULT_OK) {
+		http_reply_error(req, result_http_status(r), "%s", err);
+		goto out;
+	}
+	db_pool_put(a->pool, c);
+	c = NULL;
+	sched_reload(a->sched);   /* starts its worker: the initial sync begins now */
+	out = cJSON_CreateObject();
+	cJSON_AddStringToObject(out, "name", spec.name);
+	cJSON_AddStringToObject(out, "status", "added");
+	http_reply_json(req, 201, out);
+out:
+	cJSON_Delete(j);
+	if (c)
+		db_pool_put(a->pool, c);
+}
+
+static void source_api_remove(struct api *a, struct http_req *req, const char *name)
+{
+	PGconn *c = db_pool_get(a->pool, SOURCE_API_DB_WAIT_MS);
+	int r;
+
+	if (!c) {
+		http_reply_error(req, 503, "database unavailable");
+		return;
+	}
+	r = source_remove(c, name);
+	db_pool_put(a->pool, c);
+	if (r < 0)
+		http_reply_error(req, 500, "removing the source failed");
+	else if (r == 0)
+		http_reply_error(req, 404, "unknown source");
+	else {
+		cJSON *o = cJSON_CreateObject();
+		sched_reload(a->sched);
+		cJSON_AddStringToObject(o, "status", "removed");
+		http_reply_json(req, 200, o);
+	}
+}
+
+static void source_api_pull(struct api *a, struct http_req *req, const char *name)
+{
+	const char *wait = http_query(req, "wait");
+	int sync = wait && !strcmp(wait, "1");
+	cJSON *result = NULL, *o;
+	int rc;
+
+	rc = sched_trigger(a->sched, name, "API", sync ? SOURCE_API_PULL_WAIT_MS : 0, &result);
+	if (rc == -1) {
+		http_reply_error(req, 404, "unknown or disabled source");
+		return;
+	}
+	if (rc == -2) {
+		http_reply_error(req, 504, "pull did not finish in time");
+		return;
+	}
+	if (sync && result) {
+		http_reply_json(req, 200, result);
+		return;
+	}
+	cJSON_Delete(result);
+	o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "status", "queued");
+	http_reply_json(req, 202, o);
+}
+
+int source_api_handle(struct api *a, struct http_req *req)
 {
 	const char *m = http_method(req), *path = http_path(req), *dry;
 	char x[256];
+	int get = !strcmp(m, "GET"), post = !strcmp(m, "POST");
 
-	if (!strcmp(path, "/api/events")) {
-		if (strcmp(m, "GET"))
-			http_reply_error(req, 405, "method not allowed");
+	if (!strcmp(path, "/api/sources")) {
+		if (get)
+			source_api_list(a, req);
+		else if (post)
+			source_api_add(a, req);
 		else
-			events_serve(req);
+			return 0;   /* api.c answers 405 */
 		return 1;
 	}
-	if (http_path_param(path, "/api/log/", "/retry", x, sizeof x)) {
-		if (strcmp(m, "POST"))
-			http_reply_error(req, 405, "method not allowed");
-		else
-			jobs_api_retry(a, req, x);
-		return 1;
-	}
-	if (http_path_param(path, "/api/sources/", "/pull", x, sizeof x) && !strcmp(m, "POST") &&
-	    (dry = http_query(req, "dry_run"))) {
-		if (!strcmp(dry, "1") || !strcasecmp(dry, "true"))
-			jobs_api_dry_run(a, req, x);
-		else if (!strcmp(dry, "0") || !strcasecmp(dry, "false"))
-			return 0;   /* an ordinary pull */
+	if (http_path_param(path, "/api/sources/", "/pull", x, sizeof x)) {
+		if (!post)
+			return 0;
+		dry = http_query(req, "dry_run");
+		if (!dry || !strcmp(dry, "0") || !strcasecmp(dry, "false"))
+			source_api_pull(a, req, x);
+		else if (!strcmp(dry, "1") || !strcasecmp(dry, "true"))
+			source_api_dry_run(a, req, x);
 		else
 			http_reply_error(req, 400, "dry_run must be 1 or 0");
 		return 1;
 	}
 	if (http_path_param(path, "/api/sources/", "", x, sizeof x)) {
-		if (!strcmp(m, "GET"))
-			jobs_api_source_get(a, req, x);
+		if (get)
+			source_api_get(a, req, x);
 		else if (!strcmp(m, "PATCH"))
-			jobs_api_source_patch(a, req, x);
+			source_api_patch(a, req, x);
+		else if (!strcmp(m, "DELETE"))
+			source_api_remove(a, req, x);
 		else
-			return 0;   /* DELETE and the rest: api.c */
+			return 0;
 		return 1;
 	}
 	return 0;

@@ -1,4 +1,4 @@
-/* jobs_cli: see jobs_cli.h. */
+/* source_cli: see source_cli.h. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -6,15 +6,19 @@
 #include "common/args.h"
 #include "common/db.h"
 #include "common/json.h"
+#include "common/result.h"
 #include "replica/cli.h"
 #include "replica/dryrun.h"
-#include "replica/source_cli.h"
-#include "replica/retry.h"
+#include "replica/pull.h"
 #include "replica/settings.h"
+#include "replica/source.h"
+#include "replica/source_cli.h"
 
-#define JOBS_OPT_DB { "db", "TDGL_DB", "CONNINFO", "libpq connection string", NULL }
+#define SOURCE_CLI_OPT_DB { "db", "TDGL_DB", "CONNINFO", "libpq connection string", NULL }
 
-static void jobs_print(const cJSON *j)
+static const char Q_SOURCE_EXISTS[] = "SELECT 1 FROM tdgl.sources WHERE name = $1";
+
+static void source_cli_print(const cJSON *j)
 {
 	char *s = cJSON_Print(j);
 
@@ -23,7 +27,7 @@ static void jobs_print(const cJSON *j)
 }
 
 /* on/off -> 1/0; -1 when neither. */
-static int jobs_onoff(const char *v)
+static int source_cli_onoff(const char *v)
 {
 	static const char *const on[] = { "on", "true", "yes", "1" }, *const off[] = { "off",
 		"false", "no", "0" };
@@ -37,10 +41,105 @@ static int jobs_onoff(const char *v)
 	return -1;
 }
 
-int jobs_cli_source_set(int argc, char **argv)
+/* Moves every "--NAME VALUE" / "--NAME=VALUE" of a repeatable option out of argv. */
+static int source_cli_take_repeated(int *argc, char **argv, const char *name, const char **out,
+                              int max, int *n)
+{
+	size_t nl = strlen(name);
+	int j = 0;
+
+	for (int i = 0; i < *argc; i++) {
+		const char *a = argv[i];
+		if (!strncmp(a, "--", 2) && !strncmp(a + 2, name, nl) &&
+		    (a[2 + nl] == '\0' || a[2 + nl] == '=')) {
+			const char *v = a[2 + nl] == '=' ? a + 3 + nl : (i + 1 < *argc ? argv[++i] : NULL);
+			if (!v || *n >= max) {
+				fprintf(stderr, "error: option --%s needs a value TABLE=...\n", name);
+				return -1;
+			}
+			out[(*n)++] = v;
+			continue;
+		}
+		argv[j++] = argv[i];
+	}
+	*argc = j;
+	return 0;
+}
+
+static int source_cli_add(int argc, char **argv)
 {
 	struct arg_opt opts[] = {
-		JOBS_OPT_DB,
+		SOURCE_CLI_OPT_DB,
+		{ "url", NULL, "URL", "the primary's base URL", NULL },
+		{ "key", NULL, "KEY", "API key from `tdgl-primary keygen`", NULL },
+		{ "secret", NULL, "SECRET", "API secret (stored encrypted)", NULL },
+		{ "tables", NULL, "T1,T2", "tables to pull", NULL },
+		{ "batch-size", NULL, "N", "changes per page (1-500)", "500" },
+		{ "poll-interval", NULL, "DURATION", "interval between scheduled pulls", "60" },
+		{ "push-secret", NULL, "SECRET", "shared secret of push notifications", NULL },
+		{ "long-poll", NULL, NULL, "keep a long-poll open instead of waiting for pushes",
+		  NULL },
+		{ "secret-key", "TDGL_SECRET_KEY", "KEY", "key that encrypts secrets at rest", NULL },
+		{ 0 }
+	};
+	struct source_spec spec = { 0 };
+	const char *pos[1] = { 0 };
+	char err[512];
+	int np = 0, rc;
+	enum result r;
+	long v;
+	PGconn *c = NULL;
+
+	if (source_cli_take_repeated(&argc, argv, "filter", spec.filters, SOURCE_MAX_TABLES,
+	                       &spec.nfilters) < 0 ||
+	    source_cli_take_repeated(&argc, argv, "attach", spec.attach, SOURCE_MAX_TABLES,
+	                       &spec.nattach) < 0)
+		return 2;
+	rc = args_parse(argc, argv, opts,
+	                "tdgl-replica source add NAME --url U --key K --secret S --tables t1,t2 "
+	                "[--filter 't1={\"col\":\"v\"}']... [--attach t1=col1,col2]...",
+	                pos, 1, &np);
+	if (rc)
+		return rc == 1 ? 0 : 2;
+	if (np != 1) {
+		fprintf(stderr, "error: source add needs a NAME\n");
+		return 2;
+	}
+	spec.name = pos[0];
+	spec.url = args_get(opts, "url");
+	spec.key = args_get(opts, "key");
+	spec.secret = args_get(opts, "secret");
+	spec.tables = args_get(opts, "tables");
+	spec.push_secret = args_get(opts, "push-secret");
+	spec.long_poll = args_get(opts, "long-poll") != NULL;
+	if (args_int(args_get(opts, "batch-size"), 1, 500, &spec.batch_size) < 0) {
+		fprintf(stderr, "error: --batch-size must be within 1..500\n");
+		return 2;
+	}
+	v = args_duration(args_get(opts, "poll-interval"));
+	if (v < 1) {
+		fprintf(stderr, "error: --poll-interval must be a duration like 30, 30s, 5m\n");
+		return 2;
+	}
+	spec.poll_interval = v;
+	c = cli_open(opts, 1, &rc);
+	if (!c)
+		return rc;
+	if ((r = source_add(c, &spec, args_get(opts, "secret-key"), err, sizeof err)) != RESULT_OK) {
+		fprintf(stderr, "error: %s\n", err);
+		rc = result_exit_code(r);
+	} else {
+		printf("source %s added; its initial sync starts at the next pull\n", spec.name);
+		rc = 0;
+	}
+	PQfinish(c);
+	return rc;
+}
+
+static int source_cli_set(int argc, char **argv)
+{
+	struct arg_opt opts[] = {
+		SOURCE_CLI_OPT_DB,
 		{ "table", NULL, "T", "the source table the control flags below apply to", NULL },
 		{ "insert-enabled", NULL, "on|off", "apply inserts of new rows", NULL },
 		{ "update-enabled", NULL, "on|off", "apply updates of existing rows", NULL },
@@ -90,7 +189,7 @@ int jobs_cli_source_set(int argc, char **argv)
 
 		if (!(v = args_get(opts, flags[i])))
 			continue;
-		if ((b = jobs_onoff(v)) < 0) {
+		if ((b = source_cli_onoff(v)) < 0) {
 			fprintf(stderr, "error: --%s takes on or off\n", flags[i]);
 			goto out;
 		}
@@ -159,7 +258,7 @@ int jobs_cli_source_set(int argc, char **argv)
 	if ((v = args_get(opts, "tz")))
 		cJSON_AddStringToObject(patch, "tz", v);
 	if ((v = args_get(opts, "enabled"))) {
-		int b = jobs_onoff(v);
+		int b = source_cli_onoff(v);
 
 		if (b < 0) {
 			fprintf(stderr, "error: --enabled takes on or off\n");
@@ -176,7 +275,7 @@ int jobs_cli_source_set(int argc, char **argv)
 	st = settings_apply(c, pos[0], patch, &out, err, sizeof err);
 	rc = result_exit_code(st);
 	if (st == RESULT_OK)
-		jobs_print(out);
+		source_cli_print(out);
 	else
 		fprintf(stderr, "error: %s\n", err);
 out:
@@ -187,9 +286,9 @@ out:
 	return rc;
 }
 
-int jobs_cli_source_show(int argc, char **argv)
+static int source_cli_show(int argc, char **argv)
 {
-	struct arg_opt opts[] = { JOBS_OPT_DB, { 0 } };
+	struct arg_opt opts[] = { SOURCE_CLI_OPT_DB, { 0 } };
 	const char *pos[1] = { 0 };
 	PGconn *c;
 	cJSON *o;
@@ -205,7 +304,7 @@ int jobs_cli_source_show(int argc, char **argv)
 	if (!(c = cli_open(opts, 1, &rc)))
 		return rc;
 	if ((o = settings_get(c, pos[0]))) {
-		jobs_print(o);
+		source_cli_print(o);
 		cJSON_Delete(o);
 		rc = 0;
 	} else {
@@ -216,57 +315,75 @@ int jobs_cli_source_show(int argc, char **argv)
 	return rc;
 }
 
-int jobs_cli_retry(int argc, char **argv)
+int source_cli_run(int argc, char **argv, int arg __attribute__((unused)))
 {
-	struct arg_opt opts[] = {
-		JOBS_OPT_DB,
-		{ "all-failed", NULL, NULL, "retry every Failed change now", NULL },
-		{ "source", NULL, "NAME", "with --all-failed: only this source", NULL },
-		{ 0 }
-	};
-	const char *pos[1] = { 0 };
-	char err[512], *end;
-	cJSON *out = NULL;
+	struct arg_opt opts[] = { SOURCE_CLI_OPT_DB, { 0 } };
+	const char *pos[2] = { 0 };
+	int np = 0, rc;
 	PGconn *c = NULL;
-	int np = 0, rc, all;
-	long id = 0;
 
-	rc = args_parse(argc, argv, opts, "tdgl-replica retry ID | --all-failed [--source NAME]",
+	static const char usage[] =
+		"usage: tdgl-replica source add|list|remove|set|show ...\n\n"
+		"  source add NAME --url U --key K --secret S --tables t1,t2 ...  add a source\n"
+		"  source list                  list sources (never secrets)\n"
+		"  source remove NAME           remove a source\n"
+		"  source set NAME --cron EXPR --tz ZONE | --table T --insert-enabled off ...\n"
+		"                               change schedule, limits, retries, control flags\n"
+		"  source show NAME             schedule, limits and control flags of a source\n"
+		"Run `tdgl-replica source <command> --help` for a command's options.\n";
+
+	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+		if (argc < 2)
+			fprintf(stderr, "error: missing source command\n%s", usage);
+		else
+			printf("%s", usage);
+		return argc < 2 ? 2 : 0;
+	}
+	if (!strcmp(argv[1], "add"))
+		return source_cli_add(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "set"))
+		return source_cli_set(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "show"))
+		return source_cli_show(argc - 1, argv + 1);
+	if (strcmp(argv[1], "list") && strcmp(argv[1], "remove")) {
+		fprintf(stderr, "error: unknown source command \"%s\"\n%s", argv[1], usage);
+		return 2;
+	}
+	rc = args_parse(argc - 1, argv + 1, opts,
+	                !strcmp(argv[1], "list") ? "tdgl-replica source list"
+	                                         : "tdgl-replica source remove NAME",
 	                pos, 1, &np);
 	if (rc)
 		return rc == 1 ? 0 : 2;
-	all = args_get(opts, "all-failed") != NULL;
-	if (all == (np == 1) || (!all && args_get(opts, "source"))) {
-		fprintf(stderr, "error: give a log entry ID or --all-failed\n"
-		        "usage: tdgl-replica retry ID | --all-failed [--source NAME]\n");
+	if (!strcmp(argv[1], "remove") && np != 1) {
+		fprintf(stderr, "error: source remove needs a NAME\n");
 		return 2;
 	}
-	if (!all) {
-		id = strtol(pos[0], &end, 10);
-		if (*end || end == pos[0] || id <= 0) {
-			fprintf(stderr, "error: bad log entry id \"%s\"\n", pos[0]);
-			return 2;
+	c = cli_open(opts, 1, &rc);
+	if (!c)
+		return rc;
+	rc = 1;
+	if (!strcmp(argv[1], "list")) {
+		cJSON *l = source_list_json(c);
+		if (l) {
+			source_cli_print(l);
+			cJSON_Delete(l);
+			rc = 0;
+		}
+	} else {
+		int r = source_remove(c, pos[0]);
+		if (r == 1) {
+			printf("source %s removed\n", pos[0]);
+			rc = 0;
+		} else if (r == 0) {
+			fprintf(stderr, "error: unknown source \"%s\"\n", pos[0]);
 		}
 	}
-	if (!(c = cli_open(opts, 1, &rc)))
-		return rc;
-	if (all) {
-		rc = retry_all_failed(c, args_get(opts, "source"), &out, err, sizeof err) < 0;
-	} else {
-		unsigned st = retry_entry(c, id, &out, err, sizeof err);
-
-		rc = st == 200 ? 0 : 1;
-	}
-	if (out)
-		jobs_print(out);
-	if (rc)
-		fprintf(stderr, "error: %s\n", err);
-	cJSON_Delete(out);
 	PQfinish(c);
 	return rc;
 }
 
-int jobs_cli_dry_run(PGconn *c, const char *name, const char *key_material)
+static int source_cli_dry_run(PGconn *c, const char *name, const char *key_material)
 {
 	cJSON *report = NULL;
 	char err[512];
@@ -274,7 +391,7 @@ int jobs_cli_dry_run(PGconn *c, const char *name, const char *key_material)
 	int rc = 1;
 
 	if (st == 200) {
-		jobs_print(report);
+		source_cli_print(report);
 		rc = strcmp(json_get_string(report, "status"), "Failed") ? 0 : 1;
 	} else if (st == 404) {
 		fprintf(stderr, "error: unknown source \"%s\"\n", name);
@@ -284,3 +401,58 @@ int jobs_cli_dry_run(PGconn *c, const char *name, const char *key_material)
 	cJSON_Delete(report);
 	return rc;
 }
+
+int source_cli_pull(int argc, char **argv, int arg __attribute__((unused)))
+{
+	struct arg_opt opts[] = {
+		SOURCE_CLI_OPT_DB,
+		{ "secret-key", "TDGL_SECRET_KEY", "KEY", "key that encrypts secrets at rest", NULL },
+		{ "files-dir", "TDGL_FILES_DIR", "DIR", "where attachment files go", "./files" },
+		{ "dry-run", NULL, NULL, "only report what the pull would do; change nothing", NULL },
+		{ 0 }
+	};
+	const char *pos[1] = { 0 };
+	struct pull_env env = { 0 };
+	struct pull_result r;
+	int np = 0, rc;
+	PGconn *c;
+	cJSON *o;
+
+	rc = args_parse(argc, argv, opts, "tdgl-replica pull NAME [--dry-run]", pos, 1, &np);
+	if (rc)
+		return rc == 1 ? 0 : 2;
+	if (np != 1) {
+		fprintf(stderr, "error: pull needs a source NAME\n");
+		return 2;
+	}
+	c = cli_open(opts, 1, &rc);
+	if (!c)
+		return rc;
+	env.key_material = args_get(opts, "secret-key");
+	env.files_dir = args_get(opts, "files-dir");
+	if (args_get(opts, "dry-run")) {
+		rc = source_cli_dry_run(c, pos[0], env.key_material);
+		PQfinish(c);
+		return rc;
+	}
+	{
+		const char *p[1] = { pos[0] };
+		PGresult *res = db_exec(c, "pull: source", Q_SOURCE_EXISTS, 1, p);
+		int asked = res != NULL, known = res && PQntuples(res) == 1;
+
+		PQclear(res);
+		if (!known) {   /* refused before a run is recorded for a source that is not there */
+			if (asked)
+				fprintf(stderr, "error: unknown source \"%s\"\n", pos[0]);
+			PQfinish(c);
+			return 1;
+		}
+	}
+	rc = pull_run(c, pos[0], "Manual", 0, &env, NULL, &r) < 0 ? 1 : 0;
+	o = pull_result_json(&r, pos[0]);
+	source_cli_print(o);
+	cJSON_Delete(o);
+	PQfinish(c);
+	return rc;
+}
+

@@ -1,17 +1,16 @@
-/* jobs_cli: the sync-job commands of tdgl-replica (issue 4):
+/* source_cli: the tdgl-replica commands about sources (source.h, settings.h):
+ *   source add NAME --url U --key K --secret S --tables t1,t2 [...]
+ *   source list | source remove NAME
  *   source set NAME [--table T --insert-enabled on|off ...] [--cron EXPR --tz ZONE] ...
  *   source show NAME
- *   retry ID | retry --all-failed [--source NAME]
- *   pull NAME --dry-run   (jobs_cli_dry_run, called by `pull`)
- * Each prints JSON on stdout; exit 0 ok, 1 runtime error, 2 usage error or invalid value. */
-#ifndef TDGL_REPLICA_JOBS_CLI_H
-#define TDGL_REPLICA_JOBS_CLI_H
-#include <libpq-fe.h>
+ *   pull NAME [--dry-run]   one pull now (pull.h), or only what it would do (dryrun.h)
+ * Exit 0 ok, 1 runtime error (an unknown source too), 2 usage error or invalid value. */
+#ifndef TDGL_REPLICA_SOURCE_CLI_H
+#define TDGL_REPLICA_SOURCE_CLI_H
 
-int jobs_cli_source_set(int argc, char **argv);
-int jobs_cli_source_show(int argc, char **argv);
-int jobs_cli_retry(int argc, char **argv);
-/* The dry run of `pull NAME --dry-run` on an open connection. */
-int jobs_cli_dry_run(PGconn *c, const char *name, const char *key_material);
+/* `tdgl-replica source ...` (argv[0] "source"); a command of common/command.h. */
+int source_cli_run(int argc, char **argv, int arg);
+/* `tdgl-replica pull NAME [--dry-run]`; a command of common/command.h. */
+int source_cli_pull(int argc, char **argv, int arg);
 
 #endif
