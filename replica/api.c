@@ -50,7 +50,7 @@ static int api_limit(const struct http_req *req, long dflt)
 	return (int)v;
 }
 
-static PGconn *api_db(struct api *a, struct http_req *req)
+PGconn *api_db(struct api *a, struct http_req *req)
 {
 	PGconn *c = db_pool_get(a->pool, API_DB_WAIT_MS);
 
@@ -88,14 +88,12 @@ out:
 
 static void api_status(struct api *a, struct http_req *req)
 {
-	PGconn *c = db_pool_get(a->pool, API_DB_WAIT_MS);
+	PGconn *c = api_db(a, req);
 	PGresult *res = NULL;
 	cJSON *o = NULL, *src;
 
-	if (!c) {
-		http_reply_error(req, 503, "database unavailable");
+	if (!c)
 		goto out;
-	}
 	res = report_counts_json(c);
 	src = source_list_json(c);
 	if (!res || !src) {
@@ -131,11 +129,8 @@ static void api_conflicts(struct api *a, struct http_req *req)
 		http_reply_error(req, 400, "bad limit");
 		return;
 	}
-	c = db_pool_get(a->pool, API_DB_WAIT_MS);
-	if (!c) {
-		http_reply_error(req, 503, "database unavailable");
+	if (!(c = api_db(a, req)))
 		return;
-	}
 	list = conflict_list(c, status, limit);
 	db_pool_put(a->pool, c);
 	if (!list)
@@ -169,11 +164,8 @@ static void api_resolve(struct api *a, struct http_req *req, const char *idtext)
 		http_reply_error(req, 400, "resolution must be \"Accept Primary\" or \"Keep Local\"");
 		goto out;
 	}
-	c = db_pool_get(a->pool, API_DB_WAIT_MS);
-	if (!c) {
-		http_reply_error(req, 503, "database unavailable");
+	if (!(c = api_db(a, req)))
 		goto out;
-	}
 	st = conflict_resolve(c, id, res, &out, err, sizeof err);
 	if (st == 200) {
 		log_info("conflict %ld resolved: %s", id, conflict_resolution(res));

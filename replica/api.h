@@ -17,5 +17,8 @@ struct api {
 };
 
 void api_handle(struct http_req *req, void *ctx);   /* ctx: struct api * */
+/* A pooled connection for a handler (waits up to 5 s; give it back with db_pool_put), or
+ * NULL after answering 503 "database unavailable". */
+PGconn *api_db(struct api *a, struct http_req *req);
 
 #endif

@@ -28,3 +28,23 @@ PGconn *cli_open(const struct arg_opt *opts, int check, int *rc)
 out:
 	return c;
 }
+
+PGconn *cli_open_named(int argc, char **argv, struct arg_opt *opts, const char *usage,
+                       const char *missing, const char **name, int *rc)
+{
+	const char *pos[1] = { 0 };
+	int np = 0, r = args_parse(argc, argv, opts, usage, pos, 1, &np);
+	PGconn *c = NULL;
+
+	*rc = r == 1 ? 0 : 2;
+	if (r)
+		goto out;
+	if (np != 1) {
+		fprintf(stderr, "error: %s\n", missing);
+		goto out;
+	}
+	*name = pos[0];
+	c = cli_open(opts, 1, rc);
+out:
+	return c;
+}

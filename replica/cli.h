@@ -12,4 +12,11 @@
  * other) and returns NULL. The caller PQfinish'es the connection. */
 PGconn *cli_open(const struct arg_opt *opts, int check, int *rc);
 
+/* Parses a command's options and its one positional NAME (*name), then cli_open's the
+ * database (checked). NULL with *rc the exit code to return: 0 after --help, 2 for a usage
+ * error (printed; `missing` is the message when NAME is not given, "pull needs a source
+ * NAME"), or cli_open's. */
+PGconn *cli_open_named(int argc, char **argv, struct arg_opt *opts, const char *usage,
+                       const char *missing, const char **name, int *rc);
+
 #endif

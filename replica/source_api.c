@@ -11,21 +11,11 @@
 #include "replica/settings.h"
 #include "replica/source.h"
 
-#define SOURCE_API_DB_WAIT_MS 5000
 #define SOURCE_API_PULL_WAIT_MS 120000
-
-static PGconn *source_api_db(struct api *a, struct http_req *req)
-{
-	PGconn *c = db_pool_get(a->pool, SOURCE_API_DB_WAIT_MS);
-
-	if (!c)
-		http_reply_error(req, 503, "database unavailable");
-	return c;
-}
 
 static void source_api_get(struct api *a, struct http_req *req, const char *name)
 {
-	PGconn *c = source_api_db(a, req);
+	PGconn *c = api_db(a, req);
 	cJSON *o;
 
 	if (!c)
@@ -51,7 +41,7 @@ static void source_api_patch(struct api *a, struct http_req *req, const char *na
 		http_reply_error(req, 400, "bad JSON: %s", err);
 		goto out;
 	}
-	if (!(c = source_api_db(a, req)))
+	if (!(c = api_db(a, req)))
 		goto out;
 	st = settings_apply(c, name, patch, &out, err, sizeof err);
 	db_pool_put(a->pool, c);
@@ -72,7 +62,7 @@ static void source_api_dry_run(struct api *a, struct http_req *req, const char *
 {
 	cJSON *report = NULL;
 	char err[512];
-	PGconn *c = source_api_db(a, req);
+	PGconn *c = api_db(a, req);
 	unsigned st;
 
 	if (!c)
@@ -87,13 +77,11 @@ static void source_api_dry_run(struct api *a, struct http_req *req, const char *
 
 static void source_api_list(struct api *a, struct http_req *req)
 {
-	PGconn *c = db_pool_get(a->pool, SOURCE_API_DB_WAIT_MS);
+	PGconn *c = api_db(a, req);
 	cJSON *list;
 
-	if (!c) {
-		http_reply_error(req, 503, "database unavailable");
+	if (!c)
 		return;
-	}
 	list = source_list_json(c);
 	db_pool_put(a->pool, c);
 	if (!list)
@@ -120,11 +108,8 @@ static void source_api_add(struct api *a, struct http_req *req)
 		http_reply_error(req, 400, "%s", err);
 		goto out;
 	}
-	c = db_pool_get(a->pool, SOURCE_API_DB_WAIT_MS);
-	if (!c) {
-		http_reply_error(req, 503, "database unavailable");
+	if (!(c = api_db(a, req)))
 		goto out;
-	}
 	if ((r = source_add(c, &spec, a->key_material, err, sizeof err)) != RESULT_OK) {
 		http_reply_error(req, result_http_status(r), "%s", err);
 		goto out;
@@ -144,13 +129,11 @@ out:
 
 static void source_api_remove(struct api *a, struct http_req *req, const char *name)
 {
-	PGconn *c = db_pool_get(a->pool, SOURCE_API_DB_WAIT_MS);
+	PGconn *c = api_db(a, req);
 	int r;
 
-	if (!c) {
-		http_reply_error(req, 503, "database unavailable");
+	if (!c)
 		return;
-	}
 	r = source_remove(c, name);
 	db_pool_put(a->pool, c);
 	if (r < 0)

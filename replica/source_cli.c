@@ -289,26 +289,21 @@ out:
 static int source_cli_show(int argc, char **argv)
 {
 	struct arg_opt opts[] = { SOURCE_CLI_OPT_DB, { 0 } };
-	const char *pos[1] = { 0 };
+	const char *name = NULL;
 	PGconn *c;
 	cJSON *o;
-	int np = 0, rc;
+	int rc;
 
-	rc = args_parse(argc, argv, opts, "tdgl-replica source show NAME", pos, 1, &np);
-	if (rc)
-		return rc == 1 ? 0 : 2;
-	if (np != 1) {
-		fprintf(stderr, "error: source show needs a NAME\n");
-		return 2;
-	}
-	if (!(c = cli_open(opts, 1, &rc)))
+	c = cli_open_named(argc, argv, opts, "tdgl-replica source show NAME",
+	                   "source show needs a NAME", &name, &rc);
+	if (!c)
 		return rc;
-	if ((o = settings_get(c, pos[0]))) {
+	if ((o = settings_get(c, name))) {
 		source_cli_print(o);
 		cJSON_Delete(o);
 		rc = 0;
 	} else {
-		fprintf(stderr, "error: unknown source \"%s\"\n", pos[0]);
+		fprintf(stderr, "error: unknown source \"%s\"\n", name);
 		rc = 1;
 	}
 	PQfinish(c);
@@ -411,45 +406,39 @@ int source_cli_pull(int argc, char **argv, int arg __attribute__((unused)))
 		{ "dry-run", NULL, NULL, "only report what the pull would do; change nothing", NULL },
 		{ 0 }
 	};
-	const char *pos[1] = { 0 };
+	const char *name = NULL;
 	struct pull_env env = { 0 };
 	struct pull_result r;
-	int np = 0, rc;
+	int rc;
 	PGconn *c;
 	cJSON *o;
 
-	rc = args_parse(argc, argv, opts, "tdgl-replica pull NAME [--dry-run]", pos, 1, &np);
-	if (rc)
-		return rc == 1 ? 0 : 2;
-	if (np != 1) {
-		fprintf(stderr, "error: pull needs a source NAME\n");
-		return 2;
-	}
-	c = cli_open(opts, 1, &rc);
+	c = cli_open_named(argc, argv, opts, "tdgl-replica pull NAME [--dry-run]",
+	                   "pull needs a source NAME", &name, &rc);
 	if (!c)
 		return rc;
 	env.key_material = args_get(opts, "secret-key");
 	env.files_dir = args_get(opts, "files-dir");
 	if (args_get(opts, "dry-run")) {
-		rc = source_cli_dry_run(c, pos[0], env.key_material);
+		rc = source_cli_dry_run(c, name, env.key_material);
 		PQfinish(c);
 		return rc;
 	}
 	{
-		const char *p[1] = { pos[0] };
+		const char *p[1] = { name };
 		PGresult *res = db_exec(c, "pull: source", Q_SOURCE_EXISTS, 1, p);
 		int asked = res != NULL, known = res && PQntuples(res) == 1;
 
 		PQclear(res);
 		if (!known) {   /* refused before a run is recorded for a source that is not there */
 			if (asked)
-				fprintf(stderr, "error: unknown source \"%s\"\n", pos[0]);
+				fprintf(stderr, "error: unknown source \"%s\"\n", name);
 			PQfinish(c);
 			return 1;
 		}
 	}
-	rc = pull_run(c, pos[0], "Manual", 0, &env, NULL, &r) < 0 ? 1 : 0;
-	o = pull_result_json(&r, pos[0]);
+	rc = pull_run(c, name, "Manual", 0, &env, NULL, &r) < 0 ? 1 : 0;
+	o = pull_result_json(&r, name);
 	source_cli_print(o);
 	cJSON_Delete(o);
 	PQfinish(c);

@@ -8,7 +8,6 @@
 #include "replica/verify.h"
 #include "replica/verify_api.h"
 
-#define VERIFY_API_DB_WAIT_MS 5000
 #define VERIFY_API_PULL_WAIT_MS 30000
 
 /* In-flight rows are read again after a pull run by the source's worker. */
@@ -83,10 +82,8 @@ static void verify_api_post(struct api *a, struct http_req *req, const char *nam
 			goto out;
 		}
 	}
-	if (!(c = db_pool_get(a->pool, VERIFY_API_DB_WAIT_MS))) {
-		http_reply_error(req, 503, "database unavailable");
+	if (!(c = api_db(a, req)))
 		goto out;
-	}
 	st = verify_run(c, name, &o, &report, err, sizeof err);
 	if (st == RESULT_OK) {
 		http_reply_json(req, 200, report);
@@ -104,13 +101,11 @@ out:
 static void verify_api_last(struct api *a, struct http_req *req)
 {
 	const char *source = http_query(req, "source");
-	PGconn *c = db_pool_get(a->pool, VERIFY_API_DB_WAIT_MS);
+	PGconn *c = api_db(a, req);
 	cJSON *list;
 
-	if (!c) {
-		http_reply_error(req, 503, "database unavailable");
+	if (!c)
 		return;
-	}
 	list = verify_last(c, source);
 	db_pool_put(a->pool, c);
 	if (list)

@@ -132,10 +132,10 @@ int verify_cli_run(int argc, char **argv)
 		{ "json", NULL, NULL, "print the whole report as JSON", NULL },
 		{ 0 }
 	};
-	const char *pos[1] = { 0 }, *tables[SOURCE_MAX_TABLES];
+	const char *name = NULL, *tables[SOURCE_MAX_TABLES];
 	struct pull_env env = { 0 };
 	struct verify_opts vo = { 0 };
-	int np = 0, nt = 0, rc;
+	int nt = 0, rc;
 	char err[512];
 	PGconn *c;
 	cJSON *report = NULL;
@@ -143,15 +143,8 @@ int verify_cli_run(int argc, char **argv)
 
 	if (verify_cli_tables(&argc, argv, tables, &nt) < 0)
 		return 2;
-	rc = args_parse(argc, argv, opts, "tdgl-replica verify NAME [--table T ...] [--repair] [--json]",
-	                pos, 1, &np);
-	if (rc)
-		return rc == 1 ? 0 : 2;
-	if (np != 1) {
-		fprintf(stderr, "error: verify needs a source NAME\n");
-		return 2;
-	}
-	c = cli_open(opts, 1, &rc);
+	c = cli_open_named(argc, argv, opts, "tdgl-replica verify NAME [--table T ...] [--repair] [--json]",
+	                   "verify needs a source NAME", &name, &rc);
 	if (!c)
 		return rc;
 	env.key_material = args_get(opts, "secret-key");
@@ -160,7 +153,7 @@ int verify_cli_run(int argc, char **argv)
 	                           .repair = args_get(opts, "repair") != NULL,
 	                           .key_material = env.key_material,
 	                           .catch_up = verify_cli_catch_up, .catch_up_ctx = &env };
-	st = verify_run(c, pos[0], &vo, &report, err, sizeof err);
+	st = verify_run(c, name, &vo, &report, err, sizeof err);
 	if (st != RESULT_OK) {
 		fprintf(stderr, "error: %s\n", err);
 		rc = result_exit_code(st);
