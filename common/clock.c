@@ -1,5 +1,6 @@
 /* clock: see clock.h. */
 #include <errno.h>
+#include <stdio.h>
 #include "common/clock.h"
 
 #define NS_PER_S 1000000000L
@@ -98,4 +99,28 @@ void clock_sleep_ms(long ms)
 
 		nanosleep(&d, NULL);
 	}
+}
+
+int clock_iso_utc(time_t t, char *out, size_t len)
+{
+	struct tm tm;
+
+	if (!gmtime_r(&t, &tm) || !strftime(out, len, "%Y-%m-%dT%H:%M:%SZ", &tm)) {
+		if (len)
+			out[0] = '\0';
+		return 0;
+	}
+	return 1;
+}
+
+void clock_iso_utc_now_ms(char *out, size_t len)
+{
+	struct timespec now;
+	struct tm tm;
+	char ts[CLOCK_ISO_MAX];
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	gmtime_r(&now.tv_sec, &tm);
+	strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(out, len, "%s.%03ldZ", ts, now.tv_nsec / 1000000);
 }

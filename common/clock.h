@@ -34,4 +34,11 @@ int clock_wait(pthread_cond_t *cv, pthread_mutex_t *mu, const struct timespec *d
 /* Sleeps ms milliseconds (monotonic, resumed after signals). */
 void clock_sleep_ms(long ms);
 
+/* Wall-clock instants as people read them (ISO 8601, UTC): "2026-01-02T03:04:05Z" (0 when
+ * t does not convert), and the current one with milliseconds, "2026-01-02T03:04:05.678Z"
+ * (log stamps). out holds at least CLOCK_ISO_MAX bytes. */
+#define CLOCK_ISO_MAX 32
+int clock_iso_utc(time_t t, char *out, size_t len);
+void clock_iso_utc_now_ms(char *out, size_t len);
+
 #endif

@@ -575,15 +575,6 @@ struct http_server *http_start(const char *listen, const struct http_limits *lim
 	srv->lim.max_conns_per_ip = limits && limits->max_conns_per_ip ? limits->max_conns_per_ip
 	                            : (srv->lim.max_conns + 3) / 4;
 	srv->lim.timeout_s = limits && limits->timeout_s ? limits->timeout_s : 30;
-	{
-		/* TDGL_HTTP_TIMEOUT (seconds) overrides it: operators tune it, tests shorten it */
-		const char *t = getenv("TDGL_HTTP_TIMEOUT");
-		long v;
-		char *end;
-
-		if (t && *t && (v = strtol(t, &end, 10)) >= 1 && v <= 86400 && !*end)
-			srv->lim.timeout_s = (unsigned)v;
-	}
 	if (addr_parse_listen(listen, &ss, err, errlen) < 0)
 		goto fail;
 	if (ss.ss_family == AF_INET6) {

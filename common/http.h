@@ -24,8 +24,8 @@ struct http_limits {
 	unsigned max_conns;       /* default 1024 */
 	unsigned max_conns_per_ip;/* one client address holds at most this many; default
 	                             max_conns / 4 (so one client never holds every slot) */
-	unsigned timeout_s;       /* idle/slow-client timeout per connection; default 30;
-	                             env TDGL_HTTP_TIMEOUT (seconds) overrides it */
+	unsigned timeout_s;       /* idle/slow-client timeout per connection; default 30
+	                             (serve's --http-timeout) */
 };
 
 /* Starts serving on "host:port" (e.g. "127.0.0.1:8080", "0.0.0.0:80", ":8080").

@@ -26,20 +26,8 @@ static const char *const log_names[] = { "DEBUG", "INFO", "WARN", "ERROR" };
 
 void log_init(const char *prog, int json)
 {
-	const char *env = getenv("TDGL_LOG_LEVEL");
-
 	snprintf(log_prog, sizeof log_prog, "%s", prog ? prog : "tdgl");
 	log_json = json;
-	if (env) {
-		if (!strcasecmp(env, "debug"))
-			log_set_level(LOG_DEBUG);
-		else if (!strcasecmp(env, "info"))
-			log_set_level(LOG_INFO);
-		else if (!strcasecmp(env, "warn") || !strcasecmp(env, "warning"))
-			log_set_level(LOG_WARN);
-		else if (!strcasecmp(env, "error"))
-			log_set_level(LOG_ERROR);
-	}
 }
 
 void log_set_level(enum log_level level)
@@ -99,9 +87,7 @@ static void log_escape(char *out, size_t *n, size_t cap, const char *s, int json
 
 void log_vmsg(enum log_level level, const char *fmt, va_list ap)
 {
-	char msg[LOG_MSG_MAX], line[LOG_LINE_MAX], ts[40];
-	struct timespec now;
-	struct tm tm;
+	char msg[LOG_MSG_MAX], line[LOG_LINE_MAX], ts[CLOCK_ISO_MAX];
 	size_t n = 0;
 	int lvl = (int)level;
 
@@ -110,12 +96,9 @@ void log_vmsg(enum log_level level, const char *fmt, va_list ap)
 	if (lvl < LOG_DEBUG || lvl > LOG_ERROR)
 		lvl = LOG_ERROR;
 	vsnprintf(msg, sizeof msg, fmt, ap);
-	clock_gettime(CLOCK_REALTIME, &now);
-	gmtime_r(&now.tv_sec, &tm);
-	strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
+	clock_iso_utc_now_ms(ts, sizeof ts);
 	if (log_json) {
-		n = (size_t)snprintf(line, sizeof line, "{\"ts\":\"%s.%03ldZ\",\"prog\":\"", ts,
-		                     now.tv_nsec / 1000000);
+		n = (size_t)snprintf(line, sizeof line, "{\"ts\":\"%s\",\"prog\":\"", ts);
 		log_escape(line, &n, sizeof line, log_prog, 1);
 		n += (size_t)snprintf(line + n, sizeof line - n, "\",\"level\":\"%s\",\"msg\":\"",
 		                      log_names[lvl]);
@@ -123,8 +106,7 @@ void log_vmsg(enum log_level level, const char *fmt, va_list ap)
 		memcpy(line + n, "\"}\n", 3);
 		n += 3;
 	} else {
-		n = (size_t)snprintf(line, sizeof line, "%s.%03ldZ %s %s ", ts,
-		                     now.tv_nsec / 1000000, log_prog, log_names[lvl]);
+		n = (size_t)snprintf(line, sizeof line, "%s %s %s ", ts, log_prog, log_names[lvl]);
 		log_escape(line, &n, sizeof line, msg, 0);
 		line[n++] = '\n';
 	}

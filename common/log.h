@@ -1,5 +1,6 @@
-/* log: one line per event on stderr, text or JSON (TDGL_LOG_FORMAT=text|json).
- * Thread-safe. Never pass secrets. */
+/* log: one line per event on stderr, text or JSON (set up by command_dispatch from
+ * --log-format / TDGL_LOG_FORMAT and --log-level / TDGL_LOG_LEVEL). Thread-safe. Never pass
+ * secrets. */
 #ifndef TDGL_LOG_H
 #define TDGL_LOG_H
 #include <stdarg.h>
@@ -8,7 +9,7 @@ enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
 
 /* prog names the process in every line; json selects the JSON format. */
 void log_init(const char *prog, int json);
-/* Sets the lowest level written (default LOG_INFO; TDGL_LOG_LEVEL=debug lowers it). */
+/* Sets the lowest level written (default LOG_INFO). */
 void log_set_level(enum log_level level);
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* log_msg with a va_list (for adapters such as libmicrohttpd's error logger). */

@@ -32,7 +32,7 @@
 extern const char sql_primary[];
 
 static const char main_usage[] =
-	"tdgl-primary <command> [options]\n\n"
+	"tdgl-primary [--log-level LEVEL] [--log-format FORMAT] <command> [options]\n\n"
 	"Captures changes of tracked PostgreSQL tables and serves them over HTTP.\n\n"
 	"commands:\n"
 	"  migrate                      create or upgrade the tdgl schema (idempotent)\n"
@@ -48,7 +48,7 @@ static const char main_usage[] =
 	"  push remove ID|URL           remove a push target\n"
 	"  purge [--retention 7d]       delete old changes no active key still needs\n\n"
 	"Run `tdgl-primary <command> --help` for a command's options. --version prints the version.\n\n"
-	"logs: one line per event on stderr, text or json [env TDGL_LOG_FORMAT] (default: text)\n"
+	"logs: one line per event on stderr (--log-format, --log-level below)\n"
 	"exit codes: 0 ok, 1 runtime error, 2 usage error";
 
 static atomic_int main_stopping;
@@ -293,6 +293,7 @@ static int cmd_serve(int argc, char **argv, int arg __attribute__((unused)))
 		{ "pool-size", "TDGL_POOL_SIZE", "N", "database connections for requests", "8" },
 		{ "max-conns", "TDGL_MAX_CONNS", "N", "concurrent HTTP connections", "1024" },
 		{ "max-conns-per-ip", "TDGL_MAX_CONNS_PER_IP", "N", "concurrent HTTP connections of one client address (default: a quarter of --max-conns)", NULL },
+		{ "http-timeout", "TDGL_HTTP_TIMEOUT", "SECONDS", "time a client has to send a whole request; the idle timeout", "90" },
 		{ "max-requests-per-key", "TDGL_MAX_REQUESTS_PER_KEY", "N", "change, row and copy requests one API key may have in flight", "32" },
 		{ "max-waits-per-key", "TDGL_MAX_WAITS_PER_KEY", "N", "long-polls one API key may hold open", "16" },
 		{ "metrics-public", "TDGL_METRICS_PUBLIC", NULL, "serve /metrics without an API key", NULL },
@@ -315,7 +316,7 @@ static int cmd_serve(int argc, char **argv, int arg __attribute__((unused)))
 	char err[512];
 	const char *files, *key_material;
 	long retention, interval, pool_size, max_conns, window, watch_ms, per_ip = 0, per_key_req,
-	     per_key_wait;
+	     per_key_wait, http_timeout;
 	struct timespec next_purge;
 	int rc = main_parse(argc, argv, opts, "tdgl-primary serve [options]", NULL, 0, 0, NULL);
 
@@ -348,6 +349,11 @@ static int cmd_serve(int argc, char **argv, int arg __attribute__((unused)))
 	}
 	limits.max_conns = (unsigned)max_conns;
 	limits.max_conns_per_ip = (unsigned)per_ip;   /* 0: http.c's default */
+	if (args_int(args_get(opts, "http-timeout"), 1, 86400, &http_timeout) < 0) {
+		fprintf(stderr, "error: --http-timeout: 1..86400 seconds\n");
+		return 2;
+	}
+	limits.timeout_s = (unsigned)http_timeout;
 	api.admin_token = args_get(opts, "admin-token");
 	if (api.admin_token && !*api.admin_token)
 		api.admin_token = NULL;
@@ -457,8 +463,5 @@ int main(int argc, char **argv)
 		{ "keys", cmd_simple, M_KEYS }, { "revoke", cmd_simple, M_REVOKE },
 		{ "purge", cmd_simple, M_PURGE }, { "push", cmd_push, 0 }, { NULL, NULL, 0 }
 	};
-	const char *fmt = getenv("TDGL_LOG_FORMAT");
-
-	log_init("tdgl-primary", fmt && !strcmp(fmt, "json"));
 	return command_dispatch(argc, argv, "tdgl-primary", main_usage, cmds);
 }

@@ -360,15 +360,12 @@ static void *push_main(void *arg)
 /* ISO 8601 UTC of t, or JSON null when t is 0. */
 static void push_add_time(cJSON *o, const char *name, time_t t)
 {
-	struct tm tm;
-	char iso[32];
+	char iso[CLOCK_ISO_MAX];
 
-	if (!t || !gmtime_r(&t, &tm)) {
+	if (!t || !clock_iso_utc(t, iso, sizeof iso))
 		cJSON_AddNullToObject(o, name);
-		return;
-	}
-	strftime(iso, sizeof iso, "%Y-%m-%dT%H:%M:%SZ", &tm);
-	cJSON_AddStringToObject(o, name, iso);
+	else
+		cJSON_AddStringToObject(o, name, iso);
 }
 
 cJSON *push_status(struct push *p)

@@ -34,7 +34,7 @@ extern const char sql_replica[];
 #define MAIN_DURATION_MAX (36500L * 86400)
 
 static const char main_usage[] =
-	"tdgl-replica <command> [options]\n"
+	"tdgl-replica [--log-level LEVEL] [--log-format FORMAT] <command> [options]\n"
 	"commands:\n"
 	"  migrate                      create or upgrade the tdgl schema\n"
 	"  serve                        run the scheduler and the admin API\n"
@@ -57,7 +57,7 @@ static const char main_usage[] =
 	"  status\n"
 	"  purge [--log-retention 14d]  delete old Synced/Skipped log entries and finished runs\n"
 	"every command takes --db CONNINFO (TDGL_DB) and --help; tdgl-replica --version\n\n"
-	"logs: one line per event on stderr, text or json [env TDGL_LOG_FORMAT] (default: text)\n"
+	"logs: one line per event on stderr (--log-format, --log-level below)\n"
 	"exit codes: 0 ok, 1 runtime error, 2 usage error, 3 verify found differences";
 
 
@@ -305,6 +305,7 @@ static int cmd_serve(int argc, char **argv, int arg __attribute__((unused)))
 		{ "files-dir", "TDGL_FILES_DIR", "DIR", "where attachment files go", "./files" },
 		{ "max-conns", "TDGL_MAX_CONNS", "N", "concurrent HTTP connections", "256" },
 		{ "max-conns-per-ip", "TDGL_MAX_CONNS_PER_IP", "N", "concurrent HTTP connections of one client address (default: a quarter of --max-conns)", NULL },
+		{ "http-timeout", "TDGL_HTTP_TIMEOUT", "SECONDS", "time a client has to send a whole request; the idle timeout", "30" },
 		OPT_LOG_RETENTION,
 		{ "purge-interval", "TDGL_PURGE_INTERVAL", "DURATION",
 		  "purge the sync log and runs this often (0: never)", RETENTION_INTERVAL_DEFAULT },
@@ -320,7 +321,7 @@ static int cmd_serve(int argc, char **argv, int arg __attribute__((unused)))
 	sigset_t sigs;
 	char err[512];
 	PGconn *c = NULL;
-	long retention_s, purge_s, max_conns, per_ip = 0;
+	long retention_s, purge_s, max_conns, per_ip = 0, http_timeout;
 	int rc, sealed;
 
 	rc = args_parse(argc, argv, opts, "tdgl-replica serve [--listen HOST:PORT]", NULL, 0, NULL);
@@ -338,6 +339,11 @@ static int cmd_serve(int argc, char **argv, int arg __attribute__((unused)))
 	}
 	limits.max_conns = (unsigned)max_conns;
 	limits.max_conns_per_ip = (unsigned)per_ip;   /* 0: http.c's default */
+	if (args_int(args_get(opts, "http-timeout"), 1, 86400, &http_timeout) < 0) {
+		fprintf(stderr, "error: --http-timeout: 1..86400 seconds\n");
+		return 2;
+	}
+	limits.timeout_s = (unsigned)http_timeout;
 	c = cli_open(opts, 1, &rc);
 	if (!c)
 		return rc;
@@ -477,9 +483,6 @@ int main(int argc, char **argv)
 		{ "runs", cmd_table, TABLE_RUNS }, { "status", cmd_table, TABLE_STATUS },
 		{ "purge", cmd_purge, 0 }, { NULL, NULL, 0 }
 	};
-	const char *fmt = getenv("TDGL_LOG_FORMAT");
-
-	log_init("tdgl-replica", fmt && !strcmp(fmt, "json"));
 	httpc_global_init();
 	return command_dispatch(argc, argv, "tdgl-replica", main_usage, cmds);
 }

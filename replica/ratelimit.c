@@ -2,6 +2,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include "common/clock.h"
 #include "replica/ratelimit.h"
 
 #define RATELIMIT_SLICE_NS 100000000L
@@ -44,7 +45,7 @@ int ratelimit_wait_stop(struct ratelimit *rl, const atomic_int *stop)
 	struct timespec now;
 	int64_t start, now_ns;
 
-	clock_gettime(CLOCK_MONOTONIC, &now);
+	clock_now(&now);
 	now_ns = ratelimit_ns(&now);
 	pthread_mutex_lock(&rl->mu);
 	if (rl->rate <= 0) {
@@ -66,7 +67,7 @@ int ratelimit_wait_stop(struct ratelimit *rl, const atomic_int *stop)
 		if (stop && *stop)
 			return -1;
 		nanosleep(&d, NULL);
-		clock_gettime(CLOCK_MONOTONIC, &now);
+		clock_now(&now);
 		now_ns = ratelimit_ns(&now);
 	}
 	return 0;

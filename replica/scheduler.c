@@ -524,7 +524,7 @@ cJSON *sched_status(struct sched *s)
 		if (w->planned && w->next_wall && !w->failures && !w->long_poll) {
 			char iso[32];
 
-			settings_time_iso(w->next_wall, iso, sizeof iso);
+			clock_iso_utc(w->next_wall, iso, sizeof iso);
 			cJSON_AddStringToObject(o, "next_run_at", iso);
 		}
 		if (w->last_result)

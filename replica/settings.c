@@ -7,6 +7,7 @@
 #include "common/db.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "common/clock.h"
 #include "replica/cron.h"
 #include "replica/settings.h"
 
@@ -76,14 +77,6 @@ int settings_schedule(const char *expr, const char *tz, long poll_interval, time
 	return 1;
 }
 
-void settings_time_iso(time_t t, char *out, size_t len)
-{
-	struct tm tm;
-
-	gmtime_r(&t, &tm);
-	strftime(out, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
 cJSON *settings_get(PGconn *c, const char *name)
 {
 	const char *p[1] = { name };
@@ -102,7 +95,7 @@ cJSON *settings_get(PGconn *c, const char *name)
 		if (settings_schedule(json_get_string(o, "cron"), json_get_string(o, "tz"),
 		                      (long)json_get_int(o, "poll_interval", 60), time(NULL), &next,
 		                      text, sizeof text) == 1 && next != (time_t)-1) {
-			settings_time_iso(next, iso, sizeof iso);
+			clock_iso_utc(next, iso, sizeof iso);
 			cJSON_AddStringToObject(o, "next_run_at", iso);
 		}
 		cJSON_AddStringToObject(o, "schedule", text);

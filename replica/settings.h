@@ -33,7 +33,5 @@ cJSON *settings_get(PGconn *c, const char *name);
  * invalid (then the interval is used). */
 int settings_schedule(const char *expr, const char *tz, long poll_interval, time_t after,
                       time_t *next, char *text, size_t textlen);
-/* "2026-01-02T03:04:05Z" */
-void settings_time_iso(time_t t, char *out, size_t len);
 
 #endif
