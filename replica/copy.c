@@ -8,6 +8,7 @@
 #include "common/httpc.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "common/mem.h"
 #include "replica/apply.h"
 #include "replica/copy.h"
 #include "replica/fkorder.h"
@@ -211,11 +212,9 @@ static int copy_feed_start(struct copy_feed *fd, const struct copy_env *e, int t
 	memset(fd, 0, sizeof *fd);
 	fd->f = *e->f;
 	fd->stop = e->stop;
-	fd->table = strdup(e->s->table[t]);
-	fd->columns = strdup(columns);
-	fd->filter = e->s->filter[t] ? strdup(e->s->filter[t]) : NULL;
-	if (!fd->table || !fd->columns || (e->s->filter[t] && !fd->filter))
-		abort();    /* out of memory: as buf does */
+	fd->table = mem_strdup(e->s->table[t], "copy feed");
+	fd->columns = mem_strdup(columns, "copy feed");
+	fd->filter = mem_strdup(e->s->filter[t], "copy feed");
 	pthread_mutex_init(&fd->mu, NULL);
 	pthread_cond_init(&fd->cv, NULL);
 	if (pthread_create(&fd->thread, NULL, copy_feed_run, fd) != 0) {

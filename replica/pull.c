@@ -10,6 +10,7 @@
 #include "common/httpc.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "common/mem.h"
 #include "replica/apply.h"
 #include "replica/copy.h"
 #include "replica/upstream.h"
@@ -201,8 +202,8 @@ static int pull_reload_cursor(struct pull_ctx *p)
 		goto out;
 	}
 	free(p->s.cursor);
-	p->s.cursor = strdup(PQgetvalue(res, 0, 0));
-	rc = p->s.cursor ? 0 : -1;
+	p->s.cursor = mem_strdup(PQgetvalue(res, 0, 0), "cursor");
+	rc = 0;
 out:
 	PQclear(res);
 	return rc;
@@ -295,7 +296,7 @@ static int pull_stream(struct pull_ctx *p, int wait_s)
 		if (p->head_asked)
 			*p->head_asked = full ? (struct timespec){ 0 } : cur.asked;
 		free(p->s.cursor);
-		p->s.cursor = strdup(cur.pg.cursor);
+		p->s.cursor = mem_strdup(cur.pg.cursor, "cursor");
 		if (!cur.pg.more) {
 			rc = 0;
 			goto out;
@@ -343,10 +344,7 @@ int pull_run(PGconn *c, const char *name, const char *trigger, int wait_s,
 		snprintf(out->error, sizeof out->error, "%.500s", lerr);
 		goto finish;
 	}
-	if (upstream_open(&p.f, c, &p.s, env->stop) < 0) {
-		snprintf(out->error, sizeof out->error, "out of memory");
-		goto finish;
-	}
+	upstream_open(&p.f, c, &p.s, env->stop);
 	/* a primary that is down fails the run at once: nothing fetched, nothing touched. A
 	 * webhook pull skips the probe (one round trip): the primary has just called us. */
 	if (strcmp(trigger, "Webhook") != 0 && upstream_health(&p.f) < 0) {

@@ -10,6 +10,7 @@
 #include "common/db.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "common/mem.h"
 #include "replica/backoff.h"
 #include "replica/metrics.h"
 #include "replica/notify.h"
@@ -84,22 +85,14 @@ struct sched {
 
 struct sched *sched_new(const char *conninfo, const struct pull_env *env)
 {
-	struct sched *s = calloc(1, sizeof *s);
+	struct sched *s = mem_alloc(sizeof *s, "scheduler");
 
-	if (!s)
-		goto out;
-	s->conninfo = strdup(conninfo);
-	if (!s->conninfo) {
-		free(s);
-		s = NULL;
-		goto out;
-	}
+	s->conninfo = mem_strdup(conninfo, "scheduler");
 	s->env = *env;
 	atomic_init(&s->stopping, 0);
 	s->env.stop = &s->stopping;
 	pthread_mutex_init(&s->mu, NULL);
 	clock_cond_init(&s->cv);
-out:
 	return s;
 }
 
@@ -315,15 +308,15 @@ static void sched_configure(struct sched *s, struct worker *w, const struct sour
 		free(w->push_secret);
 		w->push_secret = plain;
 		free(w->push_sealed);
-		w->push_sealed = src->push_sealed ? strdup(src->push_sealed) : NULL;
+		w->push_sealed = mem_strdup(src->push_sealed, "worker settings");
 	}
 	if (!w->schedule[0] || strcmp(src->cron ? src->cron : "", w->cron ? w->cron : "") ||
 	    strcmp(src->tz ? src->tz : "", w->tz ? w->tz : "") ||
 	    w->poll_interval != w->plan_interval) {
 		free(w->cron);
 		free(w->tz);
-		w->cron = src->cron ? strdup(src->cron) : NULL;
-		w->tz = src->tz ? strdup(src->tz) : NULL;
+		w->cron = mem_strdup(src->cron, "worker settings");
+		w->tz = mem_strdup(src->tz, "worker settings");
 		if (w->planned && w->state == WORKER_IDLE) {
 			sched_plan(w);   /* a new schedule applies from now */
 			pthread_cond_broadcast(&s->cv);
@@ -338,16 +331,12 @@ static void sched_configure(struct sched *s, struct worker *w, const struct sour
 }
 
 /* Call with s->mu held: a new worker for source `name`, its first pull due now (initial
- * sync or catch-up). NULL when it could not be made. */
+ * sync or catch-up). Listed (removed) even when its thread could not start. */
 static struct worker *sched_start(struct sched *s, const char *name, int long_poll)
 {
-	struct worker *w = calloc(1, sizeof *w);
+	struct worker *w = mem_alloc(sizeof *w, "worker");
 
-	if (!w || !(w->name = strdup(name))) {
-		free(w);
-		log_error("source %s: out of memory starting its worker", name);
-		return NULL;
-	}
+	w->name = mem_strdup(name, "worker");
 	w->s = s;
 	w->state = WORKER_IDLE;
 	w->poll_interval = 60;

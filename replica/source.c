@@ -7,6 +7,7 @@
 #include "common/db.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "common/mem.h"
 #include "replica/source.h"
 
 static const char Q_INSERT_SOURCE[] =
@@ -140,7 +141,7 @@ enum result source_add(PGconn *c, const struct source_spec *spec, const char *ke
 		PQclear(res);
 		res = NULL;
 	}
-	tables = strdup(spec->tables);
+	tables = mem_strdup(spec->tables, "source add");
 	for (char *t = strtok_r(tables, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
 		const char *filter = NULL, *attach = NULL, *v;
 		char *ffilter = NULL;
@@ -198,7 +199,7 @@ enum result source_add(PGconn *c, const struct source_spec *spec, const char *ke
 		free(fname);
 		fname = source_split_eq(opt, &v);
 		if (fname) {
-			char *copy = strdup(spec->tables), *s2 = NULL;
+			char *copy = mem_strdup(spec->tables, "source add"), *s2 = NULL;
 			for (char *t = strtok_r(copy, ",", &s2); t; t = strtok_r(NULL, ",", &s2)) {
 				while (*t == ' ')
 					t++;
@@ -346,7 +347,7 @@ int source_remove(PGconn *c, const char *name)
 
 static char *source_dup_field(const PGresult *res, int col)
 {
-	return PQgetisnull(res, 0, col) ? NULL : strdup(PQgetvalue(res, 0, col));
+	return PQgetisnull(res, 0, col) ? NULL : mem_strdup(PQgetvalue(res, 0, col), "source");
 }
 
 int source_load_settings(PGconn *c, const char *name, struct source *s, char *err,
@@ -388,8 +389,9 @@ int source_load_settings(PGconn *c, const char *name, struct source *s, char *er
 		goto out;
 	}
 	for (int i = 0; i < PQntuples(res) && i < SOURCE_MAX_TABLES; i++) {
-		s->table[i] = strdup(PQgetvalue(res, i, 0));
-		s->filter[i] = PQgetisnull(res, i, 1) ? NULL : strdup(PQgetvalue(res, i, 1));
+		s->table[i] = mem_strdup(PQgetvalue(res, i, 0), "source tables");
+		s->filter[i] = PQgetisnull(res, i, 1) ? NULL
+		               : mem_strdup(PQgetvalue(res, i, 1), "source tables");
 		buf_printf(&tb, "%s%s", i ? "," : "", s->table[i]);
 		s->ntables = i + 1;
 	}
@@ -483,9 +485,9 @@ static int source_names_q(PGconn *c, const char *q, char ***names)
 	if (!res)
 		goto out;
 	n = PQntuples(res);
-	*names = calloc((size_t)n + 1, sizeof **names);
+	*names = mem_alloc(((size_t)n + 1) * sizeof **names, "source names");
 	for (int i = 0; i < n; i++)
-		(*names)[i] = strdup(PQgetvalue(res, i, 0));
+		(*names)[i] = mem_strdup(PQgetvalue(res, i, 0), "source names");
 out:
 	PQclear(res);
 	return n;

@@ -7,6 +7,7 @@
 #include "common/buf.h"
 #include "common/db.h"
 #include "common/log.h"
+#include "common/mem.h"
 #include "replica/backoff.h"
 #include "replica/upstream.h"
 #include "replica/ratelimit.h"
@@ -121,8 +122,8 @@ static long upstream_request(struct upstream *f, const char *path, long timeout_
 	return st;
 }
 
-int upstream_open(struct upstream *u, PGconn *c, const struct source *s,
-                  const atomic_int *stop)
+void upstream_open(struct upstream *u, PGconn *c, const struct source *s,
+                   const atomic_int *stop)
 {
 	struct buf a = { 0 };
 
@@ -133,7 +134,7 @@ int upstream_open(struct upstream *u, PGconn *c, const struct source *s,
 	u->rate = upstream_rate_of(c, s->name);
 	buf_printf(&a, "Authorization: token %s:%s", s->api_key, s->api_secret);
 	u->auth = buf_steal(&a);
-	return u->auth ? 0 : -1;
+	mem_check(u->auth, "upstream");
 }
 
 void upstream_close(struct upstream *u)

@@ -35,9 +35,9 @@ struct upstream {
 };
 
 /* Sets u up for source s (secrets opened, source.h), with its rate limit read through c.
- * s must outlive u. 0, or -1 when out of memory. */
-int upstream_open(struct upstream *u, PGconn *c, const struct source *s,
-                  const atomic_int *stop);
+ * s must outlive u. */
+void upstream_open(struct upstream *u, PGconn *c, const struct source *s,
+                   const atomic_int *stop);
 /* Wipes and frees the header. */
 void upstream_close(struct upstream *u);
 

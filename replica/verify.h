@@ -44,7 +44,7 @@ struct verify_opts {
  * "missing":[key],"extra":[key],"different":[{"key","columns"}],"kept_local":[key],
  * "in_flight":[key],"counts":{...},"repair":{...}?,"requests","bytes","error"?}]} (caller
  * deletes); RESULT_NOT_FOUND unknown source, RESULT_INVALID a table the source does not
- * sync, else RESULT_INTERNAL or RESULT_NO_MEMORY (err). */
+ * sync, else RESULT_INTERNAL (err). */
 enum result verify_run(PGconn *c, const char *name, const struct verify_opts *opts,
                        cJSON **report, char *err, size_t errlen);
 
