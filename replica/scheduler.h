@@ -2,8 +2,10 @@
  * Triggers: the poll interval, /api/notify (Webhook), an admin (API), and long-poll mode
  * (the worker keeps a /api/changes?wait= request open). One pull per source at a time; any
  * number of triggers during a pull cause exactly one more pull. A failed pull is retried
- * with exponential backoff (1 s doubling, at most 60 s). A source's failures never touch
- * another worker. sched_reload() picks up sources added or removed by the CLI. */
+ * with exponential backoff (1 s doubling, at most 60 s: backoff.h). A source's failures
+ * never touch another worker. sched_reload() picks up sources added or removed by the CLI.
+ * Each worker is a state machine (idle, pulling, backoff, stopped; docs/design.md, "Scheduler
+ * states"), its state changed in one place. */
 #ifndef TDGL_REPLICA_SCHEDULER_H
 #define TDGL_REPLICA_SCHEDULER_H
 #include <stddef.h>
