@@ -140,6 +140,18 @@ PGresult *db_exec_prepared(PGconn *c, const char *what, const char *name, int np
 	return db_check(c, what, PQexecPrepared(c, name, nparams, params, NULL, NULL, 0));
 }
 
+cJSON *db_json(PGconn *c, const char *what, const char *sql, int nparams,
+               const char *const *params)
+{
+	PGresult *res = db_exec(c, what, sql, nparams, params);
+	cJSON *j = NULL;
+
+	if (res && PQntuples(res) >= 1 && !PQgetisnull(res, 0, 0))
+		j = cJSON_Parse(PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return j;
+}
+
 int db_run(PGconn *c, const char *what, const char *sql, int nparams, const char *const *params)
 {
 	PGresult *res = db_exec(c, what, sql, nparams, params);

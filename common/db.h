@@ -4,6 +4,7 @@
 #define TDGL_DB_H
 #include <stddef.h>
 #include <libpq-fe.h>
+#include <cjson/cJSON.h>
 
 /* Connects (client_encoding UTF8, TCP keepalives, connect_timeout 10 s unless conninfo sets
  * it; server notices go to the log). On failure returns NULL and libpq's message in err. */
@@ -17,6 +18,10 @@ PGresult *db_exec(PGconn *c, const char *what, const char *sql, int nparams,
 /* db_exec for statements whose errors may be answers the caller reports itself (a refused
  * request): a failure is recorded (db_last_sqlstate, db_last_error) but not logged. */
 PGresult *db_try(PGconn *c, const char *sql, int nparams, const char *const *params);
+/* A statement that builds one JSON value (row 0, column 0), parsed (caller deletes). NULL
+ * when it failed (logged), returned no row, or the value is NULL. */
+cJSON *db_json(PGconn *c, const char *what, const char *sql, int nparams,
+               const char *const *params);
 /* Same, for statements whose result is not needed: 0 or -1. */
 int db_run(PGconn *c, const char *what, const char *sql, int nparams, const char *const *params);
 /* The same in two halves, so the caller can work while the database does: db_send queues the

@@ -419,13 +419,13 @@ static long sched_request(struct sched *s, struct worker *w, const char *trigger
 	return ++w->req_seq;
 }
 
-int sched_trigger(struct sched *s, const char *name, const char *trigger, int wait_ms,
-                  cJSON **result)
+enum result sched_trigger(struct sched *s, const char *name, const char *trigger,
+                          int wait_ms, cJSON **result)
 {
 	struct worker *w;
 	struct timespec until;
 	long seq;
-	int rc = -1;
+	enum result rc = RESULT_NOT_FOUND;
 
 	if (result)
 		*result = NULL;
@@ -434,13 +434,13 @@ int sched_trigger(struct sched *s, const char *name, const char *trigger, int wa
 	if (!w)
 		goto out;
 	seq = sched_request(s, w, trigger);
-	rc = 0;
+	rc = RESULT_OK;
 	if (wait_ms <= 0)
 		goto out;
 	clock_after(&until, wait_ms);
 	while (w->done_seq < seq && !atomic_load(&s->stopping)) {
 		if (clock_wait(&s->cv, &s->mu, &until) == ETIMEDOUT) {
-			rc = -2;
+			rc = RESULT_BUSY;
 			goto out;
 		}
 	}

@@ -10,6 +10,7 @@
 #define TDGL_REPLICA_SCHEDULER_H
 #include <stddef.h>
 #include <cjson/cJSON.h>
+#include "common/result.h"
 #include "replica/pull.h"
 
 #define SCHED_LONG_POLL_S 25
@@ -23,9 +24,10 @@ struct sched *sched_new(const char *conninfo, const struct pull_env *env);
 int sched_reload(struct sched *s);
 /* Queues a pull of `name`. With wait_ms > 0, waits for a pull that started after this call
  * to finish and returns its result in *result (malloc'd JSON, caller frees).
- * Returns 0, -1 unknown source, -2 timed out waiting. */
-int sched_trigger(struct sched *s, const char *name, const char *trigger, int wait_ms,
-                  cJSON **result);
+ * RESULT_OK, RESULT_NOT_FOUND (no worker: unknown or disabled source) or RESULT_BUSY (the
+ * pull did not finish within wait_ms; it goes on). */
+enum result sched_trigger(struct sched *s, const char *name, const char *trigger,
+                          int wait_ms, cJSON **result);
 /* Verifies a push notification against every source's push secret; a match (not replayed,
  * timestamp in window) triggers that source. Returns the HTTP status to answer (202, 401,
  * 409) with a message in err. */

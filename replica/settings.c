@@ -80,12 +80,8 @@ int settings_schedule(const char *expr, const char *tz, long poll_interval, time
 cJSON *settings_get(PGconn *c, const char *name)
 {
 	const char *p[1] = { name };
-	PGresult *res = db_exec(c, "source settings", Q_GET, 1, p);
-	cJSON *o = NULL;
+	cJSON *o = db_json(c, "source settings", Q_GET, 1, p);
 
-	if (res && PQntuples(res) == 1)
-		o = cJSON_Parse(PQgetvalue(res, 0, 0));
-	PQclear(res);
 	if (o) {
 		char text[CRON_EXPR_MAX + ZONE_NAME_MAX + 32], iso[32];
 		time_t next;

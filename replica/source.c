@@ -467,13 +467,7 @@ void source_free(struct source *s)
 
 cJSON *source_list_json(PGconn *c)
 {
-	PGresult *res = db_exec(c, "source list", Q_LIST, 0, NULL);
-	cJSON *out = NULL;
-
-	if (res)
-		out = cJSON_Parse(PQgetvalue(res, 0, 0));
-	PQclear(res);
-	return out;
+	return db_json(c, "source list", Q_LIST, 0, NULL);
 }
 
 static int source_names_q(PGconn *c, const char *q, char ***names)

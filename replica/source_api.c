@@ -153,14 +153,14 @@ static void source_api_pull(struct api *a, struct http_req *req, const char *nam
 	const char *wait = http_query(req, "wait");
 	int sync = wait && !strcmp(wait, "1");
 	cJSON *result = NULL, *o;
-	int rc;
+	enum result rc;
 
 	rc = sched_trigger(a->sched, name, "API", sync ? SOURCE_API_PULL_WAIT_MS : 0, &result);
-	if (rc == -1) {
+	if (rc == RESULT_NOT_FOUND) {
 		http_reply_error(req, 404, "unknown or disabled source");
 		return;
 	}
-	if (rc == -2) {
+	if (rc == RESULT_BUSY) {   /* still running: a gateway timeout, not "try again" */
 		http_reply_error(req, 504, "pull did not finish in time");
 		return;
 	}

@@ -712,11 +712,6 @@ out:
 cJSON *verify_last(PGconn *c, const char *name)
 {
 	const char *p[1] = { name };
-	PGresult *res = db_exec(c, "verify: last results", Q_LAST, 1, p);
-	cJSON *j = NULL;
 
-	if (res && PQntuples(res) == 1)
-		j = cJSON_Parse(PQgetvalue(res, 0, 0));
-	PQclear(res);
-	return j;
+	return db_json(c, "verify: last results", Q_LAST, 1, p);
 }

@@ -14,11 +14,11 @@
 static int verify_api_catch_up(void *ctx, PGconn *c, const char *source)
 {
 	cJSON *result = NULL;
-	int rc = sched_trigger(ctx, source, "API", VERIFY_API_PULL_WAIT_MS, &result);
+	enum result rc = sched_trigger(ctx, source, "API", VERIFY_API_PULL_WAIT_MS, &result);
 
 	(void)c;
 	cJSON_Delete(result);
-	return rc == 0 ? 0 : -1;
+	return rc == RESULT_OK ? 0 : -1;
 }
 
 /* The request body into opts (tables point into j). 0, or -1 with err. */
