@@ -204,7 +204,7 @@ unsigned dryrun_run(PGconn *c, const char *name, const char *trigger, const char
 	}
 	d.rows = cJSON_CreateArray();
 	d.summary = cJSON_CreateObject();
-	upstream_open(&d.f, c, &d.s, NULL);
+	upstream_open(&d.f, &d.s, NULL);
 	if (upstream_health(&d.f) < 0) {
 		snprintf(d.error, sizeof d.error, "%s", d.f.error);
 		goto finish;

@@ -344,7 +344,7 @@ int pull_run(PGconn *c, const char *name, const char *trigger, int wait_s,
 		snprintf(out->error, sizeof out->error, "%.500s", lerr);
 		goto finish;
 	}
-	upstream_open(&p.f, c, &p.s, env->stop);
+	upstream_open(&p.f, &p.s, env->stop);
 	/* a primary that is down fails the run at once: nothing fetched, nothing touched. A
 	 * webhook pull skips the probe (one round trip): the primary has just called us. */
 	if (strcmp(trigger, "Webhook") != 0 && upstream_health(&p.f) < 0) {

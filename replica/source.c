@@ -21,7 +21,8 @@ static const char Q_WATCH[] = "SELECT array_to_string(tdgl.watch_source($1), ','
 static const char Q_REMOVE[] = "DELETE FROM tdgl.sources WHERE name = $1";
 static const char Q_LOAD[] =
 	"SELECT name, url, api_key, api_secret_sealed, push_secret_sealed, cursor, needs_resync, "
-	"batch_size, poll_interval, long_poll, enabled, cron, tz FROM tdgl.sources WHERE name = $1";
+	"batch_size, poll_interval, long_poll, enabled, cron, tz, coalesce(rate_limit, 0) "
+	"FROM tdgl.sources WHERE name = $1";
 static const char Q_LOAD_TABLES[] =
 	"SELECT tbl, filter::text FROM tdgl.source_tables WHERE source = $1 ORDER BY tbl";
 static const char Q_LIST[] =
@@ -380,6 +381,7 @@ int source_load_settings(PGconn *c, const char *name, struct source *s, char *er
 	s->enabled = !strcmp(PQgetvalue(res, 0, 10), "t");
 	s->cron = source_dup_field(res, 11);
 	s->tz = source_dup_field(res, 12);
+	s->rate_limit = atof(PQgetvalue(res, 0, 13));
 	s->api_sealed = source_dup_field(res, 3);
 	s->push_sealed = source_dup_field(res, 4);
 	PQclear(res);

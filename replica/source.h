@@ -26,6 +26,7 @@ struct source {
 	char *api_secret, *push_secret;   /* opened (source_open_secrets); NULL until then */
 	char *api_sealed, *push_sealed;   /* as stored; push_sealed NULL: no push secret */
 	char *cron, *tz;                  /* NULL: every poll_interval seconds */
+	double rate_limit;                /* requests per second to the primary; 0: unlimited */
 	char *cursor;            /* NULL: initial sync pending */
 	int needs_resync;
 	int batch_size, poll_interval, long_poll, enabled;

@@ -3,9 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <libpq-fe.h>
 #include "common/buf.h"
-#include "common/db.h"
 #include "common/log.h"
 #include "common/mem.h"
 #include "replica/backoff.h"
@@ -18,20 +16,6 @@
 /* a page of changes: the long-poll's wait plus this much */
 #define UPSTREAM_CHANGES_SLACK_S 30
 
-static const char Q_RATE[] =
-	"SELECT coalesce(rate_limit, 0) FROM tdgl.sources WHERE name = $1";
-
-static double upstream_rate_of(PGconn *c, const char *source)
-{
-	const char *p[1] = { source };
-	PGresult *res = db_exec(c, "rate limit", Q_RATE, 1, p);
-	double r = 0;
-
-	if (res && PQntuples(res) == 1)
-		r = atof(PQgetvalue(res, 0, 0));
-	PQclear(res);
-	return r;
-}
 
 static int upstream_stopping(const struct upstream *f)
 {
@@ -122,8 +106,7 @@ static long upstream_request(struct upstream *f, const char *path, long timeout_
 	return st;
 }
 
-void upstream_open(struct upstream *u, PGconn *c, const struct source *s,
-                   const atomic_int *stop)
+void upstream_open(struct upstream *u, const struct source *s, const atomic_int *stop)
 {
 	struct buf a = { 0 };
 
@@ -131,7 +114,7 @@ void upstream_open(struct upstream *u, PGconn *c, const struct source *s,
 	u->source = s->name;
 	u->base_url = s->url;
 	u->stop = stop;
-	u->rate = upstream_rate_of(c, s->name);
+	u->rate = s->rate_limit;
 	buf_printf(&a, "Authorization: token %s:%s", s->api_key, s->api_secret);
 	u->auth = buf_steal(&a);
 	mem_check(u->auth, "upstream");

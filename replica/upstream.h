@@ -15,7 +15,6 @@
 #define TDGL_REPLICA_UPSTREAM_H
 #include <stdatomic.h>
 #include <stddef.h>
-#include <libpq-fe.h>
 #include "common/httpc.h"
 #include "replica/source.h"
 
@@ -34,10 +33,8 @@ struct upstream {
 	char error[512];                 /* why the last call failed */
 };
 
-/* Sets u up for source s (secrets opened, source.h), with its rate limit read through c.
- * s must outlive u. */
-void upstream_open(struct upstream *u, PGconn *c, const struct source *s,
-                   const atomic_int *stop);
+/* Sets u up for source s (secrets opened, source.h; its rate limit). s must outlive u. */
+void upstream_open(struct upstream *u, const struct source *s, const atomic_int *stop);
 /* Wipes and frees the header. */
 void upstream_close(struct upstream *u);
 

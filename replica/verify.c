@@ -684,7 +684,7 @@ enum result verify_run(PGconn *c, const char *name, const struct verify_opts *op
 			goto out;
 		}
 	}
-	upstream_open(&v.f, c, &v.s, NULL);
+	upstream_open(&v.f, &v.s, NULL);
 	*report = cJSON_CreateObject();
 	cJSON_AddStringToObject(*report, "source", name);
 	tables = cJSON_AddArrayToObject(*report, "tables");
