@@ -256,3 +256,26 @@ def test_secret_defaults_are_never_printed_in_help():
             p = cli(binary, *cmd.split(), "--help", env=env)
             out = p.stdout + p.stderr
             assert SECRET not in out and "admin-token-from-env" not in out, f"{binary} {cmd}"
+
+
+@pytest.mark.parametrize("binary", BINARIES)
+def test_log_options_go_before_the_command_and_show_in_help(binary):
+    """--log-level/--log-format are every command's (TDGL_LOG_LEVEL/TDGL_LOG_FORMAT)."""
+    p = cli(binary, "--help")
+    assert {"--log-level", "--log-format"} <= options(p.stdout), p.stdout
+    p = cli(binary, "--log-format", "json", "--log-level=debug", "--version")
+    assert p.returncode == 0 and binary in p.stdout, p.stderr
+
+
+@pytest.mark.parametrize("binary", BINARIES)
+def test_a_bad_log_level_is_a_usage_error(binary):
+    p = cli(binary, "--log-level", "loud", "--version")
+    assert p.returncode == 2 and "--log-level" in p.stderr and "usage:" in p.stderr, p.stderr
+    p = cli(binary, "--version", env={"TDGL_LOG_FORMAT": "xml"})
+    assert p.returncode == 2 and "--log-format" in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("binary", BINARIES)
+def test_serve_help_lists_the_http_timeout(binary):
+    p = cli(binary, "serve", "--help")
+    assert "--http-timeout" in options(p.stdout) and "TDGL_HTTP_TIMEOUT" in p.stdout, p.stdout

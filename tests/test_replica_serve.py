@@ -304,6 +304,27 @@ def test_primary_down_backoff_then_full_catch_up(primary, replica):
     assert rows_md5(replica, "customer") == rows_md5(primary, "customer")
 
 
+def test_status_shows_each_workers_state_backoff_then_idle(primary, replica):
+    """GET /api/status names the scheduler state of each worker (docs/design.md, "Scheduler
+    states"): backoff while its primary is down, idle again once a pull succeeded."""
+    pair(primary, replica, CUSTOMER, ["customer"], "--poll-interval", "3600")
+    replica.serve()
+    source_ready(replica)
+
+    def worker():
+        return replica.api("GET", "/api/status").json()["workers"][0]
+
+    wait_until(lambda: worker()["state"] == "idle", timeout=20, what="an idle worker")
+    primary.server.stop()
+    replica.api("POST", "/api/sources/main/pull")
+    wait_until(lambda: worker()["state"] == "backoff", timeout=20, what="the worker to back off")
+    assert worker()["backoff_s"] >= 1
+    primary.server.start()
+    replica.api("POST", "/api/sources/main/pull")
+    wait_until(lambda: worker()["state"] == "idle" and worker()["backoff_s"] == 0, timeout=30,
+               what="the worker idle again")
+
+
 def test_one_failing_source_never_affects_another(primary, replica):
     pair(primary, replica, CUSTOMER, ["customer"], "--poll-interval", "1")
     replica.cli("source", "add", "dead", "--url", f"http://127.0.0.1:{free_port()}",
