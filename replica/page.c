@@ -242,18 +242,24 @@ static int page_span_eq(const struct page_span *a, const struct page_span *b)
 	return a->n == b->n && (a->n == 0 || !memcmp(a->p, b->p, a->n));
 }
 
-/* Orders change indexes by key text, then by position (ctx: the changes). */
-static int page_cmp_key(const void *x, const void *y, void *ctx)
+/* Orders changes i and j by the text of spans a and b (theirs), then by position. */
+static int page_cmp_spans(int i, int j, const struct page_span *a, const struct page_span *b)
 {
-	const struct page_change *ch = ctx;
-	int i = *(const int *)x, j = *(const int *)y;
-	const struct page_span *a = &ch[i].pk, *b = &ch[j].pk;
 	size_t n = a->n < b->n ? a->n : b->n;
 	int c = n ? memcmp(a->p, b->p, n) : 0;
 
 	if (c == 0 && a->n != b->n)
 		c = a->n < b->n ? -1 : 1;
 	return c ? c : (i > j) - (i < j);
+}
+
+/* Orders change indexes by key text, then by position (ctx: the changes). */
+static int page_cmp_key(const void *x, const void *y, void *ctx)
+{
+	const struct page_change *ch = ctx;
+	int i = *(const int *)x, j = *(const int *)y;
+
+	return page_cmp_spans(i, j, &ch[i].pk, &ch[j].pk);
 }
 
 /* Cuts the changes sel[0..n) (page indexes, in page order) into runs numbered from next;
@@ -297,13 +303,8 @@ static int page_cmp_table(const void *x, const void *y, void *ctx)
 {
 	const struct page_change *ch = ctx;
 	int i = *(const int *)x, j = *(const int *)y;
-	const struct page_span *a = &ch[i].table, *b = &ch[j].table;
-	size_t n = a->n < b->n ? a->n : b->n;
-	int c = n ? memcmp(a->p, b->p, n) : 0;
 
-	if (c == 0 && a->n != b->n)
-		c = a->n < b->n ? -1 : 1;
-	return c ? c : (i > j) - (i < j);
+	return page_cmp_spans(i, j, &ch[i].table, &ch[j].table);
 }
 
 void page_runs(const struct page *pg, int *run, int by_table)

@@ -182,6 +182,21 @@ BEGIN
 	        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = p_rel);
 END $$;
 
+-- The local table of sync name p_tbl and its key, for what needs both (apply, verify):
+-- 42P01 when the table is missing here, 42P10 when it has no primary key.
+CREATE OR REPLACE FUNCTION tdgl.keyed_table(p_tbl text, OUT rel regclass, OUT pk text[])
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+	rel := tdgl.local_table(p_tbl);
+	IF rel IS NULL THEN
+		RAISE EXCEPTION 'relation "%" does not exist on the replica', p_tbl USING ERRCODE = '42P01';
+	END IF;
+	pk := tdgl.pk_columns(rel);
+	IF pk IS NULL THEN
+		RAISE EXCEPTION 'table % has no primary key on the replica', p_tbl USING ERRCODE = '42P10';
+	END IF;
+END $$;
+
 -- Primary-key columns of a table, in key order (NULL when it has none).
 CREATE OR REPLACE FUNCTION tdgl.pk_columns(p_rel regclass) RETURNS text[]
 LANGUAGE plpgsql STABLE AS $$

@@ -347,22 +347,16 @@ CREATE OR REPLACE FUNCTION tdgl.apply_run(p_source text, p_run_id bigint, p_tbl 
 	p_repeats bool DEFAULT false)
 RETURNS tdgl.apply_result LANGUAGE plpgsql AS $$
 DECLARE
-	rel  regclass := tdgl.local_table(p_tbl);
+	t    record := tdgl.keyed_table(p_tbl);
+	rel  regclass := t.rel;
+	pk   text[] := t.pk;
 	cfg  tdgl.source_tables := tdgl.table_config(p_source, p_tbl);
-	pk   text[];
 	cols text[];        -- columns both the snapshots and the local table have
 	keys text[];
 	n    int := cardinality(p_ch);
 	c    text;
 	res  tdgl.apply_result;
 BEGIN
-	IF rel IS NULL THEN
-		RAISE EXCEPTION 'relation "%" does not exist on the replica', p_tbl USING ERRCODE = '42P01';
-	END IF;
-	pk := tdgl.pk_columns(rel);
-	IF pk IS NULL THEN
-		RAISE EXCEPTION 'table % has no primary key on the replica', p_tbl USING ERRCODE = '42P10';
-	END IF;
 	IF p_repeats AND NOT (cfg.filter IS NULL AND cfg.insert_enabled AND cfg.update_enabled
 	                      AND NOT p_force) THEN
 		RAISE EXCEPTION 'a run repeating keys needs a table without filter or switches off';

@@ -7,14 +7,7 @@ CREATE OR REPLACE FUNCTION tdgl.verify_local_table(p_tbl text, p_cols text[],
 	OUT rel regclass, OUT pk text[], OUT cols text[])
 LANGUAGE plpgsql STABLE AS $$
 BEGIN
-	rel := tdgl.local_table(p_tbl);
-	IF rel IS NULL THEN
-		RAISE EXCEPTION 'relation "%" does not exist on the replica', p_tbl USING ERRCODE = '42P01';
-	END IF;
-	pk := tdgl.pk_columns(rel);
-	IF pk IS NULL THEN
-		RAISE EXCEPTION 'table % has no primary key on the replica', p_tbl USING ERRCODE = '42P10';
-	END IF;
+	SELECT k.rel, k.pk INTO rel, pk FROM tdgl.keyed_table(p_tbl) k;
 	SELECT array_agg(a.attname::text ORDER BY a.attname::text COLLATE "C") INTO cols
 	FROM pg_attribute a WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped
 	  AND a.attgenerated = '' AND (p_cols IS NULL OR a.attname = ANY (p_cols));
