@@ -1,13 +1,20 @@
--- tdgl-replica schema, version 5. Idempotent: every statement may run again, and an older
--- version is upgraded by running it again (new columns are added with ADD COLUMN IF NOT EXISTS).
+-- tdgl-replica schema, version 6. Idempotent: every statement may run again, and an older
+-- version is upgraded by running it again (new columns are added with ADD COLUMN IF NOT EXISTS,
+-- each version's steps are marked "Version N" where they stand).
 -- Applied by `tdgl-replica migrate` (db_migrate, under an advisory lock).
 --
--- The apply path lives here, set-based: tdgl.apply_page() takes the primary's page split into
--- arrays, snapshots as `json` (exact text: float -0, NaN, numeric scale, bytea hex survive),
--- cuts it into runs
--- (consecutive changes of one table and one op class, no key twice) and applies each run in
--- ONE statement; a failing run is re-applied change by change under savepoints so that only
--- the failing change is logged Failed. The source's cursor moves in the same transaction.
+-- The script is sql/replica/*.sql concatenated in name order (Makefile), one file a concern:
+--   10-schema       tables, types, naming helpers, schema steps of later versions
+--   20-local_edits  capture of local edits (the trigger every synced table gets)
+--   30-apply        the apply core: tdgl.apply_statement (the only statement that applies
+--                   rows) and the functions that feed it a page, a run, a rows page
+--   40-copy         the initial copy's COPY path (staged pages go through the apply core)
+--   50-conflicts    listing and resolving conflicts (Accept Primary applies through the core)
+--   55-dryrun       what a page would do (the core, rolled back)
+--   60-retention    purge of the sync log and runs, interrupted runs
+--   70-verify       the replica's side of verify and repair (repair applies through the core)
+--   90-version      the schema_version stamp
+-- then sql/verify.sql, the row hashes both roles share.
 
 CREATE SCHEMA IF NOT EXISTS tdgl;
 

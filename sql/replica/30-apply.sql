@@ -96,24 +96,30 @@ LANGUAGE sql STABLE AS $$
 $$;
 
 -- p_fmt formatted with each column of p_cols (as %1$I, %1$L...), joined by p_sep: the
--- column lists, key joins and key objects of generated statements.
+-- column lists, key joins and key objects of generated statements. plpgsql, like the
+-- other helpers the apply calls per run: a sql function with a FROM is parsed and planned
+-- again in every transaction, a plpgsql one keeps its plan for the session.
 CREATE OR REPLACE FUNCTION tdgl.each_col(p_cols text[], p_fmt text, p_sep text) RETURNS text
-LANGUAGE sql IMMUTABLE AS $$
-	SELECT string_agg(format(p_fmt, x), p_sep ORDER BY o) FROM unnest(p_cols) WITH ORDINALITY u(x, o)
-$$;
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+	RETURN (SELECT string_agg(format(p_fmt, x), p_sep ORDER BY o)
+	        FROM unnest(p_cols) WITH ORDINALITY u(x, o));
+END $$;
 
 -- Two apply results added up (counts summed, files concatenated).
 CREATE OR REPLACE FUNCTION tdgl.apply_add(a tdgl.apply_result, b tdgl.apply_result)
-RETURNS tdgl.apply_result LANGUAGE sql IMMUTABLE AS $$
-	SELECT ROW(coalesce(($1).fetched, 0) + coalesce(($2).fetched, 0),
-	           coalesce(($1).synced, 0) + coalesce(($2).synced, 0),
-	           coalesce(($1).failed, 0) + coalesce(($2).failed, 0),
-	           coalesce(($1).skipped, 0) + coalesce(($2).skipped, 0),
-	           coalesce(($1).conflicts, 0) + coalesce(($2).conflicts, 0),
-	           coalesce(($1).ignored, 0) + coalesce(($2).ignored, 0),
-	           coalesce(($1).files, '{}') || coalesce(($2).files, '{}'),
-	           coalesce(($2).replica_role, ($1).replica_role))::tdgl.apply_result
-$$;
+RETURNS tdgl.apply_result LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+	a.fetched := coalesce(a.fetched, 0) + coalesce(b.fetched, 0);
+	a.synced := coalesce(a.synced, 0) + coalesce(b.synced, 0);
+	a.failed := coalesce(a.failed, 0) + coalesce(b.failed, 0);
+	a.skipped := coalesce(a.skipped, 0) + coalesce(b.skipped, 0);
+	a.conflicts := coalesce(a.conflicts, 0) + coalesce(b.conflicts, 0);
+	a.ignored := coalesce(a.ignored, 0) + coalesce(b.ignored, 0);
+	a.files := coalesce(a.files, '{}') || coalesce(b.files, '{}');
+	a.replica_role := coalesce(b.replica_role, a.replica_role);
+	RETURN a;
+END $$;
 
 -- THE apply statement: for local table p_rel (key p_pk), op class p_cls ('U' upsert, 'D'
 -- delete, 'R' rename) and an input relation, ONE statement that classifies every input row
@@ -150,6 +156,7 @@ DECLARE
 	ptxt   text := 'ROW(' || tdgl.each_col(p_cols, 'p.%1$I::text', ', ') || ')';
 	w0     text;
 	q      text;
+	cached text;       -- the session's copy of this very statement (a custom setting)
 BEGIN
 	IF (stage AND p_cls <> 'U') OR p_cls NOT IN ('U', 'D', 'R')
 	   OR (p_repeats AND (stage OR p_cls <> 'U')) THEN
@@ -158,6 +165,15 @@ BEGIN
 	SELECT array_agg(a.attname::text ORDER BY a.attnum) INTO upd FROM pg_attribute a
 	WHERE a.attrelid = p_rel AND a.attname = ANY (p_cols) AND a.attnum > 0
 	  AND NOT a.attisdropped AND a.attidentity <> 'a';
+	-- Generating costs about as much as planning the statement, and a pull applies the same
+	-- few statements page after page: the text is kept for the session under everything it
+	-- is made of (a table renamed, a column added or made an identity is another key).
+	cached := 'tdgl.stmt_' || md5(concat_ws('|', t, p_pk::text, p_cols::text, upd::text, p_cls,
+	                                         p_input, p_repeats));
+	q := current_setting(cached, true);
+	IF q <> '' THEN
+		RETURN q;
+	END IF;
 	IF stage THEN
 		head := 'NULL::int AS ord, NULL::bigint AS id, ''Create''::text AS op, NULL::json AS "row", '
 		        'p AS rec';
@@ -298,15 +314,16 @@ BEGIN
 				'%1$I = EXCLUDED.%1$I', ', '), 'NOTHING'));
 	END IF;
 	IF NOT stage THEN
-		-- a change applied (or found done) supersedes older Failed entries of its row
-		q := q || $q$, sup AS (
+		-- a change applied (or, a delete, found done) supersedes older Failed entries of its row
+		q := q || format($q$, sup AS (
 	UPDATE tdgl.sync_log s SET status = 'Skipped', reason = 'superseded by change ' || w.id,
 	       next_retry_at = NULL
-	FROM w WHERE (w.skip IS NULL OR w.skip = 'already deleted') AND w.id IS NOT NULL
+	FROM w WHERE %s AND w.id IS NOT NULL
 	  AND s.status = 'Failed' AND s.source = $8 AND s.tbl = $3 AND s.pk = w.lpk
 	  AND s.change_id < w.id
 	RETURNING 1
-)$q$;
+)$q$, CASE p_cls WHEN 'D' THEN '(w.skip IS NULL OR w.skip = ''already deleted'')'
+		             ELSE 'w.skip IS NULL' END);
 	ELSE
 		q := q || $q$, seen AS (
 	INSERT INTO tdgl.resync_seen (source, tbl, pk)
@@ -335,6 +352,7 @@ FROM w$q$,
 			'ARRAY(SELECT DISTINCT x.v FROM w, unnest($11::text[]) col, '
 			'LATERAL (SELECT %s ->> col AS v) x WHERE w.skip IS NULL AND x.v LIKE ''/files/%%'')',
 			snap) END);
+	PERFORM set_config(cached, q, false);
 	RETURN q;
 END $$;
 
@@ -503,12 +521,13 @@ END $$;
 
 -- Adds an apply's counts to run p_run_id (fetched and one page).
 CREATE OR REPLACE FUNCTION tdgl.run_count(p_run_id bigint, r tdgl.apply_result) RETURNS void
-LANGUAGE sql AS $$
-	UPDATE tdgl.runs SET fetched = fetched + ($2).fetched, synced = synced + ($2).synced,
-	       failed = failed + ($2).failed, skipped = skipped + ($2).skipped,
-	       conflicts = conflicts + ($2).conflicts, pages = pages + 1
-	WHERE id = $1
-$$;
+LANGUAGE plpgsql AS $$
+BEGIN
+	UPDATE tdgl.runs SET fetched = fetched + r.fetched, synced = synced + r.synced,
+	       failed = failed + r.failed, skipped = skipped + r.skipped,
+	       conflicts = conflicts + r.conflicts, pages = pages + 1
+	WHERE id = p_run_id;
+END $$;
 
 -- Applies one page of GET /api/changes and moves the source's cursor from p_prev_cursor to
 -- p_cursor, all in the caller's transaction: applies and cursor commit together, so a crash

@@ -43,25 +43,23 @@ END $$;
 -- copy_plan says how a table's pages go in: 'direct' = COPY straight into the table, when
 -- nothing could make a row anything but Synced (the table is empty, nothing edited here, no
 -- filter, no attachments, inserts enabled, not a re-sync); 'stage' = COPY into a temporary
--- table, then ONE statement with apply_run's semantics. NULL: the table is missing here or
+-- table, then the apply core's ONE statement over it (copy_apply). NULL: the table is missing here or
 -- has no key (the JSON path reports that row by row). Also lists the local columns a copy
 -- may set: {"mode":..., "columns":[...]}.
 CREATE OR REPLACE FUNCTION tdgl.copy_plan(p_source text, p_tbl text, p_resync bool)
 RETURNS json LANGUAGE plpgsql AS $$
 DECLARE
 	rel    regclass := tdgl.local_table(p_tbl);
-	cfg    tdgl.source_tables;
+	cfg    tdgl.source_tables := tdgl.table_config(p_source, p_tbl);
 	empty  bool;
 BEGIN
 	IF rel IS NULL OR tdgl.pk_columns(rel) IS NULL THEN
 		RETURN NULL;
 	END IF;
-	SELECT * INTO cfg FROM tdgl.source_tables WHERE source = p_source AND tbl = p_tbl;
 	EXECUTE format('SELECT NOT EXISTS (SELECT 1 FROM %s)', tdgl.qualified(rel)) INTO empty;
 	RETURN json_build_object(
 		'mode', CASE WHEN empty AND NOT p_resync AND cfg.filter IS NULL
-		              AND coalesce(cfg.insert_enabled, true)
-		              AND coalesce(cardinality(cfg.attach_columns), 0) = 0
+		              AND cfg.insert_enabled AND cardinality(cfg.attach_columns) = 0
 		              AND NOT EXISTS (SELECT 1 FROM tdgl.local_edits e WHERE e.tbl = p_tbl)
 		         THEN 'direct' ELSE 'stage' END,
 		'columns', (SELECT json_agg(a.attname ORDER BY a.attnum) FROM pg_attribute a
