@@ -148,12 +148,12 @@ DECLARE
 	head   text;       -- the input's columns in w0
 	src    text;       -- the input relation: ch (the change) and p (its populated record)
 	snap   text;       -- a w row's snapshot as json
-	keyp   text := 'jsonb_build_object(' || tdgl.each_col(p_pk, '%1$L, p.%1$I', ', ') || ')';
+	keyp   text;       -- jsonb_build_object over p's key
 	edited text := 'EXISTS (SELECT 1 FROM tdgl.local_edits e WHERE e.tbl = $3 AND e.pk = %s)';
 	filt   text;       -- the filter test in w0
 	ckey   text := CASE p_cls WHEN 'R' THEN 'w.opk' ELSE 'w.lpk' END;  -- the row addressed
 	ljoin  text;       -- the local row l a w row addresses (a rename: its old key)
-	ptxt   text := 'ROW(' || tdgl.each_col(p_cols, 'p.%1$I::text', ', ') || ')';
+	ptxt   text;       -- p's columns as text, for 'no changes'
 	w0     text;
 	q      text;
 	cached text;       -- the session's copy of this very statement (a custom setting)
@@ -174,6 +174,8 @@ BEGIN
 	IF q <> '' THEN
 		RETURN q;
 	END IF;
+	keyp := 'jsonb_build_object(' || tdgl.each_col(p_pk, '%1$L, p.%1$I', ', ') || ')';
+	ptxt := 'ROW(' || tdgl.each_col(p_cols, 'p.%1$I::text', ', ') || ')';
 	IF stage THEN
 		head := 'NULL::int AS ord, NULL::bigint AS id, ''Create''::text AS op, NULL::json AS "row", '
 		        'p AS rec';
@@ -203,7 +205,7 @@ BEGIN
 	         WHEN l.ctid IS NOT NULL AND NOT $5 THEN 'update disabled'
 	         WHEN l.ctid IS NOT NULL AND NOT $7 AND (%5$s) IS NOT DISTINCT FROM (%6$s)
 	           THEN 'no changes'
-	       END AS skip0%7$s
+	       END AS skip%7$s
 	FROM %8$s
 	LEFT JOIN %9$s l ON %10$s$q$,
 			head, keyp, filt, format(edited, keyp),
@@ -219,7 +221,7 @@ BEGIN
 	         WHEN $6 THEN NULL
 	         WHEN %3$s THEN 'conflict'
 	         WHEN NOT $12 THEN 'delete disabled'
-	       END AS skip0
+	       END AS skip
 	FROM %4$s
 	LEFT JOIN %5$s l ON %6$s$q$,
 			head, keyp, format(edited, keyp), src, t,
@@ -235,7 +237,7 @@ BEGIN
 	         WHEN EXISTS (SELECT 1 FROM tdgl.local_edits e WHERE e.tbl = $3
 	                      AND e.pk IN (%3$s, %4$s)) THEN 'conflict'
 	         WHEN NOT $5 THEN 'update disabled'
-	       END AS skip0
+	       END AS skip
 	FROM %6$s
 	CROSS JOIN LATERAL json_populate_record(NULL::%2$s, ch.old_pk) o
 	LEFT JOIN %2$s l ON %7$s
@@ -245,15 +247,17 @@ BEGIN
 			tdgl.each_col(p_pk, 'ln.%1$I = p.%1$I', ' AND '));
 	END IF;
 
+	-- (w0's classification is named once: a column repeated here would be computed twice)
 	q := 'WITH w0 AS (' || w0 || E'\n), w AS (\n\t' || CASE WHEN p_repeats THEN
 		-- w0's outcome holds for a key's first change (and a conflict for all); a later one
 		-- changes nothing when its snapshot equals the one before (the row then holds that
 		-- one, applied or equal)
-		'SELECT w0.*, CASE WHEN row_number() OVER k = 1 OR skip0 = ''conflict'' THEN skip0 '
+		'SELECT ord, id, op, "row", rec, old_pk, lpk, present, new_present, '
+		'CASE WHEN row_number() OVER k = 1 OR skip = ''conflict'' THEN skip '
 		'WHEN NOT $7 AND lag(ptxt) OVER k IS NOT DISTINCT FROM ptxt THEN ''no changes'' END '
 		'AS skip, count(*) OVER (PARTITION BY lpk) AS cnt FROM w0 '
 		'WINDOW k AS (PARTITION BY lpk ORDER BY ord)'
-		ELSE 'SELECT w0.*, skip0 AS skip, 1 AS cnt FROM w0' END || E'\n)';
+		ELSE 'SELECT w0.*, 1 AS cnt FROM w0' END || E'\n)';
 	-- conflicts: opened, or refreshed with the newest primary snapshot and local row (only
 	-- a key's last change writes it when the run repeats keys)
 	q := q || format($q$, conf AS (
