@@ -148,7 +148,7 @@ static void api_resolve(struct api *a, struct http_req *req, const char *idtext)
 	const char *res;
 	long id = strtol(idtext, &end, 10);
 	PGconn *c = NULL;
-	unsigned st;
+	enum result r;
 
 	if (*end || end == idtext || id <= 0) {
 		http_reply_error(req, 400, "bad conflict id");
@@ -166,14 +166,14 @@ static void api_resolve(struct api *a, struct http_req *req, const char *idtext)
 	}
 	if (!(c = api_db(a, req)))
 		goto out;
-	st = conflict_resolve(c, id, res, &out, err, sizeof err);
-	if (st == 200) {
+	r = conflict_resolve(c, id, res, &out, err, sizeof err);
+	if (r == RESULT_OK) {
 		log_info("conflict %ld resolved: %s", id, conflict_resolution(res));
 		events_publish("conflict.resolved", cJSON_Duplicate(out, 1));
 		http_reply_json(req, 200, out);
 		out = NULL;
 	} else {
-		http_reply_error(req, st, "%s", err);
+		http_reply_error(req, result_http_status(r), "%s", err);
 	}
 out:
 	cJSON_Delete(j);
@@ -188,7 +188,7 @@ static void api_retry(struct api *a, struct http_req *req, const char *idtext)
 	long id = strtol(idtext, &end, 10);
 	cJSON *out = NULL;
 	PGconn *c;
-	unsigned st;
+	enum result r;
 
 	if (*end || end == idtext || id <= 0) {
 		http_reply_error(req, 400, "bad log entry id");
@@ -196,12 +196,12 @@ static void api_retry(struct api *a, struct http_req *req, const char *idtext)
 	}
 	if (!(c = api_db(a, req)))
 		return;
-	st = retry_entry(c, id, &out, err, sizeof err);
+	r = retry_entry(c, id, &out, err, sizeof err);
 	db_pool_put(a->pool, c);
-	if (st == 200)
+	if (r == RESULT_OK)
 		http_reply_json(req, 200, out);
 	else
-		http_reply_error(req, st, "%s", err);
+		http_reply_error(req, result_http_status(r), "%s", err);
 }
 
 

@@ -19,7 +19,7 @@
 #define TDGL_REPLICA_COPY_H
 #include <stdatomic.h>
 #include <libpq-fe.h>
-#include <cjson/cJSON.h>
+#include "replica/apply.h"
 #include "replica/upstream.h"
 #include "replica/retry.h"
 #include "replica/source.h"
@@ -31,8 +31,8 @@ struct copy_env {
 	const struct upstream *f;    /* the pull's client of the primary; copied, not changed */
 	long run_id;
 	const atomic_int *stop;    /* set on shutdown: the copy ends after its current page */
-	/* called after each committed page with its summary (counts, "files"); may be NULL */
-	void (*page_done)(void *ctx, const cJSON *summary);
+	/* called after each committed page with its summary (counts, files); may be NULL */
+	void (*page_done)(void *ctx, const struct apply_summary *summary);
 	void *ctx;
 	char *error;                 /* why the copy failed */
 	size_t errlen;

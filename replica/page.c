@@ -228,8 +228,7 @@ static int page_id_elem(struct buf *b, const struct page_span *s)
 	return 0;
 }
 
-/* Operation class of a change: runs never mix them. */
-static char page_class(const struct page_span *op)
+char page_op_class(const struct page_span *op)
 {
 	if (op->p && op->n == 8 && !memcmp(op->p, "\"Delete\"", 8))
 		return 'D';
@@ -243,12 +242,9 @@ static int page_span_eq(const struct page_span *a, const struct page_span *b)
 	return a->n == b->n && (a->n == 0 || !memcmp(a->p, b->p, a->n));
 }
 
-/* Orders change indexes by key text, then by position (ctx: the changes). */
-static int page_cmp_key(const void *x, const void *y, void *ctx)
+/* Orders changes i and j by the text of spans a and b (theirs), then by position. */
+static int page_cmp_spans(int i, int j, const struct page_span *a, const struct page_span *b)
 {
-	const struct page_change *ch = ctx;
-	int i = *(const int *)x, j = *(const int *)y;
-	const struct page_span *a = &ch[i].pk, *b = &ch[j].pk;
 	size_t n = a->n < b->n ? a->n : b->n;
 	int c = n ? memcmp(a->p, b->p, n) : 0;
 
@@ -257,17 +253,26 @@ static int page_cmp_key(const void *x, const void *y, void *ctx)
 	return c ? c : (i > j) - (i < j);
 }
 
+/* Orders change indexes by key text, then by position (ctx: the changes). */
+static int page_cmp_key(const void *x, const void *y, void *ctx)
+{
+	const struct page_change *ch = ctx;
+	int i = *(const int *)x, j = *(const int *)y;
+
+	return page_cmp_spans(i, j, &ch[i].pk, &ch[j].pk);
+}
+
 /* Cuts the changes sel[0..n) (page indexes, in page order) into runs numbered from next;
  * returns the next free run number. idx: scratch of n entries. */
 static int page_cut(const struct page *pg, const int *sel, int n, int *run, int next, int *idx)
 {
 	for (int a = 0, b; a < n; a = b) {
 		const struct page_change *first = &pg->ch[sel[a]];
-		char cls = page_class(&first->op);
+		char cls = page_op_class(&first->op);
 		int most = 1;
 
 		/* a segment: consecutive changes (of sel) of one table and one class */
-		for (b = a + 1; b < n && page_class(&pg->ch[sel[b]].op) == cls &&
+		for (b = a + 1; b < n && page_op_class(&pg->ch[sel[b]].op) == cls &&
 		     page_span_eq(&pg->ch[sel[b]].table, &first->table); b++)
 			;
 		if (cls == 'R') {                   /* renames go one by one */
@@ -298,13 +303,8 @@ static int page_cmp_table(const void *x, const void *y, void *ctx)
 {
 	const struct page_change *ch = ctx;
 	int i = *(const int *)x, j = *(const int *)y;
-	const struct page_span *a = &ch[i].table, *b = &ch[j].table;
-	size_t n = a->n < b->n ? a->n : b->n;
-	int c = n ? memcmp(a->p, b->p, n) : 0;
 
-	if (c == 0 && a->n != b->n)
-		c = a->n < b->n ? -1 : 1;
-	return c ? c : (i > j) - (i < j);
+	return page_cmp_spans(i, j, &ch[i].table, &ch[j].table);
 }
 
 void page_runs(const struct page *pg, int *run, int by_table)
@@ -340,7 +340,8 @@ void page_runs(const struct page *pg, int *run, int by_table)
 int page_arrays(const struct page *pg, struct page_arrays *out, char *err, size_t errlen)
 {
 	static const uint32_t types[PAGE_NARRAYS] = { PAGE_INT8OID, PAGE_TEXTOID, PAGE_TEXTOID,
-		PAGE_JSONOID, PAGE_JSONOID, PAGE_JSONOID, PAGE_TEXTOID, PAGE_INT4OID, PAGE_INT4OID };
+		PAGE_JSONOID, PAGE_JSONOID, PAGE_JSONOID, PAGE_TEXTOID, PAGE_INT4OID, PAGE_INT4OID,
+		PAGE_TEXTOID };
 	struct buf b[PAGE_NARRAYS] = { { 0 } }, tmp = { 0 };
 	size_t n = (size_t)(pg->count ? pg->count : 1);
 	int *run = malloc(n * sizeof *run), *trun = malloc(n * sizeof *trun), rc = -1;
@@ -371,8 +372,11 @@ int page_arrays(const struct page *pg, struct page_arrays *out, char *err, size_
 		{
 			uint32_t r = htonl((uint32_t)run[i]), t = htonl((uint32_t)trun[i]);
 
+			char cls = page_op_class(&c->op);
+
 			page_array_elem(&b[7], (const char *)&r, 4);
 			page_array_elem(&b[8], (const char *)&t, 4);
+			page_array_elem(&b[9], &cls, 1);
 		}
 	}
 	for (int a = 0; a < PAGE_NARRAYS; a++) {

@@ -12,7 +12,7 @@ from sites import ADMIN_TOKEN  # noqa: F401 - documents where the token comes fr
 
 
 
-REPLICA_SCHEMA = 5   # replica/cli.h REPLICA_SCHEMA_VERSION
+REPLICA_SCHEMA = 6   # replica/cli.h REPLICA_SCHEMA_VERSION
 
 CUSTOMER = ("CREATE TABLE customer (id int PRIMARY KEY, name text, company text, "
             "amount numeric(12,2))")
@@ -187,6 +187,20 @@ def test_filters_and_a_row_leaving_the_subset(primary, replica):
                        "ORDER BY id DESC LIMIT 1") == "filter: left the subset"
 
 
+def test_a_rename_leaving_the_subset_removes_the_row_unless_edited_here(primary, replica):
+    pair(primary, replica, CUSTOMER, ["customer"], "--filter", 'customer={"company":"X"}')
+    primary.sql("INSERT INTO customer VALUES (1, 'a', 'X', 1), (2, 'b', 'X', 2)")
+    pull(replica)
+    replica.sql("UPDATE customer SET name = 'local' WHERE id = 2")
+    # key and company change in one UPDATE: a Rename whose row left the subset
+    primary.sql("UPDATE customer SET id = id + 10, company = 'Y'")
+    r = pull(replica)
+    assert r["failed"] == 0
+    assert replica.sql("SELECT id, name FROM customer ORDER BY id") == [(2, "local")]
+    assert replica.one("SELECT reason FROM tdgl.sync_log WHERE pk = '{\"id\": 11}' "
+                       "ORDER BY id DESC LIMIT 1") == "filter: left the subset"
+
+
 def test_filters_apply_to_the_initial_sync(primary, replica):
     primary.sql(CUSTOMER)
     primary.sql("INSERT INTO customer VALUES (1, 'a', 'X', 1), (2, 'b', 'Y', 2)")
@@ -254,7 +268,7 @@ def test_resolve_twice_is_refused(primary, replica):
     cid = _conflict(primary, replica)
     replica.cli("resolve", cid, "keep-local")
     p = replica.cli("resolve", cid, "accept-primary", check=False)
-    assert p.returncode == 1 and "already resolved" in p.stderr
+    assert p.returncode == 2 and "already resolved" in p.stderr
     assert replica.one("SELECT name FROM customer WHERE id = 1") == "local"
 
 

@@ -230,3 +230,50 @@ UNIT_TEST(page_runs_by_table_group_each_tables_changes_in_order)
 	}
 	page_free(&pg);
 }
+
+extern const char sql_replica[];
+
+/* Streamed changes are classed in C (page_op_class), stored ones in SQL (tdgl.op_class): the
+ * same three-line table, checked here against the embedded script. */
+UNIT_TEST(page_op_class_is_sqls_op_class)
+{
+	static const struct { const char *op; char cls; } table[] = {
+		{ "\"Create\"", 'U' }, { "\"Update\"", 'U' }, { "\"Submit\"", 'U' },
+		{ "\"Cancel\"", 'U' }, { "\"Update After Submit\"", 'U' }, { "\"Repair\"", 'U' },
+		{ "\"Delete\"", 'D' }, { "\"Rename\"", 'R' }, { "\"delete\"", 'U' } };
+	const char *def = strstr(sql_replica, "FUNCTION tdgl.op_class(");
+
+	for (size_t i = 0; i < sizeof table / sizeof *table; i++) {
+		struct page_span s = { table[i].op, strlen(table[i].op) };
+
+		CHECK(page_op_class(&s) == table[i].cls);
+	}
+	CHECK(def != NULL);
+	if (def) {
+		const char *body = strstr(def,
+			"CASE p_op WHEN 'Delete' THEN 'D' WHEN 'Rename' THEN 'R' ELSE 'U' END");
+
+		CHECK(body != NULL && body - def < 200);
+	}
+}
+
+UNIT_TEST(page_arrays_carry_each_changes_class)
+{
+	static const char body[] = "{\"cursor\":\"c\",\"changes\":["
+		CH("t", "Create", "1") "," CH("t", "Delete", "1") "," CH("t", "Rename", "2") "]}";
+	struct page pg;
+	struct page_arrays a;
+	char err[128];
+	const char *p;
+
+	CHECK(page_parse(body, strlen(body), &pg, err, sizeof err) == 0);
+	CHECK(page_arrays(&pg, &a, err, sizeof err) == 0);
+	/* classes: text[] of 3 one-byte elements after the 20-byte header */
+	p = a.data[9];
+	CHECK(get32(p + 8) == 25 && get32(p + 12) == 3);
+	CHECK(get32(p + 20) == 1 && p[24] == 'U');
+	CHECK(get32(p + 25) == 1 && p[29] == 'D');
+	CHECK(get32(p + 30) == 1 && p[34] == 'R');
+	page_arrays_free(&a);
+	page_free(&pg);
+}
