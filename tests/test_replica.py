@@ -268,7 +268,7 @@ def test_resolve_twice_is_refused(primary, replica):
     cid = _conflict(primary, replica)
     replica.cli("resolve", cid, "keep-local")
     p = replica.cli("resolve", cid, "accept-primary", check=False)
-    assert p.returncode == 2 and "already resolved" in p.stderr
+    assert p.returncode == 1 and "already resolved" in p.stderr
     assert replica.one("SELECT name FROM customer WHERE id = 1") == "local"
 
 
