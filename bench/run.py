@@ -129,7 +129,7 @@ def tdgl_pair(b, name, flags=("--long-poll", "--batch-size", "500"), rows=0, pus
     # trigger the initial sync now rather than waiting for the schedule
     requests.post(rep.url + "/api/sources/main/pull",
                   headers={"Authorization": f"Bearer {b.admin_token}"}, timeout=600)
-    wait_until(lambda: r.one("SELECT cursor IS NOT NULL FROM tdgl.sources WHERE name = 'main'"),
+    wait_until(lambda: r.one("SELECT cursor IS NOT NULL FROM tdgl_replica.sources WHERE name = 'main'"),
                600, 0.05, "initial sync")
     wait_until(lambda: r.one("SELECT count(*) FROM customer") == rows, 600, 0.05, "copy")
     return p, r, prim, rep, key, secret
@@ -332,7 +332,7 @@ def fig5(b, sz):
     t0 = time.monotonic()
     requests.post(rep.url + "/api/sources/main/pull",
                   headers={"Authorization": f"Bearer {b.admin_token}"}, timeout=5)
-    wait_until(lambda: r.one("SELECT cursor IS NOT NULL FROM tdgl.sources WHERE name = 'main'"),
+    wait_until(lambda: r.one("SELECT cursor IS NOT NULL FROM tdgl_replica.sources WHERE name = 'main'"),
                1800, 0.02, "initial sync")
     t_sync = time.monotonic() - t0
     assert r.one("SELECT count(*) FROM customer") == n
@@ -568,7 +568,7 @@ def erp_tdgl_pair(b, name):
     r = Db(b.replica, name)
     requests.post(rep.url + "/api/sources/main/pull",
                   headers={"Authorization": f"Bearer {b.admin_token}"}, timeout=600)
-    wait_until(lambda: r.one("SELECT cursor IS NOT NULL FROM tdgl.sources WHERE name = 'main'"),
+    wait_until(lambda: r.one("SELECT cursor IS NOT NULL FROM tdgl_replica.sources WHERE name = 'main'"),
                600, 0.05, "initial sync")
     wait_until(lambda: r.one("SELECT count(*) FROM account") == ERP_ACCOUNTS, 600, 0.05, "copy")
     return p, r, prim, rep
@@ -601,14 +601,14 @@ def fig10(b, sz):
     b.stop_proc(rep)
     for t in ("invoice", "invoice_line", "ledger"):
         assert r.one(f"SELECT count(*) FROM {t}") == p.one(f"SELECT count(*) FROM {t}"), t
-    failed = r.one("SELECT count(*) FROM tdgl.sync_log WHERE status = 'Failed'")
+    failed = r.one("SELECT count(*) FROM tdgl_replica.sync_log WHERE status = 'Failed'")
     # the backlog: the replica stopped while `backlog` transactions are written
     pgbench(b.primary, "f10tdgl", ERP_TXN, transactions=backlog)
     erp_marker(p, -2)
     t0 = time.monotonic()
     rep = b.start_replica("f10tdgl")
     rate = n_changes / (erp_wait(r, -2, 1800) - t0)
-    failed += r.one("SELECT count(*) FROM tdgl.sync_log WHERE status = 'Failed'")
+    failed += r.one("SELECT count(*) FROM tdgl_replica.sync_log WHERE status = 'Failed'")
     b.stop_proc(rep)
     b.stop_proc(prim)
     p.close(), r.close()
@@ -748,15 +748,15 @@ def fig11(b, sz):
         # entries 10 ms apart, ending now; keys cycle over 100,000 rows; 1 in 1,000 Failed
         for lo in range(have, size, 500000):
             hi = min(size, lo + 500000)
-            r.sql("INSERT INTO tdgl.sync_log (source, change_id, tbl, pk, op, status, error, "
+            r.sql("INSERT INTO tdgl_replica.sync_log (source, change_id, tbl, pk, op, status, error, "
                   "created_at) SELECT 'main', g, 'customer', jsonb_build_object('id', g %% 100000), "
                   "'Update', CASE WHEN g %% 1000 = 0 THEN 'Failed' ELSE 'Synced' END, "
                   "CASE WHEN g %% 1000 = 0 THEN 'bench' END, "
                   "now() - (%s - g) * interval '10 ms' FROM generate_series(%s, %s) g",
                   (size, lo + 1, hi))
         have = size
-        r.sql("VACUUM ANALYZE tdgl.sync_log")
-        mid = r.one("SELECT created_at FROM tdgl.sync_log WHERE id = %s", (size // 2,))
+        r.sql("VACUUM ANALYZE tdgl_replica.sync_log")
+        mid = r.one("SELECT created_at FROM tdgl_replica.sync_log WHERE id = %s", (size // 2,))
         cases = [
             ("newest page", {"limit": 100}),
             ("page in the middle (before = size/2)", {"limit": 100, "before": size // 2}),
@@ -838,7 +838,7 @@ def fig12(b, sz):
             reps.append(b.start_replica(name))
             dbs.append(Db(b.replica, name))
         for r in dbs:
-            wait_until(lambda: r.one("SELECT cursor IS NOT NULL FROM tdgl.sources"), 300, 0.05,
+            wait_until(lambda: r.one("SELECT cursor IS NOT NULL FROM tdgl_replica.sources"), 300, 0.05,
                        "initial sync")
         time.sleep(2)   # every replica in its long-poll (a measurement window, not a test)
         db0, t0 = cluster_cpu_s(b.primary), time.monotonic()
@@ -862,9 +862,9 @@ def fig12(b, sz):
         lat, failed = [], 0
         for r in dbs:
             for cid, at in r.sql("SELECT change_id, extract(epoch FROM created_at) FROM "
-                                 "tdgl.sync_log WHERE change_id = ANY(%s)", (list(made),)):
+                                 "tdgl_replica.sync_log WHERE change_id = ANY(%s)", (list(made),)):
                 lat.append((float(at) - float(made[cid])) * 1000)
-            failed += r.one("SELECT count(*) FROM tdgl.runs WHERE status = 'Failed'")
+            failed += r.one("SELECT count(*) FROM tdgl_replica.runs WHERE status = 'Failed'")
         per = {"proc_us": pcpu / changes / n * 1e6, "db_us": dcpu / changes / n * 1e6}
         if base is None:
             base = per
@@ -920,7 +920,7 @@ def fig13(b, sz):
         for name in names:                  # each starts its initial sync as it comes up
             procs.append(b.start_replica(name))
         for d in dbs:
-            wait_until(lambda: d.one("SELECT cursor IS NOT NULL FROM tdgl.sources"), 1800,
+            wait_until(lambda: d.one("SELECT cursor IS NOT NULL FROM tdgl_replica.sources"), 1800,
                        0.05, "initial sync")
         took = time.monotonic() - t0
         ok = all(d.one("SELECT count(*) FROM customer") == rows for d in dbs)

@@ -25,7 +25,7 @@ static const char Q_LOG[] =
 	"'change_id', change_id, 'table', tbl, 'pk', pk, 'op', op, 'status', status, "
 	"'reason', reason, 'error', error, 'sqlstate', sqlstate, 'attempts', attempts, "
 	"'next_retry_at', next_retry_at, 'run_id', run_id, 'created_at', created_at) "
-	"ORDER BY id), '[]')::text FROM (SELECT * FROM tdgl.sync_log "
+	"ORDER BY id), '[]')::text FROM (SELECT * FROM tdgl_replica.sync_log "
 	"WHERE ($1::text IS NULL OR lower(status) = lower($1)) "
 	"AND ($2::text IS NULL OR source = $2) AND ($3::bigint IS NULL OR run_id = $3::bigint) "
 	"ORDER BY id DESC LIMIT $4::int) l";
@@ -35,13 +35,13 @@ static const char Q_RUNS[] =
 	"'duration_ms', round(extract(epoch FROM ended_at - started_at) * 1000), "
 	"'status', status, 'fetched', fetched, 'synced', synced, 'failed', failed, "
 	"'skipped', skipped, 'conflicts', conflicts, 'pages', pages, 'dry_run', dry_run, "
-	"'error', error) ORDER BY id DESC), '[]')::text FROM (SELECT * FROM tdgl.runs "
+	"'error', error) ORDER BY id DESC), '[]')::text FROM (SELECT * FROM tdgl_replica.runs "
 	"WHERE ($1::text IS NULL OR source = $1) ORDER BY id DESC LIMIT $2::int) r";
 static const char Q_STATUS[] =
 	"SELECT json_build_object("
-	"'open_conflicts', (SELECT count(*) FROM tdgl.conflicts WHERE status = 'Open'), "
-	"'failed_changes', (SELECT count(*) FROM tdgl.sync_log WHERE status = 'Failed'), "
-	"'local_edits', (SELECT count(*) FROM tdgl.local_edits))::text";
+	"'open_conflicts', (SELECT count(*) FROM tdgl_replica.conflicts WHERE status = 'Open'), "
+	"'failed_changes', (SELECT count(*) FROM tdgl_replica.sync_log WHERE status = 'Failed'), "
+	"'local_edits', (SELECT count(*) FROM tdgl_replica.local_edits))::text";
 
 static int api_authorized(const struct api *a, const struct http_req *req)
 {

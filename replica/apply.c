@@ -8,27 +8,27 @@
 #include "replica/page.h"
 
 static const char Q_APPLY_PAGE[] =
-	"SELECT tdgl.apply_page($1, $2::bigint[], $3::text[], $4::text[], $5::json[], $6::json[], "
+	"SELECT tdgl_replica.apply_page($1, $2::bigint[], $3::text[], $4::text[], $5::json[], $6::json[], "
 	"$7::json[], $8::text[], $9::int[], $10::int[], $11, $12, $13::bigint)::text";
-static const char Q_REPLICA_ROLE[] = "SELECT tdgl.replica_role(true)";
+static const char Q_REPLICA_ROLE[] = "SELECT tdgl_replica.replica_role(true)";
 static const char Q_APPLY_ROWS[] =
-	"SELECT tdgl.apply_rows($1, $2, ($3::json) -> 'rows', $4::bigint, $5::bool)::text, "
+	"SELECT tdgl_replica.apply_rows($1, $2, ($3::json) -> 'rows', $4::bigint, $5::bool)::text, "
 	"CASE WHEN json_typeof(($3::json) -> 'next') IN ('object', 'array', 'string', 'number') "
 	"THEN (($3::json) -> 'next')::text END";
-static const char Q_FINISH_RESYNC[] = "SELECT tdgl.finish_resync($1, $2)";
+static const char Q_FINISH_RESYNC[] = "SELECT tdgl_replica.finish_resync($1, $2)";
 /* A copy page need not wait for its WAL flush: the initial sync stores its cursor in a
  * later, synchronous commit, whose flush covers every page; a crash before that leaves the
  * source without a cursor, and the copy runs again. */
 static const char Q_COPY_ASYNC[] = "SET LOCAL synchronous_commit = off";
-static const char Q_COPY_PLAN[] = "SELECT tdgl.copy_plan($1, $2, $3::bool)::text";
+static const char Q_COPY_PLAN[] = "SELECT tdgl_replica.copy_plan($1, $2, $3::bool)::text";
 static const char Q_COPY_START[] =
-	"SELECT tdgl.copy_start($1, ARRAY(SELECT json_array_elements_text($2::json)), $3::bool)";
+	"SELECT tdgl_replica.copy_start($1, ARRAY(SELECT json_array_elements_text($2::json)), $3::bool)";
 static const char Q_COPY_APPLY[] =
-	"SELECT tdgl.copy_apply($1, $2::bigint, $3, ARRAY(SELECT json_array_elements_text($4::json)),"
+	"SELECT tdgl_replica.copy_apply($1, $2::bigint, $3, ARRAY(SELECT json_array_elements_text($4::json)),"
 	" $5::bool, $6::bool, $7::bigint)::text";
-/* Local to the transaction: a pooled connection never stays in apply mode (tdgl.apply_mode:
+/* Local to the transaction: a pooled connection never stays in apply mode (tdgl_replica.apply_mode:
  * tdgl.applying, the replica role when permitted, else constraints checked at once). */
-static const char Q_APPLYING[] = "SELECT tdgl.apply_mode()";
+static const char Q_APPLYING[] = "SELECT tdgl_replica.apply_mode()";
 
 /* The start and end of one apply transaction: its own, or a savepoint inside the caller's
  * (nested: a group of copy pages in one transaction, which set the apply mode itself). */
@@ -124,7 +124,7 @@ int apply_page_send(PGconn *c, const char *source, const struct page *pg,
 	p[PAGE_NARRAYS + 1] = prev_cursor;
 	p[PAGE_NARRAYS + 2] = pg->cursor;
 	p[PAGE_NARRAYS + 3] = rid;
-	/* One statement is one transaction: tdgl.apply_page enters apply mode itself (locally)
+	/* One statement is one transaction: tdgl_replica.apply_page enters apply mode itself (locally)
 	 * and moves the cursor, so applies and cursor commit or roll back together. */
 	if (db_send(c, "apply page", Q_APPLY_PAGE, PAGE_NARRAYS + 4, p, len, fmt) == 0)
 		rc = 0;

@@ -1,4 +1,4 @@
-/* conflict: thin layer over tdgl.conflicts and tdgl.resolve_conflict(). */
+/* conflict: thin layer over tdgl_replica.conflicts and tdgl_replica.resolve_conflict(). */
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -7,10 +7,10 @@
 #include "replica/conflict.h"
 
 static const char Q_LIST[] =
-	"SELECT coalesce(json_agg(tdgl.conflict_json(c) ORDER BY c.id), '[]')::text "
-	"FROM (SELECT * FROM tdgl.conflicts WHERE $1::text IS NULL OR lower(status) = lower($1) "
+	"SELECT coalesce(json_agg(tdgl_replica.conflict_json(c) ORDER BY c.id), '[]')::text "
+	"FROM (SELECT * FROM tdgl_replica.conflicts WHERE $1::text IS NULL OR lower(status) = lower($1) "
 	"ORDER BY id DESC LIMIT $2::int) c";
-static const char Q_RESOLVE[] = "SELECT tdgl.resolve_conflict($1::bigint, $2)::text";
+static const char Q_RESOLVE[] = "SELECT tdgl_replica.resolve_conflict($1::bigint, $2)::text";
 
 cJSON *conflict_list(PGconn *c, const char *status, long limit)
 {

@@ -14,7 +14,7 @@
 #define FETCH_HEALTH_TIMEOUT_MS 5000
 
 static const char Q_RATE[] =
-	"SELECT coalesce(rate_limit, 0) FROM tdgl.sources WHERE name = $1";
+	"SELECT coalesce(rate_limit, 0) FROM tdgl_replica.sources WHERE name = $1";
 
 double fetch_rate_of(PGconn *c, const char *source)
 {

@@ -33,7 +33,7 @@ long fetch_get(struct fetch *f, const char *path, long timeout_ms, struct httpc_
 /* GET /health: 0 when it answers 200, else -1 with error "primary unreachable: ...".
  * Not retried: a pull against a primary that is down fails at once and touches nothing. */
 int fetch_health(struct fetch *f);
-/* The rate limit configured for a source (tdgl.sources.rate_limit, 0 when none). */
+/* The rate limit configured for a source (tdgl_replica.sources.rate_limit, 0 when none). */
 double fetch_rate_of(PGconn *c, const char *source);
 
 #endif

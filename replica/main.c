@@ -58,17 +58,17 @@ static const char main_usage[] =
 	"logs: one line per event on stderr, text or json [env TDGL_LOG_FORMAT] (default: text)\n"
 	"exit codes: 0 ok, 1 runtime error, 2 usage error, 3 verify found differences";
 
-static const char Q_SOURCE_EXISTS[] = "SELECT 1 FROM tdgl.sources WHERE name = $1";
+static const char Q_SOURCE_EXISTS[] = "SELECT 1 FROM tdgl_replica.sources WHERE name = $1";
 static const char Q_LOG[] =
 	"SELECT id, coalesce(run_id::text, '-'), source, coalesce(change_id::text, '-'), tbl, "
-	"op, status, coalesce(reason, error, ''), pk::text FROM tdgl.sync_log "
+	"op, status, coalesce(reason, error, ''), pk::text FROM tdgl_replica.sync_log "
 	"WHERE ($1::text IS NULL OR lower(status) = lower($1)) AND ($2::text IS NULL OR source = $2) "
 	"ORDER BY id DESC LIMIT 200";
 static const char Q_RUNS[] =
 	"SELECT id, source, trigger, status, fetched, synced, failed, skipped, conflicts, "
 	"to_char(started_at, 'YYYY-MM-DD HH24:MI:SS'), "
 	"coalesce(round(extract(epoch FROM ended_at - started_at) * 1000)::text, '-'), "
-	"coalesce(error, '') FROM tdgl.runs WHERE ($1::text IS NULL OR source = $1) "
+	"coalesce(error, '') FROM tdgl_replica.runs WHERE ($1::text IS NULL OR source = $1) "
 	"ORDER BY id DESC LIMIT 50";
 /* lag: now - the primary's capture time of the newest change applied; cursor age: since the
  * cursor last moved ("-" until the first change arrives) */
@@ -78,9 +78,9 @@ static const char Q_STATUS[] =
 	"coalesce(round(extract(epoch FROM now() - s.cursor_moved_at))::text, '-'), "
 	"coalesce(s.last_status, '-'), "
 	"coalesce(to_char(s.last_run_at, 'YYYY-MM-DD HH24:MI:SS'), '-'), "
-	"(SELECT count(*) FROM tdgl.conflicts c WHERE c.source = s.name AND c.status = 'Open'), "
-	"(SELECT count(*) FROM tdgl.sync_log l WHERE l.source = s.name AND l.status = 'Failed') "
-	"FROM tdgl.sources s ORDER BY s.name";
+	"(SELECT count(*) FROM tdgl_replica.conflicts c WHERE c.source = s.name AND c.status = 'Open'), "
+	"(SELECT count(*) FROM tdgl_replica.sync_log l WHERE l.source = s.name AND l.status = 'Failed') "
+	"FROM tdgl_replica.sources s ORDER BY s.name";
 
 static volatile int main_stop;
 
@@ -109,7 +109,7 @@ static int cmd_migrate(int argc, char **argv, int arg __attribute__((unused)))
 	c = cli_open(opts, 0, &rc);
 	if (!c)
 		return rc;
-	if (db_migrate(c, "tdgl", REPLICA_SCHEMA_VERSION, sql_replica, err, sizeof err) < 0) {
+	if (db_migrate(c, db_role_schema(DB_ROLE_REPLICA), REPLICA_SCHEMA_VERSION, sql_replica, err, sizeof err) < 0) {
 		fprintf(stderr, "error: migrate: %s\n", err);
 		rc = 1;
 	} else {

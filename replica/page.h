@@ -1,5 +1,5 @@
 /* page: a GET /api/changes body split into its changes without copying them, and encoded as
- * the array parameters of tdgl.apply_page (binary format). The database then reads each
+ * the array parameters of tdgl_replica.apply_page (binary format). The database then reads each
  * snapshot's text once (to check it is JSON) instead of re-parsing the whole page per step;
  * snapshots stay byte-for-byte what the primary sent. */
 #ifndef TDGL_REPLICA_PAGE_H
@@ -23,7 +23,7 @@ struct page {
 	struct page_change *ch;       /* count entries (malloc'd); spans point into the body */
 };
 
-/* The arrays tdgl.apply_page takes after the source: ids bigint[], tables text[],
+/* The arrays tdgl_replica.apply_page takes after the source: ids bigint[], tables text[],
  * ops text[], pks json[], old_pks json[], rows json[], changed_at text[], runs int[],
  * table_runs int[] (page_runs without and with by_table). */
 #define PAGE_NARRAYS 9
@@ -49,7 +49,7 @@ void page_arrays_free(struct page_arrays *a);
  * kept (what foreign keys checked during apply need). by_table 1: each table's changes are
  * taken out of the page in their order and cut on their own, table after table: rows of
  * different tables are independent once no foreign key or trigger links them (the replica
- * role, tdgl.replica_role), so a page of transactions that each touch several tables in
+ * role, tdgl_replica.replica_role), so a page of transactions that each touch several tables in
  * turn is a few runs per table instead of one per change. */
 void page_runs(const struct page *pg, int *run, int by_table);
 

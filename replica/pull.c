@@ -27,11 +27,11 @@
  * would keep a CPU busy for a few changes a page. */
 #define PULL_HEAD_GAP_MS 20
 
-static const char Q_CURSOR[] = "SELECT cursor FROM tdgl.sources WHERE name = $1";
+static const char Q_CURSOR[] = "SELECT cursor FROM tdgl_replica.sources WHERE name = $1";
 /* times a pull continues after another pull of its source applied the page it fetched */
 #define PULL_OVERTAKEN_MAX 5
 static const char Q_EXPIRE_CURSOR[] =
-	"UPDATE tdgl.sources SET cursor = NULL, needs_resync = true "
+	"UPDATE tdgl_replica.sources SET cursor = NULL, needs_resync = true "
 	"WHERE name = $1 AND cursor = $2";
 
 struct pull_ctx {

@@ -1,4 +1,4 @@
-/* retry: retries of Failed changes (tdgl.sync_log rows with status Failed, which keep the
+/* retry: retries of Failed changes (tdgl_replica.sync_log rows with status Failed, which keep the
  * change itself). A retry re-applies the stored change in its own transaction, under a
  * savepoint, as the apply session; the log row is updated in place: Synced/Skipped, or
  * Failed again with attempts + 1 and the next retry due after base * 2^(retries made),

@@ -544,3 +544,7 @@ END $$;
 
 DELETE FROM tdgl.schema_version;
 INSERT INTO tdgl.schema_version (version) VALUES (4);
+
+-- What both roles share (sql/verify.sql, appended by the build) is created unqualified:
+-- in this role's own schema.
+SET LOCAL search_path = tdgl, pg_catalog;

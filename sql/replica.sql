@@ -1,22 +1,35 @@
--- tdgl-replica schema, version 5. Idempotent: every statement may run again, and an older
+-- tdgl-replica schema, version 6. Idempotent: every statement may run again, and an older
 -- version is upgraded by running it again (new columns are added with ADD COLUMN IF NOT EXISTS).
 -- Applied by `tdgl-replica migrate` (db_migrate, under an advisory lock).
 --
--- The apply path lives here, set-based: tdgl.apply_page() takes the primary's page split into
+-- The apply path lives here, set-based: tdgl_replica.apply_page() takes the primary's page split into
 -- arrays, snapshots as `json` (exact text: float -0, NaN, numeric scale, bytea hex survive),
 -- cuts it into runs
 -- (consecutive changes of one table and one op class, no key twice) and applies each run in
 -- ONE statement; a failing run is re-applied change by change under savepoints so that only
 -- the failing change is logged Failed. The source's cursor moves in the same transaction.
 
-CREATE SCHEMA IF NOT EXISTS tdgl;
+-- Version 6: the replica's state moved from schema tdgl to tdgl_replica, so that one database
+-- can hold both roles (a site of a two-way sync runs tdgl-primary and tdgl-replica on its own
+-- database). A replica database of version <= 5 is renamed in place; every function is then
+-- replaced below (their bodies named tdgl.*), and what refers to objects by oid (triggers,
+-- foreign keys, types in signatures, sequences of defaults) follows the rename by itself.
+DO $$
+BEGIN
+	IF to_regnamespace('tdgl_replica') IS NULL AND to_regclass('tdgl.sources') IS NOT NULL
+	   AND to_regclass('tdgl.change_log') IS NULL THEN
+		ALTER SCHEMA tdgl RENAME TO tdgl_replica;
+	END IF;
+END $$;
 
-CREATE TABLE IF NOT EXISTS tdgl.schema_version (
+CREATE SCHEMA IF NOT EXISTS tdgl_replica;
+
+CREATE TABLE IF NOT EXISTS tdgl_replica.schema_version (
 	version    int PRIMARY KEY,
 	applied_at timestamptz NOT NULL DEFAULT now()
 );
 
-CREATE TABLE IF NOT EXISTS tdgl.sources (
+CREATE TABLE IF NOT EXISTS tdgl_replica.sources (
 	name               text PRIMARY KEY CHECK (name ~ '^[A-Za-z0-9_.-]{1,64}$'),
 	url                text NOT NULL,
 	api_key            text NOT NULL,
@@ -41,15 +54,15 @@ CREATE TABLE IF NOT EXISTS tdgl.sources (
 
 -- Observability: the primary's capture time of the newest change applied (lag is now minus
 -- this) and when the cursor last moved; read by /metrics and `tdgl-replica status`.
-ALTER TABLE tdgl.sources ADD COLUMN IF NOT EXISTS last_change_at timestamptz;
-ALTER TABLE tdgl.sources ADD COLUMN IF NOT EXISTS cursor_moved_at timestamptz;
+ALTER TABLE tdgl_replica.sources ADD COLUMN IF NOT EXISTS last_change_at timestamptz;
+ALTER TABLE tdgl_replica.sources ADD COLUMN IF NOT EXISTS cursor_moved_at timestamptz;
 
 -- Version 2: pages of 500 by default (each page has a fixed cost on both sites: 100-change
 -- pages caught up ~5x slower). Existing sources keep the size they were given.
-ALTER TABLE tdgl.sources ALTER COLUMN batch_size SET DEFAULT 500;
+ALTER TABLE tdgl_replica.sources ALTER COLUMN batch_size SET DEFAULT 500;
 
-CREATE TABLE IF NOT EXISTS tdgl.source_tables (
-	source                 text NOT NULL REFERENCES tdgl.sources(name) ON DELETE CASCADE,
+CREATE TABLE IF NOT EXISTS tdgl_replica.source_tables (
+	source                 text NOT NULL REFERENCES tdgl_replica.sources(name) ON DELETE CASCADE,
 	tbl                    text NOT NULL,      -- as the primary names it: "t" or "schema.t"
 	filter                 jsonb CHECK (filter IS NULL OR jsonb_typeof(filter) = 'object'),
 	insert_enabled         bool NOT NULL DEFAULT true,
@@ -60,7 +73,7 @@ CREATE TABLE IF NOT EXISTS tdgl.source_tables (
 	PRIMARY KEY (source, tbl)
 );
 
-CREATE TABLE IF NOT EXISTS tdgl.runs (
+CREATE TABLE IF NOT EXISTS tdgl_replica.runs (
 	id          bigserial PRIMARY KEY,
 	source      text NOT NULL,
 	trigger     text NOT NULL CHECK (trigger IN
@@ -78,9 +91,9 @@ CREATE TABLE IF NOT EXISTS tdgl.runs (
 	dry_run     bool NOT NULL DEFAULT false,
 	error       text
 );
-CREATE INDEX IF NOT EXISTS runs_source_idx ON tdgl.runs (source, id);
+CREATE INDEX IF NOT EXISTS runs_source_idx ON tdgl_replica.runs (source, id);
 
-CREATE TABLE IF NOT EXISTS tdgl.sync_log (
+CREATE TABLE IF NOT EXISTS tdgl_replica.sync_log (
 	id            bigserial PRIMARY KEY,
 	source        text NOT NULL,
 	change_id     bigint,                  -- NULL for rows copied by an initial sync
@@ -97,12 +110,12 @@ CREATE TABLE IF NOT EXISTS tdgl.sync_log (
 	run_id        bigint,
 	created_at    timestamptz NOT NULL DEFAULT clock_timestamp()
 );
-CREATE INDEX IF NOT EXISTS sync_log_run_idx ON tdgl.sync_log (run_id);
+CREATE INDEX IF NOT EXISTS sync_log_run_idx ON tdgl_replica.sync_log (run_id);
 -- Failed entries are few; this lets an applied change supersede them cheaply.
-CREATE INDEX IF NOT EXISTS sync_log_failed_idx ON tdgl.sync_log (source, tbl, pk)
+CREATE INDEX IF NOT EXISTS sync_log_failed_idx ON tdgl_replica.sync_log (source, tbl, pk)
 	WHERE status = 'Failed';
 
-CREATE TABLE IF NOT EXISTS tdgl.local_edits (
+CREATE TABLE IF NOT EXISTS tdgl_replica.local_edits (
 	tbl       text NOT NULL,
 	pk        jsonb NOT NULL,
 	op        text NOT NULL,
@@ -110,7 +123,7 @@ CREATE TABLE IF NOT EXISTS tdgl.local_edits (
 	PRIMARY KEY (tbl, pk)
 );
 
-CREATE TABLE IF NOT EXISTS tdgl.conflicts (
+CREATE TABLE IF NOT EXISTS tdgl_replica.conflicts (
 	id          bigserial PRIMARY KEY,
 	source      text NOT NULL,
 	tbl         text NOT NULL,
@@ -127,12 +140,12 @@ CREATE TABLE IF NOT EXISTS tdgl.conflicts (
 	updated_at  timestamptz NOT NULL DEFAULT now(),
 	resolved_at timestamptz
 );
-CREATE UNIQUE INDEX IF NOT EXISTS conflicts_open_idx ON tdgl.conflicts (tbl, pk)
+CREATE UNIQUE INDEX IF NOT EXISTS conflicts_open_idx ON tdgl_replica.conflicts (tbl, pk)
 	WHERE status = 'Open';
 
 -- Attachment files fetched into the files directory: a file present with the recorded size
 -- and SHA-256 is not fetched again.
-CREATE TABLE IF NOT EXISTS tdgl.files (
+CREATE TABLE IF NOT EXISTS tdgl_replica.files (
 	path       text PRIMARY KEY,
 	size       bigint NOT NULL,
 	sha256     text NOT NULL,
@@ -140,7 +153,7 @@ CREATE TABLE IF NOT EXISTS tdgl.files (
 );
 
 -- Re-sync after a 410: keys seen by the copy, so rows deleted meanwhile can be swept.
-CREATE UNLOGGED TABLE IF NOT EXISTS tdgl.resync_seen (
+CREATE UNLOGGED TABLE IF NOT EXISTS tdgl_replica.resync_seen (
 	source text NOT NULL,
 	tbl    text NOT NULL,
 	pk     jsonb NOT NULL,
@@ -149,13 +162,13 @@ CREATE UNLOGGED TABLE IF NOT EXISTS tdgl.resync_seen (
 
 DO $$
 BEGIN
-	IF to_regtype('tdgl.change') IS NULL THEN
-		CREATE TYPE tdgl.change AS (ord int, id bigint, op text, pk json, old_pk json, "row" json);
+	IF to_regtype('tdgl_replica.change') IS NULL THEN
+		CREATE TYPE tdgl_replica.change AS (ord int, id bigint, op text, pk json, old_pk json, "row" json);
 	END IF;
 END $$;
 
 -- "customer" -> public.customer, "s.t" -> s.t; NULL when the table does not exist.
-CREATE OR REPLACE FUNCTION tdgl.local_table(p_tbl text) RETURNS regclass
+CREATE OR REPLACE FUNCTION tdgl_replica.local_table(p_tbl text) RETURNS regclass
 LANGUAGE sql STABLE AS $$
 	SELECT CASE WHEN strpos(p_tbl, '.') = 0
 		THEN to_regclass(format('public.%I', p_tbl))
@@ -164,7 +177,7 @@ LANGUAGE sql STABLE AS $$
 $$;
 
 -- The sync name of a local table (inverse of local_table).
-CREATE OR REPLACE FUNCTION tdgl.table_name(p_rel regclass) RETURNS text
+CREATE OR REPLACE FUNCTION tdgl_replica.table_name(p_rel regclass) RETURNS text
 LANGUAGE sql STABLE AS $$
 	SELECT CASE WHEN n.nspname = 'public' THEN c.relname ELSE n.nspname || '.' || c.relname END
 	FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = p_rel
@@ -175,7 +188,7 @@ $$;
 -- plpgsql, not sql, here and in pk_columns: a sql function with a FROM is parsed and
 -- planned on every call (it cannot be inlined), a plpgsql one keeps its plan per session;
 -- both run on every apply of a run.
-CREATE OR REPLACE FUNCTION tdgl.qualified(p_rel regclass) RETURNS text
+CREATE OR REPLACE FUNCTION tdgl_replica.qualified(p_rel regclass) RETURNS text
 LANGUAGE plpgsql STABLE AS $$
 BEGIN
 	RETURN (SELECT format('%I.%I', n.nspname, c.relname)
@@ -183,7 +196,7 @@ BEGIN
 END $$;
 
 -- Primary-key columns of a table, in key order (NULL when it has none).
-CREATE OR REPLACE FUNCTION tdgl.pk_columns(p_rel regclass) RETURNS text[]
+CREATE OR REPLACE FUNCTION tdgl_replica.pk_columns(p_rel regclass) RETURNS text[]
 LANGUAGE plpgsql STABLE AS $$
 BEGIN
 	RETURN (SELECT array_agg(a.attname::text ORDER BY array_position(i.indkey::int2[], a.attnum))
@@ -201,7 +214,7 @@ END $$;
 -- since every change of the setting resets the session's plan cache), else for the caller's
 -- transaction. Returns whether it is in effect; false is the fallback (foreign keys are
 -- checked during apply, docs/operations.md).
-CREATE OR REPLACE FUNCTION tdgl.replica_role(p_session bool) RETURNS bool
+CREATE OR REPLACE FUNCTION tdgl_replica.replica_role(p_session bool) RETURNS bool
 LANGUAGE plpgsql AS $$
 BEGIN
 	IF current_setting('session_replication_role') = 'replica' THEN
@@ -219,12 +232,12 @@ END $$;
 -- dry run): tdgl.applying on (the local-edit triggers skip it), the replica role when
 -- permitted; without it every constraint is checked when its statement ends (SET
 -- CONSTRAINTS ALL IMMEDIATE), so a violated deferrable key fails the change, which is then
--- logged, rather than the commit of the whole transaction. Returns tdgl.replica_role's answer.
-CREATE OR REPLACE FUNCTION tdgl.apply_mode() RETURNS bool
+-- logged, rather than the commit of the whole transaction. Returns tdgl_replica.replica_role's answer.
+CREATE OR REPLACE FUNCTION tdgl_replica.apply_mode() RETURNS bool
 LANGUAGE plpgsql AS $$
 BEGIN
 	PERFORM set_config('tdgl.applying', 'on', true);
-	IF tdgl.replica_role(false) THEN
+	IF tdgl_replica.replica_role(false) THEN
 		RETURN true;
 	END IF;
 	SET CONSTRAINTS ALL IMMEDIATE;
@@ -233,9 +246,9 @@ END $$;
 
 -- Foreign keys between the local tables of a source's configured tables (sync names), for
 -- the initial sync's table order (replica/fkorder.h).
-CREATE OR REPLACE FUNCTION tdgl.source_fks(p_source text)
+CREATE OR REPLACE FUNCTION tdgl_replica.source_fks(p_source text)
 RETURNS TABLE (child text, parent text, is_deferrable bool) LANGUAGE sql STABLE AS $$
-	WITH t AS (SELECT tbl, tdgl.local_table(tbl) AS rel FROM tdgl.source_tables
+	WITH t AS (SELECT tbl, tdgl_replica.local_table(tbl) AS rel FROM tdgl_replica.source_tables
 	           WHERE source = p_source)
 	SELECT c.tbl, p.tbl, k.condeferrable
 	FROM pg_constraint k JOIN t c ON c.rel = k.conrelid JOIN t p ON p.rel = k.confrelid
@@ -245,7 +258,7 @@ $$;
 
 -- Local-edit trigger: TG_ARGV[0] = sync table name, TG_ARGV[1..] = key columns.
 -- Skipped in the apply session, so re-applying a primary row never looks like a local edit.
-CREATE OR REPLACE FUNCTION tdgl.local_edit_trigger() RETURNS trigger
+CREATE OR REPLACE FUNCTION tdgl_replica.local_edit_trigger() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
 	r  jsonb;
@@ -261,7 +274,7 @@ BEGIN
 	FOR i IN 1 .. TG_NARGS - 1 LOOP
 		k := k || jsonb_build_object(TG_ARGV[i], r -> TG_ARGV[i]);
 	END LOOP;
-	INSERT INTO tdgl.local_edits (tbl, pk, op) VALUES (TG_ARGV[0], k, TG_OP)
+	INSERT INTO tdgl_replica.local_edits (tbl, pk, op) VALUES (TG_ARGV[0], k, TG_OP)
 	ON CONFLICT (tbl, pk) DO UPDATE SET op = EXCLUDED.op, edited_at = now();
 	IF TG_OP = 'UPDATE' THEN
 		-- a key change protects the old key too
@@ -271,7 +284,7 @@ BEGIN
 			ko := ko || jsonb_build_object(TG_ARGV[i], r -> TG_ARGV[i]);
 		END LOOP;
 		IF ko <> k THEN
-			INSERT INTO tdgl.local_edits (tbl, pk, op) VALUES (TG_ARGV[0], ko, TG_OP)
+			INSERT INTO tdgl_replica.local_edits (tbl, pk, op) VALUES (TG_ARGV[0], ko, TG_OP)
 			ON CONFLICT (tbl, pk) DO UPDATE SET op = EXCLUDED.op, edited_at = now();
 		END IF;
 	END IF;
@@ -279,10 +292,10 @@ BEGIN
 END $$;
 
 -- Installs (or refreshes) the local-edit trigger on a synced table.
-CREATE OR REPLACE FUNCTION tdgl.watch_table(p_rel regclass) RETURNS void
+CREATE OR REPLACE FUNCTION tdgl_replica.watch_table(p_rel regclass) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
-	pk text[] := tdgl.pk_columns(p_rel);
+	pk text[] := tdgl_replica.pk_columns(p_rel);
 	args text;
 BEGIN
 	IF pk IS NULL THEN
@@ -290,12 +303,12 @@ BEGIN
 			USING ERRCODE = '42P10';
 	END IF;
 	SELECT string_agg(quote_literal(x), ', ') INTO args
-	FROM unnest(tdgl.table_name(p_rel) || pk) AS x;
+	FROM unnest(tdgl_replica.table_name(p_rel) || pk) AS x;
 	-- the WHEN clause skips the apply session without calling PL/pgSQL at all (measured:
 	-- the call alone doubled the cost of applying a page)
 	EXECUTE format('CREATE OR REPLACE TRIGGER tdgl_local_edit AFTER INSERT OR UPDATE OR DELETE '
 	               'ON %s FOR EACH ROW WHEN (current_setting(''tdgl.applying'', true) '
-	               'IS DISTINCT FROM ''on'') EXECUTE FUNCTION tdgl.local_edit_trigger(%s)',
+	               'IS DISTINCT FROM ''on'') EXECUTE FUNCTION tdgl_replica.local_edit_trigger(%s)',
 	               p_rel, args);
 	-- ALWAYS: an edit is local whatever session_replication_role its session runs with
 	-- (another replication tool, a script loading rows without FK checks); only tdgl's
@@ -312,17 +325,17 @@ END $$;
 
 -- Watches every configured table of a source that exists locally; returns the tables that
 -- do not exist (yet) on the replica.
-CREATE OR REPLACE FUNCTION tdgl.watch_source(p_source text) RETURNS text[]
+CREATE OR REPLACE FUNCTION tdgl_replica.watch_source(p_source text) RETURNS text[]
 LANGUAGE plpgsql AS $$
 DECLARE
 	t text;
 	missing text[] := '{}';
 BEGIN
-	FOR t IN SELECT tbl FROM tdgl.source_tables WHERE source = p_source ORDER BY tbl LOOP
-		IF tdgl.local_table(t) IS NULL THEN
+	FOR t IN SELECT tbl FROM tdgl_replica.source_tables WHERE source = p_source ORDER BY tbl LOOP
+		IF tdgl_replica.local_table(t) IS NULL THEN
 			missing := missing || t;
 		ELSE
-			PERFORM tdgl.watch_table(tdgl.local_table(t));
+			PERFORM tdgl_replica.watch_table(tdgl_replica.local_table(t));
 		END IF;
 	END LOOP;
 	RETURN missing;
@@ -340,15 +353,15 @@ END $$;
 -- conflict, refreshing it once each), the row takes its last applied snapshot, the conflict
 -- its last change. The intermediate versions exist only inside the transaction either way.
 -- Returns {"synced","skipped","conflicts","files":[...]}.
-DROP FUNCTION IF EXISTS tdgl.apply_run(text, bigint, text, text, tdgl.change[], bool, bool);
-CREATE OR REPLACE FUNCTION tdgl.apply_run(p_source text, p_run_id bigint, p_tbl text,
-	p_cls text, p_ch tdgl.change[], p_initial bool DEFAULT false, p_force bool DEFAULT false,
+DROP FUNCTION IF EXISTS tdgl_replica.apply_run(text, bigint, text, text, tdgl_replica.change[], bool, bool);
+CREATE OR REPLACE FUNCTION tdgl_replica.apply_run(p_source text, p_run_id bigint, p_tbl text,
+	p_cls text, p_ch tdgl_replica.change[], p_initial bool DEFAULT false, p_force bool DEFAULT false,
 	p_repeats bool DEFAULT false)
 RETURNS json LANGUAGE plpgsql AS $$
 DECLARE
-	rel     regclass := tdgl.local_table(p_tbl);
-	qrel    text := tdgl.qualified(rel);
-	cfg     tdgl.source_tables;
+	rel     regclass := tdgl_replica.local_table(p_tbl);
+	qrel    text := tdgl_replica.qualified(rel);
+	cfg     tdgl_replica.source_tables;
 	pk      text[];
 	cols    text[];        -- columns both the snapshots and the local table have
 	upd     text[];        -- of those, the ones an update may set
@@ -365,12 +378,12 @@ BEGIN
 	IF rel IS NULL THEN
 		RAISE EXCEPTION 'relation "%" does not exist on the replica', p_tbl USING ERRCODE = '42P01';
 	END IF;
-	SELECT * INTO cfg FROM tdgl.source_tables WHERE source = p_source AND tbl = p_tbl;
+	SELECT * INTO cfg FROM tdgl_replica.source_tables WHERE source = p_source AND tbl = p_tbl;
 	IF NOT FOUND THEN
 		cfg.insert_enabled := true; cfg.update_enabled := true; cfg.delete_enabled := true;
 		cfg.update_without_changes := false; cfg.attach_columns := '{}';
 	END IF;
-	pk := tdgl.pk_columns(rel);
+	pk := tdgl_replica.pk_columns(rel);
 	IF pk IS NULL THEN
 		RAISE EXCEPTION 'table % has no primary key on the replica', p_tbl USING ERRCODE = '42P10';
 	END IF;
@@ -410,7 +423,7 @@ BEGIN
 		END IF;
 		SELECT 'ROW(' || string_agg(format('p.%I::text', x), ', ') || ')' INTO ptxt
 		FROM unnest(cols) x;
-		-- tdgl.copy_apply repeats the conf, gone and up CTEs below over its staged rows
+		-- tdgl_replica.copy_apply repeats the conf, gone and up CTEs below over its staged rows
 		-- (another input relation and parameters): a change to either belongs in both.
 		-- With p_repeats, w0's outcome holds for a key's first change (and a conflict for
 		-- all); a later one changes nothing when its snapshot equals the one before (the
@@ -424,20 +437,20 @@ WITH w0 AS (
 	       CASE
 	         WHEN $6 THEN NULL
 	         WHEN $2::jsonb IS NOT NULL AND NOT (ch."row"::jsonb @> $2::jsonb) THEN 'filter'
-	         WHEN EXISTS (SELECT 1 FROM tdgl.local_edits e
+	         WHEN EXISTS (SELECT 1 FROM tdgl_replica.local_edits e
 	                      WHERE e.tbl = $3 AND e.pk = jsonb_build_object(%3$s)) THEN 'conflict'
 	         WHEN l.ctid IS NULL AND NOT $4 THEN 'insert disabled'
 	         WHEN l.ctid IS NOT NULL AND NOT $5 THEN 'update disabled'
 	         WHEN l.ctid IS NOT NULL AND NOT $7 AND (%4$s) IS NOT DISTINCT FROM (%5$s)
 	           THEN 'no changes'
 	       END AS skip%11$s
-	FROM unnest($1::tdgl.change[]) ch
+	FROM unnest($1::tdgl_replica.change[]) ch
 	CROSS JOIN LATERAL json_populate_record(NULL::%1$s, ch."row") p
 	LEFT JOIN %1$s l ON %2$s
 ), w AS (
 	SELECT %12$s FROM w0 %15$s
 ), conf AS (
-	INSERT INTO tdgl.conflicts AS k (source, tbl, pk, change_id, op, primary_row, local_row,
+	INSERT INTO tdgl_replica.conflicts AS k (source, tbl, pk, change_id, op, primary_row, local_row,
 	                                 refreshed)
 	SELECT %13$s $8, $3, w.lpk, w.id, w.op, w."row",
 	       (SELECT row_to_json(l.*) FROM %1$s l WHERE %10$s),  -- only for conflicts: costly
@@ -452,7 +465,7 @@ WITH w0 AS (
 	-- a row that left the subset is removed, unless it was edited here
 	DELETE FROM %1$s l USING w
 	WHERE w.skip = 'filter' AND w.present AND %10$s
-	  AND NOT EXISTS (SELECT 1 FROM tdgl.local_edits e WHERE e.tbl = $3 AND e.pk = w.lpk)
+	  AND NOT EXISTS (SELECT 1 FROM tdgl_replica.local_edits e WHERE e.tbl = $3 AND e.pk = w.lpk)
 	RETURNING 1
 ), up AS (
 	INSERT INTO %1$s AS l (%6$s) OVERRIDING SYSTEM VALUE
@@ -460,13 +473,13 @@ WITH w0 AS (
 	ON CONFLICT (%8$s) DO %9$s
 	RETURNING 1
 ), sup AS (
-	UPDATE tdgl.sync_log s SET status = 'Skipped', reason = 'superseded by change ' || w.id,
+	UPDATE tdgl_replica.sync_log s SET status = 'Skipped', reason = 'superseded by change ' || w.id,
 	       next_retry_at = NULL
 	FROM w WHERE w.skip IS NULL AND w.id IS NOT NULL AND s.status = 'Failed'
 	  AND s.source = $8 AND s.tbl = $3 AND s.pk = w.lpk AND s.change_id < w.id
 	RETURNING 1
 ), lg AS (
-	INSERT INTO tdgl.sync_log (source, change_id, tbl, pk, op, status, reason, run_id)
+	INSERT INTO tdgl_replica.sync_log (source, change_id, tbl, pk, op, status, reason, run_id)
 	SELECT $8, w.id, $3, w.lpk, w.op,
 	       CASE WHEN w.skip IS NULL THEN 'Synced' ELSE 'Skipped' END,
 	       CASE WHEN w.skip = 'filter' AND w.present THEN 'filter: left the subset'
@@ -518,15 +531,15 @@ WITH w AS (
 	       CASE
 	         WHEN l.ctid IS NULL THEN 'already deleted'
 	         WHEN $6 THEN NULL
-	         WHEN EXISTS (SELECT 1 FROM tdgl.local_edits e
+	         WHEN EXISTS (SELECT 1 FROM tdgl_replica.local_edits e
 	                      WHERE e.tbl = $3 AND e.pk = jsonb_build_object(%3$s)) THEN 'conflict'
 	         WHEN NOT $4 THEN 'delete disabled'
 	       END AS skip
-	FROM unnest($1::tdgl.change[]) ch
+	FROM unnest($1::tdgl_replica.change[]) ch
 	CROSS JOIN LATERAL json_populate_record(NULL::%1$s, coalesce(ch.pk, ch."row")) p
 	LEFT JOIN %1$s l ON %2$s
 ), conf AS (
-	INSERT INTO tdgl.conflicts AS k (source, tbl, pk, change_id, op, primary_row, local_row)
+	INSERT INTO tdgl_replica.conflicts AS k (source, tbl, pk, change_id, op, primary_row, local_row)
 	SELECT $8, $3, w.lpk, w.id, w.op, w."row",
 	       (SELECT row_to_json(l.*) FROM %1$s l WHERE %4$s)
 	FROM w WHERE w.skip = 'conflict'
@@ -539,14 +552,14 @@ WITH w AS (
 	DELETE FROM %1$s l USING w WHERE w.skip IS NULL AND %4$s
 	RETURNING 1
 ), sup AS (
-	UPDATE tdgl.sync_log s SET status = 'Skipped', reason = 'superseded by change ' || w.id,
+	UPDATE tdgl_replica.sync_log s SET status = 'Skipped', reason = 'superseded by change ' || w.id,
 	       next_retry_at = NULL
 	FROM w WHERE (w.skip IS NULL OR w.skip = 'already deleted') AND w.id IS NOT NULL
 	  AND s.status = 'Failed' AND s.source = $8 AND s.tbl = $3 AND s.pk = w.lpk
 	  AND s.change_id < w.id
 	RETURNING 1
 ), lg AS (
-	INSERT INTO tdgl.sync_log (source, change_id, tbl, pk, op, status, reason, run_id)
+	INSERT INTO tdgl_replica.sync_log (source, change_id, tbl, pk, op, status, reason, run_id)
 	SELECT $8, w.id, $3, w.lpk, w.op,
 	       CASE WHEN w.skip IS NULL THEN 'Synced' ELSE 'Skipped' END,
 	       CASE WHEN w.skip = 'conflict' THEN 'conflict: row edited locally' ELSE w.skip END,
@@ -577,18 +590,18 @@ WITH w AS (
 	       CASE
 	         WHEN $6 THEN NULL
 	         WHEN $2::jsonb IS NOT NULL AND NOT (ch."row"::jsonb @> $2::jsonb) THEN 'filter'
-	         WHEN EXISTS (SELECT 1 FROM tdgl.local_edits e WHERE e.tbl = $3
+	         WHEN EXISTS (SELECT 1 FROM tdgl_replica.local_edits e WHERE e.tbl = $3
 	                      AND e.pk IN (jsonb_build_object(%3$s), jsonb_build_object(%4$s)))
 	           THEN 'conflict'
 	         WHEN NOT $5 THEN 'update disabled'
 	       END AS skip
-	FROM unnest($1::tdgl.change[]) ch
+	FROM unnest($1::tdgl_replica.change[]) ch
 	CROSS JOIN LATERAL json_populate_record(NULL::%1$s, ch."row") p
 	CROSS JOIN LATERAL json_populate_record(NULL::%1$s, ch.old_pk) o
 	LEFT JOIN %1$s lo ON %2$s
 	LEFT JOIN %1$s ln ON %11$s
 ), conf AS (
-	INSERT INTO tdgl.conflicts AS k (source, tbl, pk, change_id, op, old_pk, primary_row, local_row)
+	INSERT INTO tdgl_replica.conflicts AS k (source, tbl, pk, change_id, op, old_pk, primary_row, local_row)
 	SELECT $8, $3, w.opk, w.id, w.op, w.old_pk, w."row",
 	       (SELECT row_to_json(lo.*) FROM %1$s lo WHERE %10$s)
 	FROM w WHERE w.skip = 'conflict'
@@ -615,7 +628,7 @@ WITH w AS (
 	ON CONFLICT (%8$s) DO %9$s
 	RETURNING 1
 ), lg AS (
-	INSERT INTO tdgl.sync_log (source, change_id, tbl, pk, op, status, reason, run_id)
+	INSERT INTO tdgl_replica.sync_log (source, change_id, tbl, pk, op, status, reason, run_id)
 	SELECT $8, w.id, $3, w.lpk, w.op,
 	       CASE WHEN w.skip IS NULL THEN 'Synced' ELSE 'Skipped' END,
 	       CASE WHEN w.skip = 'conflict' THEN 'conflict: row edited locally' ELSE w.skip END,
@@ -654,13 +667,13 @@ END $$;
 -- Applies a run in one statement; when that fails, change by change under savepoints so
 -- that only the failing changes are logged Failed (with the database's error) and the rest
 -- applied. Returns {"synced","skipped","conflicts","failed","files"}.
-DROP FUNCTION IF EXISTS tdgl.apply_safely(text, bigint, text, text, tdgl.change[], bool);
-CREATE OR REPLACE FUNCTION tdgl.apply_safely(p_source text, p_run_id bigint, p_tbl text,
-	p_cls text, p_ch tdgl.change[], p_initial bool, p_repeats bool DEFAULT false) RETURNS json
+DROP FUNCTION IF EXISTS tdgl_replica.apply_safely(text, bigint, text, text, tdgl_replica.change[], bool);
+CREATE OR REPLACE FUNCTION tdgl_replica.apply_safely(p_source text, p_run_id bigint, p_tbl text,
+	p_cls text, p_ch tdgl_replica.change[], p_initial bool, p_repeats bool DEFAULT false) RETURNS json
 LANGUAGE plpgsql AS $$
 DECLARE
 	res    json;
-	ch     tdgl.change;
+	ch     tdgl_replica.change;
 	msg    text;
 	st     text;
 	syn    int := 0;
@@ -671,16 +684,16 @@ DECLARE
 	base_s int;
 BEGIN
 	BEGIN
-		RETURN tdgl.apply_run(p_source, p_run_id, p_tbl, p_cls, p_ch, p_initial, false,
+		RETURN tdgl_replica.apply_run(p_source, p_run_id, p_tbl, p_cls, p_ch, p_initial, false,
 		                      p_repeats)::jsonb || '{"failed":0}';
 	EXCEPTION
 		WHEN SQLSTATE '40P01' OR SQLSTATE '40001' OR SQLSTATE '55P03' THEN RAISE;
 		WHEN OTHERS THEN NULL;  -- fall through to change-by-change
 	END;
-	SELECT retry_base_s INTO base_s FROM tdgl.sources WHERE name = p_source;
+	SELECT retry_base_s INTO base_s FROM tdgl_replica.sources WHERE name = p_source;
 	FOREACH ch IN ARRAY p_ch LOOP
 		BEGIN
-			res := tdgl.apply_run(p_source, p_run_id, p_tbl, p_cls, ARRAY[ch], p_initial);
+			res := tdgl_replica.apply_run(p_source, p_run_id, p_tbl, p_cls, ARRAY[ch], p_initial);
 			syn := syn + (res->>'synced')::int;
 			skp := skp + (res->>'skipped')::int;
 			cnf := cnf + (res->>'conflicts')::int;
@@ -689,7 +702,7 @@ BEGIN
 			WHEN SQLSTATE '40P01' OR SQLSTATE '40001' OR SQLSTATE '55P03' THEN RAISE;
 			WHEN OTHERS THEN
 				GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, st = RETURNED_SQLSTATE;
-				INSERT INTO tdgl.sync_log (source, change_id, tbl, pk, op, status, error, sqlstate,
+				INSERT INTO tdgl_replica.sync_log (source, change_id, tbl, pk, op, status, error, sqlstate,
 				                           next_retry_at, change, run_id)
 				VALUES (p_source, ch.id, p_tbl, ch.pk::jsonb, ch.op, 'Failed', msg, st,
 				        now() + make_interval(secs => coalesce(base_s, 300)),
@@ -710,9 +723,9 @@ END $$;
 -- and updates enabled, they go in one statement (apply_run's p_repeats), so a row changed by
 -- every transaction of the page (a balance) costs one statement, not one per change.
 -- Returns {"synced","failed","skipped","conflicts","ignored","files":[...]}.
-DROP FUNCTION IF EXISTS tdgl.apply_runs(text, bigint, bigint[], text[], text[], json[], json[],
+DROP FUNCTION IF EXISTS tdgl_replica.apply_runs(text, bigint, bigint[], text[], text[], json[], json[],
 	json[], int[]);
-CREATE OR REPLACE FUNCTION tdgl.apply_runs(p_source text, p_run_id bigint, p_ids bigint[],
+CREATE OR REPLACE FUNCTION tdgl_replica.apply_runs(p_source text, p_run_id bigint, p_ids bigint[],
 	p_tbls text[], p_ops text[], p_pks json[], p_old_pks json[], p_rows json[], p_runs int[],
 	p_merge bool DEFAULT false)
 RETURNS json LANGUAGE plpgsql AS $$
@@ -725,7 +738,7 @@ DECLARE
 	cnf   int := 0;
 	ign   int := 0;
 	files jsonb := '[]';
-	pend  tdgl.change[];     -- upsert runs of table ptbl, merged
+	pend  tdgl_replica.change[];     -- upsert runs of table ptbl, merged
 	ptbl  text;
 	prep  bool;              -- pend holds more than one run
 	last  bool := false;
@@ -733,16 +746,16 @@ BEGIN
 	FOR r IN
 		SELECT u.run, min(u.tbl) AS tbl,
 		       CASE min(u.op) WHEN 'Delete' THEN 'D' WHEN 'Rename' THEN 'R' ELSE 'U' END AS cls,
-		       array_agg(ROW(u.ord::int, u.id, u.op, u.pk, u.old_pk, u."row")::tdgl.change
+		       array_agg(ROW(u.ord::int, u.id, u.op, u.pk, u.old_pk, u."row")::tdgl_replica.change
 		                 ORDER BY u.ord) AS chs,
 		       (SELECT st.filter IS NULL AND st.insert_enabled AND st.update_enabled
-		        FROM tdgl.source_tables st
+		        FROM tdgl_replica.source_tables st
 		        WHERE st.source = p_source AND st.tbl = min(u.tbl)) AS plain
 		FROM unnest(p_ids, p_tbls, p_ops, p_pks, p_old_pks, p_rows, p_runs)
 		     WITH ORDINALITY AS u(id, tbl, op, pk, old_pk, "row", run, ord)
 		GROUP BY u.run
 		UNION ALL
-		SELECT NULL::int, NULL::text, NULL::text, NULL::tdgl.change[], NULL::bool  -- the end
+		SELECT NULL::int, NULL::text, NULL::text, NULL::tdgl_replica.change[], NULL::bool  -- the end
 		ORDER BY 1 NULLS LAST
 	LOOP
 		last := r.run IS NULL;
@@ -759,7 +772,7 @@ BEGIN
 			IF prep THEN
 				SELECT array_agg(c ORDER BY c.ord) INTO pend FROM unnest(pend) c;
 			END IF;
-			res := tdgl.apply_safely(p_source, p_run_id, ptbl, 'U', pend, false, prep);
+			res := tdgl_replica.apply_safely(p_source, p_run_id, ptbl, 'U', pend, false, prep);
 			syn := syn + (res->>'synced')::int;
 			skp := skp + (res->>'skipped')::int;
 			cnf := cnf + (res->>'conflicts')::int;
@@ -776,7 +789,7 @@ BEGIN
 			prep := false;
 			CONTINUE;
 		END IF;
-		res := tdgl.apply_safely(p_source, p_run_id, r.tbl, r.cls, r.chs, false);
+		res := tdgl_replica.apply_safely(p_source, p_run_id, r.tbl, r.cls, r.chs, false);
 		syn := syn + (res->>'synced')::int;
 		skp := skp + (res->>'skipped')::int;
 		cnf := cnf + (res->>'conflicts')::int;
@@ -795,7 +808,7 @@ END $$;
 -- are the primary's JSON text verbatim (NULL unless an object); a change without a table is
 -- ignored. Two cuts into runs come along (page_runs): p_table_runs groups each table's
 -- changes of the whole page, p_runs only consecutive changes of one table.
--- With the replica role (tdgl.replica_role; the pull's session keeps it) no foreign key or
+-- With the replica role (tdgl_replica.replica_role; the pull's session keeps it) no foreign key or
 -- ordinary trigger links rows of different tables, so p_table_runs applies: a page of
 -- transactions that each touch several tables takes a few statements per table.
 -- Without it (the fallback) the page keeps the primary's order across tables (p_runs), with
@@ -805,12 +818,12 @@ END $$;
 -- Failed rather than the commit failing (and the page being pulled again) forever.
 -- Returns {"fetched","synced","failed","skipped","conflicts","ignored","files":[...],
 -- "replica_role"}.
-DROP FUNCTION IF EXISTS tdgl.apply_page(text, json, text, text, bigint);
-DROP FUNCTION IF EXISTS tdgl.apply_page(text, bigint[], text[], text[], json[], json[], json[],
+DROP FUNCTION IF EXISTS tdgl_replica.apply_page(text, json, text, text, bigint);
+DROP FUNCTION IF EXISTS tdgl_replica.apply_page(text, bigint[], text[], text[], json[], json[], json[],
 	text[], text, text, bigint);
-DROP FUNCTION IF EXISTS tdgl.apply_page(text, bigint[], text[], text[], json[], json[], json[],
+DROP FUNCTION IF EXISTS tdgl_replica.apply_page(text, bigint[], text[], text[], json[], json[], json[],
 	text[], int[], text, text, bigint);
-CREATE OR REPLACE FUNCTION tdgl.apply_page(p_source text, p_ids bigint[], p_tbls text[],
+CREATE OR REPLACE FUNCTION tdgl_replica.apply_page(p_source text, p_ids bigint[], p_tbls text[],
 	p_ops text[], p_pks json[], p_old_pks json[], p_rows json[], p_changed_at text[],
 	p_runs int[], p_table_runs int[], p_prev_cursor text, p_cursor text, p_run_id bigint)
 RETURNS json LANGUAGE plpgsql AS $$
@@ -823,9 +836,9 @@ DECLARE
 	newest   timestamptz;
 BEGIN
 	PERFORM set_config('tdgl.applying', 'on', true);
-	rr := tdgl.replica_role(true);
+	rr := tdgl_replica.replica_role(true);
 	SELECT max(x::timestamptz) INTO newest FROM unnest(p_changed_at) x;
-	UPDATE tdgl.sources SET cursor = p_cursor, cursor_moved_at = now(),
+	UPDATE tdgl_replica.sources SET cursor = p_cursor, cursor_moved_at = now(),
 	       last_change_at = greatest(last_change_at, newest)
 	WHERE name = p_source AND cursor IS NOT DISTINCT FROM p_prev_cursor;
 	IF NOT FOUND THEN
@@ -833,12 +846,12 @@ BEGIN
 			USING ERRCODE = '40001';
 	END IF;
 	IF rr THEN
-		res := tdgl.apply_runs(p_source, p_run_id, p_ids, p_tbls, p_ops, p_pks, p_old_pks,
+		res := tdgl_replica.apply_runs(p_source, p_run_id, p_ids, p_tbls, p_ops, p_pks, p_old_pks,
 		                       p_rows, coalesce(p_table_runs, p_runs), p_table_runs IS NOT NULL);
 	ELSE
 		BEGIN
 			SET CONSTRAINTS ALL DEFERRED;
-			res := tdgl.apply_runs(p_source, p_run_id, p_ids, p_tbls, p_ops, p_pks, p_old_pks,
+			res := tdgl_replica.apply_runs(p_source, p_run_id, p_ids, p_tbls, p_ops, p_pks, p_old_pks,
 			                       p_rows, p_runs);
 			checking := true;
 			SET CONSTRAINTS ALL IMMEDIATE;
@@ -847,11 +860,11 @@ BEGIN
 				RAISE;
 			END IF;
 			SET CONSTRAINTS ALL IMMEDIATE;
-			res := tdgl.apply_runs(p_source, p_run_id, p_ids, p_tbls, p_ops, p_pks, p_old_pks,
+			res := tdgl_replica.apply_runs(p_source, p_run_id, p_ids, p_tbls, p_ops, p_pks, p_old_pks,
 			                       p_rows, p_runs);
 		END;
 	END IF;
-	UPDATE tdgl.runs SET fetched = fetched + fch, synced = synced + (res->>'synced')::int,
+	UPDATE tdgl_replica.runs SET fetched = fetched + fch, synced = synced + (res->>'synced')::int,
 	       failed = failed + (res->>'failed')::int, skipped = skipped + (res->>'skipped')::int,
 	       conflicts = conflicts + (res->>'conflicts')::int, pages = pages + 1
 	WHERE id = p_run_id;
@@ -861,34 +874,34 @@ END $$;
 
 -- Applies one page of GET /api/rows (the raw body's "rows" array, as json) for an initial
 -- sync, as upserts through the same path. p_resync: remember the keys seen so that
--- tdgl.finish_resync() can remove rows deleted on the primary while the cursor was expired.
-CREATE OR REPLACE FUNCTION tdgl.apply_rows(p_source text, p_tbl text, p_rows json,
+-- tdgl_replica.finish_resync() can remove rows deleted on the primary while the cursor was expired.
+CREATE OR REPLACE FUNCTION tdgl_replica.apply_rows(p_source text, p_tbl text, p_rows json,
 	p_run_id bigint, p_resync bool DEFAULT false) RETURNS json
 LANGUAGE plpgsql AS $$
 DECLARE
 	prev text := current_setting('tdgl.applying', true);
-	chs  tdgl.change[];
+	chs  tdgl_replica.change[];
 	res  json;
-	rel  regclass := tdgl.local_table(p_tbl);
+	rel  regclass := tdgl_replica.local_table(p_tbl);
 BEGIN
 	PERFORM set_config('tdgl.applying', 'on', true);
-	SELECT array_agg(ROW(t.ord::int, NULL, 'Create', NULL, NULL, t.x)::tdgl.change ORDER BY t.ord)
+	SELECT array_agg(ROW(t.ord::int, NULL, 'Create', NULL, NULL, t.x)::tdgl_replica.change ORDER BY t.ord)
 	INTO chs FROM json_array_elements(p_rows) WITH ORDINALITY AS t(x, ord)
 	WHERE json_typeof(t.x) = 'object';
 	IF chs IS NULL THEN
 		RETURN '{"fetched":0,"synced":0,"failed":0,"skipped":0,"conflicts":0,"files":[]}';
 	END IF;
-	res := tdgl.apply_safely(p_source, p_run_id, p_tbl, 'U', chs, true);
-	IF p_resync AND rel IS NOT NULL AND tdgl.pk_columns(rel) IS NOT NULL THEN
-		EXECUTE format('INSERT INTO tdgl.resync_seen (source, tbl, pk) '
+	res := tdgl_replica.apply_safely(p_source, p_run_id, p_tbl, 'U', chs, true);
+	IF p_resync AND rel IS NOT NULL AND tdgl_replica.pk_columns(rel) IS NOT NULL THEN
+		EXECUTE format('INSERT INTO tdgl_replica.resync_seen (source, tbl, pk) '
 		               'SELECT $1, $2, jsonb_build_object(%s) FROM json_array_elements($3) x '
 		               'CROSS JOIN LATERAL json_populate_record(NULL::%s, x) p '
 		               'ON CONFLICT DO NOTHING',
 		               (SELECT string_agg(format('%1$L, p.%1$I', k), ', ')
-		                  FROM unnest(tdgl.pk_columns(rel)) k), tdgl.qualified(rel))
+		                  FROM unnest(tdgl_replica.pk_columns(rel)) k), tdgl_replica.qualified(rel))
 		USING p_source, p_tbl, p_rows;
 	END IF;
-	UPDATE tdgl.runs SET fetched = fetched + cardinality(chs),
+	UPDATE tdgl_replica.runs SET fetched = fetched + cardinality(chs),
 	       synced = synced + (res->>'synced')::int, failed = failed + (res->>'failed')::int,
 	       skipped = skipped + (res->>'skipped')::int,
 	       conflicts = conflicts + (res->>'conflicts')::int, pages = pages + 1
@@ -899,27 +912,27 @@ END $$;
 
 -- After a re-sync copied a table: removes local rows the copy did not see (deleted on the
 -- primary while the cursor was expired, or outside the subset), except rows edited here.
-CREATE OR REPLACE FUNCTION tdgl.finish_resync(p_source text, p_tbl text) RETURNS bigint
+CREATE OR REPLACE FUNCTION tdgl_replica.finish_resync(p_source text, p_tbl text) RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
 	prev text := current_setting('tdgl.applying', true);
-	rel  regclass := tdgl.local_table(p_tbl);
+	rel  regclass := tdgl_replica.local_table(p_tbl);
 	obj  text;
 	n    bigint := 0;
 BEGIN
-	IF rel IS NOT NULL AND tdgl.pk_columns(rel) IS NOT NULL THEN
+	IF rel IS NOT NULL AND tdgl_replica.pk_columns(rel) IS NOT NULL THEN
 		PERFORM set_config('tdgl.applying', 'on', true);
 		SELECT string_agg(format('%1$L, l.%1$I', k), ', ') INTO obj
-		FROM unnest(tdgl.pk_columns(rel)) k;
-		EXECUTE format('DELETE FROM %s l WHERE NOT EXISTS (SELECT 1 FROM tdgl.resync_seen s '
+		FROM unnest(tdgl_replica.pk_columns(rel)) k;
+		EXECUTE format('DELETE FROM %s l WHERE NOT EXISTS (SELECT 1 FROM tdgl_replica.resync_seen s '
 		               'WHERE s.source = $1 AND s.tbl = $2 AND s.pk = jsonb_build_object(%2$s)) '
-		               'AND NOT EXISTS (SELECT 1 FROM tdgl.local_edits e '
-		               'WHERE e.tbl = $2 AND e.pk = jsonb_build_object(%2$s))', tdgl.qualified(rel), obj)
+		               'AND NOT EXISTS (SELECT 1 FROM tdgl_replica.local_edits e '
+		               'WHERE e.tbl = $2 AND e.pk = jsonb_build_object(%2$s))', tdgl_replica.qualified(rel), obj)
 		USING p_source, p_tbl;
 		GET DIAGNOSTICS n = ROW_COUNT;
 		PERFORM set_config('tdgl.applying', coalesce(prev, ''), true);
 	END IF;
-	DELETE FROM tdgl.resync_seen WHERE source = p_source AND tbl = p_tbl;
+	DELETE FROM tdgl_replica.resync_seen WHERE source = p_source AND tbl = p_tbl;
 	RETURN n;
 END $$;
 
@@ -932,23 +945,23 @@ END $$;
 -- table, then ONE statement with apply_run's semantics. NULL: the table is missing here or
 -- has no key (the JSON path reports that row by row). Also lists the local columns a copy
 -- may set: {"mode":..., "columns":[...]}.
-CREATE OR REPLACE FUNCTION tdgl.copy_plan(p_source text, p_tbl text, p_resync bool)
+CREATE OR REPLACE FUNCTION tdgl_replica.copy_plan(p_source text, p_tbl text, p_resync bool)
 RETURNS json LANGUAGE plpgsql AS $$
 DECLARE
-	rel    regclass := tdgl.local_table(p_tbl);
-	cfg    tdgl.source_tables;
+	rel    regclass := tdgl_replica.local_table(p_tbl);
+	cfg    tdgl_replica.source_tables;
 	empty  bool;
 BEGIN
-	IF rel IS NULL OR tdgl.pk_columns(rel) IS NULL THEN
+	IF rel IS NULL OR tdgl_replica.pk_columns(rel) IS NULL THEN
 		RETURN NULL;
 	END IF;
-	SELECT * INTO cfg FROM tdgl.source_tables WHERE source = p_source AND tbl = p_tbl;
-	EXECUTE format('SELECT NOT EXISTS (SELECT 1 FROM %s)', tdgl.qualified(rel)) INTO empty;
+	SELECT * INTO cfg FROM tdgl_replica.source_tables WHERE source = p_source AND tbl = p_tbl;
+	EXECUTE format('SELECT NOT EXISTS (SELECT 1 FROM %s)', tdgl_replica.qualified(rel)) INTO empty;
 	RETURN json_build_object(
 		'mode', CASE WHEN empty AND NOT p_resync AND cfg.filter IS NULL
 		              AND coalesce(cfg.insert_enabled, true)
 		              AND coalesce(cardinality(cfg.attach_columns), 0) = 0
-		              AND NOT EXISTS (SELECT 1 FROM tdgl.local_edits e WHERE e.tbl = p_tbl)
+		              AND NOT EXISTS (SELECT 1 FROM tdgl_replica.local_edits e WHERE e.tbl = p_tbl)
 		         THEN 'direct' ELSE 'stage' END,
 		'columns', (SELECT json_agg(a.attname ORDER BY a.attnum) FROM pg_attribute a
 		            WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped
@@ -959,10 +972,10 @@ END $$;
 -- data: into the table itself (p_direct), or into pg_temp.tdgl_copy_stage, created here with
 -- the local types of p_cols and dropped at commit. p_cols (from the primary's answer) must
 -- be local non-generated columns, distinct, holding the whole key.
-CREATE OR REPLACE FUNCTION tdgl.copy_start(p_tbl text, p_cols text[], p_direct bool)
+CREATE OR REPLACE FUNCTION tdgl_replica.copy_start(p_tbl text, p_cols text[], p_direct bool)
 RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
-	rel  regclass := tdgl.local_table(p_tbl);
+	rel  regclass := tdgl_replica.local_table(p_tbl);
 	cl   text;
 BEGIN
 	IF rel IS NULL OR cardinality(p_cols) IS NULL
@@ -970,17 +983,17 @@ BEGIN
 	   OR EXISTS (SELECT 1 FROM unnest(p_cols) x WHERE NOT EXISTS (
 	              SELECT 1 FROM pg_attribute a WHERE a.attrelid = rel AND a.attname = x
 	                AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''))
-	   OR NOT (tdgl.pk_columns(rel) <@ p_cols) THEN
+	   OR NOT (tdgl_replica.pk_columns(rel) <@ p_cols) THEN
 		RAISE EXCEPTION 'copy of %: columns % do not fit the local table', p_tbl, p_cols
 			USING ERRCODE = '42703';
 	END IF;
 	SELECT string_agg(format('%I', x), ', ' ORDER BY o) INTO cl
 	FROM unnest(p_cols) WITH ORDINALITY AS u(x, o);
 	IF p_direct THEN
-		RETURN format('COPY %s (%s) FROM STDIN', tdgl.qualified(rel), cl);
+		RETURN format('COPY %s (%s) FROM STDIN', tdgl_replica.qualified(rel), cl);
 	END IF;
 	EXECUTE format('CREATE TEMP TABLE tdgl_copy_stage ON COMMIT DROP AS SELECT %s FROM %s '
-	               'WITH NO DATA', cl, tdgl.qualified(rel));
+	               'WITH NO DATA', cl, tdgl_replica.qualified(rel));
 	RETURN format('COPY pg_temp.tdgl_copy_stage (%s) FROM STDIN', cl);
 END $$;
 
@@ -989,17 +1002,17 @@ END $$;
 -- apply_run's upsert for an initial sync (filter, local edits -> conflicts, insert/update
 -- switches, unchanged rows skipped, only non-Synced outcomes logged, a row that left the
 -- subset removed, attachment values listed) and, for a re-sync, its keys remembered for
--- tdgl.finish_resync(). Adds the counts to run p_run_id. Returns
+-- tdgl_replica.finish_resync(). Adds the counts to run p_run_id. Returns
 -- {"fetched","synced","failed","skipped","conflicts","files":[...]}.
 -- JIT is off: compiling the staged statement took ~85 ms of a ~500 ms page of 20k rows.
-CREATE OR REPLACE FUNCTION tdgl.copy_apply(p_source text, p_run_id bigint, p_tbl text,
+CREATE OR REPLACE FUNCTION tdgl_replica.copy_apply(p_source text, p_run_id bigint, p_tbl text,
 	p_cols text[], p_direct bool, p_resync bool, p_n bigint) RETURNS json
 LANGUAGE plpgsql SET jit = off AS $$
 DECLARE
-	rel  regclass := tdgl.local_table(p_tbl);
-	qrel text := tdgl.qualified(rel);
-	pk   text[] := tdgl.pk_columns(rel);
-	cfg  tdgl.source_tables;
+	rel  regclass := tdgl_replica.local_table(p_tbl);
+	qrel text := tdgl_replica.qualified(rel);
+	pk   text[] := tdgl_replica.pk_columns(rel);
+	cfg  tdgl_replica.source_tables;
 	flt  jsonb;
 	upd  text[];
 	res  json;
@@ -1008,7 +1021,7 @@ BEGIN
 		res := json_build_object('fetched', p_n, 'synced', p_n, 'failed', 0, 'skipped', 0,
 		                         'conflicts', 0, 'files', '[]'::json);
 	ELSE
-		SELECT * INTO cfg FROM tdgl.source_tables WHERE source = p_source AND tbl = p_tbl;
+		SELECT * INTO cfg FROM tdgl_replica.source_tables WHERE source = p_source AND tbl = p_tbl;
 		IF NOT FOUND THEN
 			cfg.insert_enabled := true; cfg.update_enabled := true;
 			cfg.update_without_changes := false; cfg.attach_columns := '{}';
@@ -1025,7 +1038,7 @@ WITH w AS (
 	SELECT s AS rec, jsonb_build_object(%2$s) AS lpk, l.ctid IS NOT NULL AS present,
 	       CASE
 	         WHEN $1::jsonb IS NOT NULL AND NOT (to_jsonb(s) @> $1::jsonb) THEN 'filter'
-	         WHEN EXISTS (SELECT 1 FROM tdgl.local_edits e
+	         WHEN EXISTS (SELECT 1 FROM tdgl_replica.local_edits e
 	                      WHERE e.tbl = $2 AND e.pk = jsonb_build_object(%2$s)) THEN 'conflict'
 	         WHEN l.ctid IS NULL AND NOT $3 THEN 'insert disabled'
 	         WHEN l.ctid IS NOT NULL AND NOT $4 THEN 'update disabled'
@@ -1035,7 +1048,7 @@ WITH w AS (
 	FROM pg_temp.tdgl_copy_stage s
 	LEFT JOIN %1$s l ON %3$s
 ), conf AS (
-	INSERT INTO tdgl.conflicts AS k (source, tbl, pk, change_id, op, primary_row, local_row)
+	INSERT INTO tdgl_replica.conflicts AS k (source, tbl, pk, change_id, op, primary_row, local_row)
 	SELECT $6, $2, w.lpk, NULL, 'Create', row_to_json(w.rec),
 	       (SELECT row_to_json(l.*) FROM %1$s l WHERE %6$s)
 	FROM w WHERE w.skip = 'conflict'
@@ -1048,7 +1061,7 @@ WITH w AS (
 	-- a row that left the subset is removed, unless it was edited here
 	DELETE FROM %1$s l USING w
 	WHERE w.skip = 'filter' AND w.present AND %6$s
-	  AND NOT EXISTS (SELECT 1 FROM tdgl.local_edits e WHERE e.tbl = $2 AND e.pk = w.lpk)
+	  AND NOT EXISTS (SELECT 1 FROM tdgl_replica.local_edits e WHERE e.tbl = $2 AND e.pk = w.lpk)
 	RETURNING 1
 ), up AS (
 	INSERT INTO %1$s AS l (%7$s) OVERRIDING SYSTEM VALUE
@@ -1056,12 +1069,12 @@ WITH w AS (
 	ON CONFLICT (%9$s) DO %10$s
 	RETURNING 1
 ), seen AS (
-	INSERT INTO tdgl.resync_seen (source, tbl, pk)
+	INSERT INTO tdgl_replica.resync_seen (source, tbl, pk)
 	SELECT $6, $2, w.lpk FROM w WHERE $8
 	ON CONFLICT DO NOTHING
 	RETURNING 1
 ), lg AS (
-	INSERT INTO tdgl.sync_log (source, change_id, tbl, pk, op, status, reason, run_id)
+	INSERT INTO tdgl_replica.sync_log (source, change_id, tbl, pk, op, status, reason, run_id)
 	SELECT $6, NULL, $2, w.lpk, 'Create', 'Skipped',
 	       CASE WHEN w.skip = 'filter' AND w.present THEN 'filter: left the subset'
 	            WHEN w.skip = 'conflict' THEN 'conflict: row edited locally'
@@ -1097,7 +1110,7 @@ $q$,
 		USING flt, p_tbl, cfg.insert_enabled, cfg.update_enabled, cfg.update_without_changes,
 			p_source, p_run_id, p_resync, cfg.attach_columns;
 	END IF;
-	UPDATE tdgl.runs SET fetched = fetched + (res->>'fetched')::int,
+	UPDATE tdgl_replica.runs SET fetched = fetched + (res->>'fetched')::int,
 	       synced = synced + (res->>'synced')::int, skipped = skipped + (res->>'skipped')::int,
 	       conflicts = conflicts + (res->>'conflicts')::int, pages = pages + 1
 	WHERE id = p_run_id;
@@ -1110,7 +1123,7 @@ END $$;
 -- a later primary change of it opens a new conflict rather than overwriting it silently.
 -- Errors: P0002 unknown id, 55000 already resolved, 22023 bad resolution.
 -- A conflict as the admin API and CLI show it (one shape for the list and for resolve).
-CREATE OR REPLACE FUNCTION tdgl.conflict_json(c tdgl.conflicts) RETURNS json
+CREATE OR REPLACE FUNCTION tdgl_replica.conflict_json(c tdgl_replica.conflicts) RETURNS json
 LANGUAGE sql STABLE AS $$
 	SELECT json_build_object('id', c.id, 'source', c.source, 'table', c.tbl, 'pk', c.pk,
 		'change_id', c.change_id, 'op', c.op, 'old_pk', c.old_pk,
@@ -1119,11 +1132,11 @@ LANGUAGE sql STABLE AS $$
 		'updated_at', c.updated_at, 'resolved_at', c.resolved_at)
 $$;
 
-CREATE OR REPLACE FUNCTION tdgl.resolve_conflict(p_id bigint, p_resolution text) RETURNS json
+CREATE OR REPLACE FUNCTION tdgl_replica.resolve_conflict(p_id bigint, p_resolution text) RETURNS json
 LANGUAGE plpgsql AS $$
 DECLARE
 	prev text := current_setting('tdgl.applying', true);
-	c    tdgl.conflicts;
+	c    tdgl_replica.conflicts;
 	cls  text;
 	rel  regclass;
 	npk  jsonb;
@@ -1132,7 +1145,7 @@ BEGIN
 		RAISE EXCEPTION 'resolution must be "Accept Primary" or "Keep Local"'
 			USING ERRCODE = '22023';
 	END IF;
-	SELECT * INTO c FROM tdgl.conflicts WHERE id = p_id FOR UPDATE;
+	SELECT * INTO c FROM tdgl_replica.conflicts WHERE id = p_id FOR UPDATE;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'conflict % not found', p_id USING ERRCODE = 'P0002';
 	END IF;
@@ -1141,40 +1154,40 @@ BEGIN
 			USING ERRCODE = '55000';
 	END IF;
 	IF p_resolution = 'Accept Primary' THEN
-		PERFORM tdgl.apply_mode();
+		PERFORM tdgl_replica.apply_mode();
 		cls := CASE c.op WHEN 'Delete' THEN 'D' WHEN 'Rename' THEN 'R' ELSE 'U' END;
-		PERFORM tdgl.apply_run(c.source, NULL, c.tbl, cls,
-			ARRAY[ROW(1, c.change_id, c.op, c.pk::json, c.old_pk, c.primary_row)::tdgl.change],
+		PERFORM tdgl_replica.apply_run(c.source, NULL, c.tbl, cls,
+			ARRAY[ROW(1, c.change_id, c.op, c.pk::json, c.old_pk, c.primary_row)::tdgl_replica.change],
 			false, true);
-		DELETE FROM tdgl.local_edits WHERE tbl = c.tbl AND pk = c.pk;
-		rel := tdgl.local_table(c.tbl);
+		DELETE FROM tdgl_replica.local_edits WHERE tbl = c.tbl AND pk = c.pk;
+		rel := tdgl_replica.local_table(c.tbl);
 		IF c.primary_row IS NOT NULL AND rel IS NOT NULL THEN
 			SELECT jsonb_object_agg(k, c.primary_row::jsonb -> k) INTO npk
-			FROM unnest(tdgl.pk_columns(rel)) k;
-			DELETE FROM tdgl.local_edits WHERE tbl = c.tbl AND pk = npk;
+			FROM unnest(tdgl_replica.pk_columns(rel)) k;
+			DELETE FROM tdgl_replica.local_edits WHERE tbl = c.tbl AND pk = npk;
 		END IF;
 		PERFORM set_config('tdgl.applying', coalesce(prev, ''), true);
 	END IF;
-	UPDATE tdgl.conflicts SET status = 'Resolved', resolution = p_resolution,
+	UPDATE tdgl_replica.conflicts SET status = 'Resolved', resolution = p_resolution,
 	       resolved_at = now(), updated_at = now()
 	WHERE id = p_id RETURNING * INTO c;
-	RETURN tdgl.conflict_json(c);
+	RETURN tdgl_replica.conflict_json(c);
 END $$;
 
 -- Dry run (issue 4): what a page would do, per change, without keeping anything. The caller
 -- runs this inside a transaction it rolls back: every change is really applied, one at a
--- time and through the same tdgl.apply_run as a pull (so later changes of a row see the
+-- time and through the same tdgl_replica.apply_run as a pull (so later changes of a row see the
 -- earlier ones and the decisions are exactly a pull's), and the local row is read before
 -- and after to describe the effect. p_changes: the "changes" array of a GET /api/changes
 -- page, or the "rows" array of a GET /api/rows page when p_rows_of names the table.
 -- Returns [{"change_id","table","op","pk","action","reason","error","changes":[...]}],
 -- action: insert | update | delete | rename | conflict | skip | fail | ignore.
-CREATE OR REPLACE FUNCTION tdgl.dry_run_page(p_source text, p_changes json, p_run_id bigint,
+CREATE OR REPLACE FUNCTION tdgl_replica.dry_run_page(p_source text, p_changes json, p_run_id bigint,
 	p_rows_of text DEFAULT NULL) RETURNS json
 LANGUAGE plpgsql AS $$
 DECLARE
 	x       json;
-	ch      tdgl.change;
+	ch      tdgl_replica.change;
 	v_tbl     text;
 	cls     text;
 	rel     regclass;
@@ -1192,34 +1205,34 @@ DECLARE
 	out     json[] := '{}';
 	i       int := 0;
 BEGIN
-	PERFORM tdgl.apply_mode();      -- as a pull applies (the replica role when permitted)
+	PERFORM tdgl_replica.apply_mode();      -- as a pull applies (the replica role when permitted)
 	FOR x IN SELECT e FROM json_array_elements(p_changes) e LOOP
 		i := i + 1;
 		IF p_rows_of IS NOT NULL THEN
 			v_tbl := p_rows_of;
-			ch := ROW(i, NULL, 'Create', NULL, NULL, x)::tdgl.change;
+			ch := ROW(i, NULL, 'Create', NULL, NULL, x)::tdgl_replica.change;
 		ELSE
 			v_tbl := x ->> 'table';
 			ch := ROW(i, (x ->> 'id')::bigint, x ->> 'op',
 			          CASE WHEN json_typeof(x -> 'pk') = 'object' THEN x -> 'pk' END,
 			          CASE WHEN json_typeof(x -> 'old_pk') = 'object' THEN x -> 'old_pk' END,
-			          CASE WHEN json_typeof(x -> 'row') = 'object' THEN x -> 'row' END)::tdgl.change;
+			          CASE WHEN json_typeof(x -> 'row') = 'object' THEN x -> 'row' END)::tdgl_replica.change;
 		END IF;
 		cls := CASE ch.op WHEN 'Delete' THEN 'D' WHEN 'Rename' THEN 'R' ELSE 'U' END;
-		rel := tdgl.local_table(v_tbl);
-		pk := CASE WHEN rel IS NULL THEN NULL ELSE tdgl.pk_columns(rel) END;
+		rel := tdgl_replica.local_table(v_tbl);
+		pk := CASE WHEN rel IS NULL THEN NULL ELSE tdgl_replica.pk_columns(rel) END;
 		before := NULL; before2 := NULL; after := NULL; lpk := ch.pk::jsonb;
 		act := NULL; msg := NULL; diff := NULL; lg := NULL;
-		IF NOT EXISTS (SELECT 1 FROM tdgl.source_tables st
+		IF NOT EXISTS (SELECT 1 FROM tdgl_replica.source_tables st
 		               WHERE st.source = p_source AND st.tbl = v_tbl) THEN
 			out := out || json_build_object('change_id', ch.id, 'table', v_tbl, 'op', ch.op,
 				'pk', ch.pk, 'action', 'ignore', 'reason', 'table not configured');
 			CONTINUE;
 		END IF;
 		IF rel IS NOT NULL AND pk IS NOT NULL THEN
-			getrow := format('SELECT row_to_json(l)::jsonb FROM %s l WHERE %s', tdgl.qualified(rel),
+			getrow := format('SELECT row_to_json(l)::jsonb FROM %s l WHERE %s', tdgl_replica.qualified(rel),
 				(SELECT string_agg(format('l.%1$I = (json_populate_record(NULL::%2$s, $1)).%1$I',
-				                          k, tdgl.qualified(rel)), ' AND ') FROM unnest(pk) k));
+				                          k, tdgl_replica.qualified(rel)), ' AND ') FROM unnest(pk) k));
 			IF cls = 'D' THEN
 				EXECUTE getrow INTO before USING coalesce(ch.pk, ch."row");
 			ELSIF cls = 'R' THEN
@@ -1231,15 +1244,15 @@ BEGIN
 				SELECT jsonb_object_agg(k, ch."row"::jsonb -> k) INTO lpk FROM unnest(pk) k;
 			END IF;
 		END IF;
-		SELECT coalesce(max(id), 0) INTO head FROM tdgl.sync_log;
+		SELECT coalesce(max(id), 0) INTO head FROM tdgl_replica.sync_log;
 		BEGIN
-			PERFORM tdgl.apply_run(p_source, p_run_id, v_tbl, cls, ARRAY[ch], false);
+			PERFORM tdgl_replica.apply_run(p_source, p_run_id, v_tbl, cls, ARRAY[ch], false);
 		EXCEPTION WHEN OTHERS THEN
 			GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT;
 			act := 'fail';
 		END;
 		IF act IS NULL THEN
-			SELECT status, reason INTO lg FROM tdgl.sync_log
+			SELECT status, reason INTO lg FROM tdgl_replica.sync_log
 			WHERE run_id = p_run_id AND id > head ORDER BY id DESC LIMIT 1;
 			IF rel IS NOT NULL AND pk IS NOT NULL THEN
 				IF cls = 'D' THEN
@@ -1297,7 +1310,7 @@ END $$;
 --   - runs not finished, and runs an entry still refers to (GET /api/log shows its run).
 -- jit off: the per-row checks make the estimate cross jit_above_cost, and compiling took
 -- ~30 ms of a ~80 ms batch.
-CREATE OR REPLACE FUNCTION tdgl.purge_log_batch(p_before timestamptz, p_after bigint,
+CREATE OR REPLACE FUNCTION tdgl_replica.purge_log_batch(p_before timestamptz, p_after bigint,
 	p_limit int, OUT deleted bigint, OUT last_id bigint, OUT done bool)
 LANGUAGE plpgsql SET jit = off AS $$
 DECLARE
@@ -1306,31 +1319,31 @@ DECLARE
 BEGIN
 	SELECT count(*), max(id), coalesce(bool_or(created_at < p_before), false)
 	INTO n, last_id, old
-	FROM (SELECT id, created_at FROM tdgl.sync_log WHERE id > p_after ORDER BY id
+	FROM (SELECT id, created_at FROM tdgl_replica.sync_log WHERE id > p_after ORDER BY id
 	      LIMIT p_limit) b;
 	done := n < p_limit OR NOT old;
 	deleted := 0;
 	IF NOT old THEN
 		RETURN;
 	END IF;
-	DELETE FROM tdgl.sync_log l
+	DELETE FROM tdgl_replica.sync_log l
 	WHERE l.id > p_after AND l.id <= last_id AND l.created_at < p_before
 	  AND l.status IN ('Synced', 'Skipped')
 	  AND NOT (l.status = 'Synced' AND EXISTS (
-	        SELECT 1 FROM tdgl.sync_log f
+	        SELECT 1 FROM tdgl_replica.sync_log f
 	        WHERE f.status = 'Failed' AND f.source = l.source AND f.tbl = l.tbl
 	          AND f.pk = l.pk AND f.id < l.id))
 	  AND NOT (l.status = 'Synced' AND EXISTS (
-	        SELECT 1 FROM tdgl.sync_log f
+	        SELECT 1 FROM tdgl_replica.sync_log f
 	        WHERE f.status = 'Failed' AND f.source = l.source AND f.tbl = l.tbl
 	          AND f.pk IS NULL AND f.id < l.id AND (f.change -> 'row')::jsonb @> l.pk))
 	  AND NOT (l.status = 'Skipped' AND l.reason LIKE 'conflict%' AND EXISTS (
-	        SELECT 1 FROM tdgl.conflicts k
+	        SELECT 1 FROM tdgl_replica.conflicts k
 	        WHERE k.status = 'Open' AND k.tbl = l.tbl AND k.pk = l.pk));
 	GET DIAGNOSTICS deleted = ROW_COUNT;
 END $$;
 
-CREATE OR REPLACE FUNCTION tdgl.purge_runs_batch(p_before timestamptz, p_after bigint,
+CREATE OR REPLACE FUNCTION tdgl_replica.purge_runs_batch(p_before timestamptz, p_after bigint,
 	p_limit int, OUT deleted bigint, OUT last_id bigint, OUT done bool)
 LANGUAGE plpgsql SET jit = off AS $$
 DECLARE
@@ -1339,17 +1352,17 @@ DECLARE
 BEGIN
 	SELECT count(*), max(id), coalesce(bool_or(started_at < p_before), false)
 	INTO n, last_id, old
-	FROM (SELECT id, started_at FROM tdgl.runs WHERE id > p_after ORDER BY id
+	FROM (SELECT id, started_at FROM tdgl_replica.runs WHERE id > p_after ORDER BY id
 	      LIMIT p_limit) b;
 	done := n < p_limit OR NOT old;
 	deleted := 0;
 	IF NOT old THEN
 		RETURN;
 	END IF;
-	DELETE FROM tdgl.runs r
+	DELETE FROM tdgl_replica.runs r
 	WHERE r.id > p_after AND r.id <= last_id AND r.ended_at < p_before
 	  AND r.status <> 'Running'
-	  AND NOT EXISTS (SELECT 1 FROM tdgl.sync_log l WHERE l.run_id = r.id);
+	  AND NOT EXISTS (SELECT 1 FROM tdgl_replica.sync_log l WHERE l.run_id = r.id);
 	GET DIAGNOSTICS deleted = ROW_COUNT;
 END $$;
 
@@ -1357,24 +1370,24 @@ END $$;
 -- time), so a run whose process was killed or crashed is recognised (no such session any
 -- more) and closed as Interrupted, with the counts it had, instead of staying Running.
 -- Runs of an older version carry no session: they count as interrupted when found Running.
-CREATE OR REPLACE FUNCTION tdgl.backend_start() RETURNS timestamptz
+CREATE OR REPLACE FUNCTION tdgl_replica.backend_start() RETURNS timestamptz
 LANGUAGE sql STABLE AS $$
 	SELECT backend_start FROM pg_stat_get_activity(pg_backend_pid())
 $$;
-ALTER TABLE tdgl.runs ADD COLUMN IF NOT EXISTS backend_pid int DEFAULT pg_backend_pid();
-ALTER TABLE tdgl.runs ADD COLUMN IF NOT EXISTS backend_start timestamptz
-	DEFAULT tdgl.backend_start();
-ALTER TABLE tdgl.runs DROP CONSTRAINT IF EXISTS runs_status_check;
-ALTER TABLE tdgl.runs ADD CONSTRAINT runs_status_check CHECK (status IN
+ALTER TABLE tdgl_replica.runs ADD COLUMN IF NOT EXISTS backend_pid int DEFAULT pg_backend_pid();
+ALTER TABLE tdgl_replica.runs ADD COLUMN IF NOT EXISTS backend_start timestamptz
+	DEFAULT tdgl_replica.backend_start();
+ALTER TABLE tdgl_replica.runs DROP CONSTRAINT IF EXISTS runs_status_check;
+ALTER TABLE tdgl_replica.runs ADD CONSTRAINT runs_status_check CHECK (status IN
 	('Running', 'Success', 'Partial', 'Failed', 'Skipped', 'Interrupted'));
-CREATE INDEX IF NOT EXISTS runs_running_idx ON tdgl.runs (id) WHERE status = 'Running';
+CREATE INDEX IF NOT EXISTS runs_running_idx ON tdgl_replica.runs (id) WHERE status = 'Running';
 
 -- Closes every Running run whose session is gone; returns their ids. A source whose last
 -- recorded run is older than such a run gets it as its last status.
-CREATE OR REPLACE FUNCTION tdgl.close_interrupted_runs() RETURNS SETOF bigint
+CREATE OR REPLACE FUNCTION tdgl_replica.close_interrupted_runs() RETURNS SETOF bigint
 LANGUAGE sql AS $$
 	WITH closed AS (
-		UPDATE tdgl.runs r SET status = 'Interrupted', ended_at = clock_timestamp(),
+		UPDATE tdgl_replica.runs r SET status = 'Interrupted', ended_at = clock_timestamp(),
 		       error = 'interrupted: the process running it stopped (killed or crashed)'
 		WHERE r.status = 'Running'
 		  AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a
@@ -1383,7 +1396,7 @@ LANGUAGE sql AS $$
 	latest AS (
 		SELECT DISTINCT ON (source) * FROM closed WHERE NOT dry_run ORDER BY source, id DESC),
 	marked AS (
-		UPDATE tdgl.sources s SET last_status = 'Interrupted', last_error = l.error,
+		UPDATE tdgl_replica.sources s SET last_status = 'Interrupted', last_error = l.error,
 		       last_run_at = l.ended_at
 		FROM latest l
 		WHERE s.name = l.source AND (s.last_run_at IS NULL OR s.last_run_at <= l.started_at)
@@ -1392,7 +1405,7 @@ LANGUAGE sql AS $$
 $$;
 
 -- Version 4: the local-edit triggers fire whatever session_replication_role a session runs
--- with (tdgl.watch_table); apply sessions run as replica (tdgl.replica_role). Triggers a
+-- with (tdgl_replica.watch_table); apply sessions run as replica (tdgl_replica.replica_role). Triggers a
 -- version-3 replica installed are switched here (by their table's owner: a migration run
 -- by another role warns and leaves them; `source add` or a later migrate switches them).
 DO $$
@@ -1410,14 +1423,14 @@ BEGIN
 END $$;
 
 -- Version 5: verify and repair (replica/verify.c; the primary's side is GET /api/hashes,
--- tdgl.verify_* in sql/primary.sql). A repair is a run with trigger 'Repair'.
-ALTER TABLE tdgl.runs DROP CONSTRAINT IF EXISTS runs_trigger_check;
-ALTER TABLE tdgl.runs ADD CONSTRAINT runs_trigger_check CHECK (trigger IN
+-- tdgl_replica.verify_* in sql/primary.sql). A repair is a run with trigger 'Repair'.
+ALTER TABLE tdgl_replica.runs DROP CONSTRAINT IF EXISTS runs_trigger_check;
+ALTER TABLE tdgl_replica.runs ADD CONSTRAINT runs_trigger_check CHECK (trigger IN
 	('Scheduler', 'Webhook', 'Manual', 'API', 'Initial', 'Retry', 'LongPoll', 'Repair'));
 
 -- One row per table verified: the last one per (source, tbl) is what the console shows.
 -- status: identical, different (something differs), failed (the check could not finish).
-CREATE TABLE IF NOT EXISTS tdgl.verifications (
+CREATE TABLE IF NOT EXISTS tdgl_replica.verifications (
 	id          bigserial PRIMARY KEY,
 	source      text NOT NULL,
 	tbl         text NOT NULL,
@@ -1428,7 +1441,7 @@ CREATE TABLE IF NOT EXISTS tdgl.verifications (
 	kept_local  int NOT NULL DEFAULT 0,     -- differs, but edited here or in an open conflict
 	in_flight   int NOT NULL DEFAULT 0,     -- differs while changes of it are still streaming
 	repaired    int,                        -- rows a repair applied (NULL: no repair)
-	repair_run  bigint,                     -- its tdgl.runs id
+	repair_run  bigint,                     -- its tdgl_replica.runs id
 	bytes       bigint NOT NULL DEFAULT 0,  -- exchanged with the primary
 	requests    int NOT NULL DEFAULT 0,
 	report      json NOT NULL DEFAULT '{}', -- the table's part of the verify report
@@ -1436,22 +1449,22 @@ CREATE TABLE IF NOT EXISTS tdgl.verifications (
 	started_at  timestamptz NOT NULL DEFAULT now(),
 	finished_at timestamptz NOT NULL DEFAULT clock_timestamp()
 );
-CREATE INDEX IF NOT EXISTS verifications_tbl_idx ON tdgl.verifications (source, tbl, id);
+CREATE INDEX IF NOT EXISTS verifications_tbl_idx ON tdgl_replica.verifications (source, tbl, id);
 
--- Hashes of rows: tdgl.verify_exprs and tdgl.verify_bucket_expr, the primary's own
+-- Hashes of rows: tdgl_replica.verify_exprs and tdgl_replica.verify_bucket_expr, the primary's own
 -- (sql/verify.sql, appended to both roles' scripts by the build).
 
 -- The local table of p_tbl, its key, and the columns of p_cols it has (its own
 -- non-generated columns when p_cols is NULL), sorted by name. 42P01 when missing here.
-CREATE OR REPLACE FUNCTION tdgl.verify_local_table(p_tbl text, p_cols text[],
+CREATE OR REPLACE FUNCTION tdgl_replica.verify_local_table(p_tbl text, p_cols text[],
 	OUT rel regclass, OUT pk text[], OUT cols text[])
 LANGUAGE plpgsql STABLE AS $$
 BEGIN
-	rel := tdgl.local_table(p_tbl);
+	rel := tdgl_replica.local_table(p_tbl);
 	IF rel IS NULL THEN
 		RAISE EXCEPTION 'relation "%" does not exist on the replica', p_tbl USING ERRCODE = '42P01';
 	END IF;
-	pk := tdgl.pk_columns(rel);
+	pk := tdgl_replica.pk_columns(rel);
 	IF pk IS NULL THEN
 		RAISE EXCEPTION 'table % has no primary key on the replica', p_tbl USING ERRCODE = '42P10';
 	END IF;
@@ -1462,30 +1475,30 @@ END $$;
 
 -- How many bits the first level of buckets has: about p_per rows a bucket (the planner's
 -- row estimate; an exact count when the table was never analyzed), at most 20.
-CREATE OR REPLACE FUNCTION tdgl.verify_bits(p_tbl text, p_per int) RETURNS int
+CREATE OR REPLACE FUNCTION tdgl_replica.verify_bits(p_tbl text, p_per int) RETURNS int
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
-	rel regclass := tdgl.local_table(p_tbl);
+	rel regclass := tdgl_replica.local_table(p_tbl);
 	n   float8;
 BEGIN
 	SELECT reltuples INTO n FROM pg_class WHERE oid = rel;
 	IF n IS NULL OR n < 0 THEN
-		EXECUTE format('SELECT count(*) FROM %s', tdgl.qualified(rel)) INTO n;
+		EXECUTE format('SELECT count(*) FROM %s', tdgl_replica.qualified(rel)) INTO n;
 	END IF;
 	RETURN least(20, greatest(0, ceil(log(2::numeric, (greatest(n, 1) / p_per)::numeric))::int));
 END $$;
 
--- The local side of tdgl.verify_buckets (same answer shape: [[bucket, rows, "hash"], ...]).
+-- The local side of tdgl_replica.verify_buckets (same answer shape: [[bucket, rows, "hash"], ...]).
 -- Every local row counts: the replica is supposed to hold exactly the primary's rows that
 -- pass the filter (rows edited here are sorted out at row level, as kept local).
-CREATE OR REPLACE FUNCTION tdgl.verify_local_buckets(p_tbl text, p_cols text[],
+CREATE OR REPLACE FUNCTION tdgl_replica.verify_local_buckets(p_tbl text, p_cols text[],
 	p_prefix_bits int, p_prefixes bigint[], p_bits int) RETURNS json
 LANGUAGE plpgsql STABLE
 SET TimeZone = 'UTC' SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres'
 SET extra_float_digits = 1 SET bytea_output = 'hex' SET jit = off AS $$
 DECLARE
-	t   record := tdgl.verify_local_table(p_tbl, p_cols);
-	e   record := tdgl.verify_exprs(t.pk, t.cols);
+	t   record := tdgl_replica.verify_local_table(p_tbl, p_cols);
+	e   record := tdgl_replica.verify_exprs(t.pk, t.cols);
 	res json;
 BEGIN
 	EXECUTE format($q$
@@ -1494,21 +1507,21 @@ FROM (SELECT %4$s AS b, count(*) AS n, bit_xor(rh) AS h
       FROM (SELECT %2$s AS kh, %3$s AS rh FROM %1$s t) s
       WHERE $1 = 0 OR %5$s = ANY ($2)
       GROUP BY 1) g$q$,
-		tdgl.qualified(t.rel), e.kh, e.rh, tdgl.verify_bucket_expr(p_bits),
-		tdgl.verify_bucket_expr(p_prefix_bits))
+		tdgl_replica.qualified(t.rel), e.kh, e.rh, tdgl_replica.verify_bucket_expr(p_bits),
+		tdgl_replica.verify_bucket_expr(p_prefix_bits))
 	INTO res USING p_prefix_bits, p_prefixes;
 	RETURN res;
 END $$;
 
--- The local side of tdgl.verify_keys: [["kh", {key}, "rh"], ...].
-CREATE OR REPLACE FUNCTION tdgl.verify_local_keys(p_tbl text, p_cols text[],
+-- The local side of tdgl_replica.verify_keys: [["kh", {key}, "rh"], ...].
+CREATE OR REPLACE FUNCTION tdgl_replica.verify_local_keys(p_tbl text, p_cols text[],
 	p_prefix_bits int, p_prefixes bigint[]) RETURNS json
 LANGUAGE plpgsql STABLE
 SET TimeZone = 'UTC' SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres'
 SET extra_float_digits = 1 SET bytea_output = 'hex' SET jit = off AS $$
 DECLARE
-	t   record := tdgl.verify_local_table(p_tbl, p_cols);
-	e   record := tdgl.verify_exprs(t.pk, t.cols);
+	t   record := tdgl_replica.verify_local_table(p_tbl, p_cols);
+	e   record := tdgl_replica.verify_exprs(t.pk, t.cols);
 	res json;
 BEGIN
 	EXECUTE format($q$
@@ -1516,13 +1529,13 @@ SELECT coalesce(json_agg(json_build_array(lpad(to_hex(kh), 16, '0'), k,
                                           lpad(to_hex(rh), 16, '0')) ORDER BY kh), '[]')
 FROM (SELECT %2$s AS kh, %3$s AS rh, %4$s AS k FROM %1$s t) s
 WHERE $1 = 0 OR %5$s = ANY ($2)$q$,
-		tdgl.qualified(t.rel), e.kh, e.rh, e.kobj, tdgl.verify_bucket_expr(p_prefix_bits))
+		tdgl_replica.qualified(t.rel), e.kh, e.rh, e.kobj, tdgl_replica.verify_bucket_expr(p_prefix_bits))
 	INTO res USING p_prefix_bits, p_prefixes;
 	RETURN res;
 END $$;
 
 -- Buckets whose count or hash differ between the two answers: [[bucket, larger count], ...].
-CREATE OR REPLACE FUNCTION tdgl.verify_diff_buckets(p_primary json, p_local json) RETURNS json
+CREATE OR REPLACE FUNCTION tdgl_replica.verify_diff_buckets(p_primary json, p_local json) RETURNS json
 LANGUAGE sql IMMUTABLE AS $$
 	SELECT coalesce(json_agg(json_build_array(coalesce(p.b, l.b), greatest(p.n, l.n))
 	                         ORDER BY coalesce(p.b, l.b)), '[]')
@@ -1533,7 +1546,7 @@ LANGUAGE sql IMMUTABLE AS $$
 $$;
 
 -- Keys whose row differs or exists on one side only: a JSON array of key objects.
-CREATE OR REPLACE FUNCTION tdgl.verify_diff_keys(p_primary json, p_local json) RETURNS json
+CREATE OR REPLACE FUNCTION tdgl_replica.verify_diff_keys(p_primary json, p_local json) RETURNS json
 LANGUAGE sql IMMUTABLE AS $$
 	SELECT coalesce(json_agg(coalesce(p.k, l.k) ORDER BY coalesce(p.kh, l.kh)), '[]')
 	FROM (SELECT x->>0 kh, x->1 k, x->>2 rh FROM json_array_elements(p_primary) x) p
@@ -1543,30 +1556,30 @@ LANGUAGE sql IMMUTABLE AS $$
 $$;
 
 -- The local rows of keys p_keys (JSON array of key objects): [[{key}, "rh"|null, kept_local,
--- row|null], ...]. kept_local: the row was edited here (tdgl.local_edits) or has an open
+-- row|null], ...]. kept_local: the row was edited here (tdgl_replica.local_edits) or has an open
 -- conflict. STABLE: it reads with the caller's snapshot, so a caller that reads the source's
 -- cursor in the same statement gets rows and cursor of one moment (apply commits both).
-CREATE OR REPLACE FUNCTION tdgl.verify_local_rows(p_tbl text, p_cols text[], p_keys json)
+CREATE OR REPLACE FUNCTION tdgl_replica.verify_local_rows(p_tbl text, p_cols text[], p_keys json)
 RETURNS json
 LANGUAGE plpgsql STABLE
 SET TimeZone = 'UTC' SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres'
 SET extra_float_digits = 1 SET bytea_output = 'hex' SET jit = off AS $$
 DECLARE
-	t   record := tdgl.verify_local_table(p_tbl, p_cols);
-	e   record := tdgl.verify_exprs(t.pk, t.cols);
+	t   record := tdgl_replica.verify_local_table(p_tbl, p_cols);
+	e   record := tdgl_replica.verify_exprs(t.pk, t.cols);
 	res json;
 BEGIN
 	EXECUTE format($q$
 SELECT coalesce(json_agg(json_build_array(k.tdgl_key, r.rh,
-	EXISTS (SELECT 1 FROM tdgl.local_edits le WHERE le.tbl = $2 AND le.pk = k.tdgl_key::jsonb)
-	OR EXISTS (SELECT 1 FROM tdgl.conflicts c WHERE c.tbl = $2 AND c.pk = k.tdgl_key::jsonb
+	EXISTS (SELECT 1 FROM tdgl_replica.local_edits le WHERE le.tbl = $2 AND le.pk = k.tdgl_key::jsonb)
+	OR EXISTS (SELECT 1 FROM tdgl_replica.conflicts c WHERE c.tbl = $2 AND c.pk = k.tdgl_key::jsonb
 	           AND c.status = 'Open'), r.snap) ORDER BY k.tdgl_ord), '[]')
 FROM (SELECT g.tdgl_ord, %3$s AS tdgl_key, %4$s
       FROM json_array_elements($1) WITH ORDINALITY AS g(j, tdgl_ord)
       CROSS JOIN LATERAL json_populate_record(NULL::%1$s, g.j) t) k
 LEFT JOIN LATERAL (SELECT lpad(to_hex(%2$s), 16, '0') AS rh, row_to_json(t.*) AS snap
                    FROM %1$s t WHERE %5$s) r ON true$q$,
-		tdgl.qualified(t.rel), e.rh, e.kobj,
+		tdgl_replica.qualified(t.rel), e.rh, e.kobj,
 		(SELECT string_agg(format('t.%I', c), ', ') FROM unnest(t.pk) c),
 		(SELECT string_agg(format('t.%1$I = k.%1$I', c), ' AND ') FROM unnest(t.pk) c))
 	INTO res USING p_keys, p_tbl;
@@ -1578,13 +1591,13 @@ END $$;
 -- only), extra (here only), different (columns: the shared columns whose values differ),
 -- kept_local (edited here or in an open conflict), in_flight (the primary has a change of it
 -- the replica's cursor has not reached). row: the primary's snapshot (missing, different).
-CREATE OR REPLACE FUNCTION tdgl.verify_classify(p_tbl text, p_cols text[], p_local json,
+CREATE OR REPLACE FUNCTION tdgl_replica.verify_classify(p_tbl text, p_cols text[], p_local json,
 	p_primary json) RETURNS json
 LANGUAGE plpgsql STABLE
 SET TimeZone = 'UTC' SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres'
 SET extra_float_digits = 1 SET bytea_output = 'hex' AS $$
 DECLARE
-	t   record := tdgl.verify_local_table(p_tbl, p_cols);
+	t   record := tdgl_replica.verify_local_table(p_tbl, p_cols);
 	res json;
 BEGIN
 	EXECUTE format($q$
@@ -1611,22 +1624,22 @@ SELECT coalesce(json_agg(json_strip_nulls(json_build_object('key', y.k, 'kind', 
 		       FROM json_populate_record(NULL::%1$s, y.prow) tdgl_p))
 		END,
 	'row', CASE WHEN y.kind IN ('missing', 'different') THEN y.prow END))), '[]')
-FROM y$q$, tdgl.qualified(t.rel))
+FROM y$q$, tdgl_replica.qualified(t.rel))
 	INTO res USING p_local, p_primary, t.cols;
 	RETURN res;
 END $$;
 
--- Repairs rows of p_tbl through the apply path (tdgl.apply_safely, as a pull would, in run
+-- Repairs rows of p_tbl through the apply path (tdgl_replica.apply_safely, as a pull would, in run
 -- p_run_id): the primary's snapshots of p_items with kind missing/different are upserted
 -- (logged op 'Repair'), keys of kind extra deleted (op 'Delete'). Other kinds are left
 -- alone. Returns apply_safely's counts summed: {"synced","skipped","conflicts","failed"}.
-CREATE OR REPLACE FUNCTION tdgl.verify_repair(p_source text, p_run_id bigint, p_tbl text,
+CREATE OR REPLACE FUNCTION tdgl_replica.verify_repair(p_source text, p_run_id bigint, p_tbl text,
 	p_items json) RETURNS json
 LANGUAGE plpgsql AS $$
 DECLARE
 	prev text := current_setting('tdgl.applying', true);
-	ups  tdgl.change[];
-	dels tdgl.change[];
+	ups  tdgl_replica.change[];
+	dels tdgl_replica.change[];
 	res  json;
 	syn  int := 0;
 	skp  int := 0;
@@ -1635,14 +1648,14 @@ DECLARE
 	n    int := 0;
 BEGIN
 	PERFORM set_config('tdgl.applying', 'on', true);
-	SELECT array_agg(ROW(i.ord::int, NULL, 'Repair', i.j->'key', NULL, i.j->'row')::tdgl.change
+	SELECT array_agg(ROW(i.ord::int, NULL, 'Repair', i.j->'key', NULL, i.j->'row')::tdgl_replica.change
 	                 ORDER BY i.ord) FILTER (WHERE i.j->>'kind' IN ('missing', 'different')),
-	       array_agg(ROW(i.ord::int, NULL, 'Delete', i.j->'key', NULL, NULL)::tdgl.change
+	       array_agg(ROW(i.ord::int, NULL, 'Delete', i.j->'key', NULL, NULL)::tdgl_replica.change
 	                 ORDER BY i.ord) FILTER (WHERE i.j->>'kind' = 'extra')
 	INTO ups, dels FROM json_array_elements(p_items) WITH ORDINALITY AS i(j, ord);
 	FOREACH res IN ARRAY ARRAY[
-		CASE WHEN ups IS NOT NULL THEN tdgl.apply_safely(p_source, p_run_id, p_tbl, 'U', ups, false) END,
-		CASE WHEN dels IS NOT NULL THEN tdgl.apply_safely(p_source, p_run_id, p_tbl, 'D', dels, false) END]
+		CASE WHEN ups IS NOT NULL THEN tdgl_replica.apply_safely(p_source, p_run_id, p_tbl, 'U', ups, false) END,
+		CASE WHEN dels IS NOT NULL THEN tdgl_replica.apply_safely(p_source, p_run_id, p_tbl, 'D', dels, false) END]
 	LOOP
 		CONTINUE WHEN res IS NULL;
 		syn := syn + (res->>'synced')::int;
@@ -1651,11 +1664,15 @@ BEGIN
 		fld := fld + (res->>'failed')::int;
 	END LOOP;
 	n := coalesce(cardinality(ups), 0) + coalesce(cardinality(dels), 0);
-	UPDATE tdgl.runs SET fetched = fetched + n, synced = synced + syn, failed = failed + fld,
+	UPDATE tdgl_replica.runs SET fetched = fetched + n, synced = synced + syn, failed = failed + fld,
 	       skipped = skipped + skp, conflicts = conflicts + cnf, pages = pages + 1
 	WHERE id = p_run_id;
 	PERFORM set_config('tdgl.applying', coalesce(prev, ''), true);
 	RETURN json_build_object('synced', syn, 'skipped', skp, 'conflicts', cnf, 'failed', fld);
 END $$;
 
-INSERT INTO tdgl.schema_version (version) VALUES (5) ON CONFLICT DO NOTHING;
+INSERT INTO tdgl_replica.schema_version (version) VALUES (6) ON CONFLICT DO NOTHING;
+
+-- What both roles share (sql/verify.sql, appended by the build) is created unqualified:
+-- in this role's own schema.
+SET LOCAL search_path = tdgl_replica, pg_catalog;

@@ -415,7 +415,7 @@ def test_entrypoint_sets_up_a_working_pair_and_restarts_cleanly(primary, replica
         assert os.stat(os.path.join(shared, "replica.credentials")).st_mode & 0o077 == 0
         assert primary.one("SELECT count(*) FROM tdgl.api_keys") == 1
         assert primary.one("SELECT count(*) FROM tdgl.push_targets") == 1
-        assert replica.one("SELECT count(*) FROM tdgl.sources") == 1
+        assert replica.one("SELECT count(*) FROM tdgl_replica.sources") == 1
     finally:
         for p in procs:
             if p.poll() is None:
