@@ -350,7 +350,10 @@ def test_column_names_that_shadow_query_aliases_replicate(primary, replica):
 
 def test_attachment_paths_never_write_outside_the_files_dir(primary, replica):
     pdir = tempfile.mkdtemp(prefix="tdgl-pfiles-")
-    rdir = tempfile.mkdtemp(prefix="tdgl-rfiles-")
+    # the files dir one level inside a private directory: "../x" must land nowhere, and what
+    # is beside it is the test's alone (not /tmp, where anyone may have made an x)
+    rdir = os.path.join(tempfile.mkdtemp(prefix="tdgl-rparent-"), "files")
+    os.makedirs(rdir)
     outside = tempfile.mkdtemp(prefix="tdgl-outside-")
     os.makedirs(os.path.join(pdir, "inv"))
     os.makedirs(os.path.join(pdir, "link"))

@@ -86,8 +86,8 @@ def test_foreign_keys_without_the_privilege_to_set_the_replica_role(primary, rep
     fk_pair(primary, replica)
     role = f"apply_{replica.dbname}"
     replica.sql(f"CREATE ROLE {role} LOGIN")
-    for g in ("USAGE ON SCHEMA tdgl", "ALL ON ALL TABLES IN SCHEMA tdgl",
-              "ALL ON ALL SEQUENCES IN SCHEMA tdgl", "ALL ON ALL TABLES IN SCHEMA public"):
+    for g in ("USAGE ON SCHEMA tdgl_replica", "ALL ON ALL TABLES IN SCHEMA tdgl_replica",
+              "ALL ON ALL SEQUENCES IN SCHEMA tdgl_replica", "ALL ON ALL TABLES IN SCHEMA public"):
         replica.sql(f"GRANT {g} TO {role}")
     env = {"TDGL_DB": replica.conninfo.replace("user=postgres", f"user={role}")}
     p = initial_sync(replica, env)

@@ -172,7 +172,7 @@ def test_serve_survives_a_failing_purge(primary, replica):
     replica.sql("ALTER FUNCTION tdgl_replica.purge_log_batch(timestamptz, bigint, int) RENAME TO gone")
     replica.serve("--purge-interval", "1s", "--log-retention", "1h")
     wait_until(lambda: "purge: failed" in replica.server.log(), what="a failed purge logged")
-    replica.sql("ALTER FUNCTION tdgl.gone(timestamptz, bigint, int) RENAME TO purge_log_batch")
+    replica.sql("ALTER FUNCTION tdgl_replica.gone(timestamptz, bigint, int) RENAME TO purge_log_batch")
     wait_until(lambda: replica.one("SELECT count(*) FROM tdgl_replica.sync_log") == 0, timeout=20,
                what="a later purge")
     assert requests.get(replica.url + "/health", timeout=5).status_code == 200
