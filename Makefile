@@ -53,8 +53,9 @@ $(BUILD)/%.o: %.c
 	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
 
 # SQL files are embedded in the binaries as NUL-terminated strings.
-# Each role's script ends with what both roles share (sql/verify.sql: how rows are hashed).
-SQL_SHARED := sql/verify.sql
+# Each role's script ends with what both roles share (sql/verify.sql: how rows are hashed;
+# sql/site.sql: the site's identity).
+SQL_SHARED := sql/verify.sql sql/site.sql
 $(BUILD)/sql/%_sql.c: sql/%.sql $(SQL_SHARED) tools/embed.sh
 	@mkdir -p $(@D)
 	cat $< $(SQL_SHARED) > $(@D)/$*.sql

@@ -27,7 +27,7 @@
 #include "primary/push.h"
 #include "primary/watch.h"
 
-#define SCHEMA_VERSION 4
+#define SCHEMA_VERSION 5
 
 extern const char sql_primary[];
 

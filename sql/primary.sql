@@ -1,6 +1,6 @@
--- tdgl primary schema, version 4 (an older database re-runs the script: every object is
+-- tdgl primary schema, version 5 (an older database re-runs the script: every object is
 -- replaced; 2 -> 3: capture triggers regenerated, see capture_install; 3 -> 4: the verify
--- functions, tdgl.verify_*). Applied by
+-- functions, tdgl.verify_*; 4 -> 5: the site's identity, sql/site.sql). Applied by
 -- `tdgl-primary migrate` (common/db.h db_migrate,
 -- under an advisory lock). Idempotent: every object is created IF NOT EXISTS or replaced, so
 -- running it twice is a no-op. A database holding a newer version is refused.
@@ -15,8 +15,8 @@ DO $$
 DECLARE v int;
 BEGIN
 	SELECT max(version) INTO v FROM tdgl.schema_version;
-	IF v > 4 THEN
-		RAISE EXCEPTION 'tdgl schema version % is newer than this tdgl-primary supports (4): upgrade tdgl-primary', v;
+	IF v > 5 THEN
+		RAISE EXCEPTION 'tdgl schema version % is newer than this tdgl-primary supports (5): upgrade tdgl-primary', v;
 	END IF;
 END $$;
 
@@ -543,7 +543,7 @@ BEGIN
 END $$;
 
 DELETE FROM tdgl.schema_version;
-INSERT INTO tdgl.schema_version (version) VALUES (4);
+INSERT INTO tdgl.schema_version (version) VALUES (5);
 
 -- What both roles share (sql/verify.sql, appended by the build) is created unqualified:
 -- in this role's own schema.

@@ -7,7 +7,7 @@ from sites import PrimarySite, ReplicaSite
 from test_replica import pair, pull
 
 REPLICA_SCHEMA = 6   # replica/cli.h REPLICA_SCHEMA_VERSION
-PRIMARY_SCHEMA = 4   # primary/main.c SCHEMA_VERSION
+PRIMARY_SCHEMA = 5   # primary/main.c SCHEMA_VERSION
 
 
 @pytest.fixture
@@ -29,6 +29,9 @@ def test_both_roles_migrate_and_run_on_one_database(both, primary, order):
         s.migrate()                      # idempotent beside the other role too
     assert site_p.one("SELECT max(version) FROM tdgl.schema_version") == PRIMARY_SCHEMA
     assert site_p.one("SELECT max(version) FROM tdgl_replica.schema_version") == REPLICA_SCHEMA
+    # one site, one identity, whichever role made it
+    assert site_p.one("SELECT count(DISTINCT id) FROM (SELECT id FROM tdgl.site_identity"
+                      " UNION ALL SELECT id FROM tdgl_replica.site_identity) s") == 1
     # the replica role pulls a table from another primary ...
     pair(primary, site_r, "CREATE TABLE u (id int PRIMARY KEY, v text)", ["u"])
     primary.sql("INSERT INTO u VALUES (1, 'from elsewhere')")
