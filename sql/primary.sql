@@ -38,6 +38,50 @@ CREATE TABLE IF NOT EXISTS tdgl.change_log (
 );
 CREATE INDEX IF NOT EXISTS change_log_txid ON tdgl.change_log (txid, id);
 
+-- Version 5, for two-way sync (docs/design.md "Two-way sync"): where a change came from.
+-- NULL in all four for a change made on this site (capture leaves them alone: no cost).
+-- origin: the site it was made on; origin_id, origin_at: its id and time there (a change's
+-- version is (origin, origin_id) on every site); via: the peer this site applied it from
+-- (never served back to that peer, nor to its origin).
+ALTER TABLE tdgl.change_log ADD COLUMN IF NOT EXISTS origin uuid,
+	ADD COLUMN IF NOT EXISTS origin_id bigint, ADD COLUMN IF NOT EXISTS origin_at timestamptz,
+	ADD COLUMN IF NOT EXISTS via uuid;
+
+-- A row's version history, for two-way sync: the last change of a key (its pk, or a rename
+-- away from it) is the version this site holds. Only a site that syncs both ways pays for
+-- these indexes: tdgl-replica creates them when one of its tables is also tracked here.
+CREATE OR REPLACE FUNCTION tdgl.enable_row_versions() RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+	IF to_regclass('tdgl.change_log_row') IS NULL THEN
+		CREATE INDEX change_log_row ON tdgl.change_log (tbl, (pk::text), id);
+	END IF;
+	IF to_regclass('tdgl.change_log_old_row') IS NULL THEN
+		CREATE INDEX change_log_old_row ON tdgl.change_log (tbl, (old_pk::text), id)
+			WHERE old_pk IS NOT NULL;
+	END IF;
+END
+$$;
+
+-- The version of key `pk` (json text) of table `tbl` as this site holds it before change
+-- `before` (NULL: now): (origin, id, at) of its last change, origin NULL for this site; no
+-- row when the log holds none (the row predates tracking, or its history was purged).
+CREATE OR REPLACE FUNCTION tdgl.row_version(p_tbl text, p_pk text, p_before bigint,
+	OUT origin uuid, OUT id bigint, OUT at timestamptz)
+RETURNS SETOF record LANGUAGE sql STABLE AS $$
+	SELECT v.origin, coalesce(v.origin_id, v.id), coalesce(v.origin_at, v.changed_at)
+	FROM ((SELECT * FROM tdgl.change_log l
+	       WHERE l.tbl = p_tbl AND l.pk::text = p_pk
+	         AND l.id < coalesce(p_before, 9223372036854775807)
+	       ORDER BY l.id DESC LIMIT 1)
+	      UNION ALL
+	      (SELECT * FROM tdgl.change_log l
+	       WHERE l.tbl = p_tbl AND l.old_pk::text = p_pk AND l.old_pk IS NOT NULL
+	         AND l.id < coalesce(p_before, 9223372036854775807)
+	       ORDER BY l.id DESC LIMIT 1)) v
+	ORDER BY v.id DESC LIMIT 1
+$$;
+
 CREATE TABLE IF NOT EXISTS tdgl.tracked_tables (
 	name           text PRIMARY KEY,          -- "customer" (schema public) or "schema.table"
 	relid          regclass NOT NULL,         -- regclass, not oid: pg_dump/restore keeps it
