@@ -54,12 +54,20 @@ $(BUILD)/%.o: %.c
 
 # SQL files are embedded in the binaries as NUL-terminated strings.
 # Each role's script ends with what both roles share (sql/verify.sql: how rows are hashed;
-# sql/site.sql: the site's identity).
-SQL_SHARED := sql/verify.sql sql/site.sql
+# sql/site.sql: the site's identity). The replica's script is sql/replica/*.sql concatenated
+# in name order (files by concern: schema, local edits, apply, copy, conflicts, dry run,
+# retention, verify, version stamp).
+SQL_SHARED  := sql/verify.sql sql/site.sql
+REPLICA_SQL := $(sort $(wildcard sql/replica/*.sql))
 $(BUILD)/sql/%_sql.c: sql/%.sql $(SQL_SHARED) tools/embed.sh
 	@mkdir -p $(@D)
 	cat $< $(SQL_SHARED) > $(@D)/$*.sql
 	sh tools/embed.sh $(@D)/$*.sql sql_$* > $@
+
+$(BUILD)/sql/replica_sql.c: $(REPLICA_SQL) $(SQL_SHARED) tools/embed.sh
+	@mkdir -p $(@D)
+	cat $(REPLICA_SQL) $(SQL_SHARED) > $(@D)/replica.sql
+	sh tools/embed.sh $(@D)/replica.sql sql_replica > $@
 
 $(BUILD)/sql/%_sql.o: $(BUILD)/sql/%_sql.c
 	$(CC) $(CFLAGS) -c -o $@ $<

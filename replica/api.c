@@ -268,7 +268,7 @@ static void api_resolve(struct api *a, struct http_req *req, const char *idtext)
 	const char *res;
 	long id = strtol(idtext, &end, 10);
 	PGconn *c = NULL;
-	unsigned st;
+	enum result r;
 
 	if (*end || end == idtext || id <= 0) {
 		http_reply_error(req, 400, "bad conflict id");
@@ -289,14 +289,14 @@ static void api_resolve(struct api *a, struct http_req *req, const char *idtext)
 		http_reply_error(req, 503, "database unavailable");
 		goto out;
 	}
-	st = conflict_resolve(c, id, res, &out, err, sizeof err);
-	if (st == 200) {
+	r = conflict_resolve(c, id, res, &out, err, sizeof err);
+	if (r == RESULT_OK) {
 		log_info("conflict %ld resolved: %s", id, conflict_resolution(res));
 		events_publish("conflict.resolved", cJSON_Duplicate(out, 1));
 		http_reply_json(req, 200, out);
 		out = NULL;
 	} else {
-		http_reply_error(req, st, "%s", err);
+		http_reply_error(req, result_http_status(r), "%s", err);
 	}
 out:
 	cJSON_Delete(j);

@@ -7,14 +7,24 @@
 #include "replica/apply.h"
 #include "replica/page.h"
 
-static const char Q_APPLY_PAGE[] =
-	"SELECT tdgl_replica.apply_page($1, $2::bigint[], $3::text[], $4::text[], $5::json[], $6::json[], "
-	"$7::json[], $8::text[], $9::int[], $10::int[], $11, $12, $13::bigint)::text";
+/* Every apply function answers one tdgl_replica.apply_result; it is read as one row per attachment
+ * file (at least one row) with the counts repeated, so no JSON travels back. */
+#define APPLY_SUMMARY_AND(call, more) \
+	"SELECT r.fetched, r.synced, r.failed, r.skipped, r.conflicts, r.ignored, " \
+	"r.replica_role, f.file" more " FROM " call " r " \
+	"LEFT JOIN LATERAL unnest(r.files) f(file) ON true"
+#define APPLY_SUMMARY_OF(call) APPLY_SUMMARY_AND(call, "")
+#define APPLY_SUMMARY_COLS 8
+
+static const char Q_APPLY_PAGE[] = APPLY_SUMMARY_OF(
+	"tdgl_replica.apply_page($1, $2::bigint[], $3::text[], $4::text[], $5::json[], $6::json[], "
+	"$7::json[], $8::text[], $9::int[], $10::int[], $11::text[], $12, $13, $14::bigint)");
 static const char Q_REPLICA_ROLE[] = "SELECT tdgl_replica.replica_role(true)";
-static const char Q_APPLY_ROWS[] =
-	"SELECT tdgl_replica.apply_rows($1, $2, ($3::json) -> 'rows', $4::bigint, $5::bool)::text, "
-	"CASE WHEN json_typeof(($3::json) -> 'next') IN ('object', 'array', 'string', 'number') "
-	"THEN (($3::json) -> 'next')::text END";
+/* column APPLY_SUMMARY_COLS: the body's "next" */
+static const char Q_APPLY_ROWS[] = APPLY_SUMMARY_AND(
+	"tdgl_replica.apply_rows($1, $2, ($3::json) -> 'rows', $4::bigint, $5::bool)",
+	", CASE WHEN json_typeof(($3::json) -> 'next') IN ('object', 'array', 'string', 'number') "
+	"THEN (($3::json) -> 'next')::text END");
 static const char Q_FINISH_RESYNC[] = "SELECT tdgl_replica.finish_resync($1, $2)";
 /* A copy page need not wait for its WAL flush: the initial sync stores its cursor in a
  * later, synchronous commit, whose flush covers every page; a crash before that leaves the
@@ -23,12 +33,65 @@ static const char Q_COPY_ASYNC[] = "SET LOCAL synchronous_commit = off";
 static const char Q_COPY_PLAN[] = "SELECT tdgl_replica.copy_plan($1, $2, $3::bool)::text";
 static const char Q_COPY_START[] =
 	"SELECT tdgl_replica.copy_start($1, ARRAY(SELECT json_array_elements_text($2::json)), $3::bool)";
-static const char Q_COPY_APPLY[] =
-	"SELECT tdgl_replica.copy_apply($1, $2::bigint, $3, ARRAY(SELECT json_array_elements_text($4::json)),"
-	" $5::bool, $6::bool, $7::bigint)::text";
+static const char Q_COPY_APPLY[] = APPLY_SUMMARY_OF(
+	"tdgl_replica.copy_apply($1, $2::bigint, $3, ARRAY(SELECT json_array_elements_text($4::json)),"
+	" $5::bool, $6::bool, $7::bigint)");
 /* Local to the transaction: a pooled connection never stays in apply mode (tdgl_replica.apply_mode:
  * tdgl.applying, the replica role when permitted, else constraints checked at once). */
 static const char Q_APPLYING[] = "SELECT tdgl_replica.apply_mode()";
+
+void apply_summary_free(struct apply_summary *s)
+{
+	for (int i = 0; i < s->nfiles; i++)
+		free(s->files[i]);
+	free(s->files);
+	memset(s, 0, sizeof *s);
+}
+
+static void apply_summary_file(struct apply_summary *s, const char *path)
+{
+	char **f = realloc(s->files, (size_t)(s->nfiles + 1) * sizeof *f);
+
+	if (!f || !(f[s->nfiles] = strdup(path)))
+		abort();
+	s->files = f;
+	s->nfiles++;
+}
+
+void apply_summary_add(struct apply_summary *a, const struct apply_summary *b)
+{
+	a->fetched += b->fetched;
+	a->synced += b->synced;
+	a->failed += b->failed;
+	a->skipped += b->skipped;
+	a->conflicts += b->conflicts;
+	a->ignored += b->ignored;
+	if (b->replica_role >= 0)
+		a->replica_role = b->replica_role;
+	for (int i = 0; i < b->nfiles; i++)
+		apply_summary_file(a, b->files[i]);
+}
+
+/* THE decoder of a tdgl_replica.apply_result (APPLY_SUMMARY_OF's columns) into *s. 0, or -1 when
+ * res holds no row. */
+static int apply_summary_read(const PGresult *res, struct apply_summary *s)
+{
+	long *n[] = { &s->fetched, &s->synced, &s->failed, &s->skipped, &s->conflicts,
+	              &s->ignored };
+
+	memset(s, 0, sizeof *s);
+	s->replica_role = -1;
+	if (PQntuples(res) < 1 || PQnfields(res) < APPLY_SUMMARY_COLS)
+		return -1;
+	for (int i = 0; i < 6; i++)
+		*n[i] = PQgetisnull(res, 0, i) ? 0 : atol(PQgetvalue(res, 0, i));
+	if (!PQgetisnull(res, 0, 6))
+		s->replica_role = !strcmp(PQgetvalue(res, 0, 6), "t");
+	for (int r = 0; r < PQntuples(res); r++)
+		if (!PQgetisnull(res, r, 7))
+			apply_summary_file(s, PQgetvalue(res, r, 7));
+	return 0;
+}
 
 /* The start and end of one apply transaction: its own, or a savepoint inside the caller's
  * (nested: a group of copy pages in one transaction, which set the apply mode itself). */
@@ -134,21 +197,20 @@ int apply_page_send(PGconn *c, const char *source, const struct page *pg,
 	return rc;
 }
 
-int apply_page_wait(PGconn *c, cJSON **summary, char *err, size_t errlen)
+int apply_page_wait(PGconn *c, struct apply_summary *summary, char *err, size_t errlen)
 {
 	PGresult *res = db_wait(c, "apply page");
 	int rc = -1;
 
-	*summary = NULL;
+	memset(summary, 0, sizeof *summary);
 	if (!res) {
 		snprintf(err, errlen, "%s: %s", db_last_sqlstate(), db_last_error());
 		goto out;
 	}
-	*summary = cJSON_Parse(PQgetvalue(res, 0, 0));
-	rc = *summary ? 0 : -1;
+	rc = apply_summary_read(res, summary);
 	if (rc < 0)
-		snprintf(err, errlen, "apply page: unreadable summary");
-	else if (cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(*summary, "replica_role")))
+		snprintf(err, errlen, "apply page: no summary");
+	else if (summary->replica_role == 0)
 		apply_fallback_warn(c);
 out:
 	PQclear(res);
@@ -156,25 +218,25 @@ out:
 }
 
 int apply_rows(PGconn *c, const char *source, const char *tbl, const char *body, long run_id,
-               int resync, int nested, cJSON **summary, char **next, char *err, size_t errlen)
+               int resync, int nested, struct apply_summary *summary, char **next, char *err,
+               size_t errlen)
 {
 	char rid[32];
 	const char *p[5] = { source, tbl, body, rid, resync ? "true" : "false" };
 	PGresult *res;
 	int rc = -1;
 
-	*summary = NULL;
+	memset(summary, 0, sizeof *summary);
 	*next = NULL;
 	snprintf(rid, sizeof rid, "%ld", run_id);
 	res = apply_in_tx(c, "apply rows", nested, Q_APPLY_ROWS, 5, p, err, errlen);
 	if (!res)
 		goto out;
-	*summary = cJSON_Parse(PQgetvalue(res, 0, 0));
-	if (!PQgetisnull(res, 0, 1))
-		*next = strdup(PQgetvalue(res, 0, 1));
-	rc = *summary ? 0 : -1;
+	rc = apply_summary_read(res, summary);
 	if (rc < 0)
-		snprintf(err, errlen, "apply rows: unreadable summary");
+		snprintf(err, errlen, "apply rows: no summary");
+	else if (!PQgetisnull(res, 0, APPLY_SUMMARY_COLS))
+		*next = strdup(PQgetvalue(res, 0, APPLY_SUMMARY_COLS));
 out:
 	PQclear(res);
 	return rc;
@@ -244,8 +306,8 @@ static int apply_copy_in(PGconn *c, const char *sql, const char *data, size_t le
 	return rc;
 }
 
-int apply_copy(PGconn *c, const struct apply_copy_page *pg, cJSON **summary, char *err,
-               size_t errlen)
+int apply_copy(PGconn *c, const struct apply_copy_page *pg, struct apply_summary *summary,
+               char *err, size_t errlen)
 {
 	char rid[32], n[32];
 	const char *ps[3] = { pg->tbl, pg->columns, pg->direct ? "true" : "false" };
@@ -254,7 +316,7 @@ int apply_copy(PGconn *c, const struct apply_copy_page *pg, cJSON **summary, cha
 	PGresult *start = NULL, *res = NULL;
 	int rc = -1, in_tx = 0;
 
-	*summary = NULL;
+	memset(summary, 0, sizeof *summary);
 	snprintf(rid, sizeof rid, "%ld", pg->run_id);
 	snprintf(n, sizeof n, "%ld", pg->rows);
 	if (apply_begin(c, "copy page", pg->nested) < 0)
@@ -274,10 +336,9 @@ int apply_copy(PGconn *c, const struct apply_copy_page *pg, cJSON **summary, cha
 	in_tx = 0;
 	if (apply_end(c, "copy page", pg->nested, 1) < 0)
 		goto dberr;
-	*summary = cJSON_Parse(PQgetvalue(res, 0, 0));
-	rc = *summary ? 0 : -1;
+	rc = apply_summary_read(res, summary);
 	if (rc < 0)
-		snprintf(err, errlen, "copy page: unreadable summary");
+		snprintf(err, errlen, "copy page: no summary");
 	goto out;
 dberr:
 	snprintf(err, errlen, "%s: %s", db_last_sqlstate(), db_last_error());

@@ -1,31 +1,45 @@
 /* apply: hands pages fetched from the primary to the SQL apply functions
- * (sql/replica.sql: tdgl_replica.apply_page, tdgl_replica.apply_rows, tdgl_replica.finish_resync, and the COPY
- * path of an initial sync: tdgl_replica.copy_plan, tdgl_replica.copy_start, tdgl_replica.copy_apply). Row snapshots
- * are passed verbatim as `json` values so they keep their exact text.
- * A page of changes is applied in ONE transaction together with the cursor move.
- * Returned cJSON summaries are owned by the caller. */
+ * (sql/replica/30-apply.sql: tdgl_replica.apply_page, tdgl_replica.apply_rows; sql/replica/40-copy.sql:
+ * tdgl_replica.finish_resync and the COPY path of an initial sync, tdgl_replica.copy_plan, tdgl_replica.copy_start,
+ * tdgl_replica.copy_apply). All of them apply through one statement generator
+ * (tdgl_replica.apply_statement) and answer a tdgl_replica.apply_result row, which apply_summary_read
+ * decodes into a struct apply_summary. Row snapshots are passed verbatim as `json` values
+ * so they keep their exact text. A page of changes is applied in ONE transaction together
+ * with the cursor move. */
 #ifndef TDGL_REPLICA_APPLY_H
 #define TDGL_REPLICA_APPLY_H
 #include <stddef.h>
 #include <libpq-fe.h>
-#include <cjson/cJSON.h>
+
+/* What one apply did (a page, a copy page, a rows page): tdgl_replica.apply_result. */
+struct apply_summary {
+	long fetched, synced, failed, skipped, conflicts, ignored;
+	int replica_role;            /* 1 in effect, 0 the fallback, -1 not said */
+	char **files;                /* attachment paths to fetch (malloc'd, owned) */
+	int nfiles;
+};
+/* Frees s's files and zeroes it. */
+void apply_summary_free(struct apply_summary *s);
+/* Adds b's counts and files (copied) to a. */
+void apply_summary_add(struct apply_summary *a, const struct apply_summary *b);
 
 /* Applies a page of changes (page.h) and moves the cursor prev -> the page's, in two halves
  * so the caller can fetch the next page meanwhile: apply_page_send queues it on c (0, or -1
- * with err); apply_page_wait returns 0 with *summary ({"fetched","synced","failed","skipped",
- * "conflicts","ignored","files"}) once committed, or -1 with err after it rolled back
+ * with err); apply_page_wait returns 0 with *summary (the caller frees it with
+ * apply_summary_free) once committed, or -1 with err after it rolled back
  * (sqlstate "40001" in err's prefix when another pull moved the cursor). send copies what
  * it needs (the page and its body may go once it returned). Nothing else may use c in
  * between. */
 struct page;
 int apply_page_send(PGconn *c, const char *source, const struct page *pg,
                     const char *prev_cursor, long run_id, char *err, size_t errlen);
-int apply_page_wait(PGconn *c, cJSON **summary, char *err, size_t errlen);
+int apply_page_wait(PGconn *c, struct apply_summary *summary, char *err, size_t errlen);
 /* Applies a GET /api/rows body for table tbl in a transaction of its own, or (nested) under
  * a savepoint of the caller's. *next gets the raw JSON text of the body's "next" (malloc'd;
- * NULL when null/absent). Returns 0 or -1 with err. */
+ * NULL when null/absent). Returns 0 with *summary (caller frees), or -1 with err. */
 int apply_rows(PGconn *c, const char *source, const char *tbl, const char *body, long run_id,
-               int resync, int nested, cJSON **summary, char **next, char *err, size_t errlen);
+               int resync, int nested, struct apply_summary *summary, char **next, char *err,
+               size_t errlen);
 /* After a re-sync copy of tbl: removes local rows the copy did not see. Returns the count
  * or -1. */
 long apply_finish_resync(PGconn *c, const char *source, const char *tbl);
@@ -59,7 +73,7 @@ void apply_fallback_warn(PGconn *c);
  * nested, under a savepoint of the caller's).
  * Returns 0 with *summary (as apply_rows), or -1 with err ("SQLSTATE: message"), everything
  * rolled back. */
-int apply_copy(PGconn *c, const struct apply_copy_page *pg, cJSON **summary, char *err,
-               size_t errlen);
+int apply_copy(PGconn *c, const struct apply_copy_page *pg, struct apply_summary *summary,
+               char *err, size_t errlen);
 
 #endif

@@ -276,11 +276,12 @@ static void browse_retry_failed(struct api *a, struct http_req *req)
 	char err[256];
 	cJSON *runs = NULL, *o;
 	PGconn *c;
+	enum result r;
 
 	if (browse_param(req, "source", &source) < 0 || !(c = browse_db(a, req)))
 		return;
-	if (retry_all_failed(c, source, &runs, err, sizeof err) < 0) {
-		http_reply_error(req, 500, "%s", err);
+	if ((r = retry_all_failed(c, source, &runs, err, sizeof err)) != RESULT_OK) {
+		http_reply_error(req, result_http_status(r), "%s", err);
 		cJSON_Delete(runs);
 	} else {
 		log_info("retried every Failed change%s%s", source ? " of " : "", source ? source : "");

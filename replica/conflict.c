@@ -38,35 +38,36 @@ const char *conflict_resolution(const char *s)
 	return NULL;
 }
 
-unsigned conflict_resolve(PGconn *c, long id, const char *resolution, cJSON **out,
-                          char *err, size_t errlen)
+enum result conflict_resolve(PGconn *c, long id, const char *resolution, cJSON **out,
+                             char *err, size_t errlen)
 {
 	char sid[32];
 	const char *canon = conflict_resolution(resolution);
 	const char *p[2] = { sid, canon };
 	PGresult *res = NULL;
-	unsigned st = 500;
+	enum result rc = RESULT_INTERNAL;
 
 	*out = NULL;
 	if (!canon) {
 		snprintf(err, errlen, "resolution must be \"Accept Primary\" or \"Keep Local\"");
-		st = 400;
+		rc = RESULT_INVALID;
 		goto out;
 	}
 	snprintf(sid, sizeof sid, "%ld", id);
 	res = db_try(c, Q_RESOLVE, 2, p);
 	if (!res) {
+		/* tdgl_replica.resolve_conflict's errors (sql/replica/50-conflicts.sql) */
 		const char *state = db_last_sqlstate();
-		st = !strcmp(state, "P0002") ? 404 : !strcmp(state, "55000") ? 409 :
-		     !strcmp(state, "22023") ? 400 : 500;
+		rc = !strcmp(state, "P0002") ? RESULT_NOT_FOUND : !strcmp(state, "55000") ?
+		     RESULT_CONFLICT : !strcmp(state, "22023") ? RESULT_INVALID : RESULT_INTERNAL;
 		snprintf(err, errlen, "%s", db_last_error());
-		if (st == 500)
+		if (rc == RESULT_INTERNAL)
 			log_error("resolve conflict %ld: %s", id, err);
 		goto out;
 	}
 	*out = cJSON_Parse(PQgetvalue(res, 0, 0));
-	st = 200;
+	rc = RESULT_OK;
 out:
 	PQclear(res);
-	return st;
+	return rc;
 }

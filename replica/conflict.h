@@ -7,14 +7,16 @@
 #include <stddef.h>
 #include <libpq-fe.h>
 #include <cjson/cJSON.h>
+#include "common/result.h"
 
 /* status: NULL (all), "open" or "resolved" (case-insensitive). NULL on error. */
 cJSON *conflict_list(PGconn *c, const char *status, long limit);
 /* "Accept Primary"/"accept-primary"/"Keep Local"/"keep-local" -> canonical, else NULL. */
 const char *conflict_resolution(const char *s);
-/* Returns 200 (*out = the resolved conflict), 400 bad resolution, 404 unknown id,
- * 409 already resolved, 500; err holds the message when not 200. */
-unsigned conflict_resolve(PGconn *c, long id, const char *resolution, cJSON **out,
-                          char *err, size_t errlen);
+/* Returns RESULT_OK (*out = the resolved conflict), RESULT_INVALID (bad resolution),
+ * RESULT_NOT_FOUND (unknown id), RESULT_CONFLICT (already resolved) or RESULT_INTERNAL
+ * (logged); err holds the message when not RESULT_OK. */
+enum result conflict_resolve(PGconn *c, long id, const char *resolution, cJSON **out,
+                             char *err, size_t errlen);
 
 #endif

@@ -62,7 +62,8 @@ struct copy_feed {
 struct copy_ctx {
 	const struct copy_env *e;
 	int nested;
-	cJSON *held;               /* page summaries of the open group (a JSON array) */
+	struct apply_summary *held; /* page summaries of the open group (nheld, owned) */
+	int nheld;
 	long synced, skipped, failed;
 };
 
@@ -267,23 +268,22 @@ static void copy_http_error(const struct copy_env *e, const char *what,
 	cJSON_Delete(j);
 }
 
-static long copy_count(const cJSON *sum, const char *key)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(sum, key);
-
-	return cJSON_IsNumber(v) ? (long)v->valuedouble : 0;
-}
-
 /* A page committed (or, nested, is held until its group commits). */
-static void copy_page_done(struct copy_ctx *x, const cJSON *sum)
+static void copy_page_done(struct copy_ctx *x, const struct apply_summary *sum)
 {
 	if (x->nested) {
-		cJSON_AddItemToArray(x->held, cJSON_Duplicate(sum, 1));
+		struct apply_summary *h = realloc(x->held, (size_t)(x->nheld + 1) * sizeof *h);
+
+		if (!h)
+			abort();
+		x->held = h;
+		memset(&h[x->nheld], 0, sizeof *h);
+		apply_summary_add(&h[x->nheld++], sum);
 		return;
 	}
-	x->synced += copy_count(sum, "synced");
-	x->skipped += copy_count(sum, "skipped");
-	x->failed += copy_count(sum, "failed");
+	x->synced += sum->synced;
+	x->skipped += sum->skipped;
+	x->failed += sum->failed;
 	if (x->e->page_done)
 		x->e->page_done(x->e->ctx, sum);
 }
@@ -296,7 +296,8 @@ static int copy_json_table(struct copy_ctx *x, int t, const char *from)
 	struct fetch f = *e->f;
 	struct httpc_resp resp = { 0 };
 	struct buf path = { 0 };
-	cJSON *j = NULL, *sum = NULL;
+	struct apply_summary sum = { 0 };
+	cJSON *j = NULL;
 	char *etab = httpc_escape(e->s->table[t]), *after = from ? strdup(from) : NULL;
 	char *next = NULL, jerr[128], err[512];
 	const char *tbl = e->s->table[t];
@@ -342,14 +343,14 @@ static int copy_json_table(struct copy_ctx *x, int t, const char *from)
 			         j ? "no rows array" : jerr);
 			goto out;
 		}
-		cJSON_Delete(sum);
+		apply_summary_free(&sum);
 		free(next);
 		if (apply_rows(e->c, e->s->name, tbl, resp.body, e->run_id, e->s->needs_resync,
 		               x->nested, &sum, &next, err, sizeof err) < 0) {
 			snprintf(e->error, e->errlen, "applying rows of %.60s: %.400s", tbl, err);
 			goto out;
 		}
-		copy_page_done(x, sum);
+		copy_page_done(x, &sum);
 		if (!next || cJSON_GetArraySize(rows) == 0)
 			break;
 		free(after);
@@ -359,7 +360,7 @@ static int copy_json_table(struct copy_ctx *x, int t, const char *from)
 	rc = 0;
 out:
 	cJSON_Delete(j);
-	cJSON_Delete(sum);
+	apply_summary_free(&sum);
 	httpc_resp_free(&resp);
 	buf_free(&path);
 	free(etab);
@@ -379,7 +380,7 @@ static int copy_apply_page(struct copy_ctx *x, int t, const struct copy_page *pg
 	                             .rows = pg->rows, .direct = *direct,
 	                             .resync = e->s->needs_resync, .nested = x->nested,
 	                             .run_id = e->run_id };
-	cJSON *sum = NULL;
+	struct apply_summary sum = { 0 };
 	int rc = apply_copy(e->c, &a, &sum, err, errlen);
 
 	if (rc < 0 && *direct) {
@@ -390,8 +391,8 @@ static int copy_apply_page(struct copy_ctx *x, int t, const struct copy_page *pg
 		rc = apply_copy(e->c, &a, &sum, err, errlen);
 	}
 	if (rc == 0)
-		copy_page_done(x, sum);
-	cJSON_Delete(sum);
+		copy_page_done(x, &sum);
+	apply_summary_free(&sum);
 	return rc;
 }
 
@@ -516,7 +517,6 @@ static int copy_group(struct copy_ctx *x, const int *tables, int n)
 	    db_run(e->c, "copy group", "SET CONSTRAINTS ALL DEFERRED", 0, NULL) < 0)
 		goto out;
 	x->nested = 1;
-	x->held = cJSON_CreateArray();
 	for (int i = 0; i < n; i++)
 		if (copy_table(x, tables[i]) < 0)
 			goto out;
@@ -529,14 +529,14 @@ out:
 	if (rc < 0)
 		db_run(e->c, "copy group", "ROLLBACK", 0, NULL);
 	x->nested = 0;
-	if (rc == 0) {
-		const cJSON *sum;
-
-		cJSON_ArrayForEach(sum, x->held)
-			copy_page_done(x, sum);
+	for (int i = 0; i < x->nheld; i++) {
+		if (rc == 0)
+			copy_page_done(x, &x->held[i]);
+		apply_summary_free(&x->held[i]);
 	}
-	cJSON_Delete(x->held);
+	free(x->held);
 	x->held = NULL;
+	x->nheld = 0;
 	return rc;
 }
 

@@ -18,7 +18,7 @@
 #ifndef TDGL_REPLICA_COPY_H
 #define TDGL_REPLICA_COPY_H
 #include <libpq-fe.h>
-#include <cjson/cJSON.h>
+#include "replica/apply.h"
 #include "replica/fetch.h"
 #include "replica/retry.h"
 #include "replica/source.h"
@@ -30,8 +30,8 @@ struct copy_env {
 	const struct fetch *f;       /* the pull's request settings; copied, not changed */
 	long run_id;
 	const volatile int *stop;    /* set on shutdown: the copy ends after its current page */
-	/* called after each committed page with its summary (counts, "files"); may be NULL */
-	void (*page_done)(void *ctx, const cJSON *summary);
+	/* called after each committed page with its summary (counts, files); may be NULL */
+	void (*page_done)(void *ctx, const struct apply_summary *summary);
 	void *ctx;
 	char *error;                 /* why the copy failed */
 	size_t errlen;

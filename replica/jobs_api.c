@@ -29,7 +29,7 @@ static void jobs_api_retry(struct api *a, struct http_req *req, const char *idte
 	long id = strtol(idtext, &end, 10);
 	cJSON *out = NULL;
 	PGconn *c;
-	unsigned st;
+	enum result r;
 
 	if (*end || end == idtext || id <= 0) {
 		http_reply_error(req, 400, "bad log entry id");
@@ -37,12 +37,12 @@ static void jobs_api_retry(struct api *a, struct http_req *req, const char *idte
 	}
 	if (!(c = jobs_api_db(a, req)))
 		return;
-	st = retry_entry(c, id, &out, err, sizeof err);
+	r = retry_entry(c, id, &out, err, sizeof err);
 	db_pool_put(a->pool, c);
-	if (st == 200)
+	if (r == RESULT_OK)
 		http_reply_json(req, 200, out);
 	else
-		http_reply_error(req, st, "%s", err);
+		http_reply_error(req, result_http_status(r), "%s", err);
 }
 
 static void jobs_api_source_get(struct api *a, struct http_req *req, const char *name)

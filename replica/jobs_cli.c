@@ -257,11 +257,10 @@ int jobs_cli_retry(int argc, char **argv)
 	if (!(c = cli_open(opts, 1, &rc)))
 		return rc;
 	if (all) {
-		rc = retry_all_failed(c, args_get(opts, "source"), &out, err, sizeof err) < 0;
+		rc = result_exit_code(retry_all_failed(c, args_get(opts, "source"), &out, err,
+		                                       sizeof err));
 	} else {
-		unsigned st = retry_entry(c, id, &out, err, sizeof err);
-
-		rc = st == 200 ? 0 : 1;
+		rc = result_exit_code(retry_entry(c, id, &out, err, sizeof err));
 	}
 	if (out)
 		jobs_print(out);

@@ -388,7 +388,7 @@ static int cmd_resolve(int argc, char **argv, int arg __attribute__((unused)))
 	char err[512], *end;
 	int np = 0, rc;
 	long id;
-	unsigned st;
+	enum result r;
 	PGconn *c;
 	cJSON *out = NULL;
 
@@ -408,14 +408,12 @@ static int cmd_resolve(int argc, char **argv, int arg __attribute__((unused)))
 	c = cli_open(opts, 1, &rc);
 	if (!c)
 		return rc;
-	rc = 1;
-	st = conflict_resolve(c, id, pos[1], &out, err, sizeof err);
-	if (st == 200) {
+	r = conflict_resolve(c, id, pos[1], &out, err, sizeof err);
+	rc = result_exit_code(r);
+	if (r == RESULT_OK)
 		printf("conflict %ld resolved: %s\n", id, conflict_resolution(pos[1]));
-		rc = 0;
-	} else {
+	else
 		fprintf(stderr, "error: %s\n", err);
-	}
 	cJSON_Delete(out);
 	PQfinish(c);
 	return rc;

@@ -228,8 +228,7 @@ static int page_id_elem(struct buf *b, const struct page_span *s)
 	return 0;
 }
 
-/* Operation class of a change: runs never mix them. */
-static char page_class(const struct page_span *op)
+char page_op_class(const struct page_span *op)
 {
 	if (op->p && op->n == 8 && !memcmp(op->p, "\"Delete\"", 8))
 		return 'D';
@@ -263,11 +262,11 @@ static int page_cut(const struct page *pg, const int *sel, int n, int *run, int 
 {
 	for (int a = 0, b; a < n; a = b) {
 		const struct page_change *first = &pg->ch[sel[a]];
-		char cls = page_class(&first->op);
+		char cls = page_op_class(&first->op);
 		int most = 1;
 
 		/* a segment: consecutive changes (of sel) of one table and one class */
-		for (b = a + 1; b < n && page_class(&pg->ch[sel[b]].op) == cls &&
+		for (b = a + 1; b < n && page_op_class(&pg->ch[sel[b]].op) == cls &&
 		     page_span_eq(&pg->ch[sel[b]].table, &first->table); b++)
 			;
 		if (cls == 'R') {                   /* renames go one by one */
@@ -340,7 +339,8 @@ void page_runs(const struct page *pg, int *run, int by_table)
 int page_arrays(const struct page *pg, struct page_arrays *out, char *err, size_t errlen)
 {
 	static const uint32_t types[PAGE_NARRAYS] = { PAGE_INT8OID, PAGE_TEXTOID, PAGE_TEXTOID,
-		PAGE_JSONOID, PAGE_JSONOID, PAGE_JSONOID, PAGE_TEXTOID, PAGE_INT4OID, PAGE_INT4OID };
+		PAGE_JSONOID, PAGE_JSONOID, PAGE_JSONOID, PAGE_TEXTOID, PAGE_INT4OID, PAGE_INT4OID,
+		PAGE_TEXTOID };
 	struct buf b[PAGE_NARRAYS] = { { 0 } }, tmp = { 0 };
 	size_t n = (size_t)(pg->count ? pg->count : 1);
 	int *run = malloc(n * sizeof *run), *trun = malloc(n * sizeof *trun), rc = -1;
@@ -371,8 +371,11 @@ int page_arrays(const struct page *pg, struct page_arrays *out, char *err, size_
 		{
 			uint32_t r = htonl((uint32_t)run[i]), t = htonl((uint32_t)trun[i]);
 
+			char cls = page_op_class(&c->op);
+
 			page_array_elem(&b[7], (const char *)&r, 4);
 			page_array_elem(&b[8], (const char *)&t, 4);
+			page_array_elem(&b[9], &cls, 1);
 		}
 	}
 	for (int a = 0; a < PAGE_NARRAYS; a++) {

@@ -25,8 +25,9 @@ struct page {
 
 /* The arrays tdgl_replica.apply_page takes after the source: ids bigint[], tables text[],
  * ops text[], pks json[], old_pks json[], rows json[], changed_at text[], runs int[],
- * table_runs int[] (page_runs without and with by_table). */
-#define PAGE_NARRAYS 9
+ * table_runs int[] (page_runs without and with by_table), classes text[] (page_op_class:
+ * the database does not class streamed changes again). */
+#define PAGE_NARRAYS 10
 struct page_arrays {
 	char *data[PAGE_NARRAYS];     /* binary array values (malloc'd) */
 	int len[PAGE_NARRAYS];
@@ -40,6 +41,10 @@ void page_free(struct page *pg);
  * field that is not text). */
 int page_arrays(const struct page *pg, struct page_arrays *out, char *err, size_t errlen);
 void page_arrays_free(struct page_arrays *a);
+/* The op class of a change whose "op" is the JSON string op: 'D' ("Delete"), 'R'
+ * ("Rename"), else 'U' (an upsert). Runs never mix classes. The same table as SQL's
+ * tdgl_replica.op_class, which classes changes stored in the database (retries, conflicts). */
+char page_op_class(const struct page_span *op);
 /* Cuts the page into runs, the units applied by one statement: run[i] (1-based, ascending in
  * apply order) for each change. Inside a stretch of changes of one table and one operation
  * class the n-th change of each key goes to the stretch's n-th run, so a run never holds a

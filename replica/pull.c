@@ -90,40 +90,33 @@ static void pull_http_error(struct pull_ctx *p, const char *what, const struct h
 	cJSON_Delete(j);
 }
 
-static void pull_count(struct pull_ctx *p, const cJSON *sum)
+static void pull_count(struct pull_ctx *p, const struct apply_summary *sum)
 {
-	const cJSON *v;
-	long *dst[] = { &p->r->fetched, &p->r->synced, &p->r->failed_changes, &p->r->skipped,
-	                &p->r->conflicts };
-	static const char *const keys[] = { "fetched", "synced", "failed", "skipped", "conflicts" };
-	static const enum metric m[] = { M_CHANGES_FETCHED, M_CHANGES_SYNCED, M_CHANGES_FAILED,
-	                                 M_CHANGES_SKIPPED, M_CONFLICTS };
-
-	for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
-		v = cJSON_GetObjectItemCaseSensitive(sum, keys[i]);
-		if (cJSON_IsNumber(v)) {
-			*dst[i] += (long)v->valuedouble;
-			metrics_add(m[i], (long)v->valuedouble);
-		}
-	}
+	p->r->fetched += sum->fetched;
+	p->r->synced += sum->synced;
+	p->r->failed_changes += sum->failed;
+	p->r->skipped += sum->skipped;
+	p->r->conflicts += sum->conflicts;
+	metrics_add(M_CHANGES_FETCHED, sum->fetched);
+	metrics_add(M_CHANGES_SYNCED, sum->synced);
+	metrics_add(M_CHANGES_FAILED, sum->failed);
+	metrics_add(M_CHANGES_SKIPPED, sum->skipped);
+	metrics_add(M_CONFLICTS, sum->conflicts);
 	p->r->pages++;
 	metrics_add(M_PAGES, 1);
 }
 
 /* Fetches the attachment files a committed page referenced. Failures are logged only: the
  * rows are applied either way. */
-static void pull_files(struct pull_ctx *p, const cJSON *sum)
+static void pull_files(struct pull_ctx *p, const struct apply_summary *sum)
 {
-	const cJSON *files = cJSON_GetObjectItemCaseSensitive(sum, "files"), *f;
-	struct ratelimit *rl = ratelimit_for(p->s.name, p->f.rate);
+	struct ratelimit *rl = sum->nfiles ? ratelimit_for(p->s.name, p->f.rate) : NULL;
 
-	cJSON_ArrayForEach(f, files) {
-		if (!cJSON_IsString(f))
-			continue;
+	for (int i = 0; i < sum->nfiles; i++) {
 		/* attachment requests count against the source's rate limit too */
 		if (rl && ratelimit_wait_stop(rl, p->env->stop) < 0)
 			break;
-		if (files_fetch(p->c, p->s.url, p->auth, p->env->files_dir, f->valuestring,
+		if (files_fetch(p->c, p->s.url, p->auth, p->env->files_dir, sum->files[i],
 		                p->env->stop) == 0)
 			metrics_add(M_FILES_FETCHED, 1);
 		else
@@ -131,7 +124,7 @@ static void pull_files(struct pull_ctx *p, const cJSON *sum)
 	}
 }
 
-static void pull_page_done(void *ctx, const cJSON *sum)
+static void pull_page_done(void *ctx, const struct apply_summary *sum)
 {
 	struct pull_ctx *p = ctx;
 
@@ -230,7 +223,7 @@ out:
 static int pull_stream(struct pull_ctx *p, int wait_s)
 {
 	struct pull_page cur = { 0 }, ahead = { 0 }, tmp;
-	cJSON *sum = NULL;
+	struct apply_summary sum = { 0 };
 	char *etables = httpc_escape(p->s.tables), err[512];
 	int rc = -1, resynced = 0, overtaken = 0, st, st_ahead, next, full;
 
@@ -282,8 +275,7 @@ static int pull_stream(struct pull_ctx *p, int wait_s)
 		full = cur.pg.count >= p->s.batch_size;
 		if (next && full)
 			st_ahead = pull_fetch_page(p, etables, cur.pg.cursor, 0, &ahead);
-		cJSON_Delete(sum);
-		sum = NULL;
+		apply_summary_free(&sum);
 		if (apply_page_wait(p->c, &sum, err, sizeof err) < 0) {
 			/* 40001: another pull of this source (`tdgl-replica pull` beside serve, a second
 			 * serve) applied this page first; nothing was applied twice. Go on from the
@@ -305,8 +297,8 @@ static int pull_stream(struct pull_ctx *p, int wait_s)
 			if (!pull_stopping(p))
 				st_ahead = pull_fetch_page(p, etables, cur.pg.cursor, 0, &ahead);
 		}
-		pull_count(p, sum);
-		pull_files(p, sum);
+		pull_count(p, &sum);
+		pull_files(p, &sum);
 		if (p->head_asked)
 			*p->head_asked = full ? (struct timespec){ 0 } : cur.asked;
 		free(p->s.cursor);
@@ -327,7 +319,7 @@ dberr:
 out:
 	pull_page_free(&cur);
 	pull_page_free(&ahead);
-	cJSON_Delete(sum);
+	apply_summary_free(&sum);
 	free(etables);
 	return rc;
 }

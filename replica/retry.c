@@ -31,14 +31,14 @@ static const char Q_LOG_HEAD[] = "SELECT coalesce(max(id), 0) FROM tdgl_replica.
 /* tdgl.applying, the replica role when permitted, else constraints checked at once (a
  * deferred key would otherwise fail the COMMIT, past the savepoint that records it) */
 static const char Q_APPLYING[] = "SELECT tdgl_replica.apply_mode()";
+/* through the apply core, as the pull would have (its outcome is logged as a new row) */
 static const char Q_APPLY[] =
-	"SELECT tdgl_replica.apply_run(s.source, $2::bigint, s.tbl, "
-	"CASE s.change->>'op' WHEN 'Delete' THEN 'D' WHEN 'Rename' THEN 'R' ELSE 'U' END, "
+	"SELECT (tdgl_replica.apply_run(s.source, $2::bigint, s.tbl, tdgl_replica.op_class(s.change->>'op'), "
 	"ARRAY[ROW(1, (s.change->>'id')::bigint, s.change->>'op', "
 	"CASE WHEN json_typeof(s.change->'pk') = 'object' THEN s.change->'pk' END, "
 	"CASE WHEN json_typeof(s.change->'old_pk') = 'object' THEN s.change->'old_pk' END, "
 	"CASE WHEN json_typeof(s.change->'row') = 'object' THEN s.change->'row' END)"
-	"::tdgl_replica.change])::text FROM tdgl_replica.sync_log s WHERE s.id = $1";
+	"::tdgl_replica.change])).fetched FROM tdgl_replica.sync_log s WHERE s.id = $1";
 /* apply_run logged the outcome as a new row of this run: fold it into the retried row. */
 static const char Q_TAKE_OUTCOME[] =
 	"DELETE FROM tdgl_replica.sync_log WHERE run_id = $1 AND id > $2 RETURNING status, reason";
@@ -48,7 +48,7 @@ static const char Q_MARK_DONE[] =
 static const char Q_MARK_FAILED[] =
 	"UPDATE tdgl_replica.sync_log l SET attempts = l.attempts + 1, error = $2, sqlstate = $3, "
 	"run_id = $4, next_retry_at = CASE WHEN l.attempts < src.max_retries "
-	"THEN now() + make_interval(secs => src.retry_base_s * power(2, l.attempts)) END "
+	"THEN tdgl_replica.retry_due_at(src.retry_base_s, l.attempts) END "
 	"FROM tdgl_replica.sources src WHERE l.id = $1 AND src.name = l.source";
 static const char Q_DUE[] =
 	"SELECT s.id FROM tdgl_replica.sync_log s JOIN tdgl_replica.sources src ON src.name = s.source "
@@ -314,14 +314,14 @@ static cJSON *retry_finish_run(PGconn *c, long run_id, const struct retry_counts
 	                  dberr ? "database error during the retry" : NULL);
 }
 
-unsigned retry_entry(PGconn *c, long log_id, cJSON **out, char *err, size_t errlen)
+enum result retry_entry(PGconn *c, long log_id, cJSON **out, char *err, size_t errlen)
 {
 	char lid[32];
 	const char *p[1] = { lid };
 	struct retry_counts n = { 0 };
 	PGresult *res = NULL;
 	cJSON *runrow = NULL;
-	unsigned st = 500;
+	enum result rc = RESULT_INTERNAL;
 	enum retry_outcome o;
 	long run_id;
 
@@ -332,12 +332,12 @@ unsigned retry_entry(PGconn *c, long log_id, cJSON **out, char *err, size_t errl
 		goto out;
 	}
 	if (PQntuples(res) != 1) {
-		st = 404;
+		rc = RESULT_NOT_FOUND;
 		snprintf(err, errlen, "log entry %ld not found", log_id);
 		goto out;
 	}
 	if (strcmp(PQgetvalue(res, 0, 1), "Failed")) {
-		st = 409;
+		rc = RESULT_CONFLICT;
 		snprintf(err, errlen, "log entry %ld is %s: only Failed changes are retried", log_id,
 		         PQgetvalue(res, 0, 1));
 		goto out;
@@ -357,18 +357,19 @@ unsigned retry_entry(PGconn *c, long log_id, cJSON **out, char *err, size_t errl
 	cJSON_AddItemToObject(*out, "entry", retry_log_entry(c, log_id));
 	cJSON_AddItemToObject(*out, "run", runrow ? runrow : cJSON_CreateNull());
 	runrow = NULL;
-	st = 200;
+	rc = RESULT_OK;
 out:
 	cJSON_Delete(runrow);
 	PQclear(res);
-	return st;
+	return rc;
 }
 
-int retry_all_failed(PGconn *c, const char *source, cJSON **out, char *err, size_t errlen)
+enum result retry_all_failed(PGconn *c, const char *source, cJSON **out, char *err,
+                             size_t errlen)
 {
 	const char *p[1] = { source };
 	PGresult *srcs = NULL;
-	int rc = -1;
+	enum result rc = RESULT_INTERNAL;
 
 	*out = NULL;
 	if (!(srcs = db_exec(c, "failed sources", Q_FAILED_SOURCES, 1, p))) {
@@ -395,7 +396,7 @@ int retry_all_failed(PGconn *c, const char *source, cJSON **out, char *err, size
 		if (r < 0)
 			goto dberr;
 	}
-	rc = 0;
+	rc = RESULT_OK;
 	goto out;
 dberr:
 	snprintf(err, errlen, "database error during the retry");

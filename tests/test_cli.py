@@ -195,7 +195,7 @@ def test_a_refused_resolve_prints_its_error_once(replica):
                 "VALUES ('s', 't', '{\"id\": 1}', 'Update', 'Resolved', 'Keep Local')")
     cid = replica.one("SELECT max(id) FROM tdgl_replica.conflicts")
     p = cli("tdgl-replica", "resolve", str(cid), "keep-local", "--db", replica.conninfo)
-    assert p.returncode == 1
+    assert p.returncode == 2   # a caller's mistake (common/result.h: result_exit_code)
     assert p.stderr == f"error: conflict {cid} is already resolved (Keep Local)\n", p.stderr
 
 

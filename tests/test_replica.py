@@ -12,7 +12,7 @@ from sites import ADMIN_TOKEN  # noqa: F401 - documents where the token comes fr
 
 
 
-REPLICA_SCHEMA = 6   # replica/cli.h REPLICA_SCHEMA_VERSION
+REPLICA_SCHEMA = 7   # replica/cli.h REPLICA_SCHEMA_VERSION
 
 CUSTOMER = ("CREATE TABLE customer (id int PRIMARY KEY, name text, company text, "
             "amount numeric(12,2))")
@@ -254,7 +254,7 @@ def test_resolve_twice_is_refused(primary, replica):
     cid = _conflict(primary, replica)
     replica.cli("resolve", cid, "keep-local")
     p = replica.cli("resolve", cid, "accept-primary", check=False)
-    assert p.returncode == 1 and "already resolved" in p.stderr
+    assert p.returncode == 2 and "already resolved" in p.stderr
     assert replica.one("SELECT name FROM customer WHERE id = 1") == "local"
 
 

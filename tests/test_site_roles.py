@@ -6,7 +6,7 @@ import pytest
 from sites import PrimarySite, ReplicaSite
 from test_replica import pair, pull
 
-REPLICA_SCHEMA = 6   # replica/cli.h REPLICA_SCHEMA_VERSION
+REPLICA_SCHEMA = 7   # replica/cli.h REPLICA_SCHEMA_VERSION
 PRIMARY_SCHEMA = 5   # primary/main.c SCHEMA_VERSION
 
 
@@ -50,13 +50,13 @@ def test_both_roles_migrate_and_run_on_one_database(both, primary, order):
     assert "main" in site_r.cli("source", "list").stdout
 
 
-def test_a_replica_database_of_version_5_moves_to_its_own_schema(primary, replica):
+def test_a_replica_database_of_version_6_moves_to_its_own_schema(primary, replica):
     pair(primary, replica, "CREATE TABLE u (id int PRIMARY KEY, v text)", ["u"])
     primary.sql("INSERT INTO u VALUES (1, 'a')")
     pull(replica)
-    # what a version-5 database looked like: the replica's state in schema tdgl
+    # what a version-6 database looked like: the replica's state in schema tdgl
     replica.sql("ALTER SCHEMA tdgl_replica RENAME TO tdgl")
-    replica.sql("DELETE FROM tdgl.schema_version WHERE version > 5")
+    replica.sql("DELETE FROM tdgl.schema_version WHERE version > 6")
     replica.migrate()
     assert replica.one("SELECT to_regnamespace('tdgl') IS NULL")
     assert replica.one("SELECT max(version) FROM tdgl_replica.schema_version") == REPLICA_SCHEMA

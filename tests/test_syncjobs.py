@@ -143,7 +143,7 @@ def test_failed_change_superseded_by_a_later_change_is_skipped(primary, replica)
     assert replica.sql("SELECT name, amount FROM customer") == [("newer", 5)]
     # a forced retry of it is refused: it is no longer Failed
     p = replica.cli("retry", str(lid), check=False)
-    assert p.returncode == 1 and "only Failed" in p.stderr
+    assert p.returncode == 2 and "only Failed" in p.stderr
 
 
 def test_scheduler_wakes_for_a_due_retry_between_scheduled_pulls(primary, replica):

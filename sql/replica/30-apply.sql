@@ -1,0 +1,619 @@
+-- Apply sessions run with session_replication_role = replica when the database role may
+-- set it (a superuser, or on PostgreSQL 15+ a role granted SET ON PARAMETER
+-- session_replication_role): the replica's foreign-key checks and its ordinary triggers do
+-- not fire for applied rows, as in PostgreSQL's logical replication workers (and Slony-I,
+-- Bucardo). The primary already checked its keys, and its cascades arrive as the changes
+-- they made. p_session: for the rest of the session (a pull's own connection: set once,
+-- since every change of the setting resets the session's plan cache), else for the caller's
+-- transaction. Returns whether it is in effect; false is the fallback (foreign keys are
+-- checked during apply, docs/operations.md).
+CREATE OR REPLACE FUNCTION tdgl_replica.replica_role(p_session bool) RETURNS bool
+LANGUAGE plpgsql AS $$
+BEGIN
+	IF current_setting('session_replication_role') = 'replica' THEN
+		RETURN true;
+	END IF;
+	BEGIN
+		PERFORM set_config('session_replication_role', 'replica', NOT p_session);
+	EXCEPTION WHEN insufficient_privilege THEN
+		RETURN false;
+	END;
+	RETURN true;
+END $$;
+
+-- Apply mode for the caller's transaction (a copy page, a retry, a conflict resolution, a
+-- dry run): tdgl.applying on (the local-edit triggers skip it), the replica role when
+-- permitted; without it every constraint is checked when its statement ends (SET
+-- CONSTRAINTS ALL IMMEDIATE), so a violated deferrable key fails the change, which is then
+-- logged, rather than the commit of the whole transaction. Returns tdgl_replica.replica_role's answer.
+CREATE OR REPLACE FUNCTION tdgl_replica.apply_mode() RETURNS bool
+LANGUAGE plpgsql AS $$
+BEGIN
+	PERFORM set_config('tdgl.applying', 'on', true);
+	IF tdgl_replica.replica_role(false) THEN
+		RETURN true;
+	END IF;
+	SET CONSTRAINTS ALL IMMEDIATE;
+	RETURN false;
+END $$;
+
+-- Version 6: one apply core. Every way a row reaches a local table (a streamed page, an
+-- initial copy's JSON or staged COPY page, a retry, Accept Primary, a dry run, a repair)
+-- goes through ONE statement generator, tdgl_replica.apply_statement, and every apply function
+-- answers with the typed tdgl_replica.apply_result (decoded in C by apply_summary_read), not JSON.
+-- The functions of versions up to 5 that answered json are dropped here (CREATE OR REPLACE
+-- cannot change a result type).
+DO $$
+DECLARE
+	f regprocedure;
+BEGIN
+	IF to_regtype('tdgl_replica.apply_result') IS NULL THEN
+		CREATE TYPE tdgl_replica.apply_result AS (fetched int, synced int, failed int, skipped int,
+			conflicts int, ignored int, files text[], replica_role bool);
+	END IF;
+	FOR f IN SELECT p.oid::regprocedure FROM pg_proc p
+	         WHERE p.pronamespace = 'tdgl_replica'::regnamespace AND p.prorettype = 'json'::regtype
+	           AND p.proname IN ('apply_run', 'apply_safely', 'apply_runs', 'apply_page',
+	                             'apply_rows', 'copy_apply') LOOP
+		EXECUTE format('DROP FUNCTION %s', f);
+	END LOOP;
+END $$;
+
+-- The class of an operation: 'D' delete, 'R' rename (the key moves), 'U' upsert (Create,
+-- Update, Submit, Cancel, Update After Submit, Repair). Streamed changes are classed once in
+-- C when the page is cut into runs (page_op_class in replica/page.c, sent along with the
+-- page); this is the definition for changes stored in the database (a retried change, a
+-- conflict's change, a dry run's). The two are the same table of three lines.
+CREATE OR REPLACE FUNCTION tdgl_replica.op_class(p_op text) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+	SELECT CASE p_op WHEN 'Delete' THEN 'D' WHEN 'Rename' THEN 'R' ELSE 'U' END
+$$;
+
+-- A source table's settings; a table the source does not configure (a conflict resolved
+-- after its table was removed) gets the defaults: everything enabled, no filter.
+CREATE OR REPLACE FUNCTION tdgl_replica.table_config(p_source text, p_tbl text)
+RETURNS tdgl_replica.source_tables LANGUAGE plpgsql STABLE AS $$
+DECLARE
+	cfg tdgl_replica.source_tables;
+BEGIN
+	SELECT * INTO cfg FROM tdgl_replica.source_tables WHERE source = p_source AND tbl = p_tbl;
+	IF NOT FOUND THEN
+		cfg.source := p_source; cfg.tbl := p_tbl;
+		cfg.insert_enabled := true; cfg.update_enabled := true; cfg.delete_enabled := true;
+		cfg.update_without_changes := false; cfg.attach_columns := '{}';
+	END IF;
+	RETURN cfg;
+END $$;
+
+-- When a Failed change is retried: p_retries retries after its first failure (0: the first
+-- retry), base * 2^retries seconds from now, with the source's retry_base_s as base. The
+-- only backoff in SQL; it is backoff_delay()'s formula (replica/backoff.c) without a cap and
+-- without jitter: written here because both writers of next_retry_at are SQL statements
+-- (the page's change-by-change fallback, and the retry's update of its log row).
+CREATE OR REPLACE FUNCTION tdgl_replica.retry_due_at(p_base_s int, p_retries int) RETURNS timestamptz
+LANGUAGE sql STABLE AS $$
+	SELECT now() + make_interval(secs => coalesce(p_base_s, 300) * power(2, p_retries))
+$$;
+
+-- p_fmt formatted with each column of p_cols (as %1$I, %1$L...), joined by p_sep: the
+-- column lists, key joins and key objects of generated statements.
+CREATE OR REPLACE FUNCTION tdgl_replica.each_col(p_cols text[], p_fmt text, p_sep text) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+	SELECT string_agg(format(p_fmt, x), p_sep ORDER BY o) FROM unnest(p_cols) WITH ORDINALITY u(x, o)
+$$;
+
+-- Two apply results added up (counts summed, files concatenated).
+CREATE OR REPLACE FUNCTION tdgl_replica.apply_add(a tdgl_replica.apply_result, b tdgl_replica.apply_result)
+RETURNS tdgl_replica.apply_result LANGUAGE sql IMMUTABLE AS $$
+	SELECT ROW(coalesce(($1).fetched, 0) + coalesce(($2).fetched, 0),
+	           coalesce(($1).synced, 0) + coalesce(($2).synced, 0),
+	           coalesce(($1).failed, 0) + coalesce(($2).failed, 0),
+	           coalesce(($1).skipped, 0) + coalesce(($2).skipped, 0),
+	           coalesce(($1).conflicts, 0) + coalesce(($2).conflicts, 0),
+	           coalesce(($1).ignored, 0) + coalesce(($2).ignored, 0),
+	           coalesce(($1).files, '{}') || coalesce(($2).files, '{}'),
+	           coalesce(($2).replica_role, ($1).replica_role))::tdgl_replica.apply_result
+$$;
+
+-- THE apply statement: for local table p_rel (key p_pk), op class p_cls ('U' upsert, 'D'
+-- delete, 'R' rename) and an input relation, ONE statement that classifies every input row
+-- (filter, local edit -> conflict, insert/update/delete switches, unchanged rows), opens or
+-- refreshes conflicts, removes rows that left the filtered subset (unless edited here),
+-- applies the rest, supersedes older Failed entries of the rows it applied, remembers a
+-- re-sync's keys, logs the outcomes, and answers one tdgl_replica.apply_result row.
+-- p_input: 'changes' ($1 tdgl_replica.change[], no key twice unless p_repeats; p_cols: the columns
+-- the snapshots and the table share) or 'stage' (pg_temp.tdgl_copy_stage of a COPY page,
+-- upserts only; p_cols: its columns). p_repeats: an upsert run that may hold a key several
+-- times, in order (tdgl_replica.apply_runs merges the runs of a hot row so): each change gets the
+-- outcome it would get one by one (a later change equal to the one before is 'no changes',
+-- each change of a locally edited row refreshes its conflict), the row takes its last
+-- applied snapshot, the conflict its last change.
+-- Parameters of the statement: $1 changes, $2 filter (jsonb), $3 table (sync name),
+-- $4 insert_enabled, $5 update_enabled, $6 force (a conflict resolution: no filter, switch
+-- or local-edit checks), $7 update_without_changes, $8 source, $9 run id, $10 initial (log
+-- only what is not Synced), $11 attachment columns, $12 delete_enabled, $13 re-sync.
+CREATE OR REPLACE FUNCTION tdgl_replica.apply_statement(p_rel regclass, p_pk text[], p_cols text[],
+	p_cls text, p_input text, p_repeats bool) RETURNS text
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+	t      text := tdgl_replica.qualified(p_rel);
+	stage  bool := p_input = 'stage';
+	upd    text[];     -- columns an update may set (not GENERATED ALWAYS identities)
+	head   text;       -- the input's columns in w0
+	src    text;       -- the input relation: ch (the change) and p (its populated record)
+	snap   text;       -- a w row's snapshot as json
+	keyp   text := 'jsonb_build_object(' || tdgl_replica.each_col(p_pk, '%1$L, p.%1$I', ', ') || ')';
+	edited text := 'EXISTS (SELECT 1 FROM tdgl_replica.local_edits e WHERE e.tbl = $3 AND e.pk = %s)';
+	filt   text;       -- the filter test in w0
+	ckey   text := CASE p_cls WHEN 'R' THEN 'w.opk' ELSE 'w.lpk' END;  -- the row addressed
+	ljoin  text;       -- the local row l a w row addresses (a rename: its old key)
+	ptxt   text := 'ROW(' || tdgl_replica.each_col(p_cols, 'p.%1$I::text', ', ') || ')';
+	w0     text;
+	q      text;
+BEGIN
+	IF (stage AND p_cls <> 'U') OR p_cls NOT IN ('U', 'D', 'R')
+	   OR (p_repeats AND (stage OR p_cls <> 'U')) THEN
+		RAISE EXCEPTION 'apply_statement: no % statement for %', p_cls, p_input;
+	END IF;
+	SELECT array_agg(a.attname::text ORDER BY a.attnum) INTO upd FROM pg_attribute a
+	WHERE a.attrelid = p_rel AND a.attname = ANY (p_cols) AND a.attnum > 0
+	  AND NOT a.attisdropped AND a.attidentity <> 'a';
+	IF stage THEN
+		head := 'NULL::int AS ord, NULL::bigint AS id, ''Create''::text AS op, NULL::json AS "row", '
+		        'p AS rec';
+		src := 'pg_temp.tdgl_copy_stage p';
+		snap := 'row_to_json(w.rec)';
+		filt := 'to_jsonb(p)';
+	ELSE
+		head := format('ch.ord, ch.id, ch.op, ch."row", ROW(p.*)::%s AS rec', t);
+		src := format('unnest($1::tdgl_replica.change[]) ch CROSS JOIN LATERAL json_populate_record(NULL::%s, %s) p',
+		              t, CASE p_cls WHEN 'D' THEN 'coalesce(ch.pk, ch."row")' ELSE 'ch."row"' END);
+		snap := 'w."row"';
+		filt := 'ch."row"::jsonb';
+	END IF;
+	filt := format('$2::jsonb IS NOT NULL AND NOT (%s @> $2::jsonb)', filt);
+	ljoin := tdgl_replica.each_col(p_pk, 'l.%1$I = (w.' || CASE p_cls WHEN 'R' THEN 'orec' ELSE 'rec' END
+	                       || ').%1$I', ' AND ');
+
+	IF p_cls = 'U' THEN
+		w0 := format($q$
+	SELECT %1$s, NULL::json AS old_pk, %2$s AS lpk, l.ctid IS NOT NULL AS present,
+	       false AS new_present,
+	       CASE
+	         WHEN $6 THEN NULL
+	         WHEN %3$s THEN 'filter'
+	         WHEN %4$s THEN 'conflict'
+	         WHEN l.ctid IS NULL AND NOT $4 THEN 'insert disabled'
+	         WHEN l.ctid IS NOT NULL AND NOT $5 THEN 'update disabled'
+	         WHEN l.ctid IS NOT NULL AND NOT $7 AND (%5$s) IS NOT DISTINCT FROM (%6$s)
+	           THEN 'no changes'
+	       END AS skip0%7$s
+	FROM %8$s
+	LEFT JOIN %9$s l ON %10$s$q$,
+			head, keyp, filt, format(edited, keyp),
+			'ROW(' || tdgl_replica.each_col(p_cols, 'l.%1$I::text', ', ') || ')', ptxt,
+			CASE WHEN p_repeats THEN ', ' || ptxt || ' AS ptxt' ELSE '' END,
+			src, t, tdgl_replica.each_col(p_pk, 'l.%1$I = p.%1$I', ' AND '));
+	ELSIF p_cls = 'D' THEN
+		w0 := format($q$
+	SELECT %1$s, NULL::json AS old_pk, %2$s AS lpk, l.ctid IS NOT NULL AS present,
+	       false AS new_present,
+	       CASE
+	         WHEN l.ctid IS NULL THEN 'already deleted'
+	         WHEN $6 THEN NULL
+	         WHEN %3$s THEN 'conflict'
+	         WHEN NOT $12 THEN 'delete disabled'
+	       END AS skip0
+	FROM %4$s
+	LEFT JOIN %5$s l ON %6$s$q$,
+			head, keyp, format(edited, keyp), src, t,
+			tdgl_replica.each_col(p_pk, 'l.%1$I = p.%1$I', ' AND '));
+	ELSE
+		-- a rename: the row at old_pk takes the new key and snapshot; missing -> inserted
+		w0 := format($q$
+	SELECT %1$s, ch.old_pk, ROW(o.*)::%2$s AS orec, %3$s AS lpk, %4$s AS opk,
+	       l.ctid IS NOT NULL AS present, ln.ctid IS NOT NULL AS new_present,
+	       CASE
+	         WHEN $6 THEN NULL
+	         WHEN %5$s THEN 'filter'
+	         WHEN EXISTS (SELECT 1 FROM tdgl_replica.local_edits e WHERE e.tbl = $3
+	                      AND e.pk IN (%3$s, %4$s)) THEN 'conflict'
+	         WHEN NOT $5 THEN 'update disabled'
+	       END AS skip0
+	FROM %6$s
+	CROSS JOIN LATERAL json_populate_record(NULL::%2$s, ch.old_pk) o
+	LEFT JOIN %2$s l ON %7$s
+	LEFT JOIN %2$s ln ON %8$s$q$,
+			head, t, keyp, 'jsonb_build_object(' || tdgl_replica.each_col(p_pk, '%1$L, o.%1$I', ', ') || ')',
+			filt, src, tdgl_replica.each_col(p_pk, 'l.%1$I = o.%1$I', ' AND '),
+			tdgl_replica.each_col(p_pk, 'ln.%1$I = p.%1$I', ' AND '));
+	END IF;
+
+	q := 'WITH w0 AS (' || w0 || E'\n), w AS (\n\t' || CASE WHEN p_repeats THEN
+		-- w0's outcome holds for a key's first change (and a conflict for all); a later one
+		-- changes nothing when its snapshot equals the one before (the row then holds that
+		-- one, applied or equal)
+		'SELECT w0.*, CASE WHEN row_number() OVER k = 1 OR skip0 = ''conflict'' THEN skip0 '
+		'WHEN NOT $7 AND lag(ptxt) OVER k IS NOT DISTINCT FROM ptxt THEN ''no changes'' END '
+		'AS skip, count(*) OVER (PARTITION BY lpk) AS cnt FROM w0 '
+		'WINDOW k AS (PARTITION BY lpk ORDER BY ord)'
+		ELSE 'SELECT w0.*, skip0 AS skip, 1 AS cnt FROM w0' END || E'\n)';
+	-- conflicts: opened, or refreshed with the newest primary snapshot and local row (only
+	-- a key's last change writes it when the run repeats keys)
+	q := q || format($q$, conf AS (
+	INSERT INTO tdgl_replica.conflicts AS k (source, tbl, pk, change_id, op, old_pk, primary_row,
+	                                 local_row, refreshed)
+	SELECT %1$s $8, $3, %2$s, w.id, w.op, w.old_pk, %3$s,
+	       (SELECT row_to_json(l.*) FROM %4$s l WHERE %5$s),  -- only for conflicts: costly
+	       w.cnt - 1
+	FROM w WHERE w.skip = 'conflict' %6$s
+	ON CONFLICT (tbl, pk) WHERE status = 'Open' DO UPDATE
+	SET change_id = EXCLUDED.change_id, op = EXCLUDED.op, primary_row = EXCLUDED.primary_row,
+	    local_row = EXCLUDED.local_row, source = EXCLUDED.source, old_pk = EXCLUDED.old_pk,
+	    refreshed = k.refreshed + EXCLUDED.refreshed + 1, updated_at = now()
+	RETURNING 1
+)$q$,
+		CASE WHEN p_repeats THEN 'DISTINCT ON (w.lpk)' ELSE '' END, ckey, snap, t, ljoin,
+		CASE WHEN p_repeats THEN 'ORDER BY w.lpk, w.ord DESC' ELSE '' END);
+	IF p_cls <> 'D' THEN
+		-- a row that left the subset is removed, unless it was edited here
+		q := q || format($q$, gone AS (
+	DELETE FROM %1$s l USING w
+	WHERE w.skip = 'filter' AND w.present AND %2$s
+	  AND NOT EXISTS (SELECT 1 FROM tdgl_replica.local_edits e WHERE e.tbl = $3 AND e.pk = %3$s)
+	RETURNING 1
+)$q$, t, ljoin, ckey);
+	END IF;
+	IF p_cls = 'D' THEN
+		q := q || format($q$, del AS (
+	DELETE FROM %1$s l USING w WHERE w.skip IS NULL AND %2$s
+	RETURNING 1
+)$q$, t, ljoin);
+	ELSIF p_cls = 'R' THEN
+		q := q || format($q$, mv AS (
+	UPDATE %1$s l SET %2$s FROM w
+	WHERE w.skip IS NULL AND w.present AND NOT w.new_present AND %3$s
+	RETURNING 1
+), dup AS (
+	-- the new key is already here (a replay over an initial copy that saw the rename):
+	-- the old row goes, the new one takes the snapshot below
+	DELETE FROM %1$s l USING w WHERE w.skip IS NULL AND w.present AND w.new_present AND %3$s
+	RETURNING 1
+)$q$, t, tdgl_replica.each_col(upd, '%1$I = (w.rec).%1$I', ', '), ljoin);
+	END IF;
+	IF p_cls <> 'D' THEN
+		q := q || format($q$, up AS (
+	INSERT INTO %1$s AS l (%2$s) OVERRIDING SYSTEM VALUE
+	SELECT %3$s %4$s FROM w WHERE w.skip IS NULL %5$s %6$s
+	ON CONFLICT (%7$s) DO %8$s
+	RETURNING 1
+)$q$, t, tdgl_replica.each_col(p_cols, '%1$I', ', '),
+			CASE WHEN p_repeats THEN 'DISTINCT ON (w.lpk)' ELSE '' END,
+			tdgl_replica.each_col(p_cols, '(w.rec).%1$I', ', '),
+			CASE WHEN p_cls = 'R' THEN 'AND (NOT w.present OR w.new_present)' ELSE '' END,
+			CASE WHEN p_repeats THEN 'ORDER BY w.lpk, w.ord DESC' ELSE '' END,
+			tdgl_replica.each_col(p_pk, '%1$I', ', '),
+			coalesce('UPDATE SET ' || tdgl_replica.each_col(
+				(SELECT array_agg(x) FROM unnest(upd) x WHERE x <> ALL (p_pk)),
+				'%1$I = EXCLUDED.%1$I', ', '), 'NOTHING'));
+	END IF;
+	IF NOT stage THEN
+		-- a change applied (or found done) supersedes older Failed entries of its row
+		q := q || $q$, sup AS (
+	UPDATE tdgl_replica.sync_log s SET status = 'Skipped', reason = 'superseded by change ' || w.id,
+	       next_retry_at = NULL
+	FROM w WHERE (w.skip IS NULL OR w.skip = 'already deleted') AND w.id IS NOT NULL
+	  AND s.status = 'Failed' AND s.source = $8 AND s.tbl = $3 AND s.pk = w.lpk
+	  AND s.change_id < w.id
+	RETURNING 1
+)$q$;
+	ELSE
+		q := q || $q$, seen AS (
+	INSERT INTO tdgl_replica.resync_seen (source, tbl, pk)
+	SELECT $8, $3, w.lpk FROM w WHERE $13
+	ON CONFLICT DO NOTHING
+	RETURNING 1
+)$q$;
+	END IF;
+	q := q || format($q$, lg AS (
+	INSERT INTO tdgl_replica.sync_log (source, change_id, tbl, pk, op, status, reason, run_id)
+	SELECT $8, w.id, $3, w.lpk, w.op,
+	       CASE WHEN w.skip IS NULL THEN 'Synced' ELSE 'Skipped' END,
+	       CASE WHEN w.skip = 'filter' AND w.present THEN 'filter: left the subset'
+	            WHEN w.skip = 'conflict' THEN 'conflict: row edited locally'
+	            ELSE w.skip END,
+	       $9
+	FROM w WHERE NOT $10 OR w.skip IS NOT NULL
+	ORDER BY w.ord
+	RETURNING 1
+)
+SELECT count(*)::int, (count(*) FILTER (WHERE skip IS NULL))::int, 0,
+       (count(*) FILTER (WHERE skip IS NOT NULL))::int,
+       (count(*) FILTER (WHERE skip = 'conflict'))::int, 0, %1$s, NULL::bool
+FROM w$q$,
+		CASE WHEN p_cls = 'D' THEN '''{}''::text[]' ELSE format(
+			'ARRAY(SELECT DISTINCT x.v FROM w, unnest($11::text[]) col, '
+			'LATERAL (SELECT %s ->> col AS v) x WHERE w.skip IS NULL AND x.v LIKE ''/files/%%'')',
+			snap) END);
+	RETURN q;
+END $$;
+
+-- Applies one run of changes (one table, one op class, no key twice unless p_repeats) with
+-- tdgl_replica.apply_statement. Raises when anything fails; tdgl_replica.apply_safely then goes change by
+-- change. p_initial: rows of an initial sync (only non-Synced outcomes are logged).
+-- p_force: a conflict resolution (no filter, switch or local-edit checks).
+CREATE OR REPLACE FUNCTION tdgl_replica.apply_run(p_source text, p_run_id bigint, p_tbl text,
+	p_cls text, p_ch tdgl_replica.change[], p_initial bool DEFAULT false, p_force bool DEFAULT false,
+	p_repeats bool DEFAULT false)
+RETURNS tdgl_replica.apply_result LANGUAGE plpgsql AS $$
+DECLARE
+	rel  regclass := tdgl_replica.local_table(p_tbl);
+	cfg  tdgl_replica.source_tables := tdgl_replica.table_config(p_source, p_tbl);
+	pk   text[];
+	cols text[];        -- columns both the snapshots and the local table have
+	keys text[];
+	n    int := cardinality(p_ch);
+	c    text;
+	res  tdgl_replica.apply_result;
+BEGIN
+	IF rel IS NULL THEN
+		RAISE EXCEPTION 'relation "%" does not exist on the replica', p_tbl USING ERRCODE = '42P01';
+	END IF;
+	pk := tdgl_replica.pk_columns(rel);
+	IF pk IS NULL THEN
+		RAISE EXCEPTION 'table % has no primary key on the replica', p_tbl USING ERRCODE = '42P10';
+	END IF;
+	IF p_repeats AND NOT (cfg.filter IS NULL AND cfg.insert_enabled AND cfg.update_enabled
+	                      AND NOT p_force) THEN
+		RAISE EXCEPTION 'a run repeating keys needs a table without filter or switches off';
+	END IF;
+	-- Keys every snapshot of the run has. Snapshots taken under one table definition share
+	-- one key set, so the first and last are compared and only a run that straddles DDL on
+	-- the primary reads them all (each read parses the whole snapshot).
+	IF p_cls <> 'D' THEN
+		SELECT array_agg(k ORDER BY k) INTO keys
+		FROM json_object_keys(p_ch[array_lower(p_ch, 1)]."row") k;
+		IF n > 1 AND keys IS DISTINCT FROM (SELECT array_agg(k ORDER BY k)
+		              FROM json_object_keys(p_ch[array_upper(p_ch, 1)]."row") k) THEN
+			SELECT array_agg(k) INTO keys FROM (
+				SELECT k FROM unnest(p_ch) ch, json_object_keys(ch."row") k
+				WHERE ch."row" IS NOT NULL GROUP BY k HAVING count(*) = n) s;
+		END IF;
+	END IF;
+	SELECT array_agg(a.attname::text ORDER BY a.attnum) INTO cols
+	FROM pg_attribute a
+	WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+	  AND (p_cls = 'D' OR a.attname = ANY (keys));
+	FOREACH c IN ARRAY pk LOOP
+		IF p_cls <> 'D' AND NOT (c = ANY (coalesce(cols, '{}'))) THEN
+			RAISE EXCEPTION 'snapshot of % lacks key column %', p_tbl, c USING ERRCODE = '42703';
+		END IF;
+	END LOOP;
+	EXECUTE tdgl_replica.apply_statement(rel, pk, cols, p_cls, 'changes', p_repeats) INTO res
+	USING p_ch, cfg.filter, p_tbl, cfg.insert_enabled, cfg.update_enabled, p_force,
+		cfg.update_without_changes, p_source, p_run_id, p_initial, cfg.attach_columns,
+		cfg.delete_enabled, false;
+	RETURN res;
+END $$;
+
+-- Applies a run in one statement; when that fails, change by change under savepoints so
+-- that only the failing changes are logged Failed (with the database's error, the change
+-- itself for the retry, and its first retry time) and the rest applied.
+CREATE OR REPLACE FUNCTION tdgl_replica.apply_safely(p_source text, p_run_id bigint, p_tbl text,
+	p_cls text, p_ch tdgl_replica.change[], p_initial bool, p_repeats bool DEFAULT false)
+RETURNS tdgl_replica.apply_result LANGUAGE plpgsql AS $$
+DECLARE
+	res    tdgl_replica.apply_result := ROW(0, 0, 0, 0, 0, 0, '{}', NULL);
+	ch     tdgl_replica.change;
+	msg    text;
+	st     text;
+	base_s int;
+BEGIN
+	BEGIN
+		RETURN tdgl_replica.apply_run(p_source, p_run_id, p_tbl, p_cls, p_ch, p_initial, false,
+		                      p_repeats);
+	EXCEPTION
+		WHEN SQLSTATE '40P01' OR SQLSTATE '40001' OR SQLSTATE '55P03' THEN RAISE;
+		WHEN OTHERS THEN NULL;  -- fall through to change-by-change
+	END;
+	SELECT retry_base_s INTO base_s FROM tdgl_replica.sources WHERE name = p_source;
+	FOREACH ch IN ARRAY p_ch LOOP
+		BEGIN
+			res := tdgl_replica.apply_add(res, tdgl_replica.apply_run(p_source, p_run_id, p_tbl, p_cls,
+			                                          ARRAY[ch], p_initial));
+		EXCEPTION
+			WHEN SQLSTATE '40P01' OR SQLSTATE '40001' OR SQLSTATE '55P03' THEN RAISE;
+			WHEN OTHERS THEN
+				GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, st = RETURNED_SQLSTATE;
+				INSERT INTO tdgl_replica.sync_log (source, change_id, tbl, pk, op, status, error, sqlstate,
+				                           next_retry_at, change, run_id)
+				VALUES (p_source, ch.id, p_tbl, ch.pk::jsonb, ch.op, 'Failed', msg, st,
+				        tdgl_replica.retry_due_at(base_s, 0),
+				        json_build_object('id', ch.id, 'table', p_tbl, 'op', ch.op, 'pk', ch.pk,
+				                          'old_pk', ch.old_pk, 'row', ch."row"),
+				        p_run_id);
+				res.fetched := res.fetched + 1;
+				res.failed := res.failed + 1;
+		END;
+	END LOOP;
+	RETURN res;
+END $$;
+
+-- Applies the runs of a page in run order (p_runs: the run of each change, p_classes: its
+-- op class, both from replica/page.c). A change of a table the source does not configure
+-- (or without a table) is ignored. p_merge (the runs are cut by table): consecutive upsert
+-- runs of one table are the n-th changes of the keys of one stretch (page_runs); for a
+-- table without filter, with inserts and updates enabled, they go in one statement
+-- (apply_statement's p_repeats), so a row changed by every transaction of the page (a
+-- balance) costs one statement, not one per change.
+DROP FUNCTION IF EXISTS tdgl_replica.apply_runs(text, bigint, bigint[], text[], text[], json[], json[],
+	json[], int[]);
+CREATE OR REPLACE FUNCTION tdgl_replica.apply_runs(p_source text, p_run_id bigint, p_ids bigint[],
+	p_tbls text[], p_ops text[], p_classes text[], p_pks json[], p_old_pks json[],
+	p_rows json[], p_runs int[], p_merge bool DEFAULT false)
+RETURNS tdgl_replica.apply_result LANGUAGE plpgsql AS $$
+DECLARE
+	r     record;
+	res   tdgl_replica.apply_result := ROW(0, 0, 0, 0, 0, 0, '{}', NULL);
+	pend  tdgl_replica.change[];     -- upsert runs of table ptbl, merged
+	ptbl  text;
+	prep  bool;              -- pend holds more than one run
+	last  bool := false;
+BEGIN
+	FOR r IN
+		SELECT u.run, min(u.tbl) AS tbl, min(u.cls) AS cls,
+		       array_agg(ROW(u.ord::int, u.id, u.op, u.pk, u.old_pk, u."row")::tdgl_replica.change
+		                 ORDER BY u.ord) AS chs,
+		       (SELECT st.filter IS NULL AND st.insert_enabled AND st.update_enabled
+		        FROM tdgl_replica.source_tables st
+		        WHERE st.source = p_source AND st.tbl = min(u.tbl)) AS plain
+		FROM unnest(p_ids, p_tbls, p_ops, p_classes, p_pks, p_old_pks, p_rows, p_runs)
+		     WITH ORDINALITY AS u(id, tbl, op, cls, pk, old_pk, "row", run, ord)
+		GROUP BY u.run
+		UNION ALL
+		SELECT NULL::int, NULL::text, NULL::text, NULL::tdgl_replica.change[], NULL::bool  -- the end
+		ORDER BY 1 NULLS LAST
+	LOOP
+		last := r.run IS NULL;
+		IF NOT last AND r.plain IS NULL THEN       -- not configured
+			res.ignored := res.ignored + cardinality(r.chs);
+			CONTINUE;
+		END IF;
+		IF NOT last AND pend IS NOT NULL AND r.cls = 'U' AND r.tbl = ptbl THEN
+			pend := pend || r.chs;
+			prep := true;
+			CONTINUE;
+		END IF;
+		IF pend IS NOT NULL THEN
+			IF prep THEN
+				SELECT array_agg(c ORDER BY c.ord) INTO pend FROM unnest(pend) c;
+			END IF;
+			res := tdgl_replica.apply_add(res, tdgl_replica.apply_safely(p_source, p_run_id, ptbl, 'U', pend,
+			                                             false, prep));
+			pend := NULL;
+		END IF;
+		IF last THEN
+			EXIT;
+		END IF;
+		IF p_merge AND r.cls = 'U' AND r.plain THEN
+			pend := r.chs;
+			ptbl := r.tbl;
+			prep := false;
+			CONTINUE;
+		END IF;
+		res := tdgl_replica.apply_add(res, tdgl_replica.apply_safely(p_source, p_run_id, r.tbl, r.cls, r.chs,
+		                                             false));
+	END LOOP;
+	RETURN res;
+END $$;
+
+-- Adds an apply's counts to run p_run_id (fetched and one page).
+CREATE OR REPLACE FUNCTION tdgl_replica.run_count(p_run_id bigint, r tdgl_replica.apply_result) RETURNS void
+LANGUAGE sql AS $$
+	UPDATE tdgl_replica.runs SET fetched = fetched + ($2).fetched, synced = synced + ($2).synced,
+	       failed = failed + ($2).failed, skipped = skipped + ($2).skipped,
+	       conflicts = conflicts + ($2).conflicts, pages = pages + 1
+	WHERE id = $1
+$$;
+
+-- Applies one page of GET /api/changes and moves the source's cursor from p_prev_cursor to
+-- p_cursor, all in the caller's transaction: applies and cursor commit together, so a crash
+-- neither loses nor repeats a change. Raises 40001 when the cursor is no longer p_prev_cursor
+-- (another pull got there first). Adds the counts to run p_run_id. The page comes split into
+-- parallel arrays, one element per change in page order (replica/page.c): pk, old_pk and row
+-- are the primary's JSON text verbatim (NULL unless an object); a change without a table is
+-- ignored. Two cuts into runs come along (page_runs): p_table_runs groups each table's
+-- changes of the whole page, p_runs only consecutive changes of one table; p_classes is each
+-- change's op class (page_op_class).
+-- With the replica role (tdgl_replica.replica_role; the pull's session keeps it) no foreign key or
+-- ordinary trigger links rows of different tables, so p_table_runs applies: a page of
+-- transactions that each touch several tables takes a few statements per table.
+-- Without it (the fallback) the page keeps the primary's order across tables (p_runs), with
+-- deferrable constraints deferred over the page (a child before its parent in the page is
+-- fine) and checked before the cursor moves; when that check fails, the page is applied
+-- again with every constraint checked at once, so that only the failing changes are logged
+-- Failed rather than the commit failing (and the page being pulled again) forever.
+CREATE OR REPLACE FUNCTION tdgl_replica.apply_page(p_source text, p_ids bigint[], p_tbls text[],
+	p_ops text[], p_pks json[], p_old_pks json[], p_rows json[], p_changed_at text[],
+	p_runs int[], p_table_runs int[], p_classes text[], p_prev_cursor text, p_cursor text,
+	p_run_id bigint)
+RETURNS tdgl_replica.apply_result LANGUAGE plpgsql AS $$
+DECLARE
+	prev     text := current_setting('tdgl.applying', true);
+	rr       bool;
+	checking bool := false;
+	res      tdgl_replica.apply_result;
+	newest   timestamptz;
+BEGIN
+	PERFORM set_config('tdgl.applying', 'on', true);
+	rr := tdgl_replica.replica_role(true);
+	SELECT max(x::timestamptz) INTO newest FROM unnest(p_changed_at) x;
+	UPDATE tdgl_replica.sources SET cursor = p_cursor, cursor_moved_at = now(),
+	       last_change_at = greatest(last_change_at, newest)
+	WHERE name = p_source AND cursor IS NOT DISTINCT FROM p_prev_cursor;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'cursor of source "%" moved: another pull applied this page', p_source
+			USING ERRCODE = '40001';
+	END IF;
+	IF rr THEN
+		res := tdgl_replica.apply_runs(p_source, p_run_id, p_ids, p_tbls, p_ops, p_classes, p_pks,
+		                       p_old_pks, p_rows, coalesce(p_table_runs, p_runs),
+		                       p_table_runs IS NOT NULL);
+	ELSE
+		BEGIN
+			SET CONSTRAINTS ALL DEFERRED;
+			res := tdgl_replica.apply_runs(p_source, p_run_id, p_ids, p_tbls, p_ops, p_classes, p_pks,
+			                       p_old_pks, p_rows, p_runs);
+			checking := true;
+			SET CONSTRAINTS ALL IMMEDIATE;
+		EXCEPTION WHEN OTHERS THEN
+			IF NOT checking THEN
+				RAISE;
+			END IF;
+			SET CONSTRAINTS ALL IMMEDIATE;
+			res := tdgl_replica.apply_runs(p_source, p_run_id, p_ids, p_tbls, p_ops, p_classes, p_pks,
+			                       p_old_pks, p_rows, p_runs);
+		END;
+	END IF;
+	res.fetched := coalesce(cardinality(p_ids), 0);   -- ignored changes were fetched too
+	res.replica_role := rr;
+	PERFORM tdgl_replica.run_count(p_run_id, res);
+	PERFORM set_config('tdgl.applying', coalesce(prev, ''), true);
+	RETURN res;
+END $$;
+
+-- Applies one page of GET /api/rows (the raw body's "rows" array, as json) for an initial
+-- sync, as upserts through the same path. p_resync: remember the keys seen so that
+-- tdgl_replica.finish_resync() can remove rows deleted on the primary while the cursor was expired
+-- (every row of the page, a failed one too: its local row stays until a retry applies it).
+CREATE OR REPLACE FUNCTION tdgl_replica.apply_rows(p_source text, p_tbl text, p_rows json,
+	p_run_id bigint, p_resync bool DEFAULT false) RETURNS tdgl_replica.apply_result
+LANGUAGE plpgsql AS $$
+DECLARE
+	prev text := current_setting('tdgl.applying', true);
+	chs  tdgl_replica.change[];
+	res  tdgl_replica.apply_result := ROW(0, 0, 0, 0, 0, 0, '{}', NULL);
+	rel  regclass := tdgl_replica.local_table(p_tbl);
+BEGIN
+	PERFORM set_config('tdgl.applying', 'on', true);
+	SELECT array_agg(ROW(t.ord::int, NULL, 'Create', NULL, NULL, t.x)::tdgl_replica.change ORDER BY t.ord)
+	INTO chs FROM json_array_elements(p_rows) WITH ORDINALITY AS t(x, ord)
+	WHERE json_typeof(t.x) = 'object';
+	IF chs IS NULL THEN
+		RETURN res;
+	END IF;
+	res := tdgl_replica.apply_safely(p_source, p_run_id, p_tbl, 'U', chs, true);
+	IF p_resync AND rel IS NOT NULL AND tdgl_replica.pk_columns(rel) IS NOT NULL THEN
+		EXECUTE format('INSERT INTO tdgl_replica.resync_seen (source, tbl, pk) '
+		               'SELECT $1, $2, jsonb_build_object(%s) FROM json_array_elements($3) x '
+		               'CROSS JOIN LATERAL json_populate_record(NULL::%s, x) p '
+		               'ON CONFLICT DO NOTHING',
+		               tdgl_replica.each_col(tdgl_replica.pk_columns(rel), '%1$L, p.%1$I', ', '),
+		               tdgl_replica.qualified(rel))
+		USING p_source, p_tbl, p_rows;
+	END IF;
+	res.fetched := cardinality(chs);
+	PERFORM tdgl_replica.run_count(p_run_id, res);
+	PERFORM set_config('tdgl.applying', coalesce(prev, ''), true);
+	RETURN res;
+END $$;
