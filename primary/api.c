@@ -217,7 +217,10 @@ static void api_changes(struct api *api, struct http_req *req)
 	buf_puts(&body, "{\"changes\":[");
 	if (page.items.len)
 		buf_append(&body, page.items.data, page.items.len);
-	buf_printf(&body, "],\"cursor\":\"%s\",\"more\":%s}", tok, page.more ? "true" : "false");
+	buf_printf(&body, "],\"cursor\":\"%s\",\"more\":%s", tok, page.more ? "true" : "false");
+	if (page.site[0])     /* a two-way peer learns whom it applies from (its changes' via) */
+		buf_printf(&body, ",\"site\":\"%s\"", page.site);
+	buf_puts(&body, "}");
 	metrics_served(page.count);
 	api_json_buf(req, 200, &body);
 out:

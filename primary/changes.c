@@ -89,7 +89,7 @@ static const char Q_PAGE[] =
 	"SELECT m.pb, m.xmax, m.seq, m.nxt, p.id, p.tbl, p.op, p.pk, p.old_pk, p.row, p.at,"
 	"  CASE WHEN $9::uuid IS NOT NULL THEN coalesce(p.origin, m.site) END, p.origin_id,"
 	"  p.origin_at, CASE WHEN $9::uuid IS NOT NULL THEN coalesce(p.base_origin, m.site) END,"
-	"  p.base_id"
+	"  p.base_id, m.site"
 	" FROM m LEFT JOIN LATERAL ("
 	" SELECT c.id, c.tbl, c.op, c.pk::text AS pk, c.old_pk::text AS old_pk,"
 	"   c.row::text AS row, to_json(c.changed_at)::text AS at, c.origin,"
@@ -123,7 +123,7 @@ static const char Q_PAGE[] =
 	" ORDER BY c.id LIMIT $8::int) p ON true";
 enum { PAGE_PB, PAGE_XMAX, PAGE_SEQ, PAGE_NXT, PAGE_ID, PAGE_TBL, PAGE_OP, PAGE_PK,
        PAGE_OLD_PK, PAGE_ROW, PAGE_AT, PAGE_ORIGIN, PAGE_ORIGIN_ID, PAGE_ORIGIN_AT,
-       PAGE_BASE_ORIGIN, PAGE_BASE_ID };
+       PAGE_BASE_ORIGIN, PAGE_BASE_ID, PAGE_SITE };
 
 static char *changes_strdup(const char *s)
 {
@@ -324,11 +324,11 @@ static void changes_item(struct buf *b, const PGresult *res, int i, int peer)
 	buf_puts(b, ",\"changed_at\":");
 	buf_append(b, COL(PAGE_AT));
 	if (peer) {
-		buf_puts(b, ",\"origin\":\"");
+		buf_puts(b, ",\"version\":{\"origin\":\"");
 		buf_append(b, COL(PAGE_ORIGIN));
-		buf_puts(b, "\",\"origin_id\":");
+		buf_puts(b, "\",\"id\":");
 		buf_append(b, COL(PAGE_ORIGIN_ID));
-		buf_puts(b, ",\"origin_at\":");
+		buf_puts(b, ",\"at\":");
 		buf_append(b, COL(PAGE_ORIGIN_AT));
 		buf_puts(b, ",\"base\":");
 		if (PQgetisnull(res, i, PAGE_BASE_ID)) {
@@ -340,6 +340,7 @@ static void changes_item(struct buf *b, const PGresult *res, int i, int peer)
 			buf_append(b, COL(PAGE_BASE_ID));
 			buf_puts(b, "}");
 		}
+		buf_puts(b, "}");
 	}
 	buf_puts(b, "}");
 #undef COL
@@ -476,6 +477,8 @@ int changes_fetch(PGconn *c, const struct cursor *cur, const char *tables, const
 		changes_item(&page->items, res, ord[i].i, peer != NULL);
 	}
 	page->count = n;
+	if (peer)
+		snprintf(page->site, sizeof page->site, "%s", PQgetvalue(res, 0, PAGE_SITE));
 	changes_copy_cursor(&page->next, &b);
 	if (rows > limit) {
 		/* More in this batch: stay inside it, after the last id served. */

@@ -16,6 +16,7 @@ struct changes_page {
 	struct cursor next;     /* caller cursor_free()s */
 	int           more;     /* 1 when more changes may be fetched right away */
 	uint64_t      horizon;  /* oldest transaction id the next cursor still needs */
+	char          site[40]; /* this site's identity (asked by a two-way peer; else "") */
 };
 
 /* Prepares the statements below on a connection (a db_setup_fn for the serving pool): every

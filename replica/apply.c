@@ -18,7 +18,8 @@
 
 static const char Q_APPLY_PAGE[] = APPLY_SUMMARY_OF(
 	"tdgl_replica.apply_page($1, $2::bigint[], $3::text[], $4::text[], $5::json[], $6::json[], "
-	"$7::json[], $8::text[], $9::int[], $10::int[], $11::text[], $12, $13, $14::bigint)");
+	"$7::json[], $8::text[], $9::int[], $10::int[], $11::text[], $12, $13, $14::bigint, "
+	"$15::json[], $16::uuid)");
 static const char Q_REPLICA_ROLE[] = "SELECT tdgl_replica.replica_role(true)";
 /* column APPLY_SUMMARY_COLS: the body's "next" */
 static const char Q_APPLY_ROWS[] = APPLY_SUMMARY_AND(
@@ -173,23 +174,29 @@ int apply_page_send(PGconn *c, const char *source, const struct page *pg,
 {
 	struct page_arrays a;
 	char rid[32];
-	const char *p[PAGE_NARRAYS + 4] = { source };
-	int len[PAGE_NARRAYS + 4] = { 0 }, fmt[PAGE_NARRAYS + 4] = { 0 }, rc = -1;
+	/* $1 source, $2..$11 the arrays before PAGE_VERSIONS, $12 prev cursor, $13 cursor,
+	 * $14 run, $15 versions, $16 the serving site (two-way) */
+	const char *p[PAGE_NARRAYS + 5] = { source };
+	int len[PAGE_NARRAYS + 5] = { 0 }, fmt[PAGE_NARRAYS + 5] = { 0 }, rc = -1;
 
 	if (page_arrays(pg, &a, err, errlen) < 0)
 		return -1;
-	for (int i = 0; i < PAGE_NARRAYS; i++) {
+	for (int i = 0; i < PAGE_VERSIONS; i++) {
 		p[1 + i] = a.data[i];
 		len[1 + i] = a.len[i];
 		fmt[1 + i] = 1;
 	}
 	snprintf(rid, sizeof rid, "%ld", run_id);
-	p[PAGE_NARRAYS + 1] = prev_cursor;
-	p[PAGE_NARRAYS + 2] = pg->cursor;
-	p[PAGE_NARRAYS + 3] = rid;
+	p[PAGE_VERSIONS + 1] = prev_cursor;
+	p[PAGE_VERSIONS + 2] = pg->cursor;
+	p[PAGE_VERSIONS + 3] = rid;
+	p[PAGE_VERSIONS + 4] = a.data[PAGE_VERSIONS];
+	len[PAGE_VERSIONS + 4] = a.len[PAGE_VERSIONS];
+	fmt[PAGE_VERSIONS + 4] = 1;
+	p[PAGE_VERSIONS + 5] = pg->site[0] ? pg->site : NULL;
 	/* One statement is one transaction: tdgl_replica.apply_page enters apply mode itself (locally)
 	 * and moves the cursor, so applies and cursor commit or roll back together. */
-	if (db_send(c, "apply page", Q_APPLY_PAGE, PAGE_NARRAYS + 4, p, len, fmt) == 0)
+	if (db_send(c, "apply page", Q_APPLY_PAGE, PAGE_NARRAYS + 5, p, len, fmt) == 0)
 		rc = 0;
 	else
 		snprintf(err, errlen, "%s: %s", db_last_sqlstate(), db_last_error());

@@ -11,13 +11,16 @@ struct page_span {
 	size_t n;
 };
 
-/* One change; pk, old_pk and row are kept only when they are JSON objects. */
+/* One change; pk, old_pk, row and version (what a two-way peer is served: the change's
+ * origin and base) are kept only when they are JSON objects. */
 struct page_change {
-	struct page_span id, table, op, pk, old_pk, row, changed_at;
+	struct page_span id, table, op, pk, old_pk, row, changed_at, version;
 };
 
 struct page {
 	char *cursor;                 /* the page's cursor, decoded (malloc'd) */
+	char site[40];                /* the serving site's identity (a page for a two-way
+	                                 peer; "" otherwise) */
 	int more;
 	int count;
 	struct page_change *ch;       /* count entries (malloc'd); spans point into the body */
@@ -26,8 +29,10 @@ struct page {
 /* The arrays tdgl_replica.apply_page takes after the source: ids bigint[], tables text[],
  * ops text[], pks json[], old_pks json[], rows json[], changed_at text[], runs int[],
  * table_runs int[] (page_runs without and with by_table), classes text[] (page_op_class:
- * the database does not class streamed changes again). */
-#define PAGE_NARRAYS 10
+ * the database does not class streamed changes again); and, after the cursors and run,
+ * versions json[] (PAGE_VERSIONS). */
+#define PAGE_NARRAYS 11
+#define PAGE_VERSIONS 10
 struct page_arrays {
 	char *data[PAGE_NARRAYS];     /* binary array values (malloc'd) */
 	int len[PAGE_NARRAYS];

@@ -28,6 +28,10 @@
 #define PULL_HEAD_GAP_MS 20
 
 static const char Q_CURSOR[] = "SELECT cursor FROM tdgl_replica.sources WHERE name = $1";
+/* This site's identity when the source syncs a table both ways (docs/design.md "Two-way
+ * sync"): the pull then asks as a peer. */
+static const char Q_PEER[] =
+	"SELECT CASE WHEN tdgl_replica.source_two_way($1) THEN tdgl_replica.site()::text END";
 /* times a pull continues after another pull of its source applied the page it fetched */
 #define PULL_OVERTAKEN_MAX 5
 static const char Q_EXPIRE_CURSOR[] =
@@ -42,6 +46,7 @@ struct pull_ctx {
 	struct timespec t0;
 	struct timespec *head_asked; /* pull_run's; NULL: not paced across pulls */
 	char auth[1024];
+	char peer[40];               /* this site, when the source is two-way; else "" */
 	const char *hdrs[2];
 	struct fetch f;              /* rate limit and retries of every request (fetch.h) */
 };
@@ -174,8 +179,8 @@ static int pull_fetch_page(struct pull_ctx *p, const char *etables, const char *
 
 	pull_page_free(pp);
 	clock_now(&pp->asked);
-	buf_printf(&path, "/api/changes?cursor=%s&tables=%s&limit=%d&wait=%d", ecur, etables,
-	           p->s.batch_size, w);
+	buf_printf(&path, "/api/changes?cursor=%s&tables=%s&limit=%d%s%s&wait=%d", ecur, etables,
+	           p->s.batch_size, p->peer[0] ? "&peer=" : "", p->peer, w);
 	st = pull_get(p, path.data, (w + 30) * 1000L, &pp->resp);
 	if (st < 0)
 		goto out;
@@ -350,6 +355,18 @@ int pull_run(PGconn *c, const char *name, const char *trigger, int wait_s,
 	default:
 		snprintf(out->error, sizeof out->error, "%.500s", lerr);
 		goto finish;
+	}
+	{
+		const char *params[1] = { name };
+		PGresult *res = db_exec(c, "pull: two-way", Q_PEER, 1, params);
+
+		if (!res) {
+			snprintf(out->error, sizeof out->error, "database: %s", db_last_error());
+			goto finish;
+		}
+		if (!PQgetisnull(res, 0, 0))
+			snprintf(p.peer, sizeof p.peer, "%s", PQgetvalue(res, 0, 0));
+		PQclear(res);
 	}
 	snprintf(p.auth, sizeof p.auth, "Authorization: token %s:%s", p.s.api_key, p.s.api_secret);
 	p.hdrs[0] = p.auth;

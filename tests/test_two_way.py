@@ -29,12 +29,12 @@ def test_a_peer_is_not_served_what_came_from_it(primary):
                 " '{\"id\":4,\"v\":\"other via peer\"}', %s, 42, now(), %s)",
                 (PEER, PEER, OTHER, OTHER, OTHER, PEER))
     served = peer_page(primary, key, secret, peer=PEER)
-    assert [(c["pk"]["id"], c["origin"]) for c in served] == [(1, site), (3, OTHER)]
-    assert served[1]["origin_id"] == 41
+    assert [(c["pk"]["id"], c["version"]["origin"]) for c in served] == [(1, site), (3, OTHER)]
+    assert served[1]["version"]["id"] == 41
     # a one-way replica gets everything, in the shape it always had
     plain = peer_page(primary, key, secret)
     assert [c["pk"]["id"] for c in plain] == [1, 2, 3, 4]
-    assert "origin" not in plain[0] and "base" not in plain[0]
+    assert "version" not in plain[0]
 
 
 def test_each_change_names_the_version_it_replaced(primary):
@@ -52,12 +52,13 @@ def test_each_change_names_the_version_it_replaced(primary):
     ch = peer_page(primary, key, secret, peer=PEER)
     ids = [c["id"] for c in ch]
     assert [c["op"] for c in ch] == ["Create", "Update", "Rename", "Create", "Delete"]
-    assert ch[0]["base"] is None                             # a new row replaced nothing
-    assert ch[1]["base"] == {"origin": site, "id": ids[0]}
-    assert ch[2]["base"] == {"origin": site, "id": ids[1]}   # the rename replaced key 1's
-    assert ch[3]["base"] == {"origin": site, "id": ids[2]}   # key 1 was renamed away
-    assert ch[4]["base"] == {"origin": site, "id": ids[2]}   # key 2 came from the rename
-    assert all(c["origin"] == site and c["origin_id"] == c["id"] for c in ch)
+    base = [c["version"]["base"] for c in ch]
+    assert base[0] is None                             # a new row replaced nothing
+    assert base[1] == {"origin": site, "id": ids[0]}
+    assert base[2] == {"origin": site, "id": ids[1]}   # the rename replaced key 1's
+    assert base[3] == {"origin": site, "id": ids[2]}   # key 1 was renamed away
+    assert base[4] == {"origin": site, "id": ids[2]}   # key 2 came from the rename
+    assert all(c["version"]["origin"] == site and c["version"]["id"] == c["id"] for c in ch)
 
 
 def test_a_peer_that_is_not_a_site_identity_is_refused(primary):
@@ -66,3 +67,198 @@ def test_a_peer_that_is_not_a_site_identity_is_refused(primary):
     for bad in ("x", PEER[:-1], PEER + "0", PEER.replace("-", "_"), "'; DROP TABLE t; --"):
         r = primary.get("/api/changes", key, secret, peer=bad)
         assert r.status_code == 400 and "site identity" in r.json()["error"], (bad, r.text)
+
+
+# ---- two sites, each running both roles on its own database ----
+
+import json  # noqa: E402
+import random  # noqa: E402
+import threading  # noqa: E402
+
+import pytest  # noqa: E402
+
+from harness import wait_until  # noqa: E402
+from sites import PrimarySite, ReplicaSite  # noqa: E402
+
+T = "CREATE TABLE item (id int PRIMARY KEY, v text, n int NOT NULL DEFAULT 0)"
+
+
+class Site:
+    """One site: a database with both roles, its primary serving."""
+
+    def __init__(self, cluster, servers, logdir, name):
+        db = cluster.new_db(name)
+        self.name = name
+        self.p = PrimarySite(cluster, db, servers, logdir)
+        self.r = ReplicaSite(cluster, db, servers, logdir)
+        self.p.migrate()
+        self.r.migrate()
+        self.p.sql(T)
+        self.p.track("item")
+        self.p.serve()
+        self.id = self.p.one("SELECT id::text FROM tdgl.site_identity")
+
+    def sql(self, q, params=None):
+        return self.p.sql(q, params)
+
+    def one(self, q, params=None):
+        return self.p.one(q, params)
+
+    def rows(self):
+        return self.sql("SELECT id, v, n FROM item ORDER BY id")
+
+    def pull(self, peer):
+        return json.loads(self.r.cli("pull", peer.name).stdout)
+
+    def close(self):
+        self.p.close()
+        self.r.close()
+
+
+def link(a, b, policy="manual", *args):
+    """a pulls item from b (a source named after b)."""
+    key, secret = b.p.keygen(a.name)
+    a.r.cli("source", "add", b.name, "--url", b.p.url, "--key", key, "--secret", secret,
+            "--tables", "item", *args)
+    a.sql("UPDATE tdgl_replica.sources SET conflict_policy = %s WHERE name = %s",
+          (policy, b.name))
+
+
+@pytest.fixture
+def sites(primary_cluster, servers, logdir):
+    made = []
+
+    def make(*names):
+        for n in names:
+            made.append(Site(primary_cluster, servers, logdir, n))
+        return made[-len(names):]
+    yield make
+    for s in made:
+        s.close()
+
+
+def pair(sites, policy_a="manual", policy_b=None):
+    a, b = sites("a", "b")
+    link(a, b, policy_a)
+    link(b, a, policy_b or policy_a)
+    a.pull(b)                      # the initial syncs (empty tables)
+    b.pull(a)
+    return a, b
+
+
+def conflicts(site):
+    return site.sql("SELECT status, resolution, decided_by FROM tdgl_replica.conflicts"
+                    " ORDER BY id")
+
+
+def test_a_change_reaches_the_peer_and_never_comes_back(sites):
+    a, b = pair(sites)
+    a.sql("INSERT INTO item VALUES (1, 'from a')")
+    assert b.pull(a)["synced"] == 1
+    assert b.rows() == [(1, "from a", 0)]
+    # b logged it as a's change, received from a ...
+    assert b.sql("SELECT origin::text, via::text FROM tdgl.change_log") == [(a.id, a.id)]
+    # ... and a is never served it back
+    r = a.pull(b)
+    assert r["fetched"] == 0, r
+    assert a.one("SELECT count(*) FROM tdgl.change_log") == 1
+
+
+def test_back_and_forth_edits_never_conflict(sites):
+    a, b = pair(sites)
+    a.sql("INSERT INTO item VALUES (1, 'a1')")
+    b.pull(a)
+    for i in range(3):
+        b.sql("UPDATE item SET v = %s, n = n + 1 WHERE id = 1", (f"b{i}",))
+        assert a.pull(b)["conflicts"] == 0
+        a.sql("UPDATE item SET v = %s, n = n + 1 WHERE id = 1", (f"a{i}",))
+        assert b.pull(a)["conflicts"] == 0
+    b.sql("DELETE FROM item WHERE id = 1")
+    a.pull(b)
+    a.sql("INSERT INTO item VALUES (1, 'again')")      # a re-insert after the delete
+    assert b.pull(a)["conflicts"] == 0
+    assert a.rows() == b.rows() == [(1, "again", 0)]
+    assert conflicts(a) == conflicts(b) == []
+
+
+def test_concurrent_edits_open_a_conflict_on_both_sides_when_manual(sites):
+    a, b = pair(sites)
+    a.sql("INSERT INTO item VALUES (1, 'base')")
+    b.pull(a)
+    a.sql("UPDATE item SET v = 'edited on a' WHERE id = 1")
+    b.sql("UPDATE item SET v = 'edited on b' WHERE id = 1")
+    assert a.pull(b)["conflicts"] == 1
+    assert b.pull(a)["conflicts"] == 1
+    assert conflicts(a) == conflicts(b) == [("Open", None, None)]
+    assert a.rows() == [(1, "edited on a", 0)] and b.rows() == [(1, "edited on b", 0)]
+
+
+@pytest.mark.parametrize("a_first", [True, False])
+def test_latest_wins_picks_the_same_version_on_both_sites(sites, a_first):
+    a, b = pair(sites, "latest-wins")
+    a.sql("INSERT INTO item VALUES (1, 'base')")
+    b.pull(a)
+    first, second = (a, b) if a_first else (b, a)
+    first.sql("UPDATE item SET v = 'first' WHERE id = 1")
+    second.sql("UPDATE item SET v = 'second' WHERE id = 1")   # made later: wins
+    a.pull(b)
+    b.pull(a)
+    assert a.rows() == b.rows() == [(1, "second", 0)]
+    for s in (a, b):
+        assert [c[2] for c in conflicts(s)] == ["latest-wins"]
+        assert conflicts(s)[0][0] == "Resolved"
+    # nothing more flows: the losing side took the winner without a new change
+    assert a.pull(b)["fetched"] == 0 and b.pull(a)["fetched"] == 0
+
+
+def test_one_site_wins_on_both_sides(sites):
+    # b always wins: source-wins on a (its source is b), local-wins on b
+    a, b = pair(sites, "source-wins", "local-wins")
+    a.sql("INSERT INTO item VALUES (1, 'base')")
+    b.pull(a)
+    b.sql("UPDATE item SET v = 'b wins' WHERE id = 1")
+    a.sql("UPDATE item SET v = 'a loses' WHERE id = 1")      # later, and still loses
+    a.pull(b)
+    b.pull(a)
+    assert a.rows() == b.rows() == [(1, "b wins", 0)]
+    assert conflicts(a) == [("Resolved", "Accept Primary", "source-wins")]
+    assert conflicts(b) == [("Resolved", "Keep Local", "local-wins")]
+
+
+def test_a_late_update_does_not_resurrect_a_row_deleted_later(sites):
+    a, b = pair(sites, "latest-wins")
+    a.sql("INSERT INTO item VALUES (1, 'base')")
+    b.pull(a)
+    b.sql("UPDATE item SET v = 'edited on b' WHERE id = 1")
+    a.sql("DELETE FROM item WHERE id = 1")                   # later: the delete wins
+    a.pull(b)
+    b.pull(a)
+    assert a.rows() == b.rows() == []
+
+
+def test_hub_and_spoke_forwards_each_change_once_and_never_to_its_origin(sites):
+    hq, b1, b2 = sites("hq", "b1", "b2")
+    for branch in (b1, b2):
+        link(hq, branch)
+        link(branch, hq)
+    for s, peers in ((hq, (b1, b2)), (b1, (hq,)), (b2, (hq,))):
+        for peer in peers:
+            s.pull(peer)
+    b1.sql("INSERT INTO item VALUES (1, 'made on branch 1')")
+    hq.sql("INSERT INTO item VALUES (2, 'made at head office')")
+    hq.pull(b1)                                   # branch 1 -> head office
+    for branch in (b1, b2):
+        branch.pull(hq)                           # head office -> branches
+    hq.pull(b2)
+    hq.pull(b1)
+    assert hq.rows() == b1.rows() == b2.rows() == [(1, "made on branch 1", 0),
+                                                   (2, "made at head office", 0)]
+    # each log: its own writes plus what it forwarded, each change once
+    assert b1.sql("SELECT origin::text, pk::text FROM tdgl.change_log ORDER BY id") == \
+        [(None, '{"id" : 1}'), (hq.id, '{"id" : 2}')]
+    assert sorted(hq.sql("SELECT coalesce(origin::text, 'hq'), via::text FROM tdgl.change_log")) \
+        == sorted([("hq", None), (b1.id, b1.id)])
+    assert b2.one("SELECT count(*) FROM tdgl.change_log") == 2
+    # and nothing moves any more
+    for s, peer in ((hq, b1), (hq, b2), (b1, hq), (b2, hq)):
+        assert s.pull(peer)["fetched"] == 0, (s.name, peer.name)

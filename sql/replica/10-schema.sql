@@ -252,3 +252,30 @@ CREATE TABLE IF NOT EXISTS tdgl_replica.verifications (
 );
 CREATE INDEX IF NOT EXISTS verifications_tbl_idx ON tdgl_replica.verifications (source, tbl, id);
 
+
+-- Version 7, two-way sync (docs/design.md "Two-way sync"). A table is two-way on this site
+-- when the primary role of the same database tracks it too (tdgl_replica.two_way): its
+-- local writes are then changes for the peers, not local edits, and a peer's change
+-- conflicts only when it was made on a version of the row other than the one held here.
+-- conflict_policy decides such a conflict: manual (it stays open for an admin, the local row
+-- stays), source-wins, local-wins, latest-wins (the version made last, by its origin's
+-- clock; ties by site identity). Per source, overridable per table (NULL: the source's).
+ALTER TABLE tdgl_replica.sources ADD COLUMN IF NOT EXISTS conflict_policy text NOT NULL
+	DEFAULT 'manual' CHECK (conflict_policy IN ('manual', 'source-wins', 'local-wins',
+	                                            'latest-wins'));
+ALTER TABLE tdgl_replica.source_tables ADD COLUMN IF NOT EXISTS conflict_policy text
+	CHECK (conflict_policy IN ('manual', 'source-wins', 'local-wins', 'latest-wins'));
+-- The peer's version of a conflicting change (for Accept Primary to pass it on), and the
+-- policy that decided it (NULL: open, or resolved by an admin).
+ALTER TABLE tdgl_replica.conflicts ADD COLUMN IF NOT EXISTS version json;
+ALTER TABLE tdgl_replica.conflicts ADD COLUMN IF NOT EXISTS decided_by text;
+-- A streamed change's version ({"origin", "id", "at", "base"}: what the peer served it with;
+-- NULL from a one-way primary).
+DO $$
+BEGIN
+	IF NOT EXISTS (SELECT FROM pg_attribute a JOIN pg_type t ON t.typrelid = a.attrelid
+	               WHERE t.oid = 'tdgl_replica.change'::regtype AND a.attname = 'v'
+	                 AND NOT a.attisdropped) THEN
+		ALTER TYPE tdgl_replica.change ADD ATTRIBUTE v json;
+	END IF;
+END $$;

@@ -131,9 +131,17 @@ $$;
 -- Parameters of the statement: $1 changes, $2 filter (jsonb), $3 table (sync name),
 -- $4 insert_enabled, $5 update_enabled, $6 force (a conflict resolution: no filter, switch
 -- or local-edit checks), $7 update_without_changes, $8 source, $9 run id, $10 initial (log
--- only what is not Synced), $11 attachment columns, $12 delete_enabled, $13 re-sync.
+-- only what is not Synced), $11 attachment columns, $12 delete_enabled, $13 re-sync,
+-- $14 the conflict policy of a two-way table.
+-- p_two_way (a two-way table, 'changes' input; docs/design.md "Two-way sync"): a change
+-- conflicts when its version's base is not the row's version here (tdgl_replica.two_way_outcome,
+-- instead of the local-edit test), the policy decides it (a decided conflict is recorded
+-- Resolved with the winner), and every change applied is logged in this site's change log
+-- with its origin's version and the peer it came from (tdgl.via), to be passed on to the
+-- other peers.
+DROP FUNCTION IF EXISTS tdgl_replica.apply_statement(regclass, text[], text[], text, text, bool);
 CREATE OR REPLACE FUNCTION tdgl_replica.apply_statement(p_rel regclass, p_pk text[], p_cols text[],
-	p_cls text, p_input text, p_repeats bool) RETURNS text
+	p_cls text, p_input text, p_repeats bool, p_two_way bool DEFAULT false) RETURNS text
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
 	t      text := tdgl_replica.qualified(p_rel);
@@ -148,11 +156,16 @@ DECLARE
 	ckey   text := CASE p_cls WHEN 'R' THEN 'w.opk' ELSE 'w.lpk' END;  -- the row addressed
 	ljoin  text;       -- the local row l a w row addresses (a rename: its old key)
 	ptxt   text := 'ROW(' || tdgl_replica.each_col(p_cols, 'p.%1$I::text', ', ') || ')';
+	-- a key as the primary role's capture writes it (json_build_object, key columns in
+	-- order), so this site's change log finds a row's versions by its text
+	jkey   text := 'json_build_object(' || tdgl_replica.each_col(p_pk, '%1$L, p.%1$I', ', ') || ')';
+	jokey  text := 'json_build_object(' || tdgl_replica.each_col(p_pk, '%1$L, o.%1$I', ', ') || ')';
+	tw     text := 'NULL::text';   -- the two-way outcome of a change (x.tw)
 	w0     text;
 	q      text;
 BEGIN
 	IF (stage AND p_cls <> 'U') OR p_cls NOT IN ('U', 'D', 'R')
-	   OR (p_repeats AND (stage OR p_cls <> 'U')) THEN
+	   OR (p_repeats AND (stage OR p_cls <> 'U')) OR (p_two_way AND (stage OR p_repeats)) THEN
 		RAISE EXCEPTION 'apply_statement: no % statement for %', p_cls, p_input;
 	END IF;
 	SELECT array_agg(a.attname::text ORDER BY a.attnum) INTO upd FROM pg_attribute a
@@ -160,12 +173,20 @@ BEGIN
 	  AND NOT a.attisdropped AND a.attidentity <> 'a';
 	IF stage THEN
 		head := 'NULL::int AS ord, NULL::bigint AS id, ''Create''::text AS op, NULL::json AS "row", '
-		        'p AS rec';
+		        'p AS rec, NULL::json AS v, NULL::json AS jpk, NULL::text AS tw';
 		src := 'pg_temp.tdgl_copy_stage p';
 		snap := 'row_to_json(w.rec)';
 		filt := 'to_jsonb(p)';
 	ELSE
-		head := format('ch.ord, ch.id, ch.op, ch."row", ROW(p.*)::%s AS rec', t);
+		head := format('ch.ord, ch.id, ch.op, ch."row", ROW(p.*)::%s AS rec, ch.v, %s AS jpk, x.tw',
+		               t, jkey);
+		IF p_two_way THEN
+			tw := format('tdgl_replica.two_way_outcome($3, %s, ch.v, $14)',
+			             CASE p_cls WHEN 'R' THEN jokey ELSE jkey END);
+			-- the local-edit test gives way to the versions: concurrent or not (format()
+			-- ignores the key it is given)
+			edited := 'x.tw = ''conflict''';
+		END IF;
 		src := format('unnest($1::tdgl_replica.change[]) ch CROSS JOIN LATERAL json_populate_record(NULL::%s, %s) p',
 		              t, CASE p_cls WHEN 'D' THEN 'coalesce(ch.pk, ch."row")' ELSE 'ch."row"' END);
 		snap := 'w."row"';
@@ -177,56 +198,68 @@ BEGIN
 
 	IF p_cls = 'U' THEN
 		w0 := format($q$
-	SELECT %1$s, NULL::json AS old_pk, %2$s AS lpk, l.ctid IS NOT NULL AS present,
-	       false AS new_present,
+	SELECT %1$s, NULL::json AS old_pk, NULL::json AS jopk, %2$s AS lpk,
+	       l.ctid IS NOT NULL AS present, false AS new_present,
 	       CASE
 	         WHEN $6 THEN NULL
 	         WHEN %3$s THEN 'filter'
 	         WHEN %4$s THEN 'conflict'
+	         WHEN x.tw = 'already applied' THEN x.tw
+	         WHEN x.tw = 'local wins' THEN 'conflict: local wins'
 	         WHEN l.ctid IS NULL AND NOT $4 THEN 'insert disabled'
 	         WHEN l.ctid IS NOT NULL AND NOT $5 THEN 'update disabled'
 	         WHEN l.ctid IS NOT NULL AND NOT $7 AND (%5$s) IS NOT DISTINCT FROM (%6$s)
 	           THEN 'no changes'
 	       END AS skip0%7$s
 	FROM %8$s
-	LEFT JOIN %9$s l ON %10$s$q$,
+	LEFT JOIN %9$s l ON %10$s
+	CROSS JOIN LATERAL (SELECT %11$s AS tw) x$q$,
 			head, keyp, filt, format(edited, keyp),
 			'ROW(' || tdgl_replica.each_col(p_cols, 'l.%1$I::text', ', ') || ')', ptxt,
 			CASE WHEN p_repeats THEN ', ' || ptxt || ' AS ptxt' ELSE '' END,
-			src, t, tdgl_replica.each_col(p_pk, 'l.%1$I = p.%1$I', ' AND '));
+			src, t, tdgl_replica.each_col(p_pk, 'l.%1$I = p.%1$I', ' AND '), tw);
 	ELSIF p_cls = 'D' THEN
 		w0 := format($q$
-	SELECT %1$s, NULL::json AS old_pk, %2$s AS lpk, l.ctid IS NOT NULL AS present,
-	       false AS new_present,
+	SELECT %1$s, NULL::json AS old_pk, NULL::json AS jopk, %2$s AS lpk,
+	       l.ctid IS NOT NULL AS present, false AS new_present,
 	       CASE
 	         WHEN l.ctid IS NULL THEN 'already deleted'
 	         WHEN $6 THEN NULL
 	         WHEN %3$s THEN 'conflict'
+	         WHEN x.tw = 'already applied' THEN x.tw
+	         WHEN x.tw = 'local wins' THEN 'conflict: local wins'
 	         WHEN NOT $12 THEN 'delete disabled'
 	       END AS skip0
 	FROM %4$s
-	LEFT JOIN %5$s l ON %6$s$q$,
+	LEFT JOIN %5$s l ON %6$s
+	CROSS JOIN LATERAL (SELECT %7$s AS tw) x$q$,
 			head, keyp, format(edited, keyp), src, t,
-			tdgl_replica.each_col(p_pk, 'l.%1$I = p.%1$I', ' AND '));
+			tdgl_replica.each_col(p_pk, 'l.%1$I = p.%1$I', ' AND '), tw);
 	ELSE
 		-- a rename: the row at old_pk takes the new key and snapshot; missing -> inserted
 		w0 := format($q$
-	SELECT %1$s, ch.old_pk, ROW(o.*)::%2$s AS orec, %3$s AS lpk, %4$s AS opk,
+	SELECT %1$s, ch.old_pk, %9$s AS jopk, ROW(o.*)::%2$s AS orec, %3$s AS lpk, %4$s AS opk,
 	       l.ctid IS NOT NULL AS present, ln.ctid IS NOT NULL AS new_present,
 	       CASE
 	         WHEN $6 THEN NULL
 	         WHEN %5$s THEN 'filter'
-	         WHEN EXISTS (SELECT 1 FROM tdgl_replica.local_edits e WHERE e.tbl = $3
-	                      AND e.pk IN (%3$s, %4$s)) THEN 'conflict'
+	         WHEN %10$s THEN 'conflict'
+	         WHEN x.tw = 'already applied' THEN x.tw
+	         WHEN x.tw = 'local wins' THEN 'conflict: local wins'
 	         WHEN NOT $5 THEN 'update disabled'
 	       END AS skip0
 	FROM %6$s
 	CROSS JOIN LATERAL json_populate_record(NULL::%2$s, ch.old_pk) o
 	LEFT JOIN %2$s l ON %7$s
-	LEFT JOIN %2$s ln ON %8$s$q$,
+	LEFT JOIN %2$s ln ON %8$s
+	CROSS JOIN LATERAL (SELECT %11$s AS tw) x$q$,
 			head, t, keyp, 'jsonb_build_object(' || tdgl_replica.each_col(p_pk, '%1$L, o.%1$I', ', ') || ')',
 			filt, src, tdgl_replica.each_col(p_pk, 'l.%1$I = o.%1$I', ' AND '),
-			tdgl_replica.each_col(p_pk, 'ln.%1$I = p.%1$I', ' AND '));
+			tdgl_replica.each_col(p_pk, 'ln.%1$I = p.%1$I', ' AND '), jokey,
+			CASE WHEN p_two_way THEN 'x.tw = ''conflict'''
+			     ELSE 'EXISTS (SELECT 1 FROM tdgl_replica.local_edits e WHERE e.tbl = $3 '
+			          'AND e.pk IN (' || keyp || ', jsonb_build_object('
+			          || tdgl_replica.each_col(p_pk, '%1$L, o.%1$I', ', ') || ')))' END, tw);
 	END IF;
 
 	q := 'WITH w0 AS (' || w0 || E'\n), w AS (\n\t' || CASE WHEN p_repeats THEN
@@ -242,14 +275,15 @@ BEGIN
 	-- a key's last change writes it when the run repeats keys)
 	q := q || format($q$, conf AS (
 	INSERT INTO tdgl_replica.conflicts AS k (source, tbl, pk, change_id, op, old_pk, primary_row,
-	                                 local_row, refreshed)
+	                                 local_row, refreshed, version)
 	SELECT %1$s $8, $3, %2$s, w.id, w.op, w.old_pk, %3$s,
 	       (SELECT row_to_json(l.*) FROM %4$s l WHERE %5$s),  -- only for conflicts: costly
-	       w.cnt - 1
+	       w.cnt - 1, w.v
 	FROM w WHERE w.skip = 'conflict' %6$s
 	ON CONFLICT (tbl, pk) WHERE status = 'Open' DO UPDATE
 	SET change_id = EXCLUDED.change_id, op = EXCLUDED.op, primary_row = EXCLUDED.primary_row,
 	    local_row = EXCLUDED.local_row, source = EXCLUDED.source, old_pk = EXCLUDED.old_pk,
+	    version = EXCLUDED.version,
 	    refreshed = k.refreshed + EXCLUDED.refreshed + 1, updated_at = now()
 	RETURNING 1
 )$q$,
@@ -297,6 +331,31 @@ BEGIN
 				(SELECT array_agg(x) FROM unnest(upd) x WHERE x <> ALL (p_pk)),
 				'%1$I = EXCLUDED.%1$I', ', '), 'NOTHING'));
 	END IF;
+	IF p_two_way THEN
+		-- a conflict the policy decided is recorded resolved, with the winner; then what was
+		-- applied goes into this site's change log with its origin's version, from the peer
+		-- (tdgl.via): served on to the other peers, never back to it or to its origin. A
+		-- change equal to the row here (no changes) is logged too: the row now holds that
+		-- version. Statements of a WITH run to completion in order after the main query, so
+		-- these ids are taken after the rows above were locked (per-row id order).
+		q := q || format($q$, auto AS (
+	INSERT INTO tdgl_replica.conflicts (source, tbl, pk, change_id, op, old_pk, primary_row,
+	                                    local_row, version, status, resolution, decided_by,
+	                                    resolved_at)
+	SELECT $8, $3, %1$s, w.id, w.op, w.old_pk, %2$s,
+	       (SELECT row_to_json(l.*) FROM %3$s l WHERE %4$s), w.v, 'Resolved',
+	       CASE w.tw WHEN 'source wins' THEN 'Accept Primary' ELSE 'Keep Local' END, $14, now()
+	FROM w WHERE w.tw IN ('source wins', 'local wins') AND NOT $6
+	RETURNING 1
+), fwd AS (
+	INSERT INTO tdgl.change_log (tbl, op, pk, old_pk, "row", origin, origin_id, origin_at, via)
+	SELECT $3, w.op, w.jpk, w.jopk, w."row", (w.v ->> 'origin')::uuid, (w.v ->> 'id')::bigint,
+	       (w.v ->> 'at')::timestamptz, nullif(current_setting('tdgl.via', true), '')::uuid
+	FROM w WHERE w.v IS NOT NULL AND (w.skip IS NULL OR w.skip = 'no changes')
+	ORDER BY w.ord
+	RETURNING 1
+)$q$, ckey, snap, t, ljoin);
+	END IF;
 	IF NOT stage THEN
 		-- a change applied (or found done) supersedes older Failed entries of its row
 		q := q || $q$, sup AS (
@@ -319,7 +378,7 @@ BEGIN
 	INSERT INTO tdgl_replica.sync_log (source, change_id, tbl, pk, op, status, reason, run_id)
 	SELECT $8, w.id, $3, w.lpk, w.op,
 	       CASE WHEN w.skip IS NULL THEN 'Synced' ELSE 'Skipped' END,
-	       CASE WHEN w.skip = 'filter' AND w.present THEN 'filter: left the subset'
+	       CASE WHEN w.skip = 'filter' AND w.present THEN 'filter: left the subset'%2$s
 	            WHEN w.skip = 'conflict' THEN 'conflict: row edited locally'
 	            ELSE w.skip END,
 	       $9
@@ -329,12 +388,18 @@ BEGIN
 )
 SELECT count(*)::int, (count(*) FILTER (WHERE skip IS NULL))::int, 0,
        (count(*) FILTER (WHERE skip IS NOT NULL))::int,
-       (count(*) FILTER (WHERE skip = 'conflict'))::int, 0, %1$s, NULL::bool
+       (count(*) FILTER (WHERE skip = 'conflict' OR tw IN ('source wins', 'local wins')))::int,
+       0, %1$s, NULL::bool
 FROM w$q$,
 		CASE WHEN p_cls = 'D' THEN '''{}''::text[]' ELSE format(
 			'ARRAY(SELECT DISTINCT x.v FROM w, unnest($11::text[]) col, '
 			'LATERAL (SELECT %s ->> col AS v) x WHERE w.skip IS NULL AND x.v LIKE ''/files/%%'')',
-			snap) END);
+			snap) END,
+		CASE WHEN p_two_way THEN $r$
+	            WHEN w.skip = 'conflict' THEN 'conflict: edited here meanwhile'
+	            WHEN w.tw = 'source wins' THEN 'conflict: ' || $14 || ', source won'
+	            WHEN w.skip = 'conflict: local wins' THEN 'conflict: ' || $14 || ', local won'$r$
+		ELSE '' END);
 	RETURN q;
 END $$;
 
@@ -354,6 +419,8 @@ DECLARE
 	keys text[];
 	n    int := cardinality(p_ch);
 	c    text;
+	two  bool := tdgl_replica.two_way(p_tbl) AND EXISTS (SELECT FROM unnest(p_ch) x
+	                                                    WHERE x.v IS NOT NULL);
 	res  tdgl_replica.apply_result;
 BEGIN
 	IF rel IS NULL THEN
@@ -389,10 +456,13 @@ BEGIN
 			RAISE EXCEPTION 'snapshot of % lacks key column %', p_tbl, c USING ERRCODE = '42703';
 		END IF;
 	END LOOP;
-	EXECUTE tdgl_replica.apply_statement(rel, pk, cols, p_cls, 'changes', p_repeats) INTO res
+	IF two THEN
+		PERFORM tdgl_replica.two_way_lock(rel, pk, p_ch);
+	END IF;
+	EXECUTE tdgl_replica.apply_statement(rel, pk, cols, p_cls, 'changes', p_repeats, two) INTO res
 	USING p_ch, cfg.filter, p_tbl, cfg.insert_enabled, cfg.update_enabled, p_force,
 		cfg.update_without_changes, p_source, p_run_id, p_initial, cfg.attach_columns,
-		cfg.delete_enabled, false;
+		cfg.delete_enabled, false, tdgl_replica.conflict_policy(p_source, p_tbl);
 	RETURN res;
 END $$;
 
@@ -448,9 +518,11 @@ END $$;
 -- balance) costs one statement, not one per change.
 DROP FUNCTION IF EXISTS tdgl_replica.apply_runs(text, bigint, bigint[], text[], text[], json[], json[],
 	json[], int[]);
+DROP FUNCTION IF EXISTS tdgl_replica.apply_runs(text, bigint, bigint[], text[], text[], text[],
+	json[], json[], json[], int[], bool);
 CREATE OR REPLACE FUNCTION tdgl_replica.apply_runs(p_source text, p_run_id bigint, p_ids bigint[],
 	p_tbls text[], p_ops text[], p_classes text[], p_pks json[], p_old_pks json[],
-	p_rows json[], p_runs int[], p_merge bool DEFAULT false)
+	p_rows json[], p_runs int[], p_merge bool DEFAULT false, p_versions json[] DEFAULT NULL)
 RETURNS tdgl_replica.apply_result LANGUAGE plpgsql AS $$
 DECLARE
 	r     record;
@@ -462,13 +534,16 @@ DECLARE
 BEGIN
 	FOR r IN
 		SELECT u.run, min(u.tbl) AS tbl, min(u.cls) AS cls,
-		       array_agg(ROW(u.ord::int, u.id, u.op, u.pk, u.old_pk, u."row")::tdgl_replica.change
+		       array_agg(ROW(u.ord::int, u.id, u.op, u.pk, u.old_pk, u."row", u.v)::tdgl_replica.change
 		                 ORDER BY u.ord) AS chs,
+		       -- (a two-way table's changes are checked against the versions one by one:
+		       -- its runs are never merged)
 		       (SELECT st.filter IS NULL AND st.insert_enabled AND st.update_enabled
+		               AND NOT tdgl_replica.two_way(st.tbl)
 		        FROM tdgl_replica.source_tables st
 		        WHERE st.source = p_source AND st.tbl = min(u.tbl)) AS plain
-		FROM unnest(p_ids, p_tbls, p_ops, p_classes, p_pks, p_old_pks, p_rows, p_runs)
-		     WITH ORDINALITY AS u(id, tbl, op, cls, pk, old_pk, "row", run, ord)
+		FROM unnest(p_ids, p_tbls, p_ops, p_classes, p_pks, p_old_pks, p_rows, p_runs, p_versions)
+		     WITH ORDINALITY AS u(id, tbl, op, cls, pk, old_pk, "row", run, v, ord)
 		GROUP BY u.run
 		UNION ALL
 		SELECT NULL::int, NULL::text, NULL::text, NULL::tdgl_replica.change[], NULL::bool  -- the end
@@ -533,10 +608,14 @@ $$;
 -- fine) and checked before the cursor moves; when that check fails, the page is applied
 -- again with every constraint checked at once, so that only the failing changes are logged
 -- Failed rather than the commit failing (and the page being pulled again) forever.
+-- A page a peer served to this site as a two-way peer has p_versions (each change's version,
+-- apply_statement) and p_via (the peer's identity, set as tdgl.via for the change log).
+DROP FUNCTION IF EXISTS tdgl_replica.apply_page(text, bigint[], text[], text[], json[], json[],
+	json[], text[], int[], int[], text[], text, text, bigint);
 CREATE OR REPLACE FUNCTION tdgl_replica.apply_page(p_source text, p_ids bigint[], p_tbls text[],
 	p_ops text[], p_pks json[], p_old_pks json[], p_rows json[], p_changed_at text[],
 	p_runs int[], p_table_runs int[], p_classes text[], p_prev_cursor text, p_cursor text,
-	p_run_id bigint)
+	p_run_id bigint, p_versions json[] DEFAULT NULL, p_via uuid DEFAULT NULL)
 RETURNS tdgl_replica.apply_result LANGUAGE plpgsql AS $$
 DECLARE
 	prev     text := current_setting('tdgl.applying', true);
@@ -546,6 +625,7 @@ DECLARE
 	newest   timestamptz;
 BEGIN
 	PERFORM set_config('tdgl.applying', 'on', true);
+	PERFORM set_config('tdgl.via', coalesce(p_via::text, ''), true);
 	rr := tdgl_replica.replica_role(true);
 	SELECT max(x::timestamptz) INTO newest FROM unnest(p_changed_at) x;
 	UPDATE tdgl_replica.sources SET cursor = p_cursor, cursor_moved_at = now(),
@@ -558,12 +638,12 @@ BEGIN
 	IF rr THEN
 		res := tdgl_replica.apply_runs(p_source, p_run_id, p_ids, p_tbls, p_ops, p_classes, p_pks,
 		                       p_old_pks, p_rows, coalesce(p_table_runs, p_runs),
-		                       p_table_runs IS NOT NULL);
+		                       p_table_runs IS NOT NULL, p_versions);
 	ELSE
 		BEGIN
 			SET CONSTRAINTS ALL DEFERRED;
 			res := tdgl_replica.apply_runs(p_source, p_run_id, p_ids, p_tbls, p_ops, p_classes, p_pks,
-			                       p_old_pks, p_rows, p_runs);
+			                       p_old_pks, p_rows, p_runs, false, p_versions);
 			checking := true;
 			SET CONSTRAINTS ALL IMMEDIATE;
 		EXCEPTION WHEN OTHERS THEN
@@ -572,7 +652,7 @@ BEGIN
 			END IF;
 			SET CONSTRAINTS ALL IMMEDIATE;
 			res := tdgl_replica.apply_runs(p_source, p_run_id, p_ids, p_tbls, p_ops, p_classes, p_pks,
-			                       p_old_pks, p_rows, p_runs);
+			                       p_old_pks, p_rows, p_runs, false, p_versions);
 		END;
 	END IF;
 	res.fetched := coalesce(cardinality(p_ids), 0);   -- ignored changes were fetched too
@@ -596,7 +676,7 @@ DECLARE
 	rel  regclass := tdgl_replica.local_table(p_tbl);
 BEGIN
 	PERFORM set_config('tdgl.applying', 'on', true);
-	SELECT array_agg(ROW(t.ord::int, NULL, 'Create', NULL, NULL, t.x)::tdgl_replica.change ORDER BY t.ord)
+	SELECT array_agg(ROW(t.ord::int, NULL, 'Create', NULL, NULL, t.x, NULL)::tdgl_replica.change ORDER BY t.ord)
 	INTO chs FROM json_array_elements(p_rows) WITH ORDINALITY AS t(x, ord)
 	WHERE json_typeof(t.x) = 'object';
 	IF chs IS NULL THEN

@@ -36,7 +36,8 @@ BEGIN
 	IF p_resolution = 'Accept Primary' THEN
 		PERFORM tdgl_replica.apply_mode();
 		PERFORM tdgl_replica.apply_run(c.source, NULL, c.tbl, tdgl_replica.op_class(c.op),
-			ARRAY[ROW(1, c.change_id, c.op, c.pk::json, c.old_pk, c.primary_row)::tdgl_replica.change],
+			ARRAY[ROW(1, c.change_id, c.op, c.pk::json, c.old_pk, c.primary_row,
+			          c.version)::tdgl_replica.change],
 			false, true);
 		DELETE FROM tdgl_replica.local_edits WHERE tbl = c.tbl AND pk = c.pk;
 		rel := tdgl_replica.local_table(c.tbl);

@@ -34,13 +34,15 @@ BEGIN
 		i := i + 1;
 		IF p_rows_of IS NOT NULL THEN
 			v_tbl := p_rows_of;
-			ch := ROW(i, NULL, 'Create', NULL, NULL, x)::tdgl_replica.change;
+			ch := ROW(i, NULL, 'Create', NULL, NULL, x, NULL)::tdgl_replica.change;
 		ELSE
 			v_tbl := x ->> 'table';
 			ch := ROW(i, (x ->> 'id')::bigint, x ->> 'op',
 			          CASE WHEN json_typeof(x -> 'pk') = 'object' THEN x -> 'pk' END,
 			          CASE WHEN json_typeof(x -> 'old_pk') = 'object' THEN x -> 'old_pk' END,
-			          CASE WHEN json_typeof(x -> 'row') = 'object' THEN x -> 'row' END)::tdgl_replica.change;
+			          CASE WHEN json_typeof(x -> 'row') = 'object' THEN x -> 'row' END,
+			          CASE WHEN json_typeof(x -> 'version') = 'object' THEN x -> 'version' END
+			         )::tdgl_replica.change;
 		END IF;
 		cls := tdgl_replica.op_class(ch.op);
 		rel := tdgl_replica.local_table(v_tbl);

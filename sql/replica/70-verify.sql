@@ -191,9 +191,9 @@ DECLARE
 	res  tdgl_replica.apply_result := ROW(0, 0, 0, 0, 0, 0, '{}', NULL);
 BEGIN
 	PERFORM set_config('tdgl.applying', 'on', true);
-	SELECT array_agg(ROW(i.ord::int, NULL, 'Repair', i.j->'key', NULL, i.j->'row')::tdgl_replica.change
+	SELECT array_agg(ROW(i.ord::int, NULL, 'Repair', i.j->'key', NULL, i.j->'row', NULL)::tdgl_replica.change
 	                 ORDER BY i.ord) FILTER (WHERE i.j->>'kind' IN ('missing', 'different')),
-	       array_agg(ROW(i.ord::int, NULL, 'Delete', i.j->'key', NULL, NULL)::tdgl_replica.change
+	       array_agg(ROW(i.ord::int, NULL, 'Delete', i.j->'key', NULL, NULL, NULL)::tdgl_replica.change
 	                 ORDER BY i.ord) FILTER (WHERE i.j->>'kind' = 'extra')
 	INTO ups, dels FROM json_array_elements(p_items) WITH ORDINALITY AS i(j, ord);
 	IF ups IS NOT NULL THEN
