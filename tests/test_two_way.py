@@ -262,3 +262,77 @@ def test_hub_and_spoke_forwards_each_change_once_and_never_to_its_origin(sites):
     # and nothing moves any more
     for s, peer in ((hq, b1), (hq, b2), (b1, hq), (b2, hq)):
         assert s.pull(peer)["fetched"] == 0, (s.name, peer.name)
+
+
+def write_hard(site, seed, stop, fresh_base):
+    """One writer: updates, deletes and re-inserts of a few hot rows both sites write, new
+    rows, and key changes of hot rows to keys only this writer uses."""
+    import psycopg2
+    rnd = random.Random(seed)
+    conn = site.p.cluster.connect(site.p.dbname)
+    fresh = fresh_base
+    done = 0
+    try:
+        with conn.cursor() as cur:
+            while not stop.is_set():
+                k, x = rnd.randint(1, 6), rnd.random()
+                try:
+                    if x < 0.45:
+                        cur.execute("UPDATE item SET v = %s, n = n + 1 WHERE id = %s",
+                                    (f"{site.name}{seed}", k))
+                    elif x < 0.6:
+                        cur.execute("DELETE FROM item WHERE id = %s", (k,))
+                    elif x < 0.8:
+                        cur.execute("INSERT INTO item VALUES (%s, %s) ON CONFLICT (id) DO UPDATE"
+                                    " SET v = EXCLUDED.v", (k, f"re-{site.name}{seed}"))
+                    elif x < 0.9:
+                        fresh += 1
+                        cur.execute("INSERT INTO item VALUES (%s, 'new')", (fresh,))
+                    else:
+                        fresh += 1
+                        cur.execute("UPDATE item SET id = %s WHERE id = %s", (fresh, k))
+                    done += 1
+                except psycopg2.errors.DeadlockDetected:
+                    pass
+                stop.wait(0.005)      # a busy office, not a bulk load: ~150 writes/s each
+    finally:
+        conn.close()
+    return done
+
+
+@pytest.mark.parametrize("policies", [("latest-wins", "latest-wins"),
+                                      ("source-wins", "local-wins")])
+def test_concurrent_writers_on_both_sites_converge(sites, policies):
+    a, b = sites("a", "b")
+    link(a, b, policies[0], "--long-poll")
+    link(b, a, policies[1], "--long-poll")
+    a.r.serve()
+    b.r.serve()
+    stop = threading.Event()
+    writers = [threading.Thread(target=write_hard, args=(s, seed, stop, base))
+               for s, seed, base in ((a, 1, 100000), (a, 2, 200000), (b, 3, 300000),
+                                     (b, 4, 400000))]
+    for w in writers:
+        w.start()
+    stop.wait(8)
+    stop.set()
+    for w in writers:
+        w.join()
+    wait_until(lambda: a.rows() == b.rows(), timeout=60, what="both sites to hold the same rows")
+    logged = (a.one("SELECT count(*) FROM tdgl.change_log"),
+              b.one("SELECT count(*) FROM tdgl.change_log"))
+    stop.wait(2)                          # and they stay so: nothing ping-pongs
+    assert a.rows() == b.rows()
+    assert (a.one("SELECT count(*) FROM tdgl.change_log"),
+            b.one("SELECT count(*) FROM tdgl.change_log")) == logged
+    for s, peer in ((a, b), (b, a)):
+        # a log holds its own writes and the peer's it applied, each once; never its own back
+        assert s.one("SELECT count(*) FROM tdgl.change_log WHERE origin = %s", (s.id,)) == 0
+        assert s.one("SELECT count(*) FROM tdgl.change_log WHERE origin IS NOT NULL AND"
+                     " (origin <> %s OR via IS DISTINCT FROM %s)", (peer.id, peer.id)) == 0
+        assert s.one("SELECT count(*) - count(DISTINCT origin_id) FROM tdgl.change_log"
+                     " WHERE origin IS NOT NULL") == 0
+        assert s.one("SELECT count(*) FROM tdgl_replica.sync_log WHERE status = 'Failed'") == 0
+    if policies == ("source-wins", "local-wins"):
+        assert b.one("SELECT count(*) FROM tdgl_replica.conflicts WHERE resolution ="
+                     " 'Accept Primary'") == 0, "b wins on both sides"

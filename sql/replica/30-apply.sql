@@ -245,7 +245,9 @@ BEGIN
 	         WHEN %5$s THEN 'filter'
 	         WHEN %10$s THEN 'conflict'
 	         WHEN x.tw = 'already applied' THEN x.tw
-	         WHEN x.tw = 'local wins' THEN 'conflict: local wins'
+	         -- two-way, the old key's row won here: the rename is a removal of the old key
+	         -- (lost: the row stays) and an insert of the new one (made: see mv, dup, up),
+	         -- which is what the other site, deciding the same way, ends up with too
 	         WHEN NOT $5 THEN 'update disabled'
 	       END AS skip0
 	FROM %6$s
@@ -307,11 +309,13 @@ BEGIN
 		q := q || format($q$, mv AS (
 	UPDATE %1$s l SET %2$s FROM w
 	WHERE w.skip IS NULL AND w.present AND NOT w.new_present AND %3$s
+	  AND w.tw IS DISTINCT FROM 'local wins'
 	RETURNING 1
 ), dup AS (
 	-- the new key is already here (a replay over an initial copy that saw the rename):
 	-- the old row goes, the new one takes the snapshot below
 	DELETE FROM %1$s l USING w WHERE w.skip IS NULL AND w.present AND w.new_present AND %3$s
+	  AND w.tw IS DISTINCT FROM 'local wins'
 	RETURNING 1
 )$q$, t, tdgl_replica.each_col(upd, '%1$I = (w.rec).%1$I', ', '), ljoin);
 	END IF;
@@ -324,7 +328,8 @@ BEGIN
 )$q$, t, tdgl_replica.each_col(p_cols, '%1$I', ', '),
 			CASE WHEN p_repeats THEN 'DISTINCT ON (w.lpk)' ELSE '' END,
 			tdgl_replica.each_col(p_cols, '(w.rec).%1$I', ', '),
-			CASE WHEN p_cls = 'R' THEN 'AND (NOT w.present OR w.new_present)' ELSE '' END,
+			CASE WHEN p_cls = 'R' THEN 'AND (NOT w.present OR w.new_present '
+			                           'OR w.tw = ''local wins'')' ELSE '' END,
 			CASE WHEN p_repeats THEN 'ORDER BY w.lpk, w.ord DESC' ELSE '' END,
 			tdgl_replica.each_col(p_pk, '%1$I', ', '),
 			coalesce('UPDATE SET ' || tdgl_replica.each_col(
@@ -349,7 +354,10 @@ BEGIN
 	RETURNING 1
 ), fwd AS (
 	INSERT INTO tdgl.change_log (tbl, op, pk, old_pk, "row", origin, origin_id, origin_at, via)
-	SELECT $3, w.op, w.jpk, w.jopk, w."row", (w.v ->> 'origin')::uuid, (w.v ->> 'id')::bigint,
+	-- (a rename whose old key's row won here made only its new key: logged as that insert)
+	SELECT $3, CASE WHEN w.tw = 'local wins' THEN 'Create' ELSE w.op END, w.jpk,
+	       CASE WHEN w.tw = 'local wins' THEN NULL ELSE w.jopk END, w."row",
+	       (w.v ->> 'origin')::uuid, (w.v ->> 'id')::bigint,
 	       (w.v ->> 'at')::timestamptz, nullif(current_setting('tdgl.via', true), '')::uuid
 	FROM w WHERE w.v IS NOT NULL AND (w.skip IS NULL OR w.skip = 'no changes')
 	ORDER BY w.ord
@@ -398,7 +406,8 @@ FROM w$q$,
 		CASE WHEN p_two_way THEN $r$
 	            WHEN w.skip = 'conflict' THEN 'conflict: edited here meanwhile'
 	            WHEN w.tw = 'source wins' THEN 'conflict: ' || $14 || ', source won'
-	            WHEN w.skip = 'conflict: local wins' THEN 'conflict: ' || $14 || ', local won'$r$
+	            WHEN w.skip = 'conflict: local wins' THEN 'conflict: ' || $14 || ', local won'
+	            WHEN w.tw = 'local wins' THEN 'conflict: ' || $14 || ', the old key stayed'$r$
 		ELSE '' END);
 	RETURN q;
 END $$;
