@@ -128,9 +128,9 @@ def link(a, b, policy="manual", *args):
 def sites(primary_cluster, servers, logdir):
     made = []
 
-    def make(*names):
+    def make(*names, cluster=None):
         for n in names:
-            made.append(Site(primary_cluster, servers, logdir, n))
+            made.append(Site(cluster or primary_cluster, servers, logdir, n))
         return made[-len(names):]
     yield make
     for s in made:
@@ -336,3 +336,32 @@ def test_concurrent_writers_on_both_sites_converge(sites, policies):
     if policies == ("source-wins", "local-wins"):
         assert b.one("SELECT count(*) FROM tdgl_replica.conflicts WHERE resolution ="
                      " 'Accept Primary'") == 0, "b wins on both sides"
+
+
+FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+
+
+def test_latest_wins_goes_by_the_origin_sites_clock_and_still_converges(sites, own_cluster):
+    """Site b's clock is ten minutes slow. latest-wins compares the clocks of the sites where
+    the versions were made (each change's origin time), so b's edit, made after a's in real
+    time, is the older one: both sites agree on a's, and stay agreed."""
+    slow = own_cluster("slow", {"LD_PRELOAD": FAKETIME_LIB, "FAKETIME": "-10m"})
+    (a,) = sites("a")
+    (b,) = sites("b", cluster=slow)
+    assert b.one("SELECT extract(epoch FROM now())") < a.one("SELECT extract(epoch FROM now())") - 500
+    link(a, b, "latest-wins")
+    link(b, a, "latest-wins")
+    a.pull(b)
+    b.pull(a)
+    a.sql("INSERT INTO item VALUES (1, 'base')")
+    b.pull(a)
+    a.sql("UPDATE item SET v = 'a, earlier' WHERE id = 1")
+    b.sql("UPDATE item SET v = 'b, later but with a slow clock' WHERE id = 1")
+    a.pull(b)
+    b.pull(a)
+    assert a.rows() == b.rows() == [(1, "a, earlier", 0)]
+    assert conflicts(a) == [("Resolved", "Keep Local", "latest-wins")]
+    assert conflicts(b) == [("Resolved", "Accept Primary", "latest-wins")]
+    b.sql("UPDATE item SET v = 'b, after seeing a' WHERE id = 1")   # not concurrent: applies
+    assert a.pull(b)["conflicts"] == 0
+    assert a.rows() == b.rows() == [(1, "b, after seeing a", 0)]
