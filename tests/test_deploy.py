@@ -75,10 +75,11 @@ def entrypoint_section(entrypoint, role):
 
 
 def entrypoint_env(text, required_only=False):
-    """TDGL_* variables the script reads; required_only: those without a ${VAR:-default}."""
+    """TDGL_* variables the script reads; required_only: those without a default
+    (${VAR:-default}, or ${VAR-default}: unset takes the default, empty stays empty)."""
     names = set(re.findall(r"\$\{?(TDGL_[A-Z_]+)", text))
     if required_only:
-        names -= set(re.findall(r"\$\{(TDGL_[A-Z_]+):-", text))
+        names -= set(re.findall(r"\$\{(TDGL_[A-Z_]+):?-", text))
     return names
 
 
