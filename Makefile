@@ -101,7 +101,7 @@ install: all
 	install -m 0644 deploy/tdgl-primary.service deploy/tdgl-replica.service $(DESTDIR)$(PREFIX)/lib/systemd/system/
 
 demo: deps all
-	bash tools/demo.sh start
+	TWO_WAY=$(TWO_WAY) bash tools/demo.sh start
 
 demo-stop:
 	bash tools/demo.sh stop
