@@ -53,10 +53,11 @@ $(BUILD)/%.o: %.c
 	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
 
 # SQL files are embedded in the binaries as NUL-terminated strings.
-# Each role's script ends with what both roles share (sql/verify.sql: how rows are hashed).
-# The replica's script is sql/replica/*.sql concatenated in name order (files by concern:
-# schema, local edits, apply, copy, conflicts, dry run, retention, verify, version stamp).
-SQL_SHARED  := sql/verify.sql
+# Each role's script ends with what both roles share (sql/verify.sql: how rows are hashed;
+# sql/site.sql: the site's identity). The replica's script is sql/replica/*.sql concatenated
+# in name order (files by concern: schema, local edits, apply, copy, conflicts, dry run,
+# retention, verify, version stamp).
+SQL_SHARED  := sql/verify.sql sql/site.sql
 REPLICA_SQL := $(sort $(wildcard sql/replica/*.sql))
 $(BUILD)/sql/%_sql.c: sql/%.sql $(SQL_SHARED) tools/embed.sh
 	@mkdir -p $(@D)
@@ -100,7 +101,7 @@ install: all
 	install -m 0644 deploy/tdgl-primary.service deploy/tdgl-replica.service $(DESTDIR)$(PREFIX)/lib/systemd/system/
 
 demo: deps all
-	bash tools/demo.sh start
+	TWO_WAY=$(TWO_WAY) bash tools/demo.sh start
 
 demo-stop:
 	bash tools/demo.sh stop

@@ -8,7 +8,7 @@ results into BENCHMARKS.md (between the bench markers) and bench/results/.
 Sizes: BENCH_SCALE (default 0.2) scales the issue's sizes (1M-row insert and initial sync,
 100k transactions, 200k queued changes, 1M backlog). BENCH_SCALE=1 is the issue's full size.
 --figures 1,3,8 runs a subset (9: verify, 10: ERP, 11: console log pages, 12: fan-out to
-BENCH_REPLICAS replicas, default 50; 13: their initial syncs at once). BENCH_LOG_SIZES=10000,100000,1000000 sets
+BENCH_REPLICAS replicas, default 50; 13: their initial syncs at once; 14: two-way sync). BENCH_LOG_SIZES=10000,100000,1000000 sets
 figure 8's log sizes (and figure 11's: the replica's sync log under the console's log pages).
 Benchmarks, not tests: nothing here asserts a time; a missed target is reported, not failed.
 """
@@ -22,6 +22,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import requests
@@ -129,7 +130,7 @@ def tdgl_pair(b, name, flags=("--long-poll", "--batch-size", "500"), rows=0, pus
     # trigger the initial sync now rather than waiting for the schedule
     requests.post(rep.url + "/api/sources/main/pull",
                   headers={"Authorization": f"Bearer {b.admin_token}"}, timeout=600)
-    wait_until(lambda: r.one("SELECT cursor IS NOT NULL FROM tdgl.sources WHERE name = 'main'"),
+    wait_until(lambda: r.one("SELECT cursor IS NOT NULL FROM tdgl_replica.sources WHERE name = 'main'"),
                600, 0.05, "initial sync")
     wait_until(lambda: r.one("SELECT count(*) FROM customer") == rows, 600, 0.05, "copy")
     return p, r, prim, rep, key, secret
@@ -332,7 +333,7 @@ def fig5(b, sz):
     t0 = time.monotonic()
     requests.post(rep.url + "/api/sources/main/pull",
                   headers={"Authorization": f"Bearer {b.admin_token}"}, timeout=5)
-    wait_until(lambda: r.one("SELECT cursor IS NOT NULL FROM tdgl.sources WHERE name = 'main'"),
+    wait_until(lambda: r.one("SELECT cursor IS NOT NULL FROM tdgl_replica.sources WHERE name = 'main'"),
                1800, 0.02, "initial sync")
     t_sync = time.monotonic() - t0
     assert r.one("SELECT count(*) FROM customer") == n
@@ -568,7 +569,7 @@ def erp_tdgl_pair(b, name):
     r = Db(b.replica, name)
     requests.post(rep.url + "/api/sources/main/pull",
                   headers={"Authorization": f"Bearer {b.admin_token}"}, timeout=600)
-    wait_until(lambda: r.one("SELECT cursor IS NOT NULL FROM tdgl.sources WHERE name = 'main'"),
+    wait_until(lambda: r.one("SELECT cursor IS NOT NULL FROM tdgl_replica.sources WHERE name = 'main'"),
                600, 0.05, "initial sync")
     wait_until(lambda: r.one("SELECT count(*) FROM account") == ERP_ACCOUNTS, 600, 0.05, "copy")
     return p, r, prim, rep
@@ -601,14 +602,14 @@ def fig10(b, sz):
     b.stop_proc(rep)
     for t in ("invoice", "invoice_line", "ledger"):
         assert r.one(f"SELECT count(*) FROM {t}") == p.one(f"SELECT count(*) FROM {t}"), t
-    failed = r.one("SELECT count(*) FROM tdgl.sync_log WHERE status = 'Failed'")
+    failed = r.one("SELECT count(*) FROM tdgl_replica.sync_log WHERE status = 'Failed'")
     # the backlog: the replica stopped while `backlog` transactions are written
     pgbench(b.primary, "f10tdgl", ERP_TXN, transactions=backlog)
     erp_marker(p, -2)
     t0 = time.monotonic()
     rep = b.start_replica("f10tdgl")
     rate = n_changes / (erp_wait(r, -2, 1800) - t0)
-    failed += r.one("SELECT count(*) FROM tdgl.sync_log WHERE status = 'Failed'")
+    failed += r.one("SELECT count(*) FROM tdgl_replica.sync_log WHERE status = 'Failed'")
     b.stop_proc(rep)
     b.stop_proc(prim)
     p.close(), r.close()
@@ -748,15 +749,15 @@ def fig11(b, sz):
         # entries 10 ms apart, ending now; keys cycle over 100,000 rows; 1 in 1,000 Failed
         for lo in range(have, size, 500000):
             hi = min(size, lo + 500000)
-            r.sql("INSERT INTO tdgl.sync_log (source, change_id, tbl, pk, op, status, error, "
+            r.sql("INSERT INTO tdgl_replica.sync_log (source, change_id, tbl, pk, op, status, error, "
                   "created_at) SELECT 'main', g, 'customer', jsonb_build_object('id', g %% 100000), "
                   "'Update', CASE WHEN g %% 1000 = 0 THEN 'Failed' ELSE 'Synced' END, "
                   "CASE WHEN g %% 1000 = 0 THEN 'bench' END, "
                   "now() - (%s - g) * interval '10 ms' FROM generate_series(%s, %s) g",
                   (size, lo + 1, hi))
         have = size
-        r.sql("VACUUM ANALYZE tdgl.sync_log")
-        mid = r.one("SELECT created_at FROM tdgl.sync_log WHERE id = %s", (size // 2,))
+        r.sql("VACUUM ANALYZE tdgl_replica.sync_log")
+        mid = r.one("SELECT created_at FROM tdgl_replica.sync_log WHERE id = %s", (size // 2,))
         cases = [
             ("newest page", {"limit": 100}),
             ("page in the middle (before = size/2)", {"limit": 100, "before": size // 2}),
@@ -838,7 +839,7 @@ def fig12(b, sz):
             reps.append(b.start_replica(name))
             dbs.append(Db(b.replica, name))
         for r in dbs:
-            wait_until(lambda: r.one("SELECT cursor IS NOT NULL FROM tdgl.sources"), 300, 0.05,
+            wait_until(lambda: r.one("SELECT cursor IS NOT NULL FROM tdgl_replica.sources"), 300, 0.05,
                        "initial sync")
         time.sleep(2)   # every replica in its long-poll (a measurement window, not a test)
         db0, t0 = cluster_cpu_s(b.primary), time.monotonic()
@@ -862,9 +863,9 @@ def fig12(b, sz):
         lat, failed = [], 0
         for r in dbs:
             for cid, at in r.sql("SELECT change_id, extract(epoch FROM created_at) FROM "
-                                 "tdgl.sync_log WHERE change_id = ANY(%s)", (list(made),)):
+                                 "tdgl_replica.sync_log WHERE change_id = ANY(%s)", (list(made),)):
                 lat.append((float(at) - float(made[cid])) * 1000)
-            failed += r.one("SELECT count(*) FROM tdgl.runs WHERE status = 'Failed'")
+            failed += r.one("SELECT count(*) FROM tdgl_replica.runs WHERE status = 'Failed'")
         per = {"proc_us": pcpu / changes / n * 1e6, "db_us": dcpu / changes / n * 1e6}
         if base is None:
             base = per
@@ -920,7 +921,7 @@ def fig13(b, sz):
         for name in names:                  # each starts its initial sync as it comes up
             procs.append(b.start_replica(name))
         for d in dbs:
-            wait_until(lambda: d.one("SELECT cursor IS NOT NULL FROM tdgl.sources"), 1800,
+            wait_until(lambda: d.one("SELECT cursor IS NOT NULL FROM tdgl_replica.sources"), 1800,
                        0.05, "initial sync")
         took = time.monotonic() - t0
         ok = all(d.one("SELECT count(*) FROM customer") == rows for d in dbs)
@@ -940,6 +941,106 @@ def fig13(b, sz):
     p.close()
 
 
+# Figure 14: two-way sync. Two sites, each a database with both roles (site A in the primary
+# cluster, site B in the replica cluster), each pulling customer from the other with
+# latest-wins; on both at once a steady load of branch transactions (a new row in the site's
+# own key range and an update of a shared row, so concurrent edits of one row happen).
+TWO_WAY_SQL = ("\\set id random(1, {rows})\n"
+               "BEGIN;\n"
+               "INSERT INTO customer SELECT " + ROW_EXPR.replace("%%", "%")
+               + " FROM (SELECT nextval('customer_id_seq') AS g) s;\n"
+               "UPDATE customer SET balance = balance + 1, updated_at = now() WHERE id = :id;\n"
+               "END;\n")
+
+
+def two_way_load(b, dbs, script, seconds):
+    """pgbench on both sites at once; returns their tps."""
+    out = {}
+
+    def one(cluster, db):
+        out[db] = pgbench(cluster, db, script, clients=2, seconds=seconds)[0]
+    ts = [threading.Thread(target=one, args=cd) for cd in dbs]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    return [out[db] for _, db in dbs]
+
+
+def fig14(b, sz):
+    rows, seconds = sz["two_way_rows"], sz["two_way_s"]
+    log(f"figure 14: two-way sync, {rows} shared rows, branch transactions on both sites "
+        f"for {seconds} s")
+    script = TWO_WAY_SQL.format(rows=rows)
+    sites = ((b.primary, "f14a"), (b.replica, "f14b"))
+    # no replication: the same tables and load, untracked
+    for i, (c, db) in enumerate(sites):
+        c.createdb(db + "plain")
+        d = Db(c, db + "plain")
+        insert_rows(d, 1, rows)
+        d.sql("SELECT setval('customer_id_seq', %s)", ((i + 1) * 10 ** 9,))
+        d.sql("CHECKPOINT")
+        d.close()
+    base = two_way_load(b, [(c, db + "plain") for c, db in sites], script, seconds)
+    # two-way: both roles on each site's database, latest-wins both ways
+    dbs, prims, keys = [], [], []
+    for i, (c, db) in enumerate(sites):
+        c.createdb(db)
+        d = Db(c, db)
+        if i == 0:             # B gets them by its initial sync (the same rows, to the byte)
+            insert_rows(d, 1, rows)
+        d.sql("SELECT setval('customer_id_seq', %s)", ((i + 1) * 10 ** 9,))
+        ci = c.conninfo(db)
+        b.cli("tdgl-primary", ci, "migrate")
+        b.cli("tdgl-replica", ci, "migrate")
+        b.cli("tdgl-primary", ci, "track", "customer")
+        out = b.cli("tdgl-primary", ci, "keygen", "--label", "peer")
+        f = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+        keys.append((f["key"].strip(), f["secret"].strip()))
+        prims.append(b.start_primary(db, cluster=c))
+        dbs.append(d)
+    reps = []
+    for i, (c, db) in enumerate(sites):
+        j = 1 - i
+        ci = c.conninfo(db)
+        b.cli("tdgl-replica", ci, "source", "add", "peer", "--url", prims[j].url, "--key",
+              keys[j][0], "--secret", keys[j][1], "--tables", "customer", "--long-poll",
+              "--poll-interval", "3600")
+        dbs[i].sql("UPDATE tdgl_replica.sources SET conflict_policy = 'latest-wins'")
+        reps.append(b.start_replica(db, cluster=c))
+    for i in (1, 0):           # B copies A's rows first
+        requests.post(reps[i].url + "/api/sources/peer/pull",
+                      headers={"Authorization": f"Bearer {b.admin_token}"}, timeout=600)
+        wait_until(lambda d=dbs[i]: d.one("SELECT cursor IS NOT NULL FROM tdgl_replica.sources"),
+                   600, 0.05, "initial sync")
+    wait_until(lambda: dbs[1].one("SELECT count(*) FROM customer") == rows, 600, 0.05, "copy")
+    for d in dbs:
+        d.sql("CHECKPOINT")
+    tps = two_way_load(b, sites, script, seconds)
+    t_end = time.monotonic()
+
+    def same():
+        h = [d.one("SELECT md5(string_agg(c::text, ',' ORDER BY id)) FROM customer c")
+             for d in dbs]
+        return h[0] == h[1]
+    wait_until(same, 600, 0.05, "both sites to converge")
+    conv = time.monotonic() - t_end
+    n = [d.one("SELECT count(*) FROM tdgl.change_log") for d in dbs]
+    decided = sum(d.one("SELECT count(*) FROM tdgl_replica.conflicts WHERE decided_by IS NOT NULL")
+                  for d in dbs)
+    for p in reps + prims:
+        b.stop_proc(p)
+    for d in dbs:
+        d.close()
+    for i, name in enumerate("AB"):
+        record(14, f"site {name} commit TPS with two-way sync (ratio to no replication)",
+               tps[i] / base[i], "x", 1.0, "no replication", "", None,
+               note=f"{tps[i]:.0f} tps vs {base[i]:.0f} tps untracked")
+    record(14, "time to converge after the load (both tables md5-equal)", conv, "s", None, "",
+           "", None, note=f"change logs {n[0]:,} / {n[1]:,} entries (own + forwarded); "
+           f"{decided} conflicts decided by latest-wins")
+
+
 def sizes(scale):
     log_sizes = os.environ.get("BENCH_LOG_SIZES")
     return {
@@ -950,6 +1051,8 @@ def sizes(scale):
         "replicas": int(os.environ.get("BENCH_REPLICAS", "50")),
         "clients": int(os.environ.get("BENCH_CLIENTS", "500")),
         "pgbench_s": int(os.environ.get("BENCH_PGBENCH_S", "8")),
+        "two_way_rows": int(50000 * scale),
+        "two_way_s": int(os.environ.get("BENCH_TWO_WAY_S", "15")),
         "log_sizes": [int(x) for x in log_sizes.split(",")] if log_sizes
         else [10000, 100000, 1000000],
     }
@@ -1009,12 +1112,12 @@ def write_results(meta, total_s):
 
 
 FIGURES = {1: fig1, 2: fig2, 3: fig3, 4: fig4, 5: fig5, 6: fig6, 8: fig8, 9: fig9, 10: fig10,
-           11: fig11, 12: fig12, 13: fig13}
+           11: fig11, 12: fig12, 13: fig13, 14: fig14}
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--figures", default=os.environ.get("BENCH_FIGURES", "1,2,3,4,5,6,8,9,10,11,12,13"),
+    ap.add_argument("--figures", default=os.environ.get("BENCH_FIGURES", "1,2,3,4,5,6,8,9,10,11,12,13,14"),
                     help="comma-separated figure numbers (7 is measured with 6)")
     ap.add_argument("--scale", type=float, default=float(os.environ.get("BENCH_SCALE", "0.2")))
     ap.add_argument("--workdir", default=os.environ.get("BENCH_DIR", "/tmp/tdgl-bench"))

@@ -223,21 +223,23 @@ class Bench:
         f = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
         return f["key"].strip(), f["secret"].strip()
 
-    def start_primary(self, db, *args, port=None):
+    def start_primary(self, db, *args, port=None, cluster=None):
         port = port or free_port()
+        ci = (cluster or self.primary).conninfo(db)
         p = Proc([os.path.join(BIN, "tdgl-primary"), "serve", "--listen", f"127.0.0.1:{port}"]
-                 + list(args), {"TDGL_DB": self.primary.conninfo(db), "TDGL_LOG_FORMAT": "text"},
+                 + list(args), {"TDGL_DB": ci, "TDGL_LOG_FORMAT": "text"},
                  os.path.join(self.workdir, "tdgl-primary.log"))
         p.url = f"http://127.0.0.1:{port}"
         self.procs.append(p)
         self._wait_http(p, p.url + "/health")
         return p
 
-    def start_replica(self, db):
+    def start_replica(self, db, cluster=None):
         port = free_port()
         p = Proc([os.path.join(BIN, "tdgl-replica"), "serve", "--listen", f"127.0.0.1:{port}",
                   "--files-dir", os.path.join(self.workdir, "files")],
-                 {"TDGL_DB": self.replica.conninfo(db), "TDGL_SECRET_KEY": self.secret_key,
+                 {"TDGL_DB": (cluster or self.replica).conninfo(db),
+                  "TDGL_SECRET_KEY": self.secret_key,
                   "TDGL_ADMIN_TOKEN": self.admin_token},
                  os.path.join(self.workdir, f"tdgl-replica-{db}.log"))
         p.url = f"http://127.0.0.1:{port}"

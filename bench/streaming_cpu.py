@@ -80,13 +80,13 @@ def child(repo, txns, statements):
         if statements:
             r.sql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
             r.sql("SELECT pg_stat_statements_reset()")
-        pages0 = r.one("SELECT coalesce(sum(pages), 0) FROM tdgl.runs")
+        pages0 = r.one("SELECT coalesce(sum(pages), 0) FROM tdgl_replica.runs")
         s0 = cpu_by_pid()
         tps, _ = R.pgbench(b.primary, "f2tdgl", R.INSERT_SQL, transactions=txns)
         R.marker(p, -1)
         R.wait_row(r, -1, 600)
         s1 = cpu_by_pid()
-        pages = r.one("SELECT coalesce(sum(pages), 0) FROM tdgl.runs") - pages0
+        pages = r.one("SELECT coalesce(sum(pages), 0) FROM tdgl_replica.runs") - pages0
         per = {}
         for pid, (ppid, cpu, cmd) in s1.items():
             g = group(pid, ppid, cmd, pms)

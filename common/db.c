@@ -17,7 +17,8 @@ static _Thread_local char db_msg[1024];
 static const char Q_LOCK[] = "SELECT pg_advisory_xact_lock(hashtext($1))";
 static const char Q_HAS_VERSION[] = "SELECT to_regclass($1) IS NOT NULL";
 static const char Q_ROLES[] =
-	"SELECT to_regclass('tdgl.change_log') IS NOT NULL, to_regclass('tdgl.sources') IS NOT NULL";
+	"SELECT to_regclass('tdgl.change_log') IS NOT NULL,"
+	" to_regclass('tdgl_replica.sources') IS NOT NULL";
 
 /* Copies libpq's multi-line message s into out as one line; a line that ends without
  * punctuation gets a period ("Connection refused. Is the server running ...?"). */
@@ -445,11 +446,16 @@ out:
 	return rc;
 }
 
+const char *db_role_schema(enum db_role role)
+{
+	return role == DB_ROLE_PRIMARY ? "tdgl" : "tdgl_replica";
+}
+
 int db_schema_check(PGconn *c, enum db_role role, int version, int for_migrate,
                     char *err, size_t errlen)
 {
 	static const char *const prog[] = { "tdgl-primary", "tdgl-replica" };
-	const char *me = prog[role], *other = prog[!role];
+	const char *me = prog[role], *other = prog[!role], *schema = db_role_schema(role);
 	PGresult *res = db_exec(c, "schema roles", Q_ROLES, 0, NULL);
 	int mine, theirs, v = 0, rc = -1;
 
@@ -459,29 +465,30 @@ int db_schema_check(PGconn *c, enum db_role role, int version, int for_migrate,
 	}
 	mine = !strcmp(PQgetvalue(res, 0, role == DB_ROLE_PRIMARY ? 0 : 1), "t");
 	theirs = !strcmp(PQgetvalue(res, 0, role == DB_ROLE_PRIMARY ? 1 : 0), "t");
-	if (theirs && !mine) {
-		/* the other role's functions share names with ours: migrating here would fail
-		 * half-way ("cannot change name of input parameter") */
-		snprintf(err, errlen, "this database holds the %s schema, not %s's: --db must name "
-		         "the %s site's database (one database cannot hold both roles)", other, me,
-		         role == DB_ROLE_PRIMARY ? "primary" : "replica");
-		goto out;
-	}
 	if (for_migrate) {
 		rc = 0;
+		goto out;
+	}
+	if (theirs && !mine) {
+		/* most likely --db names the other site's database; a site that runs both roles
+		 * (two-way sync) migrates this role there too */
+		snprintf(err, errlen, "this database holds the %s schema, not %s's: --db must name "
+		         "the %s site's database, or run `%s migrate` if this site runs both",
+		         other, me, role == DB_ROLE_PRIMARY ? "primary" : "replica", me);
 		goto out;
 	}
 	if (!mine) {
 		snprintf(err, errlen, "the database has no tdgl schema: run `%s migrate`", me);
 		goto out;
 	}
-	if (db_read_version(c, "tdgl", &v, err, errlen) < 0)
+	if (db_read_version(c, schema, &v, err, errlen) < 0)
 		goto out;
 	if (v > version)
-		snprintf(err, errlen, "the tdgl schema version %d is newer than this %s supports "
-		         "(%d): upgrade %s", v, me, version, me);
+		snprintf(err, errlen, "the %s schema version %d is newer than this %s supports "
+		         "(%d): upgrade %s", schema, v, me, version, me);
 	else if (v < version)
-		snprintf(err, errlen, "the tdgl schema version %d is old: run `%s migrate`", v, me);
+		snprintf(err, errlen, "the %s schema version %d is old: run `%s migrate`", schema, v,
+		         me);
 	else
 		rc = 0;
 out:

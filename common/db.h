@@ -63,12 +63,14 @@ void db_pool_free(struct db_pool *p);    /* every connection must have been put 
 int db_migrate(PGconn *c, const char *schema, int version, const char *script,
                char *err, size_t errlen);
 
-/* The two tdgl roles, told apart in a database by a table only that role's schema has
- * (tdgl.change_log, tdgl.sources). */
+/* The two tdgl roles. Each keeps its state in its own schema (tdgl, tdgl_replica), so one
+ * database can hold both (a site of a two-way sync) and each migrates on its own. */
 enum db_role { DB_ROLE_PRIMARY, DB_ROLE_REPLICA };
+/* "tdgl" or "tdgl_replica"; static storage. */
+const char *db_role_schema(enum db_role role);
 
 /* Checks that the database holds `role`'s schema at `version`; with for_migrate only that
- * `role` may be migrated there (no other role's schema). 0 ok; -1 with err saying what is
+ * the database can be reached. 0 ok; -1 with err saying what is
  * wrong and what to do ("run `tdgl-primary migrate`", "--db names a replica's database"). */
 int db_schema_check(PGconn *c, enum db_role role, int version, int for_migrate,
                     char *err, size_t errlen);

@@ -1,6 +1,7 @@
 /* api: request routing, authentication, parameter checks and replies. Every reply goes
  * through api_reply_* so /metrics counts it. A request holds a database connection only
  * while it runs queries: a long-poll waits on the watch without one. */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -113,6 +114,18 @@ static int api_quota(struct api *api, struct http_req *req, const char *key,
 	return -1;
 }
 
+/* 1 when s is a UUID in its canonical text form (8-4-4-4-12 hex digits). */
+static int api_is_uuid(const char *s)
+{
+	static const char form[] = "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx";
+	size_t i;
+
+	for (i = 0; form[i]; i++)
+		if (form[i] == '-' ? s[i] != '-' : !isxdigit((unsigned char)s[i]))
+			return 0;
+	return s[i] == '\0';
+}
+
 static void api_changes(struct api *api, struct http_req *req)
 {
 	struct cursor cur = {0};
@@ -121,6 +134,7 @@ static void api_changes(struct api *api, struct http_req *req)
 	PGconn *c = NULL;
 	char key[AUTH_KEY_MAX], err[256];
 	const char *token = http_query(req, "cursor"), *tables_csv = http_query(req, "tables");
+	const char *peer = http_query(req, "peer");
 	char *tables = NULL, *tok = NULL;
 	long limit, wait;
 	int64_t deadline;
@@ -133,6 +147,11 @@ static void api_changes(struct api *api, struct http_req *req)
 	if (api_int_param(req, "limit", 1, API_LIMIT_MAX, API_LIMIT_DEFAULT, &limit) < 0 ||
 	    api_int_param(req, "wait", 0, API_WAIT_MAX, 0, &wait) < 0)
 		goto out;
+	if (peer && !api_is_uuid(peer)) {
+		api_error(req, 400, "peer must be a site identity (a UUID, as `tdgl-replica status` "
+		          "shows it)");
+		goto out;
+	}
 	if (token && *token) {
 		if (cursor_decode(token, &cur, err, sizeof err) < 0) {
 			api_error(req, 400, err);
@@ -151,7 +170,7 @@ static void api_changes(struct api *api, struct http_req *req)
 	deadline = clock_ms() + wait * 1000;
 	for (;;) {
 		uint64_t gen = watch_generation(api->watch);
-		int rc = changes_fetch(c, &cur, tables, (int)limit, &page, err, sizeof err);
+		int rc = changes_fetch(c, &cur, tables, peer, (int)limit, &page, err, sizeof err);
 		int64_t left;
 
 		metrics_page_query();
@@ -198,7 +217,10 @@ static void api_changes(struct api *api, struct http_req *req)
 	buf_puts(&body, "{\"changes\":[");
 	if (page.items.len)
 		buf_append(&body, page.items.data, page.items.len);
-	buf_printf(&body, "],\"cursor\":\"%s\",\"more\":%s}", tok, page.more ? "true" : "false");
+	buf_printf(&body, "],\"cursor\":\"%s\",\"more\":%s", tok, page.more ? "true" : "false");
+	if (page.site[0])     /* a two-way peer learns whom it applies from (its changes' via) */
+		buf_printf(&body, ",\"site\":\"%s\"", page.site);
+	buf_puts(&body, "}");
 	metrics_served(page.count);
 	api_json_buf(req, 200, &body);
 out:

@@ -69,7 +69,11 @@ static const char Q_PAGE_SETTINGS[] =
  * same snapshot: a concurrent purge is seen either not at all or completely.
  * $1 xip of s1 (xid8[]), $2 last, $3 l1, $4 upper id bound (u2 or the window's end),
  * $5 s2, $6 s1, $7 tables (text[] or NULL),
- * $8 limit + 1. Both arms are index scans with their own ORDER BY/LIMIT: the first walks
+ * $8 limit + 1, $9 the site asking as a two-way peer (uuid or NULL): its own changes and
+ * those this site applied from it are left out, and each change comes with its version
+ * (origin, origin_id, origin_at) and the version of its row it replaced here (base: the
+ * row's previous change in this log, through the row-version indexes). With $9 NULL the
+ * base lateral is planned away (custom plans: a constant-false filter). Both arms are index scans with their own ORDER BY/LIMIT: the first walks
  * (txid, id) per listed transaction that became visible (so a huge transaction pages in
  * O(limit) per page), the second walks the primary key from max(last, l1) up to u2.
  * The change objects are assembled in C (changes_item) from the columns: cheaper than
@@ -79,16 +83,26 @@ static const char Q_PAGE[] =
 	"WITH m AS (SELECT purged_below_txid AS pb,"
 	"   pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS xmax,"
 	"   coalesce(pg_sequence_last_value('tdgl.change_log_id_seq'::regclass), 0) AS seq,"
-	"   (SELECT min(id) FROM tdgl.change_log WHERE id > $4::bigint) AS nxt"
+	"   (SELECT min(id) FROM tdgl.change_log WHERE id > $4::bigint) AS nxt,"
+	"   (SELECT s.id FROM tdgl.site_identity s) AS site"
 	"   FROM tdgl.meta WHERE id = 1) "
-	"SELECT m.pb, m.xmax, m.seq, m.nxt, p.id, p.tbl, p.op, p.pk, p.old_pk, p.row, p.at"
+	"SELECT m.pb, m.xmax, m.seq, m.nxt, p.id, p.tbl, p.op, p.pk, p.old_pk, p.row, p.at,"
+	"  CASE WHEN $9::uuid IS NOT NULL THEN coalesce(p.origin, m.site) END, p.origin_id,"
+	"  p.origin_at, CASE WHEN $9::uuid IS NOT NULL THEN coalesce(p.base_origin, m.site) END,"
+	"  p.base_id, m.site"
 	" FROM m LEFT JOIN LATERAL ("
 	" SELECT c.id, c.tbl, c.op, c.pk::text AS pk, c.old_pk::text AS old_pk,"
-	"   c.row::text AS row, to_json(c.changed_at)::text AS at"
+	"   c.row::text AS row, to_json(c.changed_at)::text AS at, c.origin,"
+	"   CASE WHEN $9::uuid IS NOT NULL THEN coalesce(c.origin_id, c.id) END AS origin_id,"
+	"   CASE WHEN $9::uuid IS NOT NULL"
+	"     THEN to_json(coalesce(c.origin_at, c.changed_at))::text END AS origin_at,"
+	"   b.origin AS base_origin, b.id AS base_id"
 	" FROM ((SELECT l.* FROM unnest($1::xid8[]) AS x(t)"
 	"        CROSS JOIN LATERAL (SELECT * FROM tdgl.change_log l"
 	"          WHERE l.txid = x.t AND l.id > $2::bigint AND l.id <= $4::bigint"
 	"            AND ($7::text[] IS NULL OR l.tbl = ANY ($7::text[]))"
+	"            AND ($9::uuid IS NULL OR (l.origin IS DISTINCT FROM $9::uuid"
+	"                                      AND l.via IS DISTINCT FROM $9::uuid))"
 	"          ORDER BY l.id LIMIT $8::int) l"
 	"        WHERE pg_visible_in_snapshot(x.t, $5::pg_snapshot)"
 	"          AND NOT pg_visible_in_snapshot(x.t, $6::pg_snapshot)"
@@ -100,10 +114,16 @@ static const char Q_PAGE[] =
 	"          AND pg_visible_in_snapshot(l.txid, $5::pg_snapshot)"
 	"          AND NOT pg_visible_in_snapshot(l.txid, $6::pg_snapshot)"
 	"          AND ($7::text[] IS NULL OR l.tbl = ANY ($7::text[]))"
+	"          AND ($9::uuid IS NULL OR (l.origin IS DISTINCT FROM $9::uuid"
+	"                                    AND l.via IS DISTINCT FROM $9::uuid))"
 	"        ORDER BY l.id LIMIT $8::int)) c"
+	"   LEFT JOIN LATERAL (SELECT v.origin, v.id FROM"
+	"     tdgl.row_version(c.tbl, coalesce(c.old_pk, c.pk)::text, c.id) v"
+	"     WHERE $9::uuid IS NOT NULL) b ON true"
 	" ORDER BY c.id LIMIT $8::int) p ON true";
 enum { PAGE_PB, PAGE_XMAX, PAGE_SEQ, PAGE_NXT, PAGE_ID, PAGE_TBL, PAGE_OP, PAGE_PK,
-       PAGE_OLD_PK, PAGE_ROW, PAGE_AT };
+       PAGE_OLD_PK, PAGE_ROW, PAGE_AT, PAGE_ORIGIN, PAGE_ORIGIN_ID, PAGE_ORIGIN_AT,
+       PAGE_BASE_ORIGIN, PAGE_BASE_ID, PAGE_SITE };
 
 static char *changes_strdup(const char *s)
 {
@@ -167,7 +187,7 @@ static PGresult *changes_page_query(PGconn *c, const char *const *params)
 		goto out;
 	sent = PQsendQueryParams(c, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) &&
 	       PQsendQueryPrepared(c, "changes_settings", 0, NULL, NULL, NULL, 0) &&
-	       PQsendQueryPrepared(c, "changes_page", 8, params, NULL, NULL, 0) &&
+	       PQsendQueryPrepared(c, "changes_page", 9, params, NULL, NULL, 0) &&
 	       PQsendQueryParams(c, "COMMIT", 0, NULL, NULL, NULL, NULL, 0);
 	/* the sync is sent even after a failed send: it ends whatever was queued */
 	ok = PQpipelineSync(c) && sent;
@@ -209,7 +229,7 @@ out:
 int changes_session(PGconn *c)
 {
 	if (db_prepare(c, "prepare page settings", "changes_settings", Q_PAGE_SETTINGS, 0) < 0 ||
-	    db_prepare(c, "prepare page query", "changes_page", Q_PAGE, 8) < 0 ||
+	    db_prepare(c, "prepare page query", "changes_page", Q_PAGE, 9) < 0 ||
 	    db_prepare(c, "prepare snapshot", "changes_lx", Q_L_XID, 0) < 0 ||
 	    db_prepare(c, "prepare snapshot", "changes_su", Q_SNAP_U, 0) < 0)
 		return -1;
@@ -278,8 +298,9 @@ static void changes_json_string(struct buf *b, const char *s, size_t len)
 	buf_append(b, "\"", 1);
 }
 
-/* Appends row i of a page result as one change object (the API's change shape). */
-static void changes_item(struct buf *b, const PGresult *res, int i)
+/* Appends row i of a page result as one change object (the API's change shape); for a
+ * two-way peer with the change's version and the version it replaced (docs/api.md). */
+static void changes_item(struct buf *b, const PGresult *res, int i, int peer)
 {
 #define COL(k) PQgetvalue(res, i, k), (size_t)PQgetlength(res, i, k)
 	buf_puts(b, "{\"id\":");
@@ -302,6 +323,25 @@ static void changes_item(struct buf *b, const PGresult *res, int i)
 		buf_append(b, COL(PAGE_ROW));
 	buf_puts(b, ",\"changed_at\":");
 	buf_append(b, COL(PAGE_AT));
+	if (peer) {
+		buf_puts(b, ",\"version\":{\"origin\":\"");
+		buf_append(b, COL(PAGE_ORIGIN));
+		buf_puts(b, "\",\"id\":");
+		buf_append(b, COL(PAGE_ORIGIN_ID));
+		buf_puts(b, ",\"at\":");
+		buf_append(b, COL(PAGE_ORIGIN_AT));
+		buf_puts(b, ",\"base\":");
+		if (PQgetisnull(res, i, PAGE_BASE_ID)) {
+			buf_puts(b, "null");
+		} else {
+			buf_puts(b, "{\"origin\":\"");
+			buf_append(b, COL(PAGE_BASE_ORIGIN));
+			buf_puts(b, "\",\"id\":");
+			buf_append(b, COL(PAGE_BASE_ID));
+			buf_puts(b, "}");
+		}
+		buf_puts(b, "}");
+	}
 	buf_puts(b, "}");
 #undef COL
 }
@@ -345,8 +385,8 @@ static void changes_copy_cursor(struct cursor *dst, const struct cursor *src)
 	dst->s2 = src->s2 ? changes_strdup(src->s2) : NULL;
 }
 
-int changes_fetch(PGconn *c, const struct cursor *cur, const char *tables, int limit,
-                  struct changes_page *page, char *err, size_t errlen)
+int changes_fetch(PGconn *c, const struct cursor *cur, const char *tables, const char *peer,
+                  int limit, struct changes_page *page, char *err, size_t errlen)
 {
 	struct cursor b = {0};       /* the batch being read */
 	PGresult *res = NULL;
@@ -391,7 +431,8 @@ int changes_fetch(PGconn *c, const struct cursor *cur, const char *tables, int l
 		snprintf(p_hi, sizeof p_hi, "%" PRId64, hi);
 		PQclear(res);
 		{
-			const char *params[8] = { xip, p_last, p_l1, p_hi, b.s2, b.s1, tables, p_lim };
+			const char *params[9] = { xip, p_last, p_l1, p_hi, b.s2, b.s1, tables, p_lim,
+			                          peer };
 			res = changes_page_query(c, params);
 		}
 		if (!res)
@@ -433,9 +474,11 @@ int changes_fetch(PGconn *c, const struct cursor *cur, const char *tables, int l
 	for (int i = 0; i < n; i++) {
 		if (i)
 			buf_append(&page->items, ",", 1);
-		changes_item(&page->items, res, ord[i].i);
+		changes_item(&page->items, res, ord[i].i, peer != NULL);
 	}
 	page->count = n;
+	if (peer)
+		snprintf(page->site, sizeof page->site, "%s", PQgetvalue(res, 0, PAGE_SITE));
 	changes_copy_cursor(&page->next, &b);
 	if (rows > limit) {
 		/* More in this batch: stay inside it, after the last id served. */

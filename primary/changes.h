@@ -16,6 +16,7 @@ struct changes_page {
 	struct cursor next;     /* caller cursor_free()s */
 	int           more;     /* 1 when more changes may be fetched right away */
 	uint64_t      horizon;  /* oldest transaction id the next cursor still needs */
+	char          site[40]; /* this site's identity (asked by a two-way peer; else "") */
 };
 
 /* Prepares the statements below on a connection (a db_setup_fn for the serving pool): every
@@ -24,11 +25,13 @@ struct changes_page {
 int changes_session(PGconn *c);
 
 /* Fetches up to limit changes after cur. tables is a PostgreSQL text[] literal of API table
- * names, or NULL for all. Returns CHANGES_OK (page filled), CHANGES_GONE (the cursor is older
+ * names, or NULL for all. peer (a site identity, NULL for a one-way replica): the asking
+ * site syncs both ways with this one; what it made or sent here is left out and each change
+ * carries its version and its base (docs/design.md "Two-way sync"). Returns CHANGES_OK (page filled), CHANGES_GONE (the cursor is older
  * than the purge horizon or from a database that went back in time; reason in err), or
  * CHANGES_ERROR (database error, logged). */
-int changes_fetch(PGconn *c, const struct cursor *cur, const char *tables, int limit,
-                  struct changes_page *page, char *err, size_t errlen);
+int changes_fetch(PGconn *c, const struct cursor *cur, const char *tables, const char *peer,
+                  int limit, struct changes_page *page, char *err, size_t errlen);
 void changes_page_free(struct changes_page *page);
 
 /* Ids one page query examines at most (tuning; see changes.c). Not thread-safe: call at

@@ -27,7 +27,7 @@
 #include "primary/push.h"
 #include "primary/watch.h"
 
-#define SCHEMA_VERSION 4
+#define SCHEMA_VERSION 5
 
 extern const char sql_primary[];
 
@@ -119,7 +119,7 @@ static int cmd_migrate(int argc, char **argv, int arg __attribute__((unused)))
 	if (!c)
 		goto out;
 	rc = 1;
-	if (db_migrate(c, "tdgl", SCHEMA_VERSION, sql_primary, err, sizeof err) < 0) {
+	if (db_migrate(c, db_role_schema(DB_ROLE_PRIMARY), SCHEMA_VERSION, sql_primary, err, sizeof err) < 0) {
 		fprintf(stderr, "error: migrate: %s\n", err);
 		goto out;
 	}

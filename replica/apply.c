@@ -7,7 +7,7 @@
 #include "replica/apply.h"
 #include "replica/page.h"
 
-/* Every apply function answers one tdgl.apply_result; it is read as one row per attachment
+/* Every apply function answers one tdgl_replica.apply_result; it is read as one row per attachment
  * file (at least one row) with the counts repeated, so no JSON travels back. */
 #define APPLY_SUMMARY_AND(call, more) \
 	"SELECT r.fetched, r.synced, r.failed, r.skipped, r.conflicts, r.ignored, " \
@@ -17,28 +17,29 @@
 #define APPLY_SUMMARY_COLS 8
 
 static const char Q_APPLY_PAGE[] = APPLY_SUMMARY_OF(
-	"tdgl.apply_page($1, $2::bigint[], $3::text[], $4::text[], $5::json[], $6::json[], "
-	"$7::json[], $8::text[], $9::int[], $10::int[], $11::text[], $12, $13, $14::bigint)");
-static const char Q_REPLICA_ROLE[] = "SELECT tdgl.replica_role(true)";
+	"tdgl_replica.apply_page($1, $2::bigint[], $3::text[], $4::text[], $5::json[], $6::json[], "
+	"$7::json[], $8::text[], $9::int[], $10::int[], $11::text[], $12, $13, $14::bigint, "
+	"$15::json[], $16::uuid)");
+static const char Q_REPLICA_ROLE[] = "SELECT tdgl_replica.replica_role(true)";
 /* column APPLY_SUMMARY_COLS: the body's "next" */
 static const char Q_APPLY_ROWS[] = APPLY_SUMMARY_AND(
-	"tdgl.apply_rows($1, $2, ($3::json) -> 'rows', $4::bigint, $5::bool)",
+	"tdgl_replica.apply_rows($1, $2, ($3::json) -> 'rows', $4::bigint, $5::bool)",
 	", CASE WHEN json_typeof(($3::json) -> 'next') IN ('object', 'array', 'string', 'number') "
 	"THEN (($3::json) -> 'next')::text END");
-static const char Q_FINISH_RESYNC[] = "SELECT tdgl.finish_resync($1, $2)";
+static const char Q_FINISH_RESYNC[] = "SELECT tdgl_replica.finish_resync($1, $2)";
 /* A copy page need not wait for its WAL flush: the initial sync stores its cursor in a
  * later, synchronous commit, whose flush covers every page; a crash before that leaves the
  * source without a cursor, and the copy runs again. */
 static const char Q_COPY_ASYNC[] = "SET LOCAL synchronous_commit = off";
-static const char Q_COPY_PLAN[] = "SELECT tdgl.copy_plan($1, $2, $3::bool)::text";
+static const char Q_COPY_PLAN[] = "SELECT tdgl_replica.copy_plan($1, $2, $3::bool)::text";
 static const char Q_COPY_START[] =
-	"SELECT tdgl.copy_start($1, ARRAY(SELECT json_array_elements_text($2::json)), $3::bool)";
+	"SELECT tdgl_replica.copy_start($1, ARRAY(SELECT json_array_elements_text($2::json)), $3::bool)";
 static const char Q_COPY_APPLY[] = APPLY_SUMMARY_OF(
-	"tdgl.copy_apply($1, $2::bigint, $3, ARRAY(SELECT json_array_elements_text($4::json)),"
+	"tdgl_replica.copy_apply($1, $2::bigint, $3, ARRAY(SELECT json_array_elements_text($4::json)),"
 	" $5::bool, $6::bool, $7::bigint)");
-/* Local to the transaction: a pooled connection never stays in apply mode (tdgl.apply_mode:
+/* Local to the transaction: a pooled connection never stays in apply mode (tdgl_replica.apply_mode:
  * tdgl.applying, the replica role when permitted, else constraints checked at once). */
-static const char Q_APPLYING[] = "SELECT tdgl.apply_mode()";
+static const char Q_APPLYING[] = "SELECT tdgl_replica.apply_mode()";
 
 void apply_summary_free(struct apply_summary *s)
 {
@@ -72,7 +73,7 @@ void apply_summary_add(struct apply_summary *a, const struct apply_summary *b)
 		apply_summary_file(a, b->files[i]);
 }
 
-/* THE decoder of a tdgl.apply_result (APPLY_SUMMARY_OF's columns) into *s. 0, or -1 when
+/* THE decoder of a tdgl_replica.apply_result (APPLY_SUMMARY_OF's columns) into *s. 0, or -1 when
  * res holds no row. */
 static int apply_summary_read(const PGresult *res, struct apply_summary *s)
 {
@@ -173,23 +174,31 @@ int apply_page_send(PGconn *c, const char *source, const struct page *pg,
 {
 	struct page_arrays a;
 	char rid[32];
-	const char *p[PAGE_NARRAYS + 4] = { source };
-	int len[PAGE_NARRAYS + 4] = { 0 }, fmt[PAGE_NARRAYS + 4] = { 0 }, rc = -1;
+	/* $1 source, $2..$11 the arrays before PAGE_VERSIONS, $12 prev cursor, $13 cursor,
+	 * $14 run, $15 versions, $16 the serving site (two-way) */
+	const char *p[PAGE_NARRAYS + 5] = { source };
+	int len[PAGE_NARRAYS + 5] = { 0 }, fmt[PAGE_NARRAYS + 5] = { 0 }, rc = -1;
 
 	if (page_arrays(pg, &a, err, errlen) < 0)
 		return -1;
-	for (int i = 0; i < PAGE_NARRAYS; i++) {
+	for (int i = 0; i < PAGE_VERSIONS; i++) {
 		p[1 + i] = a.data[i];
 		len[1 + i] = a.len[i];
 		fmt[1 + i] = 1;
 	}
 	snprintf(rid, sizeof rid, "%ld", run_id);
-	p[PAGE_NARRAYS + 1] = prev_cursor;
-	p[PAGE_NARRAYS + 2] = pg->cursor;
-	p[PAGE_NARRAYS + 3] = rid;
-	/* One statement is one transaction: tdgl.apply_page enters apply mode itself (locally)
+	p[PAGE_VERSIONS + 1] = prev_cursor;
+	p[PAGE_VERSIONS + 2] = pg->cursor;
+	p[PAGE_VERSIONS + 3] = rid;
+	if (pg->site[0]) {        /* a page served to a two-way peer */
+		p[PAGE_VERSIONS + 4] = a.data[PAGE_VERSIONS];
+		len[PAGE_VERSIONS + 4] = a.len[PAGE_VERSIONS];
+		fmt[PAGE_VERSIONS + 4] = 1;
+		p[PAGE_VERSIONS + 5] = pg->site;
+	}
+	/* One statement is one transaction: tdgl_replica.apply_page enters apply mode itself (locally)
 	 * and moves the cursor, so applies and cursor commit or roll back together. */
-	if (db_send(c, "apply page", Q_APPLY_PAGE, PAGE_NARRAYS + 4, p, len, fmt) == 0)
+	if (db_send(c, "apply page", Q_APPLY_PAGE, PAGE_NARRAYS + 5, p, len, fmt) == 0)
 		rc = 0;
 	else
 		snprintf(err, errlen, "%s: %s", db_last_sqlstate(), db_last_error());

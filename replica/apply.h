@@ -1,8 +1,8 @@
 /* apply: hands pages fetched from the primary to the SQL apply functions
- * (sql/replica/30-apply.sql: tdgl.apply_page, tdgl.apply_rows; sql/replica/40-copy.sql:
- * tdgl.finish_resync and the COPY path of an initial sync, tdgl.copy_plan, tdgl.copy_start,
- * tdgl.copy_apply). All of them apply through one statement generator
- * (tdgl.apply_statement) and answer a tdgl.apply_result row, which apply_summary_read
+ * (sql/replica/30-apply.sql: tdgl_replica.apply_page, tdgl_replica.apply_rows; sql/replica/40-copy.sql:
+ * tdgl_replica.finish_resync and the COPY path of an initial sync, tdgl_replica.copy_plan, tdgl_replica.copy_start,
+ * tdgl_replica.copy_apply). All of them apply through one statement generator
+ * (tdgl_replica.apply_statement) and answer a tdgl_replica.apply_result row, which apply_summary_read
  * decodes into a struct apply_summary. Row snapshots are passed verbatim as `json` values
  * so they keep their exact text. A page of changes is applied in ONE transaction together
  * with the cursor move. */
@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <libpq-fe.h>
 
-/* What one apply did (a page, a copy page, a rows page): tdgl.apply_result. */
+/* What one apply did (a page, a copy page, a rows page): tdgl_replica.apply_result. */
 struct apply_summary {
 	long fetched, synced, failed, skipped, conflicts, ignored;
 	int replica_role;            /* 1 in effect, 0 the fallback, -1 not said */
@@ -44,7 +44,7 @@ int apply_rows(PGconn *c, const char *source, const char *tbl, const char *body,
  * or -1. */
 long apply_finish_resync(PGconn *c, const char *source, const char *tbl);
 
-/* How an initial copy of tbl goes in (tdgl.copy_plan): malloc'd JSON text
+/* How an initial copy of tbl goes in (tdgl_replica.copy_plan): malloc'd JSON text
  * {"mode":"direct"|"stage","columns":[local columns]}, or NULL when the table cannot take
  * the COPY path (missing here, no key, database error: the JSON path reports it). */
 char *apply_copy_plan(PGconn *c, const char *source, const char *tbl, int resync);
@@ -62,14 +62,14 @@ struct apply_copy_page {
 	long run_id;
 };
 /* Puts c's session in the replica role for good when its database role may
- * (tdgl.replica_role): the replica's foreign keys and ordinary triggers do not fire for what
+ * (tdgl_replica.replica_role): the replica's foreign keys and ordinary triggers do not fire for what
  * it applies. Returns 1, 0 when it may not (warned once per process: apply_fallback_warn),
- * or -1 on a database error. tdgl.apply_page does the same by itself. */
+ * or -1 on a database error. tdgl_replica.apply_page does the same by itself. */
 int apply_replica_role(PGconn *c);
 /* Logs, once per process, that the fallback is in use and how to grant the privilege. */
 void apply_fallback_warn(PGconn *c);
 
-/* COPYs a page and applies it (tdgl.copy_start, tdgl.copy_apply) in ONE transaction (or,
+/* COPYs a page and applies it (tdgl_replica.copy_start, tdgl_replica.copy_apply) in ONE transaction (or,
  * nested, under a savepoint of the caller's).
  * Returns 0 with *summary (as apply_rows), or -1 with err ("SQLSTATE: message"), everything
  * rolled back. */

@@ -22,18 +22,18 @@
 	"'run_id', run_id, 'created_at', created_at)"
 
 /* One past the newest log id (the top of the first page). */
-static const char Q_LOG_TOP[] = "SELECT coalesce(max(id), 0) + 1 FROM tdgl.sync_log";
+static const char Q_LOG_TOP[] = "SELECT coalesce(max(id), 0) + 1 FROM tdgl_replica.sync_log";
 /* One probe of the binary search that turns a time into an id: whether the first entry at
  * or after id $1 was created after ($3: strictly after) time $2; no row: past the end. */
 static const char Q_LOG_PROBE[] =
 	"SELECT CASE WHEN $3::bool THEN created_at > $2::timestamptz "
 	"ELSE created_at >= $2::timestamptz END "
-	"FROM tdgl.sync_log WHERE id >= $1::bigint ORDER BY id LIMIT 1";
+	"FROM tdgl_replica.sync_log WHERE id >= $1::bigint ORDER BY id LIMIT 1";
 static const char Q_TIME_CHECK[] = "SELECT $1::timestamptz";
 /* A page: ids in [$6, $7), newest first, filtered; a primary-key range scan. */
 static const char Q_LOG_PAGE[] =
 	"SELECT coalesce(json_agg(" BROWSE_LOG_ENTRY " ORDER BY id DESC), '[]')::text, count(*), "
-	"min(id) FROM (SELECT * FROM tdgl.sync_log "
+	"min(id) FROM (SELECT * FROM tdgl_replica.sync_log "
 	"WHERE id >= $6::bigint AND id < $7::bigint "
 	"AND ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR source = $2) "
 	"AND ($3::text IS NULL OR tbl = $3) AND ($4::jsonb IS NULL OR pk = $4::jsonb) "
@@ -43,30 +43,30 @@ static const char Q_LOG_PAGE[] =
 	"ORDER BY id DESC LIMIT $10::int) l";
 static const char Q_LOCAL_EDITS[] =
 	"SELECT coalesce(json_agg(json_build_object('table', e.tbl, 'pk', e.pk, 'op', e.op, "
-	"'edited_at', e.edited_at, 'conflict_id', (SELECT c.id FROM tdgl.conflicts c "
+	"'edited_at', e.edited_at, 'conflict_id', (SELECT c.id FROM tdgl_replica.conflicts c "
 	"WHERE c.tbl = e.tbl AND c.pk = e.pk AND c.status = 'Open')) "
 	"ORDER BY e.edited_at DESC, e.tbl, e.pk::text), '[]')::text "
-	"FROM (SELECT * FROM tdgl.local_edits WHERE ($1::text IS NULL OR tbl = $1) "
+	"FROM (SELECT * FROM tdgl_replica.local_edits WHERE ($1::text IS NULL OR tbl = $1) "
 	"ORDER BY edited_at DESC LIMIT $2::int) e";
 /* The conflict as /api/conflicts shows it, and its columns side by side: the union of both
  * rows' columns in the primary row's order (then the local-only ones), each value as the
  * text its row's JSON holds (numbers keep their scale, JSON null is null, objects and arrays
  * as JSON text), `differs` compared as jsonb (1.50 = 1.5). */
 static const char Q_CONFLICT[] =
-	"SELECT tdgl.conflict_json(c)::text, (SELECT coalesce(json_agg(json_build_object("
+	"SELECT tdgl_replica.conflict_json(c)::text, (SELECT coalesce(json_agg(json_build_object("
 	"'column', coalesce(p.key, l.key), 'primary', p.value #>> '{}', 'local', l.value #>> '{}', "
 	"'in_primary', p.key IS NOT NULL, 'in_local', l.key IS NOT NULL, "
 	"'differs', p.value::jsonb IS DISTINCT FROM l.value::jsonb OR (p.key IS NULL) <> (l.key IS NULL)) "
 	"ORDER BY coalesce(p.ord, 1000000 + l.ord)), '[]')::text "
 	"FROM (SELECT key, value, ordinality AS ord FROM json_each(c.primary_row) WITH ORDINALITY) p "
 	"FULL JOIN (SELECT key, value, ordinality AS ord FROM json_each(c.local_row) WITH ORDINALITY) l "
-	"ON p.key = l.key) FROM tdgl.conflicts c WHERE c.id = $1::bigint";
+	"ON p.key = l.key) FROM tdgl_replica.conflicts c WHERE c.id = $1::bigint";
 /* Sources with what the overview shows; the scheduler adds its worker's state. */
 static const char Q_OVERVIEW[] =
 	"SELECT json_build_object("
-	"'open_conflicts', (SELECT count(*) FROM tdgl.conflicts WHERE status = 'Open'), "
-	"'failed_changes', (SELECT count(*) FROM tdgl.sync_log WHERE status = 'Failed'), "
-	"'local_edits', (SELECT count(*) FROM tdgl.local_edits), "
+	"'open_conflicts', (SELECT count(*) FROM tdgl_replica.conflicts WHERE status = 'Open'), "
+	"'failed_changes', (SELECT count(*) FROM tdgl_replica.sync_log WHERE status = 'Failed'), "
+	"'local_edits', (SELECT count(*) FROM tdgl_replica.local_edits), "
 	"'sources', (SELECT coalesce(json_agg(json_build_object('name', s.name, 'url', s.url, "
 	"'enabled', s.enabled, 'initial_sync_done', s.cursor IS NOT NULL, "
 	"'poll_interval', s.poll_interval, 'cron', s.cron, 'tz', s.tz, 'long_poll', s.long_poll, "
@@ -74,17 +74,17 @@ static const char Q_OVERVIEW[] =
 	"'last_change_at', s.last_change_at, "
 	"'cursor_age_s', round(extract(epoch FROM now() - s.cursor_moved_at)), "
 	"'last_run_at', s.last_run_at, 'last_status', s.last_status, 'last_error', s.last_error, "
-	"'open_conflicts', (SELECT count(*) FROM tdgl.conflicts c "
+	"'open_conflicts', (SELECT count(*) FROM tdgl_replica.conflicts c "
 	"  WHERE c.source = s.name AND c.status = 'Open'), "
-	"'failed_changes', (SELECT count(*) FROM tdgl.sync_log f "
+	"'failed_changes', (SELECT count(*) FROM tdgl_replica.sync_log f "
 	"  WHERE f.source = s.name AND f.status = 'Failed'), "
 	"'last_run', (SELECT json_build_object('id', r.id, 'trigger', r.trigger, "
 	"  'status', r.status, 'started_at', r.started_at, 'ended_at', r.ended_at, "
 	"  'duration_ms', round(extract(epoch FROM r.ended_at - r.started_at) * 1000), "
 	"  'fetched', r.fetched, 'synced', r.synced, 'failed', r.failed, 'skipped', r.skipped, "
-	"  'conflicts', r.conflicts, 'error', r.error) FROM tdgl.runs r "
+	"  'conflicts', r.conflicts, 'error', r.error) FROM tdgl_replica.runs r "
 	"  WHERE r.source = s.name AND NOT r.dry_run ORDER BY r.id DESC LIMIT 1)) "
-	"ORDER BY s.name), '[]') FROM tdgl.sources s))::text";
+	"ORDER BY s.name), '[]') FROM tdgl_replica.sources s))::text";
 
 static PGconn *browse_db(struct api *a, struct http_req *req)
 {

@@ -1,4 +1,4 @@
-/* conflict: thin layer over tdgl.conflicts and tdgl.resolve_conflict(). */
+/* conflict: thin layer over tdgl_replica.conflicts and tdgl_replica.resolve_conflict(). */
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -7,10 +7,10 @@
 #include "replica/conflict.h"
 
 static const char Q_LIST[] =
-	"SELECT coalesce(json_agg(tdgl.conflict_json(c) ORDER BY c.id), '[]')::text "
-	"FROM (SELECT * FROM tdgl.conflicts WHERE $1::text IS NULL OR lower(status) = lower($1) "
+	"SELECT coalesce(json_agg(tdgl_replica.conflict_json(c) ORDER BY c.id), '[]')::text "
+	"FROM (SELECT * FROM tdgl_replica.conflicts WHERE $1::text IS NULL OR lower(status) = lower($1) "
 	"ORDER BY id DESC LIMIT $2::int) c";
-static const char Q_RESOLVE[] = "SELECT tdgl.resolve_conflict($1::bigint, $2)::text";
+static const char Q_RESOLVE[] = "SELECT tdgl_replica.resolve_conflict($1::bigint, $2)::text";
 
 cJSON *conflict_list(PGconn *c, const char *status, long limit)
 {
@@ -56,7 +56,7 @@ enum result conflict_resolve(PGconn *c, long id, const char *resolution, cJSON *
 	snprintf(sid, sizeof sid, "%ld", id);
 	res = db_try(c, Q_RESOLVE, 2, p);
 	if (!res) {
-		/* tdgl.resolve_conflict's errors (sql/replica/50-conflicts.sql) */
+		/* tdgl_replica.resolve_conflict's errors (sql/replica/50-conflicts.sql) */
 		const char *state = db_last_sqlstate();
 		rc = !strcmp(state, "P0002") ? RESULT_NOT_FOUND : !strcmp(state, "55000") ?
 		     RESULT_CONFLICT : !strcmp(state, "22023") ? RESULT_INVALID : RESULT_INTERNAL;

@@ -1,4 +1,4 @@
-/* conflict: listing and resolving tdgl.conflicts (the SQL function tdgl.resolve_conflict
+/* conflict: listing and resolving tdgl_replica.conflicts (the SQL function tdgl_replica.resolve_conflict
  * does the work: 'Accept Primary' applies the stored primary snapshot and clears the local
  * edit; 'Keep Local' keeps the local row and its protection). Returned cJSON owned by the
  * caller. */

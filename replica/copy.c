@@ -21,12 +21,12 @@
 #define COPY_TIMEOUT_MS 120000
 
 static const char Q_SET_START_CURSOR[] =
-	"UPDATE tdgl.sources SET cursor = $2, needs_resync = false "
+	"UPDATE tdgl_replica.sources SET cursor = $2, needs_resync = false "
 	"WHERE name = $1 AND cursor IS NULL";
-static const char Q_RESYNC_BEGIN[] = "DELETE FROM tdgl.resync_seen WHERE source = $1";
+static const char Q_RESYNC_BEGIN[] = "DELETE FROM tdgl_replica.resync_seen WHERE source = $1";
 static const char Q_SOURCE_FKS[] =
-	"SELECT child, parent, is_deferrable FROM tdgl.source_fks($1)";
-static const char Q_APPLY_MODE[] = "SELECT tdgl.apply_mode()";
+	"SELECT child, parent, is_deferrable FROM tdgl_replica.source_fks($1)";
+static const char Q_APPLY_MODE[] = "SELECT tdgl_replica.apply_mode()";
 /* as each copy page (apply.c): the cursor's later synchronous commit covers it */
 static const char Q_GROUP_ASYNC[] = "SET LOCAL synchronous_commit = off";
 
@@ -277,7 +277,7 @@ static void copy_page_done(struct copy_ctx *x, const struct apply_summary *sum)
 		x->e->page_done(x->e->ctx, sum);
 }
 
-/* Copies table t from after `from` (NULL: the start) in JSON pages (tdgl.apply_rows).
+/* Copies table t from after `from` (NULL: the start) in JSON pages (tdgl_replica.apply_rows).
  * 0, or -1 with the error set. */
 static int copy_json_table(struct copy_ctx *x, int t, const char *from)
 {

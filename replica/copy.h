@@ -7,11 +7,11 @@
  * statement with the usual conflict/filter/flag semantics. A thread fetches the next page
  * while the current one is applied. A page the COPY path cannot take (an old primary, a
  * value the local type refuses, a local constraint) makes the rest of that table go
- * through the JSON path (GET /api/rows, tdgl.apply_rows), which logs failing rows one by one.
- * A re-sync then removes the rows the copy did not see (tdgl.finish_resync).
+ * through the JSON path (GET /api/rows, tdgl_replica.apply_rows), which logs failing rows one by one.
+ * A re-sync then removes the rows the copy did not see (tdgl_replica.finish_resync).
  *
  * Foreign keys of the replica: the copy's session takes the replica role when its database
- * role may (tdgl.replica_role), and no key is checked. Without it (the fallback) tables are
+ * role may (tdgl_replica.replica_role), and no key is checked. Without it (the fallback) tables are
  * copied parents first (fkorder.h); tables referencing each other with DEFERRABLE keys in one
  * transaction, checked at its end; rows still refused for a row copied after them are
  * applied again once every table is in (retry_run_keys). */

@@ -13,9 +13,9 @@
 #include "replica/source.h"
 
 static const char Q_DRY_CHANGES[] =
-	"SELECT tdgl.dry_run_page($1, $2::json -> 'changes', $3::bigint)::text";
+	"SELECT tdgl_replica.dry_run_page($1, $2::json -> 'changes', $3::bigint)::text";
 static const char Q_DRY_ROWS[] =
-	"SELECT tdgl.dry_run_page($1, $2::json -> 'rows', $3::bigint, $4)::text, "
+	"SELECT tdgl_replica.dry_run_page($1, $2::json -> 'rows', $3::bigint, $4)::text, "
 	"($2::json -> 'next')::text, json_array_length($2::json -> 'rows')";
 
 struct dryrun {

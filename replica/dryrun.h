@@ -1,6 +1,6 @@
 /* dryrun: a pull that only reports. It fetches what a pull would (an initial sync's rows
  * when the source has none yet, then pages of changes from the cursor) and hands each page
- * to tdgl.dry_run_page() inside ONE transaction that is rolled back: changes are applied one
+ * to tdgl_replica.dry_run_page() inside ONE transaction that is rolled back: changes are applied one
  * by one through the same SQL as a pull, described (insert; update with each changed column
  * old -> new; delete; rename; conflict; skip and why; fail and the database's error), and
  * then undone. No user row, conflict, log entry or cursor move survives; the run is

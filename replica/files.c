@@ -16,9 +16,9 @@
 #define FILES_PREFIX "/files/"
 #define FILES_MAX_PATH 1024
 
-static const char Q_KNOWN[] = "SELECT size, sha256 FROM tdgl.files WHERE path = $1";
+static const char Q_KNOWN[] = "SELECT size, sha256 FROM tdgl_replica.files WHERE path = $1";
 static const char Q_RECORD[] =
-	"INSERT INTO tdgl.files (path, size, sha256) VALUES ($1, $2::bigint, $3) "
+	"INSERT INTO tdgl_replica.files (path, size, sha256) VALUES ($1, $2::bigint, $3) "
 	"ON CONFLICT (path) DO UPDATE SET size = EXCLUDED.size, sha256 = EXCLUDED.sha256, "
 	"fetched_at = now()";
 

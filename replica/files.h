@@ -3,7 +3,7 @@
  * never leaves that directory: "..", ".", empty components, absolute paths, control bytes
  * and backslashes are refused, every directory is opened with O_NOFOLLOW via openat, and the
  * file is written to a temporary name and renamed into place.
- * tdgl.files records the size and SHA-256 of each fetched file: a file still present with
+ * tdgl_replica.files records the size and SHA-256 of each fetched file: a file still present with
  * that size and hash is not fetched again. */
 #ifndef TDGL_REPLICA_FILES_H
 #define TDGL_REPLICA_FILES_H

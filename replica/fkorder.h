@@ -1,7 +1,7 @@
 /* fkorder: the order an initial sync copies a source's tables in: every table after the
  * tables its foreign keys reference (parents first), tables that reference each other
  * (a cycle, or a table referencing itself) together as one group. Needed when the replica's
- * foreign keys are checked during the copy (no replica role, tdgl.replica_role): a child
+ * foreign keys are checked during the copy (no replica role, tdgl_replica.replica_role): a child
  * copied before its parent is refused. */
 #ifndef TDGL_REPLICA_FKORDER_H
 #define TDGL_REPLICA_FKORDER_H

@@ -86,7 +86,7 @@ static int cmd_migrate(int argc, char **argv, int arg __attribute__((unused)))
 	c = cli_open(opts, 0, &rc);
 	if (!c)
 		return rc;
-	if (db_migrate(c, "tdgl", REPLICA_SCHEMA_VERSION, sql_replica, err, sizeof err) < 0) {
+	if (db_migrate(c, db_role_schema(DB_ROLE_REPLICA), REPLICA_SCHEMA_VERSION, sql_replica, err, sizeof err) < 0) {
 		fprintf(stderr, "error: migrate: %s\n", err);
 		rc = 1;
 	} else {

@@ -14,16 +14,16 @@ static const char Q_SOURCES[] =
 	"SELECT s.name, extract(epoch FROM now() - s.last_change_at)::float8, "
 	"extract(epoch FROM now() - s.cursor_moved_at)::float8, coalesce(s.last_status, ''), "
 	"extract(epoch FROM s.last_run_at)::float8, "
-	"(SELECT count(*) FROM tdgl.conflicts c WHERE c.source = s.name AND c.status = 'Open'), "
-	"(SELECT count(*) FROM tdgl.sync_log l WHERE l.source = s.name AND l.status = 'Failed') "
-	"FROM tdgl.sources s ORDER BY s.name";
+	"(SELECT count(*) FROM tdgl_replica.conflicts c WHERE c.source = s.name AND c.status = 'Open'), "
+	"(SELECT count(*) FROM tdgl_replica.sync_log l WHERE l.source = s.name AND l.status = 'Failed') "
+	"FROM tdgl_replica.sources s ORDER BY s.name";
 
 /* Per table: the last verification (replica/verify.c): rows that differed, and when. */
 static const char Q_VERIFY[] =
 	"SELECT DISTINCT ON (source, tbl) source, tbl, "
 	"CASE WHEN status = 'failed' THEN NULL ELSE missing + extra + different END, "
 	"extract(epoch FROM finished_at)::float8 "
-	"FROM tdgl.verifications ORDER BY source, tbl, id DESC";
+	"FROM tdgl_replica.verifications ORDER BY source, tbl, id DESC";
 
 static const char *const metrics_run_statuses[] = { "Success", "Partial", "Failed", "Skipped",
                                                     "Interrupted" };

@@ -81,21 +81,23 @@ static int page_change_member(const char *k, size_t kn, const char *v, size_t vn
 		page_keep(&c->row, v, vn, 1);
 	else if (page_key_is(k, kn, "changed_at"))
 		page_keep(&c->changed_at, v, vn, 0);
+	else if (page_key_is(k, kn, "version"))
+		page_keep(&c->version, v, vn, 1);
 	return 0;
 }
 
 struct page_top {
-	struct page_span changes, cursor, more;
+	struct page_span changes, cursor, more, site;
 	int seen;                 /* bit per key: the top level must be unambiguous */
 };
 
 static int page_top_member(const char *k, size_t kn, const char *v, size_t vn, void *ctx)
 {
 	struct page_top *t = ctx;
-	static const char *const names[] = { "changes", "cursor", "more" };
-	struct page_span *spans[] = { &t->changes, &t->cursor, &t->more };
+	static const char *const names[] = { "changes", "cursor", "more", "site" };
+	struct page_span *spans[] = { &t->changes, &t->cursor, &t->more, &t->site };
 
-	for (int i = 0; i < 3; i++) {
+	for (int i = 0; i < 4; i++) {
 		if (!page_key_is(k, kn, names[i]))
 			continue;
 		if (t->seen & (1 << i))
@@ -131,6 +133,12 @@ int page_parse(const char *body, size_t len, struct page *pg, char *err, size_t 
 	}
 	pg->cursor = buf_steal(&cur);
 	pg->more = top.more.p && top.more.n == 4 && !memcmp(top.more.p, "true", 4);
+	/* a UUID's text: 36 characters between the quotes, nothing to unescape */
+	if (top.site.p && top.site.n == 38 && top.site.p[0] == '"' && top.site.p[37] == '"' &&
+	    !memchr(top.site.p + 1, '\\', 36)) {
+		memcpy(pg->site, top.site.p + 1, 36);
+		pg->site[36] = '\0';
+	}
 	p = json_skip_ws(top.changes.p + 1, end);
 	while (*p != ']') {
 		const char *ve = json_scan_value(p, end, PAGE_MAX_DEPTH);
@@ -341,7 +349,7 @@ int page_arrays(const struct page *pg, struct page_arrays *out, char *err, size_
 {
 	static const uint32_t types[PAGE_NARRAYS] = { PAGE_INT8OID, PAGE_TEXTOID, PAGE_TEXTOID,
 		PAGE_JSONOID, PAGE_JSONOID, PAGE_JSONOID, PAGE_TEXTOID, PAGE_INT4OID, PAGE_INT4OID,
-		PAGE_TEXTOID };
+		PAGE_TEXTOID, PAGE_JSONOID };
 	struct buf b[PAGE_NARRAYS] = { { 0 } }, tmp = { 0 };
 	size_t n = (size_t)(pg->count ? pg->count : 1);
 	int *run = malloc(n * sizeof *run), *trun = malloc(n * sizeof *trun), rc = -1;
@@ -369,6 +377,7 @@ int page_arrays(const struct page *pg, struct page_arrays *out, char *err, size_
 		page_array_elem(&b[3], c->pk.p, c->pk.n);
 		page_array_elem(&b[4], c->old_pk.p, c->old_pk.n);
 		page_array_elem(&b[5], c->row.p, c->row.n);
+		page_array_elem(&b[PAGE_VERSIONS], c->version.p, c->version.n);
 		{
 			uint32_t r = htonl((uint32_t)run[i]), t = htonl((uint32_t)trun[i]);
 

@@ -28,11 +28,15 @@
  * would keep a CPU busy for a few changes a page. */
 #define PULL_HEAD_GAP_MS 20
 
-static const char Q_CURSOR[] = "SELECT cursor FROM tdgl.sources WHERE name = $1";
+static const char Q_CURSOR[] = "SELECT cursor FROM tdgl_replica.sources WHERE name = $1";
+/* This site's identity when the source syncs a table both ways (docs/design.md "Two-way
+ * sync"): the pull then asks as a peer. */
+static const char Q_PEER[] =
+	"SELECT CASE WHEN tdgl_replica.source_two_way($1) THEN tdgl_replica.site()::text END";
 /* times a pull continues after another pull of its source applied the page it fetched */
 #define PULL_OVERTAKEN_MAX 5
 static const char Q_EXPIRE_CURSOR[] =
-	"UPDATE tdgl.sources SET cursor = NULL, needs_resync = true "
+	"UPDATE tdgl_replica.sources SET cursor = NULL, needs_resync = true "
 	"WHERE name = $1 AND cursor = $2";
 
 struct pull_ctx {
@@ -179,6 +183,26 @@ static enum pull_fetched pull_fetch_page(struct pull_ctx *p, const char *cursor,
 	}
 	rc = PULL_PAGE_OK;
 out:
+	return rc;
+}
+
+/* Sets the pull's upstream to ask as a two-way peer when the source is one. 0, or -1 with
+ * the run's error set. */
+static int pull_peer(struct pull_ctx *p)
+{
+	const char *params[1] = { p->s.name };
+	PGresult *res = db_exec(p->c, "pull: two-way", Q_PEER, 1, params);
+	int rc = -1;
+
+	if (!res) {
+		snprintf(p->r->error, sizeof p->r->error, "database: %s", db_last_error());
+		goto out;
+	}
+	if (!PQgetisnull(res, 0, 0))
+		snprintf(p->f.peer, sizeof p->f.peer, "%s", PQgetvalue(res, 0, 0));
+	rc = 0;
+out:
+	PQclear(res);
 	return rc;
 }
 
@@ -336,6 +360,8 @@ int pull_run(PGconn *c, const char *name, const char *trigger, int wait_s,
 		goto finish;
 	}
 	upstream_open(&p.f, &p.s, env->stop);
+	if (pull_peer(&p) < 0)
+		goto finish;
 	/* a primary that is down fails the run at once: nothing fetched, nothing touched. A
 	 * webhook pull skips the probe (one round trip): the primary has just called us. */
 	if (strcmp(trigger, "Webhook") != 0 && upstream_health(&p.f) < 0) {

@@ -2,7 +2,7 @@
  * cursor from /api/snapshot taken before the rows are copied page by page), then pages of
  * /api/changes until more=false, each applied in one transaction with its cursor move
  * (apply.c). A 410 from the primary re-runs the initial sync ("cursor expired, re-syncing").
- * Every pull is recorded in tdgl.runs and summarised in the log. */
+ * Every pull is recorded in tdgl_replica.runs and summarised in the log. */
 #ifndef TDGL_REPLICA_PULL_H
 #define TDGL_REPLICA_PULL_H
 #include <stdatomic.h>

@@ -9,7 +9,7 @@ static const char Q_LOG_JSON[] =
 	"'change_id', change_id, 'table', tbl, 'pk', pk, 'op', op, 'status', status, "
 	"'reason', reason, 'error', error, 'sqlstate', sqlstate, 'attempts', attempts, "
 	"'next_retry_at', next_retry_at, 'run_id', run_id, 'created_at', created_at) "
-	"ORDER BY id), '[]')::text FROM (SELECT * FROM tdgl.sync_log "
+	"ORDER BY id), '[]')::text FROM (SELECT * FROM tdgl_replica.sync_log "
 	"WHERE ($1::text IS NULL OR lower(status) = lower($1)) "
 	"AND ($2::text IS NULL OR source = $2) AND ($3::bigint IS NULL OR run_id = $3::bigint) "
 	"ORDER BY id DESC LIMIT $4::int) l";
@@ -19,25 +19,25 @@ static const char Q_RUNS_JSON[] =
 	"'duration_ms', round(extract(epoch FROM ended_at - started_at) * 1000), "
 	"'status', status, 'fetched', fetched, 'synced', synced, 'failed', failed, "
 	"'skipped', skipped, 'conflicts', conflicts, 'pages', pages, 'dry_run', dry_run, "
-	"'error', error) ORDER BY id DESC), '[]')::text FROM (SELECT * FROM tdgl.runs "
+	"'error', error) ORDER BY id DESC), '[]')::text FROM (SELECT * FROM tdgl_replica.runs "
 	"WHERE ($1::text IS NULL OR source = $1) ORDER BY id DESC LIMIT $2::int) r";
 static const char Q_COUNTS_JSON[] =
 	"SELECT json_build_object("
-	"'open_conflicts', (SELECT count(*) FROM tdgl.conflicts WHERE status = 'Open'), "
-	"'failed_changes', (SELECT count(*) FROM tdgl.sync_log WHERE status = 'Failed'), "
-	"'local_edits', (SELECT count(*) FROM tdgl.local_edits))::text";
+	"'open_conflicts', (SELECT count(*) FROM tdgl_replica.conflicts WHERE status = 'Open'), "
+	"'failed_changes', (SELECT count(*) FROM tdgl_replica.sync_log WHERE status = 'Failed'), "
+	"'local_edits', (SELECT count(*) FROM tdgl_replica.local_edits))::text";
 
 /* ---- rows (the CLI's tab-separated tables) ---- */
 static const char Q_LOG_ROWS[] =
 	"SELECT id, coalesce(run_id::text, '-'), source, coalesce(change_id::text, '-'), tbl, "
-	"op, status, coalesce(reason, error, ''), pk::text FROM tdgl.sync_log "
+	"op, status, coalesce(reason, error, ''), pk::text FROM tdgl_replica.sync_log "
 	"WHERE ($1::text IS NULL OR lower(status) = lower($1)) AND ($2::text IS NULL OR source = $2) "
 	"ORDER BY id DESC LIMIT 200";
 static const char Q_RUNS_ROWS[] =
 	"SELECT id, source, trigger, status, fetched, synced, failed, skipped, conflicts, "
 	"to_char(started_at, 'YYYY-MM-DD HH24:MI:SS'), "
 	"coalesce(round(extract(epoch FROM ended_at - started_at) * 1000)::text, '-'), "
-	"coalesce(error, '') FROM tdgl.runs WHERE ($1::text IS NULL OR source = $1) "
+	"coalesce(error, '') FROM tdgl_replica.runs WHERE ($1::text IS NULL OR source = $1) "
 	"ORDER BY id DESC LIMIT 50";
 /* lag: now - the primary's capture time of the newest change applied; cursor age: since the
  * cursor last moved ("-" until the first change arrives) */
@@ -47,9 +47,9 @@ static const char Q_SOURCES_ROWS[] =
 	"coalesce(round(extract(epoch FROM now() - s.cursor_moved_at))::text, '-'), "
 	"coalesce(s.last_status, '-'), "
 	"coalesce(to_char(s.last_run_at, 'YYYY-MM-DD HH24:MI:SS'), '-'), "
-	"(SELECT count(*) FROM tdgl.conflicts c WHERE c.source = s.name AND c.status = 'Open'), "
-	"(SELECT count(*) FROM tdgl.sync_log l WHERE l.source = s.name AND l.status = 'Failed') "
-	"FROM tdgl.sources s ORDER BY s.name";
+	"(SELECT count(*) FROM tdgl_replica.conflicts c WHERE c.source = s.name AND c.status = 'Open'), "
+	"(SELECT count(*) FROM tdgl_replica.sync_log l WHERE l.source = s.name AND l.status = 'Failed') "
+	"FROM tdgl_replica.sources s ORDER BY s.name";
 
 PGresult *report_log_json(PGconn *c, const char *status, const char *source,
                           const char *run_id, const char *limit)

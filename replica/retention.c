@@ -17,10 +17,10 @@
 static const char Q_CUTOFF[] = "SELECT (now() - make_interval(secs => $1::bigint))::text";
 static const char Q_LOG_BATCH[] =
 	"SELECT deleted, coalesce(last_id, $2::bigint), done "
-	"FROM tdgl.purge_log_batch($1::timestamptz, $2::bigint, $3::int)";
+	"FROM tdgl_replica.purge_log_batch($1::timestamptz, $2::bigint, $3::int)";
 static const char Q_RUNS_BATCH[] =
 	"SELECT deleted, coalesce(last_id, $2::bigint), done "
-	"FROM tdgl.purge_runs_batch($1::timestamptz, $2::bigint, $3::int)";
+	"FROM tdgl_replica.purge_runs_batch($1::timestamptz, $2::bigint, $3::int)";
 
 struct retention {
 	char *conninfo;

@@ -1,6 +1,6 @@
-/* retention: purges the replica's own logs (tdgl.sync_log, tdgl.runs) older than a retention
+/* retention: purges the replica's own logs (tdgl_replica.sync_log, tdgl_replica.runs) older than a retention
  * period, in batches of RETENTION_BATCH rows, each its own short transaction (the rules of
- * what stays live in SQL: tdgl.purge_log_batch / tdgl.purge_runs_batch in sql/replica.sql).
+ * what stays live in SQL: tdgl_replica.purge_log_batch / tdgl_replica.purge_runs_batch in sql/replica.sql).
  * Failed entries, what a pending retry or an open conflict still needs, and unfinished runs
  * stay. Serve runs a purge thread with its own connection; errors are logged and the next
  * purge tries again. Nothing returned needs freeing except the handle of retention_start. */
@@ -14,8 +14,8 @@
 #define RETENTION_BATCH 10000
 
 struct retention_counts {
-	long long log_entries;   /* tdgl.sync_log rows deleted */
-	long long runs;          /* tdgl.runs rows deleted */
+	long long log_entries;   /* tdgl_replica.sync_log rows deleted */
+	long long runs;          /* tdgl_replica.runs rows deleted */
 	double seconds;          /* wall time of the purge */
 	char before[64];         /* the cutoff, as the database printed it */
 };

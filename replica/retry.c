@@ -13,65 +13,65 @@ enum retry_outcome { RETRY_SYNCED, RETRY_SKIPPED, RETRY_FAILED, RETRY_NOT_DUE, R
 
 static const char Q_LOCK[] =
 	"SELECT s.source, s.tbl, coalesce(s.pk, (SELECT jsonb_object_agg(k, "
-	"(s.change -> 'row')::jsonb -> k) FROM unnest(tdgl.pk_columns(tdgl.local_table(s.tbl))) k)"
+	"(s.change -> 'row')::jsonb -> k) FROM unnest(tdgl_replica.pk_columns(tdgl_replica.local_table(s.tbl))) k)"
 	")::text, s.change IS NOT NULL, "
 	"s.next_retry_at IS NOT NULL AND s.next_retry_at <= now() "
 	"AND s.attempts - 1 < src.max_retries "
-	"FROM tdgl.sync_log s JOIN tdgl.sources src ON src.name = s.source "
+	"FROM tdgl_replica.sync_log s JOIN tdgl_replica.sources src ON src.name = s.source "
 	"WHERE s.id = $1 AND s.status = 'Failed' FOR UPDATE OF s";
 /* A later change of the same row was applied since this one failed (a row copied by an
  * initial sync has no key in its log entry: the key comes from its snapshot). */
 static const char Q_SUPERSEDED[] =
-	"SELECT EXISTS (SELECT 1 FROM tdgl.sync_log l WHERE l.source = $1 AND l.tbl = $2 "
+	"SELECT EXISTS (SELECT 1 FROM tdgl_replica.sync_log l WHERE l.source = $1 AND l.tbl = $2 "
 	"AND l.pk = $3::jsonb AND l.status = 'Synced' AND l.id > $4)";
 static const char Q_MARK_SUPERSEDED[] =
-	"UPDATE tdgl.sync_log SET status = 'Skipped', reason = 'superseded by a later change', "
+	"UPDATE tdgl_replica.sync_log SET status = 'Skipped', reason = 'superseded by a later change', "
 	"next_retry_at = NULL, run_id = $2 WHERE id = $1";
-static const char Q_LOG_HEAD[] = "SELECT coalesce(max(id), 0) FROM tdgl.sync_log";
+static const char Q_LOG_HEAD[] = "SELECT coalesce(max(id), 0) FROM tdgl_replica.sync_log";
 /* tdgl.applying, the replica role when permitted, else constraints checked at once (a
  * deferred key would otherwise fail the COMMIT, past the savepoint that records it) */
-static const char Q_APPLYING[] = "SELECT tdgl.apply_mode()";
+static const char Q_APPLYING[] = "SELECT tdgl_replica.apply_mode()";
 /* through the apply core, as the pull would have (its outcome is logged as a new row) */
 static const char Q_APPLY[] =
-	"SELECT (tdgl.apply_run(s.source, $2::bigint, s.tbl, tdgl.op_class(s.change->>'op'), "
+	"SELECT (tdgl_replica.apply_run(s.source, $2::bigint, s.tbl, tdgl_replica.op_class(s.change->>'op'), "
 	"ARRAY[ROW(1, (s.change->>'id')::bigint, s.change->>'op', "
 	"CASE WHEN json_typeof(s.change->'pk') = 'object' THEN s.change->'pk' END, "
 	"CASE WHEN json_typeof(s.change->'old_pk') = 'object' THEN s.change->'old_pk' END, "
 	"CASE WHEN json_typeof(s.change->'row') = 'object' THEN s.change->'row' END)"
-	"::tdgl.change])).fetched FROM tdgl.sync_log s WHERE s.id = $1";
+	"::tdgl_replica.change])).fetched FROM tdgl_replica.sync_log s WHERE s.id = $1";
 /* apply_run logged the outcome as a new row of this run: fold it into the retried row. */
 static const char Q_TAKE_OUTCOME[] =
-	"DELETE FROM tdgl.sync_log WHERE run_id = $1 AND id > $2 RETURNING status, reason";
+	"DELETE FROM tdgl_replica.sync_log WHERE run_id = $1 AND id > $2 RETURNING status, reason";
 static const char Q_MARK_DONE[] =
-	"UPDATE tdgl.sync_log SET status = $2, reason = $3, error = NULL, sqlstate = NULL, "
+	"UPDATE tdgl_replica.sync_log SET status = $2, reason = $3, error = NULL, sqlstate = NULL, "
 	"attempts = attempts + 1, next_retry_at = NULL, run_id = $4 WHERE id = $1";
 static const char Q_MARK_FAILED[] =
-	"UPDATE tdgl.sync_log l SET attempts = l.attempts + 1, error = $2, sqlstate = $3, "
+	"UPDATE tdgl_replica.sync_log l SET attempts = l.attempts + 1, error = $2, sqlstate = $3, "
 	"run_id = $4, next_retry_at = CASE WHEN l.attempts < src.max_retries "
-	"THEN tdgl.retry_due_at(src.retry_base_s, l.attempts) END "
-	"FROM tdgl.sources src WHERE l.id = $1 AND src.name = l.source";
+	"THEN tdgl_replica.retry_due_at(src.retry_base_s, l.attempts) END "
+	"FROM tdgl_replica.sources src WHERE l.id = $1 AND src.name = l.source";
 static const char Q_DUE[] =
-	"SELECT s.id FROM tdgl.sync_log s JOIN tdgl.sources src ON src.name = s.source "
+	"SELECT s.id FROM tdgl_replica.sync_log s JOIN tdgl_replica.sources src ON src.name = s.source "
 	"WHERE s.source = $1 AND s.status = 'Failed' AND s.next_retry_at <= now() "
 	"AND s.attempts - 1 < src.max_retries AND s.run_id IS DISTINCT FROM $2::bigint "
 	"ORDER BY s.id LIMIT 1000";
 static const char Q_NEXT_DUE[] =
 	"SELECT coalesce(floor(extract(epoch FROM min(s.next_retry_at)))::bigint, 0) "
-	"FROM tdgl.sync_log s JOIN tdgl.sources src ON src.name = s.source "
+	"FROM tdgl_replica.sync_log s JOIN tdgl_replica.sources src ON src.name = s.source "
 	"WHERE s.source = $1 AND s.status = 'Failed' AND s.next_retry_at IS NOT NULL "
 	"AND s.attempts - 1 < src.max_retries";
 static const char Q_FAILED_IDS[] =
-	"SELECT id FROM tdgl.sync_log WHERE status = 'Failed' AND source = $1 ORDER BY id "
+	"SELECT id FROM tdgl_replica.sync_log WHERE status = 'Failed' AND source = $1 ORDER BY id "
 	"LIMIT 10000";
 static const char Q_FAILED_SOURCES[] =
-	"SELECT DISTINCT source FROM tdgl.sync_log WHERE status = 'Failed' "
+	"SELECT DISTINCT source FROM tdgl_replica.sync_log WHERE status = 'Failed' "
 	"AND ($1::text IS NULL OR source = $1) ORDER BY source";
 static const char Q_ENTRY[] =
 	"SELECT json_build_object('id', id, 'source', source, 'change_id', change_id, "
 	"'table', tbl, 'pk', pk, 'op', op, 'status', status, 'reason', reason, 'error', error, "
 	"'sqlstate', sqlstate, 'attempts', attempts, 'next_retry_at', next_retry_at, "
-	"'run_id', run_id, 'created_at', created_at)::text FROM tdgl.sync_log WHERE id = $1";
-static const char Q_ENTRY_SOURCE[] = "SELECT source, status FROM tdgl.sync_log WHERE id = $1";
+	"'run_id', run_id, 'created_at', created_at)::text FROM tdgl_replica.sync_log WHERE id = $1";
+static const char Q_ENTRY_SOURCE[] = "SELECT source, status FROM tdgl_replica.sync_log WHERE id = $1";
 
 static int retry_tx(PGconn *c, const char *sql)
 {
@@ -83,7 +83,7 @@ static int retry_tx(PGconn *c, const char *sql)
                            * and nothing is logged: the caller sums up */
 
 static const char Q_RUN_KEY_FAILED[] =
-	"SELECT id FROM tdgl.sync_log WHERE run_id = $1 AND status = 'Failed' "
+	"SELECT id FROM tdgl_replica.sync_log WHERE run_id = $1 AND status = 'Failed' "
 	"AND sqlstate = '23503' ORDER BY id";
 
 /* One retry (flags: RETRY_*). */

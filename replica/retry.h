@@ -1,9 +1,9 @@
-/* retry: retries of Failed changes (tdgl.sync_log rows with status Failed, which keep the
+/* retry: retries of Failed changes (tdgl_replica.sync_log rows with status Failed, which keep the
  * change itself). A retry re-applies the stored change in its own transaction, under a
  * savepoint, as the apply session; the log row is updated in place: Synced/Skipped, or
  * Failed again with attempts + 1 and the next retry due after base * 2^(retries made),
  * until max_retries retries were made (per source: retry_base_s, max_retries; the first
- * failure is due after base). The due time is SQL's tdgl.retry_due_at, the one backoff in
+ * failure is due after base). The due time is SQL's tdgl_replica.retry_due_at, the one backoff in
  * SQL (backoff_delay's formula without cap or jitter). A change whose row has since had a later change applied is
  * not applied over it: it is marked Skipped "superseded by a later change".
  * Returned cJSON is owned by the caller. */

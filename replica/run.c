@@ -1,4 +1,4 @@
-/* run: tdgl.runs records, their events and their summary line; see run.h. */
+/* run: tdgl_replica.runs records, their events and their summary line; see run.h. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,30 +10,30 @@
 #include "replica/run.h"
 
 static const char Q_RUN_START[] =
-	"INSERT INTO tdgl.runs (source, trigger, dry_run) VALUES ($1, $2, $3::bool) RETURNING id";
-static const char Q_RUN_TRIGGER[] = "UPDATE tdgl.runs SET trigger = $2 WHERE id = $1";
+	"INSERT INTO tdgl_replica.runs (source, trigger, dry_run) VALUES ($1, $2, $3::bool) RETURNING id";
+static const char Q_RUN_TRIGGER[] = "UPDATE tdgl_replica.runs SET trigger = $2 WHERE id = $1";
 static const char Q_RUN_ADD[] =
-	"UPDATE tdgl.runs SET fetched = fetched + $2, synced = synced + $3, failed = failed + $4, "
+	"UPDATE tdgl_replica.runs SET fetched = fetched + $2, synced = synced + $3, failed = failed + $4, "
 	"skipped = skipped + $5, conflicts = conflicts + $6 WHERE id = $1";
 static const char Q_RUN_END[] =
-	"UPDATE tdgl.runs SET ended_at = clock_timestamp(), status = $2, error = $3 WHERE id = $1";
-static const char Q_RUN_INTERRUPTED[] = "SELECT tdgl.close_interrupted_runs()";
+	"UPDATE tdgl_replica.runs SET ended_at = clock_timestamp(), status = $2, error = $3 WHERE id = $1";
+static const char Q_RUN_INTERRUPTED[] = "SELECT tdgl_replica.close_interrupted_runs()";
 static const char Q_RUN_GET[] =
 	"SELECT json_build_object('id', id, 'source', source, 'trigger', trigger, "
 	"'started_at', started_at, 'ended_at', ended_at, "
 	"'duration_ms', round(extract(epoch FROM ended_at - started_at) * 1000), "
 	"'status', status, 'fetched', fetched, 'synced', synced, 'failed', failed, "
 	"'skipped', skipped, 'conflicts', conflicts, 'pages', pages, 'dry_run', dry_run, "
-	"'error', error)::text FROM tdgl.runs WHERE id = $1";
+	"'error', error)::text FROM tdgl_replica.runs WHERE id = $1";
 static const char Q_SOURCE_STATUS[] =
-	"UPDATE tdgl.sources SET last_run_at = now(), last_status = $2, last_error = $3 "
+	"UPDATE tdgl_replica.sources SET last_run_at = now(), last_status = $2, last_error = $3 "
 	"WHERE name = $1";
-static const char Q_RUN_DROP[] = "DELETE FROM tdgl.runs WHERE id = $1";
+static const char Q_RUN_DROP[] = "DELETE FROM tdgl_replica.runs WHERE id = $1";
 /* The conflicts a run opened or refreshed: its log rows say "conflict: ..." for them. */
 static const char Q_RUN_CONFLICTS[] =
 	"SELECT json_build_object('id', k.id, 'source', k.source, 'table', k.tbl, 'pk', k.pk, "
 	"'op', k.op, 'change_id', k.change_id, 'refreshed', k.refreshed, 'run_id', $1::bigint)::text "
-	"FROM tdgl.conflicts k WHERE k.status = 'Open' AND EXISTS (SELECT 1 FROM tdgl.sync_log l "
+	"FROM tdgl_replica.conflicts k WHERE k.status = 'Open' AND EXISTS (SELECT 1 FROM tdgl_replica.sync_log l "
 	"WHERE l.run_id = $1 AND l.status = 'Skipped' AND l.reason LIKE 'conflict%' "
 	"AND l.tbl = k.tbl AND l.pk = k.pk) ORDER BY k.id LIMIT 1000";
 

@@ -1,4 +1,4 @@
-/* run: the life of one tdgl.runs record (a pull, a dry run or a retry batch): start and
+/* run: the life of one tdgl_replica.runs record (a pull, a dry run or a retry batch): start and
  * finish it, announce it on the event hub (run.started, run.completed, run.failed) and write
  * the one-line run summary to the log ("run summary: source=... status=... fetched=...").
  * Counts are accumulated in the row by whoever does the work (apply_page, retry); finishing

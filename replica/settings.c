@@ -1,4 +1,4 @@
-/* settings: validated patches of tdgl.sources / tdgl.source_tables; see settings.h. */
+/* settings: validated patches of tdgl_replica.sources / tdgl_replica.source_tables; see settings.h. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,26 +21,26 @@ static const char Q_GET[] =
 	"  'filter', t.filter, 'insert_enabled', t.insert_enabled, "
 	"  'update_enabled', t.update_enabled, 'delete_enabled', t.delete_enabled, "
 	"  'update_without_changes', t.update_without_changes) ORDER BY t.tbl), '[]') "
-	"  FROM tdgl.source_tables t WHERE t.source = s.name))::text "
-	"FROM tdgl.sources s WHERE s.name = $1";
+	"  FROM tdgl_replica.source_tables t WHERE t.source = s.name))::text "
+	"FROM tdgl_replica.sources s WHERE s.name = $1";
 static const char Q_LOCK[] =
-	"SELECT cron, tz FROM tdgl.sources WHERE name = $1 FOR UPDATE";
+	"SELECT cron, tz FROM tdgl_replica.sources WHERE name = $1 FOR UPDATE";
 static const char Q_SET_SCHEDULE[] =
-	"UPDATE tdgl.sources SET cron = $2, tz = $3 WHERE name = $1";
+	"UPDATE tdgl_replica.sources SET cron = $2, tz = $3 WHERE name = $1";
 static const char Q_SET_POLL[] =
-	"UPDATE tdgl.sources SET poll_interval = $2::int WHERE name = $1";
+	"UPDATE tdgl_replica.sources SET poll_interval = $2::int WHERE name = $1";
 static const char Q_SET_RETRY_BASE[] =
-	"UPDATE tdgl.sources SET retry_base_s = $2::int WHERE name = $1";
+	"UPDATE tdgl_replica.sources SET retry_base_s = $2::int WHERE name = $1";
 static const char Q_SET_MAX_RETRIES[] =
-	"UPDATE tdgl.sources SET max_retries = $2::int WHERE name = $1";
+	"UPDATE tdgl_replica.sources SET max_retries = $2::int WHERE name = $1";
 static const char Q_SET_BATCH[] =
-	"UPDATE tdgl.sources SET batch_size = $2::int WHERE name = $1";
+	"UPDATE tdgl_replica.sources SET batch_size = $2::int WHERE name = $1";
 static const char Q_SET_RATE[] =
-	"UPDATE tdgl.sources SET rate_limit = nullif($2::float8, 0) WHERE name = $1";
+	"UPDATE tdgl_replica.sources SET rate_limit = nullif($2::float8, 0) WHERE name = $1";
 static const char Q_SET_ENABLED[] =
-	"UPDATE tdgl.sources SET enabled = $2::bool WHERE name = $1";
+	"UPDATE tdgl_replica.sources SET enabled = $2::bool WHERE name = $1";
 static const char Q_SET_FLAGS[] =
-	"UPDATE tdgl.source_tables SET insert_enabled = coalesce($3::bool, insert_enabled), "
+	"UPDATE tdgl_replica.source_tables SET insert_enabled = coalesce($3::bool, insert_enabled), "
 	"update_enabled = coalesce($4::bool, update_enabled), "
 	"delete_enabled = coalesce($5::bool, delete_enabled), "
 	"update_without_changes = coalesce($6::bool, update_without_changes) "

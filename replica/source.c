@@ -1,4 +1,4 @@
-/* source: CRUD of tdgl.sources / tdgl.source_tables, secrets sealed at rest. */
+/* source: CRUD of tdgl_replica.sources / tdgl_replica.source_tables, secrets sealed at rest. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,20 +11,20 @@
 #include "replica/source.h"
 
 static const char Q_INSERT_SOURCE[] =
-	"INSERT INTO tdgl.sources (name, url, api_key, api_secret_sealed, batch_size, "
+	"INSERT INTO tdgl_replica.sources (name, url, api_key, api_secret_sealed, batch_size, "
 	"poll_interval, push_secret_sealed, long_poll) "
 	"VALUES ($1, $2, $3, $4, coalesce($5::int, 500), coalesce($6::int, 60), $7, $8::bool)";
 static const char Q_INSERT_TABLE[] =
-	"INSERT INTO tdgl.source_tables (source, tbl, filter, attach_columns) "
+	"INSERT INTO tdgl_replica.source_tables (source, tbl, filter, attach_columns) "
 	"VALUES ($1, $2, $3::jsonb, coalesce(string_to_array($4, ','), '{}'))";
-static const char Q_WATCH[] = "SELECT array_to_string(tdgl.watch_source($1), ',')";
-static const char Q_REMOVE[] = "DELETE FROM tdgl.sources WHERE name = $1";
+static const char Q_WATCH[] = "SELECT array_to_string(tdgl_replica.watch_source($1), ',')";
+static const char Q_REMOVE[] = "DELETE FROM tdgl_replica.sources WHERE name = $1";
 static const char Q_LOAD[] =
 	"SELECT name, url, api_key, api_secret_sealed, push_secret_sealed, cursor, needs_resync, "
 	"batch_size, poll_interval, long_poll, enabled, cron, tz, coalesce(rate_limit, 0) "
-	"FROM tdgl.sources WHERE name = $1";
+	"FROM tdgl_replica.sources WHERE name = $1";
 static const char Q_LOAD_TABLES[] =
-	"SELECT tbl, filter::text FROM tdgl.source_tables WHERE source = $1 ORDER BY tbl";
+	"SELECT tbl, filter::text FROM tdgl_replica.source_tables WHERE source = $1 ORDER BY tbl";
 static const char Q_LIST[] =
 	"SELECT coalesce(json_agg(json_build_object('name', s.name, 'url', s.url, "
 	"'api_key', s.api_key, 'batch_size', s.batch_size, 'poll_interval', s.poll_interval, "
@@ -35,11 +35,11 @@ static const char Q_LIST[] =
 	"  'insert_enabled', t.insert_enabled, 'update_enabled', t.update_enabled, "
 	"  'delete_enabled', t.delete_enabled, 'update_without_changes', t.update_without_changes, "
 	"  'attach_columns', t.attach_columns) ORDER BY t.tbl), '[]') "
-	"  FROM tdgl.source_tables t WHERE t.source = s.name)) ORDER BY s.name), '[]')::text "
-	"FROM tdgl.sources s";
-static const char Q_ENABLED[] = "SELECT name FROM tdgl.sources WHERE enabled ORDER BY name";
-static const char Q_ANY_SEALED[] = "SELECT EXISTS (SELECT 1 FROM tdgl.sources)";
-static const char Q_ALL[] = "SELECT name FROM tdgl.sources ORDER BY name";
+	"  FROM tdgl_replica.source_tables t WHERE t.source = s.name)) ORDER BY s.name), '[]')::text "
+	"FROM tdgl_replica.sources s";
+static const char Q_ENABLED[] = "SELECT name FROM tdgl_replica.sources WHERE enabled ORDER BY name";
+static const char Q_ANY_SEALED[] = "SELECT EXISTS (SELECT 1 FROM tdgl_replica.sources)";
+static const char Q_ALL[] = "SELECT name FROM tdgl_replica.sources ORDER BY name";
 
 /* "t=value" -> table name (malloc'd) and value pointer; NULL when malformed. */
 static char *source_split_eq(const char *s, const char **value)

@@ -1,4 +1,4 @@
-/* source: the primaries a replica pulls from (tdgl.sources, tdgl.source_tables).
+/* source: the primaries a replica pulls from (tdgl_replica.sources, tdgl_replica.source_tables).
  * API and push secrets are sealed at rest with crypto_seal under TDGL_SECRET_KEY and only
  * opened in memory here; nothing in this module prints or logs a secret.
  * All returned structs/strings are owned by the caller (source_free / free). */

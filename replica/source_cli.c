@@ -16,7 +16,7 @@
 
 #define SOURCE_CLI_OPT_DB { "db", "TDGL_DB", "CONNINFO", "libpq connection string", NULL }
 
-static const char Q_SOURCE_EXISTS[] = "SELECT 1 FROM tdgl.sources WHERE name = $1";
+static const char Q_SOURCE_EXISTS[] = "SELECT 1 FROM tdgl_replica.sources WHERE name = $1";
 
 static void source_cli_print(const cJSON *j)
 {

@@ -174,6 +174,8 @@ long upstream_changes(struct upstream *u, const char *cursor, const char *tables
 	buf_printf(&path, "/api/changes?limit=%d&wait=%d", limit, wait_s);
 	upstream_param(&path, "cursor", cursor);
 	upstream_param(&path, "tables", tables);
+	if (u->peer[0])
+		upstream_param(&path, "peer", u->peer);
 	/* a long-poll is not retried: the scheduler's next round is its retry */
 	st = upstream_request(u, path.data, (wait_s + UPSTREAM_CHANGES_SLACK_S) * 1000L,
 	                      wait_s > 0 ? 1 : UPSTREAM_ATTEMPTS, resp);

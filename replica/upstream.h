@@ -30,6 +30,9 @@ struct upstream {
 	char *auth;                      /* "Authorization: token KEY:SECRET" (owned) */
 	double rate;                     /* requests per second; 0: unlimited */
 	const atomic_int *stop;          /* optional: set on shutdown, ends waits early */
+	char peer[40];                   /* this site's identity when the source syncs a table
+	                                    both ways: changes are asked for as its peer
+	                                    (docs/design.md "Two-way sync"); else "" */
 	char error[512];                 /* why the last call failed */
 };
 
@@ -47,7 +50,8 @@ void upstream_close(struct upstream *u);
 int upstream_health(struct upstream *u);
 /* GET /api/snapshot: the cursor an initial sync starts from. */
 long upstream_snapshot(struct upstream *u, struct httpc_resp *resp);
-/* GET /api/changes after cursor for tables ("t1,t2"); wait_s > 0 long-polls (tried once). */
+/* GET /api/changes after cursor for tables ("t1,t2"); wait_s > 0 long-polls (tried once).
+ * As u->peer when that is set. */
 long upstream_changes(struct upstream *u, const char *cursor, const char *tables, int limit,
                       int wait_s, struct httpc_resp *resp);
 /* GET /api/rows of table, in key order after `after` (NULL: from the start), matching

@@ -23,31 +23,31 @@
 #define VERIFY_TIMEOUT_MS 600000
 
 static const char Q_LOCAL_COLUMNS[] =
-	"SELECT coalesce(json_agg(c), '[]')::text FROM unnest((tdgl.verify_local_table($1, NULL)).cols) c";
+	"SELECT coalesce(json_agg(c), '[]')::text FROM unnest((tdgl_replica.verify_local_table($1, NULL)).cols) c";
 static const char Q_SHARED[] =
 	"SELECT ($1::json -> 'columns')::text, "
-	"($1::json -> 'key')::jsonb = to_jsonb((tdgl.verify_local_table($2, NULL)).pk)";
-static const char Q_BITS[] = "SELECT tdgl.verify_bits($1, $2::int)";
+	"($1::json -> 'key')::jsonb = to_jsonb((tdgl_replica.verify_local_table($2, NULL)).pk)";
+static const char Q_BITS[] = "SELECT tdgl_replica.verify_bits($1, $2::int)";
 static const char Q_LOCAL_BUCKETS[] =
-	"SELECT tdgl.verify_local_buckets($1, ARRAY(SELECT json_array_elements_text($2::json)),"
+	"SELECT tdgl_replica.verify_local_buckets($1, ARRAY(SELECT json_array_elements_text($2::json)),"
 	" $3::int, $4::bigint[], $5::int)::text";
 static const char Q_DIFF_BUCKETS[] =
-	"SELECT tdgl.verify_diff_buckets($1::json -> 'buckets', $2::json)::text";
+	"SELECT tdgl_replica.verify_diff_buckets($1::json -> 'buckets', $2::json)::text";
 static const char Q_LOCAL_KEYS[] =
-	"SELECT tdgl.verify_local_keys($1, ARRAY(SELECT json_array_elements_text($2::json)),"
+	"SELECT tdgl_replica.verify_local_keys($1, ARRAY(SELECT json_array_elements_text($2::json)),"
 	" $3::int, $4::bigint[])::text";
 static const char Q_DIFF_KEYS[] =
-	"SELECT tdgl.verify_diff_keys($1::json -> 'rows', $2::json)::text";
+	"SELECT tdgl_replica.verify_diff_keys($1::json -> 'rows', $2::json)::text";
 /* rows and cursor in one statement: one snapshot (apply commits both together) */
 static const char Q_LOCAL_ROWS[] =
-	"SELECT (SELECT cursor FROM tdgl.sources WHERE name = $1), "
-	"tdgl.verify_local_rows($2, ARRAY(SELECT json_array_elements_text($3::json)), $4::json)::text";
+	"SELECT (SELECT cursor FROM tdgl_replica.sources WHERE name = $1), "
+	"tdgl_replica.verify_local_rows($2, ARRAY(SELECT json_array_elements_text($3::json)), $4::json)::text";
 static const char Q_CLASSIFY[] =
-	"SELECT tdgl.verify_classify($1, ARRAY(SELECT json_array_elements_text($2::json)), $3::json,"
+	"SELECT tdgl_replica.verify_classify($1, ARRAY(SELECT json_array_elements_text($2::json)), $3::json,"
 	" $4::json -> 'rows')::text";
-static const char Q_REPAIR[] = "SELECT tdgl.verify_repair($1, $2::bigint, $3, $4::json)::text";
+static const char Q_REPAIR[] = "SELECT tdgl_replica.verify_repair($1, $2::bigint, $3, $4::json)::text";
 static const char Q_SAVE[] =
-	"INSERT INTO tdgl.verifications (source, tbl, status, missing, extra, different, kept_local,"
+	"INSERT INTO tdgl_replica.verifications (source, tbl, status, missing, extra, different, kept_local,"
 	" in_flight, repaired, repair_run, bytes, requests, report, error, started_at)"
 	" VALUES ($1, $2, $3, $4::int, $5::int, $6::int, $7::int, $8::int, $9::int, $10::bigint,"
 	" $11::bigint, $12::int, $13::json, $14, to_timestamp($15::float8))";
@@ -58,7 +58,7 @@ static const char Q_LAST[] =
 	" 'repair_run', v.repair_run, 'bytes', v.bytes, 'requests', v.requests, 'error', v.error,"
 	" 'started_at', v.started_at, 'finished_at', v.finished_at, 'report', v.report)"
 	" ORDER BY v.source, v.tbl), '[]')::text"
-	" FROM (SELECT DISTINCT ON (source, tbl) * FROM tdgl.verifications"
+	" FROM (SELECT DISTINCT ON (source, tbl) * FROM tdgl_replica.verifications"
 	"       WHERE $1::text IS NULL OR source = $1 ORDER BY source, tbl, id DESC) v";
 static const char Q_NOW[] = "SELECT extract(epoch FROM now())::text";
 
@@ -557,7 +557,7 @@ static long verify_differences(const struct verify_table *t)
 	return t->counts[0] + t->counts[1] + t->counts[2];
 }
 
-/* The table's report, and its row in tdgl.verifications. */
+/* The table's report, and its row in tdgl_replica.verifications. */
 static cJSON *verify_table_report(struct verify_table *t, int failed, const char *started)
 {
 	const char *status = failed ? "failed" : verify_differences(t) ? "different" : "identical";

@@ -2,7 +2,7 @@
  * them when they do not (`tdgl-replica verify`, POST /api/sources/<name>/verify).
  *
  * Per table: both sites hash their rows into buckets by the key's hash (primary: GET
- * /api/hashes, SQL tdgl.verify_* in sql/primary.sql; here tdgl.verify_local_* in
+ * /api/hashes, SQL tdgl_replica.verify_* in sql/primary.sql; here tdgl_replica.verify_local_* in
  * sql/replica.sql), only the buckets that differ are split further and finally listed row
  * by row, so what travels grows with the number of differences, not with the table. The
  * primary counts only rows passing the source's filter, both sites only the columns both
@@ -14,9 +14,9 @@
  * listed as such, not as differences.
  *
  * A repair applies the primary's rows of the missing and different keys and deletes the
- * extra ones through tdgl.apply_safely (the pull's apply path) in a run with trigger
- * 'Repair' (each row in tdgl.sync_log), then verifies the table again. Each table's result
- * is kept in tdgl.verifications. */
+ * extra ones through tdgl_replica.apply_safely (the pull's apply path) in a run with trigger
+ * 'Repair' (each row in tdgl_replica.sync_log), then verifies the table again. Each table's result
+ * is kept in tdgl_replica.verifications. */
 #ifndef TDGL_REPLICA_VERIFY_H
 #define TDGL_REPLICA_VERIFY_H
 #include <stddef.h>

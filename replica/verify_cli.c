@@ -39,7 +39,7 @@ static int verify_cli_tables(int *argc, char **argv, const char **tables, int *n
 	return 0;
 }
 
-static const char Q_CURSOR_OF[] = "SELECT cursor FROM tdgl.sources WHERE name = $1";
+static const char Q_CURSOR_OF[] = "SELECT cursor FROM tdgl_replica.sources WHERE name = $1";
 
 /* The source's cursor (malloc'd; NULL when none or on error). */
 static char *verify_cli_cursor_of(PGconn *c, const char *source)

@@ -1,6 +1,6 @@
--- tdgl primary schema, version 4 (an older database re-runs the script: every object is
+-- tdgl primary schema, version 5 (an older database re-runs the script: every object is
 -- replaced; 2 -> 3: capture triggers regenerated, see capture_install; 3 -> 4: the verify
--- functions, tdgl.verify_*). Applied by
+-- functions, tdgl.verify_*; 4 -> 5: the site's identity, sql/site.sql). Applied by
 -- `tdgl-primary migrate` (common/db.h db_migrate,
 -- under an advisory lock). Idempotent: every object is created IF NOT EXISTS or replaced, so
 -- running it twice is a no-op. A database holding a newer version is refused.
@@ -15,8 +15,8 @@ DO $$
 DECLARE v int;
 BEGIN
 	SELECT max(version) INTO v FROM tdgl.schema_version;
-	IF v > 4 THEN
-		RAISE EXCEPTION 'tdgl schema version % is newer than this tdgl-primary supports (4): upgrade tdgl-primary', v;
+	IF v > 5 THEN
+		RAISE EXCEPTION 'tdgl schema version % is newer than this tdgl-primary supports (5): upgrade tdgl-primary', v;
 	END IF;
 END $$;
 
@@ -37,6 +37,50 @@ CREATE TABLE IF NOT EXISTS tdgl.change_log (
 	changed_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS change_log_txid ON tdgl.change_log (txid, id);
+
+-- Version 5, for two-way sync (docs/design.md "Two-way sync"): where a change came from.
+-- NULL in all four for a change made on this site (capture leaves them alone: no cost).
+-- origin: the site it was made on; origin_id, origin_at: its id and time there (a change's
+-- version is (origin, origin_id) on every site); via: the peer this site applied it from
+-- (never served back to that peer, nor to its origin).
+ALTER TABLE tdgl.change_log ADD COLUMN IF NOT EXISTS origin uuid,
+	ADD COLUMN IF NOT EXISTS origin_id bigint, ADD COLUMN IF NOT EXISTS origin_at timestamptz,
+	ADD COLUMN IF NOT EXISTS via uuid;
+
+-- A row's version history, for two-way sync: the last change of a key (its pk, or a rename
+-- away from it) is the version this site holds. Only a site that syncs both ways pays for
+-- these indexes: tdgl-replica creates them when one of its tables is also tracked here.
+CREATE OR REPLACE FUNCTION tdgl.enable_row_versions() RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+	IF to_regclass('tdgl.change_log_row') IS NULL THEN
+		CREATE INDEX change_log_row ON tdgl.change_log (tbl, (pk::text), id);
+	END IF;
+	IF to_regclass('tdgl.change_log_old_row') IS NULL THEN
+		CREATE INDEX change_log_old_row ON tdgl.change_log (tbl, (old_pk::text), id)
+			WHERE old_pk IS NOT NULL;
+	END IF;
+END
+$$;
+
+-- The version of key `pk` (json text) of table `tbl` as this site holds it before change
+-- `before` (NULL: now): (origin, id, at) of its last change, origin NULL for this site; no
+-- row when the log holds none (the row predates tracking, or its history was purged).
+CREATE OR REPLACE FUNCTION tdgl.row_version(p_tbl text, p_pk text, p_before bigint,
+	OUT origin uuid, OUT id bigint, OUT at timestamptz)
+RETURNS SETOF record LANGUAGE sql STABLE AS $$
+	SELECT v.origin, coalesce(v.origin_id, v.id), coalesce(v.origin_at, v.changed_at)
+	FROM ((SELECT * FROM tdgl.change_log l
+	       WHERE l.tbl = p_tbl AND l.pk::text = p_pk
+	         AND l.id < coalesce(p_before, 9223372036854775807)
+	       ORDER BY l.id DESC LIMIT 1)
+	      UNION ALL
+	      (SELECT * FROM tdgl.change_log l
+	       WHERE l.tbl = p_tbl AND l.old_pk::text = p_pk AND l.old_pk IS NOT NULL
+	         AND l.id < coalesce(p_before, 9223372036854775807)
+	       ORDER BY l.id DESC LIMIT 1)) v
+	ORDER BY v.id DESC LIMIT 1
+$$;
 
 CREATE TABLE IF NOT EXISTS tdgl.tracked_tables (
 	name           text PRIMARY KEY,          -- "customer" (schema public) or "schema.table"
@@ -543,4 +587,8 @@ BEGIN
 END $$;
 
 DELETE FROM tdgl.schema_version;
-INSERT INTO tdgl.schema_version (version) VALUES (4);
+INSERT INTO tdgl.schema_version (version) VALUES (5);
+
+-- What both roles share (sql/verify.sql, appended by the build) is created unqualified:
+-- in this role's own schema.
+SET LOCAL search_path = tdgl, pg_catalog;

@@ -46,8 +46,8 @@ def own_cluster():
     """A cluster of the test's own, for tests that stop or crash PostgreSQL."""
     made = []
 
-    def make(name="own"):
-        made.append(Cluster(name))
+    def make(name="own", env=None):
+        made.append(Cluster(name, env))
         return made[-1]
     yield make
     for c in made:

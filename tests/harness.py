@@ -105,10 +105,12 @@ def _as_postgres(cmd):
 
 
 class Cluster:
-    """A PostgreSQL 15 cluster in a temporary directory."""
+    """A PostgreSQL 15 cluster in a temporary directory. env: what its server runs with
+    besides ours (e.g. libfaketime, for a site whose clock is off)."""
 
-    def __init__(self, name):
+    def __init__(self, name, env=None):
         self.name = name
+        self.env = dict(os.environ, **(env or {}))
         self.base = tempfile.mkdtemp(prefix=f"tdgl-{name}-")
         self.datadir = os.path.join(self.base, "data")
         self.logfile = os.path.join(self.base, "postgres.log")
@@ -130,7 +132,7 @@ class Cluster:
     def start(self):
         subprocess.run(_as_postgres([f"{PG_BIN}/pg_ctl", "-D", self.datadir, "-l", self.logfile,
                                      "-w", "-t", "60", "start"]),
-                       check=True, stdout=subprocess.DEVNULL)
+                       check=True, stdout=subprocess.DEVNULL, env=self.env)
 
     def stop(self, mode="fast"):
         subprocess.run(_as_postgres([f"{PG_BIN}/pg_ctl", "-D", self.datadir, "-m", mode,

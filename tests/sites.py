@@ -95,7 +95,7 @@ class ReplicaSite(Site):
             st = self.api("GET", "/api/status").json()
             busy = [w for w in st["workers"] if w["running"] or w["pending"]]
             return not busy and self.one(
-                "SELECT count(*) FROM tdgl.runs WHERE status = 'Running'") == 0
+                "SELECT count(*) FROM tdgl_replica.runs WHERE status = 'Running'") == 0
         return wait_until(idle, timeout=timeout, what="the replica to be idle")
 
     def wait_rows(self, query, expected, timeout=10):

@@ -21,7 +21,7 @@ FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 
 
 def runs(replica):
-    return replica.one("SELECT count(*) FROM tdgl.runs")
+    return replica.one("SELECT count(*) FROM tdgl_replica.runs")
 
 
 def admin(replica):
@@ -94,7 +94,7 @@ def test_admin_api_malformed_json_gets_400_and_changes_nothing(primary, replica)
     replica.sql("UPDATE customer SET name = 'local' WHERE id = 1")
     primary.sql("UPDATE customer SET name = 'p' WHERE id = 1")
     pull(replica)
-    cid = replica.one("SELECT id FROM tdgl.conflicts")
+    cid = replica.one("SELECT id FROM tdgl_replica.conflicts")
     sources = replica.api("GET", "/api/sources").json()
     base = {"name": "second", "url": primary.url, "key": key, "secret": secret,
             "tables": "customer"}
@@ -145,7 +145,7 @@ def test_admin_api_malformed_json_gets_400_and_changes_nothing(primary, replica)
             bad.append((path, r.status_code, r.text[:120]))
     assert not bad, "\n".join(map(repr, bad))
     assert replica.api("GET", "/api/sources").json() == sources
-    assert replica.one("SELECT status FROM tdgl.conflicts") == "Open"
+    assert replica.one("SELECT status FROM tdgl_replica.conflicts") == "Open"
     assert replica.server.proc.poll() is None
 
 
@@ -210,11 +210,11 @@ def test_malformed_pages_from_primary_apply_nothing(replica):
         }
         for name, body in pages.items():
             fake.changes = (200, body)
-            cursor = replica.one("SELECT cursor FROM tdgl.sources")
+            cursor = replica.one("SELECT cursor FROM tdgl_replica.sources")
             r = pull(replica, check=False)
             assert r.get("status") == "Failed", (name, r)
             assert replica.one("SELECT count(*) FROM customer") == 0, f"{name}: rows applied"
-            assert replica.one("SELECT cursor FROM tdgl.sources") == cursor, name
+            assert replica.one("SELECT cursor FROM tdgl_replica.sources") == cursor, name
         # single bad changes inside a well-formed page: isolated, the rest applies
         odd = [_change(1), _change(2, op="Explode"), _change(3, row="not an object"),
                _change(4, pk={"id": "four"}, row={"id": "four"}),
@@ -300,7 +300,7 @@ def test_sql_injection_through_source_table_and_filter_names_refused(primary, re
         assert "Traceback" not in r.stderr
         assert replica.one("SELECT count(*) FROM canary") == 2, args
     # what was accepted is stored as plain data; pulling it damages nothing
-    for (name,) in replica.sql("SELECT name FROM tdgl.sources"):
+    for (name,) in replica.sql("SELECT name FROM tdgl_replica.sources"):
         assert name in ("main", "s2", "s3", "s4", "s5"), name
         replica.cli("pull", name, check=False)
         assert replica.one("SELECT count(*) FROM canary") == 2, name
@@ -341,7 +341,7 @@ def test_column_names_that_shadow_query_aliases_replicate(primary, replica):
     primary.sql('UPDATE "select" SET "o" = \'primary\' WHERE id = 1')
     r = pull(replica, check=False)
     assert r.get("conflicts") == 1, r
-    cid = replica.one("SELECT id FROM tdgl.conflicts")
+    cid = replica.one("SELECT id FROM tdgl_replica.conflicts")
     replica.cli("resolve", str(cid), "accept-primary")
     assert rows_md5(replica, '"select"') == rows_md5(primary, '"select"')
 
@@ -447,7 +447,7 @@ def test_replica_secrets_never_in_logs_bodies_metrics_or_argv(primary, replica):
                                  headers=signed(b, secret=secret), timeout=5).text)
     # a second source with a bad secret: its failure must not echo it
     replica.api("POST", "/api/sources", json=dict(body, name="bad", secret="WRONG-" + secret))
-    wait_until(lambda: replica.one("SELECT count(*) FROM tdgl.runs WHERE source = 'bad'"),
+    wait_until(lambda: replica.one("SELECT count(*) FROM tdgl_replica.runs WHERE source = 'bad'"),
                timeout=20)
     for args in (("source", "list"), ("status",), ("runs",), ("log",)):
         p = replica.cli(*args, check=False)
@@ -455,7 +455,7 @@ def test_replica_secrets_never_in_logs_bodies_metrics_or_argv(primary, replica):
     with open(f"/proc/{replica.server.proc.pid}/cmdline", "rb") as f:
         argv = f.read().decode(errors="replace")
     stored = replica.sql("SELECT api_secret_sealed, coalesce(push_secret_sealed, '') "
-                         "FROM tdgl.sources")
+                         "FROM tdgl_replica.sources")
     replica.server.stop()
     log = replica.server.log()
     for s in (secret, PUSH, ADMIN_TOKEN, SECRET_KEY):

@@ -63,7 +63,7 @@ def make_conflict(primary, replica, key, local, remote):
     primary.sql("UPDATE customer SET name = %s, amount = amount + 1 WHERE id = %s",
                 (remote, key))
     return wait_until(lambda: replica.one(
-        "SELECT id FROM tdgl.conflicts WHERE pk = %s AND status = 'Open'",
+        "SELECT id FROM tdgl_replica.conflicts WHERE pk = %s AND status = 'Open'",
         (json.dumps({"id": key}),)), timeout=20, what="the conflict")
 
 
@@ -140,7 +140,7 @@ def test_log_pages_follow_the_id_cursor_and_filters(sites):
     for n in range(3):
         primary.sql("UPDATE customer SET company = company || '.' WHERE id = 2")
         primary.sql("INSERT INTO customer VALUES (%s, 'Log', 'ACME', 1)", (100 + n,))
-    wait_until(lambda: replica.one("SELECT count(*) FROM tdgl.sync_log WHERE pk = '{\"id\": 2}'")
+    wait_until(lambda: replica.one("SELECT count(*) FROM tdgl_replica.sync_log WHERE pk = '{\"id\": 2}'")
                == 3, timeout=20, what="the changes logged on the replica")
     everything = replica.api("GET", "/api/log/page?limit=1000").json()
     ids = [e["id"] for e in everything["entries"]]
@@ -376,7 +376,7 @@ def test_disabled_source_dry_run_shows_the_columns_a_pull_would_change(sites, br
     click(browser, "//tr[th//text()='main']//button[normalize-space()='Disable']")
     wait(browser, lambda d: "disabled" in d.find_element(By.CSS_SELECTOR, "#main tbody").text,
          "the source shown disabled")
-    assert replica.one("SELECT enabled FROM tdgl.sources WHERE name = 'main'") is False
+    assert replica.one("SELECT enabled FROM tdgl_replica.sources WHERE name = 'main'") is False
     primary.sql("UPDATE customer SET company = 'Globex' WHERE id = 2")
     click(browser, "//tr[th//text()='main']//button[normalize-space()='Dry run']")
     report = wait(browser, lambda d: "Globex" in d.find_element(By.ID, "report").text and

@@ -75,10 +75,11 @@ def entrypoint_section(entrypoint, role):
 
 
 def entrypoint_env(text, required_only=False):
-    """TDGL_* variables the script reads; required_only: those without a ${VAR:-default}."""
+    """TDGL_* variables the script reads; required_only: those without a default
+    (${VAR:-default}, or ${VAR-default}: unset takes the default, empty stays empty)."""
     names = set(re.findall(r"\$\{?(TDGL_[A-Z_]+)", text))
     if required_only:
-        names -= set(re.findall(r"\$\{(TDGL_[A-Z_]+):-", text))
+        names -= set(re.findall(r"\$\{(TDGL_[A-Z_]+):?-", text))
     return names
 
 
@@ -415,7 +416,7 @@ def test_entrypoint_sets_up_a_working_pair_and_restarts_cleanly(primary, replica
         assert os.stat(os.path.join(shared, "replica.credentials")).st_mode & 0o077 == 0
         assert primary.one("SELECT count(*) FROM tdgl.api_keys") == 1
         assert primary.one("SELECT count(*) FROM tdgl.push_targets") == 1
-        assert replica.one("SELECT count(*) FROM tdgl.sources") == 1
+        assert replica.one("SELECT count(*) FROM tdgl_replica.sources") == 1
     finally:
         for p in procs:
             if p.poll() is None:

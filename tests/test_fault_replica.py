@@ -29,10 +29,10 @@ from test_replica_serve import PUSH, signed, source_ready
 
 def changes_once(primary, replica):
     """Every change of the primary's log handled exactly once on the replica."""
-    assert replica.sql("SELECT change_id FROM tdgl.sync_log WHERE change_id IS NOT NULL "
+    assert replica.sql("SELECT change_id FROM tdgl_replica.sync_log WHERE change_id IS NOT NULL "
                        "GROUP BY change_id HAVING count(*) <> 1") == []
     want = primary.one("SELECT count(*) FROM tdgl.change_log")
-    assert replica.one("SELECT count(DISTINCT change_id) FROM tdgl.sync_log") == want
+    assert replica.one("SELECT count(DISTINCT change_id) FROM tdgl_replica.sync_log") == want
 
 
 def workload(primary, n=600):
@@ -54,7 +54,7 @@ def replica_env(replica, extra=None):
 
 
 def synced(replica):
-    return replica.one("SELECT count(*) FROM tdgl.sync_log")
+    return replica.one("SELECT count(*) FROM tdgl_replica.sync_log")
 
 
 def pull_to_end(replica, tries=20):
@@ -93,9 +93,9 @@ def test_sigkill_at_random_moments_50_times_applies_every_change_once(primary, r
     assert kills >= 40, f"only {kills} kills landed mid-pull"
     pull_to_end(replica)
     changes_once(primary, replica)
-    assert replica.one("SELECT count(*) FROM tdgl.sync_log WHERE status = 'Failed'") == 0
+    assert replica.one("SELECT count(*) FROM tdgl_replica.sync_log WHERE status = 'Failed'") == 0
     assert rows_md5(replica, "customer") == rows_md5(primary, "customer")
-    assert replica.one("SELECT count(*) FROM tdgl.conflicts") == 0
+    assert replica.one("SELECT count(*) FROM tdgl_replica.conflicts") == 0
 
 
 # ---- 6: a page re-fetched after a crash ----
@@ -103,20 +103,20 @@ def test_sigkill_at_random_moments_50_times_applies_every_change_once(primary, r
 def test_refetched_page_applies_as_a_noop_without_false_conflicts(primary, replica):
     pair(primary, replica, CUSTOMER, ["customer"], "--batch-size", "10")
     pull(replica)
-    old_cursor = replica.one("SELECT cursor FROM tdgl.sources")
+    old_cursor = replica.one("SELECT cursor FROM tdgl_replica.sources")
     workload(primary, 200)
     pull_to_end(replica)
     md5 = rows_md5(replica, "customer")
     assert md5 == rows_md5(primary, "customer")
     # the crash window "committed, then died before the next page": the same pages come again
     for _ in range(2):
-        replica.sql("UPDATE tdgl.sources SET cursor = %s", (old_cursor,))
+        replica.sql("UPDATE tdgl_replica.sources SET cursor = %s", (old_cursor,))
         r = pull_to_end(replica)
         assert r["status"] == "Success"
     assert rows_md5(replica, "customer") == md5
-    assert replica.one("SELECT count(*) FROM tdgl.local_edits") == 0
-    assert replica.one("SELECT count(*) FROM tdgl.conflicts") == 0
-    assert replica.one("SELECT count(*) FROM tdgl.sync_log WHERE status = 'Failed'") == 0
+    assert replica.one("SELECT count(*) FROM tdgl_replica.local_edits") == 0
+    assert replica.one("SELECT count(*) FROM tdgl_replica.conflicts") == 0
+    assert replica.one("SELECT count(*) FROM tdgl_replica.sync_log WHERE status = 'Failed'") == 0
 
 
 # ---- 8: the replica's PostgreSQL down ----
@@ -132,7 +132,7 @@ def test_replica_postgres_down_backs_off_then_catches_up(primary, own_cluster, s
         source_ready(replica)
         primary.sql("INSERT INTO customer VALUES (1, 'a', 'X', 1)")
         replica.wait_rows("SELECT count(*) FROM customer", [(1,)], timeout=20)
-        cursor_before = replica.one("SELECT cursor FROM tdgl.sources")
+        cursor_before = replica.one("SELECT cursor FROM tdgl_replica.sources")
         replica.conn.close()
         cluster.stop()
         workload(primary, 400)
@@ -145,7 +145,7 @@ def test_replica_postgres_down_backs_off_then_catches_up(primary, own_cluster, s
         replica.conn = cluster.connect(replica.dbname)
         wait_until(lambda: rows_md5(replica, "customer") == rows_md5(primary, "customer"),
                    timeout=60, interval=0.2, what="catch-up after the database came back")
-        assert replica.one("SELECT cursor FROM tdgl.sources") != cursor_before
+        assert replica.one("SELECT cursor FROM tdgl_replica.sources") != cursor_before
         changes_once(primary, replica)
     finally:
         replica.close()
@@ -170,7 +170,7 @@ def test_cut_or_truncated_pages_apply_nothing_then_catch_up(primary, replica, pr
         proxy.cmd(mode)
         before = synced(replica)
         down = proxy.stats()["down"]
-        cursor = replica.one("SELECT cursor FROM tdgl.sources")
+        cursor = replica.one("SELECT cursor FROM tdgl_replica.sources")
         t0 = time.monotonic()
         p = subprocess.Popen([os.path.join(TDGL_BIN, "tdgl-replica"), "pull", "main"],
                              env=replica_env(replica), stdout=subprocess.PIPE,
@@ -194,7 +194,7 @@ def test_cut_or_truncated_pages_apply_nothing_then_catch_up(primary, replica, pr
         assert time.monotonic() - t0 < 20, f"{mode}: the pull hung"
         assert p.returncode != 0 or json.loads(out)["status"] == "Failed", (mode, out, err)
         assert synced(replica) == before, f"{mode}: part of a page was applied"
-        assert replica.one("SELECT cursor FROM tdgl.sources") == cursor
+        assert replica.one("SELECT cursor FROM tdgl_replica.sources") == cursor
         assert replica.one("SELECT count(*) FROM customer") == 0
     proxy.cmd("pass")
     pull_to_end(replica)
@@ -216,7 +216,7 @@ def test_serving_replica_behind_a_flaky_link_backs_off_and_catches_up(primary, r
     source_ready(replica)
     proxy.cmd("truncate-response 200")
     workload(primary, 300)
-    wait_until(lambda: replica.one("SELECT count(*) FROM tdgl.runs WHERE status = 'Failed'") >= 2,
+    wait_until(lambda: replica.one("SELECT count(*) FROM tdgl_replica.runs WHERE status = 'Failed'") >= 2,
                timeout=30, what="failed runs behind the broken link")
     assert replica.one("SELECT count(*) FROM customer") == 0
     proxy.cmd("pass")
@@ -252,7 +252,7 @@ def test_primary_restored_from_older_backup_is_detected_and_resynced(primary, re
     try:
         subprocess.run(_pg("pg_restore") + ["-d", restored.conninfo, dump], check=True)
         restored.serve()
-        replica.sql("UPDATE tdgl.sources SET url = %s", (restored.url,))
+        replica.sql("UPDATE tdgl_replica.sources SET url = %s", (restored.url,))
         p = replica.cli("pull", "main", check=False)
         assert "cursor expired, re-syncing" in p.stderr, p.stderr[-2000:]
         assert json.loads(p.stdout)["status"] == "Success", p.stdout
@@ -310,7 +310,7 @@ def test_push_flood_keeps_one_pending_pull_and_bounded_memory(primary, replica):
     source_ready(replica)
     url = replica.url + "/api/notify"
     rss0 = _rss_kb(replica.server.proc.pid)
-    runs0 = replica.one("SELECT count(*) FROM tdgl.runs")
+    runs0 = replica.one("SELECT count(*) FROM tdgl_replica.runs")
     primary.sql("INSERT INTO customer SELECT g, 'n', 'X', g FROM generate_series(1, 2000) g")
     codes = {}
     lock = threading.Lock()
@@ -341,11 +341,11 @@ def test_push_flood_keeps_one_pending_pull_and_bounded_memory(primary, replica):
     assert sum(codes.values()) == 1000
     assert set(codes) <= {202, 429}, codes
     replica.wait_rows("SELECT count(*) FROM customer", [(2000,)], timeout=30)
-    runs = replica.one("SELECT count(*) FROM tdgl.runs") - runs0
+    runs = replica.one("SELECT count(*) FROM tdgl_replica.runs") - runs0
     # coalesced: far fewer pulls than notifies, and one pull at a time (runs never overlap)
     assert 1 <= runs <= max(10, codes.get(202, 0) // 2), (runs, codes, elapsed)
     overlaps = replica.one("SELECT count(*) FROM (SELECT started_at, lag(ended_at) OVER "
-                           "(ORDER BY started_at) AS prev_end FROM tdgl.runs) r "
+                           "(ORDER BY started_at) AS prev_end FROM tdgl_replica.runs) r "
                            "WHERE started_at < prev_end")
     assert overlaps == 0
     assert _rss_kb(replica.server.proc.pid) - rss0 < 64 * 1024, "memory grew with the flood"
@@ -401,7 +401,7 @@ def test_values_round_trip_byte_for_byte(primary, replica):
         primary.sql(f"SET TIME ZONE '{tz}'")
         replica.sql(f"SET TIME ZONE '{tz}'")
         assert rows_md5(replica, "vals") == rows_md5(primary, "vals")
-    assert replica.one("SELECT count(*) FROM tdgl.sync_log WHERE status = 'Failed'") == 0
+    assert replica.one("SELECT count(*) FROM tdgl_replica.sync_log WHERE status = 'Failed'") == 0
 
 
 # ---- 21: primary-key change of a row edited locally ----
@@ -417,7 +417,7 @@ def test_key_change_of_locally_edited_row_is_a_conflict_without_orphans(primary,
     # the local row stays as edited; no copy appears under the new key
     assert replica.sql("SELECT id, name FROM customer ORDER BY id") == [(1, "local edit"),
                                                                          (2, "b")]
-    conflicts = replica.sql("SELECT id, status FROM tdgl.conflicts")
+    conflicts = replica.sql("SELECT id, status FROM tdgl_replica.conflicts")
     assert len(conflicts) == 1
     cid = conflicts[0][0]
     replica.cli("resolve", str(cid), "accept-primary")
@@ -443,7 +443,7 @@ def test_delete_of_deleted_row_and_update_of_missing_row_logged_and_continue(pri
     primary.sql("INSERT INTO customer VALUES (4, 'd', 'X', 4)")
     r = pull(replica)
     assert r["status"] in ("Success", "Partial") and r["failed"] == 0, r
-    log = dict(replica.sql("SELECT op, status FROM tdgl.sync_log WHERE change_id IS NOT NULL "
+    log = dict(replica.sql("SELECT op, status FROM tdgl_replica.sync_log WHERE change_id IS NOT NULL "
                            "AND pk IN ('{\"id\": 1}', '{\"id\": 2}')"))
     assert log["Delete"] == "Skipped"
     assert log["Update"] in ("Synced", "Skipped")
@@ -468,7 +468,7 @@ def test_type_mismatch_stops_only_that_table_with_a_clear_error(primary, replica
     assert r["failed"] == 1, r
     assert replica.sql("SELECT id, qty, extra FROM item") == [(1, 5, "kept")]
     assert replica.one("SELECT count(*) FROM customer") == 1
-    err = replica.one("SELECT error FROM tdgl.sync_log WHERE status = 'Failed'")
+    err = replica.one("SELECT error FROM tdgl_replica.sync_log WHERE status = 'Failed'")
     assert "integer" in err and "five" in err, err
 
 
@@ -498,7 +498,7 @@ def test_rename_replayed_over_initial_copy_leaves_no_orphan(primary, replica):
     assert copied > 39000, "the copy finished before the rename: race not hit"
     assert replica.one("SELECT count(*) FROM customer WHERE id IN (1, 40000)") == 0
     assert rows_md5(replica, "customer") == rows_md5(primary, "customer")
-    assert replica.one("SELECT count(*) FROM tdgl.sync_log WHERE status = 'Failed'") == 0
+    assert replica.one("SELECT count(*) FROM tdgl_replica.sync_log WHERE status = 'Failed'") == 0
 
 
 def test_a_run_whose_process_was_killed_is_closed_as_interrupted(replica):
@@ -523,15 +523,15 @@ def test_a_run_whose_process_was_killed_is_closed_as_interrupted(replica):
                     "--secret", "s" * 64, "--tables", "customer", "--poll-interval", "3600")
         replica.serve()
         replica.wait_rows("SELECT count(*) FROM customer", [(5,)], timeout=20)
-        run_id = replica.one("SELECT id FROM tdgl.runs WHERE status = 'Running'")
+        run_id = replica.one("SELECT id FROM tdgl_replica.runs WHERE status = 'Running'")
         assert run_id, "the pull waits for its second page"
         replica.server.kill()
         replica.cli("source", "set", "main", "--enabled", "false")   # no new run to race
         second_page.set()
         replica.serve()
-        wait_until(lambda: replica.one("SELECT status FROM tdgl.runs WHERE id = %s",
+        wait_until(lambda: replica.one("SELECT status FROM tdgl_replica.runs WHERE id = %s",
                                        (run_id,)) == "Interrupted", what="the run closed")
-        assert replica.sql("SELECT synced, pages, ended_at IS NOT NULL FROM tdgl.runs "
+        assert replica.sql("SELECT synced, pages, ended_at IS NOT NULL FROM tdgl_replica.runs "
                            "WHERE id = %s", (run_id,)) == [(5, 1, True)]
         assert "Interrupted" in replica.cli("runs").stdout
         assert "Interrupted" in replica.cli("status").stdout

@@ -46,8 +46,8 @@ def fk_pair(primary, replica, *source_args):
 def assert_same(primary, replica):
     for t in FK_TABLES:
         assert rows_md5(replica, t) == rows_md5(primary, t), t
-    assert replica.one("SELECT count(*) FROM tdgl.sync_log WHERE status = 'Failed'") == 0
-    assert replica.one("SELECT count(*) FROM tdgl.conflicts") == 0
+    assert replica.one("SELECT count(*) FROM tdgl_replica.sync_log WHERE status = 'Failed'") == 0
+    assert replica.one("SELECT count(*) FROM tdgl_replica.conflicts") == 0
 
 
 def initial_sync(replica, env=None):
@@ -86,8 +86,8 @@ def test_foreign_keys_without_the_privilege_to_set_the_replica_role(primary, rep
     fk_pair(primary, replica)
     role = f"apply_{replica.dbname}"
     replica.sql(f"CREATE ROLE {role} LOGIN")
-    for g in ("USAGE ON SCHEMA tdgl", "ALL ON ALL TABLES IN SCHEMA tdgl",
-              "ALL ON ALL SEQUENCES IN SCHEMA tdgl", "ALL ON ALL TABLES IN SCHEMA public"):
+    for g in ("USAGE ON SCHEMA tdgl_replica", "ALL ON ALL TABLES IN SCHEMA tdgl_replica",
+              "ALL ON ALL SEQUENCES IN SCHEMA tdgl_replica", "ALL ON ALL TABLES IN SCHEMA public"):
         replica.sql(f"GRANT {g} TO {role}")
     env = {"TDGL_DB": replica.conninfo.replace("user=postgres", f"user={role}")}
     p = initial_sync(replica, env)
@@ -128,7 +128,7 @@ def test_interleaved_transactions_apply_table_by_table(primary, replica):
     for t in ("head", "line", "bal"):
         assert rows_md5(replica, t) == rows_md5(primary, t), t
     # one page: the log follows the runs, a few per table, not one per change
-    tbls = [t for (t,) in replica.sql("SELECT tbl FROM tdgl.sync_log WHERE run_id = %s "
+    tbls = [t for (t,) in replica.sql("SELECT tbl FROM tdgl_replica.sync_log WHERE run_id = %s "
                                       "ORDER BY id", (r["run_id"],))]
     switches = sum(1 for a, b in zip(tbls, tbls[1:]) if a != b)
     assert len(tbls) == r["fetched"] and switches == 2, (switches, tbls)
@@ -148,7 +148,7 @@ def test_local_edits_are_caught_whatever_the_sessions_replication_role(primary, 
     assert replica.one("SELECT count(*) FROM audit") == 0
     replica.sql("SET session_replication_role = replica; UPDATE t SET v = 'mine' WHERE id = 1; "
                 "RESET session_replication_role")
-    assert replica.one("SELECT count(*) FROM tdgl.local_edits") == 1
+    assert replica.one("SELECT count(*) FROM tdgl_replica.local_edits") == 1
     primary.sql("UPDATE t SET v = v || '2'")
     r = pull(replica)
     assert r["conflicts"] == 1 and r["synced"] == 1, r
@@ -177,9 +177,9 @@ def test_a_row_changed_by_every_transaction_of_a_page_takes_one_statement(primar
     assert r["fetched"] == 30 and r["synced"] == 11 and r["conflicts"] == 10, r
     assert replica.one("SELECT count(*) FROM stmts") == 1
     assert replica.sql("SELECT id, v FROM bal ORDER BY id") == [(1, 10), (2, 7), (3, 100)]
-    log = replica.sql("SELECT pk->>'id', status, reason FROM tdgl.sync_log WHERE run_id = %s "
+    log = replica.sql("SELECT pk->>'id', status, reason FROM tdgl_replica.sync_log WHERE run_id = %s "
                       "ORDER BY change_id", (r["run_id"],))
     assert [x for x in log if x[0] == "1"] == [("1", "Synced", None)] * 10
     assert [x[2] for x in log if x[0] == "2"] == ["no changes"] * 4 + [None] + ["no changes"] * 5
     assert {x[2] for x in log if x[0] == "3"} == {"conflict: row edited locally"}
-    assert replica.sql("SELECT refreshed, primary_row->>'v' FROM tdgl.conflicts") == [(9, "10")]
+    assert replica.sql("SELECT refreshed, primary_row->>'v' FROM tdgl_replica.conflicts") == [(9, "10")]

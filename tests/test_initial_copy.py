@@ -162,11 +162,11 @@ def test_copy_into_rows_edited_here_opens_conflicts_and_keeps_them(primary, repl
     assert replica.one("SELECT name FROM customer WHERE id = 5") == "local"
     assert replica.one("SELECT name FROM customer WHERE id = 7") == "p7"
     assert replica.one("SELECT count(*) FROM customer") == 3000
-    c = replica.sql("SELECT pk::text, status, primary_row->>'name' FROM tdgl.conflicts")
+    c = replica.sql("SELECT pk::text, status, primary_row->>'name' FROM tdgl_replica.conflicts")
     assert c == [('{"id": 5}', "Open", "p5")]
-    log = dict(replica.sql("SELECT pk->>'id', reason FROM tdgl.sync_log WHERE status = 'Skipped'"))
+    log = dict(replica.sql("SELECT pk->>'id', reason FROM tdgl_replica.sync_log WHERE status = 'Skipped'"))
     assert log == {"5": "conflict: row edited locally", "6": "no changes"}
-    assert replica.one("SELECT synced FROM tdgl.runs WHERE trigger = 'Initial'") == 2998
+    assert replica.one("SELECT synced FROM tdgl_replica.runs WHERE trigger = 'Initial'") == 2998
 
 
 def test_copy_takes_the_columns_both_sites_have(primary, replica):
@@ -194,9 +194,9 @@ def test_copy_page_the_table_refuses_continues_in_json_pages(primary, replica):
     assert r["status"] == "Partial" and r["failed"] == 2, r
     assert replica.one("SELECT count(*) FROM item") == 1498
     errs = sorted(e for (e,) in replica.sql(
-        "SELECT error FROM tdgl.sync_log WHERE status = 'Failed'"))
+        "SELECT error FROM tdgl_replica.sync_log WHERE status = 'Failed'"))
     assert "check constraint" in errs[1] and "five" in errs[0], errs
-    assert replica.one("SELECT cursor IS NOT NULL FROM tdgl.sources") is True
+    assert replica.one("SELECT cursor IS NOT NULL FROM tdgl_replica.sources") is True
 
 
 def test_direct_page_that_fails_is_redone_through_staging(primary, replica):
@@ -272,7 +272,7 @@ def test_bad_copy_pages_from_primary_are_not_applied(replica):
         for name, body in bad.items():
             fake.copy = (500 if name == "a server error" else 200, body)
             replica.sql("BEGIN; SET LOCAL tdgl.applying = on; DELETE FROM customer; "
-                        "UPDATE tdgl.sources SET cursor = NULL; COMMIT")
+                        "UPDATE tdgl_replica.sources SET cursor = NULL; COMMIT")
             p = replica.cli("pull", "main", check=False)
             assert json.loads(p.stdout)["status"] == "Success", (name, p.stdout, p.stderr[-1500:])
             assert "continues in JSON pages" in p.stderr, (name, p.stderr[-1500:])

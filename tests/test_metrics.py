@@ -146,7 +146,7 @@ def test_replica_metrics_show_pulls_applies_conflicts_failures_lag_and_last_run(
     statuses = {s: metric(m, "tdgl_replica_last_run_status", source="main", status=s)
                 for s in ("Success", "Partial", "Failed", "Skipped")}
     assert sum(statuses.values()) == 1, statuses
-    last = replica.one("SELECT last_status FROM tdgl.sources WHERE name = 'main'")
+    last = replica.one("SELECT last_status FROM tdgl_replica.sources WHERE name = 'main'")
     assert statuses[last] == 1
     assert metric(m, "tdgl_replica_database_up") == 1
 

@@ -29,7 +29,7 @@ def test_migrate_twice_is_a_noop(primary):
     before = shape()
     primary.migrate()
     assert shape() == before
-    assert primary.sql("SELECT version FROM tdgl.schema_version") == [(4,)]
+    assert primary.sql("SELECT version FROM tdgl.schema_version") == [(5,)]
     assert primary.one("SELECT count(*) FROM tdgl.change_log") == 1
     assert primary.one("SELECT count(*) FROM tdgl.tracked_tables") == 1
     primary.sql("INSERT INTO t VALUES (2)")      # capture still works
@@ -41,15 +41,15 @@ def test_older_schema_version_is_upgraded(primary):
     primary.sql("UPDATE tdgl.schema_version SET version = 1")
     primary.sql("DROP FUNCTION tdgl.purge(interval)")
     primary.migrate()
-    assert primary.sql("SELECT version FROM tdgl.schema_version") == [(4,)]
+    assert primary.sql("SELECT version FROM tdgl.schema_version") == [(5,)]
     assert primary.one("SELECT to_regprocedure('tdgl.purge(interval)') IS NOT NULL")
 
 
 def test_newer_schema_version_is_refused(primary):
-    primary.sql("UPDATE tdgl.schema_version SET version = 5")
+    primary.sql("UPDATE tdgl.schema_version SET version = 6")
     p = primary.cli("migrate", check=False)
     assert p.returncode == 1 and "newer" in p.stderr
-    assert primary.one("SELECT version FROM tdgl.schema_version") == 5
+    assert primary.one("SELECT version FROM tdgl.schema_version") == 6
     p = primary.cli("serve", "--listen", f"127.0.0.1:{free_port()}", check=False)
     assert p.returncode == 1 and "newer" in p.stderr
 

@@ -12,7 +12,7 @@ from sites import ADMIN_TOKEN  # noqa: F401 - documents where the token comes fr
 
 
 
-REPLICA_SCHEMA = 6   # replica/cli.h REPLICA_SCHEMA_VERSION
+REPLICA_SCHEMA = 7   # replica/cli.h REPLICA_SCHEMA_VERSION
 
 CUSTOMER = ("CREATE TABLE customer (id int PRIMARY KEY, name text, company text, "
             "amount numeric(12,2))")
@@ -60,7 +60,7 @@ def test_every_operation_replicates(primary, replica):
     assert rows_md5(replica, "customer") == rows_md5(primary, "customer")
     assert replica.sql("SELECT id, name FROM customer ORDER BY id") == [
         (1, "a2"), (4, "d"), (30, "c")]
-    ops = {r[0] for r in replica.sql("SELECT op FROM tdgl.sync_log WHERE status = 'Synced'")}
+    ops = {r[0] for r in replica.sql("SELECT op FROM tdgl_replica.sync_log WHERE status = 'Synced'")}
     assert {"Update", "Delete", "Rename", "Create"} <= ops
 
 
@@ -116,7 +116,7 @@ def test_initial_sync_copies_existing_rows(primary, replica):
     assert r["status"] == "Success", r
     assert replica.one("SELECT count(*) FROM customer") == 1234
     assert rows_md5(replica, "customer") == rows_md5(primary, "customer")
-    assert replica.one("SELECT cursor IS NOT NULL FROM tdgl.sources") is True
+    assert replica.one("SELECT cursor IS NOT NULL FROM tdgl_replica.sources") is True
 
 
 def test_initial_sync_keeps_rows_changed_during_the_copy(primary, replica):
@@ -183,7 +183,7 @@ def test_filters_and_a_row_leaving_the_subset(primary, replica):
     r = pull(replica)
     assert r["failed"] == 0
     assert replica.sql("SELECT id FROM customer ORDER BY id") == [(1,), (2,)]
-    assert replica.one("SELECT reason FROM tdgl.sync_log WHERE pk = '{\"id\": 3}' "
+    assert replica.one("SELECT reason FROM tdgl_replica.sync_log WHERE pk = '{\"id\": 3}' "
                        "ORDER BY id DESC LIMIT 1") == "filter: left the subset"
 
 
@@ -197,7 +197,7 @@ def test_a_rename_leaving_the_subset_removes_the_row_unless_edited_here(primary,
     r = pull(replica)
     assert r["failed"] == 0
     assert replica.sql("SELECT id, name FROM customer ORDER BY id") == [(2, "local")]
-    assert replica.one("SELECT reason FROM tdgl.sync_log WHERE pk = '{\"id\": 11}' "
+    assert replica.one("SELECT reason FROM tdgl_replica.sync_log WHERE pk = '{\"id\": 11}' "
                        "ORDER BY id DESC LIMIT 1") == "filter: left the subset"
 
 
@@ -233,7 +233,7 @@ def test_local_edit_conflict_accept_primary(primary, replica):
     cid = _conflict(primary, replica)
     replica.cli("resolve", cid, "accept-primary")
     assert replica.one("SELECT name FROM customer WHERE id = 1") == "primary"
-    assert replica.one("SELECT count(*) FROM tdgl.local_edits") == 0
+    assert replica.one("SELECT count(*) FROM tdgl_replica.local_edits") == 0
     primary.sql("UPDATE customer SET name = 'later' WHERE id = 1")
     pull(replica)
     assert replica.one("SELECT name FROM customer WHERE id = 1") == "later"
@@ -243,7 +243,7 @@ def test_local_edit_conflict_keep_local(primary, replica):
     cid = _conflict(primary, replica)
     replica.cli("resolve", cid, "keep-local")
     assert replica.one("SELECT name FROM customer WHERE id = 1") == "local"
-    assert replica.one("SELECT resolution FROM tdgl.conflicts WHERE id = %s", (cid,)) == \
+    assert replica.one("SELECT resolution FROM tdgl_replica.conflicts WHERE id = %s", (cid,)) == \
         "Keep Local"
     # the row stays protected: a later primary change opens a new conflict
     primary.sql("UPDATE customer SET name = 'later' WHERE id = 1")
@@ -276,10 +276,10 @@ def test_reapplying_identical_rows_makes_no_local_edit(primary, replica):
     pair(primary, replica, CUSTOMER, ["customer"])
     primary.sql("INSERT INTO customer VALUES (1, 'a', 'X', 1)")
     pull(replica)
-    replica.sql("UPDATE tdgl.sources SET cursor = NULL")   # forces a full re-copy
+    replica.sql("UPDATE tdgl_replica.sources SET cursor = NULL")   # forces a full re-copy
     pull(replica)
-    assert replica.one("SELECT count(*) FROM tdgl.local_edits") == 0
-    assert replica.one("SELECT count(*) FROM tdgl.conflicts") == 0
+    assert replica.one("SELECT count(*) FROM tdgl_replica.local_edits") == 0
+    assert replica.one("SELECT count(*) FROM tdgl_replica.conflicts") == 0
 
 
 def test_failing_change_is_isolated_while_the_rest_applies(primary, replica):
@@ -296,7 +296,7 @@ def test_failing_change_is_isolated_while_the_rest_applies(primary, replica):
     assert replica.one("SELECT count(*) FROM customer") == 50
     assert replica.one("SELECT name FROM customer WHERE id = 26") == "ok"
     assert replica.one("SELECT name FROM customer WHERE id = 25") == "n25"
-    err, state = replica.sql("SELECT error, sqlstate FROM tdgl.sync_log WHERE status = 'Failed'")[0]
+    err, state = replica.sql("SELECT error, sqlstate FROM tdgl_replica.sync_log WHERE status = 'Failed'")[0]
     assert "too long" in err and state == "22001"
 
 
@@ -308,7 +308,7 @@ def test_missing_table_fails_only_its_changes(primary, replica):
     primary.sql("INSERT INTO customer VALUES (2, 'b', 'X', 1)")
     r = pull(replica)
     assert r["failed"] == 1 and r["synced"] == 2, r
-    assert replica.one("SELECT sqlstate FROM tdgl.sync_log WHERE status = 'Failed'") == "42P01"
+    assert replica.one("SELECT sqlstate FROM tdgl_replica.sync_log WHERE status = 'Failed'") == "42P01"
 
 
 def test_extra_and_missing_columns_on_the_replica_are_tolerated(primary, replica):
@@ -399,7 +399,7 @@ def test_source_list_never_prints_secrets(primary, replica):
                        "push-secret-value-123")
     out = replica.cli("source", "list").stdout
     assert secret not in out and "push-secret-value-123" not in out
-    assert secret not in replica.one("SELECT api_secret_sealed FROM tdgl.sources")
+    assert secret not in replica.one("SELECT api_secret_sealed FROM tdgl_replica.sources")
     status = replica.cli("status").stdout
     assert secret not in status
 
@@ -421,34 +421,34 @@ def test_source_add_rejects_bad_input(replica):
     p = replica.cli("source", "add", "x", "--url", "http://a", "--key", "k", "--secret", "s",
                     "--tables", "t", "--filter", 'u={"a":1}', check=False)
     assert p.returncode == 2
-    assert replica.one("SELECT count(*) FROM tdgl.sources") == 0
+    assert replica.one("SELECT count(*) FROM tdgl_replica.sources") == 0
 
 
 def test_source_remove(primary, replica):
     pair(primary, replica, CUSTOMER, ["customer"])
     replica.cli("source", "remove", "main")
-    assert replica.one("SELECT count(*) FROM tdgl.sources") == 0
+    assert replica.one("SELECT count(*) FROM tdgl_replica.sources") == 0
     assert replica.cli("source", "remove", "main", check=False).returncode == 1
 
 
 def test_migrate_is_idempotent(replica):
     replica.migrate()
     replica.migrate()
-    assert replica.one("SELECT max(version) FROM tdgl.schema_version") == REPLICA_SCHEMA
+    assert replica.one("SELECT max(version) FROM tdgl_replica.schema_version") == REPLICA_SCHEMA
 
 
 def test_older_schema_version_is_upgraded(replica):
     """A version-2 database (no run sessions, no Interrupted status) is brought up to date,
     and a run it left Running is closed as Interrupted."""
-    replica.sql("DELETE FROM tdgl.schema_version WHERE version > 2")
-    replica.sql("DROP FUNCTION tdgl.finish_resync(text, text)")
-    replica.sql("ALTER TABLE tdgl.runs DROP COLUMN backend_pid, DROP COLUMN backend_start")
-    replica.sql("INSERT INTO tdgl.runs (source, trigger) VALUES ('s', 'Scheduler')")
+    replica.sql("DELETE FROM tdgl_replica.schema_version WHERE version > 2")
+    replica.sql("DROP FUNCTION tdgl_replica.finish_resync(text, text)")
+    replica.sql("ALTER TABLE tdgl_replica.runs DROP COLUMN backend_pid, DROP COLUMN backend_start")
+    replica.sql("INSERT INTO tdgl_replica.runs (source, trigger) VALUES ('s', 'Scheduler')")
     replica.migrate()
-    assert replica.one("SELECT max(version) FROM tdgl.schema_version") == REPLICA_SCHEMA
-    assert replica.one("SELECT to_regprocedure('tdgl.finish_resync(text, text)') IS NOT NULL")
+    assert replica.one("SELECT max(version) FROM tdgl_replica.schema_version") == REPLICA_SCHEMA
+    assert replica.one("SELECT to_regprocedure('tdgl_replica.finish_resync(text, text)') IS NOT NULL")
     replica.cli("runs")
-    assert replica.one("SELECT status FROM tdgl.runs WHERE source = 's'") == "Interrupted"
+    assert replica.one("SELECT status FROM tdgl_replica.runs WHERE source = 's'") == "Interrupted"
 
 
 def test_every_change_logged_and_run_recorded(primary, replica):
@@ -457,9 +457,9 @@ def test_every_change_logged_and_run_recorded(primary, replica):
     primary.sql("INSERT INTO customer SELECT g, 'n', 'X', g FROM generate_series(1, 250) g")
     r = pull(replica)
     assert r["fetched"] == 250 and r["synced"] == 250 and r["pages"] == 3, r
-    assert replica.one("SELECT count(*) FROM tdgl.sync_log WHERE run_id = %s", (r["run_id"],)) \
+    assert replica.one("SELECT count(*) FROM tdgl_replica.sync_log WHERE run_id = %s", (r["run_id"],)) \
         == 250
-    run = replica.sql("SELECT status, fetched, synced, ended_at IS NOT NULL FROM tdgl.runs "
+    run = replica.sql("SELECT status, fetched, synced, ended_at IS NOT NULL FROM tdgl_replica.runs "
                       "WHERE id = %s", (r["run_id"],))
     assert run == [("Success", 250, 250, True)]
     wait_until(lambda: True)
@@ -481,27 +481,27 @@ def test_page_fetched_ahead_of_a_failed_apply_is_dropped(primary, replica):
             RETURN NEW;
         END $$""")
     # the page's counts are added to its run last: failing there fails the whole page
-    replica.sql("CREATE TRIGGER fail_second AFTER UPDATE ON tdgl.runs "
+    replica.sql("CREATE TRIGGER fail_second AFTER UPDATE ON tdgl_replica.runs "
                 "FOR EACH ROW EXECUTE FUNCTION fail_second_page()")
-    replica.sql("ALTER TABLE tdgl.runs ENABLE ALWAYS TRIGGER fail_second")  # apply: replica
+    replica.sql("ALTER TABLE tdgl_replica.runs ENABLE ALWAYS TRIGGER fail_second")  # apply: replica
     r = pull(replica, check=False)
     assert r["status"] == "Failed" and "second page refused" in r["error"]
     assert replica.sql("SELECT id FROM customer ORDER BY id") == [(1,), (2,)]
-    assert replica.one("SELECT cursor FROM tdgl.sources") is not None
-    replica.sql("DROP TRIGGER fail_second ON tdgl.runs")
+    assert replica.one("SELECT cursor FROM tdgl_replica.sources") is not None
+    replica.sql("DROP TRIGGER fail_second ON tdgl_replica.runs")
     assert pull(replica)["status"] == "Success"
     assert replica.sql("SELECT id FROM customer ORDER BY id") == [(i,) for i in range(1, 7)]
-    assert replica.one("SELECT count(*) FROM tdgl.sync_log WHERE status = 'Synced'") == 6
+    assert replica.one("SELECT count(*) FROM tdgl_replica.sync_log WHERE status = 'Synced'") == 6
 
 
 def test_source_pages_default_to_500_changes(primary, replica):
     # pages have a fixed cost on both sites: the default must not make catching up slow
     pair(primary, replica, CUSTOMER, ["customer"])
-    assert replica.one("SELECT batch_size FROM tdgl.sources WHERE name = 'main'") == 500
+    assert replica.one("SELECT batch_size FROM tdgl_replica.sources WHERE name = 'main'") == 500
     pull(replica)                                  # initial sync of the empty table
     primary.sql("INSERT INTO customer SELECT g, 'n', 'X', 1 FROM generate_series(1, 1200) g")
     pull(replica)
-    assert replica.one("SELECT pages FROM tdgl.runs ORDER BY id DESC LIMIT 1") == 3
+    assert replica.one("SELECT pages FROM tdgl_replica.runs ORDER BY id DESC LIMIT 1") == 3
 
 
 def test_two_pulls_of_one_source_at_once_both_succeed_and_apply_each_change_once(primary,
@@ -520,7 +520,7 @@ def test_two_pulls_of_one_source_at_once_both_succeed_and_apply_each_change_once
             out, errs = p.communicate(timeout=60)
             assert p.returncode == 0, out + errs
     assert rows_md5(replica, "customer") == rows_md5(primary, "customer")
-    assert replica.sql("SELECT change_id FROM tdgl.sync_log WHERE change_id IS NOT NULL "
+    assert replica.sql("SELECT change_id FROM tdgl_replica.sync_log WHERE change_id IS NOT NULL "
                        "GROUP BY change_id HAVING count(*) <> 1") == []
 
 
@@ -528,4 +528,4 @@ def test_pull_of_an_unknown_source_is_refused_and_records_no_run(replica):
     p = replica.cli("pull", "nosuch", check=False)
     assert p.returncode == 1
     assert p.stderr == 'error: unknown source "nosuch"\n', p.stderr
-    assert replica.one("SELECT count(*) FROM tdgl.runs") == 0
+    assert replica.one("SELECT count(*) FROM tdgl_replica.runs") == 0

@@ -14,9 +14,9 @@ CHECKED = ("CREATE TABLE customer (id int PRIMARY KEY, name text, company text, 
 
 def backdate(replica, days=30):
     """Makes every log entry and run so far `days` older."""
-    replica.sql("UPDATE tdgl.sync_log SET created_at = created_at - make_interval(days => %s)",
+    replica.sql("UPDATE tdgl_replica.sync_log SET created_at = created_at - make_interval(days => %s)",
                 (days,))
-    replica.sql("UPDATE tdgl.runs SET started_at = started_at - make_interval(days => %s), "
+    replica.sql("UPDATE tdgl_replica.runs SET started_at = started_at - make_interval(days => %s), "
                 "ended_at = ended_at - make_interval(days => %s)", (days, days))
 
 
@@ -25,7 +25,7 @@ def purge(replica, *args):
 
 
 def entries(replica):
-    return replica.sql("SELECT pk->>'id', status, coalesce(reason, '') FROM tdgl.sync_log "
+    return replica.sql("SELECT pk->>'id', status, coalesce(reason, '') FROM tdgl_replica.sync_log "
                        "ORDER BY id")
 
 
@@ -45,7 +45,7 @@ def test_purge_deletes_old_synced_and_skipped_entries_and_old_runs(primary, repl
     out = purge(replica, "--log-retention", "14d")
     assert out["log_entries"] == 3 and out["runs"] == 3, out
     assert entries(replica) == [("4", "Synced", "")]
-    assert replica.sql("SELECT id FROM tdgl.runs ORDER BY id") == [(new_run,)]
+    assert replica.sql("SELECT id FROM tdgl_replica.runs ORDER BY id") == [(new_run,)]
     assert old_run < new_run
     assert replica.sql("SELECT id FROM customer ORDER BY id") == [(1,), (2,), (4,)]
     assert purge(replica)["log_entries"] == 0                       # nothing more is old
@@ -61,8 +61,8 @@ def test_purge_keeps_failed_entries_and_their_runs(primary, replica):
     out = purge(replica)
     assert out["log_entries"] == 1 and out["runs"] == 1, out        # the initial sync's run
     assert entries(replica) == [("1", "Failed", "")]
-    assert replica.sql("SELECT id FROM tdgl.runs") == [(run["run_id"],)]
-    (lid,), = replica.sql("SELECT id FROM tdgl.sync_log")
+    assert replica.sql("SELECT id FROM tdgl_replica.runs") == [(run["run_id"],)]
+    (lid,), = replica.sql("SELECT id FROM tdgl_replica.sync_log")
     replica.serve()
     assert replica.api("GET", "/api/log?status=Failed").json()[0]["run_id"] == run["run_id"]
     replica.sql("ALTER TABLE customer DROP CONSTRAINT customer_amount_check")
@@ -71,10 +71,10 @@ def test_purge_keeps_failed_entries_and_their_runs(primary, replica):
 
 
 def test_purge_keeps_runs_still_running(replica):
-    replica.sql("INSERT INTO tdgl.runs (source, trigger, started_at) "
+    replica.sql("INSERT INTO tdgl_replica.runs (source, trigger, started_at) "
                 "VALUES ('main', 'Manual', now() - interval '30 days')")
     assert purge(replica)["runs"] == 0
-    assert replica.one("SELECT status FROM tdgl.runs") == "Running"
+    assert replica.one("SELECT status FROM tdgl_replica.runs") == "Running"
 
 
 def test_purge_keeps_the_entry_of_an_open_conflict_until_it_is_resolved(primary, replica):
@@ -87,7 +87,7 @@ def test_purge_keeps_the_entry_of_an_open_conflict_until_it_is_resolved(primary,
     assert pull(replica)["conflicts"] == 1
     backdate(replica)
     assert purge(replica)["log_entries"] == 1                       # the insert's entry
-    (cid, _), = replica.sql("SELECT id, status FROM tdgl.conflicts")
+    (cid, _), = replica.sql("SELECT id, status FROM tdgl_replica.conflicts")
     assert [e[1:] for e in entries(replica)] == [("Skipped", "conflict: row edited locally")]
     replica.cli("resolve", str(cid), "keep-local")
     assert purge(replica)["log_entries"] == 1
@@ -107,23 +107,23 @@ def test_purge_keeps_the_later_entry_a_failed_copy_row_is_checked_against(primar
     assert [e[1] for e in entries(replica)] == ["Failed", "Synced"]
     backdate(replica)
     assert purge(replica)["log_entries"] == 0
-    (lid,), = replica.sql("SELECT id FROM tdgl.sync_log WHERE status = 'Failed'")
+    (lid,), = replica.sql("SELECT id FROM tdgl_replica.sync_log WHERE status = 'Failed'")
     replica.cli("retry", str(lid))
-    assert replica.one("SELECT status FROM tdgl.sync_log WHERE id = %s", (lid,)) == "Skipped"
+    assert replica.one("SELECT status FROM tdgl_replica.sync_log WHERE id = %s", (lid,)) == "Skipped"
     assert replica.one("SELECT amount FROM customer WHERE id = 1") == 5
 
 
 def test_purge_walks_past_its_first_batch(replica):
     # 25,000 old entries: three batches of 10,000 in primary-key order; recent ones stay
-    replica.sql("INSERT INTO tdgl.sync_log (source, change_id, tbl, pk, op, status, created_at) "
+    replica.sql("INSERT INTO tdgl_replica.sync_log (source, change_id, tbl, pk, op, status, created_at) "
                 "SELECT 'main', g, 't', jsonb_build_object('id', g), 'Update', "
                 "CASE WHEN g % 2 = 0 THEN 'Synced' ELSE 'Skipped' END, "
                 "now() - interval '30 days' FROM generate_series(1, 25000) g")
-    replica.sql("INSERT INTO tdgl.sync_log (source, change_id, tbl, pk, op, status) "
+    replica.sql("INSERT INTO tdgl_replica.sync_log (source, change_id, tbl, pk, op, status) "
                 "SELECT 'main', g, 't', jsonb_build_object('id', g), 'Update', 'Synced' "
                 "FROM generate_series(25001, 25010) g")
     assert purge(replica, "--log-retention", "1d")["log_entries"] == 25000
-    assert replica.one("SELECT count(*) FROM tdgl.sync_log") == 10
+    assert replica.one("SELECT count(*) FROM tdgl_replica.sync_log") == 10
 
 
 def test_purge_and_serve_refuse_bad_durations(replica):
@@ -148,7 +148,7 @@ def test_serve_purges_on_its_interval(primary, replica):
     pull(replica)
     backdate(replica)
     replica.serve("--purge-interval", "1s", "--log-retention", "1h")
-    wait_until(lambda: replica.one("SELECT count(*) FROM tdgl.sync_log") == 0, timeout=20,
+    wait_until(lambda: replica.one("SELECT count(*) FROM tdgl_replica.sync_log") == 0, timeout=20,
                what="the periodic purge")
     wait_until(lambda: "purge: deleted" in replica.server.log(), what="the purge's log line")
     m = replica.api("GET", "/metrics").text
@@ -169,10 +169,10 @@ def test_serve_survives_a_failing_purge(primary, replica):
     primary.sql("INSERT INTO customer VALUES (1, 'a', 'X', 1)")
     pull(replica)
     backdate(replica)
-    replica.sql("ALTER FUNCTION tdgl.purge_log_batch(timestamptz, bigint, int) RENAME TO gone")
+    replica.sql("ALTER FUNCTION tdgl_replica.purge_log_batch(timestamptz, bigint, int) RENAME TO gone")
     replica.serve("--purge-interval", "1s", "--log-retention", "1h")
     wait_until(lambda: "purge: failed" in replica.server.log(), what="a failed purge logged")
-    replica.sql("ALTER FUNCTION tdgl.gone(timestamptz, bigint, int) RENAME TO purge_log_batch")
-    wait_until(lambda: replica.one("SELECT count(*) FROM tdgl.sync_log") == 0, timeout=20,
+    replica.sql("ALTER FUNCTION tdgl_replica.gone(timestamptz, bigint, int) RENAME TO purge_log_batch")
+    wait_until(lambda: replica.one("SELECT count(*) FROM tdgl_replica.sync_log") == 0, timeout=20,
                what="a later purge")
     assert requests.get(replica.url + "/health", timeout=5).status_code == 200

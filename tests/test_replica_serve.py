@@ -18,7 +18,7 @@ PUSH = "push-secret-for-tests-0123456789"
 
 def source_ready(replica, name="main"):
     """Waits for the source's initial sync to finish."""
-    wait_until(lambda: replica.one("SELECT cursor IS NOT NULL FROM tdgl.sources WHERE name = %s",
+    wait_until(lambda: replica.one("SELECT cursor IS NOT NULL FROM tdgl_replica.sources WHERE name = %s",
                                    (name,)), timeout=20, what=f"initial sync of {name}")
 
 
@@ -98,7 +98,7 @@ def test_source_added_over_the_api_starts_its_initial_sync(primary, replica):
     runs = replica.api("GET", "/api/runs").json()
     assert runs[0]["trigger"] == "API"
     # applied exactly once: by this pull, or by one still running when it was asked for
-    assert replica.one("SELECT count(*) FROM tdgl.sync_log WHERE pk = '{\"id\": 2}' "
+    assert replica.one("SELECT count(*) FROM tdgl_replica.sync_log WHERE pk = '{\"id\": 2}' "
                        "AND status = 'Synced'") == 1
 
 
@@ -156,7 +156,7 @@ def test_push_wakes_a_pull_within_1s(primary, replica):
     wait_until(lambda: "/api/notify active" in primary.server.log(), timeout=20,
                what="the primary to activate the push target")
     assert best_delivery_seconds(primary, replica) < 1.0
-    assert replica.one("SELECT count(*) FROM tdgl.runs WHERE trigger = 'Webhook'") >= 1
+    assert replica.one("SELECT count(*) FROM tdgl_replica.runs WHERE trigger = 'Webhook'") >= 1
 
 
 def test_webhook_pull_skips_the_health_probe(replica):
@@ -169,14 +169,14 @@ def test_webhook_pull_skips_the_health_probe(replica):
                     "--push-secret", PUSH)
         replica.serve()
         source_ready(replica)
-        wait_until(lambda: replica.one("SELECT count(*) FROM tdgl.runs WHERE ended_at IS NULL")
+        wait_until(lambda: replica.one("SELECT count(*) FROM tdgl_replica.runs WHERE ended_at IS NULL")
                    == 0, timeout=20, what="the first run to end")
         assert "/health" in fake.paths        # the scheduled first pull probes
         fake.paths.clear()
         body = '{"event":"changes","head":1}'
         assert requests.post(replica.url + "/api/notify", data=body, headers=signed(body),
                              timeout=5).status_code == 202
-        wait_until(lambda: replica.one("SELECT count(*) FROM tdgl.runs WHERE trigger = "
+        wait_until(lambda: replica.one("SELECT count(*) FROM tdgl_replica.runs WHERE trigger = "
                                        "'Webhook' AND ended_at IS NOT NULL") == 1,
                    timeout=20, what="the webhook pull")
         assert "/api/changes" in fake.paths and "/health" not in fake.paths, fake.paths
@@ -216,7 +216,7 @@ def test_notify_flood_collapses_into_few_pulls(primary, replica):
          "--push-secret", PUSH)
     replica.serve()
     source_ready(replica)
-    before = replica.one("SELECT count(*) FROM tdgl.runs")
+    before = replica.one("SELECT count(*) FROM tdgl_replica.runs")
     primary.sql("INSERT INTO customer SELECT g, 'n', 'X', 1 FROM generate_series(1, 3000) g")
     sess = requests.Session()
     for i in range(100):
@@ -225,7 +225,7 @@ def test_notify_flood_collapses_into_few_pulls(primary, replica):
                          timeout=5).status_code == 202
     replica.wait_rows("SELECT count(*) FROM customer", [(3000,)], timeout=20)
     replica.wait_idle()
-    runs = replica.one("SELECT count(*) FROM tdgl.runs") - before
+    runs = replica.one("SELECT count(*) FROM tdgl_replica.runs") - before
     assert 1 <= runs < 50
 
 
@@ -236,15 +236,15 @@ def test_busy_log_is_streamed_in_paced_pages(primary, replica):
     pair(primary, replica, CUSTOMER, ["customer"], "--poll-interval", "3600", "--long-poll")
     replica.serve()
     source_ready(replica)
-    pages0, runs0 = replica.sql("SELECT coalesce(sum(pages), 0), count(*) FROM tdgl.runs")[0]
+    pages0, runs0 = replica.sql("SELECT coalesce(sum(pages), 0), count(*) FROM tdgl_replica.runs")[0]
     t0 = time.monotonic()
     for i in range(1, 601):           # one commit every ~3 ms, for ~2 s
         primary.sql("INSERT INTO customer VALUES (%s, 'n', 'X', 1)", (i,))
         time.sleep(0.003)  # noqa: a steady writer, not a burst
     elapsed = time.monotonic() - t0
-    # a page's count in tdgl.runs commits with its rows (apply_page), so nothing to wait for
+    # a page's count in tdgl_replica.runs commits with its rows (apply_page), so nothing to wait for
     replica.wait_rows("SELECT count(*) FROM customer", [(600,)], timeout=30)
-    pages, runs = replica.sql("SELECT coalesce(sum(pages), 0), count(*) FROM tdgl.runs")[0]
+    pages, runs = replica.sql("SELECT coalesce(sum(pages), 0), count(*) FROM tdgl_replica.runs")[0]
     pages, runs = pages - pages0, runs - runs0
     # paced within a pull and across long-poll rounds (a page with more=false ends a round)
     assert pages <= elapsed / 0.02 + 5, (pages, runs, elapsed)
@@ -293,12 +293,12 @@ def test_primary_down_backoff_then_full_catch_up(primary, replica):
     primary.server.stop()
     primary.sql("INSERT INTO customer SELECT g, 'n', 'X', g FROM generate_series(1, 700) g")
     replica.api("POST", "/api/sources/main/pull")
-    wait_until(lambda: replica.one("SELECT count(*) FROM tdgl.runs WHERE status = 'Failed'") >= 3,
+    wait_until(lambda: replica.one("SELECT count(*) FROM tdgl_replica.runs WHERE status = 'Failed'") >= 3,
                timeout=30, what="failed runs")
     log = replica.server.log()
     assert "next attempt in 1 s" in log and "next attempt in 2 s" in log
     assert "primary unreachable" in replica.one(
-        "SELECT error FROM tdgl.runs WHERE status = 'Failed' ORDER BY id DESC LIMIT 1")
+        "SELECT error FROM tdgl_replica.runs WHERE status = 'Failed' ORDER BY id DESC LIMIT 1")
     primary.server.start()
     replica.wait_rows("SELECT count(*) FROM customer", [(700,)], timeout=30)
     assert rows_md5(replica, "customer") == rows_md5(primary, "customer")
@@ -332,7 +332,7 @@ def test_one_failing_source_never_affects_another(primary, replica):
     replica.serve()
     primary.sql("INSERT INTO customer VALUES (1, 'a', 'X', 1)")
     replica.wait_rows("SELECT id FROM customer", [(1,)], timeout=20)
-    wait_until(lambda: replica.one("SELECT count(*) FROM tdgl.runs WHERE source = 'dead' "
+    wait_until(lambda: replica.one("SELECT count(*) FROM tdgl_replica.runs WHERE source = 'dead' "
                                    "AND status = 'Failed'") >= 2, timeout=20)
     primary.sql("INSERT INTO customer VALUES (2, 'b', 'X', 1)")
     replica.wait_rows("SELECT id FROM customer ORDER BY id", [(1,), (2,)], timeout=20)
@@ -346,18 +346,18 @@ def test_sigkill_mid_batch_every_change_applied_exactly_once(primary, replica):
     primary.sql("INSERT INTO customer SELECT g, 'n', 'X', g FROM generate_series(1, 8000) g")
     primary.sql("UPDATE customer SET name = 'u' WHERE id % 2 = 0")   # 4000 more, one batch
     replica.serve()
-    wait_until(lambda: replica.one("SELECT count(*) FROM tdgl.sync_log") > 1500, timeout=30,
+    wait_until(lambda: replica.one("SELECT count(*) FROM tdgl_replica.sync_log") > 1500, timeout=30,
                interval=0.005, what="the replica to be mid-stream")
     replica.server.kill()
-    done = replica.one("SELECT count(*) FROM tdgl.sync_log")
+    done = replica.one("SELECT count(*) FROM tdgl_replica.sync_log")
     assert done < total, "the replica finished before it could be killed"
     replica.server.start()
-    wait_until(lambda: replica.one("SELECT count(*) FROM tdgl.sync_log") >= total, timeout=60,
+    wait_until(lambda: replica.one("SELECT count(*) FROM tdgl_replica.sync_log") >= total, timeout=60,
                what="catch-up after the kill")
-    assert replica.sql("SELECT change_id FROM tdgl.sync_log GROUP BY change_id "
+    assert replica.sql("SELECT change_id FROM tdgl_replica.sync_log GROUP BY change_id "
                        "HAVING count(*) <> 1") == []
-    assert replica.one("SELECT count(DISTINCT change_id) FROM tdgl.sync_log") == total
-    assert replica.one("SELECT count(*) FROM tdgl.sync_log WHERE status <> 'Synced'") == 0
+    assert replica.one("SELECT count(DISTINCT change_id) FROM tdgl_replica.sync_log") == total
+    assert replica.one("SELECT count(*) FROM tdgl_replica.sync_log WHERE status <> 'Synced'") == 0
     assert rows_md5(replica, "customer") == rows_md5(primary, "customer")
 
 
@@ -381,8 +381,8 @@ def test_expired_cursor_triggers_a_logged_resync(primary, replica):
     replica.sql("BEGIN; SET LOCAL tdgl.applying = on; "
                 "INSERT INTO customer VALUES (99, 'gone', 'X', 0); COMMIT")
     primary.sql("UPDATE customer SET name = 'b2' WHERE id = 2")
-    cursor = replica.one("SELECT cursor FROM tdgl.sources")
-    replica.sql("UPDATE tdgl.sources SET cursor = %s", (_expire(cursor),))
+    cursor = replica.one("SELECT cursor FROM tdgl_replica.sources")
+    replica.sql("UPDATE tdgl_replica.sources SET cursor = %s", (_expire(cursor),))
     p = replica.cli("pull", "main")
     assert "cursor expired, re-syncing" in p.stderr
     assert json.loads(p.stdout)["status"] == "Success"

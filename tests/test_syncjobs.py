@@ -66,7 +66,7 @@ def via_proxy(primary, replica, ddl=CUSTOMER, tables=("customer",), *args):
 
 def log_entries(replica, status=None):
     q = "SELECT id, tbl, pk::text, op, status, reason, attempts, next_retry_at, error " \
-        "FROM tdgl.sync_log"
+        "FROM tdgl_replica.sync_log"
     if status:
         return replica.sql(q + " WHERE status = %s ORDER BY id", (status,))
     return replica.sql(q + " ORDER BY id")
@@ -83,9 +83,9 @@ def source_set(replica, *args, check=True):
 def serve_idle(replica):
     """Serves the replica and waits for the pull every worker makes when it starts, so that
     what the test does next is not picked up by that pull."""
-    done = replica.one("SELECT count(*) FROM tdgl.runs WHERE ended_at IS NOT NULL")
+    done = replica.one("SELECT count(*) FROM tdgl_replica.runs WHERE ended_at IS NOT NULL")
     replica.serve()
-    wait_until(lambda: replica.one("SELECT count(*) FROM tdgl.runs WHERE ended_at IS NOT NULL")
+    wait_until(lambda: replica.one("SELECT count(*) FROM tdgl_replica.runs WHERE ended_at IS NOT NULL")
                > done, timeout=20, what="the workers' first pull")
 
 
@@ -103,7 +103,7 @@ def test_failed_change_is_retried_automatically_once_due(primary, replica):
     r = pull(replica)                       # nothing new on the primary: the retry is due
     assert r["status"] == "Success", r
     assert replica.one("SELECT amount FROM customer WHERE id = 1") == -1
-    assert replica.one("SELECT status || ' ' || attempts FROM tdgl.sync_log WHERE id = %s",
+    assert replica.one("SELECT status || ' ' || attempts FROM tdgl_replica.sync_log WHERE id = %s",
                        (lid,)) == "Synced 2"
 
 
@@ -113,11 +113,11 @@ def test_retry_backoff_doubles_up_to_max_retries(primary, replica):
     primary.sql("INSERT INTO customer VALUES (1, 'a', 'X', -1)")
     pull(replica)
     (lid, *_), = log_entries(replica, "Failed")
-    due = replica.one("SELECT next_retry_at FROM tdgl.sync_log WHERE id = %s", (lid,))
+    due = replica.one("SELECT next_retry_at FROM tdgl_replica.sync_log WHERE id = %s", (lid,))
     assert 90 < seconds_until(due) <= 100
     for attempt, delay in ((2, 200), (3, 400), (4, None)):
         replica.cli("retry", str(lid))     # forced now, still failing
-        att, due = replica.sql("SELECT attempts, next_retry_at FROM tdgl.sync_log "
+        att, due = replica.sql("SELECT attempts, next_retry_at FROM tdgl_replica.sync_log "
                                "WHERE id = %s", (lid,))[0]
         assert att == attempt
         if delay is None:
@@ -126,7 +126,7 @@ def test_retry_backoff_doubles_up_to_max_retries(primary, replica):
             assert delay - 10 < seconds_until(due) <= delay
     # not due: a pull does not retry it
     pull(replica)
-    assert replica.one("SELECT attempts FROM tdgl.sync_log WHERE id = %s", (lid,)) == 4
+    assert replica.one("SELECT attempts FROM tdgl_replica.sync_log WHERE id = %s", (lid,)) == 4
 
 
 def test_failed_change_superseded_by_a_later_change_is_skipped(primary, replica):
@@ -137,7 +137,7 @@ def test_failed_change_superseded_by_a_later_change_is_skipped(primary, replica)
     (lid, *_), = log_entries(replica, "Failed")
     primary.sql("UPDATE customer SET amount = 5, name = 'newer' WHERE id = 1")
     pull(replica)
-    status, reason = replica.sql("SELECT status, reason FROM tdgl.sync_log WHERE id = %s",
+    status, reason = replica.sql("SELECT status, reason FROM tdgl_replica.sync_log WHERE id = %s",
                                  (lid,))[0]
     assert status == "Skipped" and "superseded" in reason
     assert replica.sql("SELECT name, amount FROM customer") == [("newer", 5)]
@@ -157,7 +157,7 @@ def test_scheduler_wakes_for_a_due_retry_between_scheduled_pulls(primary, replic
     assert r["failed"] == 1, r
     replica.sql("ALTER TABLE customer DROP CONSTRAINT customer_amount_check")
     replica.wait_rows("SELECT id FROM customer", [(1,)], timeout=20)
-    assert replica.one("SELECT trigger FROM tdgl.runs ORDER BY id DESC LIMIT 1") == "Retry"
+    assert replica.one("SELECT trigger FROM tdgl_replica.runs ORDER BY id DESC LIMIT 1") == "Retry"
     assert log_entries(replica, "Failed") == []
 
 
@@ -196,11 +196,11 @@ def test_unreachable_primary_fails_the_run_and_touches_nothing(primary, replica)
                 "--tables", "customer")
     r = pull(replica, check=False)
     assert r["status"] == "Failed" and r["error"].startswith("primary unreachable"), r
-    run = replica.sql("SELECT status, error, fetched FROM tdgl.runs")
+    run = replica.sql("SELECT status, error, fetched FROM tdgl_replica.runs")
     assert len(run) == 1 and run[0][0] == "Failed" and "primary unreachable" in run[0][1]
-    assert replica.one("SELECT cursor FROM tdgl.sources") is None
-    assert replica.one("SELECT count(*) FROM tdgl.sync_log") == 0
-    assert replica.one("SELECT last_status FROM tdgl.sources") == "Failed"
+    assert replica.one("SELECT cursor FROM tdgl_replica.sources") is None
+    assert replica.one("SELECT count(*) FROM tdgl_replica.sync_log") == 0
+    assert replica.one("SELECT last_status FROM tdgl_replica.sources") == "Failed"
 
 
 def test_health_check_runs_before_every_pull(primary, replica):
@@ -313,7 +313,7 @@ def test_dry_run_reports_each_row_and_writes_nothing(primary, replica):
     primary.sql("UPDATE customer SET name = 'p' WHERE id = 3")
     primary.sql("INSERT INTO customer VALUES (4, 'd', 'X', 4)")
     before = replica.sql("SELECT * FROM customer ORDER BY id")
-    cursor = replica.one("SELECT cursor FROM tdgl.sources")
+    cursor = replica.one("SELECT cursor FROM tdgl_replica.sources")
     r = replica.api("POST", "/api/sources/main/pull?dry_run=1")
     assert r.status_code == 200, r.text
     d = r.json()
@@ -326,9 +326,9 @@ def test_dry_run_reports_each_row_and_writes_nothing(primary, replica):
     assert rows[(3, "conflict")]
     assert (4, "insert") in rows
     assert replica.sql("SELECT * FROM customer ORDER BY id") == before
-    assert replica.one("SELECT cursor FROM tdgl.sources") == cursor
-    assert replica.one("SELECT count(*) FROM tdgl.conflicts") == 0
-    run = replica.sql("SELECT status, dry_run, trigger FROM tdgl.runs ORDER BY id DESC LIMIT 1")
+    assert replica.one("SELECT cursor FROM tdgl_replica.sources") == cursor
+    assert replica.one("SELECT count(*) FROM tdgl_replica.conflicts") == 0
+    run = replica.sql("SELECT status, dry_run, trigger FROM tdgl_replica.runs ORDER BY id DESC LIMIT 1")
     assert run == [("Skipped", True, "API")]
     # the CLI gives the same report; then a real pull applies it all
     out = json.loads(replica.cli("pull", "main", "--dry-run").stdout)
@@ -347,7 +347,7 @@ def test_dry_run_of_an_initial_sync_lists_inserts(primary, replica):
     assert sorted((x["pk"]["id"], x["action"]) for x in out["rows"]) == [
         (1, "insert"), (2, "insert")]
     assert replica.one("SELECT count(*) FROM customer") == 0
-    assert replica.one("SELECT cursor FROM tdgl.sources") is None
+    assert replica.one("SELECT cursor FROM tdgl_replica.sources") is None
 
 
 # ---------------------------------------------------------------- schedules
@@ -386,7 +386,7 @@ def test_invalid_cron_or_zone_refused_naming_the_field(primary, replica):
     assert p.returncode == 2 and "Mars/Olympus" in p.stderr
     p = source_set(replica, "--cron", "0 4 * * MON", "--tz", "../../etc/passwd", check=False)
     assert p.returncode == 2
-    assert replica.one("SELECT cron FROM tdgl.sources") is None
+    assert replica.one("SELECT cron FROM tdgl_replica.sources") is None
     replica.serve()
     r = replica.api("PATCH", "/api/sources/main", json={"cron": "0 0 * 13 *"})
     assert r.status_code == 400 and "field 4 (month): 13 out of range 1-12" in r.json()["error"]
@@ -401,7 +401,7 @@ def test_runs_record_trigger_counts_and_duration(primary, replica):
          "--push-secret", "push-secret-for-tests-0123456789")
     primary.sql("INSERT INTO customer VALUES (1, 'a', 'X', 1), (2, 'b', 'X', 2)")
     replica.serve()
-    wait_until(lambda: replica.one("SELECT status FROM tdgl.runs WHERE trigger = 'Initial'")
+    wait_until(lambda: replica.one("SELECT status FROM tdgl_replica.runs WHERE trigger = 'Initial'")
                == "Success", timeout=20, what="the initial run")
     primary.sql("INSERT INTO customer VALUES (3, 'c', 'X', 3)")
     pull(replica)                                                    # Manual
@@ -495,7 +495,7 @@ def test_events_stream_runs_and_conflicts_to_several_subscribers(primary, replic
     primary.sql("UPDATE customer SET name = 'primary' WHERE id = 1")
     r = replica.api("POST", "/api/sources/main/pull?wait=1").json()
     assert r["conflicts"] == 1
-    cid = replica.one("SELECT id FROM tdgl.conflicts")
+    cid = replica.one("SELECT id FROM tdgl_replica.conflicts")
     replica.api("POST", f"/api/conflicts/{cid}/resolve", json={"resolution": "Keep Local"})
     for s in (a, b):
         wait_until(lambda s=s: "conflict.resolved" in s.types(), what="conflict.resolved")

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # demo.sh start|stop: two local sites (two PostgreSQL clusters, tdgl-primary, tdgl-replica with
 # push wired), a stream of sample changes arriving on the replica, a conflict created and
-# resolved. Everything lives under $DEMO_DIR (default .demo/); both sites keep running until
-# `make demo-stop`. Works as root (PostgreSQL then runs as the postgres user) and as a user.
+# resolved. TWO_WAY=1 (make demo TWO_WAY=1) then makes it two-way: the replica site tracks the
+# table too and the primary site pulls it back, latest-wins both ways (docs/operations.md
+# "Two-way and hub-and-spoke"). Everything lives under $DEMO_DIR (default .demo/); both sites
+# keep running until `make demo-stop`. Works as root (PostgreSQL then runs as the postgres
+# user) and as a user.
 set -eu
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -13,6 +16,9 @@ P_PG=${DEMO_PRIMARY_PG_PORT:-25432}
 R_PG=${DEMO_REPLICA_PG_PORT:-25433}
 P_HTTP=${DEMO_PRIMARY_PORT:-28080}
 R_HTTP=${DEMO_REPLICA_PORT:-28081}
+TWO_WAY=${TWO_WAY:-0}
+B_HTTP=${DEMO_SITE_B_PRIMARY_PORT:-28082}   # two-way: the replica site's own tdgl-primary
+A_HTTP=${DEMO_SITE_A_REPLICA_PORT:-28083}   # two-way: the primary site's own tdgl-replica
 ADMIN_TOKEN_FILE=$DEMO_DIR/admin-token
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
@@ -52,7 +58,7 @@ start_cluster() { # start_cluster NAME PORT
 }
 
 stop_all() {
-  for s in replica primary; do
+  for s in site-a-replica site-b-primary replica primary; do
     if [ -f "$DEMO_DIR/$s.pid" ]; then
       kill "$(cat "$DEMO_DIR/$s.pid")" 2>/dev/null || true
       rm -f "$DEMO_DIR/$s.pid"
@@ -77,7 +83,7 @@ esac
 failed() {
   echo "demo failed." >&2
   found=0
-  for f in "$DEMO_DIR"/primary.log "$DEMO_DIR"/replica.log "$DEMO_DIR"/*/postgres.log; do
+  for f in "$DEMO_DIR"/*.log "$DEMO_DIR"/*/postgres.log; do
     [ -s "$f" ] || continue
     found=1; printf '\n--- last lines of %s ---\n' "$f" >&2; tail -n 15 "$f" >&2
   done
@@ -92,6 +98,10 @@ port_busy "$P_PG" && die "port $P_PG is in use: set DEMO_PRIMARY_PG_PORT to a fr
 port_busy "$R_PG" && die "port $R_PG is in use: set DEMO_REPLICA_PG_PORT to a free port"
 port_busy "$P_HTTP" && die "port $P_HTTP is in use: set DEMO_PRIMARY_PORT to a free port"
 port_busy "$R_HTTP" && die "port $R_HTTP is in use: set DEMO_REPLICA_PORT to a free port"
+if [ "$TWO_WAY" = 1 ]; then
+  port_busy "$B_HTTP" && die "port $B_HTTP is in use: set DEMO_SITE_B_PRIMARY_PORT to a free port"
+  port_busy "$A_HTTP" && die "port $A_HTTP is in use: set DEMO_SITE_A_REPLICA_PORT to a free port"
+fi
 stop_all; rm -rf "$DEMO_DIR"; mkdir -p "$DEMO_DIR"
 trap failed EXIT INT TERM
 (umask 077; printf '127.0.0.1:*:*:postgres:%s\n' "$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')" \
@@ -172,6 +182,35 @@ curl -sf -X POST -H "$AUTH" -H 'Content-Type: application/json' \
   -d '{"resolution":"Accept Primary"}' "http://127.0.0.1:$R_HTTP/api/conflicts/$CID/resolve"; echo
 echo "replica now has: $("$PG_BIN/psql" -X -tA "$REPLICA_DB" -c 'SELECT name FROM customer WHERE id = 1')"
 
+if [ "$TWO_WAY" = 1 ]; then
+  say "two-way: the replica site (B) tracks customer too, the primary site (A) pulls it back"
+  TDGL_DB="$REPLICA_DB" "$BIN/tdgl-primary" migrate
+  TDGL_DB="$REPLICA_DB" "$BIN/tdgl-primary" track customer
+  creds=$(TDGL_DB="$REPLICA_DB" "$BIN/tdgl-primary" keygen --label site-a)
+  KEY_B=$(printf '%s\n' "$creds" | sed -n 's/^key: //p')
+  (umask 077; printf '%s\n' "$creds" | sed -n 's/^secret: //p' >"$DEMO_DIR/api-secret-b")
+  TDGL_DB="$REPLICA_DB" TDGL_SECRET_KEY="$P_SECRET_KEY" TDGL_ADMIN_TOKEN="$ADMIN_TOKEN" \
+    nohup "$BIN/tdgl-primary" serve --listen "127.0.0.1:$B_HTTP" >"$DEMO_DIR/site-b-primary.log" 2>&1 &
+  echo $! >"$DEMO_DIR/site-b-primary.pid"
+  wait_for 20 "site B's tdgl-primary" curl -sf "http://127.0.0.1:$B_HTTP/health"
+  TDGL_DB="$PRIMARY_DB" "$BIN/tdgl-replica" migrate
+  TDGL_DB="$PRIMARY_DB" "$BIN/tdgl-replica" source add site-b --url "http://127.0.0.1:$B_HTTP" \
+    --key "$KEY_B" --secret-file "$DEMO_DIR/api-secret-b" --tables customer --long-poll \
+    --conflict-policy latest-wins
+  "$BIN/tdgl-replica" source set main --conflict-policy latest-wins     # site B's source
+  TDGL_DB="$PRIMARY_DB" nohup "$BIN/tdgl-replica" serve --listen "127.0.0.1:$A_HTTP" \
+    >"$DEMO_DIR/site-a-replica.log" 2>&1 &
+  echo $! >"$DEMO_DIR/site-a-replica.pid"
+  wait_for 20 "site A's tdgl-replica" curl -sf "http://127.0.0.1:$A_HTTP/health"
+  say "an edit on site B (the replica site) reaches site A"
+  psql_r -c "UPDATE customer SET name = 'edited on site B' WHERE id = 2"
+  on_a() { [ "$("$PG_BIN/psql" -X -tA "$PRIMARY_DB" -c 'SELECT name FROM customer WHERE id = 2')" = "edited on site B" ]; }
+  wait_for 30 "site A to get site B's edit" on_a
+  echo "site A now has: $("$PG_BIN/psql" -X -tA "$PRIMARY_DB" -c 'SELECT name FROM customer WHERE id = 2')"
+  echo "site identities: A $(TDGL_DB="$PRIMARY_DB" "$BIN/tdgl-replica" status | sed -n 's/^site: //p')" \
+       " B $("$BIN/tdgl-replica" status | sed -n 's/^site: //p')"
+fi
+
 trap - EXIT INT TERM
 STOP="make demo-stop"
 [ "$DEMO_DIR" = "$ROOT/.demo" ] || STOP="DEMO_DIR=$DEMO_DIR make demo-stop"
@@ -192,3 +231,20 @@ Try:
   TDGL_DB="$REPLICA_DB" $BIN/tdgl-replica status
   $STOP
 EOF
+if [ "$TWO_WAY" = 1 ]; then
+  cat <<EOF
+
+Two-way (latest-wins both ways): site A = $PRIMARY_DB
+                                 site B = $REPLICA_DB
+  site B's tdgl-primary http://127.0.0.1:$B_HTTP, site A's tdgl-replica http://127.0.0.1:$A_HTTP
+  logs $DEMO_DIR/site-b-primary.log, $DEMO_DIR/site-a-replica.log
+Edit on both sites, then compare:
+  $PG_BIN/psql "$PRIMARY_DB" -c "UPDATE customer SET balance = balance + 1 WHERE id = 5"
+  $PG_BIN/psql "$REPLICA_DB" -c "UPDATE customer SET balance = balance + 100 WHERE id = 6"
+  $PG_BIN/psql "$REPLICA_DB" -c "INSERT INTO customer (id, name) VALUES (1001, 'made on site B')"
+  $PG_BIN/psql "$PRIMARY_DB" -c "SELECT id, name, balance FROM customer WHERE id IN (5, 6, 1001)"
+  $PG_BIN/psql "$REPLICA_DB" -c "SELECT id, name, balance FROM customer WHERE id IN (5, 6, 1001)"
+A concurrent edit of one row on both sites: the one made last wins on both
+  (tdgl-replica conflicts --status resolved shows the decision).
+EOF
+fi

@@ -1,4 +1,4 @@
--- tdgl-replica schema, version 6. Idempotent: every statement may run again, and an older
+-- tdgl-replica schema, version 7. Idempotent: every statement may run again, and an older
 -- version is upgraded by running it again (new columns are added with ADD COLUMN IF NOT EXISTS,
 -- each version's steps are marked "Version N" where they stand).
 -- Applied by `tdgl-replica migrate` (db_migrate, under an advisory lock).
@@ -6,24 +6,38 @@
 -- The script is sql/replica/*.sql concatenated in name order (Makefile), one file a concern:
 --   10-schema       tables, types, naming helpers, schema steps of later versions
 --   20-local_edits  capture of local edits (the trigger every synced table gets)
---   30-apply        the apply core: tdgl.apply_statement (the only statement that applies
---                   rows) and the functions that feed it a page, a run, a rows page
+--   30-apply        the apply core: tdgl_replica.apply_statement (the only statement that
+--                   applies rows) and the functions that feed it a page, a run, a rows page
+--   35-two_way      what the core asks about a two-way table (versions, policies)
 --   40-copy         the initial copy's COPY path (staged pages go through the apply core)
 --   50-conflicts    listing and resolving conflicts (Accept Primary applies through the core)
 --   55-dryrun       what a page would do (the core, rolled back)
 --   60-retention    purge of the sync log and runs, interrupted runs
 --   70-verify       the replica's side of verify and repair (repair applies through the core)
 --   90-version      the schema_version stamp
--- then sql/verify.sql, the row hashes both roles share.
+-- then sql/verify.sql and sql/site.sql, what both roles share (in each role's own schema).
 
-CREATE SCHEMA IF NOT EXISTS tdgl;
+-- Version 7: the replica's state moved from schema tdgl to tdgl_replica, so that one database
+-- can hold both roles (a site of a two-way sync runs tdgl-primary and tdgl-replica on its own
+-- database). A replica database of version <= 6 is renamed in place; every function is then
+-- replaced below (their bodies named tdgl.*), and what refers to objects by oid (triggers,
+-- foreign keys, types in signatures, sequences of defaults) follows the rename by itself.
+DO $$
+BEGIN
+	IF to_regnamespace('tdgl_replica') IS NULL AND to_regclass('tdgl.sources') IS NOT NULL
+	   AND to_regclass('tdgl.change_log') IS NULL THEN
+		ALTER SCHEMA tdgl RENAME TO tdgl_replica;
+	END IF;
+END $$;
 
-CREATE TABLE IF NOT EXISTS tdgl.schema_version (
+CREATE SCHEMA IF NOT EXISTS tdgl_replica;
+
+CREATE TABLE IF NOT EXISTS tdgl_replica.schema_version (
 	version    int PRIMARY KEY,
 	applied_at timestamptz NOT NULL DEFAULT now()
 );
 
-CREATE TABLE IF NOT EXISTS tdgl.sources (
+CREATE TABLE IF NOT EXISTS tdgl_replica.sources (
 	name               text PRIMARY KEY CHECK (name ~ '^[A-Za-z0-9_.-]{1,64}$'),
 	url                text NOT NULL,
 	api_key            text NOT NULL,
@@ -48,15 +62,15 @@ CREATE TABLE IF NOT EXISTS tdgl.sources (
 
 -- Observability: the primary's capture time of the newest change applied (lag is now minus
 -- this) and when the cursor last moved; read by /metrics and `tdgl-replica status`.
-ALTER TABLE tdgl.sources ADD COLUMN IF NOT EXISTS last_change_at timestamptz;
-ALTER TABLE tdgl.sources ADD COLUMN IF NOT EXISTS cursor_moved_at timestamptz;
+ALTER TABLE tdgl_replica.sources ADD COLUMN IF NOT EXISTS last_change_at timestamptz;
+ALTER TABLE tdgl_replica.sources ADD COLUMN IF NOT EXISTS cursor_moved_at timestamptz;
 
 -- Version 2: pages of 500 by default (each page has a fixed cost on both sites: 100-change
 -- pages caught up ~5x slower). Existing sources keep the size they were given.
-ALTER TABLE tdgl.sources ALTER COLUMN batch_size SET DEFAULT 500;
+ALTER TABLE tdgl_replica.sources ALTER COLUMN batch_size SET DEFAULT 500;
 
-CREATE TABLE IF NOT EXISTS tdgl.source_tables (
-	source                 text NOT NULL REFERENCES tdgl.sources(name) ON DELETE CASCADE,
+CREATE TABLE IF NOT EXISTS tdgl_replica.source_tables (
+	source                 text NOT NULL REFERENCES tdgl_replica.sources(name) ON DELETE CASCADE,
 	tbl                    text NOT NULL,      -- as the primary names it: "t" or "schema.t"
 	filter                 jsonb CHECK (filter IS NULL OR jsonb_typeof(filter) = 'object'),
 	insert_enabled         bool NOT NULL DEFAULT true,
@@ -67,7 +81,7 @@ CREATE TABLE IF NOT EXISTS tdgl.source_tables (
 	PRIMARY KEY (source, tbl)
 );
 
-CREATE TABLE IF NOT EXISTS tdgl.runs (
+CREATE TABLE IF NOT EXISTS tdgl_replica.runs (
 	id          bigserial PRIMARY KEY,
 	source      text NOT NULL,
 	trigger     text NOT NULL CHECK (trigger IN
@@ -85,9 +99,9 @@ CREATE TABLE IF NOT EXISTS tdgl.runs (
 	dry_run     bool NOT NULL DEFAULT false,
 	error       text
 );
-CREATE INDEX IF NOT EXISTS runs_source_idx ON tdgl.runs (source, id);
+CREATE INDEX IF NOT EXISTS runs_source_idx ON tdgl_replica.runs (source, id);
 
-CREATE TABLE IF NOT EXISTS tdgl.sync_log (
+CREATE TABLE IF NOT EXISTS tdgl_replica.sync_log (
 	id            bigserial PRIMARY KEY,
 	source        text NOT NULL,
 	change_id     bigint,                  -- NULL for rows copied by an initial sync
@@ -104,12 +118,12 @@ CREATE TABLE IF NOT EXISTS tdgl.sync_log (
 	run_id        bigint,
 	created_at    timestamptz NOT NULL DEFAULT clock_timestamp()
 );
-CREATE INDEX IF NOT EXISTS sync_log_run_idx ON tdgl.sync_log (run_id);
+CREATE INDEX IF NOT EXISTS sync_log_run_idx ON tdgl_replica.sync_log (run_id);
 -- Failed entries are few; this lets an applied change supersede them cheaply.
-CREATE INDEX IF NOT EXISTS sync_log_failed_idx ON tdgl.sync_log (source, tbl, pk)
+CREATE INDEX IF NOT EXISTS sync_log_failed_idx ON tdgl_replica.sync_log (source, tbl, pk)
 	WHERE status = 'Failed';
 
-CREATE TABLE IF NOT EXISTS tdgl.local_edits (
+CREATE TABLE IF NOT EXISTS tdgl_replica.local_edits (
 	tbl       text NOT NULL,
 	pk        jsonb NOT NULL,
 	op        text NOT NULL,
@@ -117,7 +131,7 @@ CREATE TABLE IF NOT EXISTS tdgl.local_edits (
 	PRIMARY KEY (tbl, pk)
 );
 
-CREATE TABLE IF NOT EXISTS tdgl.conflicts (
+CREATE TABLE IF NOT EXISTS tdgl_replica.conflicts (
 	id          bigserial PRIMARY KEY,
 	source      text NOT NULL,
 	tbl         text NOT NULL,
@@ -134,12 +148,12 @@ CREATE TABLE IF NOT EXISTS tdgl.conflicts (
 	updated_at  timestamptz NOT NULL DEFAULT now(),
 	resolved_at timestamptz
 );
-CREATE UNIQUE INDEX IF NOT EXISTS conflicts_open_idx ON tdgl.conflicts (tbl, pk)
+CREATE UNIQUE INDEX IF NOT EXISTS conflicts_open_idx ON tdgl_replica.conflicts (tbl, pk)
 	WHERE status = 'Open';
 
 -- Attachment files fetched into the files directory: a file present with the recorded size
 -- and SHA-256 is not fetched again.
-CREATE TABLE IF NOT EXISTS tdgl.files (
+CREATE TABLE IF NOT EXISTS tdgl_replica.files (
 	path       text PRIMARY KEY,
 	size       bigint NOT NULL,
 	sha256     text NOT NULL,
@@ -147,7 +161,7 @@ CREATE TABLE IF NOT EXISTS tdgl.files (
 );
 
 -- Re-sync after a 410: keys seen by the copy, so rows deleted meanwhile can be swept.
-CREATE UNLOGGED TABLE IF NOT EXISTS tdgl.resync_seen (
+CREATE UNLOGGED TABLE IF NOT EXISTS tdgl_replica.resync_seen (
 	source text NOT NULL,
 	tbl    text NOT NULL,
 	pk     jsonb NOT NULL,
@@ -156,13 +170,13 @@ CREATE UNLOGGED TABLE IF NOT EXISTS tdgl.resync_seen (
 
 DO $$
 BEGIN
-	IF to_regtype('tdgl.change') IS NULL THEN
-		CREATE TYPE tdgl.change AS (ord int, id bigint, op text, pk json, old_pk json, "row" json);
+	IF to_regtype('tdgl_replica.change') IS NULL THEN
+		CREATE TYPE tdgl_replica.change AS (ord int, id bigint, op text, pk json, old_pk json, "row" json);
 	END IF;
 END $$;
 
 -- "customer" -> public.customer, "s.t" -> s.t; NULL when the table does not exist.
-CREATE OR REPLACE FUNCTION tdgl.local_table(p_tbl text) RETURNS regclass
+CREATE OR REPLACE FUNCTION tdgl_replica.local_table(p_tbl text) RETURNS regclass
 LANGUAGE sql STABLE AS $$
 	SELECT CASE WHEN strpos(p_tbl, '.') = 0
 		THEN to_regclass(format('public.%I', p_tbl))
@@ -171,7 +185,7 @@ LANGUAGE sql STABLE AS $$
 $$;
 
 -- The sync name of a local table (inverse of local_table).
-CREATE OR REPLACE FUNCTION tdgl.table_name(p_rel regclass) RETURNS text
+CREATE OR REPLACE FUNCTION tdgl_replica.table_name(p_rel regclass) RETURNS text
 LANGUAGE sql STABLE AS $$
 	SELECT CASE WHEN n.nspname = 'public' THEN c.relname ELSE n.nspname || '.' || c.relname END
 	FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = p_rel
@@ -182,7 +196,7 @@ $$;
 -- plpgsql, not sql, here and in pk_columns: a sql function with a FROM is parsed and
 -- planned on every call (it cannot be inlined), a plpgsql one keeps its plan per session;
 -- both run on every apply of a run.
-CREATE OR REPLACE FUNCTION tdgl.qualified(p_rel regclass) RETURNS text
+CREATE OR REPLACE FUNCTION tdgl_replica.qualified(p_rel regclass) RETURNS text
 LANGUAGE plpgsql STABLE AS $$
 BEGIN
 	RETURN (SELECT format('%I.%I', n.nspname, c.relname)
@@ -191,21 +205,21 @@ END $$;
 
 -- The local table of sync name p_tbl and its key, for what needs both (apply, verify):
 -- 42P01 when the table is missing here, 42P10 when it has no primary key.
-CREATE OR REPLACE FUNCTION tdgl.keyed_table(p_tbl text, OUT rel regclass, OUT pk text[])
+CREATE OR REPLACE FUNCTION tdgl_replica.keyed_table(p_tbl text, OUT rel regclass, OUT pk text[])
 LANGUAGE plpgsql STABLE AS $$
 BEGIN
-	rel := tdgl.local_table(p_tbl);
+	rel := tdgl_replica.local_table(p_tbl);
 	IF rel IS NULL THEN
 		RAISE EXCEPTION 'relation "%" does not exist on the replica', p_tbl USING ERRCODE = '42P01';
 	END IF;
-	pk := tdgl.pk_columns(rel);
+	pk := tdgl_replica.pk_columns(rel);
 	IF pk IS NULL THEN
 		RAISE EXCEPTION 'table % has no primary key on the replica', p_tbl USING ERRCODE = '42P10';
 	END IF;
 END $$;
 
 -- Primary-key columns of a table, in key order (NULL when it has none).
-CREATE OR REPLACE FUNCTION tdgl.pk_columns(p_rel regclass) RETURNS text[]
+CREATE OR REPLACE FUNCTION tdgl_replica.pk_columns(p_rel regclass) RETURNS text[]
 LANGUAGE plpgsql STABLE AS $$
 BEGIN
 	RETURN (SELECT array_agg(a.attname::text ORDER BY array_position(i.indkey::int2[], a.attnum))
@@ -219,28 +233,28 @@ END $$;
 -- time), so a run whose process was killed or crashed is recognised (no such session any
 -- more) and closed as Interrupted, with the counts it had, instead of staying Running.
 -- Runs of an older version carry no session: they count as interrupted when found Running.
-CREATE OR REPLACE FUNCTION tdgl.backend_start() RETURNS timestamptz
+CREATE OR REPLACE FUNCTION tdgl_replica.backend_start() RETURNS timestamptz
 LANGUAGE sql STABLE AS $$
 	SELECT backend_start FROM pg_stat_get_activity(pg_backend_pid())
 $$;
-ALTER TABLE tdgl.runs ADD COLUMN IF NOT EXISTS backend_pid int DEFAULT pg_backend_pid();
-ALTER TABLE tdgl.runs ADD COLUMN IF NOT EXISTS backend_start timestamptz
-	DEFAULT tdgl.backend_start();
-ALTER TABLE tdgl.runs DROP CONSTRAINT IF EXISTS runs_status_check;
-ALTER TABLE tdgl.runs ADD CONSTRAINT runs_status_check CHECK (status IN
+ALTER TABLE tdgl_replica.runs ADD COLUMN IF NOT EXISTS backend_pid int DEFAULT pg_backend_pid();
+ALTER TABLE tdgl_replica.runs ADD COLUMN IF NOT EXISTS backend_start timestamptz
+	DEFAULT tdgl_replica.backend_start();
+ALTER TABLE tdgl_replica.runs DROP CONSTRAINT IF EXISTS runs_status_check;
+ALTER TABLE tdgl_replica.runs ADD CONSTRAINT runs_status_check CHECK (status IN
 	('Running', 'Success', 'Partial', 'Failed', 'Skipped', 'Interrupted'));
-CREATE INDEX IF NOT EXISTS runs_running_idx ON tdgl.runs (id) WHERE status = 'Running';
+CREATE INDEX IF NOT EXISTS runs_running_idx ON tdgl_replica.runs (id) WHERE status = 'Running';
 
 
 -- Version 5: verify and repair (replica/verify.c; the primary's side is GET /api/hashes,
--- tdgl.verify_* in sql/primary.sql). A repair is a run with trigger 'Repair'.
-ALTER TABLE tdgl.runs DROP CONSTRAINT IF EXISTS runs_trigger_check;
-ALTER TABLE tdgl.runs ADD CONSTRAINT runs_trigger_check CHECK (trigger IN
+-- tdgl_replica.verify_* in sql/primary.sql). A repair is a run with trigger 'Repair'.
+ALTER TABLE tdgl_replica.runs DROP CONSTRAINT IF EXISTS runs_trigger_check;
+ALTER TABLE tdgl_replica.runs ADD CONSTRAINT runs_trigger_check CHECK (trigger IN
 	('Scheduler', 'Webhook', 'Manual', 'API', 'Initial', 'Retry', 'LongPoll', 'Repair'));
 
 -- One row per table verified: the last one per (source, tbl) is what the console shows.
 -- status: identical, different (something differs), failed (the check could not finish).
-CREATE TABLE IF NOT EXISTS tdgl.verifications (
+CREATE TABLE IF NOT EXISTS tdgl_replica.verifications (
 	id          bigserial PRIMARY KEY,
 	source      text NOT NULL,
 	tbl         text NOT NULL,
@@ -251,7 +265,7 @@ CREATE TABLE IF NOT EXISTS tdgl.verifications (
 	kept_local  int NOT NULL DEFAULT 0,     -- differs, but edited here or in an open conflict
 	in_flight   int NOT NULL DEFAULT 0,     -- differs while changes of it are still streaming
 	repaired    int,                        -- rows a repair applied (NULL: no repair)
-	repair_run  bigint,                     -- its tdgl.runs id
+	repair_run  bigint,                     -- its tdgl_replica.runs id
 	bytes       bigint NOT NULL DEFAULT 0,  -- exchanged with the primary
 	requests    int NOT NULL DEFAULT 0,
 	report      json NOT NULL DEFAULT '{}', -- the table's part of the verify report
@@ -259,5 +273,31 @@ CREATE TABLE IF NOT EXISTS tdgl.verifications (
 	started_at  timestamptz NOT NULL DEFAULT now(),
 	finished_at timestamptz NOT NULL DEFAULT clock_timestamp()
 );
-CREATE INDEX IF NOT EXISTS verifications_tbl_idx ON tdgl.verifications (source, tbl, id);
+CREATE INDEX IF NOT EXISTS verifications_tbl_idx ON tdgl_replica.verifications (source, tbl, id);
 
+-- Version 7, two-way sync (docs/design.md "Two-way sync"). A table is two-way on this site
+-- when the primary role of the same database tracks it too (tdgl_replica.two_way): its
+-- local writes are then changes for the peers, not local edits, and a peer's change
+-- conflicts only when it was made on a version of the row other than the one held here.
+-- conflict_policy decides such a conflict: manual (it stays open for an admin, the local row
+-- stays), source-wins, local-wins, latest-wins (the version made last, by its origin's
+-- clock; ties by site identity). Per source, overridable per table (NULL: the source's).
+ALTER TABLE tdgl_replica.sources ADD COLUMN IF NOT EXISTS conflict_policy text NOT NULL
+	DEFAULT 'manual' CHECK (conflict_policy IN ('manual', 'source-wins', 'local-wins',
+	                                            'latest-wins'));
+ALTER TABLE tdgl_replica.source_tables ADD COLUMN IF NOT EXISTS conflict_policy text
+	CHECK (conflict_policy IN ('manual', 'source-wins', 'local-wins', 'latest-wins'));
+-- The peer's version of a conflicting change (for Accept Primary to pass it on), and the
+-- policy that decided it (NULL: open, or resolved by an admin).
+ALTER TABLE tdgl_replica.conflicts ADD COLUMN IF NOT EXISTS version json;
+ALTER TABLE tdgl_replica.conflicts ADD COLUMN IF NOT EXISTS decided_by text;
+-- A streamed change's version ({"origin", "id", "at", "base"}: what the peer served it with;
+-- NULL from a one-way primary).
+DO $$
+BEGIN
+	IF NOT EXISTS (SELECT FROM pg_attribute a JOIN pg_type t ON t.typrelid = a.attrelid
+	               WHERE t.oid = 'tdgl_replica.change'::regtype AND a.attname = 'v'
+	                 AND NOT a.attisdropped) THEN
+		ALTER TYPE tdgl_replica.change ADD ATTRIBUTE v json;
+	END IF;
+END $$;

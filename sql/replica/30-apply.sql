@@ -7,7 +7,7 @@
 -- since every change of the setting resets the session's plan cache), else for the caller's
 -- transaction. Returns whether it is in effect; false is the fallback (foreign keys are
 -- checked during apply, docs/operations.md).
-CREATE OR REPLACE FUNCTION tdgl.replica_role(p_session bool) RETURNS bool
+CREATE OR REPLACE FUNCTION tdgl_replica.replica_role(p_session bool) RETURNS bool
 LANGUAGE plpgsql AS $$
 BEGIN
 	IF current_setting('session_replication_role') = 'replica' THEN
@@ -25,12 +25,12 @@ END $$;
 -- dry run): tdgl.applying on (the local-edit triggers skip it), the replica role when
 -- permitted; without it every constraint is checked when its statement ends (SET
 -- CONSTRAINTS ALL IMMEDIATE), so a violated deferrable key fails the change, which is then
--- logged, rather than the commit of the whole transaction. Returns tdgl.replica_role's answer.
-CREATE OR REPLACE FUNCTION tdgl.apply_mode() RETURNS bool
+-- logged, rather than the commit of the whole transaction. Returns tdgl_replica.replica_role's answer.
+CREATE OR REPLACE FUNCTION tdgl_replica.apply_mode() RETURNS bool
 LANGUAGE plpgsql AS $$
 BEGIN
 	PERFORM set_config('tdgl.applying', 'on', true);
-	IF tdgl.replica_role(false) THEN
+	IF tdgl_replica.replica_role(false) THEN
 		RETURN true;
 	END IF;
 	SET CONSTRAINTS ALL IMMEDIATE;
@@ -39,20 +39,20 @@ END $$;
 
 -- Version 6: one apply core. Every way a row reaches a local table (a streamed page, an
 -- initial copy's JSON or staged COPY page, a retry, Accept Primary, a dry run, a repair)
--- goes through ONE statement generator, tdgl.apply_statement, and every apply function
--- answers with the typed tdgl.apply_result (decoded in C by apply_summary_read), not JSON.
+-- goes through ONE statement generator, tdgl_replica.apply_statement, and every apply function
+-- answers with the typed tdgl_replica.apply_result (decoded in C by apply_summary_read), not JSON.
 -- The functions of versions up to 5 that answered json are dropped here (CREATE OR REPLACE
 -- cannot change a result type).
 DO $$
 DECLARE
 	f regprocedure;
 BEGIN
-	IF to_regtype('tdgl.apply_result') IS NULL THEN
-		CREATE TYPE tdgl.apply_result AS (fetched int, synced int, failed int, skipped int,
+	IF to_regtype('tdgl_replica.apply_result') IS NULL THEN
+		CREATE TYPE tdgl_replica.apply_result AS (fetched int, synced int, failed int, skipped int,
 			conflicts int, ignored int, files text[], replica_role bool);
 	END IF;
 	FOR f IN SELECT p.oid::regprocedure FROM pg_proc p
-	         WHERE p.pronamespace = 'tdgl'::regnamespace AND p.prorettype = 'json'::regtype
+	         WHERE p.pronamespace = 'tdgl_replica'::regnamespace AND p.prorettype = 'json'::regtype
 	           AND p.proname IN ('apply_run', 'apply_safely', 'apply_runs', 'apply_page',
 	                             'apply_rows', 'copy_apply') LOOP
 		EXECUTE format('DROP FUNCTION %s', f);
@@ -64,19 +64,19 @@ END $$;
 -- C when the page is cut into runs (page_op_class in replica/page.c, sent along with the
 -- page); this is the definition for changes stored in the database (a retried change, a
 -- conflict's change, a dry run's). The two are the same table of three lines.
-CREATE OR REPLACE FUNCTION tdgl.op_class(p_op text) RETURNS text
+CREATE OR REPLACE FUNCTION tdgl_replica.op_class(p_op text) RETURNS text
 LANGUAGE sql IMMUTABLE AS $$
 	SELECT CASE p_op WHEN 'Delete' THEN 'D' WHEN 'Rename' THEN 'R' ELSE 'U' END
 $$;
 
 -- A source table's settings; a table the source does not configure (a conflict resolved
 -- after its table was removed) gets the defaults: everything enabled, no filter.
-CREATE OR REPLACE FUNCTION tdgl.table_config(p_source text, p_tbl text)
-RETURNS tdgl.source_tables LANGUAGE plpgsql STABLE AS $$
+CREATE OR REPLACE FUNCTION tdgl_replica.table_config(p_source text, p_tbl text)
+RETURNS tdgl_replica.source_tables LANGUAGE plpgsql STABLE AS $$
 DECLARE
-	cfg tdgl.source_tables;
+	cfg tdgl_replica.source_tables;
 BEGIN
-	SELECT * INTO cfg FROM tdgl.source_tables WHERE source = p_source AND tbl = p_tbl;
+	SELECT * INTO cfg FROM tdgl_replica.source_tables WHERE source = p_source AND tbl = p_tbl;
 	IF NOT FOUND THEN
 		cfg.source := p_source; cfg.tbl := p_tbl;
 		cfg.insert_enabled := true; cfg.update_enabled := true; cfg.delete_enabled := true;
@@ -90,7 +90,7 @@ END $$;
 -- only backoff in SQL; it is backoff_delay()'s formula (replica/backoff.c) without a cap and
 -- without jitter: written here because both writers of next_retry_at are SQL statements
 -- (the page's change-by-change fallback, and the retry's update of its log row).
-CREATE OR REPLACE FUNCTION tdgl.retry_due_at(p_base_s int, p_retries int) RETURNS timestamptz
+CREATE OR REPLACE FUNCTION tdgl_replica.retry_due_at(p_base_s int, p_retries int) RETURNS timestamptz
 LANGUAGE sql STABLE AS $$
 	SELECT now() + make_interval(secs => coalesce(p_base_s, 300) * power(2, p_retries))
 $$;
@@ -99,7 +99,7 @@ $$;
 -- column lists, key joins and key objects of generated statements. plpgsql, like the
 -- other helpers the apply calls per run: a sql function with a FROM is parsed and planned
 -- again in every transaction, a plpgsql one keeps its plan for the session.
-CREATE OR REPLACE FUNCTION tdgl.each_col(p_cols text[], p_fmt text, p_sep text) RETURNS text
+CREATE OR REPLACE FUNCTION tdgl_replica.each_col(p_cols text[], p_fmt text, p_sep text) RETURNS text
 LANGUAGE plpgsql IMMUTABLE AS $$
 BEGIN
 	RETURN (SELECT string_agg(format(p_fmt, x), p_sep ORDER BY o)
@@ -107,8 +107,8 @@ BEGIN
 END $$;
 
 -- Two apply results added up (counts summed, files concatenated).
-CREATE OR REPLACE FUNCTION tdgl.apply_add(a tdgl.apply_result, b tdgl.apply_result)
-RETURNS tdgl.apply_result LANGUAGE plpgsql IMMUTABLE AS $$
+CREATE OR REPLACE FUNCTION tdgl_replica.apply_add(a tdgl_replica.apply_result, b tdgl_replica.apply_result)
+RETURNS tdgl_replica.apply_result LANGUAGE plpgsql IMMUTABLE AS $$
 BEGIN
 	a.fetched := coalesce(a.fetched, 0) + coalesce(b.fetched, 0);
 	a.synced := coalesce(a.synced, 0) + coalesce(b.synced, 0);
@@ -126,40 +126,51 @@ END $$;
 -- (filter, local edit -> conflict, insert/update/delete switches, unchanged rows), opens or
 -- refreshes conflicts, removes rows that left the filtered subset (unless edited here),
 -- applies the rest, supersedes older Failed entries of the rows it applied, remembers a
--- re-sync's keys, logs the outcomes, and answers one tdgl.apply_result row.
--- p_input: 'changes' ($1 tdgl.change[], no key twice unless p_repeats; p_cols: the columns
+-- re-sync's keys, logs the outcomes, and answers one tdgl_replica.apply_result row.
+-- p_input: 'changes' ($1 tdgl_replica.change[], no key twice unless p_repeats; p_cols: the columns
 -- the snapshots and the table share) or 'stage' (pg_temp.tdgl_copy_stage of a COPY page,
 -- upserts only; p_cols: its columns). p_repeats: an upsert run that may hold a key several
--- times, in order (tdgl.apply_runs merges the runs of a hot row so): each change gets the
+-- times, in order (tdgl_replica.apply_runs merges the runs of a hot row so): each change gets the
 -- outcome it would get one by one (a later change equal to the one before is 'no changes',
 -- each change of a locally edited row refreshes its conflict), the row takes its last
 -- applied snapshot, the conflict its last change.
 -- Parameters of the statement: $1 changes, $2 filter (jsonb), $3 table (sync name),
 -- $4 insert_enabled, $5 update_enabled, $6 force (a conflict resolution: no filter, switch
 -- or local-edit checks), $7 update_without_changes, $8 source, $9 run id, $10 initial (log
--- only what is not Synced), $11 attachment columns, $12 delete_enabled, $13 re-sync.
-CREATE OR REPLACE FUNCTION tdgl.apply_statement(p_rel regclass, p_pk text[], p_cols text[],
-	p_cls text, p_input text, p_repeats bool) RETURNS text
+-- only what is not Synced), $11 attachment columns, $12 delete_enabled, $13 re-sync,
+-- $14 the conflict policy of a two-way table.
+-- p_two_way (a two-way table, 'changes' input; docs/design.md "Two-way sync"): a change
+-- conflicts when its version's base is not the row's version here (tdgl_replica.two_way_outcome,
+-- instead of the local-edit test), the policy decides it (a decided conflict is recorded
+-- Resolved with the winner), and every change applied is logged in this site's change log
+-- with its origin's version and the peer it came from (tdgl.via), to be passed on to the
+-- other peers.
+DROP FUNCTION IF EXISTS tdgl_replica.apply_statement(regclass, text[], text[], text, text, bool);
+CREATE OR REPLACE FUNCTION tdgl_replica.apply_statement(p_rel regclass, p_pk text[], p_cols text[],
+	p_cls text, p_input text, p_repeats bool, p_two_way bool DEFAULT false) RETURNS text
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
-	t      text := tdgl.qualified(p_rel);
+	t      text := tdgl_replica.qualified(p_rel);
 	stage  bool := p_input = 'stage';
 	upd    text[];     -- columns an update may set (not GENERATED ALWAYS identities)
 	head   text;       -- the input's columns in w0
 	src    text;       -- the input relation: ch (the change) and p (its populated record)
 	snap   text;       -- a w row's snapshot as json
 	keyp   text;       -- jsonb_build_object over p's key
-	edited text := 'EXISTS (SELECT 1 FROM tdgl.local_edits e WHERE e.tbl = $3 AND e.pk = %s)';
+	edited text := 'EXISTS (SELECT 1 FROM tdgl_replica.local_edits e WHERE e.tbl = $3 AND e.pk = %s)';
 	filt   text;       -- the filter test in w0
 	ckey   text := CASE p_cls WHEN 'R' THEN 'w.opk' ELSE 'w.lpk' END;  -- the row addressed
 	ljoin  text;       -- the local row l a w row addresses (a rename: its old key)
 	ptxt   text;       -- p's columns as text, for 'no changes'
+	jkey   text;       -- p's key as the primary role's capture writes it (json_build_object,
+	jokey  text;       -- key columns in order: the change log finds versions by its text); o's
+	tw     text := 'NULL::text';   -- the two-way outcome of a change (x.tw)
 	w0     text;
 	q      text;
 	cached text;       -- the session's copy of this very statement (a custom setting)
 BEGIN
 	IF (stage AND p_cls <> 'U') OR p_cls NOT IN ('U', 'D', 'R')
-	   OR (p_repeats AND (stage OR p_cls <> 'U')) THEN
+	   OR (p_repeats AND (stage OR p_cls <> 'U')) OR (p_two_way AND (stage OR p_repeats)) THEN
 		RAISE EXCEPTION 'apply_statement: no % statement for %', p_cls, p_input;
 	END IF;
 	SELECT array_agg(a.attname::text ORDER BY a.attnum) INTO upd FROM pg_attribute a
@@ -168,83 +179,107 @@ BEGIN
 	-- Generating costs about as much as planning the statement, and a pull applies the same
 	-- few statements page after page: the text is kept for the session under everything it
 	-- is made of (a table renamed, a column added or made an identity is another key).
-	cached := 'tdgl.stmt_' || md5(concat_ws('|', t, p_pk::text, p_cols::text, upd::text, p_cls,
-	                                         p_input, p_repeats));
+	cached := 'tdgl_replica.stmt_' || md5(concat_ws('|', t, p_pk::text, p_cols::text, upd::text, p_cls,
+	                                         p_input, p_repeats, p_two_way));
 	q := current_setting(cached, true);
 	IF q <> '' THEN
 		RETURN q;
 	END IF;
-	keyp := 'jsonb_build_object(' || tdgl.each_col(p_pk, '%1$L, p.%1$I', ', ') || ')';
-	ptxt := 'ROW(' || tdgl.each_col(p_cols, 'p.%1$I::text', ', ') || ')';
+	keyp := 'jsonb_build_object(' || tdgl_replica.each_col(p_pk, '%1$L, p.%1$I', ', ') || ')';
+	ptxt := 'ROW(' || tdgl_replica.each_col(p_cols, 'p.%1$I::text', ', ') || ')';
+	jkey := 'json_build_object(' || tdgl_replica.each_col(p_pk, '%1$L, p.%1$I', ', ') || ')';
+	jokey := 'json_build_object(' || tdgl_replica.each_col(p_pk, '%1$L, o.%1$I', ', ') || ')';
 	IF stage THEN
 		head := 'NULL::int AS ord, NULL::bigint AS id, ''Create''::text AS op, NULL::json AS "row", '
-		        'p AS rec';
+		        'p AS rec, NULL::json AS v, NULL::json AS jpk, NULL::text AS tw';
 		src := 'pg_temp.tdgl_copy_stage p';
 		snap := 'row_to_json(w.rec)';
 		filt := 'to_jsonb(p)';
 	ELSE
-		head := format('ch.ord, ch.id, ch.op, ch."row", ROW(p.*)::%s AS rec', t);
-		src := format('unnest($1::tdgl.change[]) ch CROSS JOIN LATERAL json_populate_record(NULL::%s, %s) p',
+		head := format('ch.ord, ch.id, ch.op, ch."row", ROW(p.*)::%s AS rec, ch.v, %s AS jpk, x.tw',
+		               t, jkey);
+		IF p_two_way THEN
+			tw := format('tdgl_replica.two_way_outcome($3, %s, ch.v, $14)',
+			             CASE p_cls WHEN 'R' THEN jokey ELSE jkey END);
+			-- the local-edit test gives way to the versions: concurrent or not (format()
+			-- ignores the key it is given)
+			edited := 'x.tw = ''conflict''';
+		END IF;
+		src := format('unnest($1::tdgl_replica.change[]) ch CROSS JOIN LATERAL json_populate_record(NULL::%s, %s) p',
 		              t, CASE p_cls WHEN 'D' THEN 'coalesce(ch.pk, ch."row")' ELSE 'ch."row"' END);
 		snap := 'w."row"';
 		filt := 'ch."row"::jsonb';
 	END IF;
 	filt := format('$2::jsonb IS NOT NULL AND NOT (%s @> $2::jsonb)', filt);
-	ljoin := tdgl.each_col(p_pk, 'l.%1$I = (w.' || CASE p_cls WHEN 'R' THEN 'orec' ELSE 'rec' END
+	ljoin := tdgl_replica.each_col(p_pk, 'l.%1$I = (w.' || CASE p_cls WHEN 'R' THEN 'orec' ELSE 'rec' END
 	                       || ').%1$I', ' AND ');
 
 	IF p_cls = 'U' THEN
 		w0 := format($q$
-	SELECT %1$s, NULL::json AS old_pk, %2$s AS lpk, l.ctid IS NOT NULL AS present,
-	       false AS new_present,
+	SELECT %1$s, NULL::json AS old_pk, NULL::json AS jopk, %2$s AS lpk,
+	       l.ctid IS NOT NULL AS present, false AS new_present,
 	       CASE
 	         WHEN $6 THEN NULL
 	         WHEN %3$s THEN 'filter'
 	         WHEN %4$s THEN 'conflict'
+	         WHEN x.tw = 'already applied' THEN x.tw
+	         WHEN x.tw = 'local wins' THEN 'conflict: local wins'
 	         WHEN l.ctid IS NULL AND NOT $4 THEN 'insert disabled'
 	         WHEN l.ctid IS NOT NULL AND NOT $5 THEN 'update disabled'
 	         WHEN l.ctid IS NOT NULL AND NOT $7 AND (%5$s) IS NOT DISTINCT FROM (%6$s)
 	           THEN 'no changes'
 	       END AS skip%7$s
 	FROM %8$s
-	LEFT JOIN %9$s l ON %10$s$q$,
+	LEFT JOIN %9$s l ON %10$s
+	CROSS JOIN LATERAL (SELECT %11$s AS tw) x$q$,
 			head, keyp, filt, format(edited, keyp),
-			'ROW(' || tdgl.each_col(p_cols, 'l.%1$I::text', ', ') || ')', ptxt,
+			'ROW(' || tdgl_replica.each_col(p_cols, 'l.%1$I::text', ', ') || ')', ptxt,
 			CASE WHEN p_repeats THEN ', ' || ptxt || ' AS ptxt' ELSE '' END,
-			src, t, tdgl.each_col(p_pk, 'l.%1$I = p.%1$I', ' AND '));
+			src, t, tdgl_replica.each_col(p_pk, 'l.%1$I = p.%1$I', ' AND '), tw);
 	ELSIF p_cls = 'D' THEN
 		w0 := format($q$
-	SELECT %1$s, NULL::json AS old_pk, %2$s AS lpk, l.ctid IS NOT NULL AS present,
-	       false AS new_present,
+	SELECT %1$s, NULL::json AS old_pk, NULL::json AS jopk, %2$s AS lpk,
+	       l.ctid IS NOT NULL AS present, false AS new_present,
 	       CASE
 	         WHEN l.ctid IS NULL THEN 'already deleted'
 	         WHEN $6 THEN NULL
 	         WHEN %3$s THEN 'conflict'
+	         WHEN x.tw = 'already applied' THEN x.tw
+	         WHEN x.tw = 'local wins' THEN 'conflict: local wins'
 	         WHEN NOT $12 THEN 'delete disabled'
 	       END AS skip
 	FROM %4$s
-	LEFT JOIN %5$s l ON %6$s$q$,
+	LEFT JOIN %5$s l ON %6$s
+	CROSS JOIN LATERAL (SELECT %7$s AS tw) x$q$,
 			head, keyp, format(edited, keyp), src, t,
-			tdgl.each_col(p_pk, 'l.%1$I = p.%1$I', ' AND '));
+			tdgl_replica.each_col(p_pk, 'l.%1$I = p.%1$I', ' AND '), tw);
 	ELSE
 		-- a rename: the row at old_pk takes the new key and snapshot; missing -> inserted
 		w0 := format($q$
-	SELECT %1$s, ch.old_pk, ROW(o.*)::%2$s AS orec, %3$s AS lpk, %4$s AS opk,
+	SELECT %1$s, ch.old_pk, %9$s AS jopk, ROW(o.*)::%2$s AS orec, %3$s AS lpk, %4$s AS opk,
 	       l.ctid IS NOT NULL AS present, ln.ctid IS NOT NULL AS new_present,
 	       CASE
 	         WHEN $6 THEN NULL
 	         WHEN %5$s THEN 'filter'
-	         WHEN EXISTS (SELECT 1 FROM tdgl.local_edits e WHERE e.tbl = $3
-	                      AND e.pk IN (%3$s, %4$s)) THEN 'conflict'
+	         WHEN %10$s THEN 'conflict'
+	         WHEN x.tw = 'already applied' THEN x.tw
+	         -- two-way, the old key's row won here: the rename is a removal of the old key
+	         -- (lost: the row stays) and an insert of the new one (made: see mv, dup, up),
+	         -- which is what the other site, deciding the same way, ends up with too
 	         WHEN NOT $5 THEN 'update disabled'
 	       END AS skip
 	FROM %6$s
 	CROSS JOIN LATERAL json_populate_record(NULL::%2$s, ch.old_pk) o
 	LEFT JOIN %2$s l ON %7$s
-	LEFT JOIN %2$s ln ON %8$s$q$,
-			head, t, keyp, 'jsonb_build_object(' || tdgl.each_col(p_pk, '%1$L, o.%1$I', ', ') || ')',
-			filt, src, tdgl.each_col(p_pk, 'l.%1$I = o.%1$I', ' AND '),
-			tdgl.each_col(p_pk, 'ln.%1$I = p.%1$I', ' AND '));
+	LEFT JOIN %2$s ln ON %8$s
+	CROSS JOIN LATERAL (SELECT %11$s AS tw) x$q$,
+			head, t, keyp, 'jsonb_build_object(' || tdgl_replica.each_col(p_pk, '%1$L, o.%1$I', ', ') || ')',
+			filt, src, tdgl_replica.each_col(p_pk, 'l.%1$I = o.%1$I', ' AND '),
+			tdgl_replica.each_col(p_pk, 'ln.%1$I = p.%1$I', ' AND '), jokey,
+			CASE WHEN p_two_way THEN 'x.tw = ''conflict'''
+			     ELSE 'EXISTS (SELECT 1 FROM tdgl_replica.local_edits e WHERE e.tbl = $3 '
+			          'AND e.pk IN (' || keyp || ', jsonb_build_object('
+			          || tdgl_replica.each_col(p_pk, '%1$L, o.%1$I', ', ') || ')))' END, tw);
 	END IF;
 
 	-- (w0's classification is named once: a column repeated here would be computed twice)
@@ -261,26 +296,28 @@ BEGIN
 	-- conflicts: opened, or refreshed with the newest primary snapshot and local row (only
 	-- a key's last change writes it when the run repeats keys)
 	q := q || format($q$, conf AS (
-	INSERT INTO tdgl.conflicts AS k (source, tbl, pk, change_id, op, old_pk, primary_row,
-	                                 local_row, refreshed)
+	INSERT INTO tdgl_replica.conflicts AS k (source, tbl, pk, change_id, op, old_pk, primary_row,
+	                                 local_row, refreshed, version)
 	SELECT %1$s $8, $3, %2$s, w.id, w.op, w.old_pk, %3$s,
 	       (SELECT row_to_json(l.*) FROM %4$s l WHERE %5$s),  -- only for conflicts: costly
-	       w.cnt - 1
+	       w.cnt - 1, %7$s
 	FROM w WHERE w.skip = 'conflict' %6$s
 	ON CONFLICT (tbl, pk) WHERE status = 'Open' DO UPDATE
 	SET change_id = EXCLUDED.change_id, op = EXCLUDED.op, primary_row = EXCLUDED.primary_row,
 	    local_row = EXCLUDED.local_row, source = EXCLUDED.source, old_pk = EXCLUDED.old_pk,
+	    version = EXCLUDED.version,
 	    refreshed = k.refreshed + EXCLUDED.refreshed + 1, updated_at = now()
 	RETURNING 1
 )$q$,
 		CASE WHEN p_repeats THEN 'DISTINCT ON (w.lpk)' ELSE '' END, ckey, snap, t, ljoin,
-		CASE WHEN p_repeats THEN 'ORDER BY w.lpk, w.ord DESC' ELSE '' END);
+		CASE WHEN p_repeats THEN 'ORDER BY w.lpk, w.ord DESC' ELSE '' END,
+		CASE WHEN p_two_way THEN 'w.v' ELSE 'NULL::json' END);
 	IF p_cls <> 'D' THEN
 		-- a row that left the subset is removed, unless it was edited here
 		q := q || format($q$, gone AS (
 	DELETE FROM %1$s l USING w
 	WHERE w.skip = 'filter' AND w.present AND %2$s
-	  AND NOT EXISTS (SELECT 1 FROM tdgl.local_edits e WHERE e.tbl = $3 AND e.pk = %3$s)
+	  AND NOT EXISTS (SELECT 1 FROM tdgl_replica.local_edits e WHERE e.tbl = $3 AND e.pk = %3$s)
 	RETURNING 1
 )$q$, t, ljoin, ckey);
 	END IF;
@@ -293,13 +330,15 @@ BEGIN
 		q := q || format($q$, mv AS (
 	UPDATE %1$s l SET %2$s FROM w
 	WHERE w.skip IS NULL AND w.present AND NOT w.new_present AND %3$s
+	  AND w.tw IS DISTINCT FROM 'local wins'
 	RETURNING 1
 ), dup AS (
 	-- the new key is already here (a replay over an initial copy that saw the rename):
 	-- the old row goes, the new one takes the snapshot below
 	DELETE FROM %1$s l USING w WHERE w.skip IS NULL AND w.present AND w.new_present AND %3$s
+	  AND w.tw IS DISTINCT FROM 'local wins'
 	RETURNING 1
-)$q$, t, tdgl.each_col(upd, '%1$I = (w.rec).%1$I', ', '), ljoin);
+)$q$, t, tdgl_replica.each_col(upd, '%1$I = (w.rec).%1$I', ', '), ljoin);
 	END IF;
 	IF p_cls <> 'D' THEN
 		q := q || format($q$, up AS (
@@ -307,20 +346,50 @@ BEGIN
 	SELECT %3$s %4$s FROM w WHERE w.skip IS NULL %5$s %6$s
 	ON CONFLICT (%7$s) DO %8$s
 	RETURNING 1
-)$q$, t, tdgl.each_col(p_cols, '%1$I', ', '),
+)$q$, t, tdgl_replica.each_col(p_cols, '%1$I', ', '),
 			CASE WHEN p_repeats THEN 'DISTINCT ON (w.lpk)' ELSE '' END,
-			tdgl.each_col(p_cols, '(w.rec).%1$I', ', '),
-			CASE WHEN p_cls = 'R' THEN 'AND (NOT w.present OR w.new_present)' ELSE '' END,
+			tdgl_replica.each_col(p_cols, '(w.rec).%1$I', ', '),
+			CASE WHEN p_cls = 'R' THEN 'AND (NOT w.present OR w.new_present '
+			                           'OR w.tw = ''local wins'')' ELSE '' END,
 			CASE WHEN p_repeats THEN 'ORDER BY w.lpk, w.ord DESC' ELSE '' END,
-			tdgl.each_col(p_pk, '%1$I', ', '),
-			coalesce('UPDATE SET ' || tdgl.each_col(
+			tdgl_replica.each_col(p_pk, '%1$I', ', '),
+			coalesce('UPDATE SET ' || tdgl_replica.each_col(
 				(SELECT array_agg(x) FROM unnest(upd) x WHERE x <> ALL (p_pk)),
 				'%1$I = EXCLUDED.%1$I', ', '), 'NOTHING'));
+	END IF;
+	IF p_two_way THEN
+		-- a conflict the policy decided is recorded resolved, with the winner; then what was
+		-- applied goes into this site's change log with its origin's version, from the peer
+		-- (tdgl.via): served on to the other peers, never back to it or to its origin. A
+		-- change equal to the row here (no changes) is logged too: the row now holds that
+		-- version. Statements of a WITH run to completion in order after the main query, so
+		-- these ids are taken after the rows above were written (per-row id order), and
+		-- apply_run locked the rows before (two_way_lock).
+		q := q || format($q$, auto AS (
+	INSERT INTO tdgl_replica.conflicts (source, tbl, pk, change_id, op, old_pk, primary_row,
+	                                    local_row, version, status, resolution, decided_by,
+	                                    resolved_at)
+	SELECT $8, $3, %1$s, w.id, w.op, w.old_pk, %2$s,
+	       (SELECT row_to_json(l.*) FROM %3$s l WHERE %4$s), w.v, 'Resolved',
+	       CASE w.tw WHEN 'source wins' THEN 'Accept Primary' ELSE 'Keep Local' END, $14, now()
+	FROM w WHERE w.tw IN ('source wins', 'local wins') AND NOT $6
+	RETURNING 1
+), fwd AS (
+	INSERT INTO tdgl.change_log (tbl, op, pk, old_pk, "row", origin, origin_id, origin_at, via)
+	-- (a rename whose old key's row won here made only its new key: logged as that insert)
+	SELECT $3, CASE WHEN w.tw = 'local wins' THEN 'Create' ELSE w.op END, w.jpk,
+	       CASE WHEN w.tw = 'local wins' THEN NULL ELSE w.jopk END, w."row",
+	       (w.v ->> 'origin')::uuid, (w.v ->> 'id')::bigint,
+	       (w.v ->> 'at')::timestamptz, nullif(current_setting('tdgl.via', true), '')::uuid
+	FROM w WHERE w.v IS NOT NULL AND (w.skip IS NULL OR w.skip = 'no changes')
+	ORDER BY w.ord
+	RETURNING 1
+)$q$, ckey, snap, t, ljoin);
 	END IF;
 	IF NOT stage THEN
 		-- a change applied (or, a delete, found done) supersedes older Failed entries of its row
 		q := q || format($q$, sup AS (
-	UPDATE tdgl.sync_log s SET status = 'Skipped', reason = 'superseded by change ' || w.id,
+	UPDATE tdgl_replica.sync_log s SET status = 'Skipped', reason = 'superseded by change ' || w.id,
 	       next_retry_at = NULL
 	FROM w WHERE %s AND w.id IS NOT NULL
 	  AND s.status = 'Failed' AND s.source = $8 AND s.tbl = $3 AND s.pk = w.lpk
@@ -330,17 +399,17 @@ BEGIN
 		             ELSE 'w.skip IS NULL' END);
 	ELSE
 		q := q || $q$, seen AS (
-	INSERT INTO tdgl.resync_seen (source, tbl, pk)
+	INSERT INTO tdgl_replica.resync_seen (source, tbl, pk)
 	SELECT $8, $3, w.lpk FROM w WHERE $13
 	ON CONFLICT DO NOTHING
 	RETURNING 1
 )$q$;
 	END IF;
 	q := q || format($q$, lg AS (
-	INSERT INTO tdgl.sync_log (source, change_id, tbl, pk, op, status, reason, run_id)
+	INSERT INTO tdgl_replica.sync_log (source, change_id, tbl, pk, op, status, reason, run_id)
 	SELECT $8, w.id, $3, w.lpk, w.op,
 	       CASE WHEN w.skip IS NULL THEN 'Synced' ELSE 'Skipped' END,
-	       CASE WHEN w.skip = 'filter' AND w.present THEN 'filter: left the subset'
+	       CASE WHEN w.skip = 'filter' AND w.present THEN 'filter: left the subset'%2$s
 	            WHEN w.skip = 'conflict' THEN 'conflict: row edited locally'
 	            ELSE w.skip END,
 	       $9
@@ -350,34 +419,44 @@ BEGIN
 )
 SELECT count(*)::int, (count(*) FILTER (WHERE skip IS NULL))::int, 0,
        (count(*) FILTER (WHERE skip IS NOT NULL))::int,
-       (count(*) FILTER (WHERE skip = 'conflict'))::int, 0, %1$s, NULL::bool
+       (count(*) FILTER (WHERE skip = 'conflict'%3$s))::int, 0, %1$s, NULL::bool
 FROM w$q$,
 		CASE WHEN p_cls = 'D' THEN '''{}''::text[]' ELSE format(
 			'ARRAY(SELECT DISTINCT x.v FROM w, unnest($11::text[]) col, '
 			'LATERAL (SELECT %s ->> col AS v) x WHERE w.skip IS NULL AND x.v LIKE ''/files/%%'')',
-			snap) END);
+			snap) END,
+		CASE WHEN p_two_way THEN $r$
+	            WHEN w.skip = 'conflict' THEN 'conflict: edited here meanwhile'
+	            WHEN w.tw = 'source wins' THEN 'conflict: ' || $14 || ', source won'
+	            WHEN w.skip = 'conflict: local wins' THEN 'conflict: ' || $14 || ', local won'
+	            WHEN w.tw = 'local wins' THEN 'conflict: ' || $14 || ', the old key stayed'$r$
+		ELSE '' END,
+		CASE WHEN p_two_way THEN ' OR tw IN (''source wins'', ''local wins'')' ELSE '' END);
 	PERFORM set_config(cached, q, false);
 	RETURN q;
 END $$;
 
 -- Applies one run of changes (one table, one op class, no key twice unless p_repeats) with
--- tdgl.apply_statement. Raises when anything fails; tdgl.apply_safely then goes change by
+-- tdgl_replica.apply_statement. Raises when anything fails; tdgl_replica.apply_safely then goes change by
 -- change. p_initial: rows of an initial sync (only non-Synced outcomes are logged).
 -- p_force: a conflict resolution (no filter, switch or local-edit checks).
-CREATE OR REPLACE FUNCTION tdgl.apply_run(p_source text, p_run_id bigint, p_tbl text,
-	p_cls text, p_ch tdgl.change[], p_initial bool DEFAULT false, p_force bool DEFAULT false,
+CREATE OR REPLACE FUNCTION tdgl_replica.apply_run(p_source text, p_run_id bigint, p_tbl text,
+	p_cls text, p_ch tdgl_replica.change[], p_initial bool DEFAULT false, p_force bool DEFAULT false,
 	p_repeats bool DEFAULT false)
-RETURNS tdgl.apply_result LANGUAGE plpgsql AS $$
+RETURNS tdgl_replica.apply_result LANGUAGE plpgsql AS $$
 DECLARE
-	t    record := tdgl.keyed_table(p_tbl);
+	t    record := tdgl_replica.keyed_table(p_tbl);
 	rel  regclass := t.rel;
 	pk   text[] := t.pk;
-	cfg  tdgl.source_tables := tdgl.table_config(p_source, p_tbl);
+	cfg  tdgl_replica.source_tables := tdgl_replica.table_config(p_source, p_tbl);
 	cols text[];        -- columns both the snapshots and the local table have
 	keys text[];
 	n    int := cardinality(p_ch);
 	c    text;
-	res  tdgl.apply_result;
+	-- a two-way table's changes come with versions (a one-way primary sends none)
+	two  bool := EXISTS (SELECT FROM unnest(p_ch) x WHERE x.v IS NOT NULL)
+	             AND tdgl_replica.two_way(p_tbl);
+	res  tdgl_replica.apply_result;
 BEGIN
 	IF p_repeats AND NOT (cfg.filter IS NULL AND cfg.insert_enabled AND cfg.update_enabled
 	                      AND NOT p_force) THEN
@@ -405,46 +484,49 @@ BEGIN
 			RAISE EXCEPTION 'snapshot of % lacks key column %', p_tbl, c USING ERRCODE = '42703';
 		END IF;
 	END LOOP;
-	EXECUTE tdgl.apply_statement(rel, pk, cols, p_cls, 'changes', p_repeats) INTO res
+	IF two THEN
+		PERFORM tdgl_replica.two_way_lock(rel, pk, p_ch);
+	END IF;
+	EXECUTE tdgl_replica.apply_statement(rel, pk, cols, p_cls, 'changes', p_repeats, two) INTO res
 	USING p_ch, cfg.filter, p_tbl, cfg.insert_enabled, cfg.update_enabled, p_force,
 		cfg.update_without_changes, p_source, p_run_id, p_initial, cfg.attach_columns,
-		cfg.delete_enabled, false;
+		cfg.delete_enabled, false, CASE WHEN two THEN tdgl_replica.conflict_policy(p_source, p_tbl) END;
 	RETURN res;
 END $$;
 
 -- Applies a run in one statement; when that fails, change by change under savepoints so
 -- that only the failing changes are logged Failed (with the database's error, the change
 -- itself for the retry, and its first retry time) and the rest applied.
-CREATE OR REPLACE FUNCTION tdgl.apply_safely(p_source text, p_run_id bigint, p_tbl text,
-	p_cls text, p_ch tdgl.change[], p_initial bool, p_repeats bool DEFAULT false)
-RETURNS tdgl.apply_result LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION tdgl_replica.apply_safely(p_source text, p_run_id bigint, p_tbl text,
+	p_cls text, p_ch tdgl_replica.change[], p_initial bool, p_repeats bool DEFAULT false)
+RETURNS tdgl_replica.apply_result LANGUAGE plpgsql AS $$
 DECLARE
-	res    tdgl.apply_result := ROW(0, 0, 0, 0, 0, 0, '{}', NULL);
-	ch     tdgl.change;
+	res    tdgl_replica.apply_result := ROW(0, 0, 0, 0, 0, 0, '{}', NULL);
+	ch     tdgl_replica.change;
 	msg    text;
 	st     text;
 	base_s int;
 BEGIN
 	BEGIN
-		RETURN tdgl.apply_run(p_source, p_run_id, p_tbl, p_cls, p_ch, p_initial, false,
+		RETURN tdgl_replica.apply_run(p_source, p_run_id, p_tbl, p_cls, p_ch, p_initial, false,
 		                      p_repeats);
 	EXCEPTION
 		WHEN SQLSTATE '40P01' OR SQLSTATE '40001' OR SQLSTATE '55P03' THEN RAISE;
 		WHEN OTHERS THEN NULL;  -- fall through to change-by-change
 	END;
-	SELECT retry_base_s INTO base_s FROM tdgl.sources WHERE name = p_source;
+	SELECT retry_base_s INTO base_s FROM tdgl_replica.sources WHERE name = p_source;
 	FOREACH ch IN ARRAY p_ch LOOP
 		BEGIN
-			res := tdgl.apply_add(res, tdgl.apply_run(p_source, p_run_id, p_tbl, p_cls,
+			res := tdgl_replica.apply_add(res, tdgl_replica.apply_run(p_source, p_run_id, p_tbl, p_cls,
 			                                          ARRAY[ch], p_initial));
 		EXCEPTION
 			WHEN SQLSTATE '40P01' OR SQLSTATE '40001' OR SQLSTATE '55P03' THEN RAISE;
 			WHEN OTHERS THEN
 				GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, st = RETURNED_SQLSTATE;
-				INSERT INTO tdgl.sync_log (source, change_id, tbl, pk, op, status, error, sqlstate,
+				INSERT INTO tdgl_replica.sync_log (source, change_id, tbl, pk, op, status, error, sqlstate,
 				                           next_retry_at, change, run_id)
 				VALUES (p_source, ch.id, p_tbl, ch.pk::jsonb, ch.op, 'Failed', msg, st,
-				        tdgl.retry_due_at(base_s, 0),
+				        tdgl_replica.retry_due_at(base_s, 0),
 				        json_build_object('id', ch.id, 'table', p_tbl, 'op', ch.op, 'pk', ch.pk,
 				                          'old_pk', ch.old_pk, 'row', ch."row"),
 				        p_run_id);
@@ -462,32 +544,37 @@ END $$;
 -- table without filter, with inserts and updates enabled, they go in one statement
 -- (apply_statement's p_repeats), so a row changed by every transaction of the page (a
 -- balance) costs one statement, not one per change.
-DROP FUNCTION IF EXISTS tdgl.apply_runs(text, bigint, bigint[], text[], text[], json[], json[],
+DROP FUNCTION IF EXISTS tdgl_replica.apply_runs(text, bigint, bigint[], text[], text[], json[], json[],
 	json[], int[]);
-CREATE OR REPLACE FUNCTION tdgl.apply_runs(p_source text, p_run_id bigint, p_ids bigint[],
+DROP FUNCTION IF EXISTS tdgl_replica.apply_runs(text, bigint, bigint[], text[], text[], text[],
+	json[], json[], json[], int[], bool);
+CREATE OR REPLACE FUNCTION tdgl_replica.apply_runs(p_source text, p_run_id bigint, p_ids bigint[],
 	p_tbls text[], p_ops text[], p_classes text[], p_pks json[], p_old_pks json[],
-	p_rows json[], p_runs int[], p_merge bool DEFAULT false)
-RETURNS tdgl.apply_result LANGUAGE plpgsql AS $$
+	p_rows json[], p_runs int[], p_merge bool DEFAULT false, p_versions json[] DEFAULT NULL)
+RETURNS tdgl_replica.apply_result LANGUAGE plpgsql AS $$
 DECLARE
 	r     record;
-	res   tdgl.apply_result := ROW(0, 0, 0, 0, 0, 0, '{}', NULL);
-	pend  tdgl.change[];     -- upsert runs of table ptbl, merged
+	res   tdgl_replica.apply_result := ROW(0, 0, 0, 0, 0, 0, '{}', NULL);
+	pend  tdgl_replica.change[];     -- upsert runs of table ptbl, merged
 	ptbl  text;
 	prep  bool;              -- pend holds more than one run
 	last  bool := false;
 BEGIN
 	FOR r IN
 		SELECT u.run, min(u.tbl) AS tbl, min(u.cls) AS cls,
-		       array_agg(ROW(u.ord::int, u.id, u.op, u.pk, u.old_pk, u."row")::tdgl.change
+		       array_agg(ROW(u.ord::int, u.id, u.op, u.pk, u.old_pk, u."row", u.v)::tdgl_replica.change
 		                 ORDER BY u.ord) AS chs,
+		       -- (a two-way table's changes are checked against the versions one by one:
+		       -- its runs are never merged)
 		       (SELECT st.filter IS NULL AND st.insert_enabled AND st.update_enabled
-		        FROM tdgl.source_tables st
+		               AND (p_versions IS NULL OR NOT tdgl_replica.two_way(st.tbl))
+		        FROM tdgl_replica.source_tables st
 		        WHERE st.source = p_source AND st.tbl = min(u.tbl)) AS plain
-		FROM unnest(p_ids, p_tbls, p_ops, p_classes, p_pks, p_old_pks, p_rows, p_runs)
-		     WITH ORDINALITY AS u(id, tbl, op, cls, pk, old_pk, "row", run, ord)
+		FROM unnest(p_ids, p_tbls, p_ops, p_classes, p_pks, p_old_pks, p_rows, p_runs, p_versions)
+		     WITH ORDINALITY AS u(id, tbl, op, cls, pk, old_pk, "row", run, v, ord)
 		GROUP BY u.run
 		UNION ALL
-		SELECT NULL::int, NULL::text, NULL::text, NULL::tdgl.change[], NULL::bool  -- the end
+		SELECT NULL::int, NULL::text, NULL::text, NULL::tdgl_replica.change[], NULL::bool  -- the end
 		ORDER BY 1 NULLS LAST
 	LOOP
 		last := r.run IS NULL;
@@ -504,7 +591,7 @@ BEGIN
 			IF prep THEN
 				SELECT array_agg(c ORDER BY c.ord) INTO pend FROM unnest(pend) c;
 			END IF;
-			res := tdgl.apply_add(res, tdgl.apply_safely(p_source, p_run_id, ptbl, 'U', pend,
+			res := tdgl_replica.apply_add(res, tdgl_replica.apply_safely(p_source, p_run_id, ptbl, 'U', pend,
 			                                             false, prep));
 			pend := NULL;
 		END IF;
@@ -517,17 +604,17 @@ BEGIN
 			prep := false;
 			CONTINUE;
 		END IF;
-		res := tdgl.apply_add(res, tdgl.apply_safely(p_source, p_run_id, r.tbl, r.cls, r.chs,
+		res := tdgl_replica.apply_add(res, tdgl_replica.apply_safely(p_source, p_run_id, r.tbl, r.cls, r.chs,
 		                                             false));
 	END LOOP;
 	RETURN res;
 END $$;
 
 -- Adds an apply's counts to run p_run_id (fetched and one page).
-CREATE OR REPLACE FUNCTION tdgl.run_count(p_run_id bigint, r tdgl.apply_result) RETURNS void
+CREATE OR REPLACE FUNCTION tdgl_replica.run_count(p_run_id bigint, r tdgl_replica.apply_result) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
-	UPDATE tdgl.runs SET fetched = fetched + r.fetched, synced = synced + r.synced,
+	UPDATE tdgl_replica.runs SET fetched = fetched + r.fetched, synced = synced + r.synced,
 	       failed = failed + r.failed, skipped = skipped + r.skipped,
 	       conflicts = conflicts + r.conflicts, pages = pages + 1
 	WHERE id = p_run_id;
@@ -542,7 +629,7 @@ END $$;
 -- ignored. Two cuts into runs come along (page_runs): p_table_runs groups each table's
 -- changes of the whole page, p_runs only consecutive changes of one table; p_classes is each
 -- change's op class (page_op_class).
--- With the replica role (tdgl.replica_role; the pull's session keeps it) no foreign key or
+-- With the replica role (tdgl_replica.replica_role; the pull's session keeps it) no foreign key or
 -- ordinary trigger links rows of different tables, so p_table_runs applies: a page of
 -- transactions that each touch several tables takes a few statements per table.
 -- Without it (the fallback) the page keeps the primary's order across tables (p_runs), with
@@ -550,22 +637,28 @@ END $$;
 -- fine) and checked before the cursor moves; when that check fails, the page is applied
 -- again with every constraint checked at once, so that only the failing changes are logged
 -- Failed rather than the commit failing (and the page being pulled again) forever.
-CREATE OR REPLACE FUNCTION tdgl.apply_page(p_source text, p_ids bigint[], p_tbls text[],
+-- A page a peer served to this site as a two-way peer has p_versions (each change's version,
+-- apply_statement) and p_via (the peer's identity, set as tdgl.via for the change log); a
+-- one-way page has neither.
+DROP FUNCTION IF EXISTS tdgl_replica.apply_page(text, bigint[], text[], text[], json[], json[],
+	json[], text[], int[], int[], text[], text, text, bigint);
+CREATE OR REPLACE FUNCTION tdgl_replica.apply_page(p_source text, p_ids bigint[], p_tbls text[],
 	p_ops text[], p_pks json[], p_old_pks json[], p_rows json[], p_changed_at text[],
 	p_runs int[], p_table_runs int[], p_classes text[], p_prev_cursor text, p_cursor text,
-	p_run_id bigint)
-RETURNS tdgl.apply_result LANGUAGE plpgsql AS $$
+	p_run_id bigint, p_versions json[] DEFAULT NULL, p_via uuid DEFAULT NULL)
+RETURNS tdgl_replica.apply_result LANGUAGE plpgsql AS $$
 DECLARE
 	prev     text := current_setting('tdgl.applying', true);
 	rr       bool;
 	checking bool := false;
-	res      tdgl.apply_result;
+	res      tdgl_replica.apply_result;
 	newest   timestamptz;
 BEGIN
 	PERFORM set_config('tdgl.applying', 'on', true);
-	rr := tdgl.replica_role(true);
+	PERFORM set_config('tdgl.via', coalesce(p_via::text, ''), true);
+	rr := tdgl_replica.replica_role(true);
 	SELECT max(x::timestamptz) INTO newest FROM unnest(p_changed_at) x;
-	UPDATE tdgl.sources SET cursor = p_cursor, cursor_moved_at = now(),
+	UPDATE tdgl_replica.sources SET cursor = p_cursor, cursor_moved_at = now(),
 	       last_change_at = greatest(last_change_at, newest)
 	WHERE name = p_source AND cursor IS NOT DISTINCT FROM p_prev_cursor;
 	IF NOT FOUND THEN
@@ -573,14 +666,14 @@ BEGIN
 			USING ERRCODE = '40001';
 	END IF;
 	IF rr THEN
-		res := tdgl.apply_runs(p_source, p_run_id, p_ids, p_tbls, p_ops, p_classes, p_pks,
+		res := tdgl_replica.apply_runs(p_source, p_run_id, p_ids, p_tbls, p_ops, p_classes, p_pks,
 		                       p_old_pks, p_rows, coalesce(p_table_runs, p_runs),
-		                       p_table_runs IS NOT NULL);
+		                       p_table_runs IS NOT NULL, p_versions);
 	ELSE
 		BEGIN
 			SET CONSTRAINTS ALL DEFERRED;
-			res := tdgl.apply_runs(p_source, p_run_id, p_ids, p_tbls, p_ops, p_classes, p_pks,
-			                       p_old_pks, p_rows, p_runs);
+			res := tdgl_replica.apply_runs(p_source, p_run_id, p_ids, p_tbls, p_ops, p_classes, p_pks,
+			                       p_old_pks, p_rows, p_runs, false, p_versions);
 			checking := true;
 			SET CONSTRAINTS ALL IMMEDIATE;
 		EXCEPTION WHEN OTHERS THEN
@@ -588,49 +681,49 @@ BEGIN
 				RAISE;
 			END IF;
 			SET CONSTRAINTS ALL IMMEDIATE;
-			res := tdgl.apply_runs(p_source, p_run_id, p_ids, p_tbls, p_ops, p_classes, p_pks,
-			                       p_old_pks, p_rows, p_runs);
+			res := tdgl_replica.apply_runs(p_source, p_run_id, p_ids, p_tbls, p_ops, p_classes, p_pks,
+			                       p_old_pks, p_rows, p_runs, false, p_versions);
 		END;
 	END IF;
 	res.fetched := coalesce(cardinality(p_ids), 0);   -- ignored changes were fetched too
 	res.replica_role := rr;
-	PERFORM tdgl.run_count(p_run_id, res);
+	PERFORM tdgl_replica.run_count(p_run_id, res);
 	PERFORM set_config('tdgl.applying', coalesce(prev, ''), true);
 	RETURN res;
 END $$;
 
 -- Applies one page of GET /api/rows (the raw body's "rows" array, as json) for an initial
 -- sync, as upserts through the same path. p_resync: remember the keys seen so that
--- tdgl.finish_resync() can remove rows deleted on the primary while the cursor was expired
+-- tdgl_replica.finish_resync() can remove rows deleted on the primary while the cursor was expired
 -- (every row of the page, a failed one too: its local row stays until a retry applies it).
-CREATE OR REPLACE FUNCTION tdgl.apply_rows(p_source text, p_tbl text, p_rows json,
-	p_run_id bigint, p_resync bool DEFAULT false) RETURNS tdgl.apply_result
+CREATE OR REPLACE FUNCTION tdgl_replica.apply_rows(p_source text, p_tbl text, p_rows json,
+	p_run_id bigint, p_resync bool DEFAULT false) RETURNS tdgl_replica.apply_result
 LANGUAGE plpgsql AS $$
 DECLARE
 	prev text := current_setting('tdgl.applying', true);
-	chs  tdgl.change[];
-	res  tdgl.apply_result := ROW(0, 0, 0, 0, 0, 0, '{}', NULL);
-	rel  regclass := tdgl.local_table(p_tbl);
+	chs  tdgl_replica.change[];
+	res  tdgl_replica.apply_result := ROW(0, 0, 0, 0, 0, 0, '{}', NULL);
+	rel  regclass := tdgl_replica.local_table(p_tbl);
 BEGIN
 	PERFORM set_config('tdgl.applying', 'on', true);
-	SELECT array_agg(ROW(t.ord::int, NULL, 'Create', NULL, NULL, t.x)::tdgl.change ORDER BY t.ord)
+	SELECT array_agg(ROW(t.ord::int, NULL, 'Create', NULL, NULL, t.x, NULL)::tdgl_replica.change ORDER BY t.ord)
 	INTO chs FROM json_array_elements(p_rows) WITH ORDINALITY AS t(x, ord)
 	WHERE json_typeof(t.x) = 'object';
 	IF chs IS NULL THEN
 		RETURN res;
 	END IF;
-	res := tdgl.apply_safely(p_source, p_run_id, p_tbl, 'U', chs, true);
-	IF p_resync AND rel IS NOT NULL AND tdgl.pk_columns(rel) IS NOT NULL THEN
-		EXECUTE format('INSERT INTO tdgl.resync_seen (source, tbl, pk) '
+	res := tdgl_replica.apply_safely(p_source, p_run_id, p_tbl, 'U', chs, true);
+	IF p_resync AND rel IS NOT NULL AND tdgl_replica.pk_columns(rel) IS NOT NULL THEN
+		EXECUTE format('INSERT INTO tdgl_replica.resync_seen (source, tbl, pk) '
 		               'SELECT $1, $2, jsonb_build_object(%s) FROM json_array_elements($3) x '
 		               'CROSS JOIN LATERAL json_populate_record(NULL::%s, x) p '
 		               'ON CONFLICT DO NOTHING',
-		               tdgl.each_col(tdgl.pk_columns(rel), '%1$L, p.%1$I', ', '),
-		               tdgl.qualified(rel))
+		               tdgl_replica.each_col(tdgl_replica.pk_columns(rel), '%1$L, p.%1$I', ', '),
+		               tdgl_replica.qualified(rel))
 		USING p_source, p_tbl, p_rows;
 	END IF;
 	res.fetched := cardinality(chs);
-	PERFORM tdgl.run_count(p_run_id, res);
+	PERFORM tdgl_replica.run_count(p_run_id, res);
 	PERFORM set_config('tdgl.applying', coalesce(prev, ''), true);
 	RETURN res;
 END $$;

@@ -4,7 +4,7 @@
 -- a later primary change of it opens a new conflict rather than overwriting it silently.
 -- Errors: P0002 unknown id, 55000 already resolved, 22023 bad resolution.
 -- A conflict as the admin API and CLI show it (one shape for the list and for resolve).
-CREATE OR REPLACE FUNCTION tdgl.conflict_json(c tdgl.conflicts) RETURNS json
+CREATE OR REPLACE FUNCTION tdgl_replica.conflict_json(c tdgl_replica.conflicts) RETURNS json
 LANGUAGE sql STABLE AS $$
 	SELECT json_build_object('id', c.id, 'source', c.source, 'table', c.tbl, 'pk', c.pk,
 		'change_id', c.change_id, 'op', c.op, 'old_pk', c.old_pk,
@@ -13,11 +13,11 @@ LANGUAGE sql STABLE AS $$
 		'updated_at', c.updated_at, 'resolved_at', c.resolved_at)
 $$;
 
-CREATE OR REPLACE FUNCTION tdgl.resolve_conflict(p_id bigint, p_resolution text) RETURNS json
+CREATE OR REPLACE FUNCTION tdgl_replica.resolve_conflict(p_id bigint, p_resolution text) RETURNS json
 LANGUAGE plpgsql AS $$
 DECLARE
 	prev text := current_setting('tdgl.applying', true);
-	c    tdgl.conflicts;
+	c    tdgl_replica.conflicts;
 	rel  regclass;
 	npk  jsonb;
 BEGIN
@@ -25,7 +25,7 @@ BEGIN
 		RAISE EXCEPTION 'resolution must be "Accept Primary" or "Keep Local"'
 			USING ERRCODE = '22023';
 	END IF;
-	SELECT * INTO c FROM tdgl.conflicts WHERE id = p_id FOR UPDATE;
+	SELECT * INTO c FROM tdgl_replica.conflicts WHERE id = p_id FOR UPDATE;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'conflict % not found', p_id USING ERRCODE = 'P0002';
 	END IF;
@@ -34,22 +34,23 @@ BEGIN
 			USING ERRCODE = '55000';
 	END IF;
 	IF p_resolution = 'Accept Primary' THEN
-		PERFORM tdgl.apply_mode();
-		PERFORM tdgl.apply_run(c.source, NULL, c.tbl, tdgl.op_class(c.op),
-			ARRAY[ROW(1, c.change_id, c.op, c.pk::json, c.old_pk, c.primary_row)::tdgl.change],
+		PERFORM tdgl_replica.apply_mode();
+		PERFORM tdgl_replica.apply_run(c.source, NULL, c.tbl, tdgl_replica.op_class(c.op),
+			ARRAY[ROW(1, c.change_id, c.op, c.pk::json, c.old_pk, c.primary_row,
+			          c.version)::tdgl_replica.change],
 			false, true);
-		DELETE FROM tdgl.local_edits WHERE tbl = c.tbl AND pk = c.pk;
-		rel := tdgl.local_table(c.tbl);
+		DELETE FROM tdgl_replica.local_edits WHERE tbl = c.tbl AND pk = c.pk;
+		rel := tdgl_replica.local_table(c.tbl);
 		IF c.primary_row IS NOT NULL AND rel IS NOT NULL THEN
 			SELECT jsonb_object_agg(k, c.primary_row::jsonb -> k) INTO npk
-			FROM unnest(tdgl.pk_columns(rel)) k;
-			DELETE FROM tdgl.local_edits WHERE tbl = c.tbl AND pk = npk;
+			FROM unnest(tdgl_replica.pk_columns(rel)) k;
+			DELETE FROM tdgl_replica.local_edits WHERE tbl = c.tbl AND pk = npk;
 		END IF;
 		PERFORM set_config('tdgl.applying', coalesce(prev, ''), true);
 	END IF;
-	UPDATE tdgl.conflicts SET status = 'Resolved', resolution = p_resolution,
+	UPDATE tdgl_replica.conflicts SET status = 'Resolved', resolution = p_resolution,
 	       resolved_at = now(), updated_at = now()
 	WHERE id = p_id RETURNING * INTO c;
-	RETURN tdgl.conflict_json(c);
+	RETURN tdgl_replica.conflict_json(c);
 END $$;
 

@@ -12,7 +12,7 @@
 --   - runs not finished, and runs an entry still refers to (GET /api/log shows its run).
 -- jit off: the per-row checks make the estimate cross jit_above_cost, and compiling took
 -- ~30 ms of a ~80 ms batch.
-CREATE OR REPLACE FUNCTION tdgl.purge_log_batch(p_before timestamptz, p_after bigint,
+CREATE OR REPLACE FUNCTION tdgl_replica.purge_log_batch(p_before timestamptz, p_after bigint,
 	p_limit int, OUT deleted bigint, OUT last_id bigint, OUT done bool)
 LANGUAGE plpgsql SET jit = off AS $$
 DECLARE
@@ -21,31 +21,31 @@ DECLARE
 BEGIN
 	SELECT count(*), max(id), coalesce(bool_or(created_at < p_before), false)
 	INTO n, last_id, old
-	FROM (SELECT id, created_at FROM tdgl.sync_log WHERE id > p_after ORDER BY id
+	FROM (SELECT id, created_at FROM tdgl_replica.sync_log WHERE id > p_after ORDER BY id
 	      LIMIT p_limit) b;
 	done := n < p_limit OR NOT old;
 	deleted := 0;
 	IF NOT old THEN
 		RETURN;
 	END IF;
-	DELETE FROM tdgl.sync_log l
+	DELETE FROM tdgl_replica.sync_log l
 	WHERE l.id > p_after AND l.id <= last_id AND l.created_at < p_before
 	  AND l.status IN ('Synced', 'Skipped')
 	  AND NOT (l.status = 'Synced' AND EXISTS (
-	        SELECT 1 FROM tdgl.sync_log f
+	        SELECT 1 FROM tdgl_replica.sync_log f
 	        WHERE f.status = 'Failed' AND f.source = l.source AND f.tbl = l.tbl
 	          AND f.pk = l.pk AND f.id < l.id))
 	  AND NOT (l.status = 'Synced' AND EXISTS (
-	        SELECT 1 FROM tdgl.sync_log f
+	        SELECT 1 FROM tdgl_replica.sync_log f
 	        WHERE f.status = 'Failed' AND f.source = l.source AND f.tbl = l.tbl
 	          AND f.pk IS NULL AND f.id < l.id AND (f.change -> 'row')::jsonb @> l.pk))
 	  AND NOT (l.status = 'Skipped' AND l.reason LIKE 'conflict%' AND EXISTS (
-	        SELECT 1 FROM tdgl.conflicts k
+	        SELECT 1 FROM tdgl_replica.conflicts k
 	        WHERE k.status = 'Open' AND k.tbl = l.tbl AND k.pk = l.pk));
 	GET DIAGNOSTICS deleted = ROW_COUNT;
 END $$;
 
-CREATE OR REPLACE FUNCTION tdgl.purge_runs_batch(p_before timestamptz, p_after bigint,
+CREATE OR REPLACE FUNCTION tdgl_replica.purge_runs_batch(p_before timestamptz, p_after bigint,
 	p_limit int, OUT deleted bigint, OUT last_id bigint, OUT done bool)
 LANGUAGE plpgsql SET jit = off AS $$
 DECLARE
@@ -54,27 +54,27 @@ DECLARE
 BEGIN
 	SELECT count(*), max(id), coalesce(bool_or(started_at < p_before), false)
 	INTO n, last_id, old
-	FROM (SELECT id, started_at FROM tdgl.runs WHERE id > p_after ORDER BY id
+	FROM (SELECT id, started_at FROM tdgl_replica.runs WHERE id > p_after ORDER BY id
 	      LIMIT p_limit) b;
 	done := n < p_limit OR NOT old;
 	deleted := 0;
 	IF NOT old THEN
 		RETURN;
 	END IF;
-	DELETE FROM tdgl.runs r
+	DELETE FROM tdgl_replica.runs r
 	WHERE r.id > p_after AND r.id <= last_id AND r.ended_at < p_before
 	  AND r.status <> 'Running'
-	  AND NOT EXISTS (SELECT 1 FROM tdgl.sync_log l WHERE l.run_id = r.id);
+	  AND NOT EXISTS (SELECT 1 FROM tdgl_replica.sync_log l WHERE l.run_id = r.id);
 	GET DIAGNOSTICS deleted = ROW_COUNT;
 END $$;
 
 
 -- Closes every Running run whose session is gone; returns their ids. A source whose last
 -- recorded run is older than such a run gets it as its last status.
-CREATE OR REPLACE FUNCTION tdgl.close_interrupted_runs() RETURNS SETOF bigint
+CREATE OR REPLACE FUNCTION tdgl_replica.close_interrupted_runs() RETURNS SETOF bigint
 LANGUAGE sql AS $$
 	WITH closed AS (
-		UPDATE tdgl.runs r SET status = 'Interrupted', ended_at = clock_timestamp(),
+		UPDATE tdgl_replica.runs r SET status = 'Interrupted', ended_at = clock_timestamp(),
 		       error = 'interrupted: the process running it stopped (killed or crashed)'
 		WHERE r.status = 'Running'
 		  AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a
@@ -83,7 +83,7 @@ LANGUAGE sql AS $$
 	latest AS (
 		SELECT DISTINCT ON (source) * FROM closed WHERE NOT dry_run ORDER BY source, id DESC),
 	marked AS (
-		UPDATE tdgl.sources s SET last_status = 'Interrupted', last_error = l.error,
+		UPDATE tdgl_replica.sources s SET last_status = 'Interrupted', last_error = l.error,
 		       last_run_at = l.ended_at
 		FROM latest l
 		WHERE s.name = l.source AND (s.last_run_at IS NULL OR s.last_run_at <= l.started_at)
