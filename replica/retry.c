@@ -37,7 +37,8 @@ static const char Q_APPLY[] =
 	"ARRAY[ROW(1, (s.change->>'id')::bigint, s.change->>'op', "
 	"CASE WHEN json_typeof(s.change->'pk') = 'object' THEN s.change->'pk' END, "
 	"CASE WHEN json_typeof(s.change->'old_pk') = 'object' THEN s.change->'old_pk' END, "
-	"CASE WHEN json_typeof(s.change->'row') = 'object' THEN s.change->'row' END)"
+	"CASE WHEN json_typeof(s.change->'row') = 'object' THEN s.change->'row' END, "
+	"CASE WHEN json_typeof(s.change->'version') = 'object' THEN s.change->'version' END)"
 	"::tdgl_replica.change])).fetched FROM tdgl_replica.sync_log s WHERE s.id = $1";
 /* apply_run logged the outcome as a new row of this run: fold it into the retried row. */
 static const char Q_TAKE_OUTCOME[] =

@@ -528,7 +528,7 @@ BEGIN
 				VALUES (p_source, ch.id, p_tbl, ch.pk::jsonb, ch.op, 'Failed', msg, st,
 				        tdgl_replica.retry_due_at(base_s, 0),
 				        json_build_object('id', ch.id, 'table', p_tbl, 'op', ch.op, 'pk', ch.pk,
-				                          'old_pk', ch.old_pk, 'row', ch."row"),
+				                          'old_pk', ch.old_pk, 'row', ch."row", 'version', ch.v),
 				        p_run_id);
 				res.fetched := res.fetched + 1;
 				res.failed := res.failed + 1;

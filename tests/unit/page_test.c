@@ -233,7 +233,7 @@ UNIT_TEST(page_runs_by_table_group_each_tables_changes_in_order)
 
 extern const char sql_replica[];
 
-/* Streamed changes are classed in C (page_op_class), stored ones in SQL (tdgl.op_class): the
+/* Streamed changes are classed in C (page_op_class), stored ones in SQL (tdgl_replica.op_class): the
  * same three-line table, checked here against the embedded script. */
 UNIT_TEST(page_op_class_is_sqls_op_class)
 {
@@ -241,7 +241,7 @@ UNIT_TEST(page_op_class_is_sqls_op_class)
 		{ "\"Create\"", 'U' }, { "\"Update\"", 'U' }, { "\"Submit\"", 'U' },
 		{ "\"Cancel\"", 'U' }, { "\"Update After Submit\"", 'U' }, { "\"Repair\"", 'U' },
 		{ "\"Delete\"", 'D' }, { "\"Rename\"", 'R' }, { "\"delete\"", 'U' } };
-	const char *def = strstr(sql_replica, "FUNCTION tdgl.op_class(");
+	const char *def = strstr(sql_replica, "FUNCTION tdgl_replica.op_class(");
 
 	for (size_t i = 0; i < sizeof table / sizeof *table; i++) {
 		struct page_span s = { table[i].op, strlen(table[i].op) };
