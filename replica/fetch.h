@@ -2,8 +2,11 @@
  * rate limited per source (ratelimit.h; 0 = unlimited), and retried with exponential
  * backoff and jitter, up to FETCH_ATTEMPTS attempts, when the primary could not be reached
  * (connection refused or failed, no reply, a timeout before any byte arrived) or answered
- * 5xx. A transfer cut or truncated midway is not retried: that is a broken link, better
- * left to the scheduler's backoff than retried into another stall. A 4xx is an answer.
+ * 5xx. A 429 or 503 with Retry-After (the primary is busy: a per-key cap, its page-query
+ * queue full) is retried too, long-polls included, waiting at least what Retry-After says
+ * (at most FETCH_RETRY_AFTER_MAX_S). A transfer cut or truncated midway is not retried: that
+ * is a broken link, better left to the scheduler's backoff than retried into another stall.
+ * Another 4xx is an answer.
  * fetch_health() is the check made before a pull (not before a webhook-triggered one: the
  * primary has just called).
  * The Authorization header value is the caller's; it is never logged or put in an error. */
@@ -16,6 +19,7 @@
 #define FETCH_ATTEMPTS        5
 #define FETCH_BACKOFF_BASE_S  0.2
 #define FETCH_BACKOFF_CAP_S   5.0
+#define FETCH_RETRY_AFTER_MAX_S 60
 
 struct fetch {
 	const char *source;              /* names the rate limiter and log lines */
