@@ -5,7 +5,9 @@
 #define TDGL_PRIMARY_API_H
 #include "common/db.h"
 #include "common/http.h"
+#include "primary/admission.h"
 #include "primary/auth.h"
+#include "primary/flight.h"
 #include "primary/quota.h"
 #include "primary/watch.h"
 
@@ -14,6 +16,8 @@ struct api {
 	struct watch   *watch;
 	struct auth    *auth;
 	struct quota   *quota;           /* per-key caps (quota.h) */
+	struct flight  *flight;          /* requests for the same page share its query */
+	struct admission *admission;     /* the cap on page queries running at once */
 	const char     *files_dir;       /* NULL: /api/files answers 404 */
 	int             metrics_public;
 	volatile int   *stopping;        /* set on shutdown: long-polls end */
@@ -22,4 +26,6 @@ struct api {
 };
 
 void api_handle(struct http_req *req, void *ctx);   /* ctx: struct api * */
+/* Frees a page of changes shared through api->flight: the flight's free_value. */
+void api_page_free(void *page);
 #endif
