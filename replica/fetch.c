@@ -113,9 +113,11 @@ long fetch_get(struct fetch *f, const char *path, long timeout_ms, struct httpc_
 		/* jitter in [3/4, 1] of the delay: spread out, still growing every attempt */
 		d = backoff_delay(FETCH_BACKOFF_BASE_S, FETCH_BACKOFF_CAP_S, i);
 		d = d / 2 + backoff_jitter(d / 2);
-		if (busy && d < (double)resp->retry_after)
-			d = resp->retry_after < FETCH_RETRY_AFTER_MAX_S ? (double)resp->retry_after
-			                                                : FETCH_RETRY_AFTER_MAX_S;
+		/* busy: what Retry-After asks, plus the backoff (a crowd turned away together
+		 * does not come back at the same instant) */
+		if (busy)
+			d += resp->retry_after < FETCH_RETRY_AFTER_MAX_S ? (double)resp->retry_after
+			                                                 : FETCH_RETRY_AFTER_MAX_S;
 		log_warn("source %s: %s; attempt %d of %d in %.1f s", f->source, f->error, i + 2,
 		         attempts, d);
 		fetch_sleep(f, d);

@@ -3,8 +3,8 @@
  * backoff and jitter, up to FETCH_ATTEMPTS attempts, when the primary could not be reached
  * (connection refused or failed, no reply, a timeout before any byte arrived) or answered
  * 5xx. A 429 or 503 with Retry-After (the primary is busy: a per-key cap, its page-query
- * queue full) is retried too, long-polls included, waiting at least what Retry-After says
- * (at most FETCH_RETRY_AFTER_MAX_S). A transfer cut or truncated midway is not retried: that
+ * queue full) is retried too, long-polls included, after what Retry-After says (at most
+ * FETCH_RETRY_AFTER_MAX_S) plus the backoff. A transfer cut or truncated midway is not retried: that
  * is a broken link, better left to the scheduler's backoff than retried into another stall.
  * Another 4xx is an answer.
  * fetch_health() is the check made before a pull (not before a webhook-triggered one: the
