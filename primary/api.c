@@ -19,6 +19,7 @@
 #include "primary/changes.h"
 #include "primary/files.h"
 #include "primary/flight.h"
+#include "primary/heads.h"
 #include "primary/hashes.h"
 #include "primary/metrics.h"
 #include "primary/rows.h"
@@ -134,6 +135,7 @@ struct api_page_req {
 	const struct cursor *cur;
 	const char          *tables;
 	int                  limit;
+	uint64_t             gen;        /* the watch generation read before the query */
 };
 
 void api_page_free(void *v)
@@ -185,6 +187,10 @@ static void *api_page_run(void *ctx)
 		goto out;
 	}
 	tok = cursor_encode(&page.next);
+	/* the page opened its batch (its snapshot was taken after gen was read) and finished
+	 * it: a long-poll coming back with its cursor while gen holds need not ask (heads.h) */
+	if (!q->cur->open && !page.next.open && !page.more)
+		heads_note(q->api->heads, tok, q->gen);
 	buf_puts(&p->body, "{\"changes\":[");
 	if (page.items.len)
 		buf_append(&p->body, page.items.data, page.items.len);
@@ -217,14 +223,13 @@ static void api_cursor_copy(struct cursor *dst, const struct cursor *src)
 /* Everything that determines a page (the cursor in its canonical form, the table set, the
  * limit): requests with equal keys get byte-identical pages, so they share one query. What
  * a key may read does not depend on the API key (every key sees every tracked table), so
- * the API key is not part of it. Caller frees. */
-static char *api_page_key(const struct cursor *cur, const char *tables, long limit)
+ * the API key is not part of it. cursor_token: cursor_encode() of the cursor. Caller frees. */
+static char *api_page_key(const char *cursor_token, const char *tables, long limit)
 {
 	struct buf b = {0};
-	char *tok = cursor_encode(cur);
 
-	buf_printf(&b, "%s|%ld|%s%s", tok, limit, tables ? "=" : "*", tables ? tables : "");
-	free(tok);
+	buf_printf(&b, "%s|%ld|%s%s", cursor_token, limit, tables ? "=" : "*",
+	           tables ? tables : "");
 	return buf_steal(&b);
 }
 
@@ -282,35 +287,46 @@ static void api_changes(struct api *api, struct http_req *req)
 	deadline = clock_ms() + wait * 1000;
 	for (;;) {
 		uint64_t gen = watch_generation(api->watch);
-		struct api_page_req q = { api, &cur, tables, (int)limit };
-		int64_t left;
+		struct api_page_req q = { api, &cur, tables, (int)limit, gen };
+		int64_t left = deadline - clock_ms();
+		char *tok = cursor_encode(&cur);
+		int known;
 
 		free(fkey);
-		fkey = api_page_key(&cur, tables, limit);
-		call = flight_do(api->flight, fkey, gen, api_page_run, &q, &led);
-		page = flight_value(call);
-		if (!led)
-			metrics_page_shared();
-		if (page->result != RESULT_OK) {
-			api_page_error(req, page);
-			goto out;
+		fkey = api_page_key(tok, tables, limit);
+		/* a long-poll back at a head nothing moved since: straight to waiting (heads.h) */
+		known = left > 0 && !cur.open && !*api->stopping && !http_client_gone(req) &&
+		        heads_current(api->heads, tok, gen);
+		free(tok);
+		if (known) {
+			metrics_page_skipped();
+		} else {
+			call = flight_do(api->flight, fkey, gen, api_page_run, &q, &led);
+			page = flight_value(call);
+			if (!led)
+				metrics_page_shared();
+			if (page->result != RESULT_OK) {
+				api_page_error(req, page);
+				goto out;
+			}
+			left = deadline - clock_ms();
+			if (page->count > 0 || left <= 0 || *api->stopping || http_client_gone(req))
+				break;
+			/* the generation the page was read at: a change visible since bumps it */
+			gen = flight_generation(call);
+			/* An empty page from a closed cursor, with no change id taken since it:
+			 * the cursor and the page's give the same pages (nothing of ours became
+			 * visible in between, no id to skip), so the request waits on with its
+			 * own. Requests at one position then keep one key, and a wake costs them
+			 * one shared query. */
+			if (cur.open || page->next.open || page->next.l2 != cur.l2)
+				api_cursor_copy(&cur, &page->next);
+			flight_release(api->flight, call);
+			call = NULL;
+			page = NULL;
+			if (cur.open)
+				continue;     /* an empty window inside a batch: read on at once */
 		}
-		left = deadline - clock_ms();
-		if (page->count > 0 || left <= 0 || *api->stopping || http_client_gone(req))
-			break;
-		/* the generation the page was read at: a change visible since bumps it */
-		gen = flight_generation(call);
-		/* An empty page from a closed cursor, with no change id taken since it: the
-		 * cursor and the page's give the same pages (nothing of ours became visible in
-		 * between, no id to skip), so the request waits on with its own. Requests at one
-		 * position then keep one key, and a wake costs them one shared query. */
-		if (cur.open || page->next.open || page->next.l2 != cur.l2)
-			api_cursor_copy(&cur, &page->next);
-		flight_release(api->flight, call);
-		call = NULL;
-		page = NULL;
-		if (cur.open)
-			continue;     /* an empty window inside a batch: read on at once */
 		/* Nothing new: continue from the page's cursor after the head moves, holding no
 		 * database connection while waiting. */
 		if (!took[QUOTA_WAIT]) {

@@ -8,6 +8,7 @@
 #include "primary/admission.h"
 #include "primary/auth.h"
 #include "primary/flight.h"
+#include "primary/heads.h"
 #include "primary/quota.h"
 #include "primary/watch.h"
 
@@ -17,6 +18,7 @@ struct api {
 	struct auth    *auth;
 	struct quota   *quota;           /* per-key caps (quota.h) */
 	struct flight  *flight;          /* requests for the same page share its query */
+	struct heads   *heads;           /* where recent pages ended (long-polls back there wait) */
 	struct admission *admission;     /* the cap on page queries running at once */
 	const char     *files_dir;       /* NULL: /api/files answers 404 */
 	int             metrics_public;

@@ -28,6 +28,7 @@
 #include "primary/watch.h"
 #include "primary/admission.h"
 #include "primary/flight.h"
+#include "primary/heads.h"
 
 #define SCHEMA_VERSION 4
 
@@ -315,6 +316,7 @@ static int cmd_serve(int argc, char **argv, int arg __attribute__((unused)))
 	struct auth *auth = NULL;
 	struct quota *quota = NULL;
 	struct flight *flight = NULL;
+	struct heads *heads = NULL;
 	struct admission *admission = NULL;
 	PGconn *c = NULL;
 	sigset_t sigs;
@@ -405,6 +407,8 @@ static int cmd_serve(int argc, char **argv, int arg __attribute__((unused)))
 	}
 	w = watch_start(args_get(opts, "db"), (int)watch_ms);
 	flight = flight_new(api_page_free);
+	heads = heads_new();
+	api.heads = heads;
 	admission = admission_new((int)max_pq, (int)page_queue);
 	metrics_set_page_queries(admission, flight);
 	api.flight = flight;
@@ -460,6 +464,7 @@ out:
 	quota_free(quota);
 	metrics_set_page_queries(NULL, NULL);
 	flight_free(flight);
+	heads_free(heads);
 	admission_free(admission);
 	db_pool_free(pool);
 	if (c)

@@ -20,6 +20,7 @@ static const unsigned metrics_codes[] = {
 static atomic_llong metrics_served_total;
 static atomic_llong metrics_page_queries;
 static atomic_llong metrics_pages_shared;
+static atomic_llong metrics_pages_skipped;
 static struct admission *_Atomic metrics_admission;
 static struct flight *_Atomic metrics_flight;
 static char metrics_instance[300] = "unknown";   /* set once before serving */
@@ -58,6 +59,11 @@ void metrics_page_shared(void)
 	atomic_fetch_add(&metrics_pages_shared, 1);
 }
 
+void metrics_page_skipped(void)
+{
+	atomic_fetch_add(&metrics_pages_skipped, 1);
+}
+
 void metrics_set_page_queries(struct admission *a, struct flight *f)
 {
 	atomic_store(&metrics_admission, a);
@@ -80,6 +86,10 @@ static void metrics_render_page_queries(struct buf *b)
 	           "another request's query (same cursor, tables and limit at the same time).\n"
 	           "# TYPE tdgl_page_queries_shared_total counter\n"
 	           "tdgl_page_queries_shared_total %lld\n", atomic_load(&metrics_pages_shared));
+	buf_printf(b, "# HELP tdgl_page_queries_skipped_total Long-polls back at the cursor a page "
+	           "just ended at, with nothing visible since: they waited without a query.\n"
+	           "# TYPE tdgl_page_queries_skipped_total counter\n"
+	           "tdgl_page_queries_skipped_total %lld\n", atomic_load(&metrics_pages_skipped));
 	buf_printf(b, "# HELP tdgl_page_queries_running Change-page queries running now "
 	           "(at most --max-page-queries).\n# TYPE tdgl_page_queries_running gauge\n"
 	           "tdgl_page_queries_running %d\n", running);

@@ -73,11 +73,13 @@ def warm_watcher(site, insert):
     Later wakes are then commits only. Warms the pool too."""
     warm_pool(site)
     _, cursor = drain(site)
-    before = metric(site, "tdgl_page_queries_total")
+    def asked():    # queried, or went straight to waiting at a head (heads.h)
+        return (metric(site, "tdgl_page_queries_total")
+                + metric(site, "tdgl_page_queries_skipped_total"))
+    before = asked()
     out = [None]
     t = get_async(site, out, 0, cursor=cursor, wait=30)
-    wait_until(lambda: metric(site, "tdgl_page_queries_total") >= before + 2,
-               what="the watcher's first look")
+    wait_until(lambda: asked() >= before + 2, what="the watcher's first look")
     insert()
     t.join(30)
     assert out[0].status_code == 200
@@ -226,3 +228,22 @@ def test_a_long_polling_replica_facing_a_full_page_queue_catches_up(primary, rep
     assert replica.sql("SELECT change_id FROM tdgl.sync_log WHERE change_id IS NOT NULL "
                        "GROUP BY change_id HAVING count(*) <> 1") == []
     assert replica.one("SELECT count(*) FROM tdgl.runs WHERE status = 'Failed'") == 0
+
+
+def test_a_long_poll_back_at_the_cursor_a_page_ended_at_waits_without_a_query(served):
+    """Nothing became visible since the page was read (the watch generation holds): the
+    long-poll coming back with its cursor goes straight to waiting, and still gets the next
+    commit."""
+    site = served()
+    cursor = warm_watcher(site, lambda: site.sql("INSERT INTO customer VALUES (0, 'w', 0)"))
+    site.sql("INSERT INTO customer VALUES (1, 'x', 0)")
+    r = site.get("/api/changes", site.key, site.secret, cursor=cursor)
+    assert [c["pk"] for c in r.json()["changes"]] == [{"id": 1}] and not r.json()["more"]
+    skipped = metric(site, "tdgl_page_queries_skipped_total")
+    out = [None]
+    t = get_async(site, out, 0, cursor=r.json()["cursor"], wait=30)
+    wait_until(lambda: metric(site, "tdgl_longpoll_waiters") == 1, what="the long-poll waiting")
+    assert metric(site, "tdgl_page_queries_skipped_total") == skipped + 1
+    site.sql("INSERT INTO customer VALUES (2, 'y', 0)")
+    t.join(30)
+    assert [c["pk"] for c in out[0].json()["changes"]] == [{"id": 2}]
