@@ -257,6 +257,8 @@ static void api_changes(struct api *api, struct http_req *req)
 	long limit, wait;
 	int64_t deadline;
 	int bad, led, took[QUOTA_KINDS] = { 0 };
+	/* a shared page query must have started after this request arrived (flight.h) */
+	uint64_t arrived = flight_mark(api->flight);
 
 	c = api_conn(api, req);
 	if (!c || !api_auth(api, req, c, key) || api_quota(api, req, key, QUOTA_REQUEST) < 0)
@@ -301,7 +303,7 @@ static void api_changes(struct api *api, struct http_req *req)
 		if (known) {
 			metrics_page_skipped();
 		} else {
-			call = flight_do(api->flight, fkey, gen, api_page_run, &q, &led);
+			call = flight_do(api->flight, fkey, gen, arrived, api_page_run, &q, &led);
 			page = flight_value(call);
 			if (!led)
 				metrics_page_shared();

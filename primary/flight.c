@@ -13,6 +13,7 @@ struct flight_call {
 	struct flight_call *next;    /* in its bucket while listed */
 	char               *key;
 	uint64_t            gen;
+	uint64_t            mark;    /* when it started (flight_mark) */
 	void               *value;
 	int                 done;
 	int                 listed;
@@ -24,6 +25,7 @@ struct flight {
 	pthread_mutex_t     mu;
 	flight_free_fn      free_value;
 	int                 joined;  /* callers waiting for another's run */
+	uint64_t            marks;   /* runs started so far */
 	struct flight_call *bucket[FLIGHT_BUCKETS];
 };
 
@@ -78,7 +80,17 @@ static struct flight_call *flight_find(struct flight *f, const char *key)
 	return c;
 }
 
-struct flight_call *flight_do(struct flight *f, const char *key, uint64_t gen,
+uint64_t flight_mark(struct flight *f)
+{
+	uint64_t m;
+
+	pthread_mutex_lock(&f->mu);
+	m = f->marks;
+	pthread_mutex_unlock(&f->mu);
+	return m;
+}
+
+struct flight_call *flight_do(struct flight *f, const char *key, uint64_t gen, uint64_t since,
                               flight_run_fn run, void *ctx, int *led)
 {
 	struct flight_call *call;
@@ -86,8 +98,9 @@ struct flight_call *flight_do(struct flight *f, const char *key, uint64_t gen,
 
 	pthread_mutex_lock(&f->mu);
 	call = flight_find(f, key);
-	if (call && call->gen >= gen) {
-		/* Joins the run: its snapshot is taken after gen was reached. */
+	if (call && call->gen >= gen && call->mark > since) {
+		/* Joins the run: it started after the caller did, and its snapshot is taken
+		 * after gen was reached. */
 		call->refs++;
 		f->joined++;
 		while (!call->done)
@@ -96,12 +109,13 @@ struct flight_call *flight_do(struct flight *f, const char *key, uint64_t gen,
 		*led = 0;
 		goto out;
 	}
-	if (call)    /* a run from before gen: its callers keep it, newcomers need a new one */
+	if (call)    /* a run too early for this caller: its callers keep it, this one runs anew */
 		flight_unlist(f, call);
 	call = calloc(1, sizeof *call);
 	if (!call || !(call->key = strdup(key)))
 		abort();
 	call->gen = gen;
+	call->mark = ++f->marks;
 	call->refs = 1;
 	call->listed = 1;
 	pthread_cond_init(&call->finished, NULL);

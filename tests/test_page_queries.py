@@ -6,6 +6,7 @@ what shares it and what queues behind it is decided by the test, not by timing. 
 connection of the primary's pool is opened first (warm_pool): a connection opened while
 tdgl.meta is locked would block in its session setup (it prepares the page query)."""
 import http.client
+import json
 import threading
 
 import pytest
@@ -144,27 +145,56 @@ def test_an_error_in_a_shared_page_query_is_every_sharers_error(served):
 
 
 def test_a_sharer_whose_client_goes_away_does_not_break_the_others(served):
+    """Five long-polls share the page query of one commit; four clients go away while it
+    runs (the one running it among them four times in five): the fifth gets its page."""
+    site = served()
+    cursor = warm_watcher(site, lambda: site.sql("INSERT INTO customer VALUES (0, 'w', 0)"))
+    conns = [http.client.HTTPConnection("127.0.0.1", site.server.port, timeout=30)
+             for _ in range(5)]
+    for c in conns:
+        c.request("GET", f"/api/changes?cursor={cursor}&wait=30",
+                  headers={"Authorization": f"token {site.key}:{site.secret}"})
+    wait_until(lambda: metric(site, "tdgl_longpoll_waiters") == 5, what="five waiters")
+    before = metric(site, "tdgl_page_queries_total")
+    lock = MetaLock(site)
+    try:
+        site.sql("INSERT INTO customer VALUES (1, 'x', 0)")
+        wait_until(lambda: metric(site, "tdgl_page_queries_joined") == 4, what="sharers")
+        for c in conns[:4]:
+            c.close()
+    finally:
+        lock.release()
+    r = conns[4].getresponse()
+    assert r.status == 200
+    assert [c["pk"] for c in json.loads(r.read())["changes"]] == [{"id": 1}]
+    conns[4].close()
+    assert metric(site, "tdgl_page_queries_total") - before == 1
+
+
+def test_a_request_after_a_commit_never_shares_a_page_query_started_before_it(served):
+    """A page query that took its snapshot before a commit is not shared with a request that
+    arrived after the commit: a client that commits, then asks, sees its commit."""
     site = served()
     warm_pool(site)
     _, cursor = drain(site)
-    site.sql("INSERT INTO customer VALUES (1, 'x', 0)")
     lock = MetaLock(site)
-    results = [None] * 4
+    results = [None] * 2
     try:
-        # the first request runs the page query (nobody long-polls: the generation stays)
-        first = http.client.HTTPConnection("127.0.0.1", site.server.port, timeout=30)
-        first.request("GET", f"/api/changes?cursor={cursor}",
-                      headers={"Authorization": f"token {site.key}:{site.secret}"})
-        wait_until(lambda: metric(site, "tdgl_page_queries_running") == 1, what="its query")
-        threads = [get_async(site, results, i, cursor=cursor) for i in range(4)]
-        wait_until(lambda: metric(site, "tdgl_page_queries_joined") == 4, what="sharers")
-        first.close()                   # the client of the query's runner goes away
+        first = get_async(site, results, 0, cursor=cursor)
+        wait_until(lambda: site.one("SELECT count(*) FROM pg_locks WHERE NOT granted AND "
+                                    "relation = 'tdgl.meta'::regclass") == 1,
+                   what="the first query past its snapshot")
+        site.sql("INSERT INTO customer VALUES (1, 'x', 0)")
+        second = get_async(site, results, 1, cursor=cursor)
+        wait_until(lambda: site.one("SELECT count(*) FROM pg_locks WHERE NOT granted AND "
+                                    "relation = 'tdgl.meta'::regclass") == 2,
+                   what="the second request's own query")
     finally:
         lock.release()
-    for t in threads:
-        t.join(30)
-    assert all(r.status_code == 200 for r in results), [r.text for r in results]
-    assert all([c["pk"] for c in r.json()["changes"]] == [{"id": 1}] for r in results)
+    first.join(30)
+    second.join(30)
+    assert results[0].json()["changes"] == []
+    assert [c["pk"] for c in results[1].json()["changes"]] == [{"id": 1}]
 
 
 def test_page_queries_over_the_cap_and_its_queue_get_503_with_retry_after(served):
