@@ -809,6 +809,15 @@ def cluster_cpu_s(cluster):
     return total
 
 
+def primary_metrics(url, key, secret, *names):
+    """Values of the named metrics of one tdgl-primary process."""
+    text = requests.get(url + "/metrics", headers={"Authorization": f"token {key}:{secret}"},
+                        timeout=30).text
+    vals = {ln.split()[0]: float(ln.split()[1]) for ln in text.splitlines()
+            if ln and not ln.startswith("#")}
+    return [vals[n] for n in names]
+
+
 def fig12(b, sz):
     """Fan-out: N replicas (processes, one database each) long-polling one primary while a
     writer commits single-row transactions at a fixed rate; per-replica costs as N grows,
@@ -820,6 +829,7 @@ def fig12(b, sz):
     p = Db(b.primary, "f12")
     b.primary_setup("f12")
     prim = b.start_primary("f12", "--max-conns", "4096")
+    mkey, msecret = b.keygen("f12", label="bench metrics")
     reps, dbs, base = [], [], None
     next_id = 1
     db0, t0 = cluster_cpu_s(b.primary), time.monotonic()
@@ -845,7 +855,51 @@ def fig12(b, sz):
         db0, t0 = cluster_cpu_s(b.primary), time.monotonic()
         time.sleep(3)
         idle = (cluster_cpu_s(b.primary) - db0) / (time.monotonic() - t0)
+        # One commit waking the n replicas, all at one cursor (the replicas restarted on a
+        # snapshot cursor taken after their initial syncs: nothing was committed since).
+        # Each woken long-poll asks for its page through the single flight, then each
+        # replica's next long-poll asks once when it comes back: 2n asks, each a query
+        # before; now an ask is a query, or answered by another's query
+        # (tdgl_page_queries_shared_total), or a long-poll back at a current head that
+        # waits unasked (tdgl_page_queries_skipped_total).
+        for r in reps:
+            b.stop_proc(r)
+        snap = requests.get(prim.url + "/api/snapshot", timeout=30,
+                            headers={"Authorization": f"token {mkey}:{msecret}"}).json()["cursor"]
+        for d in dbs:
+            d.sql("UPDATE tdgl_replica.sources SET cursor = %s", (snap,))
+        reps[:] = [b.start_replica(f"f12r{i}") for i in range(len(reps))]
+        waiting = lambda: primary_metrics(prim.url, mkey, msecret,
+                                          "tdgl_longpoll_waiters")[0] == n  # noqa: E731
+        wait_until(waiting, 120, 0.05, "every replica waiting")
+        q0, s0, k0 = primary_metrics(prim.url, mkey, msecret, "tdgl_page_queries_total",
+                                     "tdgl_page_queries_shared_total",
+                                     "tdgl_page_queries_skipped_total")
+        marker(p, next_id)
+        for r in dbs:
+            wait_until(lambda: r.one("SELECT count(*) FROM customer WHERE id = %s", (next_id,)),
+                       120, 0.01, "the one change on every replica")
+        next_id += 1
+        wait_until(waiting, 120, 0.05, "every replica waiting again")
+        q1, s1, k1 = primary_metrics(prim.url, mkey, msecret, "tdgl_page_queries_total",
+                                     "tdgl_page_queries_shared_total",
+                                     "tdgl_page_queries_skipped_total")
+        wake_q, wake_asks = q1 - q0, (q1 - q0) + (s1 - s0) + (k1 - k0)
+        log(f"  {n} replicas at one cursor, one commit: {wake_q:.0f} page queries for "
+            f"{wake_asks:.0f} asks ({s1 - s0:.0f} shared, {k1 - k0:.0f} waited unasked; "
+            f"before: one query per ask)")
+        record(12, f"{n} idle replicas at one cursor, one commit: page queries", wake_q,
+               "queries", wake_asks, "asks (one query each before)", "wake: 1 + next polls",
+               wake_q <= n + 1, note=f"{s1 - s0:.0f} asks shared a query, {k1 - k0:.0f} "
+               "long-polls back at the page's cursor waited without one")
+        # runs failed so far: a replica stopped above ends its long-poll run as Failed
+        # ("cancelled"); only the writer's window counts
+        failed0 = sum(r.one("SELECT count(*) FROM tdgl_replica.runs WHERE status = 'Failed'")
+                      for r in dbs)
         first = next_id
+        pq0, ps0, pk0 = primary_metrics(prim.url, mkey, msecret, "tdgl_page_queries_total",
+                                        "tdgl_page_queries_shared_total",
+                                        "tdgl_page_queries_skipped_total")
         pc0, db0 = proc_cpu_s(prim.pid), cluster_cpu_s(b.primary)
         t_start = time.monotonic()
         for i in range(rate * seconds):
@@ -858,6 +912,9 @@ def fig12(b, sz):
                        300, 0.01, "the last change on every replica")
         pcpu, dcpu = proc_cpu_s(prim.pid) - pc0, cluster_cpu_s(b.primary) - db0
         changes = last - first + 1
+        pq1, ps1, pk1 = primary_metrics(prim.url, mkey, msecret, "tdgl_page_queries_total",
+                                        "tdgl_page_queries_shared_total",
+                                        "tdgl_page_queries_skipped_total")
         made = dict(p.sql("SELECT id, extract(epoch FROM changed_at) FROM tdgl.change_log "
                           "WHERE (row->>'id')::bigint BETWEEN %s AND %s", (first, last)))
         lat, failed = [], 0
@@ -866,6 +923,7 @@ def fig12(b, sz):
                                  "tdgl_replica.sync_log WHERE change_id = ANY(%s)", (list(made),)):
                 lat.append((float(at) - float(made[cid])) * 1000)
             failed += r.one("SELECT count(*) FROM tdgl_replica.runs WHERE status = 'Failed'")
+        failed -= failed0
         per = {"proc_us": pcpu / changes / n * 1e6, "db_us": dcpu / changes / n * 1e6}
         if base is None:
             base = per
@@ -873,7 +931,9 @@ def fig12(b, sz):
             f"{pct(lat, 95):.1f} ms, max {max(lat):.1f} ms; primary process "
             f"{per['proc_us']:.0f} us and database {per['db_us']:.0f} us per change per "
             f"replica; RSS {vm_rss_kb(prim.pid) / 1024:.1f} MB; idle database "
-            f"{idle * 100:.1f} % of a core; failed runs {failed}")
+            f"{idle * 100:.1f} % of a core; failed runs {failed}; under the writer "
+            f"{(pq1 - pq0) / changes:.2f} page queries per commit ({(ps1 - ps0) / changes:.2f} "
+            f"asks per commit shared, {(pk1 - pk0) / changes:.2f} waited unasked)")
         # every change reached every replica: p's rows are the replicas' rows
         for r in dbs:
             assert r.one("SELECT count(*) FROM customer WHERE id BETWEEN %s AND %s",
@@ -886,6 +946,9 @@ def fig12(b, sz):
         record(12, f"{n} replicas: primary database CPU per change per replica",
                per["db_us"], "us", base["db_us"], f"{steps[0]} replica", "flat",
                per["db_us"] <= base["db_us"] * 1.5)
+        record(12, f"{n} replicas under the writer: page queries per commit",
+               (pq1 - pq0) / changes, "queries",
+               ((pq1 - pq0) + (ps1 - ps0) + (pk1 - pk0)) / changes, "asks per commit", "", None)
         record(12, f"{n} idle replicas: primary database CPU", idle * 100, "% core",
                idle0 * 100, "no replica", "indistinguishable from none", idle - idle0 <= 0.02,
                note=f"RSS {vm_rss_kb(prim.pid) / 1024:.1f} MB, failed runs {failed}")

@@ -176,6 +176,11 @@ int httpc_request(const char *method, const char *url, const char *const *header
 		goto out;
 	}
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &out->status);
+	{
+		curl_off_t ra = 0;     /* 0 when absent (an HTTP date counts from now) */
+		if (curl_easy_getinfo(h, CURLINFO_RETRY_AFTER, &ra) == CURLE_OK && ra > 0)
+			out->retry_after = ra > 86400 ? 86400 : (long)ra;
+	}
 	if (sink.fd >= 0 && close(sink.fd) < 0) {
 		sink.fd = -1;
 		snprintf(out->err, sizeof out->err, "writing %s: %s", opts->write_to_path,

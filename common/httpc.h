@@ -8,6 +8,7 @@ struct httpc_resp {
 	long   status;      /* HTTP status, 0 when no response */
 	char  *body;        /* malloc'd, NUL-terminated; "" for an empty body; NULL on failure */
 	size_t len;
+	long   retry_after; /* seconds a Retry-After header asked for (delta form), 0 when none */
 	char   err[256];    /* transport error text when the call returns -1 */
 };
 

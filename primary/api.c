@@ -14,15 +14,19 @@
 #include "common/cursor.h"
 #include "common/log.h"
 #include "primary/admin.h"
+#include "primary/admission.h"
 #include "primary/api.h"
 #include "primary/capture.h"
 #include "primary/changes.h"
 #include "primary/files.h"
+#include "primary/flight.h"
+#include "primary/heads.h"
 #include "primary/hashes.h"
 #include "primary/metrics.h"
 #include "primary/rows.h"
 
 #define API_POOL_WAIT_MS 5000
+#define API_QUEUE_WAIT_MS 30000   /* longest wait in the page-query queue */
 #define API_LIMIT_DEFAULT 100
 #define API_LIMIT_MAX 500
 #define API_WAIT_MAX 60
@@ -126,19 +130,155 @@ static int api_is_uuid(const char *s)
 	return s[i] == '\0';
 }
 
+/* One page of changes as a flight's value (flight.h): what the page query gave, shared
+ * read-only by every request that asked for the same page at once. */
+struct api_page {
+	enum result   result;     /* RESULT_OK, or what went wrong (below) */
+	int           gone;       /* the cursor expired (410; reason in err) */
+	char          err[256];
+	struct buf    body;       /* the 200 reply, byte for byte */
+	struct cursor next;       /* where the page ends */
+	int           count;
+	uint64_t      horizon;
+};
+
+/* What a page query needs; the request thread's, read by the run on the same thread. */
+struct api_page_req {
+	struct api          *api;
+	const struct cursor *cur;
+	const char          *tables;
+	const char          *peer;       /* a two-way peer's site identity, or NULL */
+	int                  limit;
+	uint64_t             gen;        /* the watch generation read before the query */
+};
+
+void api_page_free(void *v)
+{
+	struct api_page *p = v;
+
+	if (!p)
+		return;
+	buf_free(&p->body);
+	cursor_free(&p->next);
+	free(p);
+}
+
+/* A flight's run: one page query, within the page-query cap (admission.h), on a
+ * connection of its own. */
+static void *api_page_run(void *ctx)
+{
+	const struct api_page_req *q = ctx;
+	struct changes_page page = {0};
+	struct api_page *p = calloc(1, sizeof *p);
+	PGconn *c = NULL;
+	char *tok = NULL;
+	int rc, admitted = 0;
+
+	if (!p)
+		abort();
+	p->result = admission_enter(q->api->admission, API_QUEUE_WAIT_MS);
+	if (p->result != RESULT_OK) {
+		snprintf(p->err, sizeof p->err, "too many page queries waiting");
+		goto out;
+	}
+	admitted = 1;
+	c = db_pool_get(q->api->pool, API_POOL_WAIT_MS);
+	if (!c) {
+		p->result = RESULT_UNAVAILABLE;
+		snprintf(p->err, sizeof p->err, "database unavailable");
+		goto out;
+	}
+	rc = changes_fetch(c, q->cur, q->tables, q->peer, q->limit, &page, p->err, sizeof p->err);
+	metrics_page_query();
+	if (rc == CHANGES_GONE) {
+		p->result = RESULT_NOT_FOUND;
+		p->gone = 1;
+		goto out;
+	}
+	if (rc != CHANGES_OK) {
+		p->result = RESULT_UNAVAILABLE;     /* logged by changes_fetch */
+		snprintf(p->err, sizeof p->err, "database error");
+		goto out;
+	}
+	tok = cursor_encode(&page.next);
+	/* the page opened its batch (its snapshot was taken after gen was read) and finished
+	 * it: a long-poll coming back with its cursor while gen holds need not ask (heads.h) */
+	if (!q->cur->open && !page.next.open && !page.more)
+		heads_note(q->api->heads, tok, q->gen);
+	buf_puts(&p->body, "{\"changes\":[");
+	if (page.items.len)
+		buf_append(&p->body, page.items.data, page.items.len);
+	buf_printf(&p->body, "],\"cursor\":\"%s\",\"more\":%s", tok, page.more ? "true" : "false");
+	if (page.site[0])     /* a two-way peer learns whom it applies from (its changes' via) */
+		buf_printf(&p->body, ",\"site\":\"%s\"", page.site);
+	buf_puts(&p->body, "}");
+	p->next = page.next;
+	memset(&page.next, 0, sizeof page.next);
+	p->count = page.count;
+	p->horizon = page.horizon;
+	p->result = RESULT_OK;
+out:
+	db_pool_put(q->api->pool, c);
+	if (admitted)
+		admission_leave(q->api->admission);
+	changes_page_free(&page);
+	free(tok);
+	return p;
+}
+
+/* *dst = a copy of src (dst's own strings freed first). */
+static void api_cursor_copy(struct cursor *dst, const struct cursor *src)
+{
+	cursor_free(dst);
+	*dst = *src;
+	dst->s1 = src->s1 ? strdup(src->s1) : NULL;
+	dst->s2 = src->s2 ? strdup(src->s2) : NULL;
+	if ((src->s1 && !dst->s1) || (src->s2 && !dst->s2))
+		abort();
+}
+
+/* Everything that determines a page (the cursor in its canonical form, the table set, the
+ * limit, the two-way peer asking): requests with equal keys get byte-identical pages, so
+ * they share one query. What a key may read does not depend on the API key (every key sees
+ * every tracked table), so the API key is not part of it. cursor_token: cursor_encode() of
+ * the cursor. Caller frees. */
+static char *api_page_key(const char *cursor_token, const char *tables, const char *peer,
+                          long limit)
+{
+	struct buf b = {0};
+
+	buf_printf(&b, "%s|%ld|%s|%s%s", cursor_token, limit, peer ? peer : "",
+	           tables ? "=" : "*", tables ? tables : "");
+	return buf_steal(&b);
+}
+
+/* Answers a page that did not come: 410 (expired), or 503 with Retry-After (busy, the
+ * database unavailable or failing). */
+static void api_page_error(struct http_req *req, const struct api_page *p)
+{
+	if (p->gone) {
+		api_error(req, 410, p->err);
+	} else {
+		http_add_header(req, "Retry-After", "1");
+		api_error(req, result_http_status(p->result), p->err);
+	}
+}
+
 static void api_changes(struct api *api, struct http_req *req)
 {
 	struct cursor cur = {0};
-	struct changes_page page = {0};
-	struct buf body = {0};
+	struct flight_call *call = NULL;
+	const struct api_page *page = NULL;
 	PGconn *c = NULL;
 	char key[AUTH_KEY_MAX], err[256];
 	const char *token = http_query(req, "cursor"), *tables_csv = http_query(req, "tables");
 	const char *peer = http_query(req, "peer");
-	char *tables = NULL, *tok = NULL;
+	char *tables = NULL, *fkey = NULL;
 	long limit, wait;
 	int64_t deadline;
-	int bad, took[QUOTA_KINDS] = { 0 };
+	int bad, led, took[QUOTA_KINDS] = { 0 };
+	/* a shared page query must have started after this request arrived (flight.h) */
+	uint64_t arrived = flight_mark(api->flight);
 
 	c = api_conn(api, req);
 	if (!c || !api_auth(api, req, c, key) || api_quota(api, req, key, QUOTA_REQUEST) < 0)
@@ -167,30 +307,53 @@ static void api_changes(struct api *api, struct http_req *req)
 			goto out;
 		}
 	}
+	/* the page query takes a connection of its own when it runs (a request sharing
+	 * another's query needs none) */
+	db_pool_put(api->pool, c);
+	c = NULL;
 	deadline = clock_ms() + wait * 1000;
 	for (;;) {
 		uint64_t gen = watch_generation(api->watch);
-		int rc = changes_fetch(c, &cur, tables, peer, (int)limit, &page, err, sizeof err);
-		int64_t left;
+		struct api_page_req q = { api, &cur, tables, peer, (int)limit, gen };
+		int64_t left = deadline - clock_ms();
+		char *tok = cursor_encode(&cur);
+		int known;
 
-		metrics_page_query();
-		if (rc == CHANGES_GONE) {
-			api_error(req, 410, err);
-			goto out;
+		free(fkey);
+		fkey = api_page_key(tok, tables, peer, limit);
+		/* a long-poll back at a head nothing moved since: straight to waiting (heads.h) */
+		known = left > 0 && !cur.open && !*api->stopping && !http_client_gone(req) &&
+		        heads_current(api->heads, tok, gen);
+		free(tok);
+		if (known) {
+			metrics_page_skipped();
+		} else {
+			call = flight_do(api->flight, fkey, gen, arrived, api_page_run, &q, &led);
+			page = flight_value(call);
+			if (!led)
+				metrics_page_shared();
+			if (page->result != RESULT_OK) {
+				api_page_error(req, page);
+				goto out;
+			}
+			left = deadline - clock_ms();
+			if (page->count > 0 || left <= 0 || *api->stopping || http_client_gone(req))
+				break;
+			/* the generation the page was read at: a change visible since bumps it */
+			gen = flight_generation(call);
+			/* An empty page from a closed cursor, with no change id taken since it:
+			 * the cursor and the page's give the same pages (nothing of ours became
+			 * visible in between, no id to skip), so the request waits on with its
+			 * own. Requests at one position then keep one key, and a wake costs them
+			 * one shared query. */
+			if (cur.open || page->next.open || page->next.l2 != cur.l2)
+				api_cursor_copy(&cur, &page->next);
+			flight_release(api->flight, call);
+			call = NULL;
+			page = NULL;
+			if (cur.open)
+				continue;     /* an empty window inside a batch: read on at once */
 		}
-		if (rc != CHANGES_OK) {
-			api_error(req, 503, "database error");
-			goto out;
-		}
-		left = deadline - clock_ms();
-		if (page.count > 0 || left <= 0 || *api->stopping || http_client_gone(req))
-			break;
-		cursor_free(&cur);
-		cur = page.next;
-		memset(&page.next, 0, sizeof page.next);
-		changes_page_free(&page);
-		if (cur.open)
-			continue;     /* an empty window inside a batch: read on at once */
 		/* Nothing new: continue from the page's cursor after the head moves, holding no
 		 * database connection while waiting. */
 		if (!took[QUOTA_WAIT]) {
@@ -198,8 +361,6 @@ static void api_changes(struct api *api, struct http_req *req)
 				goto out;
 			took[QUOTA_WAIT] = 1;
 		}
-		db_pool_put(api->pool, c);
-		c = NULL;
 		metrics_longpoll(1);
 		/* the page is asked again only when new changes became visible (the watch's
 		 * generation moved) or at the deadline: an idle long-poll costs its database one
@@ -208,31 +369,19 @@ static void api_changes(struct api *api, struct http_req *req)
 		       !*api->stopping && !http_client_gone(req))
 			watch_wait(api->watch, gen, left > 1000 ? 1000 : (int)left);
 		metrics_longpoll(-1);
-		c = api_conn(api, req);
-		if (!c)
-			goto out;
 	}
-	auth_note_cursor(api->auth, c, key, page.horizon);
-	tok = cursor_encode(&page.next);
-	buf_puts(&body, "{\"changes\":[");
-	if (page.items.len)
-		buf_append(&body, page.items.data, page.items.len);
-	buf_printf(&body, "],\"cursor\":\"%s\",\"more\":%s", tok, page.more ? "true" : "false");
-	if (page.site[0])     /* a two-way peer learns whom it applies from (its changes' via) */
-		buf_printf(&body, ",\"site\":\"%s\"", page.site);
-	buf_puts(&body, "}");
-	metrics_served(page.count);
-	api_json_buf(req, 200, &body);
+	auth_note_cursor(api->auth, api->pool, key, page->horizon);
+	metrics_served(page->count);
+	api_json_buf(req, 200, &page->body);
 out:
 	for (int k = 0; k < QUOTA_KINDS; k++)
 		if (took[k])
 			quota_give(api->quota, key, (enum quota_kind)k);
 	db_pool_put(api->pool, c);
-	changes_page_free(&page);
+	flight_release(api->flight, call);
 	cursor_free(&cur);
-	buf_free(&body);
 	free(tables);
-	free(tok);
+	free(fkey);
 }
 
 static void api_snapshot(struct api *api, struct http_req *req)
@@ -249,7 +398,9 @@ static void api_snapshot(struct api *api, struct http_req *req)
 		api_error(req, 503, "database error");
 		goto out;
 	}
-	auth_note_cursor(api->auth, c, key, cursor_snapshot_xmin(cur.s2));
+	db_pool_put(api->pool, c);     /* auth_note_cursor takes one only when it writes */
+	c = NULL;
+	auth_note_cursor(api->auth, api->pool, key, cursor_snapshot_xmin(cur.s2));
 	tok = cursor_encode(&cur);
 	buf_printf(&body, "{\"cursor\":\"%s\"}", tok);
 	api_json_buf(req, 200, &body);

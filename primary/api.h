@@ -6,7 +6,10 @@
 #include <stdatomic.h>
 #include "common/db.h"
 #include "common/http.h"
+#include "primary/admission.h"
 #include "primary/auth.h"
+#include "primary/flight.h"
+#include "primary/heads.h"
 #include "primary/quota.h"
 #include "primary/watch.h"
 
@@ -15,6 +18,9 @@ struct api {
 	struct watch   *watch;
 	struct auth    *auth;
 	struct quota   *quota;           /* per-key caps (quota.h) */
+	struct flight  *flight;          /* requests for the same page share its query */
+	struct heads   *heads;           /* where recent pages ended (long-polls back there wait) */
+	struct admission *admission;     /* the cap on page queries running at once */
 	const char     *files_dir;       /* NULL: /api/files answers 404 */
 	int             metrics_public;
 	atomic_int     *stopping;        /* set on shutdown: long-polls end */
@@ -23,4 +29,6 @@ struct api {
 };
 
 void api_handle(struct http_req *req, void *ctx);   /* ctx: struct api * */
+/* Frees a page of changes shared through api->flight: the flight's free_value. */
+void api_page_free(void *page);
 #endif

@@ -15,6 +15,7 @@
 #define AUTH_CACHE 128
 #define AUTH_CACHE_MS 1000        /* revocation takes effect within this */
 #define AUTH_NOTE_MS 5000         /* cursor horizons written at most this often per key */
+#define AUTH_NOTE_POOL_WAIT_MS 1000
 #define AUTH_SECRET_MAX 256
 
 static const char Q_INSERT_KEY[] =
@@ -205,11 +206,12 @@ out:
 	return rc;
 }
 
-void auth_note_cursor(struct auth *a, PGconn *c, const char *key, uint64_t xmin)
+void auth_note_cursor(struct auth *a, struct db_pool *pool, const char *key, uint64_t xmin)
 {
 	int64_t now = clock_ms();
 	int write = 0;
 	char xs[24];
+	PGconn *c = NULL;
 
 	pthread_mutex_lock(&a->lock);
 	{
@@ -223,14 +225,19 @@ void auth_note_cursor(struct auth *a, PGconn *c, const char *key, uint64_t xmin)
 	}
 	pthread_mutex_unlock(&a->lock);
 	if (!write)
-		return;
+		goto out;
 	snprintf(xs, sizeof xs, "%" PRIu64, xmin);
+	c = db_pool_get(pool, AUTH_NOTE_POOL_WAIT_MS);
 	{
 		const char *params[2] = { key, xs };
-		if (db_run(c, "record key cursor", Q_NOTE, 2, params) < 0) {
+		if (!c || db_run(c, "record key cursor", Q_NOTE, 2, params) < 0) {
+			if (!c)
+				log_warn("record key cursor: no database connection free; later");
 			pthread_mutex_lock(&a->lock);
 			auth_slot(a, key)->noted_ms = 0;   /* try again next time */
 			pthread_mutex_unlock(&a->lock);
 		}
 	}
+out:
+	db_pool_put(pool, c);
 }

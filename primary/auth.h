@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <libpq-fe.h>
+#include "common/db.h"
 
 #define AUTH_KEY_MAX 65
 
@@ -21,6 +22,7 @@ void auth_free(struct auth *a);
 /* Checks an "Authorization: token key:secret" header value. Returns 1 and copies the key
  * into key (AUTH_KEY_MAX bytes) when valid, 0 when not, -1 on a database error. */
 int auth_verify(struct auth *a, PGconn *c, const char *header, char *key);
-/* Records that key used a cursor needing transactions >= xmin. */
-void auth_note_cursor(struct auth *a, PGconn *c, const char *key, uint64_t xmin);
+/* Records that key used a cursor needing transactions >= xmin; takes a connection from pool
+ * only when it writes (every few seconds per key), so callers need not hold one. */
+void auth_note_cursor(struct auth *a, struct db_pool *pool, const char *key, uint64_t xmin);
 #endif

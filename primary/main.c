@@ -26,6 +26,9 @@
 #include "primary/purge.h"
 #include "primary/push.h"
 #include "primary/watch.h"
+#include "primary/admission.h"
+#include "primary/flight.h"
+#include "primary/heads.h"
 
 #define SCHEMA_VERSION 5
 
@@ -296,6 +299,8 @@ static int cmd_serve(int argc, char **argv, int arg __attribute__((unused)))
 		{ "http-timeout", "TDGL_HTTP_TIMEOUT", "SECONDS", "time a client has to send a whole request; the idle timeout", "90" },
 		{ "max-requests-per-key", "TDGL_MAX_REQUESTS_PER_KEY", "N", "change, row and copy requests one API key may have in flight", "32" },
 		{ "max-waits-per-key", "TDGL_MAX_WAITS_PER_KEY", "N", "long-polls one API key may hold open", "16" },
+		{ "max-page-queries", "TDGL_MAX_PAGE_QUERIES", "N", "change-page queries running at once (default: half of --pool-size, at least 1)", NULL },
+		{ "page-queue", "TDGL_PAGE_QUEUE", "N", "change-page queries waiting for one of those; past it: 503 with Retry-After", "64" },
 		{ "metrics-public", "TDGL_METRICS_PUBLIC", NULL, "serve /metrics without an API key", NULL },
 		{ "admin-token", "TDGL_ADMIN_TOKEN", "TOKEN", "Bearer token of the web console and /api/admin/ (unset: both off), at least 16 characters", NULL },
 		{ "page-window", "TDGL_PAGE_WINDOW", "IDS", "tuning: change ids one page query examines at most", "20000" },
@@ -311,12 +316,15 @@ static int cmd_serve(int argc, char **argv, int arg __attribute__((unused)))
 	struct push *push = NULL;
 	struct auth *auth = NULL;
 	struct quota *quota = NULL;
+	struct flight *flight = NULL;
+	struct heads *heads = NULL;
+	struct admission *admission = NULL;
 	PGconn *c = NULL;
 	sigset_t sigs;
 	char err[512];
 	const char *files, *key_material;
 	long retention, interval, pool_size, max_conns, window, watch_ms, per_ip = 0, per_key_req,
-	     per_key_wait, http_timeout;
+	     per_key_wait, http_timeout, max_pq = 0, page_queue;
 	struct timespec next_purge;
 	int rc = main_parse(argc, argv, opts, "tdgl-primary serve [options]", NULL, 0, 0, NULL);
 
@@ -341,12 +349,19 @@ static int cmd_serve(int argc, char **argv, int arg __attribute__((unused)))
 	    (args_get(opts, "max-conns-per-ip") &&
 	     args_int(args_get(opts, "max-conns-per-ip"), 1, 100000, &per_ip) < 0) ||
 	    args_int(args_get(opts, "max-requests-per-key"), 1, 100000, &per_key_req) < 0 ||
-	    args_int(args_get(opts, "max-waits-per-key"), 1, 100000, &per_key_wait) < 0) {
+	    args_int(args_get(opts, "max-waits-per-key"), 1, 100000, &per_key_wait) < 0 ||
+	    (args_get(opts, "max-page-queries") &&
+	     args_int(args_get(opts, "max-page-queries"), 1, 200, &max_pq) < 0) ||
+	    args_int(args_get(opts, "page-queue"), 0, 100000, &page_queue) < 0) {
 		fprintf(stderr, "error: --pool-size 1..200, --max-conns 1..100000, --page-window >= 1, "
 		        "--watch-interval 1..1000, --max-conns-per-ip, --max-requests-per-key and "
-		        "--max-waits-per-key >= 1\n");
+		        "--max-waits-per-key >= 1, --max-page-queries 1..200, --page-queue >= 0\n");
 		return 2;
 	}
+	/* half the pool by default: the rest answers authentication, snapshots and row pages
+	 * while page queries queue, and the database's CPU stays mostly the application's */
+	if (!max_pq)
+		max_pq = pool_size / 2 > 0 ? pool_size / 2 : 1;
 	limits.max_conns = (unsigned)max_conns;
 	limits.max_conns_per_ip = (unsigned)per_ip;   /* 0: http.c's default */
 	if (args_int(args_get(opts, "http-timeout"), 1, 86400, &http_timeout) < 0) {
@@ -397,6 +412,13 @@ static int cmd_serve(int argc, char **argv, int arg __attribute__((unused)))
 		quota = quota_new(caps);
 	}
 	w = watch_start(args_get(opts, "db"), (int)watch_ms);
+	flight = flight_new(api_page_free);
+	heads = heads_new();
+	api.heads = heads;
+	admission = admission_new((int)max_pq, (int)page_queue);
+	metrics_set_page_queries(admission, flight);
+	api.flight = flight;
+	api.admission = admission;
 	api.pool = pool;
 	api.watch = w;
 	api.auth = auth;
@@ -446,6 +468,10 @@ out:
 	watch_stop(w);
 	auth_free(auth);
 	quota_free(quota);
+	metrics_set_page_queries(NULL, NULL);
+	flight_free(flight);
+	heads_free(heads);
+	admission_free(admission);
 	db_pool_free(pool);
 	if (c)
 		PQfinish(c);

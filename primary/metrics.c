@@ -8,6 +8,8 @@
 #include "common/buf.h"
 #include "common/db.h"
 #include "common/http.h"
+#include "primary/admission.h"
+#include "primary/flight.h"
 #include "primary/metrics.h"
 
 static const unsigned metrics_codes[] = {
@@ -17,6 +19,10 @@ static const unsigned metrics_codes[] = {
 
 static atomic_llong metrics_served_total;
 static atomic_llong metrics_page_queries;
+static atomic_llong metrics_pages_shared;
+static atomic_llong metrics_pages_skipped;
+static struct admission *_Atomic metrics_admission;
+static struct flight *_Atomic metrics_flight;
 static char metrics_instance[300] = "unknown";   /* set once before serving */
 static atomic_llong metrics_requests[METRICS_NCODES];   /* last slot: other codes */
 static atomic_int   metrics_waiters;
@@ -46,6 +52,57 @@ void metrics_set_instance(const char *instance)
 void metrics_page_query(void)
 {
 	atomic_fetch_add(&metrics_page_queries, 1);
+}
+
+void metrics_page_shared(void)
+{
+	atomic_fetch_add(&metrics_pages_shared, 1);
+}
+
+void metrics_page_skipped(void)
+{
+	atomic_fetch_add(&metrics_pages_skipped, 1);
+}
+
+void metrics_set_page_queries(struct admission *a, struct flight *f)
+{
+	atomic_store(&metrics_admission, a);
+	atomic_store(&metrics_flight, f);
+}
+
+/* The page-query cap's state and the shared queries (admission.h, flight.h). */
+static void metrics_render_page_queries(struct buf *b)
+{
+	struct admission *a = atomic_load(&metrics_admission);
+	struct flight *f = atomic_load(&metrics_flight);
+	int running = 0, queued = 0, joined = 0;
+	long long rejected = 0;
+
+	if (a)
+		admission_counts(a, &running, &queued, &rejected);
+	if (f)
+		joined = flight_joined(f);
+	buf_printf(b, "# HELP tdgl_page_queries_shared_total Requests answered with the page of "
+	           "another request's query (same cursor, tables and limit at the same time).\n"
+	           "# TYPE tdgl_page_queries_shared_total counter\n"
+	           "tdgl_page_queries_shared_total %lld\n", atomic_load(&metrics_pages_shared));
+	buf_printf(b, "# HELP tdgl_page_queries_skipped_total Long-polls back at the cursor a page "
+	           "just ended at, with nothing visible since: they waited without a query.\n"
+	           "# TYPE tdgl_page_queries_skipped_total counter\n"
+	           "tdgl_page_queries_skipped_total %lld\n", atomic_load(&metrics_pages_skipped));
+	buf_printf(b, "# HELP tdgl_page_queries_running Change-page queries running now "
+	           "(at most --max-page-queries).\n# TYPE tdgl_page_queries_running gauge\n"
+	           "tdgl_page_queries_running %d\n", running);
+	buf_printf(b, "# HELP tdgl_page_queries_queued Change-page queries waiting for a slot "
+	           "(at most --page-queue).\n# TYPE tdgl_page_queries_queued gauge\n"
+	           "tdgl_page_queries_queued %d\n", queued);
+	buf_printf(b, "# HELP tdgl_page_queries_rejected_total Change-page queries turned away "
+	           "(503): the queue was full or the wait too long.\n"
+	           "# TYPE tdgl_page_queries_rejected_total counter\n"
+	           "tdgl_page_queries_rejected_total %lld\n", rejected);
+	buf_printf(b, "# HELP tdgl_page_queries_joined Requests waiting now for another "
+	           "request's page query.\n# TYPE tdgl_page_queries_joined gauge\n"
+	           "tdgl_page_queries_joined %d\n", joined);
 }
 
 void metrics_request(unsigned status)
@@ -84,6 +141,7 @@ char *metrics_render(PGconn *c)
 	           "runs one only when new changes may be on its page).\n"
 	           "# TYPE tdgl_page_queries_total counter\ntdgl_page_queries_total %lld\n",
 	           atomic_load(&metrics_page_queries));
+	metrics_render_page_queries(&b);
 	buf_puts(&b, "# HELP tdgl_http_requests_total HTTP requests answered, by status code.\n"
 	             "# TYPE tdgl_http_requests_total counter\n");
 	for (size_t i = 0; i < METRICS_NCODES; i++) {

@@ -5,6 +5,13 @@
 
 void metrics_served(long n);
 void metrics_page_query(void);      /* one change-page query ran */
+void metrics_page_shared(void);     /* a request got its page from another's query */
+void metrics_page_skipped(void);    /* a long-poll back at a current head waited unasked */
+struct admission;
+struct flight;
+/* Where /metrics reads the page queries running, queued, turned away, and the requests
+ * waiting for another's query (NULL, NULL: none; set before serving, cleared after). */
+void metrics_set_page_queries(struct admission *a, struct flight *f);
 void metrics_request(unsigned status);
 void metrics_longpoll(int delta);
 void metrics_push(int ok);

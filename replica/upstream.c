@@ -87,17 +87,28 @@ static long upstream_request(struct upstream *f, const char *path, long timeout_
 	upstream_url(f, path, &url);
 	for (int i = 0; i < attempts; i++) {
 		double d;
+		int busy;
 
 		st = upstream_once(f, url.data, timeout_ms, resp);
-		if ((st >= 0 && st < 500) || (st < 0 && !upstream_retryable(resp->err)))
+		/* 429/503 with Retry-After: the primary is busy, not broken; asked again after the
+		 * delay it gives, even by a long-poll (which is otherwise tried once) */
+		busy = (st == 429 || st == 503) && resp->retry_after > 0;
+		if (busy && attempts < UPSTREAM_ATTEMPTS)
+			attempts = UPSTREAM_ATTEMPTS;
+		if (!busy && ((st >= 0 && st < 500) || (st < 0 && !upstream_retryable(resp->err))))
 			break;
-		if (st >= 500)
+		if (st >= 400)
 			snprintf(f->error, sizeof f->error, "primary answered %ld", st);
 		if (i + 1 == attempts || upstream_stopping(f))
 			break;
 		/* jitter in [3/4, 1] of the delay: spread out, still growing every attempt */
 		d = backoff_delay(UPSTREAM_BACKOFF_BASE_S, UPSTREAM_BACKOFF_CAP_S, i);
 		d = d / 2 + backoff_jitter(d / 2);
+		/* busy: what Retry-After asks, plus the backoff (a crowd turned away together
+		 * does not come back at the same instant) */
+		if (busy)
+			d += resp->retry_after < UPSTREAM_RETRY_AFTER_MAX_S ? (double)resp->retry_after
+			                                                    : UPSTREAM_RETRY_AFTER_MAX_S;
 		log_warn("source %s: %s; attempt %d of %d in %.1f s", f->source, f->error, i + 2,
 		         attempts, d);
 		upstream_sleep(f, d);

@@ -4,10 +4,13 @@
  * rate limited per source (ratelimit.h; 0 = unlimited), and retried with exponential
  * backoff and jitter (backoff.h), up to UPSTREAM_ATTEMPTS attempts, when the primary could
  * not be reached (connection refused or failed, no reply, a timeout before any byte
- * arrived) or answered 5xx. A transfer cut or truncated midway is not retried: that is a
- * broken link, better left to the scheduler's backoff than retried into another stall. A
- * 4xx is an answer. A long-poll (changes with wait > 0), a health probe and a file are
- * tried once. upstream_health() is the check made before a pull (not before a
+ * arrived) or answered 5xx. A 429 or 503 with Retry-After (the primary is busy: a per-key
+ * cap, its page-query queue full) is retried too, long-polls included, after what
+ * Retry-After says (at most UPSTREAM_RETRY_AFTER_MAX_S) plus the backoff. A transfer cut or
+ * truncated midway is not retried: that is a broken link, better left to the scheduler's
+ * backoff than retried into another stall. Another 4xx is an answer. A long-poll (changes
+ * with wait > 0), a health probe and a file are tried once (but for busy answers).
+ * upstream_health() is the check made before a pull (not before a
  * webhook-triggered one: the primary has just called).
  * The Authorization header is built from the source's opened secret by upstream_open and
  * owned by u; it is never logged or put in an error, and upstream_close wipes it. */
@@ -21,6 +24,7 @@
 #define UPSTREAM_ATTEMPTS        5
 #define UPSTREAM_BACKOFF_BASE_S  0.2
 #define UPSTREAM_BACKOFF_CAP_S   5.0
+#define UPSTREAM_RETRY_AFTER_MAX_S 60
 
 /* One source's primary. A struct copy (a thread of its own, an error of its own) shares the
  * original's header, so the original is closed last. */
