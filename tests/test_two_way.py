@@ -264,6 +264,26 @@ def test_hub_and_spoke_forwards_each_change_once_and_never_to_its_origin(sites):
         assert s.pull(peer)["fetched"] == 0, (s.name, peer.name)
 
 
+def divergence(a, b):
+    """The rows the sites disagree on, with each site's log and conflicts of those keys."""
+    ra, rb = dict((r[0], r) for r in a.rows()), dict((r[0], r) for r in b.rows())
+    keys = sorted(k for k in set(ra) | set(rb) if ra.get(k) != rb.get(k))[:5]
+    out = []
+    for k in keys:
+        out.append(f"key {k}: a {ra.get(k)} b {rb.get(k)}")
+        for s in (a, b):
+            pk = '{"id" : %d}' % k
+            for r in s.sql("SELECT id, op, pk::text, old_pk::text, row::text, origin::text,"
+                           " origin_id, origin_at, via::text FROM tdgl.change_log"
+                           " WHERE pk::text = %s OR old_pk::text = %s ORDER BY id", (pk, pk)):
+                out.append(f"  {s.name} log {r}")
+            for r in s.sql("SELECT status, resolution, decided_by, op, version::text FROM"
+                           " tdgl_replica.conflicts WHERE pk = %s::jsonb ORDER BY id",
+                           ('{"id": %d}' % k,)):
+                out.append(f"  {s.name} conflict {r}")
+    return "\n".join(out)
+
+
 def write_hard(site, seed, stop, fresh_base):
     """One writer: updates, deletes and re-inserts of a few hot rows both sites write, new
     rows, and key changes of hot rows to keys only this writer uses."""
@@ -318,7 +338,10 @@ def test_concurrent_writers_on_both_sites_converge(sites, policies):
     stop.set()
     for w in writers:
         w.join()
-    wait_until(lambda: a.rows() == b.rows(), timeout=60, what="both sites to hold the same rows")
+    try:
+        wait_until(lambda: a.rows() == b.rows(), timeout=60, what="both sites to hold the same rows")
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n{divergence(a, b)}") from None
     logged = (a.one("SELECT count(*) FROM tdgl.change_log"),
               b.one("SELECT count(*) FROM tdgl.change_log"))
     stop.wait(2)                          # and they stay so: nothing ping-pongs

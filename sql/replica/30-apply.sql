@@ -361,10 +361,12 @@ BEGIN
 		-- a conflict the policy decided is recorded resolved, with the winner; then what was
 		-- applied goes into this site's change log with its origin's version, from the peer
 		-- (tdgl.via): served on to the other peers, never back to it or to its origin. A
-		-- change equal to the row here (no changes) is logged too: the row now holds that
-		-- version. Statements of a WITH run to completion in order after the main query, so
+		-- change equal to the row here (no changes), or a delete of a row already gone, is
+		-- logged too when it won or did not conflict: the row now holds that version (else
+		-- the winner's site would see this site's next change as concurrent with its own,
+		-- and a site that always wins would refuse it forever). Statements of a WITH run to completion in order after the main query, so
 		-- these ids are taken after the rows above were written (per-row id order), and
-		-- apply_run locked the rows before (two_way_lock).
+		-- apply_run locked the table against local writers before (two_way_lock).
 		q := q || format($q$, auto AS (
 	INSERT INTO tdgl_replica.conflicts (source, tbl, pk, change_id, op, old_pk, primary_row,
 	                                    local_row, version, status, resolution, decided_by,
@@ -381,7 +383,9 @@ BEGIN
 	       CASE WHEN w.tw = 'local wins' THEN NULL ELSE w.jopk END, w."row",
 	       (w.v ->> 'origin')::uuid, (w.v ->> 'id')::bigint,
 	       (w.v ->> 'at')::timestamptz, nullif(current_setting('tdgl.via', true), '')::uuid
-	FROM w WHERE w.v IS NOT NULL AND (w.skip IS NULL OR w.skip = 'no changes')
+	FROM w WHERE w.v IS NOT NULL
+	  AND (w.skip IS NULL OR w.skip = 'no changes'
+	       OR (w.skip = 'already deleted' AND (w.tw IS NULL OR w.tw = 'source wins')))
 	ORDER BY w.ord
 	RETURNING 1
 )$q$, ckey, snap, t, ljoin);
@@ -485,7 +489,7 @@ BEGIN
 		END IF;
 	END LOOP;
 	IF two THEN
-		PERFORM tdgl_replica.two_way_lock(rel, pk, p_ch);
+		PERFORM tdgl_replica.two_way_lock(rel);
 	END IF;
 	EXECUTE tdgl_replica.apply_statement(rel, pk, cols, p_cls, 'changes', p_repeats, two) INTO res
 	USING p_ch, cfg.filter, p_tbl, cfg.insert_enabled, cfg.update_enabled, p_force,

@@ -87,19 +87,20 @@ BEGIN
 		ELSE 'conflict' END;
 END $$;
 
--- Locks the local rows a run of changes addresses (keys and old keys) before their versions
--- are read: a local write of one of them then either committed before (its change is in the
--- log the outcome reads) or waits for this transaction (and is logged after it).
-CREATE OR REPLACE FUNCTION tdgl_replica.two_way_lock(p_rel regclass, p_pk text[],
-	p_ch tdgl_replica.change[]) RETURNS void
+-- Holds off local writers of a two-way table for the rest of the apply transaction (a lock
+-- that conflicts with theirs, SHARE ROW EXCLUSIVE, not with reads): the lock waits for the
+-- writers in flight, so every local change is committed and in the log the outcome reads,
+-- and no local write of a row can slip between the decision and the write (a row lock cannot
+-- cover a key being inserted). Local writers wait for the page to commit (milliseconds). The
+-- wait is capped below deadlock_timeout (1 s by default), so in a lock cycle with a local
+-- transaction writing several two-way tables the apply gives way (55P03: the page is pulled
+-- again) and the application's transaction goes on.
+CREATE OR REPLACE FUNCTION tdgl_replica.two_way_lock(p_rel regclass) RETURNS void
 LANGUAGE plpgsql AS $$
+DECLARE
+	prev text := current_setting('lock_timeout');
 BEGIN
-	EXECUTE format('SELECT 1 FROM %1$s l WHERE (%2$s) IN ('
-	               'SELECT %3$s FROM unnest($1) ch, json_populate_record(NULL::%1$s,'
-	               ' coalesce(ch.pk, ch."row")) p UNION ALL '
-	               'SELECT %3$s FROM unnest($1) ch, json_populate_record(NULL::%1$s, ch.old_pk) p'
-	               ' WHERE ch.old_pk IS NOT NULL) FOR NO KEY UPDATE OF l',
-	               tdgl_replica.qualified(p_rel), tdgl_replica.each_col(p_pk, 'l.%1$I', ', '),
-	               tdgl_replica.each_col(p_pk, 'p.%1$I', ', '))
-	USING p_ch;
+	PERFORM set_config('lock_timeout', '500ms', true);
+	EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', p_rel);
+	PERFORM set_config('lock_timeout', prev, true);
 END $$;
