@@ -131,6 +131,10 @@ def test_an_error_in_a_shared_page_query_is_every_sharers_error(served):
     try:
         site.sql("INSERT INTO customer VALUES (1, 'x', 0)")
         wait_until(lambda: metric(site, "tdgl_page_queries_joined") == n - 1, what="sharers")
+        # the sharers can all have joined before the leader's query reached the lock
+        wait_until(lambda: site.one("SELECT count(*) FROM pg_locks l WHERE l.relation ="
+                                    " 'tdgl.meta'::regclass AND NOT l.granted") == 1,
+                   what="the page query waiting on tdgl.meta")
         # the page query's connection dies under it
         assert site.one("SELECT count(pg_terminate_backend(l.pid)) FROM pg_locks l "
                         "WHERE l.relation = 'tdgl.meta'::regclass AND NOT l.granted") == 1
