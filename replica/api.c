@@ -105,6 +105,12 @@ static void api_status(struct api *a, struct http_req *req)
 	if (!o)
 		o = cJSON_CreateObject();
 	cJSON_AddStringToObject(o, "version", TDGL_VERSION);
+	{
+		char site[40];
+
+		report_site(c, site, sizeof site);
+		cJSON_AddStringToObject(o, "site", site);
+	}
 	cJSON_AddItemToObject(o, "sources", src);
 	cJSON_AddItemToObject(o, "workers", sched_status(a->sched));
 	http_reply_json(req, 200, o);

@@ -223,10 +223,15 @@ static int cmd_table(int argc, char **argv, int which)
 			main_print_rows(res, "id\tsource\ttrigger\tstatus\tfetched\tsynced\tfailed\t"
 			                "skipped\tconflicts\tstarted\tms\terror");
 	} else {
+		char site[40];
+
 		res = report_sources_rows(c);
 		if (res)
 			main_print_rows(res, "source\tenabled\tsynced_once\tlag_s\tcursor_age_s\t"
 			                "last_status\tlast_run\topen_conflicts\tfailed_changes");
+		report_site(c, site, sizeof site);
+		if (res && site[0])
+			printf("site: %s\n", site);   /* this database's identity (two-way origins) */
 	}
 	rc = res ? 0 : 1;
 	PQclear(res);

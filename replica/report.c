@@ -51,6 +51,16 @@ static const char Q_SOURCES_ROWS[] =
 	"(SELECT count(*) FROM tdgl_replica.sync_log l WHERE l.source = s.name AND l.status = 'Failed') "
 	"FROM tdgl_replica.sources s ORDER BY s.name";
 
+static const char Q_SITE[] = "SELECT tdgl_replica.site()::text";
+
+void report_site(PGconn *c, char *out, size_t outlen)
+{
+	PGresult *res = db_exec(c, "site identity", Q_SITE, 0, NULL);
+
+	snprintf(out, outlen, "%s", res && PQntuples(res) == 1 ? PQgetvalue(res, 0, 0) : "");
+	PQclear(res);
+}
+
 PGresult *report_log_json(PGconn *c, const char *status, const char *source,
                           const char *run_id, const char *limit)
 {

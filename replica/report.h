@@ -20,5 +20,7 @@ PGresult *report_log_rows(PGconn *c, const char *status, const char *source);
 PGresult *report_runs_rows(PGconn *c, const char *source);
 /* `tdgl-replica status`: per source lag, cursor age, last run, conflicts, failures. */
 PGresult *report_sources_rows(PGconn *c);
+/* This site's identity (sql/site.sql) into out ("" on error); out holds 37 bytes. */
+void report_site(PGconn *c, char *out, size_t outlen);
 
 #endif

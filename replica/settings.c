@@ -17,10 +17,13 @@ static const char Q_GET[] =
 	"'rate_limit', coalesce(s.rate_limit, 0), 'retry_base_s', s.retry_base_s, "
 	"'max_retries', s.max_retries, 'batch_size', s.batch_size, 'long_poll', s.long_poll, "
 	"'last_run_at', s.last_run_at, 'last_status', s.last_status, "
+	"'conflict_policy', s.conflict_policy, 'site', tdgl_replica.site(), "
 	"'tables', (SELECT coalesce(json_agg(json_build_object('table', t.tbl, "
 	"  'filter', t.filter, 'insert_enabled', t.insert_enabled, "
 	"  'update_enabled', t.update_enabled, 'delete_enabled', t.delete_enabled, "
-	"  'update_without_changes', t.update_without_changes) ORDER BY t.tbl), '[]') "
+	"  'update_without_changes', t.update_without_changes, "
+	"  'two_way', tdgl_replica.two_way(t.tbl), "
+	"  'conflict_policy', coalesce(t.conflict_policy, s.conflict_policy)) ORDER BY t.tbl), '[]') "
 	"  FROM tdgl_replica.source_tables t WHERE t.source = s.name))::text "
 	"FROM tdgl_replica.sources s WHERE s.name = $1";
 static const char Q_LOCK[] =
@@ -37,6 +40,11 @@ static const char Q_SET_BATCH[] =
 	"UPDATE tdgl_replica.sources SET batch_size = $2::int WHERE name = $1";
 static const char Q_SET_RATE[] =
 	"UPDATE tdgl_replica.sources SET rate_limit = nullif($2::float8, 0) WHERE name = $1";
+static const char Q_SET_POLICY[] =
+	"UPDATE tdgl_replica.sources SET conflict_policy = $2 WHERE name = $1";
+/* NULL: the table takes the source's policy */
+static const char Q_SET_TABLE_POLICY[] =
+	"UPDATE tdgl_replica.source_tables SET conflict_policy = $3 WHERE source = $1 AND tbl = $2";
 static const char Q_SET_ENABLED[] =
 	"UPDATE tdgl_replica.sources SET enabled = $2::bool WHERE name = $1";
 static const char Q_SET_FLAGS[] =
@@ -99,11 +107,23 @@ cJSON *settings_get(PGconn *c, const char *name)
 	return o;
 }
 
+int settings_conflict_policy_ok(const char *p)
+{
+	static const char *const policies[] = { "manual", "source-wins", "local-wins",
+		"latest-wins" };
+
+	for (size_t i = 0; p && i < sizeof policies / sizeof *policies; i++)
+		if (!strcmp(p, policies[i]))
+			return 1;
+	return 0;
+}
+
 static int settings_known(const char *k)
 {
 	static const char *const keys[] = { "poll_interval", "retry_base_s", "max_retries",
 		"batch_size", "cron", "tz", "rate_limit", "enabled", "tables", "table",
-		"insert_enabled", "update_enabled", "delete_enabled", "update_without_changes" };
+		"insert_enabled", "update_enabled", "delete_enabled", "update_without_changes",
+		"conflict_policy" };
 
 	for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
 		if (!strcmp(k, keys[i]))
@@ -120,6 +140,15 @@ static int settings_check_flags(const char *tbl, const cJSON *o, int allow_table
 	cJSON_ArrayForEach(v, o) {
 		int known = 0;
 
+		if (!strcmp(v->string, "conflict_policy")) {
+			/* a table's own policy, or null for the source's */
+			if (!cJSON_IsNull(v) && !settings_conflict_policy_ok(cJSON_GetStringValue(v))) {
+				snprintf(err, errlen, "table %.64s: conflict_policy must be manual, "
+				         "source-wins, local-wins, latest-wins or null", tbl);
+				return -1;
+			}
+			continue;
+		}
 		for (int i = 0; i < SETTINGS_NFLAGS; i++)
 			if (!strcmp(v->string, settings_flags[i]))
 				known = 1;
@@ -141,6 +170,7 @@ static enum result settings_set_flags(PGconn *c, const char *name, const char *t
                                       const cJSON *o, char *err, size_t errlen)
 {
 	const char *p[6] = { name, tbl, NULL, NULL, NULL, NULL };
+	const cJSON *pol;
 	PGresult *res;
 	enum result rc = RESULT_INVALID;
 
@@ -159,13 +189,20 @@ static enum result settings_set_flags(PGconn *c, const char *name, const char *t
 		rc = RESULT_OK;
 	}
 	PQclear(res);
+	if (rc == RESULT_OK && (pol = cJSON_GetObjectItemCaseSensitive(o, "conflict_policy"))) {
+		p[2] = cJSON_GetStringValue(pol);     /* NULL for null: the source's */
+		if (db_run(c, "source table policy", Q_SET_TABLE_POLICY, 3, p) < 0) {
+			snprintf(err, errlen, "database error");
+			rc = RESULT_INTERNAL;
+		}
+	}
 	return rc;
 }
 
 enum result settings_apply(PGconn *c, const char *name, const cJSON *patch, cJSON **out,
                            char *err, size_t errlen)
 {
-	const cJSON *v, *tables = NULL, *table = NULL, *cronv, *tzv, *rate;
+	const cJSON *v, *tables = NULL, *table = NULL, *cronv, *tzv, *rate, *policy;
 	const char *p[3];
 	PGresult *res = NULL;
 	enum result st = RESULT_INVALID;
@@ -202,6 +239,14 @@ enum result settings_apply(PGconn *c, const char *name, const cJSON *patch, cJSO
 	             rate->valuedouble > 100000)) {
 		snprintf(err, errlen, "rate_limit must be requests per second, 0..100000 "
 		         "(0 = unlimited)");
+		goto out;
+	}
+	/* with "table" the policy is that table's (checked with its flags), else the source's */
+	policy = cJSON_GetObjectItemCaseSensitive(patch, "conflict_policy");
+	if (policy && !cJSON_GetObjectItemCaseSensitive(patch, "table") &&
+	    !settings_conflict_policy_ok(cJSON_GetStringValue(policy))) {
+		snprintf(err, errlen, "conflict_policy must be manual, source-wins, local-wins or "
+		         "latest-wins");
 		goto out;
 	}
 	v = cJSON_GetObjectItemCaseSensitive(patch, "enabled");
@@ -291,6 +336,11 @@ enum result settings_apply(PGconn *c, const char *name, const cJSON *patch, cJSO
 		snprintf(num, sizeof num, "%.6g", rate->valuedouble);
 		p[1] = num;
 		if (db_run(c, "source rate limit", Q_SET_RATE, 2, p) < 0)
+			goto dberr;
+	}
+	if (policy && !table) {
+		p[1] = cJSON_GetStringValue(policy);
+		if (db_run(c, "source conflict policy", Q_SET_POLICY, 2, p) < 0)
 			goto dberr;
 	}
 	if ((v = cJSON_GetObjectItemCaseSensitive(patch, "enabled"))) {

@@ -34,4 +34,8 @@ cJSON *settings_get(PGconn *c, const char *name);
 int settings_schedule(const char *expr, const char *tz, long poll_interval, time_t after,
                       time_t *next, char *text, size_t textlen);
 
+/* 1 when p names a conflict policy of two-way tables: manual, source-wins, local-wins,
+ * latest-wins (docs/design.md "Two-way sync"). */
+int settings_conflict_policy_ok(const char *p);
+
 #endif

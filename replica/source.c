@@ -8,12 +8,14 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "common/mem.h"
+#include "replica/settings.h"
 #include "replica/source.h"
 
 static const char Q_INSERT_SOURCE[] =
 	"INSERT INTO tdgl_replica.sources (name, url, api_key, api_secret_sealed, batch_size, "
-	"poll_interval, push_secret_sealed, long_poll) "
-	"VALUES ($1, $2, $3, $4, coalesce($5::int, 500), coalesce($6::int, 60), $7, $8::bool)";
+	"poll_interval, push_secret_sealed, long_poll, conflict_policy) "
+	"VALUES ($1, $2, $3, $4, coalesce($5::int, 500), coalesce($6::int, 60), $7, $8::bool, "
+	"coalesce($9, 'manual'))";
 static const char Q_INSERT_TABLE[] =
 	"INSERT INTO tdgl_replica.source_tables (source, tbl, filter, attach_columns) "
 	"VALUES ($1, $2, $3::jsonb, coalesce(string_to_array($4, ','), '{}'))";
@@ -107,6 +109,11 @@ enum result source_add(PGconn *c, const struct source_spec *spec, const char *ke
 		snprintf(err, errlen, "poll interval must be within 1 s..7 days");
 		goto out;
 	}
+	if (spec->conflict_policy && !settings_conflict_policy_ok(spec->conflict_policy)) {
+		snprintf(err, errlen, "conflict policy must be manual, source-wins, local-wins or "
+		         "latest-wins");
+		goto out;
+	}
 	if (!key_material || !*key_material) {
 		rc = RESULT_INTERNAL;
 		snprintf(err, errlen, "TDGL_SECRET_KEY is not set: it is needed to store the secret "
@@ -127,10 +134,11 @@ enum result source_add(PGconn *c, const struct source_spec *spec, const char *ke
 	snprintf(bs, sizeof bs, "%ld", spec->batch_size);
 	snprintf(pi, sizeof pi, "%ld", spec->poll_interval);
 	{
-		const char *p[8] = { spec->name, spec->url, spec->key, sealed,
+		const char *p[9] = { spec->name, spec->url, spec->key, sealed,
 		                     spec->batch_size ? bs : NULL, spec->poll_interval ? pi : NULL,
-		                     psealed, spec->long_poll ? "true" : "false" };
-		res = db_exec(c, "source add", Q_INSERT_SOURCE, 8, p);
+		                     psealed, spec->long_poll ? "true" : "false",
+		                     spec->conflict_policy };
+		res = db_exec(c, "source add", Q_INSERT_SOURCE, 9, p);
 		if (!res) {
 			if (!strcmp(db_last_sqlstate(), "23505")) {
 				rc = RESULT_CONFLICT;
@@ -329,6 +337,12 @@ int source_spec_from_json(const cJSON *obj, struct source_spec *spec, char *err,
 		return -1;
 	}
 	spec->long_poll = cJSON_IsTrue(lp);
+	lp = cJSON_GetObjectItemCaseSensitive(obj, "conflict_policy");
+	if (lp && !cJSON_IsString(lp)) {
+		snprintf(err, errlen, "conflict_policy must be a string");
+		return -1;
+	}
+	spec->conflict_policy = cJSON_GetStringValue(lp);
 	return 0;
 }
 

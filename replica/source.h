@@ -19,6 +19,7 @@ struct source_spec {
 	int nattach;
 	long batch_size, poll_interval;     /* 0: default */
 	int long_poll;
+	const char *conflict_policy;        /* two-way tables' (settings.h); NULL: manual */
 };
 
 struct source {

@@ -79,6 +79,8 @@ static int source_cli_add(int argc, char **argv)
 		{ "push-secret", NULL, "SECRET", "shared secret of push notifications", NULL },
 		{ "long-poll", NULL, NULL, "keep a long-poll open instead of waiting for pushes",
 		  NULL },
+		{ "conflict-policy", NULL, "P", "a two-way table's conflicts: manual, source-wins, "
+		  "local-wins or latest-wins", "manual" },
 		{ "secret-key", "TDGL_SECRET_KEY", "KEY", "key that encrypts secrets at rest", NULL },
 		{ 0 }
 	};
@@ -112,6 +114,12 @@ static int source_cli_add(int argc, char **argv)
 	spec.tables = args_get(opts, "tables");
 	spec.push_secret = args_get(opts, "push-secret");
 	spec.long_poll = args_get(opts, "long-poll") != NULL;
+	spec.conflict_policy = args_get(opts, "conflict-policy");
+	if (!settings_conflict_policy_ok(spec.conflict_policy)) {
+		fprintf(stderr, "error: --conflict-policy must be manual, source-wins, local-wins or "
+		        "latest-wins\n");
+		return 2;
+	}
 	if (args_int(args_get(opts, "batch-size"), 1, 500, &spec.batch_size) < 0) {
 		fprintf(stderr, "error: --batch-size must be within 1..500\n");
 		return 2;
@@ -158,6 +166,9 @@ static int source_cli_set(int argc, char **argv)
 		{ "max-retries", NULL, "N", "automatic retries of a Failed change", NULL },
 		{ "batch-size", NULL, "N", "changes per page (1-500)", NULL },
 		{ "enabled", NULL, "on|off", "pull this source at all", NULL },
+		{ "conflict-policy", NULL, "P", "a two-way table's conflicts (with --table: that "
+		  "table's; default: the source's): manual, source-wins, local-wins, latest-wins, "
+		  "or source (the table takes the source's)", NULL },
 		{ 0 }
 	};
 	static const char *const flags[] = { "insert-enabled", "update-enabled", "delete-enabled",
@@ -174,7 +185,8 @@ static int source_cli_set(int argc, char **argv)
 	rc = args_parse(argc, argv, opts,
 	                "tdgl-replica source set NAME [--table T --insert-enabled on|off ...] "
 	                "[--cron EXPR [--tz ZONE] | --poll-interval DURATION] [--rate-limit N] "
-	                "[--retry-base DURATION] [--max-retries N]", pos, 1, &np);
+	                "[--retry-base DURATION] [--max-retries N] [--conflict-policy P]", pos, 1,
+	                &np);
 	if (rc) {
 		rc = rc == 1 ? 0 : 2;
 		goto out;
@@ -195,6 +207,20 @@ static int source_cli_set(int argc, char **argv)
 		}
 		cJSON_AddBoolToObject(patch, keys[i], b);
 		nflags++;
+	}
+	if ((v = args_get(opts, "conflict-policy"))) {
+		int tbl = args_get(opts, "table") != NULL;
+
+		if (tbl && !strcmp(v, "source")) {
+			cJSON_AddNullToObject(patch, "conflict_policy");
+		} else if (settings_conflict_policy_ok(v)) {
+			cJSON_AddStringToObject(patch, "conflict_policy", v);
+		} else {
+			fprintf(stderr, "error: --conflict-policy must be manual, source-wins, local-wins "
+			        "or latest-wins%s\n", tbl ? " (or source)" : "");
+			goto out;
+		}
+		nflags += tbl;
 	}
 	if ((v = args_get(opts, "table"))) {
 		if (!nflags) {

@@ -119,9 +119,7 @@ def link(a, b, policy="manual", *args):
     """a pulls item from b (a source named after b)."""
     key, secret = b.p.keygen(a.name)
     a.r.cli("source", "add", b.name, "--url", b.p.url, "--key", key, "--secret", secret,
-            "--tables", "item", *args)
-    a.sql("UPDATE tdgl_replica.sources SET conflict_policy = %s WHERE name = %s",
-          (policy, b.name))
+            "--tables", "item", "--conflict-policy", policy, *args)
 
 
 @pytest.fixture
@@ -388,3 +386,36 @@ def test_latest_wins_goes_by_the_origin_sites_clock_and_still_converges(sites, o
     b.sql("UPDATE item SET v = 'b, after seeing a' WHERE id = 1")   # not concurrent: applies
     assert a.pull(b)["conflicts"] == 0
     assert a.rows() == b.rows() == [(1, "b, after seeing a", 0)]
+
+
+def test_the_conflict_policy_is_set_per_source_and_per_table_and_shown(sites):
+    a, b = sites("a", "b")
+    link(a, b, "latest-wins")
+    show = json.loads(a.r.cli("source", "show", "b").stdout)
+    assert show["conflict_policy"] == "latest-wins" and show["site"] == a.id
+    assert [(t["table"], t["two_way"], t["conflict_policy"]) for t in show["tables"]] == \
+        [("item", True, "latest-wins")]
+    a.r.cli("source", "set", "b", "--table", "item", "--conflict-policy", "local-wins")
+    assert a.one("SELECT tdgl_replica.conflict_policy('b', 'item')") == "local-wins"
+    a.r.cli("source", "set", "b", "--table", "item", "--conflict-policy", "source")
+    a.r.cli("source", "set", "b", "--conflict-policy", "source-wins")
+    assert a.one("SELECT tdgl_replica.conflict_policy('b', 'item')") == "source-wins"
+    for bad in (["--conflict-policy", "newest"], ["--conflict-policy", "source"]):
+        p = a.r.cli("source", "set", "b", *bad, check=False)
+        assert p.returncode == 2 and "--conflict-policy must be" in p.stderr, p.stderr
+    p = a.r.cli("source", "add", "c", "--url", "http://127.0.0.1:9", "--key", "k", "--secret",
+                "s", "--tables", "item", "--conflict-policy", "mine", check=False)
+    assert p.returncode == 2 and a.one("SELECT count(*) FROM tdgl_replica.sources") == 1
+    assert f"site: {a.id}" in a.r.cli("status").stdout.splitlines()
+    # the admin API: the same settings, the same checks
+    a.r.serve()
+    r = a.r.api("PATCH", "/api/sources/b", json={"conflict_policy": "manual"})
+    assert r.status_code == 200 and r.json()["conflict_policy"] == "manual", r.text
+    r = a.r.api("PATCH", "/api/sources/b", json={"table": "item", "conflict_policy": "x"})
+    assert r.status_code == 400 and "conflict_policy" in r.json()["error"], r.text
+    assert a.r.api("GET", "/api/status").json()["site"] == a.id
+    # a one-way source's table is not two-way: b's table is not tracked by a primary there
+    (c,) = sites("c")
+    c.p.sql("SELECT tdgl.untrack('item')")
+    link(c, a)
+    assert json.loads(c.r.cli("source", "show", "a").stdout)["tables"][0]["two_way"] is False
