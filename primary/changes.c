@@ -298,52 +298,45 @@ static void changes_json_string(struct buf *b, const char *s, size_t len)
 	buf_append(b, "\"", 1);
 }
 
+/* Appends `key` (its JSON punctuation included) and column k of row i as JSON text as it
+ * is, or null. */
+static void changes_raw(struct buf *b, const char *key, const PGresult *res, int i, int k)
+{
+	buf_puts(b, key);
+	if (PQgetisnull(res, i, k))
+		buf_puts(b, "null");
+	else
+		buf_append(b, PQgetvalue(res, i, k), (size_t)PQgetlength(res, i, k));
+}
+
 /* Appends row i of a page result as one change object (the API's change shape); for a
  * two-way peer with the change's version and the version it replaced (docs/api.md). */
 static void changes_item(struct buf *b, const PGresult *res, int i, int peer)
 {
-#define COL(k) PQgetvalue(res, i, k), (size_t)PQgetlength(res, i, k)
-	buf_puts(b, "{\"id\":");
-	buf_append(b, COL(PAGE_ID));
+	changes_raw(b, "{\"id\":", res, i, PAGE_ID);
 	buf_puts(b, ",\"table\":");
-	changes_json_string(b, COL(PAGE_TBL));
+	changes_json_string(b, PQgetvalue(res, i, PAGE_TBL), (size_t)PQgetlength(res, i, PAGE_TBL));
 	buf_puts(b, ",\"op\":");
-	changes_json_string(b, COL(PAGE_OP));
-	buf_puts(b, ",\"pk\":");
-	buf_append(b, COL(PAGE_PK));
-	buf_puts(b, ",\"old_pk\":");
-	if (PQgetisnull(res, i, PAGE_OLD_PK))
-		buf_puts(b, "null");
-	else
-		buf_append(b, COL(PAGE_OLD_PK));
-	buf_puts(b, ",\"row\":");
-	if (PQgetisnull(res, i, PAGE_ROW))
-		buf_puts(b, "null");
-	else
-		buf_append(b, COL(PAGE_ROW));
-	buf_puts(b, ",\"changed_at\":");
-	buf_append(b, COL(PAGE_AT));
+	changes_json_string(b, PQgetvalue(res, i, PAGE_OP), (size_t)PQgetlength(res, i, PAGE_OP));
+	changes_raw(b, ",\"pk\":", res, i, PAGE_PK);
+	changes_raw(b, ",\"old_pk\":", res, i, PAGE_OLD_PK);
+	changes_raw(b, ",\"row\":", res, i, PAGE_ROW);
+	changes_raw(b, ",\"changed_at\":", res, i, PAGE_AT);
 	if (peer) {
-		buf_puts(b, ",\"version\":{\"origin\":\"");
-		buf_append(b, COL(PAGE_ORIGIN));
-		buf_puts(b, "\",\"id\":");
-		buf_append(b, COL(PAGE_ORIGIN_ID));
-		buf_puts(b, ",\"at\":");
-		buf_append(b, COL(PAGE_ORIGIN_AT));
-		buf_puts(b, ",\"base\":");
+		/* the site identities are uuids: JSON strings without escapes */
+		changes_raw(b, ",\"version\":{\"origin\":\"", res, i, PAGE_ORIGIN);
+		changes_raw(b, "\",\"id\":", res, i, PAGE_ORIGIN_ID);
+		changes_raw(b, ",\"at\":", res, i, PAGE_ORIGIN_AT);
 		if (PQgetisnull(res, i, PAGE_BASE_ID)) {
-			buf_puts(b, "null");
+			buf_puts(b, ",\"base\":null");
 		} else {
-			buf_puts(b, "{\"origin\":\"");
-			buf_append(b, COL(PAGE_BASE_ORIGIN));
-			buf_puts(b, "\",\"id\":");
-			buf_append(b, COL(PAGE_BASE_ID));
+			changes_raw(b, ",\"base\":{\"origin\":\"", res, i, PAGE_BASE_ORIGIN);
+			changes_raw(b, "\",\"id\":", res, i, PAGE_BASE_ID);
 			buf_puts(b, "}");
 		}
 		buf_puts(b, "}");
 	}
 	buf_puts(b, "}");
-#undef COL
 }
 
 struct changes_row {
