@@ -14,6 +14,7 @@ unsigned result_http_status(enum result r)
 	case RESULT_NO_MEMORY:   return 500;
 	case RESULT_INTERNAL:    return 500;
 	case RESULT_FORBIDDEN:   return 403;
+	case RESULT_UNAUTHORIZED: return 401;
 	}
 	return 500;
 }
@@ -29,6 +30,7 @@ int result_exit_code(enum result r)
 	case RESULT_NOT_FOUND:
 	case RESULT_CONFLICT:
 	case RESULT_FORBIDDEN:
+	case RESULT_UNAUTHORIZED:
 	case RESULT_BUSY:
 	case RESULT_UNAVAILABLE:
 	case RESULT_NO_MEMORY:
@@ -51,6 +53,7 @@ const char *result_name(enum result r)
 	case RESULT_NO_MEMORY:   return "out of memory";
 	case RESULT_INTERNAL:    return "internal error";
 	case RESULT_FORBIDDEN:   return "forbidden";
+	case RESULT_UNAUTHORIZED: return "unauthorized";
 	}
 	return "internal error";
 }

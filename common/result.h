@@ -16,10 +16,12 @@ enum result {
 	RESULT_UNAVAILABLE, /* a dependency (the database, the primary) cannot be reached */
 	RESULT_NO_MEMORY,   /* an allocation failed */
 	RESULT_INTERNAL,    /* a bug or an unexpected database error; logged where it happened */
-	RESULT_FORBIDDEN    /* valid, but outside what may be reached (a path leaving its root) */
+	RESULT_FORBIDDEN,   /* valid, but outside what may be reached (a path leaving its root) */
+	RESULT_UNAUTHORIZED /* the caller did not prove who it is (a bad signature) */
 };
 
-/* 200, 400, 403, 404, 409, 413, 503 (busy and unavailable), 500 (no memory, internal). */
+/* 200, 400, 401, 403, 404, 409, 413, 503 (busy and unavailable), 500 (no memory,
+ * internal). */
 unsigned result_http_status(enum result r);
 /* 0 for RESULT_OK, 2 for a value the caller must correct (invalid, too large: the CLI's
  * usage error), 1 for everything else: an unknown name, a refused state change ("already

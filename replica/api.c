@@ -268,15 +268,16 @@ static void api_notify(struct api *a, struct http_req *req)
 	size_t len = 0;
 	const char *body = http_body(req, &len);
 	char err[256];
-	unsigned st = sched_notify(a->sched, http_header(req, "X-TDGL-Timestamp"),
-	                           http_header(req, "X-TDGL-Signature"), body, len, err, sizeof err);
+	enum result st = sched_notify(a->sched, http_header(req, "X-TDGL-Timestamp"),
+	                              http_header(req, "X-TDGL-Signature"), body, len, err,
+	                              sizeof err);
 
-	if (st == 202) {
+	if (st == RESULT_OK) {       /* the pulls are queued: accepted, not done */
 		cJSON *o = cJSON_CreateObject();
 		cJSON_AddStringToObject(o, "status", "accepted");
 		http_reply_json(req, 202, o);
 	} else {
-		http_reply_error(req, st, "%s", err);
+		http_reply_error(req, result_http_status(st), "%s", err);
 	}
 }
 

@@ -178,12 +178,12 @@ out:
 	return rc;
 }
 
-unsigned dryrun_run(PGconn *c, const char *name, const char *trigger, const char *key_material,
-                    cJSON **report, char *err, size_t errlen)
+enum result dryrun_run(PGconn *c, const char *name, const char *trigger,
+                       const char *key_material, cJSON **report, char *err, size_t errlen)
 {
 	struct dryrun d = { .c = c };
 	char *start = NULL;
-	unsigned st = 500;
+	enum result st = RESULT_INTERNAL;
 	int loaded = 0, in_tx = 0, ok = 0;
 	cJSON *row = NULL;
 
@@ -193,7 +193,7 @@ unsigned dryrun_run(PGconn *c, const char *name, const char *trigger, const char
 		loaded = 1;
 		break;
 	case 1:
-		st = 404;
+		st = RESULT_NOT_FOUND;
 		goto out;
 	default:
 		goto out;
@@ -238,7 +238,7 @@ finish:
 	if (!ok)
 		cJSON_AddStringToObject(*report, "error", d.error);
 	d.summary = d.rows = NULL;
-	st = 200;
+	st = RESULT_OK;
 out:
 	cJSON_Delete(row);
 	cJSON_Delete(d.rows);

@@ -10,13 +10,15 @@
 #include <stddef.h>
 #include <libpq-fe.h>
 #include <cjson/cJSON.h>
+#include "common/result.h"
 
 #define DRYRUN_ROWS_MAX 5000   /* rows listed in a report; counts cover everything */
 
-/* Dry-runs source `name` (trigger: Manual, API). Returns 200 with *report =
+/* Dry-runs source `name` (trigger: Manual, API). Returns RESULT_OK with *report =
  * {"source","run_id","dry_run":true,"status":"Skipped"|"Failed","fetched","summary":{action:
- * count},"rows":[...],"truncated", "error"?}, 404 unknown source, 500 with err. */
-unsigned dryrun_run(PGconn *c, const char *name, const char *trigger, const char *key_material,
+ * count},"rows":[...],"truncated", "error"?} (the caller deletes it), RESULT_NOT_FOUND for
+ * an unknown source, else RESULT_INTERNAL with err. */
+enum result dryrun_run(PGconn *c, const char *name, const char *trigger, const char *key_material,
                     cJSON **report, char *err, size_t errlen);
 
 #endif

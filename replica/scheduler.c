@@ -451,11 +451,11 @@ out:
 	return rc;
 }
 
-unsigned sched_notify(struct sched *s, const char *ts_hdr, const char *sig_hdr,
-                      const char *body, size_t len, char *err, size_t errlen)
+enum result sched_notify(struct sched *s, const char *ts_hdr, const char *sig_hdr,
+                         const char *body, size_t len, char *err, size_t errlen)
 {
 	long now = (long)time(NULL);
-	unsigned status = 401;
+	enum result status = RESULT_UNAUTHORIZED;
 	struct worker *match = NULL;
 
 	if (notify_check_time(ts_hdr, now, err, errlen) < 0)
@@ -472,7 +472,7 @@ unsigned sched_notify(struct sched *s, const char *ts_hdr, const char *sig_hdr,
 	if (!match) {
 		snprintf(err, errlen, "bad signature");
 	} else if (!notify_remember(sig_hdr, now)) {
-		status = 409;
+		status = RESULT_CONFLICT;
 		snprintf(err, errlen, "replayed notification refused");
 	} else {
 		/* every source of that primary (same push secret) pulls; a flood only sets the
@@ -483,12 +483,12 @@ unsigned sched_notify(struct sched *s, const char *ts_hdr, const char *sig_hdr,
 				sched_request(s, w, "Webhook");
 				log_debug("notify: pull of %s queued", w->name);
 			}
-		status = 202;
+		status = RESULT_OK;
 	}
 	pthread_mutex_unlock(&s->mu);
 out:
-	metrics_add(status == 202 ? M_NOTIFY_ACCEPTED : M_NOTIFY_REFUSED, 1);
-	if (status != 202)   /* anyone can send these: counted, logged at most once a minute */
+	metrics_add(status == RESULT_OK ? M_NOTIFY_ACCEPTED : M_NOTIFY_REFUSED, 1);
+	if (status != RESULT_OK)   /* anyone can send these: counted, logged at most once a minute */
 		log_limited(&sched_notify_log, LOG_WARN, "notify refused: %s", err);
 	return status;
 }

@@ -29,9 +29,10 @@ int sched_reload(struct sched *s);
 enum result sched_trigger(struct sched *s, const char *name, const char *trigger,
                           int wait_ms, cJSON **result);
 /* Verifies a push notification against every source's push secret; a match (not replayed,
- * timestamp in window) triggers that source. Returns the HTTP status to answer (202, 401,
- * 409) with a message in err. */
-unsigned sched_notify(struct sched *s, const char *ts_hdr, const char *sig_hdr,
+ * timestamp in window) triggers that source. Returns RESULT_OK (the pulls are queued),
+ * RESULT_UNAUTHORIZED (bad or stale signature) or RESULT_CONFLICT (a replay), with a message
+ * in err. */
+enum result sched_notify(struct sched *s, const char *ts_hdr, const char *sig_hdr,
                       const char *body, size_t len, char *err, size_t errlen);
 /* Per-worker state for /api/status (caller deletes). */
 cJSON *sched_status(struct sched *s);

@@ -63,16 +63,17 @@ static void source_api_dry_run(struct api *a, struct http_req *req, const char *
 	cJSON *report = NULL;
 	char err[512];
 	PGconn *c = api_db(a, req);
-	unsigned st;
+	enum result st;
 
 	if (!c)
 		return;
 	st = dryrun_run(c, name, "API", a->key_material, &report, err, sizeof err);
 	db_pool_put(a->pool, c);
-	if (st == 200)
+	if (st == RESULT_OK)
 		http_reply_json(req, 200, report);
 	else
-		http_reply_error(req, st, "%s", st == 404 ? "unknown source" : err);
+		http_reply_error(req, result_http_status(st), "%s",
+		                 st == RESULT_NOT_FOUND ? "unknown source" : err);
 }
 
 static void source_api_list(struct api *a, struct http_req *req)

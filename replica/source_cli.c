@@ -408,13 +408,13 @@ static int source_cli_dry_run(PGconn *c, const char *name, const char *key_mater
 {
 	cJSON *report = NULL;
 	char err[512];
-	unsigned st = dryrun_run(c, name, "Manual", key_material, &report, err, sizeof err);
+	enum result st = dryrun_run(c, name, "Manual", key_material, &report, err, sizeof err);
 	int rc = 1;
 
-	if (st == 200) {
+	if (st == RESULT_OK) {
 		source_cli_print(report);
 		rc = strcmp(json_get_string(report, "status"), "Failed") ? 0 : 1;
-	} else if (st == 404) {
+	} else if (st == RESULT_NOT_FOUND) {
 		fprintf(stderr, "error: unknown source \"%s\"\n", name);
 	} else {
 		fprintf(stderr, "error: dry run: %s\n", err);
