@@ -419,3 +419,35 @@ def test_the_conflict_policy_is_set_per_source_and_per_table_and_shown(sites):
     c.p.sql("SELECT tdgl.untrack('item')")
     link(c, a)
     assert json.loads(c.r.cli("source", "show", "a").stdout)["tables"][0]["two_way"] is False
+
+
+def test_hub_and_spoke_converges_under_writers_on_every_site(sites):
+    """Head office and two branches, latest-wins on every link, writers on all three sites at
+    once: every change reaches every site through the head office, and all three agree."""
+    hq, b1, b2 = sites("hq", "b1", "b2")
+    for branch in (b1, b2):
+        link(hq, branch, "latest-wins", "--long-poll")
+        link(branch, hq, "latest-wins", "--long-poll")
+    for s in (hq, b1, b2):
+        s.r.serve()
+    stop = threading.Event()
+    writers = [threading.Thread(target=write_hard, args=(s, seed, stop, base))
+               for s, seed, base in ((hq, 1, 100000), (b1, 2, 200000), (b2, 3, 300000))]
+    for w in writers:
+        w.start()
+    stop.wait(6)
+    stop.set()
+    for w in writers:
+        w.join()
+    try:
+        wait_until(lambda: hq.rows() == b1.rows() == b2.rows(), timeout=60,
+                   what="the three sites to hold the same rows")
+    except AssertionError as e:
+        raise AssertionError(f"{e}\nhq/b1:\n{divergence(hq, b1)}\nhq/b2:\n"
+                             f"{divergence(hq, b2)}") from None
+    for s in (hq, b1, b2):
+        # each change once per site: never one of its own back, no version twice
+        assert s.one("SELECT count(*) FROM tdgl.change_log WHERE origin = %s", (s.id,)) == 0
+        assert s.one("SELECT count(*) - count(DISTINCT (origin, origin_id)) FROM tdgl.change_log"
+                     " WHERE origin IS NOT NULL") == 0
+        assert s.one("SELECT count(*) FROM tdgl_replica.sync_log WHERE status = 'Failed'") == 0
