@@ -287,12 +287,17 @@ static int pull_stream(struct pull_ctx *p, int wait_s)
 		apply_summary_free(&sum);
 		if (apply_page_wait(p->c, &sum, err, sizeof err) < 0) {
 			/* 40001: another pull of this source (`tdgl-replica pull` beside serve, a second
-			 * serve) applied this page first; nothing was applied twice. Go on from the
-			 * cursor it stored, dropping the page fetched ahead of ours. */
-			if (!strncmp(err, "40001", 5) && overtaken++ < PULL_OVERTAKEN_MAX &&
+			 * serve) applied this page first; nothing was applied twice. 55P03: a two-way
+			 * table's local writers held it past the apply's lock wait (two_way_lock); the
+			 * page rolled back whole. Either way go on from the cursor stored, dropping the
+			 * page fetched ahead of ours. */
+			int lock = !strncmp(err, "55P03", 5);
+
+			if ((lock || !strncmp(err, "40001", 5)) && overtaken++ < PULL_OVERTAKEN_MAX &&
 			    pull_reload_cursor(p) == 0) {
-				log_info("pull %s: another pull applied that page first; going on from "
-				         "its cursor", p->s.name);
+				log_info("pull %s: %s; going on from the stored cursor", p->s.name,
+				         lock ? "local writers held a two-way table, the page is applied "
+				                "again" : "another pull applied that page first");
 				pull_page_free(&ahead);
 				st = pull_stopping(p) ? PULL_PAGE_NONE
 				     : pull_fetch_page(p, p->s.cursor, 0, &cur);

@@ -53,6 +53,12 @@ ALTER TABLE tdgl.change_log ADD COLUMN IF NOT EXISTS origin uuid,
 CREATE OR REPLACE FUNCTION tdgl.enable_row_versions() RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
+	IF to_regclass('tdgl.change_log_row') IS NOT NULL
+	   AND to_regclass('tdgl.change_log_old_row') IS NOT NULL THEN
+		RETURN;
+	END IF;
+	-- the first pulls of a hub's sources come at once: one creates, the others then see it
+	PERFORM pg_advisory_xact_lock(hashtext('tdgl.enable_row_versions'));
 	IF to_regclass('tdgl.change_log_row') IS NULL THEN
 		CREATE INDEX change_log_row ON tdgl.change_log (tbl, (pk::text), id);
 	END IF;

@@ -279,6 +279,10 @@ def divergence(a, b):
                            " tdgl_replica.conflicts WHERE pk = %s::jsonb ORDER BY id",
                            ('{"id": %d}' % k,)):
                 out.append(f"  {s.name} conflict {r}")
+            for r in s.sql("SELECT source, run_id, change_id, op, status, reason FROM"
+                           " tdgl_replica.sync_log WHERE pk = %s::jsonb ORDER BY id",
+                           ('{"id": %d}' % k,)):
+                out.append(f"  {s.name} sync_log {r}")
     return "\n".join(out)
 
 
@@ -326,6 +330,9 @@ def test_concurrent_writers_on_both_sites_converge(sites, policies):
     link(b, a, policies[1], "--long-poll")
     a.r.serve()
     b.r.serve()
+    for s in (a, b):
+        wait_until(lambda s=s: s.one("SELECT bool_and(cursor IS NOT NULL) FROM"
+                                     " tdgl_replica.sources"), what=f"{s.name}'s initial sync")
     stop = threading.Event()
     writers = [threading.Thread(target=write_hard, args=(s, seed, stop, base))
                for s, seed, base in ((a, 1, 100000), (a, 2, 200000), (b, 3, 300000),
@@ -430,6 +437,11 @@ def test_hub_and_spoke_converges_under_writers_on_every_site(sites):
         link(branch, hq, "latest-wins", "--long-poll")
     for s in (hq, b1, b2):
         s.r.serve()
+    # the sites join before anyone writes: an initial copy is not passed on (a known limit,
+    # docs/design.md "Two-way sync")
+    for s in (hq, b1, b2):
+        wait_until(lambda s=s: s.one("SELECT bool_and(cursor IS NOT NULL) FROM"
+                                     " tdgl_replica.sources"), what=f"{s.name}'s initial syncs")
     stop = threading.Event()
     writers = [threading.Thread(target=write_hard, args=(s, seed, stop, base))
                for s, seed, base in ((hq, 1, 100000), (b1, 2, 200000), (b2, 3, 300000))]

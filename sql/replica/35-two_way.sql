@@ -91,15 +91,19 @@ END $$;
 -- that conflicts with theirs, SHARE ROW EXCLUSIVE, not with reads): the lock waits for the
 -- writers in flight, so every local change is committed and in the log the outcome reads,
 -- and no local write of a row can slip between the decision and the write (a row lock cannot
--- cover a key being inserted). Local writers wait for the page to commit (milliseconds). The
--- wait is capped below deadlock_timeout (1 s by default), so in a lock cycle with a local
--- transaction writing several two-way tables the apply gives way (55P03: the page is pulled
--- again) and the application's transaction goes on.
+-- cover a key being inserted). Local writers wait for the page to commit (milliseconds).
+-- Applies from several peers (a hub) into one table queue for it first on an advisory lock,
+-- without a time limit: they are each other's writers too. The wait for local writers is
+-- capped below deadlock_timeout (1 s by default), so in a lock cycle with a local
+-- transaction writing several two-way tables the apply gives way (55P03: the pull applies
+-- the page again) and the application's transaction goes on.
 CREATE OR REPLACE FUNCTION tdgl_replica.two_way_lock(p_rel regclass) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
 	prev text := current_setting('lock_timeout');
 BEGIN
+	-- the key: ('tdgl two-way' in two bytes, the table's oid)
+	PERFORM pg_advisory_xact_lock(x'7477'::int, p_rel::oid::int);
 	PERFORM set_config('lock_timeout', '500ms', true);
 	EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', p_rel);
 	PERFORM set_config('lock_timeout', prev, true);
