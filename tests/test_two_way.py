@@ -2,7 +2,17 @@
 with it in both directions. A change knows its origin (the site it was made on) and the
 version of its row it replaced (its base); a peer is never served its own changes, nor those
 this site applied from it."""
+import json
+import random
+import threading
+import time
 import uuid
+
+import psycopg2
+import pytest
+
+from harness import wait_until
+from sites import PrimarySite, ReplicaSite
 
 PEER = str(uuid.uuid4())
 OTHER = str(uuid.uuid4())
@@ -70,15 +80,6 @@ def test_a_peer_that_is_not_a_site_identity_is_refused(primary):
 
 
 # ---- two sites, each running both roles on its own database ----
-
-import json  # noqa: E402
-import random  # noqa: E402
-import threading  # noqa: E402
-
-import pytest  # noqa: E402
-
-from harness import wait_until  # noqa: E402
-from sites import PrimarySite, ReplicaSite  # noqa: E402
 
 T = "CREATE TABLE item (id int PRIMARY KEY, v text, n int NOT NULL DEFAULT 0)"
 
@@ -322,34 +323,44 @@ def write_hard(site, seed, stop, fresh_base):
     return done
 
 
+def serve_joined(*sites):
+    """Starts each site's tdgl-replica and waits for every initial sync: the sites join
+    before anyone writes (an initial copy is not passed on: docs/design.md "Two-way sync")."""
+    for s in sites:
+        s.r.serve()
+    for s in sites:
+        wait_until(lambda s=s: s.one("SELECT bool_and(cursor IS NOT NULL) FROM"
+                                     " tdgl_replica.sources"), what=f"{s.name}'s initial syncs")
+
+
+def write_for(seconds, *writers):
+    """Runs write_hard for each (site, seed, fresh key base) at once for `seconds`."""
+    stop = threading.Event()
+    threads = [threading.Thread(target=write_hard, args=(s, seed, stop, base))
+               for s, seed, base in writers]
+    for t in threads:
+        t.start()
+    stop.wait(seconds)
+    stop.set()
+    for t in threads:
+        t.join()
+
+
 @pytest.mark.parametrize("policies", [("latest-wins", "latest-wins"),
                                       ("source-wins", "local-wins")])
 def test_concurrent_writers_on_both_sites_converge(sites, policies):
     a, b = sites("a", "b")
     link(a, b, policies[0], "--long-poll")
     link(b, a, policies[1], "--long-poll")
-    a.r.serve()
-    b.r.serve()
-    for s in (a, b):
-        wait_until(lambda s=s: s.one("SELECT bool_and(cursor IS NOT NULL) FROM"
-                                     " tdgl_replica.sources"), what=f"{s.name}'s initial sync")
-    stop = threading.Event()
-    writers = [threading.Thread(target=write_hard, args=(s, seed, stop, base))
-               for s, seed, base in ((a, 1, 100000), (a, 2, 200000), (b, 3, 300000),
-                                     (b, 4, 400000))]
-    for w in writers:
-        w.start()
-    stop.wait(8)
-    stop.set()
-    for w in writers:
-        w.join()
+    serve_joined(a, b)
+    write_for(8, (a, 1, 100000), (a, 2, 200000), (b, 3, 300000), (b, 4, 400000))
     try:
         wait_until(lambda: a.rows() == b.rows(), timeout=60, what="both sites to hold the same rows")
     except AssertionError as e:
         raise AssertionError(f"{e}\n{divergence(a, b)}") from None
     logged = (a.one("SELECT count(*) FROM tdgl.change_log"),
               b.one("SELECT count(*) FROM tdgl.change_log"))
-    stop.wait(2)                          # and they stay so: nothing ping-pongs
+    time.sleep(2)                         # and they stay so: nothing ping-pongs
     assert a.rows() == b.rows()
     assert (a.one("SELECT count(*) FROM tdgl.change_log"),
             b.one("SELECT count(*) FROM tdgl.change_log")) == logged
@@ -435,22 +446,8 @@ def test_hub_and_spoke_converges_under_writers_on_every_site(sites):
     for branch in (b1, b2):
         link(hq, branch, "latest-wins", "--long-poll")
         link(branch, hq, "latest-wins", "--long-poll")
-    for s in (hq, b1, b2):
-        s.r.serve()
-    # the sites join before anyone writes: an initial copy is not passed on (a known limit,
-    # docs/design.md "Two-way sync")
-    for s in (hq, b1, b2):
-        wait_until(lambda s=s: s.one("SELECT bool_and(cursor IS NOT NULL) FROM"
-                                     " tdgl_replica.sources"), what=f"{s.name}'s initial syncs")
-    stop = threading.Event()
-    writers = [threading.Thread(target=write_hard, args=(s, seed, stop, base))
-               for s, seed, base in ((hq, 1, 100000), (b1, 2, 200000), (b2, 3, 300000))]
-    for w in writers:
-        w.start()
-    stop.wait(6)
-    stop.set()
-    for w in writers:
-        w.join()
+    serve_joined(hq, b1, b2)
+    write_for(6, (hq, 1, 100000), (b1, 2, 200000), (b2, 3, 300000))
     try:
         wait_until(lambda: hq.rows() == b1.rows() == b2.rows(), timeout=60,
                    what="the three sites to hold the same rows")
