@@ -24,12 +24,17 @@ def peer_page(primary, key, secret, **params):
     return r.json()["changes"]
 
 
-def test_a_peer_is_not_served_what_came_from_it(primary):
+def serve_t(primary):
+    """Table t tracked and served; returns (key, secret, this site's identity)."""
     primary.sql("CREATE TABLE t (id int PRIMARY KEY, v text)")
     primary.track("t")
     primary.serve()
     key, secret = primary.keygen()
-    site = primary.one("SELECT id::text FROM tdgl.site_identity")
+    return key, secret, primary.one("SELECT id::text FROM tdgl.site_identity")
+
+
+def test_a_peer_is_not_served_what_came_from_it(primary):
+    key, secret, site = serve_t(primary)
     primary.sql("INSERT INTO t VALUES (1, 'made here')")
     # what an apply session logs for changes it applied from peers (origin, id there, via)
     primary.sql("INSERT INTO tdgl.change_log (tbl, op, pk, row, origin, origin_id, origin_at,"
@@ -48,12 +53,8 @@ def test_a_peer_is_not_served_what_came_from_it(primary):
 
 
 def test_each_change_names_the_version_it_replaced(primary):
-    primary.sql("CREATE TABLE t (id int PRIMARY KEY, v text)")
-    primary.track("t")
+    key, secret, site = serve_t(primary)
     primary.sql("SELECT tdgl.enable_row_versions()")
-    primary.serve()
-    key, secret = primary.keygen()
-    site = primary.one("SELECT id::text FROM tdgl.site_identity")
     primary.sql("INSERT INTO t VALUES (1, 'a')")
     primary.sql("UPDATE t SET v = 'b' WHERE id = 1")
     primary.sql("UPDATE t SET id = 2 WHERE id = 1")          # a key change
@@ -290,7 +291,6 @@ def divergence(a, b):
 def write_hard(site, seed, stop, fresh_base):
     """One writer: updates, deletes and re-inserts of a few hot rows both sites write, new
     rows, and key changes of hot rows to keys only this writer uses."""
-    import psycopg2
     rnd = random.Random(seed)
     conn = site.p.cluster.connect(site.p.dbname)
     fresh = fresh_base
