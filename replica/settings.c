@@ -143,8 +143,8 @@ static int settings_check_flags(const char *tbl, const cJSON *o, int allow_table
 		if (!strcmp(v->string, "conflict_policy")) {
 			/* a table's own policy, or null for the source's */
 			if (!cJSON_IsNull(v) && !settings_conflict_policy_ok(cJSON_GetStringValue(v))) {
-				snprintf(err, errlen, "table %.64s: conflict_policy must be manual, "
-				         "source-wins, local-wins, latest-wins or null", tbl);
+				snprintf(err, errlen, "table %.64s: conflict_policy must be "
+				         SETTINGS_POLICIES " (or null)", tbl);
 				return -1;
 			}
 			continue;
@@ -245,8 +245,7 @@ enum result settings_apply(PGconn *c, const char *name, const cJSON *patch, cJSO
 	policy = cJSON_GetObjectItemCaseSensitive(patch, "conflict_policy");
 	if (policy && !cJSON_GetObjectItemCaseSensitive(patch, "table") &&
 	    !settings_conflict_policy_ok(cJSON_GetStringValue(policy))) {
-		snprintf(err, errlen, "conflict_policy must be manual, source-wins, local-wins or "
-		         "latest-wins");
+		snprintf(err, errlen, "conflict_policy must be " SETTINGS_POLICIES);
 		goto out;
 	}
 	v = cJSON_GetObjectItemCaseSensitive(patch, "enabled");

@@ -37,5 +37,7 @@ int settings_schedule(const char *expr, const char *tz, long poll_interval, time
 /* 1 when p names a conflict policy of two-way tables: manual, source-wins, local-wins,
  * latest-wins (docs/design.md "Two-way sync"). */
 int settings_conflict_policy_ok(const char *p);
+/* Their names, for error messages. */
+#define SETTINGS_POLICIES "manual, source-wins, local-wins or latest-wins"
 
 #endif

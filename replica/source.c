@@ -110,8 +110,7 @@ enum result source_add(PGconn *c, const struct source_spec *spec, const char *ke
 		goto out;
 	}
 	if (spec->conflict_policy && !settings_conflict_policy_ok(spec->conflict_policy)) {
-		snprintf(err, errlen, "conflict policy must be manual, source-wins, local-wins or "
-		         "latest-wins");
+		snprintf(err, errlen, "conflict policy must be " SETTINGS_POLICIES);
 		goto out;
 	}
 	if (!key_material || !*key_material) {

@@ -114,12 +114,7 @@ static int source_cli_add(int argc, char **argv)
 	spec.tables = args_get(opts, "tables");
 	spec.push_secret = args_get(opts, "push-secret");
 	spec.long_poll = args_get(opts, "long-poll") != NULL;
-	spec.conflict_policy = args_get(opts, "conflict-policy");
-	if (!settings_conflict_policy_ok(spec.conflict_policy)) {
-		fprintf(stderr, "error: --conflict-policy must be manual, source-wins, local-wins or "
-		        "latest-wins\n");
-		return 2;
-	}
+	spec.conflict_policy = args_get(opts, "conflict-policy");   /* checked by source_add */
 	if (args_int(args_get(opts, "batch-size"), 1, 500, &spec.batch_size) < 0) {
 		fprintf(stderr, "error: --batch-size must be within 1..500\n");
 		return 2;
@@ -216,8 +211,8 @@ static int source_cli_set(int argc, char **argv)
 		} else if (settings_conflict_policy_ok(v)) {
 			cJSON_AddStringToObject(patch, "conflict_policy", v);
 		} else {
-			fprintf(stderr, "error: --conflict-policy must be manual, source-wins, local-wins "
-			        "or latest-wins%s\n", tbl ? " (or source)" : "");
+			fprintf(stderr, "error: --conflict-policy must be " SETTINGS_POLICIES "%s\n",
+			        tbl ? " (or source)" : "");
 			goto out;
 		}
 		nflags += tbl;
