@@ -475,7 +475,9 @@ BEGIN
 	END IF;
 END $$;
 
--- tdgl.verify_exprs and tdgl.verify_bucket_expr: sql/verify.sql, installed by both roles.
+-- tdgl.verify_exprs, tdgl.verify_bucket_expr and the bucket and key queries
+-- (tdgl.verify_buckets_query, tdgl.verify_keys_query): sql/verify.sql, installed by both
+-- roles.
 
 -- Buckets of rows: those whose top p_prefix_bits bits are in p_prefixes (all when
 -- p_prefix_bits is 0), grouped by their top p_bits bits. Returns {"columns":[...],"key":[...],
@@ -494,15 +496,8 @@ BEGIN
 		RAISE EXCEPTION 'bits must be from 0 to 40 and prefix_bits at most bits'
 			USING ERRCODE = '22023';
 	END IF;
-	EXECUTE format($q$
-SELECT coalesce(json_agg(json_build_array(b, n, lpad(to_hex(h), 16, '0')) ORDER BY b), '[]')
-FROM (SELECT %4$s AS b, count(*) AS n, bit_xor(rh) AS h
-      FROM (SELECT %2$s AS kh, %3$s AS rh FROM %1$s t
-            WHERE $1::jsonb IS NULL OR row_to_json(t.*)::jsonb @> $1::jsonb) s
-      WHERE $2 = 0 OR %5$s = ANY ($3)
-      GROUP BY 1) g$q$,
-		t.rel, e.kh, e.rh, tdgl.verify_bucket_expr(p_bits),
-		tdgl.verify_bucket_expr(p_prefix_bits))
+	EXECUTE tdgl.verify_buckets_query(t.rel::text, e.kh, e.rh, tdgl.verify_bucket_expr(p_bits),
+	                                  tdgl.verify_bucket_expr(p_prefix_bits))
 	INTO res USING p_filter, p_prefix_bits, p_prefixes;
 	RETURN json_build_object('columns', t.cols, 'key', t.pk, 'buckets', res);
 END $$;
@@ -522,13 +517,8 @@ BEGIN
 	IF p_prefix_bits NOT BETWEEN 0 AND 40 THEN
 		RAISE EXCEPTION 'prefix_bits must be from 0 to 40' USING ERRCODE = '22023';
 	END IF;
-	EXECUTE format($q$
-SELECT coalesce(json_agg(json_build_array(lpad(to_hex(kh), 16, '0'), k,
-                                          lpad(to_hex(rh), 16, '0')) ORDER BY kh), '[]')
-FROM (SELECT %2$s AS kh, %3$s AS rh, %4$s AS k FROM %1$s t
-      WHERE $1::jsonb IS NULL OR row_to_json(t.*)::jsonb @> $1::jsonb) s
-WHERE $2 = 0 OR %5$s = ANY ($3)$q$,
-		t.rel, e.kh, e.rh, e.kobj, tdgl.verify_bucket_expr(p_prefix_bits))
+	EXECUTE tdgl.verify_keys_query(t.rel::text, e.kh, e.rh, e.kobj,
+	                               tdgl.verify_bucket_expr(p_prefix_bits))
 	INTO res USING p_filter, p_prefix_bits, p_prefixes;
 	RETURN json_build_object('columns', t.cols, 'key', t.pk, 'rows', res);
 END $$;

@@ -25,3 +25,32 @@ LANGUAGE sql IMMUTABLE AS $$
 	       ELSE format('((kh >> %s) & %s::bigint)', 64 - p_bits, (1::bigint << p_bits) - 1) END
 $$;
 
+
+-- The two queries both sites answer, so both hash the same rows the same way. Over relation
+-- rel (kh, rh, kobj: verify_exprs'; bucket, prefix: verify_bucket_expr's for the bucket bits
+-- and the prefix bits), $1 a JSON filter (NULL: every row), $2 the prefix bits (0: every
+-- bucket), $3 the prefixes asked for.
+-- Buckets: [[bucket, rows, "hash hex"], ...] in bucket order (empty buckets left out).
+CREATE OR REPLACE FUNCTION verify_buckets_query(p_rel text, p_kh text, p_rh text,
+	p_bucket text, p_prefix text) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+	SELECT format($q$
+SELECT coalesce(json_agg(json_build_array(b, n, lpad(to_hex(h), 16, '0')) ORDER BY b), '[]')
+FROM (SELECT %4$s AS b, count(*) AS n, bit_xor(rh) AS h
+      FROM (SELECT %2$s AS kh, %3$s AS rh FROM %1$s t
+            WHERE $1::jsonb IS NULL OR row_to_json(t.*)::jsonb @> $1::jsonb) s
+      WHERE $2 = 0 OR %5$s = ANY ($3)
+      GROUP BY 1) g$q$, p_rel, p_kh, p_rh, p_bucket, p_prefix)
+$$;
+
+-- Rows: [["kh hex", {key}, "rh hex"], ...] in kh order.
+CREATE OR REPLACE FUNCTION verify_keys_query(p_rel text, p_kh text, p_rh text, p_kobj text,
+	p_prefix text) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+	SELECT format($q$
+SELECT coalesce(json_agg(json_build_array(lpad(to_hex(kh), 16, '0'), k,
+                                          lpad(to_hex(rh), 16, '0')) ORDER BY kh), '[]')
+FROM (SELECT %2$s AS kh, %3$s AS rh, %4$s AS k FROM %1$s t
+      WHERE $1::jsonb IS NULL OR row_to_json(t.*)::jsonb @> $1::jsonb) s
+WHERE $2 = 0 OR %5$s = ANY ($3)$q$, p_rel, p_kh, p_rh, p_kobj, p_prefix)
+$$;

@@ -1,5 +1,6 @@
--- Hashes of rows: tdgl_replica.verify_exprs and tdgl_replica.verify_bucket_expr, the primary's own
--- (sql/verify.sql, appended to both roles' scripts by the build).
+-- Hashes of rows (tdgl_replica.verify_exprs, tdgl_replica.verify_bucket_expr) and the bucket and
+-- key queries (tdgl_replica.verify_buckets_query, tdgl_replica.verify_keys_query): the primary's
+-- own (sql/verify.sql, appended to both roles' scripts by the build).
 
 -- The local table of p_tbl, its key, and the columns of p_cols it has (its own
 -- non-generated columns when p_cols is NULL), sorted by name. 42P01 when missing here.
@@ -41,15 +42,9 @@ DECLARE
 	e   record := tdgl_replica.verify_exprs(t.pk, t.cols);
 	res json;
 BEGIN
-	EXECUTE format($q$
-SELECT coalesce(json_agg(json_build_array(b, n, lpad(to_hex(h), 16, '0')) ORDER BY b), '[]')
-FROM (SELECT %4$s AS b, count(*) AS n, bit_xor(rh) AS h
-      FROM (SELECT %2$s AS kh, %3$s AS rh FROM %1$s t) s
-      WHERE $1 = 0 OR %5$s = ANY ($2)
-      GROUP BY 1) g$q$,
-		tdgl_replica.qualified(t.rel), e.kh, e.rh, tdgl_replica.verify_bucket_expr(p_bits),
-		tdgl_replica.verify_bucket_expr(p_prefix_bits))
-	INTO res USING p_prefix_bits, p_prefixes;
+	EXECUTE tdgl_replica.verify_buckets_query(tdgl_replica.qualified(t.rel), e.kh, e.rh,
+		tdgl_replica.verify_bucket_expr(p_bits), tdgl_replica.verify_bucket_expr(p_prefix_bits))
+	INTO res USING NULL::jsonb, p_prefix_bits, p_prefixes;
 	RETURN res;
 END $$;
 
@@ -64,13 +59,9 @@ DECLARE
 	e   record := tdgl_replica.verify_exprs(t.pk, t.cols);
 	res json;
 BEGIN
-	EXECUTE format($q$
-SELECT coalesce(json_agg(json_build_array(lpad(to_hex(kh), 16, '0'), k,
-                                          lpad(to_hex(rh), 16, '0')) ORDER BY kh), '[]')
-FROM (SELECT %2$s AS kh, %3$s AS rh, %4$s AS k FROM %1$s t) s
-WHERE $1 = 0 OR %5$s = ANY ($2)$q$,
-		tdgl_replica.qualified(t.rel), e.kh, e.rh, e.kobj, tdgl_replica.verify_bucket_expr(p_prefix_bits))
-	INTO res USING p_prefix_bits, p_prefixes;
+	EXECUTE tdgl_replica.verify_keys_query(tdgl_replica.qualified(t.rel), e.kh, e.rh, e.kobj,
+		tdgl_replica.verify_bucket_expr(p_prefix_bits))
+	INTO res USING NULL::jsonb, p_prefix_bits, p_prefixes;
 	RETURN res;
 END $$;
 
