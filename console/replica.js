@@ -39,6 +39,7 @@
       el("span", {}, C.badge(r.status), " ", r.trigger, " · ", C.time(r.started_at)),
       el("span", { class: "small" }, `fetched ${r.fetched}, synced ${r.synced}, skipped ${r.skipped}, ` +
          `failed ${r.failed}, conflicts ${r.conflicts}` +
+         (r.resolved ? `, ${r.resolved} resolved by policy` : "") +
          (r.duration_ms !== null ? `, ${r.duration_ms} ms` : "")));
   }
 
@@ -248,9 +249,10 @@
       el("td", { class: "num" }, String(r.skipped)),
       el("td", { class: "num" }, r.failed ? el("a", { href: "#/log?status=Failed&source=" + enc(r.source) }, String(r.failed)) : "0"),
       el("td", { class: "num" }, String(r.conflicts)),
+      el("td", { class: "num" }, String(r.resolved || 0)),
       el("td", {}, r.error ? el("span", { class: "error-text" }, C.long(r.error, 60)) : "")));
     box.append(C.table(["Run", "Source", "Trigger", "Started", "Duration", "Status", "Fetched",
-                        "Synced", "Skipped", "Failed", "Conflicts", "Error"], rows, { empty: "No runs yet." }));
+                        "Synced", "Skipped", "Failed", "Conflicts", "Resolved", "Error"], rows, { empty: "No runs yet." }));
   });
 
   /* ---- local edits ---- */

@@ -10,11 +10,11 @@
 /* Every apply function answers one tdgl_replica.apply_result; it is read as one row per attachment
  * file (at least one row) with the counts repeated, so no JSON travels back. */
 #define APPLY_SUMMARY_AND(call, more) \
-	"SELECT r.fetched, r.synced, r.failed, r.skipped, r.conflicts, r.ignored, " \
+	"SELECT r.fetched, r.synced, r.failed, r.skipped, r.conflicts, r.ignored, r.resolved, " \
 	"r.replica_role, f.file" more " FROM " call " r " \
 	"LEFT JOIN LATERAL unnest(r.files) f(file) ON true"
 #define APPLY_SUMMARY_OF(call) APPLY_SUMMARY_AND(call, "")
-#define APPLY_SUMMARY_COLS 8
+#define APPLY_SUMMARY_COLS 9
 
 static const char Q_APPLY_PAGE[] = APPLY_SUMMARY_OF(
 	"tdgl_replica.apply_page($1, $2::bigint[], $3::text[], $4::text[], $5::json[], $6::json[], "
@@ -66,6 +66,7 @@ void apply_summary_add(struct apply_summary *a, const struct apply_summary *b)
 	a->failed += b->failed;
 	a->skipped += b->skipped;
 	a->conflicts += b->conflicts;
+	a->resolved += b->resolved;
 	a->ignored += b->ignored;
 	if (b->replica_role >= 0)
 		a->replica_role = b->replica_role;
@@ -78,19 +79,19 @@ void apply_summary_add(struct apply_summary *a, const struct apply_summary *b)
 static int apply_summary_read(const PGresult *res, struct apply_summary *s)
 {
 	long *n[] = { &s->fetched, &s->synced, &s->failed, &s->skipped, &s->conflicts,
-	              &s->ignored };
+	              &s->ignored, &s->resolved };
 
 	memset(s, 0, sizeof *s);
 	s->replica_role = -1;
 	if (PQntuples(res) < 1 || PQnfields(res) < APPLY_SUMMARY_COLS)
 		return -1;
-	for (int i = 0; i < 6; i++)
+	for (int i = 0; i < 7; i++)
 		*n[i] = PQgetisnull(res, 0, i) ? 0 : atol(PQgetvalue(res, 0, i));
-	if (!PQgetisnull(res, 0, 6))
-		s->replica_role = !strcmp(PQgetvalue(res, 0, 6), "t");
+	if (!PQgetisnull(res, 0, 7))
+		s->replica_role = !strcmp(PQgetvalue(res, 0, 7), "t");
 	for (int r = 0; r < PQntuples(res); r++)
-		if (!PQgetisnull(res, r, 7))
-			apply_summary_file(s, PQgetvalue(res, r, 7));
+		if (!PQgetisnull(res, r, 8))
+			apply_summary_file(s, PQgetvalue(res, r, 8));
 	return 0;
 }
 

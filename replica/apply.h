@@ -13,7 +13,9 @@
 
 /* What one apply did (a page, a copy page, a rows page): tdgl_replica.apply_result. */
 struct apply_summary {
-	long fetched, synced, failed, skipped, conflicts, ignored;
+	long fetched, synced, failed, skipped, ignored;
+	long conflicts;              /* left open for an admin (policy manual) */
+	long resolved;               /* decided by a two-way table's conflict policy */
 	int replica_role;            /* 1 in effect, 0 the fallback, -1 not said */
 	char **files;                /* attachment paths to fetch (malloc'd, owned) */
 	int nfiles;

@@ -82,7 +82,7 @@ static const char Q_OVERVIEW[] =
 	"  'status', r.status, 'started_at', r.started_at, 'ended_at', r.ended_at, "
 	"  'duration_ms', round(extract(epoch FROM r.ended_at - r.started_at) * 1000), "
 	"  'fetched', r.fetched, 'synced', r.synced, 'failed', r.failed, 'skipped', r.skipped, "
-	"  'conflicts', r.conflicts, 'error', r.error) FROM tdgl_replica.runs r "
+	"  'conflicts', r.conflicts, 'resolved', r.resolved, 'error', r.error) FROM tdgl_replica.runs r "
 	"  WHERE r.source = s.name AND NOT r.dry_run ORDER BY r.id DESC LIMIT 1)) "
 	"ORDER BY s.name), '[]') FROM tdgl_replica.sources s))::text";
 

@@ -221,7 +221,7 @@ static int cmd_table(int argc, char **argv, int which)
 		res = report_runs_rows(c, args_get(opts, "source"));
 		if (res)
 			main_print_rows(res, "id\tsource\ttrigger\tstatus\tfetched\tsynced\tfailed\t"
-			                "skipped\tconflicts\tstarted\tms\terror");
+			                "skipped\tconflicts\tresolved\tstarted\tms\terror");
 	} else {
 		char site[40];
 

@@ -84,11 +84,13 @@ static void pull_count(struct pull_ctx *p, const struct apply_summary *sum)
 	p->r->failed_changes += sum->failed;
 	p->r->skipped += sum->skipped;
 	p->r->conflicts += sum->conflicts;
+	p->r->resolved += sum->resolved;
 	metrics_add(M_CHANGES_FETCHED, sum->fetched);
 	metrics_add(M_CHANGES_SYNCED, sum->synced);
 	metrics_add(M_CHANGES_FAILED, sum->failed);
 	metrics_add(M_CHANGES_SKIPPED, sum->skipped);
 	metrics_add(M_CONFLICTS, sum->conflicts);
+	metrics_add(M_CONFLICTS_RESOLVED, sum->resolved);
 	p->r->pages++;
 	metrics_add(M_PAGES, 1);
 }
@@ -426,6 +428,7 @@ cJSON *pull_result_json(const struct pull_result *r, const char *name)
 	cJSON_AddNumberToObject(o, "failed", (double)r->failed_changes);
 	cJSON_AddNumberToObject(o, "skipped", (double)r->skipped);
 	cJSON_AddNumberToObject(o, "conflicts", (double)r->conflicts);
+	cJSON_AddNumberToObject(o, "resolved", (double)r->resolved);
 	cJSON_AddNumberToObject(o, "pages", (double)r->pages);
 	cJSON_AddBoolToObject(o, "more", r->more);
 	if (r->failed)

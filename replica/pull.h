@@ -20,7 +20,7 @@ struct pull_result {
 	long run_id;                 /* 0 when no run was recorded */
 	int  failed;                 /* the pull itself failed (retry with backoff) */
 	int  more;                   /* stopped at its time limit with changes left: pull again */
-	long fetched, synced, failed_changes, skipped, conflicts, pages;
+	long fetched, synced, failed_changes, skipped, conflicts, resolved, pages;
 	char status[16];             /* Success, Partial, Failed */
 	char error[512];
 };

@@ -18,7 +18,8 @@ static const char Q_RUNS_JSON[] =
 	"'trigger', trigger, 'started_at', started_at, 'ended_at', ended_at, "
 	"'duration_ms', round(extract(epoch FROM ended_at - started_at) * 1000), "
 	"'status', status, 'fetched', fetched, 'synced', synced, 'failed', failed, "
-	"'skipped', skipped, 'conflicts', conflicts, 'pages', pages, 'dry_run', dry_run, "
+	"'skipped', skipped, 'conflicts', conflicts, 'resolved', resolved, 'pages', pages, "
+	"'dry_run', dry_run, "
 	"'error', error) ORDER BY id DESC), '[]')::text FROM (SELECT * FROM tdgl_replica.runs "
 	"WHERE ($1::text IS NULL OR source = $1) ORDER BY id DESC LIMIT $2::int) r";
 static const char Q_COUNTS_JSON[] =
@@ -34,7 +35,7 @@ static const char Q_LOG_ROWS[] =
 	"WHERE ($1::text IS NULL OR lower(status) = lower($1)) AND ($2::text IS NULL OR source = $2) "
 	"ORDER BY id DESC LIMIT 200";
 static const char Q_RUNS_ROWS[] =
-	"SELECT id, source, trigger, status, fetched, synced, failed, skipped, conflicts, "
+	"SELECT id, source, trigger, status, fetched, synced, failed, skipped, conflicts, resolved, "
 	"to_char(started_at, 'YYYY-MM-DD HH24:MI:SS'), "
 	"coalesce(round(extract(epoch FROM ended_at - started_at) * 1000)::text, '-'), "
 	"coalesce(error, '') FROM tdgl_replica.runs WHERE ($1::text IS NULL OR source = $1) "

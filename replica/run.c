@@ -23,7 +23,8 @@ static const char Q_RUN_GET[] =
 	"'started_at', started_at, 'ended_at', ended_at, "
 	"'duration_ms', round(extract(epoch FROM ended_at - started_at) * 1000), "
 	"'status', status, 'fetched', fetched, 'synced', synced, 'failed', failed, "
-	"'skipped', skipped, 'conflicts', conflicts, 'pages', pages, 'dry_run', dry_run, "
+	"'skipped', skipped, 'conflicts', conflicts, 'resolved', resolved, 'pages', pages, "
+	"'dry_run', dry_run, "
 	"'error', error)::text FROM tdgl_replica.runs WHERE id = $1";
 static const char Q_SOURCE_STATUS[] =
 	"UPDATE tdgl_replica.sources SET last_run_at = now(), last_status = $2, last_error = $3 "
@@ -120,9 +121,10 @@ int run_close_interrupted(PGconn *c)
 			continue;
 		log_warn("run %ld of source %s was interrupted (its process stopped): closed as "
 		         "Interrupted with fetched=%ld synced=%ld failed=%ld skipped=%ld "
-		         "conflicts=%ld pages=%ld", id, json_get_string(row, "source"),
+		         "conflicts=%ld resolved=%ld pages=%ld", id, json_get_string(row, "source"),
 		         run_num(row, "fetched"), run_num(row, "synced"), run_num(row, "failed"),
-		         run_num(row, "skipped"), run_num(row, "conflicts"), run_num(row, "pages"));
+		         run_num(row, "skipped"), run_num(row, "conflicts"), run_num(row, "resolved"),
+		         run_num(row, "pages"));
 		metrics_add(M_RUNS_INTERRUPTED, 1);
 		events_publish("run.failed", row);   /* takes row */
 	}
@@ -151,11 +153,12 @@ cJSON *run_finish(PGconn *c, long id, const char *status, const char *error)
 	/* The seeds' run summary, on one line (key=value, also inside a JSON log's msg). */
 	log_msg(strcmp(status, "Failed") ? LOG_INFO : LOG_WARN,
 	        "run summary: source=%s run=%ld trigger=%s status=%s%s fetched=%ld synced=%ld "
-	        "failed=%ld skipped=%ld conflicts=%ld pages=%ld duration_ms=%ld%s%.300s",
+	        "failed=%ld skipped=%ld conflicts=%ld resolved=%ld pages=%ld duration_ms=%ld%s%.300s",
 	        source ? source : "?", id, trigger ? trigger : "?", status,
 	        json_get_bool(row, "dry_run", 0) ? " dry_run=true" : "", run_num(row, "fetched"),
 	        run_num(row, "synced"), run_num(row, "failed"), run_num(row, "skipped"),
-	        run_num(row, "conflicts"), run_num(row, "pages"), run_num(row, "duration_ms"),
+	        run_num(row, "conflicts"), run_num(row, "resolved"), run_num(row, "pages"),
+	        run_num(row, "duration_ms"),
 	        error ? " error=" : "", error ? error : "");
 	events_publish(strcmp(status, "Failed") ? "run.completed" : "run.failed",
 	               cJSON_Duplicate(row, 1));

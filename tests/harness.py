@@ -23,6 +23,22 @@ PG_BIN = os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin")
 TDGL_BIN = os.environ.get(
     "TDGL_BIN", os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bin"))
 IS_ROOT = os.geteuid() == 0
+SOURCE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def source_define(path, name):
+    """The integer value of `#define name N` in source file path (relative to the tree): the
+    schema versions the binaries migrate to, written once, in C."""
+    with open(os.path.join(SOURCE_ROOT, path)) as f:
+        for line in f:
+            words = line.split()
+            if words[:2] == ["#define", name]:
+                return int(words[2])
+    raise LookupError(f"{name} is not defined in {path}")
+
+
+REPLICA_SCHEMA = source_define("replica/cli.h", "REPLICA_SCHEMA_VERSION")
+PRIMARY_SCHEMA = source_define("primary/main.c", "SCHEMA_VERSION")
 
 
 def free_port():

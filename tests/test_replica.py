@@ -6,13 +6,8 @@ import threading
 
 import pytest
 
-from harness import TDGL_BIN, wait_until
+from harness import REPLICA_SCHEMA, TDGL_BIN, wait_until
 from sites import ADMIN_TOKEN  # noqa: F401 - documents where the token comes from
-
-
-
-
-REPLICA_SCHEMA = 7   # replica/cli.h REPLICA_SCHEMA_VERSION
 
 CUSTOMER = ("CREATE TABLE customer (id int PRIMARY KEY, name text, company text, "
             "amount numeric(12,2))")

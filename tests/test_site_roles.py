@@ -3,12 +3,9 @@ its own database. Each role keeps its state in its own schema (tdgl, tdgl_replic
 upgrades and is removed on its own."""
 import pytest
 
+from harness import PRIMARY_SCHEMA, REPLICA_SCHEMA
 from sites import PrimarySite, ReplicaSite
 from test_replica import pair, pull
-
-REPLICA_SCHEMA = 7   # replica/cli.h REPLICA_SCHEMA_VERSION
-PRIMARY_SCHEMA = 5   # primary/main.c SCHEMA_VERSION
-
 
 @pytest.fixture
 def both(primary_cluster, servers, logdir):

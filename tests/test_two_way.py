@@ -225,6 +225,28 @@ def test_one_site_wins_on_both_sides(sites):
     assert conflicts(b) == [("Resolved", "Keep Local", "local-wins")]
 
 
+def test_a_decided_conflict_is_counted_resolved_in_the_run_its_summary_and_the_metrics(sites):
+    a, b = pair(sites, "latest-wins")
+    a.sql("INSERT INTO item VALUES (1, 'base')")
+    b.pull(a)
+    a.sql("UPDATE item SET v = 'a' WHERE id = 1")
+    b.sql("UPDATE item SET v = 'b' WHERE id = 1")
+    p = b.r.cli("pull", "a")
+    r = json.loads(p.stdout)
+    assert (r["conflicts"], r["resolved"]) == (0, 1), r
+    assert "conflicts=0 resolved=1" in p.stderr
+    assert b.one("SELECT resolved FROM tdgl_replica.runs WHERE id = %s", (r["run_id"],)) == 1
+    # the other side decides the same conflict while serving: its metrics count it
+    a.r.serve()
+    wait_until(lambda: a.one("SELECT count(*) FROM tdgl_replica.conflicts"
+                             " WHERE status = 'Resolved'") == 1, what="a's decision")
+    m = a.r.api("GET", "/metrics").text
+    assert "\ntdgl_replica_conflicts_resolved_total 1\n" in m
+    assert "\ntdgl_replica_conflicts_total 0\n" in m
+    runs = a.r.api("GET", "/api/runs").json()
+    assert sum(x["resolved"] for x in runs) == 1 and sum(x["conflicts"] for x in runs) == 0
+
+
 def test_a_late_update_does_not_resurrect_a_row_deleted_later(sites):
     a, b = pair(sites, "latest-wins")
     a.sql("INSERT INTO item VALUES (1, 'base')")

@@ -301,3 +301,7 @@ BEGIN
 		ALTER TYPE tdgl_replica.change ADD ATTRIBUTE v json;
 	END IF;
 END $$;
+
+-- Version 8: a run counts the conflicts its policy decided (resolved) apart from those it
+-- left open for an admin (conflicts).
+ALTER TABLE tdgl_replica.runs ADD COLUMN IF NOT EXISTS resolved int NOT NULL DEFAULT 0;

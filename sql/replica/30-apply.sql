@@ -49,7 +49,13 @@ DECLARE
 BEGIN
 	IF to_regtype('tdgl_replica.apply_result') IS NULL THEN
 		CREATE TYPE tdgl_replica.apply_result AS (fetched int, synced int, failed int, skipped int,
-			conflicts int, ignored int, files text[], replica_role bool);
+			conflicts int, ignored int, files text[], replica_role bool, resolved int);
+	END IF;
+	-- Version 8: conflicts decided by a policy (resolved) counted apart from those left open
+	IF NOT EXISTS (SELECT FROM pg_attribute a JOIN pg_type t ON t.typrelid = a.attrelid
+	               WHERE t.oid = 'tdgl_replica.apply_result'::regtype AND a.attname = 'resolved'
+	                 AND NOT a.attisdropped) THEN
+		ALTER TYPE tdgl_replica.apply_result ADD ATTRIBUTE resolved int;
 	END IF;
 	FOR f IN SELECT p.oid::regprocedure FROM pg_proc p
 	         WHERE p.pronamespace = 'tdgl_replica'::regnamespace AND p.prorettype = 'json'::regtype
@@ -115,6 +121,7 @@ BEGIN
 	a.failed := coalesce(a.failed, 0) + coalesce(b.failed, 0);
 	a.skipped := coalesce(a.skipped, 0) + coalesce(b.skipped, 0);
 	a.conflicts := coalesce(a.conflicts, 0) + coalesce(b.conflicts, 0);
+	a.resolved := coalesce(a.resolved, 0) + coalesce(b.resolved, 0);
 	a.ignored := coalesce(a.ignored, 0) + coalesce(b.ignored, 0);
 	a.files := coalesce(a.files, '{}') || coalesce(b.files, '{}');
 	a.replica_role := coalesce(b.replica_role, a.replica_role);
@@ -423,7 +430,7 @@ BEGIN
 )
 SELECT count(*)::int, (count(*) FILTER (WHERE skip IS NULL))::int, 0,
        (count(*) FILTER (WHERE skip IS NOT NULL))::int,
-       (count(*) FILTER (WHERE skip = 'conflict'%3$s))::int, 0, %1$s, NULL::bool
+       (count(*) FILTER (WHERE skip = 'conflict'))::int, 0, %1$s, NULL::bool, %3$s
 FROM w$q$,
 		CASE WHEN p_cls = 'D' THEN '''{}''::text[]' ELSE format(
 			'ARRAY(SELECT DISTINCT x.v FROM w, unnest($11::text[]) col, '
@@ -435,7 +442,8 @@ FROM w$q$,
 	            WHEN w.skip = 'conflict: local wins' THEN 'conflict: ' || $14 || ', local won'
 	            WHEN w.tw = 'local wins' THEN 'conflict: ' || $14 || ', the old key stayed'$r$
 		ELSE '' END,
-		CASE WHEN p_two_way THEN ' OR tw IN (''source wins'', ''local wins'')' ELSE '' END);
+		CASE WHEN p_two_way THEN '(count(*) FILTER (WHERE tw IN (''source wins'', ''local wins'')))::int'
+		     ELSE '0' END);
 	PERFORM set_config(cached, q, false);
 	RETURN q;
 END $$;
@@ -505,7 +513,7 @@ CREATE OR REPLACE FUNCTION tdgl_replica.apply_safely(p_source text, p_run_id big
 	p_cls text, p_ch tdgl_replica.change[], p_initial bool, p_repeats bool DEFAULT false)
 RETURNS tdgl_replica.apply_result LANGUAGE plpgsql AS $$
 DECLARE
-	res    tdgl_replica.apply_result := ROW(0, 0, 0, 0, 0, 0, '{}', NULL);
+	res    tdgl_replica.apply_result := ROW(0, 0, 0, 0, 0, 0, '{}', NULL, 0);
 	ch     tdgl_replica.change;
 	msg    text;
 	st     text;
@@ -558,7 +566,7 @@ CREATE OR REPLACE FUNCTION tdgl_replica.apply_runs(p_source text, p_run_id bigin
 RETURNS tdgl_replica.apply_result LANGUAGE plpgsql AS $$
 DECLARE
 	r     record;
-	res   tdgl_replica.apply_result := ROW(0, 0, 0, 0, 0, 0, '{}', NULL);
+	res   tdgl_replica.apply_result := ROW(0, 0, 0, 0, 0, 0, '{}', NULL, 0);
 	pend  tdgl_replica.change[];     -- upsert runs of table ptbl, merged
 	ptbl  text;
 	prep  bool;              -- pend holds more than one run
@@ -620,7 +628,8 @@ LANGUAGE plpgsql AS $$
 BEGIN
 	UPDATE tdgl_replica.runs SET fetched = fetched + r.fetched, synced = synced + r.synced,
 	       failed = failed + r.failed, skipped = skipped + r.skipped,
-	       conflicts = conflicts + r.conflicts, pages = pages + 1
+	       conflicts = conflicts + r.conflicts, resolved = resolved + coalesce(r.resolved, 0),
+	       pages = pages + 1
 	WHERE id = p_run_id;
 END $$;
 
@@ -706,7 +715,7 @@ LANGUAGE plpgsql AS $$
 DECLARE
 	prev text := current_setting('tdgl.applying', true);
 	chs  tdgl_replica.change[];
-	res  tdgl_replica.apply_result := ROW(0, 0, 0, 0, 0, 0, '{}', NULL);
+	res  tdgl_replica.apply_result := ROW(0, 0, 0, 0, 0, 0, '{}', NULL, 0);
 	rel  regclass := tdgl_replica.local_table(p_tbl);
 BEGIN
 	PERFORM set_config('tdgl.applying', 'on', true);

@@ -110,7 +110,7 @@ DECLARE
 	rel  regclass := tdgl_replica.local_table(p_tbl);
 	cfg  tdgl_replica.source_tables := tdgl_replica.table_config(p_source, p_tbl);
 	flt  jsonb;
-	res  tdgl_replica.apply_result := ROW(p_n, p_n, 0, 0, 0, 0, '{}', NULL);
+	res  tdgl_replica.apply_result := ROW(p_n, p_n, 0, 0, 0, 0, '{}', NULL, 0);
 BEGIN
 	IF NOT p_direct THEN
 		-- the primary filtered on every key of the filter; here only the copied columns can

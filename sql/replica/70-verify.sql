@@ -172,7 +172,7 @@ DECLARE
 	prev text := current_setting('tdgl.applying', true);
 	ups  tdgl_replica.change[];
 	dels tdgl_replica.change[];
-	res  tdgl_replica.apply_result := ROW(0, 0, 0, 0, 0, 0, '{}', NULL);
+	res  tdgl_replica.apply_result := ROW(0, 0, 0, 0, 0, 0, '{}', NULL, 0);
 BEGIN
 	PERFORM set_config('tdgl.applying', 'on', true);
 	SELECT array_agg(ROW(i.ord::int, NULL, 'Repair', i.j->'key', NULL, i.j->'row', NULL)::tdgl_replica.change
