@@ -416,7 +416,7 @@ static void api_rows(struct api *api, struct http_req *req, int one)
 	struct buf body = {0};
 	PGconn *c = NULL;
 	char key[AUTH_KEY_MAX], err[512];
-	const char *table, *after, *filter, *pk, *format, *columns;
+	const char *table, *after, *filter, *pk, *format, *columns, *peer;
 	long limit;
 	enum result status;
 	int copy, took = 0;
@@ -427,7 +427,8 @@ static void api_rows(struct api *api, struct http_req *req, int one)
 	took = 1;
 	if (api_str_param(req, "table", &table) < 0 || api_str_param(req, "after", &after) < 0 ||
 	    api_str_param(req, "filter", &filter) < 0 || api_str_param(req, "pk", &pk) < 0 ||
-	    api_str_param(req, "format", &format) < 0 || api_str_param(req, "columns", &columns) < 0)
+	    api_str_param(req, "format", &format) < 0 || api_str_param(req, "columns", &columns) < 0 ||
+	    api_str_param(req, "peer", &peer) < 0)
 		goto out;
 	copy = !one && format && !strcmp(format, "copy");
 	if (!one && format && !copy && strcmp(format, "json") != 0) {
@@ -436,6 +437,11 @@ static void api_rows(struct api *api, struct http_req *req, int one)
 	}
 	if (!copy && columns) {
 		api_error(req, 400, "columns: only with format=copy");
+		goto out;
+	}
+	if (peer && (one || copy || !api_is_uuid(peer))) {
+		api_error(req, 400, one || copy ? "peer: only with pages of format=json"
+		          : "peer must be a site identity (a UUID, as `tdgl-replica status` shows)");
 		goto out;
 	}
 	if (one) {
@@ -450,7 +456,7 @@ static void api_rows(struct api *api, struct http_req *req, int one)
 	} else {
 		if (api_int_param(req, "limit", 1, ROWS_LIMIT_MAX, ROWS_LIMIT_DEFAULT, &limit) < 0)
 			goto out;
-		status = rows_page(c, table, after && *after ? after : NULL,
+		status = (peer ? rows_page_versions : rows_page)(c, table, after && *after ? after : NULL,
 		                   filter && *filter ? filter : NULL, (int)limit, &body, err,
 		                   sizeof err);
 	}

@@ -257,13 +257,36 @@ static enum result rows_page_open(PGconn *c, const char *table, const char *afte
 	return RESULT_OK;
 }
 
-enum result rows_page(PGconn *c, const char *table, const char *after, const char *filter,
-                      int limit, struct buf *out, char *err, size_t errlen)
+/* The indexes that find a row's versions (a site serving versions is two-way: it has or
+ * will have them anyway; without, every row would scan the change log). */
+static const char Q_ROW_VERSIONS_ON[] = "SELECT tdgl.enable_row_versions()";
+static const char Q_SITE[] = "SELECT id::text FROM tdgl.site_identity";
+
+/* Appends the row version column of a versions page: the key as the capture writes it
+ * (json_build_object of the key columns, as rows_key_select) looked up in the change log. */
+static void rows_version_select(struct buf *q, PGconn *c, const struct rows_table *t,
+                                const char *table)
+{
+	char *lt = PQescapeLiteral(c, table, strlen(table));
+
+	if (!lt)
+		abort();    /* out of memory: as buf does */
+	buf_printf(q, ", (SELECT json_build_object('origin', coalesce(v.origin, "
+	           "(SELECT s.id FROM tdgl.site_identity s)), 'id', v.id, 'at', v.at) "
+	           "FROM tdgl.row_version(%s, ", lt);
+	rows_key_select(q, t);
+	buf_puts(q, ", NULL) v)::text");
+	PQfreemem(lt);
+}
+
+static enum result rows_page_of(PGconn *c, const char *table, const char *after,
+                                const char *filter, int limit, int versions, struct buf *out,
+                                char *err, size_t errlen)
 {
 	struct rows_table t;
 	struct buf q = {0};
 	cJSON *fj = NULL;
-	PGresult *res = NULL;
+	PGresult *res = NULL, *site = NULL;
 	const char *params[3];
 	char lim[16];
 	int np = 0, n;
@@ -274,9 +297,18 @@ enum result rows_page(PGconn *c, const char *table, const char *after, const cha
 	status = RESULT_INVALID;
 	buf_puts(&q, "SELECT row_to_json(t.*)::text, ");
 	rows_key_select(&q, &t);
+	if (versions)
+		rows_version_select(&q, c, &t, table);
 	snprintf(lim, sizeof lim, "%d", limit + 1);
 	if (rows_page_tail(c, &t, after, filter, fj, lim, &q, params, &np, err, errlen) < 0)
 		goto out;
+	if (versions && (db_run(c, "rows: row versions", Q_ROW_VERSIONS_ON, 0, NULL) < 0 ||
+	                 !(site = db_exec(c, "rows: site", Q_SITE, 0, NULL)) ||
+	                 PQntuples(site) != 1)) {
+		snprintf(err, errlen, "database error");
+		status = RESULT_INTERNAL;
+		goto out;
+	}
 	res = db_exec(c, "rows: read page", q.data, np, params);
 	if (!res) {
 		status = rows_db_status(db_last_sqlstate(), db_last_error(), err, errlen);
@@ -289,6 +321,18 @@ enum result rows_page(PGconn *c, const char *table, const char *after, const cha
 			buf_puts(out, ",");
 		buf_append(out, PQgetvalue(res, i, 0), (size_t)PQgetlength(res, i, 0));
 	}
+	if (versions) {
+		/* the site identity is a uuid: a JSON string without escapes */
+		buf_printf(out, "],\"site\":\"%s\",\"versions\":[", PQgetvalue(site, 0, 0));
+		for (int i = 0; i < n; i++) {
+			if (i)
+				buf_puts(out, ",");
+			if (PQgetisnull(res, i, 2))
+				buf_puts(out, "null");
+			else
+				buf_append(out, PQgetvalue(res, i, 2), (size_t)PQgetlength(res, i, 2));
+		}
+	}
 	buf_puts(out, "],\"next\":");
 	if (PQntuples(res) > limit)
 		buf_append(out, PQgetvalue(res, n - 1, 1), (size_t)PQgetlength(res, n - 1, 1));
@@ -298,10 +342,24 @@ enum result rows_page(PGconn *c, const char *table, const char *after, const cha
 	status = RESULT_OK;
 out:
 	PQclear(res);
+	PQclear(site);
 	cJSON_Delete(fj);
 	buf_free(&q);
 	rows_table_free(&t);
 	return status;
+}
+
+enum result rows_page(PGconn *c, const char *table, const char *after, const char *filter,
+                      int limit, struct buf *out, char *err, size_t errlen)
+{
+	return rows_page_of(c, table, after, filter, limit, 0, out, err, errlen);
+}
+
+enum result rows_page_versions(PGconn *c, const char *table, const char *after,
+                               const char *filter, int limit, struct buf *out, char *err,
+                               size_t errlen)
+{
+	return rows_page_of(c, table, after, filter, limit, 1, out, err, errlen);
 }
 
 /* Checks the columns parameter: a JSON array of 1..ROWS_MAX_COLUMNS distinct, non-empty

@@ -20,6 +20,13 @@
  * JSON texts (after/filter may be NULL). */
 enum result rows_page(PGconn *c, const char *table, const char *after, const char *filter,
                       int limit, struct buf *out, char *err, size_t errlen);
+/* rows_page for a two-way peer (docs/design.md "Two-way sync"): the body also holds
+ * "versions", each row's version as this site holds it ({"origin","id","at"}, or null
+ * for a row without history here), read in the same statement as the row, and "site", this
+ * site's identity; so the peer's copy can log the rows as the versions they are. */
+enum result rows_page_versions(PGconn *c, const char *table, const char *after,
+                               const char *filter, int limit, struct buf *out, char *err,
+                               size_t errlen);
 /* The same page in PostgreSQL COPY text format (format=copy): a first line
  * {"columns":[...],"rows":n,"next":"<key as JSON text>"|null}, then one line per row holding the columns
  * listed, each the column type's output text (COPY's escapes, \N for NULL). columns: a JSON

@@ -23,7 +23,8 @@ static const char Q_APPLY_PAGE[] = APPLY_SUMMARY_OF(
 static const char Q_REPLICA_ROLE[] = "SELECT tdgl_replica.replica_role(true)";
 /* column APPLY_SUMMARY_COLS: the body's "next" */
 static const char Q_APPLY_ROWS[] = APPLY_SUMMARY_AND(
-	"tdgl_replica.apply_rows($1, $2, ($3::json) -> 'rows', $4::bigint, $5::bool)",
+	"tdgl_replica.apply_rows($1, $2, ($3::json) -> 'rows', $4::bigint, $5::bool, "
+	"($3::json) -> 'versions', (($3::json) ->> 'site')::uuid)",
 	", CASE WHEN json_typeof(($3::json) -> 'next') IN ('object', 'array', 'string', 'number') "
 	"THEN (($3::json) -> 'next')::text END");
 static const char Q_FINISH_RESYNC[] = "SELECT tdgl_replica.finish_resync($1, $2)";

@@ -206,6 +206,8 @@ long upstream_rows(struct upstream *u, const char *table, const char *filter,
 	if (columns) {
 		buf_puts(&path, "&format=copy");
 		upstream_param(&path, "columns", columns);
+	} else if (u->peer[0]) {
+		upstream_param(&path, "peer", u->peer);   /* rows with their versions */
 	}
 	if (after)
 		upstream_param(&path, "after", after);

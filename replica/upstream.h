@@ -59,7 +59,8 @@ long upstream_snapshot(struct upstream *u, struct httpc_resp *resp);
 long upstream_changes(struct upstream *u, const char *cursor, const char *tables, int limit,
                       int wait_s, struct httpc_resp *resp);
 /* GET /api/rows of table, in key order after `after` (NULL: from the start), matching
- * filter (NULL: all). columns (comma-separated) asks for format=copy; NULL for JSON. */
+ * filter (NULL: all). columns (comma-separated) asks for format=copy; NULL for JSON, which
+ * as u->peer (when set) comes with each row's version. */
 long upstream_rows(struct upstream *u, const char *table, const char *filter,
                    const char *after, long limit, const char *columns, long timeout_ms,
                    struct httpc_resp *resp);

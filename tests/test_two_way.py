@@ -72,12 +72,33 @@ def test_each_change_names_the_version_it_replaced(primary):
     assert all(c["version"]["origin"] == site and c["version"]["id"] == c["id"] for c in ch)
 
 
+def test_a_peers_copy_pages_carry_each_rows_version(primary):
+    key, secret, site = serve_t(primary)
+    primary.sql("INSERT INTO t VALUES (1, 'a'), (2, 'b'), (3, 'c')")
+    primary.sql("UPDATE t SET v = 'b2' WHERE id = 2")
+    primary.sql("DELETE FROM tdgl.change_log WHERE pk::text = '{\"id\" : 3}'")  # no history
+    last = primary.sql("SELECT id FROM tdgl.change_log ORDER BY id")[-1][0]
+    r = primary.get("/api/rows", key, secret, table="t", peer=PEER, limit=2)
+    assert r.status_code == 200, r.text
+    page = r.json()
+    assert [x["id"] for x in page["rows"]] == [1, 2] and page["site"] == site
+    assert page["versions"][1] == {"origin": site, "id": last,
+                                   "at": page["versions"][1]["at"]}
+    r = primary.get("/api/rows", key, secret, table="t", peer=PEER, after=json.dumps(page["next"]))
+    assert r.json()["rows"] == [{"id": 3, "v": "c"}] and r.json()["versions"] == [None]
+    # a one-way replica's pages keep their shape
+    assert "versions" not in primary.get("/api/rows", key, secret, table="t").json()
+
+
 def test_a_peer_that_is_not_a_site_identity_is_refused(primary):
     primary.serve()
     key, secret = primary.keygen()
     for bad in ("x", PEER[:-1], PEER + "0", PEER.replace("-", "_"), "'; DROP TABLE t; --"):
-        r = primary.get("/api/changes", key, secret, peer=bad)
-        assert r.status_code == 400 and "site identity" in r.json()["error"], (bad, r.text)
+        for path in ("/api/changes", "/api/rows"):
+            r = primary.get(path, key, secret, peer=bad, table="t")
+            assert r.status_code == 400 and "site identity" in r.json()["error"], (bad, r.text)
+    r = primary.get("/api/rows", key, secret, table="t", peer=PEER, format="copy")
+    assert r.status_code == 400 and "format=json" in r.json()["error"], r.text
 
 
 # ---- two sites, each running both roles on its own database ----
@@ -286,6 +307,51 @@ def test_hub_and_spoke_forwards_each_change_once_and_never_to_its_origin(sites):
         assert s.pull(peer)["fetched"] == 0, (s.name, peer.name)
 
 
+def with_history(site):
+    """Rows 1-3 on a site before it links: 1 and 2 changed since tracking began, 3 without
+    history (it predates tracking, or its history was purged)."""
+    site.sql("INSERT INTO item VALUES (1, 'one'), (2, 'two'), (3, 'three')")
+    site.sql("UPDATE item SET n = n + 1 WHERE id = 1")
+    site.sql("DELETE FROM tdgl.change_log WHERE pk::text = '{\"id\" : 3}'")
+
+
+def test_a_site_that_joins_by_a_copy_edits_the_copied_rows_without_conflicts(sites):
+    hq, b = sites("hq", "b")
+    with_history(hq)
+    link(b, hq)                                   # manual both ways
+    link(hq, b)
+    b.pull(hq)                                    # b's initial copy of hq's rows
+    hq.pull(b)                                    # hq's of b's: the same rows, nothing new
+    assert b.rows() == hq.rows()
+    for s, peer in ((hq, b), (b, hq)):            # the copies went nowhere back
+        assert s.pull(peer)["fetched"] == 0, s.name
+    b.sql("UPDATE item SET v = 'b' WHERE id IN (1, 3)")
+    assert hq.pull(b)["conflicts"] == 0
+    hq.sql("UPDATE item SET v = 'hq' WHERE id IN (1, 2, 3)")
+    assert b.pull(hq)["conflicts"] == 0
+    assert b.rows() == hq.rows() == [(1, "hq", 1), (2, "hq", 0), (3, "hq", 0)]
+    assert conflicts(hq) == conflicts(b) == []
+
+
+def test_a_hub_passes_on_the_rows_it_copied_from_a_branch(sites):
+    hq, b1, b2 = sites("hq", "b1", "b2")
+    with_history(b1)                              # branch 1 joins with rows
+    for branch in (b1, b2):
+        link(hq, branch)
+        link(branch, hq)
+    hq.pull(b1)                                   # hq copies branch 1's rows ...
+    hq.pull(b2)
+    b2.pull(hq)                                   # ... and branch 2 gets them from hq
+    b1.pull(hq)
+    assert hq.rows() == b1.rows() == b2.rows() and len(hq.rows()) == 3
+    assert b1.pull(hq)["fetched"] == 0            # never back to where they came from
+    b2.sql("UPDATE item SET v = 'b2' WHERE id IN (1, 3)")
+    hq.pull(b2)
+    assert b1.pull(hq)["conflicts"] == 0
+    assert hq.rows() == b1.rows() == b2.rows()
+    assert conflicts(hq) == conflicts(b1) == conflicts(b2) == []
+
+
 def divergence(a, b):
     """The rows the sites disagree on, with each site's log and conflicts of those keys."""
     ra, rb = dict((r[0], r) for r in a.rows()), dict((r[0], r) for r in b.rows())
@@ -347,7 +413,7 @@ def write_hard(site, seed, stop, fresh_base):
 
 def serve_joined(*sites):
     """Starts each site's tdgl-replica and waits for every initial sync: the sites join
-    before anyone writes (an initial copy is not passed on: docs/design.md "Two-way sync")."""
+    before anyone writes (their copies then hold nothing anyone could change meanwhile)."""
     for s in sites:
         s.r.serve()
     for s in sites:

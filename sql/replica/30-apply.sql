@@ -709,16 +709,26 @@ END $$;
 -- sync, as upserts through the same path. p_resync: remember the keys seen so that
 -- tdgl_replica.finish_resync() can remove rows deleted on the primary while the cursor was expired
 -- (every row of the page, a failed one too: its local row stays until a retry applies it).
+-- p_versions, p_via: a two-way table's page as its peer p_via serves it (GET /api/rows?peer=,
+-- each row's version there, null for a row without history): every row applied goes into
+-- this site's change log as that version, received from p_via (docs/design.md "Two-way
+-- sync"): passed on to the other peers like a streamed change, and the base of this site's
+-- next change of the row, so the peer sees that change as made on its version. A row without
+-- history at the peer is logged as this site's (origin NULL) so it is passed on all the same.
+DROP FUNCTION IF EXISTS tdgl_replica.apply_rows(text, text, json, bigint, bool);
 CREATE OR REPLACE FUNCTION tdgl_replica.apply_rows(p_source text, p_tbl text, p_rows json,
-	p_run_id bigint, p_resync bool DEFAULT false) RETURNS tdgl_replica.apply_result
+	p_run_id bigint, p_resync bool DEFAULT false, p_versions json DEFAULT NULL,
+	p_via uuid DEFAULT NULL) RETURNS tdgl_replica.apply_result
 LANGUAGE plpgsql AS $$
 DECLARE
 	prev text := current_setting('tdgl.applying', true);
 	chs  tdgl_replica.change[];
 	res  tdgl_replica.apply_result := ROW(0, 0, 0, 0, 0, 0, '{}', NULL, 0);
 	rel  regclass := tdgl_replica.local_table(p_tbl);
+	head bigint;
 BEGIN
 	PERFORM set_config('tdgl.applying', 'on', true);
+	SELECT coalesce(max(l.id), 0) INTO head FROM tdgl_replica.sync_log l;
 	SELECT array_agg(ROW(t.ord::int, NULL, 'Create', NULL, NULL, t.x, NULL)::tdgl_replica.change ORDER BY t.ord)
 	INTO chs FROM json_array_elements(p_rows) WITH ORDINALITY AS t(x, ord)
 	WHERE json_typeof(t.x) = 'object';
@@ -726,6 +736,25 @@ BEGIN
 		RETURN res;
 	END IF;
 	res := tdgl_replica.apply_safely(p_source, p_run_id, p_tbl, 'U', chs, true);
+	IF json_typeof(p_versions) = 'array' AND p_via IS NOT NULL
+	   AND tdgl_replica.two_way(p_tbl) AND rel IS NOT NULL THEN
+		-- the rows applied: those the page logged no outcome for (an initial sync logs only
+		-- what was not Synced)
+		EXECUTE format($q$
+	INSERT INTO tdgl.change_log (tbl, op, pk, "row", origin, origin_id, origin_at, via)
+	SELECT $1, 'Create', json_build_object(%1$s), x.x, (v.v ->> 'origin')::uuid,
+	       (v.v ->> 'id')::bigint, (v.v ->> 'at')::timestamptz, $2
+	FROM json_array_elements($3) WITH ORDINALITY AS x(x, ord)
+	JOIN json_array_elements($4) WITH ORDINALITY AS v(v, ord) USING (ord)
+	CROSS JOIN LATERAL json_populate_record(NULL::%2$s, x.x) p
+	WHERE json_typeof(x.x) = 'object'
+	  AND NOT EXISTS (SELECT FROM tdgl_replica.sync_log l WHERE l.id > $5 AND l.run_id = $6
+	                  AND l.tbl = $1 AND l.pk = jsonb_build_object(%1$s))
+	ORDER BY x.ord$q$,
+			tdgl_replica.each_col(tdgl_replica.pk_columns(rel), '%1$L, p.%1$I', ', '),
+			tdgl_replica.qualified(rel))
+		USING p_tbl, p_via, p_rows, p_versions, head, p_run_id;
+	END IF;
 	IF p_resync AND rel IS NOT NULL AND tdgl_replica.pk_columns(rel) IS NOT NULL THEN
 		EXECUTE format('INSERT INTO tdgl_replica.resync_seen (source, tbl, pk) '
 		               'SELECT $1, $2, jsonb_build_object(%s) FROM json_array_elements($3) x '

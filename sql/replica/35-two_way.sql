@@ -47,13 +47,17 @@ $$;
 -- made as version p_v ({"origin", "id", "at", "base"}), given the version of the row here
 -- (its last change in this site's log, tdgl.row_version):
 --   NULL              apply: nothing here yet, or the change was made on the version held here
---   'already applied' this very version is the one held here (it came by another path)
+--   'already applied' this very version is the one held here (it came by another path), or
+--                     a later one of the same origin (a change the initial copy already
+--                     held, streamed again from the copy's starting point)
 --   'conflict'        concurrent (policy manual): stays open, the row here stays
 --   'source wins' / 'local wins'  concurrent, decided by policy p_policy; latest-wins
 --                     compares (origin time, origin site) of both versions, so both sites
 --                     pick the same winner
 -- A row with no history here (it predates tracking, or its history was purged: see the
--- retention note in docs/operations.md) takes the change.
+-- retention note in docs/operations.md) takes the change. A change made on no version (the
+-- peer holds no history of the row) is based on the version held here when that version is
+-- the peer's own row as this site's copy took it (logged as this site's, via that peer).
 CREATE OR REPLACE FUNCTION tdgl_replica.two_way_outcome(p_tbl text, p_key json, p_v json,
 	p_policy text) RETURNS text
 LANGUAGE plpgsql STABLE AS $$
@@ -71,11 +75,18 @@ BEGIN
 		RETURN NULL;
 	END IF;
 	mine := coalesce(cur.origin, tdgl_replica.site());
-	IF mine = org AND cur.id = (p_v ->> 'id')::bigint THEN
+	-- an origin's changes of one row are logged there in id order (each waits for the
+	-- row lock the one before held)
+	IF mine = org AND cur.id >= (p_v ->> 'id')::bigint THEN
 		RETURN 'already applied';
 	END IF;
 	IF json_typeof(base) = 'object' AND (base ->> 'origin')::uuid = mine
 	   AND (base ->> 'id')::bigint = cur.id THEN
+		RETURN NULL;
+	END IF;
+	IF (base IS NULL OR json_typeof(base) = 'null') AND cur.origin IS NULL
+	   AND EXISTS (SELECT FROM tdgl.change_log l WHERE l.id = cur.id
+	               AND l.via = nullif(current_setting('tdgl.via', true), '')::uuid) THEN
 		RETURN NULL;
 	END IF;
 	RETURN CASE p_policy

@@ -44,8 +44,9 @@ END $$;
 -- nothing could make a row anything but Synced (the table is empty, nothing edited here, no
 -- filter, no attachments, inserts enabled, not a re-sync); 'stage' = COPY into a temporary
 -- table, then the apply core's ONE statement over it (copy_apply). NULL: the table is missing here or
--- has no key (the JSON path reports that row by row). Also lists the local columns a copy
--- may set: {"mode":..., "columns":[...]}.
+-- has no key (the JSON path reports that row by row). 'json' (without columns): a two-way
+-- table, copied in JSON pages, which carry each row's version. Also lists the local columns
+-- a copy may set: {"mode":..., "columns":[...]}.
 CREATE OR REPLACE FUNCTION tdgl_replica.copy_plan(p_source text, p_tbl text, p_resync bool)
 RETURNS json LANGUAGE plpgsql AS $$
 DECLARE
@@ -55,6 +56,10 @@ DECLARE
 BEGIN
 	IF rel IS NULL OR tdgl_replica.pk_columns(rel) IS NULL THEN
 		RETURN NULL;
+	END IF;
+	IF tdgl_replica.two_way(p_tbl) THEN
+		-- JSON pages, which carry each row's version (tdgl_replica.apply_rows)
+		RETURN json_build_object('mode', 'json');
 	END IF;
 	EXECUTE format('SELECT NOT EXISTS (SELECT 1 FROM %s)', tdgl_replica.qualified(rel)) INTO empty;
 	RETURN json_build_object(
