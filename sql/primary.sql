@@ -88,6 +88,19 @@ RETURNS SETOF record LANGUAGE sql STABLE AS $$
 	ORDER BY v.id DESC LIMIT 1
 $$;
 
+-- Whether key `pk` (json text) of table `tbl` has an entry after change `after` of a
+-- transaction below txid `horizon` (one every active key has consumed): the purge of a
+-- two-way table keeps an entry until then.
+CREATE OR REPLACE FUNCTION tdgl.key_moved_on(p_tbl text, p_pk text, p_after bigint,
+	p_horizon bigint) RETURNS boolean
+LANGUAGE sql STABLE AS $$
+	SELECT EXISTS (SELECT FROM tdgl.change_log l WHERE l.tbl = p_tbl AND l.pk::text = p_pk
+	                 AND l.id > p_after AND l.txid < p_horizon::text::xid8)
+	    OR EXISTS (SELECT FROM tdgl.change_log l WHERE l.tbl = p_tbl AND l.old_pk::text = p_pk
+	                 AND l.old_pk IS NOT NULL AND l.id > p_after
+	                 AND l.txid < p_horizon::text::xid8)
+$$;
+
 CREATE TABLE IF NOT EXISTS tdgl.tracked_tables (
 	name           text PRIMARY KEY,          -- "customer" (schema public) or "schema.table"
 	relid          regclass NOT NULL,         -- regclass, not oid: pg_dump/restore keeps it
@@ -416,6 +429,11 @@ $$;
 -- in the same transaction, so a page query (one statement) sees either the rows or the new
 -- horizon, never neither. Returns the number of rows deleted, or NULL when another process
 -- serving the same database is purging right now (one purge at a time: the advisory lock).
+-- On a two-way site (docs/design.md "Two-way sync") a table this database also pulls from a
+-- peer keeps, whatever their age, each key's last entry (the version of the row held here;
+-- a delete's is its tombstone) and an entry whose key's next entry some active key has not
+-- consumed yet (that entry's base, read when it is served). A peer's late change is so
+-- always checked against the version it did not see, and never resurrects a deleted row.
 CREATE OR REPLACE FUNCTION tdgl.purge(retention interval) RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -433,12 +451,28 @@ BEGIN
 	INTO horizon;
 	-- The new horizon is just above the newest transaction deleted: a cursor that needs only
 	-- later transactions lost nothing and keeps working.
-	WITH d AS (
-		DELETE FROM tdgl.change_log
-		WHERE changed_at < now() - retention AND txid < horizon::text::xid8
-		RETURNING txid
-	)
-	SELECT count(*), max(txid::text::bigint) + 1 INTO n, top FROM d;
+	IF to_regclass('tdgl_replica.source_tables') IS NULL THEN
+		WITH d AS (
+			DELETE FROM tdgl.change_log
+			WHERE changed_at < now() - retention AND txid < horizon::text::xid8
+			RETURNING txid
+		)
+		SELECT count(*), max(txid::text::bigint) + 1 INTO n, top FROM d;
+	ELSE
+		-- (dynamic: the replica role's table exists only where that role was migrated)
+		EXECUTE $q$
+		WITH d AS (
+			DELETE FROM tdgl.change_log c
+			WHERE c.changed_at < now() - $1 AND c.txid < $2::text::xid8
+			  AND (c.tbl NOT IN (SELECT st.tbl FROM tdgl_replica.source_tables st)
+			       OR (tdgl.key_moved_on(c.tbl, c.pk::text, c.id, $2)
+			           AND (c.old_pk IS NULL
+			                OR tdgl.key_moved_on(c.tbl, c.old_pk::text, c.id, $2))))
+			RETURNING c.txid
+		)
+		SELECT count(*), max(txid::text::bigint) + 1 FROM d$q$
+		INTO n, top USING retention, horizon;
+	END IF;
 	UPDATE tdgl.meta SET last_purge_at = now(),
 		purged_below_txid = GREATEST(purged_below_txid, coalesce(top, 0));
 	RETURN n;

@@ -279,6 +279,23 @@ def test_a_late_update_does_not_resurrect_a_row_deleted_later(sites):
     assert a.rows() == b.rows() == []
 
 
+def test_a_purge_keeps_the_tombstone_a_late_peer_change_needs(sites):
+    a, b = pair(sites)
+    a.sql("INSERT INTO item VALUES (1, 'base'), (2, 'other')")
+    b.pull(a)
+    b.sql("UPDATE item SET v = 'edited on b' WHERE id = 1")  # not yet pulled by a
+    a.sql("DELETE FROM item WHERE id = 1")
+    a.sql("UPDATE item SET v = 'again' WHERE id = 2")
+    assert b.pull(a)["conflicts"] == 1                        # b consumed a's delete
+    a.p.cli("purge", "--retention", "0s")
+    # what no one needs any more went; each key's last version (the tombstone) stayed
+    assert a.sql("SELECT op, pk::text FROM tdgl.change_log ORDER BY id") == \
+        [("Delete", '{"id" : 1}'), ("Update", '{"id" : 2}')]
+    # so b's update, made before it saw the delete, is a conflict here, not a resurrection
+    assert a.pull(b)["conflicts"] == 1
+    assert a.rows() == [(2, "again", 0)]
+
+
 def test_hub_and_spoke_forwards_each_change_once_and_never_to_its_origin(sites):
     hq, b1, b2 = sites("hq", "b1", "b2")
     for branch in (b1, b2):
