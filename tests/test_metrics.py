@@ -131,6 +131,8 @@ def test_replica_metrics_show_pulls_applies_conflicts_failures_lag_and_last_run(
                 "WHERE id = (SELECT max(id) FROM tdgl.change_log); COMMIT")
     r = replica.api("POST", "/api/sources/main/pull", params={"wait": "1"})
     assert r.status_code in (200, 202), r.text
+    # (a scheduled pull may have taken the first changes before the last commit: 202, queued)
+    replica.wait_rows("SELECT count(*) FROM customer WHERE id = 6", [(1,)], timeout=30)
     m = wait_until(lambda: (lambda m: m if metric(m, "tdgl_replica_open_conflicts") == 1
                             and metric(m, "tdgl_replica_failed_changes") == 1 else None)(
         replica_metrics(replica)), timeout=30, what="the conflict and the failure in /metrics")
