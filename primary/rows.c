@@ -263,20 +263,16 @@ static const char Q_ROW_VERSIONS_ON[] = "SELECT tdgl.enable_row_versions()";
 static const char Q_SITE[] = "SELECT id::text FROM tdgl.site_identity";
 
 /* Appends the row version column of a versions page: the key as the capture writes it
- * (json_build_object of the key columns, as rows_key_select) looked up in the change log. */
-static void rows_version_select(struct buf *q, PGconn *c, const struct rows_table *t,
-                                const char *table)
+ * (json_build_object of the key columns, as rows_key_select) looked up in the change log
+ * of table parameter $param. */
+static void rows_version_select(struct buf *q, const struct rows_table *t, int param)
 {
-	char *lt = PQescapeLiteral(c, table, strlen(table));
-
-	if (!lt)
-		abort();    /* out of memory: as buf does */
-	buf_printf(q, ", (SELECT json_build_object('origin', coalesce(v.origin, "
-	           "(SELECT s.id FROM tdgl.site_identity s)), 'id', v.id, 'at', v.at) "
-	           "FROM tdgl.row_version(%s, ", lt);
+	buf_puts(q, ", (SELECT json_build_object('origin', coalesce(v.origin, "
+	         "(SELECT s.id FROM tdgl.site_identity s)), 'id', v.id, 'at', v.at) "
+	         "FROM tdgl.row_version(");
+	buf_printf(q, "$%d::text, ", param);
 	rows_key_select(q, t);
 	buf_puts(q, ", NULL) v)::text");
-	PQfreemem(lt);
 }
 
 static enum result rows_page_of(PGconn *c, const char *table, const char *after,
@@ -287,7 +283,7 @@ static enum result rows_page_of(PGconn *c, const char *table, const char *after,
 	struct buf q = {0};
 	cJSON *fj = NULL;
 	PGresult *res = NULL, *site = NULL;
-	const char *params[3];
+	const char *params[4];
 	char lim[16];
 	int np = 0, n;
 	enum result status = rows_page_open(c, table, after, filter, &t, &fj, err, errlen);
@@ -297,8 +293,10 @@ static enum result rows_page_of(PGconn *c, const char *table, const char *after,
 	status = RESULT_INVALID;
 	buf_puts(&q, "SELECT row_to_json(t.*)::text, ");
 	rows_key_select(&q, &t);
-	if (versions)
-		rows_version_select(&q, c, &t, table);
+	if (versions) {
+		params[np++] = table;
+		rows_version_select(&q, &t, np);
+	}
 	snprintf(lim, sizeof lim, "%d", limit + 1);
 	if (rows_page_tail(c, &t, after, filter, fj, lim, &q, params, &np, err, errlen) < 0)
 		goto out;
