@@ -1030,6 +1030,16 @@ def two_way_load(b, dbs, script, seconds):
     return [out[db] for _, db in dbs]
 
 
+def timed_initial_sync(b, db, d, cluster):
+    """Starts the replica of database db (Db d) and times its initial sync: from the start
+    (its first pull is the copy) until the copy stored its cursor. Returns (seconds, process)."""
+    t0 = time.monotonic()
+    rep = b.start_replica(db, cluster=cluster)
+    wait_until(lambda: d.one("SELECT bool_and(cursor IS NOT NULL) FROM tdgl_replica.sources"),
+               600, 0.01, f"{db}'s initial sync")
+    return time.monotonic() - t0, rep
+
+
 def fig14(b, sz):
     rows, seconds = sz["two_way_rows"], sz["two_way_s"]
     log(f"figure 14: two-way sync, {rows} shared rows, branch transactions on both sites "
@@ -1070,13 +1080,18 @@ def fig14(b, sz):
               keys[j][0], "--secret", keys[j][1], "--tables", "customer", "--long-poll",
               "--poll-interval", "3600")
         dbs[i].sql("UPDATE tdgl_replica.sources SET conflict_policy = 'latest-wins'")
-        reps.append(b.start_replica(db, cluster=c))
-    for i in (1, 0):           # B copies A's rows first
-        requests.post(reps[i].url + "/api/sources/peer/pull",
-                      headers={"Authorization": f"Bearer {b.admin_token}"}, timeout=600)
-        wait_until(lambda d=dbs[i]: d.one("SELECT cursor IS NOT NULL FROM tdgl_replica.sources"),
-                   600, 0.05, "initial sync")
+    joined = {}
+    for i in (1, 0):           # B copies A's rows first (with their versions: JSON pages)
+        joined[i], rep = timed_initial_sync(b, sites[i][1], dbs[i], sites[i][0])
+        reps.append(rep)
     wait_until(lambda: dbs[1].one("SELECT count(*) FROM customer") == rows, 600, 0.05, "copy")
+    # the reference: the same rows copied by a one-way replica (COPY pages), same run
+    key, secret = b.keygen(sites[0][1], "one-way")
+    b.replica_setup("f14oneway", prims[0].url, key, secret, "--poll-interval", "3600")
+    one = Db(b.replica, "f14oneway")
+    t_one, rep = timed_initial_sync(b, "f14oneway", one, b.replica)
+    b.stop_proc(rep)
+    one.close()
     for d in dbs:
         d.sql("CHECKPOINT")
     tps = two_way_load(b, sites, script, seconds)
@@ -1102,6 +1117,10 @@ def fig14(b, sz):
     record(14, "time to converge after the load (both tables md5-equal)", conv, "s", None, "",
            "", None, note=f"change logs {n[0]:,} / {n[1]:,} entries (own + forwarded); "
            f"{decided} conflicts decided by latest-wins")
+    record(14, f"joining: B's initial sync of A's {rows:,} rows, with their versions",
+           joined[1], "s", t_one, "one-way initial sync, same rows", "", None,
+           note=f"{rows / joined[1]:,.0f} rows/s (its run record); A's of B's table: "
+                f"{joined[0]:.2f} s")
 
 
 def sizes(scale):

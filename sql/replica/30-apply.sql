@@ -748,8 +748,8 @@ BEGIN
 	JOIN json_array_elements($4) WITH ORDINALITY AS v(v, ord) USING (ord)
 	CROSS JOIN LATERAL json_populate_record(NULL::%2$s, x.x) p
 	WHERE json_typeof(x.x) = 'object'
-	  AND NOT EXISTS (SELECT FROM tdgl_replica.sync_log l WHERE l.id > $5 AND l.run_id = $6
-	                  AND l.tbl = $1 AND l.pk = jsonb_build_object(%1$s))
+	  AND jsonb_build_object(%1$s) NOT IN (SELECT l.pk FROM tdgl_replica.sync_log l
+	          WHERE l.id > $5 AND l.run_id = $6 AND l.tbl = $1 AND l.pk IS NOT NULL)
 	ORDER BY x.ord$q$,
 			tdgl_replica.each_col(tdgl_replica.pk_columns(rel), '%1$L, p.%1$I', ', '),
 			tdgl_replica.qualified(rel))
