@@ -1119,7 +1119,7 @@ def fig14(b, sz):
            f"{decided} conflicts decided by latest-wins")
     record(14, f"joining: B's initial sync of A's {rows:,} rows, with their versions",
            joined[1], "s", t_one, "one-way initial sync, same rows", "", None,
-           note=f"{rows / joined[1]:,.0f} rows/s (its run record); A's of B's table: "
+           note=f"{rows / joined[1]:,.0f} rows/s (from the replica's start); A's of B's table: "
                 f"{joined[0]:.2f} s")
 
 
