@@ -17,7 +17,9 @@
  * the primary also ends a page at 4 MiB of data, and a page it ended so stays that size. */
 #define COPY_FIRST_ROWS 1000
 #define COPY_MAX_ROWS 50000
-#define COPY_JSON_ROWS 500
+/* JSON pages (a two-way table's copy, with versions; the fallback): 2000 rows copied a
+ * 50k-row two-way table in 1.3 s, 500 in 1.5-1.9 s. */
+#define COPY_JSON_ROWS 2000
 #define COPY_TIMEOUT_MS 120000
 
 static const char Q_SET_START_CURSOR[] =
