@@ -30,17 +30,31 @@ static const char Q_LOG_PROBE[] =
 	"ELSE created_at >= $2::timestamptz END "
 	"FROM tdgl_replica.sync_log WHERE id >= $1::bigint ORDER BY id LIMIT 1";
 static const char Q_TIME_CHECK[] = "SELECT $1::timestamptz";
-/* A page: ids in [$6, $7), newest first, filtered; a primary-key range scan. */
-static const char Q_LOG_PAGE[] =
-	"SELECT coalesce(json_agg(" BROWSE_LOG_ENTRY " ORDER BY id DESC), '[]')::text, count(*), "
-	"min(id) FROM (SELECT * FROM tdgl_replica.sync_log "
-	"WHERE id >= $6::bigint AND id < $7::bigint "
-	"AND ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR source = $2) "
-	"AND ($3::text IS NULL OR tbl = $3) AND ($4::jsonb IS NULL OR pk = $4::jsonb) "
-	"AND ($5::text IS NULL OR EXISTS (SELECT 1 FROM jsonb_each_text(pk) k WHERE k.value = $5)) "
-	"AND ($8::timestamptz IS NULL OR created_at >= $8::timestamptz) "
+/* The filters of a log page: entries (tdgl_replica.sync_entries) with ids in [$6, $7). */
+#define BROWSE_LOG_WHERE \
+	"id >= $6::bigint AND id < $7::bigint " \
+	"AND ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR source = $2) " \
+	"AND ($3::text IS NULL OR tbl = $3) AND ($4::jsonb IS NULL OR pk = $4::jsonb) " \
+	"AND ($5::text IS NULL OR EXISTS (SELECT 1 FROM jsonb_each_text(pk) k WHERE k.value = $5)) " \
+	"AND ($8::timestamptz IS NULL OR created_at >= $8::timestamptz) " \
 	"AND ($9::timestamptz IS NULL OR created_at <= $9::timestamptz) "
-	"ORDER BY id DESC LIMIT $10::int) l";
+/* A page, newest first: the newest $10 matching entries (m), and the rest of the log row the
+ * last of them belongs to (the entries of one apply statement's Synced row share its id, and
+ * the cursor is an id); a primary-key range scan. */
+static const char Q_LOG_PAGE[] =
+	"WITH m AS (SELECT id FROM tdgl_replica.sync_entries WHERE " BROWSE_LOG_WHERE
+	"ORDER BY id DESC, seq DESC LIMIT $10::int) "
+	"SELECT coalesce(json_agg(" BROWSE_LOG_ENTRY " ORDER BY id DESC, seq DESC), '[]')::text, "
+	"(SELECT count(*) FROM m), (SELECT min(id) FROM m) FROM tdgl_replica.sync_entries "
+	"WHERE " BROWSE_LOG_WHERE "AND id >= (SELECT min(id) FROM m)";
+/* With a filter, where the window of a page ends: the lowest id of the newest log rows in
+ * [$2, $1) that hold at most $3 entries in all (at least one row); $2 when they all do. */
+static const char Q_LOG_WINDOW[] =
+	"SELECT CASE WHEN count(*) < $3::int AND bool_and(n < $3::int) IS NOT FALSE THEN $2::bigint "
+	"ELSE min(id) FILTER (WHERE n < $3::int) END FROM (SELECT id, "
+	"sum(entries) OVER (ORDER BY id DESC) - entries AS n FROM (SELECT id, entries "
+	"FROM tdgl_replica.sync_log WHERE id < $1::bigint AND id >= $2::bigint "
+	"ORDER BY id DESC LIMIT $3::int) r) w";
 static const char Q_LOCAL_EDITS[] =
 	"SELECT coalesce(json_agg(json_build_object('table', e.tbl, 'pk', e.pk, 'op', e.op, "
 	"'edited_at', e.edited_at, 'conflict_id', (SELECT c.id FROM tdgl_replica.conflicts c "
@@ -181,6 +195,29 @@ static long long browse_id_at(PGconn *c, const char *t, int strict, long long to
 	return lo;
 }
 
+/* The lowest id a page below hi examines (not below floor_id); -1 on error. Without a
+ * filter, BROWSE_LOG_WINDOW ids: the page's LIMIT stops the scan at its first rows. With
+ * one, as many rows as hold BROWSE_LOG_WINDOW entries: a Synced row holds every change its
+ * statement synced, and each is tested against the filter. */
+static long long browse_window(PGconn *c, long long hi, long long floor_id, int filtered)
+{
+	char his[32], fls[32], wins[32];
+	const char *p[3] = { his, fls, wins };
+	PGresult *res;
+	long long lo;
+
+	if (!filtered)
+		return hi - BROWSE_LOG_WINDOW > floor_id ? hi - BROWSE_LOG_WINDOW : floor_id;
+	snprintf(his, sizeof his, "%lld", hi);
+	snprintf(fls, sizeof fls, "%lld", floor_id);
+	snprintf(wins, sizeof wins, "%d", BROWSE_LOG_WINDOW);
+	if (!(res = db_exec(c, "log page: window", Q_LOG_WINDOW, 3, p)))
+		return -1;
+	lo = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	PQclear(res);
+	return lo;
+}
+
 static void browse_log_page(struct api *a, struct http_req *req)
 {
 	const char *status, *source, *table, *key, *since, *until;
@@ -236,7 +273,8 @@ static void browse_log_page(struct api *a, struct http_req *req)
 	}
 	if (since && (floor_id = browse_id_at(c, since, 0, top)) < 0)
 		goto dberr;
-	lo = hi - BROWSE_LOG_WINDOW > floor_id ? hi - BROWSE_LOG_WINDOW : floor_id;
+	if ((lo = browse_window(c, hi, floor_id, st || source || table || key)) < 0)
+		goto dberr;
 	if (lo > hi)
 		lo = hi;
 	snprintf(los, sizeof los, "%lld", lo);

@@ -6,14 +6,17 @@
  *   GET  /api/local-edits         rows edited here (newest first), with their open conflict
  *   GET  /api/conflicts/<id>      one conflict with its column-by-column comparison
  * Log pages stay fast over any log size: a page reads at most BROWSE_LOG_WINDOW ids below
- * its cursor (primary-key range scan); a time range is turned into an id range first (ids
- * follow created_at), so no page scans the log. Bad input: 4xx JSON. */
+ * its cursor (primary-key range scan), and with a filter at most that many entries (the
+ * changes one apply statement synced are one log row, hence one id); a time range is turned
+ * into an id range first (ids follow created_at), so no page scans the log. A page ends on a
+ * log row: the entries of one row (one id) are never split between pages. Bad input: 4xx
+ * JSON. */
 #ifndef TDGL_REPLICA_BROWSE_H
 #define TDGL_REPLICA_BROWSE_H
 #include "common/http.h"
 #include "replica/api.h"
 
-#define BROWSE_LOG_WINDOW 50000   /* ids one /api/log/page request examines at most */
+#define BROWSE_LOG_WINDOW 50000   /* ids (entries) one /api/log/page request examines at most */
 
 /* Handles req and returns 1 when it is one of the routes above, else 0. */
 int browse_handle(struct api *a, struct http_req *req);

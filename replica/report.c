@@ -3,16 +3,18 @@
 #include "common/db.h"
 #include "replica/report.h"
 
-/* ---- JSON (the admin API) ---- */
+/* ---- JSON (the admin API) ----
+ * The log is read one entry per change (tdgl_replica.sync_entries): the changes one apply
+ * statement synced share a log row, hence its id (seq orders them). */
 static const char Q_LOG_JSON[] =
 	"SELECT coalesce(json_agg(json_build_object('id', id, 'source', source, "
 	"'change_id', change_id, 'table', tbl, 'pk', pk, 'op', op, 'status', status, "
 	"'reason', reason, 'error', error, 'sqlstate', sqlstate, 'attempts', attempts, "
 	"'next_retry_at', next_retry_at, 'run_id', run_id, 'created_at', created_at) "
-	"ORDER BY id), '[]')::text FROM (SELECT * FROM tdgl_replica.sync_log "
+	"ORDER BY id, seq), '[]')::text FROM (SELECT * FROM tdgl_replica.sync_entries "
 	"WHERE ($1::text IS NULL OR lower(status) = lower($1)) "
 	"AND ($2::text IS NULL OR source = $2) AND ($3::bigint IS NULL OR run_id = $3::bigint) "
-	"ORDER BY id DESC LIMIT $4::int) l";
+	"ORDER BY id DESC, seq DESC LIMIT $4::int) l";
 static const char Q_RUNS_JSON[] =
 	"SELECT coalesce(json_agg(json_build_object('id', id, 'source', source, "
 	"'trigger', trigger, 'started_at', started_at, 'ended_at', ended_at, "
@@ -31,9 +33,9 @@ static const char Q_COUNTS_JSON[] =
 /* ---- rows (the CLI's tab-separated tables) ---- */
 static const char Q_LOG_ROWS[] =
 	"SELECT id, coalesce(run_id::text, '-'), source, coalesce(change_id::text, '-'), tbl, "
-	"op, status, coalesce(reason, error, ''), pk::text FROM tdgl_replica.sync_log "
+	"op, status, coalesce(reason, error, ''), pk::text FROM tdgl_replica.sync_entries "
 	"WHERE ($1::text IS NULL OR lower(status) = lower($1)) AND ($2::text IS NULL OR source = $2) "
-	"ORDER BY id DESC LIMIT 200";
+	"ORDER BY id DESC, seq DESC LIMIT 200";
 static const char Q_RUNS_ROWS[] =
 	"SELECT id, source, trigger, status, fetched, synced, failed, skipped, conflicts, resolved, "
 	"to_char(started_at, 'YYYY-MM-DD HH24:MI:SS'), "

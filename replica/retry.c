@@ -20,10 +20,11 @@ static const char Q_LOCK[] =
 	"FROM tdgl_replica.sync_log s JOIN tdgl_replica.sources src ON src.name = s.source "
 	"WHERE s.id = $1 AND s.status = 'Failed' FOR UPDATE OF s";
 /* A later change of the same row was applied since this one failed (a row copied by an
- * initial sync has no key in its log entry: the key comes from its snapshot). */
+ * initial sync has no key in its log entry: the key comes from its snapshot). A Synced row
+ * holds the keys of every change its statement synced (pks), an older one its own (pk). */
 static const char Q_SUPERSEDED[] =
 	"SELECT EXISTS (SELECT 1 FROM tdgl_replica.sync_log l WHERE l.source = $1 AND l.tbl = $2 "
-	"AND l.pk = $3::jsonb AND l.status = 'Synced' AND l.id > $4)";
+	"AND l.status = 'Synced' AND l.id > $4 AND $3::jsonb = ANY (coalesce(l.pks, ARRAY[l.pk])))";
 static const char Q_MARK_SUPERSEDED[] =
 	"UPDATE tdgl_replica.sync_log SET status = 'Skipped', reason = 'superseded by a later change', "
 	"next_retry_at = NULL, run_id = $2 WHERE id = $1";

@@ -1,4 +1,4 @@
--- tdgl-replica schema, version 7. Idempotent: every statement may run again, and an older
+-- tdgl-replica schema, version 8. Idempotent: every statement may run again, and an older
 -- version is upgraded by running it again (new columns are added with ADD COLUMN IF NOT EXISTS,
 -- each version's steps are marked "Version N" where they stand).
 -- Applied by `tdgl-replica migrate` (db_migrate, under an advisory lock).
@@ -305,3 +305,39 @@ END $$;
 -- Version 8: a run counts the conflicts its policy decided (resolved) apart from those it
 -- left open for an admin (conflicts).
 ALTER TABLE tdgl_replica.runs ADD COLUMN IF NOT EXISTS resolved int NOT NULL DEFAULT 0;
+
+-- Version 8, too: Synced outcomes are kept per applied statement, not per change. Writing
+-- one sync_log row (and its two index entries) per applied change was ~15 % of the replica
+-- database's time per change (BENCHMARKS.md); now the changes one apply statement synced are ONE row with
+-- status Synced: change_ids, pks (jsonb[]) and ops (NULL when every op is `op`) side by
+-- side, in change order, and entries = how many (1 for every other row). Failed and Skipped
+-- outcomes, and a two-way Synced one with a reason (a conflict its policy decided), stay
+-- one row per change. Rows written before version 8 stay as they are (change_ids NULL).
+-- tdgl_replica.sync_entries is the log one entry per change, for every reader that asks
+-- about changes or keys (the log pages, GET /api/log, `tdgl-replica log`).
+ALTER TABLE tdgl_replica.sync_log ADD COLUMN IF NOT EXISTS change_ids bigint[];
+ALTER TABLE tdgl_replica.sync_log ADD COLUMN IF NOT EXISTS pks jsonb[];
+ALTER TABLE tdgl_replica.sync_log ADD COLUMN IF NOT EXISTS ops text[];
+ALTER TABLE tdgl_replica.sync_log ADD COLUMN IF NOT EXISTS entries int NOT NULL DEFAULT 1;
+-- A 500-change row is ~15 kB of arrays: lz4 compresses it in ~0.07 ms, pglz (the default)
+-- in ~0.3-0.45 ms, a fifth of what the row saves. A server built without lz4 keeps pglz.
+DO $$
+BEGIN
+	ALTER TABLE tdgl_replica.sync_log ALTER COLUMN change_ids SET COMPRESSION lz4,
+		ALTER COLUMN pks SET COMPRESSION lz4, ALTER COLUMN ops SET COMPRESSION lz4;
+EXCEPTION WHEN feature_not_supported THEN
+	RAISE NOTICE 'sync_log: no lz4 here, arrays compressed with pglz';
+END $$;
+
+-- One row per change: a Synced row of a statement expanded (its entries share its id, seq
+-- is their order in it), every other row as it is (seq 1).
+CREATE OR REPLACE VIEW tdgl_replica.sync_entries AS
+SELECT l.id, l.source, e.change_id, l.tbl, e.pk, e.op, l.status, l.reason, l.error, l.sqlstate,
+       l.attempts, l.next_retry_at, l.change, l.run_id, l.created_at, e.seq
+FROM tdgl_replica.sync_log l
+CROSS JOIN LATERAL (
+	SELECT l.change_id, l.pk, l.op, 1::bigint AS seq WHERE l.change_ids IS NULL
+	UNION ALL
+	SELECT u.id, u.pk, coalesce(u.op, l.op), u.seq
+	FROM unnest(l.change_ids, l.pks, l.ops) WITH ORDINALITY u(id, pk, op, seq)
+	WHERE l.change_ids IS NOT NULL) e;

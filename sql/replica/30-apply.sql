@@ -416,16 +416,27 @@ BEGIN
 	RETURNING 1
 )$q$;
 	END IF;
-	q := q || format($q$, lg AS (
-	INSERT INTO tdgl_replica.sync_log (source, change_id, tbl, pk, op, status, reason, run_id)
-	SELECT $8, w.id, $3, w.lpk, w.op,
-	       CASE WHEN w.skip IS NULL THEN 'Synced' ELSE 'Skipped' END,
+	-- the log: what the statement synced is ONE row (its changes' ids, keys and ops side by
+	-- side: a row per change was ~40 % of the apply's time), anything else (Skipped, or
+	-- Synced with a reason: a conflict a two-way policy decided) a row per change
+	q := q || format($q$, lr AS (
+	SELECT w.ord, w.id, w.lpk, w.op, w.skip,
 	       CASE WHEN w.skip = 'filter' AND w.present THEN 'filter: left the subset'%2$s
 	            WHEN w.skip = 'conflict' THEN 'conflict: row edited locally'
-	            ELSE w.skip END,
-	       $9
+	            ELSE w.skip END AS reason
 	FROM w WHERE NOT $10 OR w.skip IS NOT NULL
-	ORDER BY w.ord
+), lg AS (
+	INSERT INTO tdgl_replica.sync_log (source, change_id, tbl, pk, op, status, reason, run_id,
+	                                   change_ids, pks, ops, entries)
+	(SELECT $8, lr.id, $3, lr.lpk, lr.op, CASE WHEN lr.skip IS NULL THEN 'Synced' ELSE 'Skipped' END,
+	        lr.reason, $9, NULL::bigint[], NULL::jsonb[], NULL::text[], 1
+	 FROM lr WHERE lr.reason IS NOT NULL ORDER BY lr.ord)
+	UNION ALL
+	-- (one sort for the three arrays: the aggregates read a sorted subquery in its order)
+	(SELECT $8, NULL, $3, NULL, min(s.op), 'Synced', NULL, $9, array_agg(s.id), array_agg(s.lpk),
+	        CASE WHEN min(s.op) <> max(s.op) THEN array_agg(s.op) END, count(*)::int
+	 FROM (SELECT lr.id, lr.lpk, lr.op FROM lr WHERE lr.reason IS NULL ORDER BY lr.ord) s
+	 HAVING count(*) > 0)
 	RETURNING 1
 )
 SELECT count(*)::int, (count(*) FILTER (WHERE skip IS NULL))::int, 0,

@@ -7,7 +7,8 @@
 --   - Failed entries (retried, and shown until someone looks at them);
 --   - a Synced entry a Failed one of the same row may still need: a retry checks for a later
 --     Synced entry before it applies (replica/retry.c), a key-less Failed entry (initial
---     copy) is matched by its snapshot;
+--     copy) is matched by its snapshot; a Synced row of a whole statement (version 8) is
+--     kept while it holds such a row's key;
 --   - the "conflict: ..." entry of a row whose conflict is still Open;
 --   - runs not finished, and runs an entry still refers to (GET /api/log shows its run).
 -- jit off: the per-row checks make the estimate cross jit_above_cost, and compiling took
@@ -28,21 +29,26 @@ BEGIN
 	IF NOT old THEN
 		RETURN;
 	END IF;
+	-- deleted counts entries: a Synced row holds every change its statement synced
+	WITH d AS (
 	DELETE FROM tdgl_replica.sync_log l
 	WHERE l.id > p_after AND l.id <= last_id AND l.created_at < p_before
 	  AND l.status IN ('Synced', 'Skipped')
 	  AND NOT (l.status = 'Synced' AND EXISTS (
 	        SELECT 1 FROM tdgl_replica.sync_log f
 	        WHERE f.status = 'Failed' AND f.source = l.source AND f.tbl = l.tbl
-	          AND f.pk = l.pk AND f.id < l.id))
+	          AND f.pk = ANY (coalesce(l.pks, ARRAY[l.pk])) AND f.id < l.id))
 	  AND NOT (l.status = 'Synced' AND EXISTS (
 	        SELECT 1 FROM tdgl_replica.sync_log f
 	        WHERE f.status = 'Failed' AND f.source = l.source AND f.tbl = l.tbl
-	          AND f.pk IS NULL AND f.id < l.id AND (f.change -> 'row')::jsonb @> l.pk))
+	          AND f.pk IS NULL AND f.id < l.id
+	          AND EXISTS (SELECT 1 FROM unnest(coalesce(l.pks, ARRAY[l.pk])) k
+	                      WHERE (f.change -> 'row')::jsonb @> k)))
 	  AND NOT (l.status = 'Skipped' AND l.reason LIKE 'conflict%' AND EXISTS (
 	        SELECT 1 FROM tdgl_replica.conflicts k
-	        WHERE k.status = 'Open' AND k.tbl = l.tbl AND k.pk = l.pk));
-	GET DIAGNOSTICS deleted = ROW_COUNT;
+	        WHERE k.status = 'Open' AND k.tbl = l.tbl AND k.pk = l.pk))
+	RETURNING l.entries)
+	SELECT coalesce(sum(d.entries), 0) INTO deleted FROM d;
 END $$;
 
 CREATE OR REPLACE FUNCTION tdgl_replica.purge_runs_batch(p_before timestamptz, p_after bigint,
