@@ -920,7 +920,7 @@ def fig12(b, sz):
         lat, failed = [], 0
         for r in dbs:
             for cid, at in r.sql("SELECT change_id, extract(epoch FROM created_at) FROM "
-                                 "tdgl_replica.sync_log WHERE change_id = ANY(%s)", (list(made),)):
+                                 "tdgl_replica.sync_entries WHERE change_id = ANY(%s)", (list(made),)):
                 lat.append((float(at) - float(made[cid])) * 1000)
             failed += r.one("SELECT count(*) FROM tdgl_replica.runs WHERE status = 'Failed'")
         failed -= failed0

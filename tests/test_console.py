@@ -140,7 +140,7 @@ def test_log_pages_follow_the_id_cursor_and_filters(sites):
     for n in range(3):
         primary.sql("UPDATE customer SET company = company || '.' WHERE id = 2")
         primary.sql("INSERT INTO customer VALUES (%s, 'Log', 'ACME', 1)", (100 + n,))
-    wait_until(lambda: replica.one("SELECT count(*) FROM tdgl_replica.sync_log WHERE pk = '{\"id\": 2}'")
+    wait_until(lambda: replica.one("SELECT count(*) FROM tdgl_replica.sync_entries WHERE pk = '{\"id\": 2}'")
                == 3, timeout=20, what="the changes logged on the replica")
     everything = replica.api("GET", "/api/log/page?limit=1000").json()
     ids = [e["id"] for e in everything["entries"]]

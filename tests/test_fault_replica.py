@@ -29,10 +29,10 @@ from test_replica_serve import PUSH, signed, source_ready
 
 def changes_once(primary, replica):
     """Every change of the primary's log handled exactly once on the replica."""
-    assert replica.sql("SELECT change_id FROM tdgl_replica.sync_log WHERE change_id IS NOT NULL "
+    assert replica.sql("SELECT change_id FROM tdgl_replica.sync_entries WHERE change_id IS NOT NULL "
                        "GROUP BY change_id HAVING count(*) <> 1") == []
     want = primary.one("SELECT count(*) FROM tdgl.change_log")
-    assert replica.one("SELECT count(DISTINCT change_id) FROM tdgl_replica.sync_log") == want
+    assert replica.one("SELECT count(DISTINCT change_id) FROM tdgl_replica.sync_entries") == want
 
 
 def workload(primary, n=600):
@@ -54,7 +54,7 @@ def replica_env(replica, extra=None):
 
 
 def synced(replica):
-    return replica.one("SELECT count(*) FROM tdgl_replica.sync_log")
+    return replica.one("SELECT count(*) FROM tdgl_replica.sync_entries")
 
 
 def pull_to_end(replica, tries=20):
@@ -93,7 +93,7 @@ def test_sigkill_at_random_moments_50_times_applies_every_change_once(primary, r
     assert kills >= 40, f"only {kills} kills landed mid-pull"
     pull_to_end(replica)
     changes_once(primary, replica)
-    assert replica.one("SELECT count(*) FROM tdgl_replica.sync_log WHERE status = 'Failed'") == 0
+    assert replica.one("SELECT count(*) FROM tdgl_replica.sync_entries WHERE status = 'Failed'") == 0
     assert rows_md5(replica, "customer") == rows_md5(primary, "customer")
     assert replica.one("SELECT count(*) FROM tdgl_replica.conflicts") == 0
 
@@ -116,7 +116,7 @@ def test_refetched_page_applies_as_a_noop_without_false_conflicts(primary, repli
     assert rows_md5(replica, "customer") == md5
     assert replica.one("SELECT count(*) FROM tdgl_replica.local_edits") == 0
     assert replica.one("SELECT count(*) FROM tdgl_replica.conflicts") == 0
-    assert replica.one("SELECT count(*) FROM tdgl_replica.sync_log WHERE status = 'Failed'") == 0
+    assert replica.one("SELECT count(*) FROM tdgl_replica.sync_entries WHERE status = 'Failed'") == 0
 
 
 # ---- 8: the replica's PostgreSQL down ----
@@ -401,7 +401,7 @@ def test_values_round_trip_byte_for_byte(primary, replica):
         primary.sql(f"SET TIME ZONE '{tz}'")
         replica.sql(f"SET TIME ZONE '{tz}'")
         assert rows_md5(replica, "vals") == rows_md5(primary, "vals")
-    assert replica.one("SELECT count(*) FROM tdgl_replica.sync_log WHERE status = 'Failed'") == 0
+    assert replica.one("SELECT count(*) FROM tdgl_replica.sync_entries WHERE status = 'Failed'") == 0
 
 
 # ---- 21: primary-key change of a row edited locally ----
@@ -443,7 +443,7 @@ def test_delete_of_deleted_row_and_update_of_missing_row_logged_and_continue(pri
     primary.sql("INSERT INTO customer VALUES (4, 'd', 'X', 4)")
     r = pull(replica)
     assert r["status"] in ("Success", "Partial") and r["failed"] == 0, r
-    log = dict(replica.sql("SELECT op, status FROM tdgl_replica.sync_log WHERE change_id IS NOT NULL "
+    log = dict(replica.sql("SELECT op, status FROM tdgl_replica.sync_entries WHERE change_id IS NOT NULL "
                            "AND pk IN ('{\"id\": 1}', '{\"id\": 2}')"))
     assert log["Delete"] == "Skipped"
     assert log["Update"] in ("Synced", "Skipped")
@@ -468,7 +468,7 @@ def test_type_mismatch_stops_only_that_table_with_a_clear_error(primary, replica
     assert r["failed"] == 1, r
     assert replica.sql("SELECT id, qty, extra FROM item") == [(1, 5, "kept")]
     assert replica.one("SELECT count(*) FROM customer") == 1
-    err = replica.one("SELECT error FROM tdgl_replica.sync_log WHERE status = 'Failed'")
+    err = replica.one("SELECT error FROM tdgl_replica.sync_entries WHERE status = 'Failed'")
     assert "integer" in err and "five" in err, err
 
 
@@ -498,7 +498,7 @@ def test_rename_replayed_over_initial_copy_leaves_no_orphan(primary, replica):
     assert copied > 39000, "the copy finished before the rename: race not hit"
     assert replica.one("SELECT count(*) FROM customer WHERE id IN (1, 40000)") == 0
     assert rows_md5(replica, "customer") == rows_md5(primary, "customer")
-    assert replica.one("SELECT count(*) FROM tdgl_replica.sync_log WHERE status = 'Failed'") == 0
+    assert replica.one("SELECT count(*) FROM tdgl_replica.sync_entries WHERE status = 'Failed'") == 0
 
 
 def test_a_run_whose_process_was_killed_is_closed_as_interrupted(replica):

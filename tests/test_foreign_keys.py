@@ -46,7 +46,7 @@ def fk_pair(primary, replica, *source_args):
 def assert_same(primary, replica):
     for t in FK_TABLES:
         assert rows_md5(replica, t) == rows_md5(primary, t), t
-    assert replica.one("SELECT count(*) FROM tdgl_replica.sync_log WHERE status = 'Failed'") == 0
+    assert replica.one("SELECT count(*) FROM tdgl_replica.sync_entries WHERE status = 'Failed'") == 0
     assert replica.one("SELECT count(*) FROM tdgl_replica.conflicts") == 0
 
 
@@ -128,8 +128,8 @@ def test_interleaved_transactions_apply_table_by_table(primary, replica):
     for t in ("head", "line", "bal"):
         assert rows_md5(replica, t) == rows_md5(primary, t), t
     # one page: the log follows the runs, a few per table, not one per change
-    tbls = [t for (t,) in replica.sql("SELECT tbl FROM tdgl_replica.sync_log WHERE run_id = %s "
-                                      "ORDER BY id", (r["run_id"],))]
+    tbls = [t for (t,) in replica.sql("SELECT tbl FROM tdgl_replica.sync_entries WHERE run_id = %s "
+                                      "ORDER BY id, seq", (r["run_id"],))]
     switches = sum(1 for a, b in zip(tbls, tbls[1:]) if a != b)
     assert len(tbls) == r["fetched"] and switches == 2, (switches, tbls)
 
@@ -177,7 +177,7 @@ def test_a_row_changed_by_every_transaction_of_a_page_takes_one_statement(primar
     assert r["fetched"] == 30 and r["synced"] == 11 and r["conflicts"] == 10, r
     assert replica.one("SELECT count(*) FROM stmts") == 1
     assert replica.sql("SELECT id, v FROM bal ORDER BY id") == [(1, 10), (2, 7), (3, 100)]
-    log = replica.sql("SELECT pk->>'id', status, reason FROM tdgl_replica.sync_log WHERE run_id = %s "
+    log = replica.sql("SELECT pk->>'id', status, reason FROM tdgl_replica.sync_entries WHERE run_id = %s "
                       "ORDER BY change_id", (r["run_id"],))
     assert [x for x in log if x[0] == "1"] == [("1", "Synced", None)] * 10
     assert [x[2] for x in log if x[0] == "2"] == ["no changes"] * 4 + [None] + ["no changes"] * 5

@@ -164,7 +164,7 @@ def test_copy_into_rows_edited_here_opens_conflicts_and_keeps_them(primary, repl
     assert replica.one("SELECT count(*) FROM customer") == 3000
     c = replica.sql("SELECT pk::text, status, primary_row->>'name' FROM tdgl_replica.conflicts")
     assert c == [('{"id": 5}', "Open", "p5")]
-    log = dict(replica.sql("SELECT pk->>'id', reason FROM tdgl_replica.sync_log WHERE status = 'Skipped'"))
+    log = dict(replica.sql("SELECT pk->>'id', reason FROM tdgl_replica.sync_entries WHERE status = 'Skipped'"))
     assert log == {"5": "conflict: row edited locally", "6": "no changes"}
     assert replica.one("SELECT synced FROM tdgl_replica.runs WHERE trigger = 'Initial'") == 2998
 
@@ -194,7 +194,7 @@ def test_copy_page_the_table_refuses_continues_in_json_pages(primary, replica):
     assert r["status"] == "Partial" and r["failed"] == 2, r
     assert replica.one("SELECT count(*) FROM item") == 1498
     errs = sorted(e for (e,) in replica.sql(
-        "SELECT error FROM tdgl_replica.sync_log WHERE status = 'Failed'"))
+        "SELECT error FROM tdgl_replica.sync_entries WHERE status = 'Failed'"))
     assert "check constraint" in errs[1] and "five" in errs[0], errs
     assert replica.one("SELECT cursor IS NOT NULL FROM tdgl_replica.sources") is True
 

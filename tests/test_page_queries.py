@@ -270,9 +270,9 @@ def test_a_long_polling_replica_facing_a_full_page_queue_catches_up(primary, rep
     assert held[0].status_code == 200
     wait_until(lambda: rows_md5(replica, "customer") == rows_md5(primary, "customer"),
                timeout=60, what="the replica to catch up")
-    assert replica.one("SELECT count(*) FROM tdgl_replica.sync_log WHERE change_id IS NOT NULL") == 300
+    assert replica.one("SELECT count(*) FROM tdgl_replica.sync_entries WHERE change_id IS NOT NULL") == 300
     assert "primary answered 503" in replica.server.log()
-    assert replica.sql("SELECT change_id FROM tdgl_replica.sync_log WHERE change_id IS NOT NULL "
+    assert replica.sql("SELECT change_id FROM tdgl_replica.sync_entries WHERE change_id IS NOT NULL "
                        "GROUP BY change_id HAVING count(*) <> 1") == []
     assert replica.one("SELECT count(*) FROM tdgl_replica.runs WHERE status = 'Failed'") == 0
 

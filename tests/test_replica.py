@@ -55,7 +55,7 @@ def test_every_operation_replicates(primary, replica):
     assert rows_md5(replica, "customer") == rows_md5(primary, "customer")
     assert replica.sql("SELECT id, name FROM customer ORDER BY id") == [
         (1, "a2"), (4, "d"), (30, "c")]
-    ops = {r[0] for r in replica.sql("SELECT op FROM tdgl_replica.sync_log WHERE status = 'Synced'")}
+    ops = {r[0] for r in replica.sql("SELECT op FROM tdgl_replica.sync_entries WHERE status = 'Synced'")}
     assert {"Update", "Delete", "Rename", "Create"} <= ops
 
 
@@ -178,8 +178,8 @@ def test_filters_and_a_row_leaving_the_subset(primary, replica):
     r = pull(replica)
     assert r["failed"] == 0
     assert replica.sql("SELECT id FROM customer ORDER BY id") == [(1,), (2,)]
-    assert replica.one("SELECT reason FROM tdgl_replica.sync_log WHERE pk = '{\"id\": 3}' "
-                       "ORDER BY id DESC LIMIT 1") == "filter: left the subset"
+    assert replica.one("SELECT reason FROM tdgl_replica.sync_entries WHERE pk = '{\"id\": 3}' "
+                       "ORDER BY id DESC, seq DESC LIMIT 1") == "filter: left the subset"
 
 
 def test_a_rename_leaving_the_subset_removes_the_row_unless_edited_here(primary, replica):
@@ -192,8 +192,8 @@ def test_a_rename_leaving_the_subset_removes_the_row_unless_edited_here(primary,
     r = pull(replica)
     assert r["failed"] == 0
     assert replica.sql("SELECT id, name FROM customer ORDER BY id") == [(2, "local")]
-    assert replica.one("SELECT reason FROM tdgl_replica.sync_log WHERE pk = '{\"id\": 11}' "
-                       "ORDER BY id DESC LIMIT 1") == "filter: left the subset"
+    assert replica.one("SELECT reason FROM tdgl_replica.sync_entries WHERE pk = '{\"id\": 11}' "
+                       "ORDER BY id DESC, seq DESC LIMIT 1") == "filter: left the subset"
 
 
 def test_filters_apply_to_the_initial_sync(primary, replica):
@@ -291,7 +291,7 @@ def test_failing_change_is_isolated_while_the_rest_applies(primary, replica):
     assert replica.one("SELECT count(*) FROM customer") == 50
     assert replica.one("SELECT name FROM customer WHERE id = 26") == "ok"
     assert replica.one("SELECT name FROM customer WHERE id = 25") == "n25"
-    err, state = replica.sql("SELECT error, sqlstate FROM tdgl_replica.sync_log WHERE status = 'Failed'")[0]
+    err, state = replica.sql("SELECT error, sqlstate FROM tdgl_replica.sync_entries WHERE status = 'Failed'")[0]
     assert "too long" in err and state == "22001"
 
 
@@ -303,7 +303,7 @@ def test_missing_table_fails_only_its_changes(primary, replica):
     primary.sql("INSERT INTO customer VALUES (2, 'b', 'X', 1)")
     r = pull(replica)
     assert r["failed"] == 1 and r["synced"] == 2, r
-    assert replica.one("SELECT sqlstate FROM tdgl_replica.sync_log WHERE status = 'Failed'") == "42P01"
+    assert replica.one("SELECT sqlstate FROM tdgl_replica.sync_entries WHERE status = 'Failed'") == "42P01"
 
 
 def test_extra_and_missing_columns_on_the_replica_are_tolerated(primary, replica):
@@ -452,7 +452,7 @@ def test_every_change_logged_and_run_recorded(primary, replica):
     primary.sql("INSERT INTO customer SELECT g, 'n', 'X', g FROM generate_series(1, 250) g")
     r = pull(replica)
     assert r["fetched"] == 250 and r["synced"] == 250 and r["pages"] == 3, r
-    assert replica.one("SELECT count(*) FROM tdgl_replica.sync_log WHERE run_id = %s", (r["run_id"],)) \
+    assert replica.one("SELECT count(*) FROM tdgl_replica.sync_entries WHERE run_id = %s", (r["run_id"],)) \
         == 250
     run = replica.sql("SELECT status, fetched, synced, ended_at IS NOT NULL FROM tdgl_replica.runs "
                       "WHERE id = %s", (r["run_id"],))
@@ -486,7 +486,7 @@ def test_page_fetched_ahead_of_a_failed_apply_is_dropped(primary, replica):
     replica.sql("DROP TRIGGER fail_second ON tdgl_replica.runs")
     assert pull(replica)["status"] == "Success"
     assert replica.sql("SELECT id FROM customer ORDER BY id") == [(i,) for i in range(1, 7)]
-    assert replica.one("SELECT count(*) FROM tdgl_replica.sync_log WHERE status = 'Synced'") == 6
+    assert replica.one("SELECT count(*) FROM tdgl_replica.sync_entries WHERE status = 'Synced'") == 6
 
 
 def test_source_pages_default_to_500_changes(primary, replica):
@@ -515,7 +515,7 @@ def test_two_pulls_of_one_source_at_once_both_succeed_and_apply_each_change_once
             out, errs = p.communicate(timeout=60)
             assert p.returncode == 0, out + errs
     assert rows_md5(replica, "customer") == rows_md5(primary, "customer")
-    assert replica.sql("SELECT change_id FROM tdgl_replica.sync_log WHERE change_id IS NOT NULL "
+    assert replica.sql("SELECT change_id FROM tdgl_replica.sync_entries WHERE change_id IS NOT NULL "
                        "GROUP BY change_id HAVING count(*) <> 1") == []
 
 

@@ -25,8 +25,8 @@ def purge(replica, *args):
 
 
 def entries(replica):
-    return replica.sql("SELECT pk->>'id', status, coalesce(reason, '') FROM tdgl_replica.sync_log "
-                       "ORDER BY id")
+    return replica.sql("SELECT pk->>'id', status, coalesce(reason, '') FROM tdgl_replica.sync_entries "
+                       "ORDER BY id, seq")
 
 
 def test_purge_deletes_old_synced_and_skipped_entries_and_old_runs(primary, replica):
@@ -62,7 +62,7 @@ def test_purge_keeps_failed_entries_and_their_runs(primary, replica):
     assert out["log_entries"] == 1 and out["runs"] == 1, out        # the initial sync's run
     assert entries(replica) == [("1", "Failed", "")]
     assert replica.sql("SELECT id FROM tdgl_replica.runs") == [(run["run_id"],)]
-    (lid,), = replica.sql("SELECT id FROM tdgl_replica.sync_log")
+    (lid,), = replica.sql("SELECT id FROM tdgl_replica.sync_entries")
     replica.serve()
     assert replica.api("GET", "/api/log?status=Failed").json()[0]["run_id"] == run["run_id"]
     replica.sql("ALTER TABLE customer DROP CONSTRAINT customer_amount_check")
@@ -107,9 +107,9 @@ def test_purge_keeps_the_later_entry_a_failed_copy_row_is_checked_against(primar
     assert [e[1] for e in entries(replica)] == ["Failed", "Synced"]
     backdate(replica)
     assert purge(replica)["log_entries"] == 0
-    (lid,), = replica.sql("SELECT id FROM tdgl_replica.sync_log WHERE status = 'Failed'")
+    (lid,), = replica.sql("SELECT id FROM tdgl_replica.sync_entries WHERE status = 'Failed'")
     replica.cli("retry", str(lid))
-    assert replica.one("SELECT status FROM tdgl_replica.sync_log WHERE id = %s", (lid,)) == "Skipped"
+    assert replica.one("SELECT status FROM tdgl_replica.sync_entries WHERE id = %s", (lid,)) == "Skipped"
     assert replica.one("SELECT amount FROM customer WHERE id = 1") == 5
 
 
@@ -123,7 +123,7 @@ def test_purge_walks_past_its_first_batch(replica):
                 "SELECT 'main', g, 't', jsonb_build_object('id', g), 'Update', 'Synced' "
                 "FROM generate_series(25001, 25010) g")
     assert purge(replica, "--log-retention", "1d")["log_entries"] == 25000
-    assert replica.one("SELECT count(*) FROM tdgl_replica.sync_log") == 10
+    assert replica.one("SELECT count(*) FROM tdgl_replica.sync_entries") == 10
 
 
 def test_purge_and_serve_refuse_bad_durations(replica):
@@ -148,7 +148,7 @@ def test_serve_purges_on_its_interval(primary, replica):
     pull(replica)
     backdate(replica)
     replica.serve("--purge-interval", "1s", "--log-retention", "1h")
-    wait_until(lambda: replica.one("SELECT count(*) FROM tdgl_replica.sync_log") == 0, timeout=20,
+    wait_until(lambda: replica.one("SELECT count(*) FROM tdgl_replica.sync_entries") == 0, timeout=20,
                what="the periodic purge")
     wait_until(lambda: "purge: deleted" in replica.server.log(), what="the purge's log line")
     m = replica.api("GET", "/metrics").text
@@ -173,6 +173,6 @@ def test_serve_survives_a_failing_purge(primary, replica):
     replica.serve("--purge-interval", "1s", "--log-retention", "1h")
     wait_until(lambda: "purge: failed" in replica.server.log(), what="a failed purge logged")
     replica.sql("ALTER FUNCTION tdgl_replica.gone(timestamptz, bigint, int) RENAME TO purge_log_batch")
-    wait_until(lambda: replica.one("SELECT count(*) FROM tdgl_replica.sync_log") == 0, timeout=20,
+    wait_until(lambda: replica.one("SELECT count(*) FROM tdgl_replica.sync_entries") == 0, timeout=20,
                what="a later purge")
     assert requests.get(replica.url + "/health", timeout=5).status_code == 200

@@ -98,7 +98,7 @@ def test_source_added_over_the_api_starts_its_initial_sync(primary, replica):
     runs = replica.api("GET", "/api/runs").json()
     assert runs[0]["trigger"] == "API"
     # applied exactly once: by this pull, or by one still running when it was asked for
-    assert replica.one("SELECT count(*) FROM tdgl_replica.sync_log WHERE pk = '{\"id\": 2}' "
+    assert replica.one("SELECT count(*) FROM tdgl_replica.sync_entries WHERE pk = '{\"id\": 2}' "
                        "AND status = 'Synced'") == 1
 
 
@@ -346,18 +346,18 @@ def test_sigkill_mid_batch_every_change_applied_exactly_once(primary, replica):
     primary.sql("INSERT INTO customer SELECT g, 'n', 'X', g FROM generate_series(1, 8000) g")
     primary.sql("UPDATE customer SET name = 'u' WHERE id % 2 = 0")   # 4000 more, one batch
     replica.serve()
-    wait_until(lambda: replica.one("SELECT count(*) FROM tdgl_replica.sync_log") > 1500, timeout=30,
+    wait_until(lambda: replica.one("SELECT count(*) FROM tdgl_replica.sync_entries") > 1500, timeout=30,
                interval=0.005, what="the replica to be mid-stream")
     replica.server.kill()
-    done = replica.one("SELECT count(*) FROM tdgl_replica.sync_log")
+    done = replica.one("SELECT count(*) FROM tdgl_replica.sync_entries")
     assert done < total, "the replica finished before it could be killed"
     replica.server.start()
-    wait_until(lambda: replica.one("SELECT count(*) FROM tdgl_replica.sync_log") >= total, timeout=60,
+    wait_until(lambda: replica.one("SELECT count(*) FROM tdgl_replica.sync_entries") >= total, timeout=60,
                what="catch-up after the kill")
-    assert replica.sql("SELECT change_id FROM tdgl_replica.sync_log GROUP BY change_id "
+    assert replica.sql("SELECT change_id FROM tdgl_replica.sync_entries GROUP BY change_id "
                        "HAVING count(*) <> 1") == []
-    assert replica.one("SELECT count(DISTINCT change_id) FROM tdgl_replica.sync_log") == total
-    assert replica.one("SELECT count(*) FROM tdgl_replica.sync_log WHERE status <> 'Synced'") == 0
+    assert replica.one("SELECT count(DISTINCT change_id) FROM tdgl_replica.sync_entries") == total
+    assert replica.one("SELECT count(*) FROM tdgl_replica.sync_entries WHERE status <> 'Synced'") == 0
     assert rows_md5(replica, "customer") == rows_md5(primary, "customer")
 
 

@@ -105,11 +105,11 @@ def test_a_primary_killed_mid_stream_loses_and_duplicates_nothing(primary, repli
     assert stop.is_set()
     wait_until(lambda: rows_md5(replica, "customer") == rows_md5(primary, "customer"),
                timeout=60, what="the replica to catch up through the other process")
-    assert replica.sql("SELECT change_id FROM tdgl_replica.sync_log WHERE change_id IS NOT NULL "
+    assert replica.sql("SELECT change_id FROM tdgl_replica.sync_entries WHERE change_id IS NOT NULL "
                        "GROUP BY change_id HAVING count(*) <> 1") == []
-    assert replica.one("SELECT count(DISTINCT change_id) FROM tdgl_replica.sync_log") == \
+    assert replica.one("SELECT count(DISTINCT change_id) FROM tdgl_replica.sync_entries") == \
         primary.one("SELECT count(*) FROM tdgl.change_log")
-    assert replica.one("SELECT count(*) FROM tdgl_replica.sync_log WHERE status = 'Failed'") == 0
+    assert replica.one("SELECT count(*) FROM tdgl_replica.sync_entries WHERE status = 'Failed'") == 0
 
 
 def test_one_process_sends_the_push_notifications_and_another_takes_over(primary, replica,

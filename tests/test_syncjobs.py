@@ -66,9 +66,9 @@ def via_proxy(primary, replica, ddl=CUSTOMER, tables=("customer",), *args):
 
 def log_entries(replica, status=None):
     q = "SELECT id, tbl, pk::text, op, status, reason, attempts, next_retry_at, error " \
-        "FROM tdgl_replica.sync_log"
+        "FROM tdgl_replica.sync_entries"
     if status:
-        return replica.sql(q + " WHERE status = %s ORDER BY id", (status,))
+        return replica.sql(q + " WHERE status = %s ORDER BY id, seq", (status,))
     return replica.sql(q + " ORDER BY id")
 
 
@@ -103,7 +103,7 @@ def test_failed_change_is_retried_automatically_once_due(primary, replica):
     r = pull(replica)                       # nothing new on the primary: the retry is due
     assert r["status"] == "Success", r
     assert replica.one("SELECT amount FROM customer WHERE id = 1") == -1
-    assert replica.one("SELECT status || ' ' || attempts FROM tdgl_replica.sync_log WHERE id = %s",
+    assert replica.one("SELECT status || ' ' || attempts FROM tdgl_replica.sync_entries WHERE id = %s",
                        (lid,)) == "Synced 2"
 
 
@@ -113,11 +113,11 @@ def test_retry_backoff_doubles_up_to_max_retries(primary, replica):
     primary.sql("INSERT INTO customer VALUES (1, 'a', 'X', -1)")
     pull(replica)
     (lid, *_), = log_entries(replica, "Failed")
-    due = replica.one("SELECT next_retry_at FROM tdgl_replica.sync_log WHERE id = %s", (lid,))
+    due = replica.one("SELECT next_retry_at FROM tdgl_replica.sync_entries WHERE id = %s", (lid,))
     assert 90 < seconds_until(due) <= 100
     for attempt, delay in ((2, 200), (3, 400), (4, None)):
         replica.cli("retry", str(lid))     # forced now, still failing
-        att, due = replica.sql("SELECT attempts, next_retry_at FROM tdgl_replica.sync_log "
+        att, due = replica.sql("SELECT attempts, next_retry_at FROM tdgl_replica.sync_entries "
                                "WHERE id = %s", (lid,))[0]
         assert att == attempt
         if delay is None:
@@ -126,7 +126,7 @@ def test_retry_backoff_doubles_up_to_max_retries(primary, replica):
             assert delay - 10 < seconds_until(due) <= delay
     # not due: a pull does not retry it
     pull(replica)
-    assert replica.one("SELECT attempts FROM tdgl_replica.sync_log WHERE id = %s", (lid,)) == 4
+    assert replica.one("SELECT attempts FROM tdgl_replica.sync_entries WHERE id = %s", (lid,)) == 4
 
 
 def test_failed_change_superseded_by_a_later_change_is_skipped(primary, replica):
@@ -137,7 +137,7 @@ def test_failed_change_superseded_by_a_later_change_is_skipped(primary, replica)
     (lid, *_), = log_entries(replica, "Failed")
     primary.sql("UPDATE customer SET amount = 5, name = 'newer' WHERE id = 1")
     pull(replica)
-    status, reason = replica.sql("SELECT status, reason FROM tdgl_replica.sync_log WHERE id = %s",
+    status, reason = replica.sql("SELECT status, reason FROM tdgl_replica.sync_entries WHERE id = %s",
                                  (lid,))[0]
     assert status == "Skipped" and "superseded" in reason
     assert replica.sql("SELECT name, amount FROM customer") == [("newer", 5)]
@@ -199,7 +199,7 @@ def test_unreachable_primary_fails_the_run_and_touches_nothing(primary, replica)
     run = replica.sql("SELECT status, error, fetched FROM tdgl_replica.runs")
     assert len(run) == 1 and run[0][0] == "Failed" and "primary unreachable" in run[0][1]
     assert replica.one("SELECT cursor FROM tdgl_replica.sources") is None
-    assert replica.one("SELECT count(*) FROM tdgl_replica.sync_log") == 0
+    assert replica.one("SELECT count(*) FROM tdgl_replica.sync_entries") == 0
     assert replica.one("SELECT last_status FROM tdgl_replica.sources") == "Failed"
 
 

@@ -387,7 +387,7 @@ def divergence(a, b):
                            ('{"id": %d}' % k,)):
                 out.append(f"  {s.name} conflict {r}")
             for r in s.sql("SELECT source, run_id, change_id, op, status, reason FROM"
-                           " tdgl_replica.sync_log WHERE pk = %s::jsonb ORDER BY id",
+                           " tdgl_replica.sync_entries WHERE pk = %s::jsonb ORDER BY id, seq",
                            ('{"id": %d}' % k,)):
                 out.append(f"  {s.name} sync_log {r}")
     return "\n".join(out)
@@ -476,7 +476,7 @@ def test_concurrent_writers_on_both_sites_converge(sites, policies):
                      " (origin <> %s OR via IS DISTINCT FROM %s)", (peer.id, peer.id)) == 0
         assert s.one("SELECT count(*) - count(DISTINCT origin_id) FROM tdgl.change_log"
                      " WHERE origin IS NOT NULL") == 0
-        assert s.one("SELECT count(*) FROM tdgl_replica.sync_log WHERE status = 'Failed'") == 0
+        assert s.one("SELECT count(*) FROM tdgl_replica.sync_entries WHERE status = 'Failed'") == 0
     if policies == ("source-wins", "local-wins"):
         assert b.one("SELECT count(*) FROM tdgl_replica.conflicts WHERE resolution ="
                      " 'Accept Primary'") == 0, "b wins on both sides"
@@ -564,4 +564,4 @@ def test_hub_and_spoke_converges_under_writers_on_every_site(sites):
         assert s.one("SELECT count(*) FROM tdgl.change_log WHERE origin = %s", (s.id,)) == 0
         assert s.one("SELECT count(*) - count(DISTINCT (origin, origin_id)) FROM tdgl.change_log"
                      " WHERE origin IS NOT NULL") == 0
-        assert s.one("SELECT count(*) FROM tdgl_replica.sync_log WHERE status = 'Failed'") == 0
+        assert s.one("SELECT count(*) FROM tdgl_replica.sync_entries WHERE status = 'Failed'") == 0

@@ -63,7 +63,7 @@ def test_drift_is_reported_exactly_and_repaired(primary, replica):
         primary.sql("SELECT id, qty FROM item WHERE id IN (5, 7, 300, 1000) ORDER BY id")
     run = t["repair"]["run_id"]
     assert replica.one("SELECT trigger FROM tdgl_replica.runs WHERE id = %s", (run,)) == "Repair"
-    assert sorted(replica.sql("SELECT op, status, pk->>'id' FROM tdgl_replica.sync_log "
+    assert sorted(replica.sql("SELECT op, status, pk->>'id' FROM tdgl_replica.sync_entries "
                               "WHERE run_id = %s", (run,))) == [
         ("Delete", "Synced", "1000"), ("Repair", "Synced", "300"),
         ("Repair", "Synced", "5"), ("Repair", "Synced", "7")]
