@@ -307,8 +307,8 @@ END $$;
 ALTER TABLE tdgl_replica.runs ADD COLUMN IF NOT EXISTS resolved int NOT NULL DEFAULT 0;
 
 -- Version 8, too: Synced outcomes are kept per applied statement, not per change. Writing
--- one sync_log row (and its two index entries) per applied change was ~15 % of the replica
--- database's time per change (BENCHMARKS.md); now the changes one apply statement synced are ONE row with
+-- one sync_log row (and its two index entries) per applied change was ~15 % of the apply
+-- statement's time (BENCHMARKS.md); now the changes one apply statement synced are ONE row,
 -- status Synced: change_ids, pks (jsonb[]) and ops (NULL when every op is `op`) side by
 -- side, in change order, and entries = how many (1 for every other row). Failed and Skipped
 -- outcomes, and a two-way Synced one with a reason (a conflict its policy decided), stay

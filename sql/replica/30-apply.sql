@@ -417,7 +417,7 @@ BEGIN
 )$q$;
 	END IF;
 	-- the log: what the statement synced is ONE row (its changes' ids, keys and ops side by
-	-- side: a row per change was ~40 % of the apply's time), anything else (Skipped, or
+	-- side: a row per change was ~15 % of the statement), anything else (Skipped, or
 	-- Synced with a reason: a conflict a two-way policy decided) a row per change
 	q := q || format($q$, lr AS (
 	SELECT w.ord, w.id, w.lpk, w.op, w.skip,
