@@ -43,18 +43,13 @@ static const char Q_TIME_CHECK[] = "SELECT $1::timestamptz";
  * the cursor is an id); a primary-key range scan. */
 static const char Q_LOG_PAGE[] =
 	"WITH m AS (SELECT id FROM tdgl_replica.sync_entries WHERE " BROWSE_LOG_WHERE
-	"ORDER BY id DESC, seq DESC LIMIT $10::int) "
-	"SELECT coalesce(json_agg(" BROWSE_LOG_ENTRY " ORDER BY id DESC, seq DESC), '[]')::text, "
-	"(SELECT count(*) FROM m), (SELECT min(id) FROM m) FROM tdgl_replica.sync_entries "
-	"WHERE " BROWSE_LOG_WHERE "AND id >= (SELECT min(id) FROM m)";
-/* With a filter, where the window of a page ends: the lowest id of the newest log rows in
- * [$2, $1) that hold at most $3 entries in all (at least one row); $2 when they all do. */
-static const char Q_LOG_WINDOW[] =
-	"SELECT CASE WHEN count(*) < $3::int AND bool_and(n < $3::int) IS NOT FALSE THEN $2::bigint "
-	"ELSE min(id) FILTER (WHERE n < $3::int) END FROM (SELECT id, "
-	"sum(entries) OVER (ORDER BY id DESC) - entries AS n FROM (SELECT id, entries "
-	"FROM tdgl_replica.sync_log WHERE id < $1::bigint AND id >= $2::bigint "
-	"ORDER BY id DESC LIMIT $3::int) r) w";
+	"ORDER BY id DESC, seq DESC LIMIT $10::int), b AS (SELECT count(*) AS n, min(id) AS lo FROM m) "
+	"SELECT coalesce((SELECT json_agg(" BROWSE_LOG_ENTRY " ORDER BY id DESC, seq DESC) "
+	"FROM b, tdgl_replica.sync_entries WHERE b.lo IS NOT NULL AND id >= b.lo AND "
+	BROWSE_LOG_WHERE "), '[]')::text, n, lo FROM b";
+/* Where the window of a page below $1 ends (not below $2): the log rows in it hold at most
+ * $3 entries. */
+static const char Q_LOG_WINDOW[] = "SELECT tdgl_replica.log_window($1, $2, $3)";
 static const char Q_LOCAL_EDITS[] =
 	"SELECT coalesce(json_agg(json_build_object('table', e.tbl, 'pk', e.pk, 'op', e.op, "
 	"'edited_at', e.edited_at, 'conflict_id', (SELECT c.id FROM tdgl_replica.conflicts c "
@@ -195,19 +190,16 @@ static long long browse_id_at(PGconn *c, const char *t, int strict, long long to
 	return lo;
 }
 
-/* The lowest id a page below hi examines (not below floor_id); -1 on error. Without a
- * filter, BROWSE_LOG_WINDOW ids: the page's LIMIT stops the scan at its first rows. With
- * one, as many rows as hold BROWSE_LOG_WINDOW entries: a Synced row holds every change its
- * statement synced, and each is tested against the filter. */
-static long long browse_window(PGconn *c, long long hi, long long floor_id, int filtered)
+/* The lowest id a page below hi examines (not below floor_id): as many log rows as hold
+ * BROWSE_LOG_WINDOW entries (a Synced row holds every change its statement synced, and
+ * each is tested against the filters); -1 on error. */
+static long long browse_window(PGconn *c, long long hi, long long floor_id)
 {
 	char his[32], fls[32], wins[32];
 	const char *p[3] = { his, fls, wins };
 	PGresult *res;
 	long long lo;
 
-	if (!filtered)
-		return hi - BROWSE_LOG_WINDOW > floor_id ? hi - BROWSE_LOG_WINDOW : floor_id;
 	snprintf(his, sizeof his, "%lld", hi);
 	snprintf(fls, sizeof fls, "%lld", floor_id);
 	snprintf(wins, sizeof wins, "%d", BROWSE_LOG_WINDOW);
@@ -273,7 +265,7 @@ static void browse_log_page(struct api *a, struct http_req *req)
 	}
 	if (since && (floor_id = browse_id_at(c, since, 0, top)) < 0)
 		goto dberr;
-	if ((lo = browse_window(c, hi, floor_id, st || source || table || key)) < 0)
+	if ((lo = browse_window(c, hi, floor_id)) < 0)
 		goto dberr;
 	if (lo > hi)
 		lo = hi;

@@ -341,3 +341,29 @@ CROSS JOIN LATERAL (
 	SELECT u.id, u.pk, coalesce(u.op, l.op), u.seq
 	FROM unnest(l.change_ids, l.pks, l.ops) WITH ORDINALITY u(id, pk, op, seq)
 	WHERE l.change_ids IS NOT NULL) e;
+
+-- The window of a log page (replica/browse.c): the lowest id x >= p_floor such that the log
+-- rows in [x, p_hi) hold at most p_entries entries (one row at least). Every row holds one
+-- id, so ids count entries but for the statement rows' extra ones, which this index lists
+-- (one entry per statement): a page never expands more than p_entries entries, and a log of
+-- rows of one change each is bounded by id arithmetic alone, as before schema 8.
+CREATE INDEX IF NOT EXISTS sync_log_statement_idx ON tdgl_replica.sync_log (id) INCLUDE (entries)
+	WHERE entries > 1;
+CREATE OR REPLACE FUNCTION tdgl_replica.log_window(p_hi bigint, p_floor bigint, p_entries int)
+RETURNS bigint LANGUAGE plpgsql STABLE AS $$
+DECLARE
+	r     record;
+	extra bigint := 0;     -- entries past the first of the statement rows in [lo, p_hi)
+	lo    bigint := greatest(p_floor, p_hi - p_entries);
+BEGIN
+	FOR r IN SELECT s.id, s.entries FROM tdgl_replica.sync_log s
+	         WHERE s.entries > 1 AND s.id < p_hi AND s.id >= lo ORDER BY s.id DESC LOOP
+		EXIT WHEN r.id < lo;
+		IF p_hi - r.id + extra + r.entries - 1 > p_entries THEN
+			RETURN least(greatest(r.id + 1, lo), p_hi - 1);    -- r does not fit
+		END IF;
+		extra := extra + r.entries - 1;
+		lo := greatest(p_floor, p_hi - p_entries + extra);
+	END LOOP;
+	RETURN lo;
+END $$;
