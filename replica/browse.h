@@ -6,7 +6,7 @@
  *   GET  /api/local-edits         rows edited here (newest first), with their open conflict
  *   GET  /api/conflicts/<id>      one conflict with its column-by-column comparison
  * Log pages stay fast over any log size: a page reads at most BROWSE_LOG_WINDOW ids below
- * its cursor (primary-key range scan), and with a filter at most that many entries (the
+ * its cursor (primary-key range scan), and at most the rows that hold that many entries (the
  * changes one apply statement synced are one log row, hence one id); a time range is turned
  * into an id range first (ids follow created_at), so no page scans the log. A page ends on a
  * log row: the entries of one row (one id) are never split between pages. Bad input: 4xx
