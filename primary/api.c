@@ -12,6 +12,7 @@
 #include "common/buf.h"
 #include "common/clock.h"
 #include "common/cursor.h"
+#include "common/limits.h"
 #include "common/log.h"
 #include "primary/admin.h"
 #include "primary/admission.h"
@@ -28,7 +29,6 @@
 #define API_POOL_WAIT_MS 5000
 #define API_QUEUE_WAIT_MS 30000   /* longest wait in the page-query queue */
 #define API_LIMIT_DEFAULT 100
-#define API_LIMIT_MAX 500
 #define API_WAIT_MAX 60
 #define API_PARAM_MAX 8192      /* longest pk/after/filter/tables value */
 
@@ -284,7 +284,7 @@ static void api_changes(struct api *api, struct http_req *req)
 	if (!c || !api_auth(api, req, c, key) || api_quota(api, req, key, QUOTA_REQUEST) < 0)
 		goto out;
 	took[QUOTA_REQUEST] = 1;
-	if (api_int_param(req, "limit", 1, API_LIMIT_MAX, API_LIMIT_DEFAULT, &limit) < 0 ||
+	if (api_int_param(req, "limit", 1, CHANGES_LIMIT_MAX, API_LIMIT_DEFAULT, &limit) < 0 ||
 	    api_int_param(req, "wait", 0, API_WAIT_MAX, 0, &wait) < 0)
 		goto out;
 	if (peer && !api_is_uuid(peer)) {

@@ -30,6 +30,7 @@
 
 #include "common/log.h"
 #include "common/db.h"
+#include "common/limits.h"
 #include "primary/changes.h"
 
 #define CHANGES_WINDOWS 16     /* empty windows skipped within one request */
@@ -69,7 +70,9 @@ static const char Q_PAGE_SETTINGS[] =
  * same snapshot: a concurrent purge is seen either not at all or completely.
  * $1 xip of s1 (xid8[]), $2 last, $3 l1, $4 upper id bound (u2 or the window's end),
  * $5 s2, $6 s1, $7 tables (text[] or NULL),
- * $8 limit + 1, $9 the site asking as a two-way peer (uuid or NULL): its own changes and
+ * $8 limit + 1, $10 the page's budget of row bytes (CHANGES_PAGE_BYTES: the rows that start
+ * within it, so one at least; `total` says how many there were before it cut),
+ * $9 the site asking as a two-way peer (uuid or NULL): its own changes and
  * those this site applied from it are left out, and each change comes with its version
  * (origin, origin_id, origin_at) and the version of its row it replaced here (base: the
  * row's previous change in this log, through the row-version indexes). With $9 NULL the
@@ -89,8 +92,12 @@ static const char Q_PAGE[] =
 	"SELECT m.pb, m.xmax, m.seq, m.nxt, p.id, p.tbl, p.op, p.pk, p.old_pk, p.row, p.at,"
 	"  CASE WHEN $9::uuid IS NOT NULL THEN coalesce(p.origin, m.site) END, p.origin_id,"
 	"  p.origin_at, CASE WHEN $9::uuid IS NOT NULL THEN coalesce(p.base_origin, m.site) END,"
-	"  p.base_id, m.site"
-	" FROM m LEFT JOIN LATERAL ("
+	"  p.base_id, m.site, p.total"
+	" FROM m LEFT JOIN LATERAL (SELECT * FROM ("
+	" SELECT q.*, count(*) OVER () AS total,"
+	"   sum(coalesce(octet_length(q.row), 0)) OVER (ORDER BY q.id ROWS UNBOUNDED PRECEDING)"
+	"     - coalesce(octet_length(q.row), 0) AS before"
+	" FROM ("
 	" SELECT c.id, c.tbl, c.op, c.pk::text AS pk, c.old_pk::text AS old_pk,"
 	"   c.row::text AS row, to_json(c.changed_at)::text AS at, c.origin,"
 	"   CASE WHEN $9::uuid IS NOT NULL THEN coalesce(c.origin_id, c.id) END AS origin_id,"
@@ -120,10 +127,11 @@ static const char Q_PAGE[] =
 	"   LEFT JOIN LATERAL (SELECT v.origin, v.id FROM"
 	"     tdgl.row_version(c.tbl, coalesce(c.old_pk, c.pk)::text, c.id) v"
 	"     WHERE $9::uuid IS NOT NULL) b ON true"
-	" ORDER BY c.id LIMIT $8::int) p ON true";
+	" ORDER BY c.id LIMIT $8::int) q) w"
+	" WHERE w.before < $10::bigint ORDER BY w.id) p ON true";
 enum { PAGE_PB, PAGE_XMAX, PAGE_SEQ, PAGE_NXT, PAGE_ID, PAGE_TBL, PAGE_OP, PAGE_PK,
        PAGE_OLD_PK, PAGE_ROW, PAGE_AT, PAGE_ORIGIN, PAGE_ORIGIN_ID, PAGE_ORIGIN_AT,
-       PAGE_BASE_ORIGIN, PAGE_BASE_ID, PAGE_SITE };
+       PAGE_BASE_ORIGIN, PAGE_BASE_ID, PAGE_SITE, PAGE_TOTAL };
 
 static char *changes_strdup(const char *s)
 {
@@ -187,7 +195,7 @@ static PGresult *changes_page_query(PGconn *c, const char *const *params)
 		goto out;
 	sent = PQsendQueryParams(c, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) &&
 	       PQsendQueryPrepared(c, "changes_settings", 0, NULL, NULL, NULL, 0) &&
-	       PQsendQueryPrepared(c, "changes_page", 9, params, NULL, NULL, 0) &&
+	       PQsendQueryPrepared(c, "changes_page", 10, params, NULL, NULL, 0) &&
 	       PQsendQueryParams(c, "COMMIT", 0, NULL, NULL, NULL, NULL, 0);
 	/* the sync is sent even after a failed send: it ends whatever was queued */
 	ok = PQpipelineSync(c) && sent;
@@ -229,7 +237,7 @@ out:
 int changes_session(PGconn *c)
 {
 	if (db_prepare(c, "prepare page settings", "changes_settings", Q_PAGE_SETTINGS, 0) < 0 ||
-	    db_prepare(c, "prepare page query", "changes_page", Q_PAGE, 9) < 0 ||
+	    db_prepare(c, "prepare page query", "changes_page", Q_PAGE, 10) < 0 ||
 	    db_prepare(c, "prepare snapshot", "changes_lx", Q_L_XID, 0) < 0 ||
 	    db_prepare(c, "prepare snapshot", "changes_su", Q_SNAP_U, 0) < 0)
 		return -1;
@@ -385,9 +393,9 @@ int changes_fetch(PGconn *c, const struct cursor *cur, const char *tables, const
 	PGresult *res = NULL;
 	struct changes_row *ord = NULL;
 	char *xip = NULL;
-	char p_last[24], p_l1[24], p_hi[24], p_lim[16];
+	char p_last[24], p_l1[24], p_hi[24], p_lim[16], p_bytes[16];
 	int rc = CHANGES_ERROR, n = 0, rows = 0, windowed = 0;
-	int64_t pb, xmax, seq = 0, hi = 0;
+	int64_t pb, xmax, seq = 0, hi = 0, total;
 
 	memset(page, 0, sizeof(*page));
 	if (cur->open) {
@@ -410,6 +418,7 @@ int changes_fetch(PGconn *c, const struct cursor *cur, const char *tables, const
 	xip = changes_xip_array(b.s1);
 	snprintf(p_l1, sizeof p_l1, "%" PRId64, b.l1);
 	snprintf(p_lim, sizeof p_lim, "%d", limit + 1);
+	snprintf(p_bytes, sizeof p_bytes, "%d", CHANGES_PAGE_BYTES);
 	/* Each query looks at ids up to hi only (a window of changes_window ids past where the
 	 * id arm starts), so a page costs O(window) even when the id range is full of rows it
 	 * must skip (a huge transaction read by txid, or one still running). A window without
@@ -424,8 +433,8 @@ int changes_fetch(PGconn *c, const struct cursor *cur, const char *tables, const
 		snprintf(p_hi, sizeof p_hi, "%" PRId64, hi);
 		PQclear(res);
 		{
-			const char *params[9] = { xip, p_last, p_l1, p_hi, b.s2, b.s1, tables, p_lim,
-			                          peer };
+			const char *params[10] = { xip, p_last, p_l1, p_hi, b.s2, b.s1, tables, p_lim,
+			                           peer, p_bytes };
 			res = changes_page_query(c, params);
 		}
 		if (!res)
@@ -462,6 +471,8 @@ int changes_fetch(PGconn *c, const struct cursor *cur, const char *tables, const
 		if (b.last > b.u2)
 			b.last = b.u2;
 	}
+	/* the rows the query found, before the page's byte budget cut them */
+	total = rows > 0 ? strtoll(PQgetvalue(res, 0, PAGE_TOTAL), NULL, 10) : 0;
 	n = rows > limit ? limit : rows;
 	ord = changes_order(res, rows);
 	for (int i = 0; i < n; i++) {
@@ -473,8 +484,9 @@ int changes_fetch(PGconn *c, const struct cursor *cur, const char *tables, const
 	if (peer)
 		snprintf(page->site, sizeof page->site, "%s", PQgetvalue(res, 0, PAGE_SITE));
 	changes_copy_cursor(&page->next, &b);
-	if (rows > limit) {
-		/* More in this batch: stay inside it, after the last id served. */
+	if (total > n) {
+		/* More in this batch (past the limit or the byte budget): stay inside it, after
+		 * the last id served. */
 		page->next.last = ord[n - 1].id;
 		page->more = 1;
 		page->horizon = cursor_snapshot_xmin(b.s1);

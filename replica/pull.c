@@ -9,6 +9,7 @@
 #include "common/result.h"
 #include "common/httpc.h"
 #include "common/json.h"
+#include "common/limits.h"
 #include "common/log.h"
 #include "common/mem.h"
 #include "replica/apply.h"
@@ -282,8 +283,9 @@ static int pull_stream(struct pull_ctx *p, int wait_s)
 		next = cur.pg.more && !pull_stopping(p) && clock_ms_since(&p->t0) <= PULL_MAX_MS;
 		/* a full page is followed at once, while it applies (catching up); a short one
 		 * means the head is near: the next is asked for after this one is applied,
-		 * PULL_HEAD_GAP_MS after this one was asked for */
-		full = cur.pg.count >= p->s.batch_size;
+		 * PULL_HEAD_GAP_MS after this one was asked for. A page the primary ended at its
+		 * byte budget (big rows) is full too. */
+		full = cur.pg.count >= p->s.batch_size || cur.resp.len >= CHANGES_PAGE_BYTES;
 		if (next && full)
 			st_ahead = pull_fetch_page(p, cur.pg.cursor, 0, &ahead);
 		apply_summary_free(&sum);

@@ -6,6 +6,7 @@
 #include <time.h>
 #include "common/db.h"
 #include "common/json.h"
+#include "common/limits.h"
 #include "common/log.h"
 #include "common/clock.h"
 #include "replica/cron.h"
@@ -58,7 +59,7 @@ static const struct { const char *key, *query; long min, max; } settings_ints[] 
 	{ "poll_interval", Q_SET_POLL, 1, 31 * 86400 },
 	{ "retry_base_s", Q_SET_RETRY_BASE, 0, 7 * 86400 },
 	{ "max_retries", Q_SET_MAX_RETRIES, 0, 100 },
-	{ "batch_size", Q_SET_BATCH, 1, 500 },
+	{ "batch_size", Q_SET_BATCH, 1, CHANGES_LIMIT_MAX },
 };
 static const char *const settings_flags[] = { "insert_enabled", "update_enabled",
 	"delete_enabled", "update_without_changes" };

@@ -6,6 +6,7 @@
 #include "common/crypto.h"
 #include "common/db.h"
 #include "common/json.h"
+#include "common/limits.h"
 #include "common/log.h"
 #include "common/mem.h"
 #include "replica/settings.h"
@@ -101,8 +102,8 @@ enum result source_add(PGconn *c, const struct source_spec *spec, const char *ke
 		snprintf(err, errlen, "tables is required");
 		goto out;
 	}
-	if (spec->batch_size && (spec->batch_size < 1 || spec->batch_size > 500)) {
-		snprintf(err, errlen, "batch size must be within 1..500");
+	if (spec->batch_size && (spec->batch_size < 1 || spec->batch_size > CHANGES_LIMIT_MAX)) {
+		snprintf(err, errlen, "batch size must be within 1..%d", CHANGES_LIMIT_MAX);
 		goto out;
 	}
 	if (spec->poll_interval && (spec->poll_interval < 1 || spec->poll_interval > 86400 * 7)) {

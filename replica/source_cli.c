@@ -6,6 +6,7 @@
 #include "common/args.h"
 #include "common/db.h"
 #include "common/json.h"
+#include "common/limits.h"
 #include "common/result.h"
 #include "replica/cli.h"
 #include "replica/dryrun.h"
@@ -74,7 +75,8 @@ static int source_cli_add(int argc, char **argv)
 		{ "key", NULL, "KEY", "API key from `tdgl-primary keygen`", NULL },
 		{ "secret", NULL, "SECRET", "API secret (stored encrypted)", NULL },
 		{ "tables", NULL, "T1,T2", "tables to pull", NULL },
-		{ "batch-size", NULL, "N", "changes per page (1-500)", "500" },
+		{ "batch-size", NULL, "N", "changes per page (1-" LIMITS_TEXT(CHANGES_LIMIT_MAX) ")",
+		  LIMITS_TEXT(CHANGES_BATCH_DEFAULT) },
 		{ "poll-interval", NULL, "DURATION", "interval between scheduled pulls", "60" },
 		{ "push-secret", NULL, "SECRET", "shared secret of push notifications", NULL },
 		{ "long-poll", NULL, NULL, "keep a long-poll open instead of waiting for pushes",
@@ -115,8 +117,8 @@ static int source_cli_add(int argc, char **argv)
 	spec.push_secret = args_get(opts, "push-secret");
 	spec.long_poll = args_get(opts, "long-poll") != NULL;
 	spec.conflict_policy = args_get(opts, "conflict-policy");   /* checked by source_add */
-	if (args_int(args_get(opts, "batch-size"), 1, 500, &spec.batch_size) < 0) {
-		fprintf(stderr, "error: --batch-size must be within 1..500\n");
+	if (args_int(args_get(opts, "batch-size"), 1, CHANGES_LIMIT_MAX, &spec.batch_size) < 0) {
+		fprintf(stderr, "error: --batch-size must be within 1..%d\n", CHANGES_LIMIT_MAX);
 		return 2;
 	}
 	v = args_duration(args_get(opts, "poll-interval"));
@@ -159,7 +161,8 @@ static int source_cli_set(int argc, char **argv)
 		{ "retry-base", NULL, "DURATION", "first retry delay of a Failed change (doubles)",
 		  NULL },
 		{ "max-retries", NULL, "N", "automatic retries of a Failed change", NULL },
-		{ "batch-size", NULL, "N", "changes per page (1-500)", NULL },
+		{ "batch-size", NULL, "N", "changes per page (1-" LIMITS_TEXT(CHANGES_LIMIT_MAX) ")",
+		  NULL },
 		{ "enabled", NULL, "on|off", "pull this source at all", NULL },
 		{ "conflict-policy", NULL, "P", "a two-way table's conflicts (with --table: that "
 		  "table's; default: the source's): manual, source-wins, local-wins, latest-wins, "
@@ -258,8 +261,8 @@ static int source_cli_set(int argc, char **argv)
 	if ((v = args_get(opts, "batch-size"))) {
 		long n;
 
-		if (args_int(v, 1, 500, &n) < 0) {
-			fprintf(stderr, "error: --batch-size must be within 1..500\n");
+		if (args_int(v, 1, CHANGES_LIMIT_MAX, &n) < 0) {
+			fprintf(stderr, "error: --batch-size must be within 1..%d\n", CHANGES_LIMIT_MAX);
 			goto out;
 		}
 		cJSON_AddNumberToObject(patch, "batch_size", (double)n);

@@ -188,7 +188,7 @@ def _bad_params(site):
         ("/api/changes", {"cursor": tok("v1.1.1:1:.5.1:1:.4.4.0")}),        # l1 > l2
         ("/api/changes", {"cursor": "A" * 70000}),
         ("/api/changes", {"limit": "0"}),
-        ("/api/changes", {"limit": "501"}),
+        ("/api/changes", {"limit": "5001"}),
         ("/api/changes", {"limit": "-1"}),
         ("/api/changes", {"limit": "1.5"}),
         ("/api/changes", {"limit": "abc"}),

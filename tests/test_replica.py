@@ -439,8 +439,17 @@ def test_older_schema_version_is_upgraded(replica):
     replica.sql("DROP FUNCTION tdgl_replica.finish_resync(text, text)")
     replica.sql("ALTER TABLE tdgl_replica.runs DROP COLUMN backend_pid, DROP COLUMN backend_start")
     replica.sql("INSERT INTO tdgl_replica.runs (source, trigger) VALUES ('s', 'Scheduler')")
+    # a source at the page size that was the default before version 8, and one set apart
+    replica.sql("ALTER TABLE tdgl_replica.sources DROP CONSTRAINT sources_batch_size_check,"
+                " ADD CONSTRAINT sources_batch_size_check CHECK (batch_size BETWEEN 1 AND 500)")
+    replica.sql("INSERT INTO tdgl_replica.sources (name, url, api_key, api_secret_sealed,"
+                " batch_size) VALUES ('old', 'http://x', 'k', 's', 500), ('set', 'http://x',"
+                " 'k', 's', 50)")
     replica.migrate()
     assert replica.one("SELECT max(version) FROM tdgl_replica.schema_version") == REPLICA_SCHEMA
+    assert replica.sql("SELECT name, batch_size FROM tdgl_replica.sources ORDER BY name") == \
+        [("old", 2000), ("set", 50)]
+    replica.sql("UPDATE tdgl_replica.sources SET batch_size = 5000 WHERE name = 'set'")
     assert replica.one("SELECT to_regprocedure('tdgl_replica.finish_resync(text, text)') IS NOT NULL")
     replica.cli("runs")
     assert replica.one("SELECT status FROM tdgl_replica.runs WHERE source = 's'") == "Interrupted"
@@ -489,14 +498,18 @@ def test_page_fetched_ahead_of_a_failed_apply_is_dropped(primary, replica):
     assert replica.one("SELECT count(*) FROM tdgl_replica.sync_entries WHERE status = 'Synced'") == 6
 
 
-def test_source_pages_default_to_500_changes(primary, replica):
+def test_source_pages_default_to_2000_changes(primary, replica):
     # pages have a fixed cost on both sites: the default must not make catching up slow
     pair(primary, replica, CUSTOMER, ["customer"])
-    assert replica.one("SELECT batch_size FROM tdgl_replica.sources WHERE name = 'main'") == 500
+    assert replica.one("SELECT batch_size FROM tdgl_replica.sources WHERE name = 'main'") == 2000
     pull(replica)                                  # initial sync of the empty table
-    primary.sql("INSERT INTO customer SELECT g, 'n', 'X', 1 FROM generate_series(1, 1200) g")
+    primary.sql("INSERT INTO customer SELECT g, 'n', 'X', 1 FROM generate_series(1, 4500) g")
     pull(replica)
     assert replica.one("SELECT pages FROM tdgl_replica.runs ORDER BY id DESC LIMIT 1") == 3
+    # 5000 at most, the primary's limit (common/limits.h)
+    assert replica.cli("source", "set", "main", "--batch-size", "5000").returncode == 0
+    p = replica.cli("source", "set", "main", "--batch-size", "5001", check=False)
+    assert p.returncode == 2 and "1..5000" in p.stderr
 
 
 def test_two_pulls_of_one_source_at_once_both_succeed_and_apply_each_change_once(primary,
