@@ -10,6 +10,8 @@ Sizes: BENCH_SCALE (default 0.2) scales the issue's sizes (1M-row insert and ini
 --figures 1,3,8 runs a subset (9: verify, 10: ERP, 11: console log pages, 12: fan-out to
 BENCH_REPLICAS replicas, default 50; 13: their initial syncs at once; 14: two-way sync). BENCH_LOG_SIZES=10000,100000,1000000 sets
 figure 8's log sizes (and figure 11's: the replica's sync log under the console's log pages).
+BENCH_BATCH sets the replicas' page size (default: the source default, 2000) to compare.
+BENCH_DIR is the work directory (default /tmp/tdgl-bench; two benchmarks at once need two).
 Benchmarks, not tests: nothing here asserts a time; a missed target is reported, not failed.
 """
 import argparse
@@ -103,7 +105,13 @@ def marker(db, rid):
     db.sql(f"INSERT INTO customer SELECT {ROW_EXPR} FROM (SELECT %s::bigint AS g) s", (rid,))
 
 
-def tdgl_pair(b, name, flags=("--long-poll", "--batch-size", "500"), rows=0, push=False):
+def batch_flags():
+    """The replica's page size: its default (what users run), or BENCH_BATCH to compare."""
+    n = os.environ.get("BENCH_BATCH")
+    return ["--batch-size", n] if n else []
+
+
+def tdgl_pair(b, name, flags=("--long-poll",), rows=0, push=False):
     """A tdgl primary db `name` (customer tracked, `rows` rows) served by tdgl-primary, and a
     replica db `name` with source main, initial sync done, tdgl-replica running."""
     b.primary.createdb(name)
@@ -116,7 +124,7 @@ def tdgl_pair(b, name, flags=("--long-poll", "--batch-size", "500"), rows=0, pus
     rci = b.replica.conninfo(name)
     b.cli("tdgl-replica", rci, "migrate")
     rep = b.start_replica(name)
-    extra = list(flags)
+    extra = list(flags) + batch_flags()
     if push:
         # the notifier loads its targets at start: add the target first
         push_secret = "bench-push-secret-0123456789"
@@ -569,7 +577,7 @@ def erp_tdgl_pair(b, name):
     b.cli("tdgl-replica", rci, "migrate")
     b.cli("tdgl-replica", rci, "source", "add", "main", "--url", prim.url, "--key", key,
           "--secret", secret, "--tables", ERP_TABLES, "--poll-interval", "3600",
-          "--long-poll", "--batch-size", "500")
+          "--long-poll", *batch_flags())
     rep = b.start_replica(name)
     r = Db(b.replica, name)
     requests.post(rep.url + "/api/sources/main/pull",

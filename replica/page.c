@@ -306,6 +306,61 @@ static int page_cut(const struct page *pg, const int *sel, int n, int *run, int 
 	return next;
 }
 
+/* A key a change touches (its pk; a rename's old_pk too), for page_lone_first. */
+struct page_ref {
+	int i;                       /* the change */
+	const struct page_span *key;
+};
+
+static int page_cmp_ref(const void *x, const void *y)
+{
+	const struct page_ref *a = x, *b = y;
+
+	return page_cmp_spans(a->i, b->i, a->key, b->key);
+}
+
+/* Reorders sel[0..n) (one table's changes, in page order): the upserts and deletes of keys
+ * that no other change of the slice touches go first, the deletes then the upserts, each
+ * in page order; the rest keep their page order after them. A key touched once does not
+ * depend on the order of changes of other keys (by_table: no foreign key or trigger links
+ * rows), so a table's mix of inserts, updates and deletes of distinct rows is two runs, not
+ * one per switch of operation (a delete freeing a unique value an insert takes again stays
+ * before it). Keys compared as the primary's text, as page_cut does. */
+static void page_lone_first(const struct page *pg, int *sel, int n)
+{
+	struct page_ref *ref = malloc((size_t)(2 * n + 1) * sizeof *ref);
+	char *shared = calloc((size_t)n + 1, 1);
+	int *out = malloc((size_t)(n + 1) * sizeof *out), nref = 0, k = 0;
+
+	if (!ref || !shared || !out)
+		abort();
+	for (int s = 0; s < n; s++) {
+		const struct page_change *ch = &pg->ch[sel[s]];
+
+		ref[nref++] = (struct page_ref){ s, &ch->pk };
+		if (page_op_class(&ch->op) == 'R') {
+			ref[nref++] = (struct page_ref){ s, &ch->old_pk };
+			shared[s] = 1;             /* renames keep their place */
+		}
+	}
+	qsort(ref, (size_t)nref, sizeof *ref, page_cmp_ref);
+	for (int r = 1; r < nref; r++)
+		if (page_span_eq(ref[r].key, ref[r - 1].key))
+			shared[ref[r].i] = shared[ref[r - 1].i] = 1;
+	for (int pass = 0; pass < 3; pass++)        /* lone deletes, lone upserts, the rest */
+		for (int s = 0; s < n; s++) {
+			char cls = page_op_class(&pg->ch[sel[s]].op);
+
+			if (pass == 0 ? !shared[s] && cls == 'D' : pass == 1 ? !shared[s] && cls != 'D'
+			                                                     : shared[s])
+				out[k++] = sel[s];
+		}
+	memcpy(sel, out, (size_t)n * sizeof *sel);
+	free(out);
+	free(shared);
+	free(ref);
+}
+
 /* Orders change indexes by table text, then by position (ctx: the changes). */
 static int page_cmp_table(const void *x, const void *y, void *ctx)
 {
@@ -338,6 +393,7 @@ void page_runs(const struct page *pg, int *run, int by_table)
 			for (b = a + 1; b < pg->count &&
 			     page_span_eq(&pg->ch[sel[b]].table, &pg->ch[sel[a]].table); b++)
 				;
+			page_lone_first(pg, sel + a, b - a);
 			next = page_cut(pg, sel + a, b - a, run, next, idx);
 		}
 	}

@@ -231,6 +231,41 @@ UNIT_TEST(page_runs_by_table_group_each_tables_changes_in_order)
 	page_free(&pg);
 }
 
+/* A rename of table t from key o to key k. */
+#define RN(t, k, o) "{\"table\":\"" t "\",\"op\":\"Rename\",\"pk\":{\"id\":" k "}," \
+	"\"old_pk\":{\"id\":" o "},\"row\":{}}"
+
+/* Inserts, updates and deletes of distinct rows of one table: by table, two runs (the
+ * deletes, then the upserts) whatever their mix; keys changed twice or renamed keep their
+ * order after them. */
+UNIT_TEST(page_runs_by_table_take_the_lone_keys_of_a_table_in_two_runs)
+{
+	static const char body[] = "{\"cursor\":\"c\",\"changes\":["
+		CH("t", "Create", "1") "," CH("t", "Delete", "2") "," CH("t", "Update", "3") ","
+		CH("t", "Create", "4") "," CH("t", "Delete", "5") "," CH("t", "Update", "1") ","
+		RN("t", "8", "9") "," CH("t", "Delete", "9") "," CH("t", "Update", "6") "]}";
+	static const int by_table[] = { 2, 1, 2, 2, 1, 3, 4, 5, 2 };
+	static const int in_page[] = { 1, 2, 3, 3, 4, 5, 6, 7, 8 };
+	struct page pg;
+	char err[128];
+	int run[9];
+
+	CHECK(page_parse(body, strlen(body), &pg, err, sizeof err) == 0);
+	CHECK(pg.count == 9);
+	if (pg.count == 9) {
+		page_runs(&pg, run, 1);
+		for (int i = 0; i < 9; i++) {
+			if (run[i] != by_table[i])
+				fprintf(stderr, "  change %d: run %d, want %d\n", i + 1, run[i], by_table[i]);
+			CHECK(run[i] == by_table[i]);
+		}
+		page_runs(&pg, run, 0);
+		for (int i = 0; i < 9; i++)
+			CHECK(run[i] == in_page[i]);
+	}
+	page_free(&pg);
+}
+
 extern const char sql_replica[];
 
 /* Streamed changes are classed in C (page_op_class), stored ones in SQL (tdgl_replica.op_class): the
