@@ -306,59 +306,53 @@ static int page_cut(const struct page *pg, const int *sel, int n, int *run, int 
 	return next;
 }
 
-/* A key a change touches (its pk; a rename's old_pk too), for page_lone_first. */
-struct page_ref {
-	int i;                       /* the change */
-	const struct page_span *key;
-};
-
-static int page_cmp_ref(const void *x, const void *y)
+/* page_cut for one table's changes sel[0..n) when rows of the page are independent but for
+ * their keys (by_table: no foreign key or trigger links them). Between renames (a run
+ * each: they touch two keys) a change's layer is its key's occurrence there (a key's n-th
+ * change is in layer n), and each layer is two runs, its deletes then its upserts: a key's
+ * changes keep their order, and a table's mix of inserts, updates and deletes is a few runs
+ * per page, not one per switch of operation (a delete freeing a unique value an insert of
+ * the same layer takes again stays before it). Keys compared as the primary's text, as
+ * page_cut does. Returns the next free run number; idx: scratch of n entries. */
+static int page_cut_layers(const struct page *pg, const int *sel, int n, int *run, int next,
+                           int *idx)
 {
-	const struct page_ref *a = x, *b = y;
+	int *map = malloc((size_t)(2 * n + 2) * sizeof *map);
 
-	return page_cmp_spans(a->i, b->i, a->key, b->key);
-}
-
-/* Reorders sel[0..n) (one table's changes, in page order): the upserts and deletes of keys
- * that no other change of the slice touches go first, the deletes then the upserts, each
- * in page order; the rest keep their page order after them. A key touched once does not
- * depend on the order of changes of other keys (by_table: no foreign key or trigger links
- * rows), so a table's mix of inserts, updates and deletes of distinct rows is two runs, not
- * one per switch of operation (a delete freeing a unique value an insert takes again stays
- * before it). Keys compared as the primary's text, as page_cut does. */
-static void page_lone_first(const struct page *pg, int *sel, int n)
-{
-	struct page_ref *ref = malloc((size_t)(2 * n + 1) * sizeof *ref);
-	char *shared = calloc((size_t)n + 1, 1);
-	int *out = malloc((size_t)(n + 1) * sizeof *out), nref = 0, k = 0;
-
-	if (!ref || !shared || !out)
+	if (!map)
 		abort();
-	for (int s = 0; s < n; s++) {
-		const struct page_change *ch = &pg->ch[sel[s]];
+	for (int a = 0, b; a < n; a = b) {
+		int most = 1, used = 0;
 
-		ref[nref++] = (struct page_ref){ s, &ch->pk };
-		if (page_op_class(&ch->op) == 'R') {
-			ref[nref++] = (struct page_ref){ s, &ch->old_pk };
-			shared[s] = 1;             /* renames keep their place */
+		if (page_op_class(&pg->ch[sel[a]].op) == 'R') {
+			run[sel[a]] = next++;
+			b = a + 1;
+			continue;
 		}
+		for (b = a + 1; b < n && page_op_class(&pg->ch[sel[b]].op) != 'R'; b++)
+			;
+		for (int i = a; i < b; i++)
+			idx[i - a] = sel[i];
+		qsort_r(idx, (size_t)(b - a), sizeof *idx, page_cmp_key, pg->ch);
+		for (int k = 0, occ = 0; k < b - a; k++) {     /* run[] holds the layer for now */
+			occ = k > 0 && page_span_eq(&pg->ch[idx[k]].pk, &pg->ch[idx[k - 1]].pk) ? occ + 1 : 1;
+			run[idx[k]] = occ;
+			if (occ > most)
+				most = occ;
+		}
+		/* slot 2 (layer - 1) holds the layer's deletes, the next its upserts; the slots
+		 * used are numbered from next in order */
+		memset(map, 0, (size_t)(2 * most) * sizeof *map);
+		for (int i = a; i < b; i++)
+			map[2 * (run[sel[i]] - 1) + (page_op_class(&pg->ch[sel[i]].op) != 'D')] = 1;
+		for (int s = 0; s < 2 * most; s++)
+			map[s] = map[s] ? next + used++ : 0;
+		for (int i = a; i < b; i++)
+			run[sel[i]] = map[2 * (run[sel[i]] - 1) + (page_op_class(&pg->ch[sel[i]].op) != 'D')];
+		next += used;
 	}
-	qsort(ref, (size_t)nref, sizeof *ref, page_cmp_ref);
-	for (int r = 1; r < nref; r++)
-		if (page_span_eq(ref[r].key, ref[r - 1].key))
-			shared[ref[r].i] = shared[ref[r - 1].i] = 1;
-	for (int pass = 0; pass < 3; pass++)        /* lone deletes, lone upserts, the rest */
-		for (int s = 0; s < n; s++) {
-			char cls = page_op_class(&pg->ch[sel[s]].op);
-
-			if (pass == 0 ? !shared[s] && cls == 'D' : pass == 1 ? !shared[s] && cls != 'D'
-			                                                     : shared[s])
-				out[k++] = sel[s];
-		}
-	memcpy(sel, out, (size_t)n * sizeof *sel);
-	free(out);
-	free(shared);
-	free(ref);
+	free(map);
+	return next;
 }
 
 /* Orders change indexes by table text, then by position (ctx: the changes). */
@@ -393,8 +387,7 @@ void page_runs(const struct page *pg, int *run, int by_table)
 			for (b = a + 1; b < pg->count &&
 			     page_span_eq(&pg->ch[sel[b]].table, &pg->ch[sel[a]].table); b++)
 				;
-			page_lone_first(pg, sel + a, b - a);
-			next = page_cut(pg, sel + a, b - a, run, next, idx);
+			next = page_cut_layers(pg, sel + a, b - a, run, next, idx);
 		}
 	}
 	free(sel);

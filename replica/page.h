@@ -60,7 +60,9 @@ char page_op_class(const struct page_span *op);
  * taken out of the page in their order and cut on their own, table after table: rows of
  * different tables are independent once no foreign key or trigger links them (the replica
  * role, tdgl_replica.replica_role), so a page of transactions that each touch several tables in
- * turn is a few runs per table instead of one per change. */
+ * turn is a few runs per table instead of one per change; inside a table a change's layer is
+ * its key's occurrence (between renames), each layer its deletes' run then its upserts', so
+ * a mix of inserts, updates and deletes is a few runs too (page_cut_layers). */
 void page_runs(const struct page *pg, int *run, int by_table);
 
 #endif

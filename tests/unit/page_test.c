@@ -235,16 +235,16 @@ UNIT_TEST(page_runs_by_table_group_each_tables_changes_in_order)
 #define RN(t, k, o) "{\"table\":\"" t "\",\"op\":\"Rename\",\"pk\":{\"id\":" k "}," \
 	"\"old_pk\":{\"id\":" o "},\"row\":{}}"
 
-/* Inserts, updates and deletes of distinct rows of one table: by table, two runs (the
- * deletes, then the upserts) whatever their mix; keys changed twice or renamed keep their
- * order after them. */
+/* Inserts, updates and deletes of one table: by table, a key's n-th change is in layer n,
+ * each layer two runs (its deletes, then its upserts) whatever the mix; a rename is a run
+ * of its own between the layers before and after it. */
 UNIT_TEST(page_runs_by_table_take_the_lone_keys_of_a_table_in_two_runs)
 {
 	static const char body[] = "{\"cursor\":\"c\",\"changes\":["
 		CH("t", "Create", "1") "," CH("t", "Delete", "2") "," CH("t", "Update", "3") ","
 		CH("t", "Create", "4") "," CH("t", "Delete", "5") "," CH("t", "Update", "1") ","
 		RN("t", "8", "9") "," CH("t", "Delete", "9") "," CH("t", "Update", "6") "]}";
-	static const int by_table[] = { 2, 1, 2, 2, 1, 3, 4, 5, 2 };
+	static const int by_table[] = { 2, 1, 2, 2, 1, 3, 4, 5, 6 };
 	static const int in_page[] = { 1, 2, 3, 3, 4, 5, 6, 7, 8 };
 	struct page pg;
 	char err[128];
