@@ -675,6 +675,7 @@ DECLARE
 	prev     text := current_setting('tdgl.applying', true);
 	rr       bool;
 	checking bool := false;
+	in_order bool := true;     -- apply the page's runs in page order (p_runs)
 	res      tdgl_replica.apply_result;
 	newest   timestamptz;
 BEGIN
@@ -690,9 +691,26 @@ BEGIN
 			USING ERRCODE = '40001';
 	END IF;
 	IF rr THEN
-		res := tdgl_replica.apply_runs(p_source, p_run_id, p_ids, p_tbls, p_ops, p_classes, p_pks,
-		                       p_old_pks, p_rows, coalesce(p_table_runs, p_runs),
-		                       p_table_runs IS NOT NULL, p_versions);
+		-- By table (page_runs) rows of different keys are applied out of page order. A
+		-- page where that made a change fail (another unique constraint than the key: a
+		-- value freed by one row and taken by another) is applied again in page order, so
+		-- only what fails one by one is Failed (P0T01: the savepoint's way back).
+		IF p_table_runs IS NOT NULL THEN
+			BEGIN
+				res := tdgl_replica.apply_runs(p_source, p_run_id, p_ids, p_tbls, p_ops, p_classes,
+				                       p_pks, p_old_pks, p_rows, p_table_runs, true, p_versions);
+				IF res.failed > 0 THEN
+					RAISE EXCEPTION 'a page by table failed a change' USING ERRCODE = 'P0T01';
+				END IF;
+				in_order := false;
+			EXCEPTION WHEN SQLSTATE 'P0T01' THEN
+				in_order := true;
+			END;
+		END IF;
+		IF in_order THEN
+			res := tdgl_replica.apply_runs(p_source, p_run_id, p_ids, p_tbls, p_ops, p_classes,
+			                       p_pks, p_old_pks, p_rows, p_runs, false, p_versions);
+		END IF;
 	ELSE
 		BEGIN
 			SET CONSTRAINTS ALL DEFERRED;
