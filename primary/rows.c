@@ -264,13 +264,11 @@ static const char Q_SITE[] = "SELECT id::text FROM tdgl.site_identity";
 
 /* Appends the row version column of a versions page: the key as the capture writes it
  * (json_build_object of the key columns, as rows_key_select) looked up in the change log
- * of table parameter $param. */
+ * of table parameter $param; a change made here has origin $(param + 1), this site. */
 static void rows_version_select(struct buf *q, const struct rows_table *t, int param)
 {
-	buf_puts(q, ", (SELECT json_build_object('origin', coalesce(v.origin, "
-	         "(SELECT s.id FROM tdgl.site_identity s)), 'id', v.id, 'at', v.at) "
-	         "FROM tdgl.row_version(");
-	buf_printf(q, "$%d::text, ", param);
+	buf_printf(q, ", (SELECT json_build_object('origin', coalesce(v.origin, $%d::uuid), "
+	           "'id', v.id, 'at', v.at) FROM tdgl.row_version($%d::text, ", param + 1, param);
 	rows_key_select(q, t);
 	buf_puts(q, ", NULL) v)::text");
 }
@@ -283,23 +281,13 @@ static enum result rows_page_of(PGconn *c, const char *table, const char *after,
 	struct buf q = {0};
 	cJSON *fj = NULL;
 	PGresult *res = NULL, *site = NULL;
-	const char *params[4];
+	const char *params[5];
 	char lim[16];
 	int np = 0, n;
 	enum result status = rows_page_open(c, table, after, filter, &t, &fj, err, errlen);
 
 	if (status != RESULT_OK)
 		return status;
-	status = RESULT_INVALID;
-	buf_puts(&q, "SELECT row_to_json(t.*)::text, ");
-	rows_key_select(&q, &t);
-	if (versions) {
-		params[np++] = table;
-		rows_version_select(&q, &t, np);
-	}
-	snprintf(lim, sizeof lim, "%d", limit + 1);
-	if (rows_page_tail(c, &t, after, filter, fj, lim, &q, params, &np, err, errlen) < 0)
-		goto out;
 	if (versions && (db_run(c, "rows: row versions", Q_ROW_VERSIONS_ON, 0, NULL) < 0 ||
 	                 !(site = db_exec(c, "rows: site", Q_SITE, 0, NULL)) ||
 	                 PQntuples(site) != 1)) {
@@ -307,6 +295,17 @@ static enum result rows_page_of(PGconn *c, const char *table, const char *after,
 		status = RESULT_INTERNAL;
 		goto out;
 	}
+	status = RESULT_INVALID;
+	buf_puts(&q, "SELECT row_to_json(t.*)::text, ");
+	rows_key_select(&q, &t);
+	if (versions) {
+		params[np++] = table;
+		params[np++] = PQgetvalue(site, 0, 0);
+		rows_version_select(&q, &t, np - 1);
+	}
+	snprintf(lim, sizeof lim, "%d", limit + 1);
+	if (rows_page_tail(c, &t, after, filter, fj, lim, &q, params, &np, err, errlen) < 0)
+		goto out;
 	res = db_exec(c, "rows: read page", q.data, np, params);
 	if (!res) {
 		status = rows_db_status(db_last_sqlstate(), db_last_error(), err, errlen);

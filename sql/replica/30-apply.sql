@@ -754,10 +754,14 @@ DECLARE
 	chs  tdgl_replica.change[];
 	res  tdgl_replica.apply_result := ROW(0, 0, 0, 0, 0, 0, '{}', NULL, 0);
 	rel  regclass := tdgl_replica.local_table(p_tbl);
-	head bigint;
+	logv bool := json_typeof(p_versions) = 'array' AND p_via IS NOT NULL AND rel IS NOT NULL
+	             AND tdgl_replica.two_way(p_tbl);   -- log the rows applied as their versions
+	head bigint;                                    -- the log before the page (logv)
 BEGIN
 	PERFORM set_config('tdgl.applying', 'on', true);
-	SELECT coalesce(max(l.id), 0) INTO head FROM tdgl_replica.sync_log l;
+	IF logv THEN
+		SELECT coalesce(max(l.id), 0) INTO head FROM tdgl_replica.sync_log l;
+	END IF;
 	SELECT array_agg(ROW(t.ord::int, NULL, 'Create', NULL, NULL, t.x, NULL)::tdgl_replica.change ORDER BY t.ord)
 	INTO chs FROM json_array_elements(p_rows) WITH ORDINALITY AS t(x, ord)
 	WHERE json_typeof(t.x) = 'object';
@@ -765,8 +769,7 @@ BEGIN
 		RETURN res;
 	END IF;
 	res := tdgl_replica.apply_safely(p_source, p_run_id, p_tbl, 'U', chs, true);
-	IF json_typeof(p_versions) = 'array' AND p_via IS NOT NULL
-	   AND tdgl_replica.two_way(p_tbl) AND rel IS NOT NULL THEN
+	IF logv THEN
 		-- the rows applied: those the page logged no outcome for (an initial sync logs only
 		-- what was not Synced)
 		EXECUTE format($q$
