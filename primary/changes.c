@@ -70,13 +70,13 @@ static const char Q_PAGE_SETTINGS[] =
  * same snapshot: a concurrent purge is seen either not at all or completely.
  * $1 xip of s1 (xid8[]), $2 last, $3 l1, $4 upper id bound (u2 or the window's end),
  * $5 s2, $6 s1, $7 tables (text[] or NULL),
- * $8 limit + 1, $10 the page's budget of row bytes (CHANGES_PAGE_BYTES: the rows that start
- * within it, so one at least; `total` says how many there were before it cut),
- * $9 the site asking as a two-way peer (uuid or NULL): its own changes and
+ * $8 limit + 1, $9 the site asking as a two-way peer (uuid or NULL): its own changes and
  * those this site applied from it are left out, and each change comes with its version
  * (origin, origin_id, origin_at) and the version of its row it replaced here (base: the
  * row's previous change in this log, through the row-version indexes). With $9 NULL the
- * base lateral is planned away (custom plans: a constant-false filter). Both arms are index scans with their own ORDER BY/LIMIT: the first walks
+ * base lateral is planned away (custom plans: a constant-false filter). $10 the page's
+ * budget of row bytes (CHANGES_PAGE_BYTES): the rows that start within it are kept, so one
+ * at least and always a prefix; `total` says how many there were before the cut. Both arms are index scans with their own ORDER BY/LIMIT: the first walks
  * (txid, id) per listed transaction that became visible (so a huge transaction pages in
  * O(limit) per page), the second walks the primary key from max(last, l1) up to u2.
  * The change objects are assembled in C (changes_item) from the columns: cheaper than
