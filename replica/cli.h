@@ -4,7 +4,7 @@
 #include <libpq-fe.h>
 #include "common/args.h"
 
-#define REPLICA_SCHEMA_VERSION 8
+#define REPLICA_SCHEMA_VERSION 9
 
 /* Connects to the database of opts' "db" (--db / TDGL_DB). With check, the database must
  * hold the replica schema at REPLICA_SCHEMA_VERSION; without (migrate), only be reachable

@@ -4,6 +4,8 @@ answered per change is still answered: a key's Synced change on the log pages an
 GET /api/log and `tdgl-replica log`, a run's entries, retention, retry superseding."""
 import json
 
+from harness import REPLICA_SCHEMA
+
 from test_replica import CUSTOMER, pair, pull  # noqa: F401 - also patches harness
 
 CHECKED = ("CREATE TABLE customer (id int PRIMARY KEY, name text, company text, "
@@ -134,7 +136,7 @@ def test_a_version_7_log_is_upgraded_and_its_rows_read_as_before(primary, replic
     replica.sql("INSERT INTO tdgl_replica.sync_log (source, change_id, tbl, pk, op, status) "
                 "VALUES ('main', 1, 'customer', '{\"id\": 1}', 'Create', 'Synced')")
     replica.migrate()
-    assert replica.one("SELECT max(version) FROM tdgl_replica.schema_version") == 8
+    assert replica.one("SELECT max(version) FROM tdgl_replica.schema_version") == REPLICA_SCHEMA
     primary.sql("INSERT INTO customer SELECT g, 'n', 'X', g FROM generate_series(2, 4) g")
     pull(replica)
     assert replica.sql("SELECT entries, change_id IS NULL FROM tdgl_replica.sync_log "
