@@ -502,7 +502,7 @@ BEGIN
 	               'text, bool, bool, bool, bool, text, bigint, bool, text[], bool, bool, text, text) '
 	               'RETURNS tdgl_replica.apply_result LANGUAGE plpgsql '
 	               'SET plan_cache_mode = force_generic_plan SET enable_hashjoin = off '
-	               'SET enable_mergejoin = off SET enable_seqscan = off AS %L',
+	               'SET enable_mergejoin = off SET enable_seqscan = off SET enable_memoize = off AS %L',
 	               E'DECLARE\n\ttdgl_res tdgl_replica.apply_result;\nBEGIN\n\tCASE $15\n' || body
 	               || E'\tEND CASE;\n\tRETURN tdgl_res;\nEND');
 	PERFORM set_config('tdgl_replica.apply_keys', keys, false);
