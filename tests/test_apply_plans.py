@@ -3,6 +3,8 @@ function of the session, pg_temp.tdgl_apply, chosen by key. That state must foll
 session through what a pooled connection lives through: a rolled-back transaction that
 created it, DISCARD TEMP, a table altered between runs. Each test applies with
 tdgl_replica.apply_run on one connection of its own, as a pull's session does."""
+import contextlib
+
 from test_replica import CUSTOMER, pair, pull  # noqa: F401 - also patches harness
 
 CHANGES = ("ARRAY(SELECT ROW(g, g, 'Update', json_build_object('id', g), NULL, "
@@ -10,14 +12,18 @@ CHANGES = ("ARRAY(SELECT ROW(g, g, 'Update', json_build_object('id', g), NULL, "
            "NULL)::tdgl_replica.change FROM generate_series(1, %s) g)")
 
 
+@contextlib.contextmanager
 def session(primary, replica):
-    """A paired replica (customer, source main) and a connection of its own with a run id."""
+    """A paired replica (customer, source main): a connection of its own and a run id."""
     pair(primary, replica, CUSTOMER, ["customer"])
     pull(replica)
     conn = replica.cluster.connect(replica.dbname, autocommit=False)
     run_id = replica.one("INSERT INTO tdgl_replica.runs (source, trigger) "
                          "VALUES ('main', 'Manual') RETURNING id")
-    return conn, run_id
+    try:
+        yield conn, run_id
+    finally:
+        conn.close()
 
 
 def apply(conn, run_id, name, n=5, extra="", commit=True):
@@ -48,8 +54,7 @@ def statements(conn):
 
 
 def test_a_rolled_back_first_apply_leaves_the_session_able_to_apply(primary, replica):
-    conn, run_id = session(primary, replica)
-    try:
+    with session(primary, replica) as (conn, run_id):
         assert apply(conn, run_id, "undone", commit=False) == 5
         conn.rollback()                 # took back the function and the session's keys
         assert statements(conn) == ([], 0)
@@ -57,13 +62,10 @@ def test_a_rolled_back_first_apply_leaves_the_session_able_to_apply(primary, rep
         assert apply(conn, run_id, "kept") == 5
         assert names(replica) == [("kept",)]
         assert len(statements(conn)[0]) == 1
-    finally:
-        conn.close()
 
 
 def test_a_discarded_apply_function_is_made_again(primary, replica):
-    conn, run_id = session(primary, replica)
-    try:
+    with session(primary, replica) as (conn, run_id):
         assert apply(conn, run_id, "before") == 5
         with conn.cursor() as cur:
             cur.execute("DISCARD TEMP")     # the function goes; the session's keys stay
@@ -72,13 +74,10 @@ def test_a_discarded_apply_function_is_made_again(primary, replica):
         assert apply(conn, run_id, "after") == 5
         assert names(replica) == [("after",)]
         assert statements(conn)[1] == 1
-    finally:
-        conn.close()
 
 
 def test_a_table_altered_between_runs_gets_a_statement_of_its_own(primary, replica):
-    conn, run_id = session(primary, replica)
-    try:
+    with session(primary, replica) as (conn, run_id):
         assert apply(conn, run_id, "old shape") == 5
         replica.sql("ALTER TABLE customer ADD COLUMN note text")
         assert apply(conn, run_id, "new shape", extra=", 'note', 'noted'") == 5
@@ -89,5 +88,3 @@ def test_a_table_altered_between_runs_gets_a_statement_of_its_own(primary, repli
         assert apply(conn, run_id, "old again") == 5
         assert replica.sql("SELECT DISTINCT name, note FROM customer") == [("old again", "noted")]
         assert len(statements(conn)[0]) == 2
-    finally:
-        conn.close()
