@@ -2,7 +2,8 @@
 function of the session, pg_temp.tdgl_apply, chosen by key. That state must follow the
 session through what a pooled connection lives through: a rolled-back transaction that
 created it, DISCARD TEMP, a table altered between runs. Each test applies with
-tdgl_replica.apply_run on one connection of its own, as a pull's session does."""
+tdgl_replica.apply_run on one connection of its own, as a pull's session does. The function
+holds a session's first 32 statements; the rest are planned at every run, as before."""
 import contextlib
 
 from test_replica import CUSTOMER, pair, pull  # noqa: F401 - also patches harness
@@ -26,12 +27,13 @@ def session(primary, replica):
         conn.close()
 
 
-def apply(conn, run_id, name, n=5, extra="", commit=True):
-    """Applies n upserts of customer 1..n named name in conn's transaction; returns synced."""
+def apply(conn, run_id, name, n=5, extra="", commit=True, table="customer"):
+    """Applies n upserts of rows 1..n of table named name in conn's transaction; returns
+    synced."""
     with conn.cursor() as cur:
         cur.execute("SELECT tdgl_replica.apply_mode()")    # as every apply transaction does
-        cur.execute("SELECT (tdgl_replica.apply_run('main', %s, 'customer', 'U', "
-                    + CHANGES.format(extra=extra) + ")).synced", (run_id, name, n))
+        cur.execute("SELECT (tdgl_replica.apply_run('main', %s, %s, 'U', "
+                    + CHANGES.format(extra=extra) + ")).synced", (run_id, table, name, n))
         synced = cur.fetchone()[0]
     if commit:
         conn.commit()
@@ -88,3 +90,18 @@ def test_a_table_altered_between_runs_gets_a_statement_of_its_own(primary, repli
         assert apply(conn, run_id, "old again") == 5
         assert replica.sql("SELECT DISTINCT name, note FROM customer") == [("old again", "noted")]
         assert len(statements(conn)[0]) == 2
+
+
+def test_a_session_past_its_32_planned_statements_applies_the_rest_planned_per_run(
+        primary, replica):
+    with session(primary, replica) as (conn, run_id):
+        replica.sql("DO $$ BEGIN FOR i IN 1..33 LOOP "
+                    "EXECUTE format('CREATE TABLE t%s (LIKE customer INCLUDING ALL)', i); "
+                    "INSERT INTO tdgl_replica.source_tables (source, tbl) VALUES ('main', 't' || i); "
+                    "END LOOP; END $$")
+        for i in range(1, 34):
+            assert apply(conn, run_id, f"row of t{i}", n=3, table=f"t{i}") == 3, i
+        keys, funcs = statements(conn)
+        assert len(keys) == 32 and funcs == 1, (len(keys), funcs)
+        assert replica.one("SELECT string_agg(DISTINCT name, ',') FROM t33") == "row of t33"
+        assert replica.one("SELECT count(*) FROM t1") == 3
