@@ -460,8 +460,8 @@ FROM w$q$,
 END $$;
 
 -- Version 9: the statements apply_run runs, planned once per session. PL/pgSQL keeps the
--- plan of a static statement for the session, and EXECUTE plans its text at every run (~1 ms:
--- most of what a small page costs, three times what applying 60 changes does). So each session
+-- plan of a static statement for the session, and EXECUTE parses and plans its text at every
+-- run: two thirds of the CPU of applying a page of 60 changes (BENCHMARKS.md). So each session
 -- gets one function of its own, pg_temp.tdgl_apply, whose body holds every statement the
 -- session ran so far as static SQL, chosen by its key (the md5 of its text, the 15th
 -- argument); a statement not in it yet is added by replacing the function. apply_run calls it
@@ -500,9 +500,12 @@ BEGIN
 	keys := ltrim(keys || ' ' || k);
 	FOREACH key IN ARRAY string_to_array(keys, ' ') LOOP
 		-- the statement's result row goes INTO the function's variable (its only INTO: the
-		-- others follow INSERT)
-		body := body || format(E'\tWHEN %L THEN\n%s;\n', key, regexp_replace(
-			current_setting('tdgl_replica.apply_q_' || key), E'\nFROM w$', E'\nINTO tdgl_res FROM w'));
+		-- others follow INSERT); apply_statement ends every statement with "FROM w"
+		q := current_setting('tdgl_replica.apply_q_' || key);
+		IF right(q, 7) <> E'\nFROM w' THEN
+			RAISE EXCEPTION 'apply_function: statement % does not end with its result''s FROM w', key;
+		END IF;
+		body := body || format(E'\tWHEN %L THEN\n%s\nINTO tdgl_res FROM w;\n', key, left(q, -7));
 	END LOOP;
 	EXECUTE format('CREATE OR REPLACE FUNCTION pg_temp.tdgl_apply(tdgl_replica.change[], jsonb, '
 	               'text, bool, bool, bool, bool, text, bigint, bool, text[], bool, bool, text, text) '
