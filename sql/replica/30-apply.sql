@@ -470,7 +470,8 @@ END $$;
 -- are generic: they must hold for a run of one change and of thousands, and for a table that
 -- grows under them while the session lives, so they are made without hash or merge joins and
 -- without sequential scans where an index serves: every local row is found by its key (what
--- the plans made per run chose for runs of any size too). The session's keys and statements
+-- the plans made per run chose for runs of any size too); and without Memoize, whose cache of
+-- key lookups a run's distinct keys never hit (only a merged hot-row run repeats a key). The session's keys and statements
 -- are custom settings, transactional like the function: a rolled-back transaction takes back
 -- both. Adding a statement recompiles the function and drops the plans of those it held, so
 -- a session's warm-up grows with the square of its statements (measured: 20 statements
