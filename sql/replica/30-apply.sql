@@ -471,13 +471,14 @@ END $$;
 -- grows under them while the session lives, so they are made without hash or merge joins and
 -- without sequential scans where an index serves: every local row is found by its key (what
 -- the plans made per run chose for runs of any size too); and without Memoize, whose cache of
--- key lookups a run's distinct keys never hit (only a merged hot-row run repeats a key). The session's keys and statements
--- are custom settings, transactional like the function: a rolled-back transaction takes back
--- both. Adding a statement recompiles the function and drops the plans of those it held, so
--- a session's warm-up grows with the square of its statements (measured: 20 statements
--- 0.3 s, 100 4.8 s, 400 88 s): the function holds the first 32 a session runs, and a
--- statement past them is planned at every run, as before version 9. Returns the key of the
--- statement for these arguments, NULL for a statement left out.
+-- key lookups a run's distinct keys never hit (only a merged hot-row run repeats a key). The
+-- session's keys and statements (each without its closing "FROM w") are custom settings,
+-- transactional like the function: a rolled-back transaction takes back both. Adding a
+-- statement recompiles the function and drops the plans of those it held, so a session's
+-- warm-up grows with the square of its statements (measured: 20 statements 0.3 s, 100 4.8 s,
+-- 400 88 s): the function holds the first 32 a session runs, and a statement past them is
+-- planned at every run, as before version 9. Returns the key of the statement for these
+-- arguments, NULL for a statement left out.
 CREATE OR REPLACE FUNCTION tdgl_replica.apply_function(p_rel regclass, p_pk text[], p_cols text[],
 	p_cls text, p_repeats bool, p_two_way bool) RETURNS text
 LANGUAGE plpgsql AS $$
@@ -497,16 +498,16 @@ BEGIN
 	ELSIF array_length(string_to_array(keys, ' '), 1) >= 32 THEN
 		RETURN NULL;        -- full: this statement is planned at every run, as before
 	END IF;
-	PERFORM set_config('tdgl_replica.apply_q_' || k, q, false);
+	-- the statement's result row goes INTO the function's variable (its only INTO: the others
+	-- follow INSERT), before the "FROM w" apply_statement ends every statement with
+	IF right(q, 7) <> E'\nFROM w' THEN
+		RAISE EXCEPTION 'apply_function: statement % does not end with its result''s FROM w', k;
+	END IF;
+	PERFORM set_config('tdgl_replica.apply_q_' || k, left(q, -7), false);
 	keys := ltrim(keys || ' ' || k);
 	FOREACH key IN ARRAY string_to_array(keys, ' ') LOOP
-		-- the statement's result row goes INTO the function's variable (its only INTO: the
-		-- others follow INSERT); apply_statement ends every statement with "FROM w"
-		q := current_setting('tdgl_replica.apply_q_' || key);
-		IF right(q, 7) <> E'\nFROM w' THEN
-			RAISE EXCEPTION 'apply_function: statement % does not end with its result''s FROM w', key;
-		END IF;
-		body := body || format(E'\tWHEN %L THEN\n%s\nINTO tdgl_res FROM w;\n', key, left(q, -7));
+		body := body || format(E'\tWHEN %L THEN\n%s\nINTO tdgl_res FROM w;\n', key,
+		                       current_setting('tdgl_replica.apply_q_' || key));
 	END LOOP;
 	EXECUTE format('CREATE OR REPLACE FUNCTION pg_temp.tdgl_apply(tdgl_replica.change[], jsonb, '
 	               'text, bool, bool, bool, bool, text, bigint, bool, text[], bool, bool, text, text) '
@@ -573,8 +574,6 @@ BEGIN
 	END LOOP;
 	IF two THEN
 		PERFORM tdgl_replica.two_way_lock(rel);
-	END IF;
-	IF two THEN
 		policy := tdgl_replica.conflict_policy(p_source, p_tbl);
 	END IF;
 	-- (the key first: the call is planned when it first runs, after the function exists)
